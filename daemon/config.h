@@ -1,0 +1,38 @@
+// Config: everything kmsd needs to start, from a YAML file (--config) or
+// made up by dev mode (--dev DIR). docs/CONFIG.md describes each field.
+// A plain value; LoadConfig validates it fully, so a Config is usable as is.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include "protocol/secret_buffer.h"
+#include "protocol/status.h"
+
+namespace kmsd {
+
+struct Config {
+  std::string module_path = "/usr/lib/softhsm/libsofthsm2.so";
+  std::string token_label;
+  std::string pin_file;  // first line: the token's user PIN
+  std::string socket_path = "/run/kmsd/kmsd.sock";
+  uint32_t socket_mode = 0660;
+  std::string keystore_path = "/var/lib/kmsd/keystore.db";
+  std::set<uint64_t> admin_uids;
+  std::set<uint64_t> admin_gids;
+  size_t max_frame_bytes = 1 << 20;
+  size_t workers = 8;
+  std::string log_level = "info";
+  std::string log_file;  // empty: stderr
+};
+
+// INVALID_ARGUMENT naming the file and the field when anything is missing,
+// mistyped, unknown or out of range.
+Result<Config> LoadConfig(const std::string& path);
+
+// Reads the first line of a PIN file into locked memory. The file must not be
+// readable by group or others.
+Result<SecretBuffer> ReadPinFile(const std::string& path);
+
+}  // namespace kmsd

@@ -1,0 +1,473 @@
+#include "daemon/dispatcher.h"
+
+#include <spdlog/spdlog.h>
+
+#include <functional>
+#include <string>
+#include <unordered_map>
+
+#include "protocol/message.h"
+#include "protocol/names.h"
+
+namespace kmsd {
+namespace {
+
+constexpr size_t kMaxBatchItems = 1024;
+constexpr uint64_t kMaxRandomBytes = 1024;
+
+struct Env;
+
+struct Call {
+  const Peer& peer;
+  std::string_view tenant;
+  const Fields& args;
+};
+
+using Handler = Result<Value::Map> (*)(Env&, Call&);
+
+struct Operation {
+  bool needs_tenant;
+  Handler handler;
+};
+
+Value::Map KeyDescription(const KeyInfo& key) {
+  Value::Array aliases;
+  for (const auto& alias : key.aliases) aliases.emplace_back(alias);
+  Value::Map out;
+  out.emplace_back("id", KeyIdToHex(key.id));
+  out.emplace_back("name", key.name);
+  out.emplace_back("tenant", key.tenant);
+  out.emplace_back("description", key.description);
+  out.emplace_back("created_at", key.created_at);
+  out.emplace_back("enabled", key.enabled);
+  out.emplace_back("latest_version", key.latest_version);
+  out.emplace_back("aliases", std::move(aliases));
+  return out;
+}
+
+Value::Map TenantDescription(const TenantInfo& tenant) {
+  Value::Map out;
+  out.emplace_back("name", tenant.name);
+  out.emplace_back("created_at", tenant.created_at);
+  out.emplace_back("keys", tenant.key_count);
+  out.emplace_back("aliases", tenant.alias_count);
+  return out;
+}
+
+Value::Map AliasDescription(const AliasInfo& alias) {
+  Value::Map out;
+  out.emplace_back("alias", alias.alias);
+  out.emplace_back("key", alias.key_name);
+  out.emplace_back("key_id", KeyIdToHex(alias.key_id));
+  out.emplace_back("created_at", alias.created_at);
+  out.emplace_back("updated_at", alias.updated_at);
+  return out;
+}
+
+Value::Map ErrorEntry(const Status& status) {
+  Value::Map error;
+  error.emplace_back("code", CodeName(status.code()));
+  error.emplace_back("message", status.message());
+  Value::Map out;
+  out.emplace_back("ok", false);
+  out.emplace_back("error", std::move(error));
+  return out;
+}
+
+void AppendKeyFields(Value::Map& out, const KeyId& id, const std::string& name, uint32_t version) {
+  out.emplace_back("key_id", KeyIdToHex(id));
+  out.emplace_back("key_name", name);
+  out.emplace_back("version", version);
+}
+
+// Size of a data key: key_spec AES_256 (default) or AES_128, or number_of_bytes.
+Result<size_t> DataKeySize(const Fields& args) {
+  ASSIGN_OR_RETURN(auto spec, args.OptionalString("key_spec"));
+  ASSIGN_OR_RETURN(auto bytes, args.OptionalUint("number_of_bytes"));
+  if (spec && bytes) {
+    return Error(Code::kInvalidArgument, "give key_spec or number_of_bytes, not both");
+  }
+  if (bytes) {
+    if (*bytes < 1 || *bytes > kMaxRandomBytes) {
+      return Error(Code::kInvalidArgument, "number_of_bytes must be 1 to 1024");
+    }
+    return static_cast<size_t>(*bytes);
+  }
+  if (!spec || *spec == "AES_256") return size_t{32};
+  if (*spec == "AES_128") return size_t{16};
+  return Error(Code::kInvalidArgument, "key_spec must be AES_256 or AES_128");
+}
+
+struct Env {
+  KeyHierarchy& h;
+  pkcs11::Token& token;
+  std::chrono::steady_clock::time_point started;
+};
+
+Result<Value::Map> EncryptOne(Env& e, std::string_view tenant, std::string_view key,
+                              std::span<const uint8_t> plaintext,
+                              const EncryptionContext& context) {
+  ASSIGN_OR_RETURN(EncryptOutput out, e.h.Encrypt(tenant, key, plaintext, context));
+  Value::Map result;
+  result.emplace_back("ciphertext", std::move(out.ciphertext));
+  AppendKeyFields(result, out.key_id, out.key_name, out.version);
+  return result;
+}
+
+Result<Value::Map> GenerateDataKey(Env& e, Call& c, bool with_plaintext) {
+  RETURN_IF_ERROR(c.args.OnlyKnown({"key", "context", "key_spec", "number_of_bytes"}));
+  ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+  ASSIGN_OR_RETURN(EncryptionContext context, c.args.Context("context"));
+  ASSIGN_OR_RETURN(size_t size, DataKeySize(c.args));
+  SecretBuffer data_key(size);
+  RETURN_IF_ERROR(e.token.GenerateRandom({data_key.RevealMutableData(), data_key.size()}));
+  ASSIGN_OR_RETURN(EncryptOutput out, e.h.Encrypt(c.tenant, key, data_key.RevealSpan(), context));
+  Value::Map result;
+  if (with_plaintext) result.emplace_back("plaintext", std::move(data_key));
+  result.emplace_back("ciphertext", std::move(out.ciphertext));
+  AppendKeyFields(result, out.key_id, out.key_name, out.version);
+  return result;
+}
+
+const std::unordered_map<std::string_view, Operation>& Operations() {
+  static const auto* const kOperations = new std::unordered_map<std::string_view, Operation>{
+      {"status",
+       {false,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({}));
+          const auto& info = e.token.info();
+          Value::Map token_map;
+          token_map.emplace_back("label", info.label);
+          token_map.emplace_back("manufacturer", info.manufacturer);
+          token_map.emplace_back("model", info.model);
+          token_map.emplace_back("available", e.token.Ping().ok());
+          Value::Map keystore;
+          keystore.emplace_back("backend", "sqlite");
+          keystore.emplace_back("schema_version", e.h.store().SchemaVersion());
+          Value::Map out;
+          out.emplace_back("version", KMSD_VERSION);
+          out.emplace_back("protocol", kProtocolVersion);
+          out.emplace_back("token", std::move(token_map));
+          out.emplace_back("keystore", std::move(keystore));
+          out.emplace_back("tenants", e.h.TenantCount());
+          out.emplace_back("keys", e.h.KeyCount());
+          out.emplace_back("uptime_seconds", std::chrono::duration_cast<std::chrono::seconds>(
+                                                 std::chrono::steady_clock::now() - e.started)
+                                                 .count());
+          return out;
+        }}},
+      {"health",
+       {false,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({}));
+          RETURN_IF_ERROR(e.token.Ping());
+          Value::Map out;
+          out.emplace_back("healthy", true);
+          return out;
+        }}},
+      {"tenant.create",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({}));
+          ASSIGN_OR_RETURN(TenantInfo info, e.h.CreateTenant(c.tenant));
+          return TenantDescription(info);
+        }}},
+      {"tenant.describe",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({}));
+          ASSIGN_OR_RETURN(TenantInfo info, e.h.DescribeTenant(c.tenant));
+          return TenantDescription(info);
+        }}},
+      {"tenant.list",
+       {false,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({}));
+          Value::Array tenants;
+          for (const auto& tenant : e.h.ListTenants()) {
+            Value::Map entry;
+            entry.emplace_back("name", tenant.name);
+            entry.emplace_back("created_at", tenant.created_at);
+            tenants.emplace_back(std::move(entry));
+          }
+          Value::Map out;
+          out.emplace_back("tenants", std::move(tenants));
+          return out;
+        }}},
+      {"key.create",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"name", "description"}));
+          ASSIGN_OR_RETURN(std::string_view name, c.args.String("name"));
+          ASSIGN_OR_RETURN(auto description, c.args.OptionalString("description"));
+          ASSIGN_OR_RETURN(KeyInfo key, e.h.CreateKey(c.tenant, name, description.value_or("")));
+          return KeyDescription(key);
+        }}},
+      {"key.describe",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"key"}));
+          ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+          ASSIGN_OR_RETURN(KeyInfo info, e.h.DescribeKey(c.tenant, key));
+          return KeyDescription(info);
+        }}},
+      {"key.list",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({}));
+          ASSIGN_OR_RETURN(std::vector<KeyInfo> keys, e.h.ListKeys(c.tenant));
+          Value::Array list;
+          for (const auto& key : keys) list.emplace_back(KeyDescription(key));
+          Value::Map out;
+          out.emplace_back("keys", std::move(list));
+          return out;
+        }}},
+      {"key.rotate",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"key"}));
+          ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+          ASSIGN_OR_RETURN(KeyInfo info, e.h.RotateKey(c.tenant, key));
+          return KeyDescription(info);
+        }}},
+      {"key.list-versions",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"key"}));
+          ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+          ASSIGN_OR_RETURN(std::vector<VersionInfo> versions, e.h.ListVersions(c.tenant, key));
+          Value::Array list;
+          for (const auto& version : versions) {
+            Value::Map entry;
+            entry.emplace_back("version", version.version);
+            entry.emplace_back("created_at", version.created_at);
+            list.emplace_back(std::move(entry));
+          }
+          Value::Map out;
+          out.emplace_back("versions", std::move(list));
+          return out;
+        }}},
+      {"alias.create",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"alias", "key"}));
+          ASSIGN_OR_RETURN(std::string_view alias, c.args.String("alias"));
+          ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+          ASSIGN_OR_RETURN(AliasInfo info, e.h.CreateAlias(c.tenant, alias, key));
+          return AliasDescription(info);
+        }}},
+      {"alias.update",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"alias", "key"}));
+          ASSIGN_OR_RETURN(std::string_view alias, c.args.String("alias"));
+          ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+          ASSIGN_OR_RETURN(AliasInfo info, e.h.UpdateAlias(c.tenant, alias, key));
+          return AliasDescription(info);
+        }}},
+      {"alias.delete",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"alias"}));
+          ASSIGN_OR_RETURN(std::string_view alias, c.args.String("alias"));
+          RETURN_IF_ERROR(e.h.DeleteAlias(c.tenant, alias));
+          return Value::Map{};
+        }}},
+      {"alias.list",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({}));
+          ASSIGN_OR_RETURN(std::vector<AliasInfo> aliases, e.h.ListAliases(c.tenant));
+          Value::Array list;
+          for (const auto& alias : aliases) list.emplace_back(AliasDescription(alias));
+          Value::Map out;
+          out.emplace_back("aliases", std::move(list));
+          return out;
+        }}},
+      {"encrypt",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"key", "plaintext", "context"}));
+          ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+          ASSIGN_OR_RETURN(auto plaintext, c.args.Binary("plaintext"));
+          ASSIGN_OR_RETURN(EncryptionContext context, c.args.Context("context"));
+          return EncryptOne(e, c.tenant, key, plaintext, context);
+        }}},
+      {"decrypt",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"ciphertext", "context", "key"}));
+          ASSIGN_OR_RETURN(auto ciphertext, c.args.Binary("ciphertext"));
+          ASSIGN_OR_RETURN(EncryptionContext context, c.args.Context("context"));
+          ASSIGN_OR_RETURN(auto key, c.args.OptionalString("key"));
+          ASSIGN_OR_RETURN(DecryptOutput out, e.h.Decrypt(c.tenant, ciphertext, context, key));
+          Value::Map result;
+          result.emplace_back("plaintext", std::move(out.plaintext));
+          AppendKeyFields(result, out.key_id, out.key_name, out.version);
+          return result;
+        }}},
+      {"re-encrypt",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown(
+              {"ciphertext", "context", "destination_key", "destination_context"}));
+          ASSIGN_OR_RETURN(auto ciphertext, c.args.Binary("ciphertext"));
+          ASSIGN_OR_RETURN(EncryptionContext context, c.args.Context("context"));
+          ASSIGN_OR_RETURN(auto destination, c.args.OptionalString("destination_key"));
+          EncryptionContext destination_context = context;
+          if (c.args.Has("destination_context")) {
+            ASSIGN_OR_RETURN(destination_context, c.args.Context("destination_context"));
+          }
+          if (destination) RETURN_IF_ERROR(ValidateKeyReference(*destination));
+          ASSIGN_OR_RETURN(DecryptOutput source,
+                           e.h.Decrypt(c.tenant, ciphertext, context, std::nullopt));
+          const std::string target = destination ? std::string(*destination) : source.key_name;
+          ASSIGN_OR_RETURN(
+              Value::Map result,
+              EncryptOne(e, c.tenant, target, source.plaintext.RevealSpan(), destination_context));
+          result.emplace_back("source_key_id", KeyIdToHex(source.key_id));
+          result.emplace_back("source_version", source.version);
+          return result;
+        }}},
+      {"batch-encrypt",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"key", "items"}));
+          ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+          ASSIGN_OR_RETURN(auto items, c.args.Array("items"));
+          if (items.empty() || items.size() > kMaxBatchItems) {
+            return Error(Code::kInvalidArgument, "items must hold 1 to 1024 entries");
+          }
+          // A bad key fails the whole call rather than every item alike.
+          RETURN_IF_ERROR(e.h.DescribeKey(c.tenant, key));
+          Value::Array results;
+          for (const auto& item : items) {
+            auto one = [&]() -> Result<Value::Map> {
+              ASSIGN_OR_RETURN(Fields fields, Fields::Of(item, "item"));
+              RETURN_IF_ERROR(fields.OnlyKnown({"plaintext", "context"}));
+              ASSIGN_OR_RETURN(auto plaintext, fields.Binary("plaintext"));
+              ASSIGN_OR_RETURN(EncryptionContext context, fields.Context("context"));
+              ASSIGN_OR_RETURN(EncryptOutput out, e.h.Encrypt(c.tenant, key, plaintext, context));
+              Value::Map entry;
+              entry.emplace_back("ok", true);
+              entry.emplace_back("ciphertext", std::move(out.ciphertext));
+              entry.emplace_back("version", out.version);
+              return entry;
+            }();
+            results.emplace_back(one ? std::move(*one) : ErrorEntry(one.error()));
+          }
+          Value::Map out;
+          out.emplace_back("results", std::move(results));
+          return out;
+        }}},
+      {"batch-decrypt",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"items"}));
+          ASSIGN_OR_RETURN(auto items, c.args.Array("items"));
+          if (items.empty() || items.size() > kMaxBatchItems) {
+            return Error(Code::kInvalidArgument, "items must hold 1 to 1024 entries");
+          }
+          Value::Array results;
+          for (const auto& item : items) {
+            auto one = [&]() -> Result<Value::Map> {
+              ASSIGN_OR_RETURN(Fields fields, Fields::Of(item, "item"));
+              RETURN_IF_ERROR(fields.OnlyKnown({"ciphertext", "context"}));
+              ASSIGN_OR_RETURN(auto ciphertext, fields.Binary("ciphertext"));
+              ASSIGN_OR_RETURN(EncryptionContext context, fields.Context("context"));
+              ASSIGN_OR_RETURN(DecryptOutput out,
+                               e.h.Decrypt(c.tenant, ciphertext, context, std::nullopt));
+              Value::Map entry;
+              entry.emplace_back("ok", true);
+              entry.emplace_back("plaintext", std::move(out.plaintext));
+              AppendKeyFields(entry, out.key_id, out.key_name, out.version);
+              return entry;
+            }();
+            results.emplace_back(one ? std::move(*one) : ErrorEntry(one.error()));
+          }
+          Value::Map out;
+          out.emplace_back("results", std::move(results));
+          return out;
+        }}},
+      {"generate-data-key", {true, [](Env& e, Call& c) { return GenerateDataKey(e, c, true); }}},
+      {"generate-data-key-without-plaintext",
+       {true, [](Env& e, Call& c) { return GenerateDataKey(e, c, false); }}},
+      {"generate-random",
+       {false,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"number_of_bytes"}));
+          ASSIGN_OR_RETURN(uint64_t n, c.args.Uint("number_of_bytes"));
+          if (n < 1 || n > kMaxRandomBytes) {
+            return Error(Code::kInvalidArgument, "number_of_bytes must be 1 to 1024");
+          }
+          Bytes random(n);
+          RETURN_IF_ERROR(e.token.GenerateRandom(random));
+          Value::Map out;
+          out.emplace_back("random", std::move(random));
+          return out;
+        }}},
+  };
+  return *kOperations;
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(KeyHierarchy& hierarchy, pkcs11::Token& token, const AccessPolicy& access,
+                       DispatcherOptions options)
+    : hierarchy_(hierarchy),
+      token_(token),
+      access_(access),
+      options_(options),
+      started_(std::chrono::steady_clock::now()) {}
+
+WipingBuffer Dispatcher::Handle(const Peer& peer, std::span<const uint8_t> frame) {
+  const auto begin = std::chrono::steady_clock::now();
+  std::optional<uint64_t> id;
+  std::string_view op_for_log = "-";
+  std::string_view tenant_for_log = "-";
+  Result<Value::Map> result = [&]() -> Result<Value::Map> {
+    if (frame.size() > options_.max_frame_bytes) {
+      return Error(Code::kFrameTooLarge, "request frame of " + std::to_string(frame.size()) +
+                                             " bytes is over the limit of " +
+                                             std::to_string(options_.max_frame_bytes));
+    }
+    ASSIGN_OR_RETURN(Frame decoded, Frame::Decode(frame));
+    ASSIGN_OR_RETURN(RequestEnvelope request, ParseRequest(decoded.root(), &id));
+    auto operation = Operations().find(request.op);
+    if (operation == Operations().end()) {
+      return Error(Code::kUnknownOperation,
+                   "unknown operation '" + std::string(request.op.substr(0, 64)) + "'");
+    }
+    op_for_log = operation->first;
+    if (operation->second.needs_tenant) {
+      if (request.tenant.empty()) {
+        return Error(Code::kInvalidArgument, "operation '" + std::string(request.op) +
+                                                 "' needs the request's 'tenant' field");
+      }
+      RETURN_IF_ERROR(ValidateTenantName(request.tenant));
+      tenant_for_log = request.tenant;
+    } else if (!request.tenant.empty()) {
+      return Error(Code::kInvalidArgument,
+                   "operation '" + std::string(request.op) + "' takes no tenant");
+    }
+    RETURN_IF_ERROR(access_.Authorize(peer, request.op, request.tenant));
+    Env env{hierarchy_, token_, started_};
+    Call call{peer, request.tenant, request.args};
+    return operation->second.handler(env, call);
+  }();
+  const Status status = result ? OkStatus() : result.error();
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - begin)
+                          .count();
+  // Identifiers only: never arguments, results or the frame.
+  if (status.ok()) {
+    spdlog::info("request id={} op={} tenant={} uid={} pid={} code=OK us={}", id.value_or(0),
+                 op_for_log, tenant_for_log, peer.uid, peer.pid, micros);
+    return EncodeOkReply(*id, std::move(*result));
+  }
+  spdlog::warn("request id={} op={} tenant={} uid={} pid={} code={} us={}", id.value_or(0),
+               op_for_log, tenant_for_log, peer.uid, peer.pid, CodeName(status.code()), micros);
+  return EncodeErrorReply(id, status);
+}
+
+}  // namespace kmsd

@@ -1,0 +1,119 @@
+// kmsd: the key management daemon. See README.md and docs/CONFIG.md.
+#include <signal.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "daemon/config.h"
+#include "daemon/dev_mode.h"
+#include "daemon/dispatcher.h"
+#include "daemon/hardening.h"
+#include "daemon/server.h"
+#include "keystore/hierarchy.h"
+#include "keystore/store.h"
+#include "pkcs11/module.h"
+#include "pkcs11/token.h"
+#include "policy/access.h"
+
+namespace kmsd {
+namespace {
+
+constexpr int kExitUsage = 2;
+constexpr int kExitStartup = 1;
+
+Status SetUpLogging(const Config& config) {
+  try {
+    auto logger = config.log_file.empty() ? spdlog::stderr_logger_mt("kmsd")
+                                          : spdlog::basic_logger_mt("kmsd", config.log_file);
+    spdlog::set_default_logger(logger);
+  } catch (const spdlog::spdlog_ex& e) {
+    return Status(Code::kInvalidArgument, std::string("cannot open log: ") + e.what());
+  }
+  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  spdlog::flush_on(spdlog::level::info);
+  return OkStatus();
+}
+
+// Runs until SIGINT or SIGTERM. The signals are blocked in every thread (set
+// before any thread exists) and taken here with sigwait.
+int Run(const Config& config, const sigset_t& stop_signals) {
+  auto fail = [](const Status& status) {
+    spdlog::critical("{}", status.ToString());
+    return kExitStartup;
+  };
+  auto pin = ReadPinFile(config.pin_file);
+  if (!pin) return fail(pin.error());
+  auto module = pkcs11::Module::Load(config.module_path);
+  if (!module) return fail(module.error());
+  auto token = pkcs11::Token::Open(*module, config.token_label, *pin, config.workers + 2);
+  if (!token) return fail(token.error());
+  *pin = SecretBuffer();  // wiped: the login lasts as long as the sessions
+  auto store = OpenSqliteKeyStore(config.keystore_path);
+  if (!store) return fail(store.error());
+  SystemClock clock;
+  auto hierarchy = KeyHierarchy::Open(**token, std::move(*store), clock);
+  if (!hierarchy) return fail(hierarchy.error());
+  AccessPolicy access(config.admin_uids, config.admin_gids);
+  Dispatcher dispatcher(**hierarchy, **token, access, {config.max_frame_bytes});
+  auto server = Server::Start(
+      {config.socket_path, config.socket_mode, config.workers, config.max_frame_bytes}, dispatcher);
+  if (!server) return fail(server.error());
+  spdlog::info("kmsd {} ready: token '{}' ({}), keystore {}", KMSD_VERSION, (*token)->info().label,
+               (*token)->info().manufacturer, config.keystore_path);
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  spdlog::info("signal {} received, stopping", signal_number);
+  (*server)->Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace kmsd
+
+int main(int argc, char** argv) {
+  using namespace kmsd;
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{"kmsd: a local key management daemon rooted in a PKCS#11 token"};
+  std::string dev_dir, config_path, log_level;
+  auto* dev = app.add_option("--dev", dev_dir,
+                             "run the embedded default in DIR (private SoftHSM2 token, SQLite)");
+  auto* conf = app.add_option("--config", config_path, "YAML configuration file");
+  dev->excludes(conf);
+  app.add_option("--log-level", log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  app.set_version_flag("--version", KMSD_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kExitUsage;
+  }
+  if (dev_dir.empty() && config_path.empty()) {
+    std::fprintf(stderr, "kmsd: give --dev DIR or --config FILE (see --help)\n");
+    return kExitUsage;
+  }
+  if (Status s = HardenProcess(); !s.ok()) {
+    std::fprintf(stderr, "kmsd: %s\n", s.ToString().c_str());
+    return kExitStartup;
+  }
+  Result<Config> config = dev_dir.empty() ? LoadConfig(config_path) : PrepareDevDirectory(dev_dir);
+  if (!config) {
+    std::fprintf(stderr, "kmsd: %s\n", config.error().message().c_str());
+    return config.error().code() == Code::kInvalidArgument ? kExitUsage : kExitStartup;
+  }
+  if (!log_level.empty()) config->log_level = log_level;
+  if (Status s = SetUpLogging(*config); !s.ok()) {
+    std::fprintf(stderr, "kmsd: %s\n", s.message().c_str());
+    return kExitUsage;
+  }
+  return Run(*config, stop_signals);
+}

@@ -1,0 +1,179 @@
+// KeyHierarchy: tenants, keys, versions and aliases, rooted in a token.
+//
+//   token:    global/platform-master-key   AES-256, non-extractable
+//             global/audit-log-key         HMAC-SHA256, non-extractable
+//             tenants/<tenant>/root/<rand> AES-256 wrap/unwrap only, one per tenant
+//   keystore: key versions, each an AES-256 key wrapped under its tenant root
+//
+// Destroying a tenant's root in the token makes every version of that tenant
+// unusable, whatever copy of the keystore is around (DESIGN.md invariant 2).
+// Versions are unwrapped on first use into session objects whose handles are
+// cached: the request path does no C_FindObjects and no keystore read.
+//
+// Thread-safe. Reads (encrypt, decrypt, describe) take a shared lock only for
+// catalog lookups; changes are serialized, written durably to the KeyStore
+// first, then applied to the in-memory catalog. Holds references to the Token
+// and Clock, which must outlive it.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "keystore/store.h"
+#include "pkcs11/token.h"
+#include "protocol/ciphertext.h"
+#include "protocol/clock.h"
+#include "protocol/secret_buffer.h"
+#include "protocol/status.h"
+
+namespace kmsd {
+
+inline constexpr std::string_view kPlatformMasterKeyLabel = "global/platform-master-key";
+inline constexpr std::string_view kAuditLogKeyLabel = "global/audit-log-key";
+
+// The keys and aliases every tenant starts with.
+struct DefaultKey {
+  std::string_view name;
+  std::string_view alias;
+};
+inline constexpr DefaultKey kDefaultTenantKeys[] = {
+    {"data-encryption-key", "alias/data"},
+    {"secrets-key", "alias/secrets"},
+    {"api-keys-key", "alias/api-keys"},
+};
+
+struct TenantInfo {
+  std::string name;
+  int64_t created_at = 0;
+  size_t key_count = 0;
+  size_t alias_count = 0;
+};
+
+struct KeyInfo {
+  KeyId id{};
+  std::string tenant;
+  std::string name;
+  std::string description;
+  int64_t created_at = 0;
+  bool enabled = true;
+  uint32_t latest_version = 0;
+  std::vector<std::string> aliases;
+};
+
+struct VersionInfo {
+  uint32_t version = 0;
+  int64_t created_at = 0;
+};
+
+struct AliasInfo {
+  std::string alias;
+  std::string key_name;
+  KeyId key_id{};
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+};
+
+struct EncryptOutput {
+  Bytes ciphertext;
+  KeyId key_id{};
+  std::string key_name;
+  uint32_t version = 0;
+};
+
+struct DecryptOutput {
+  SecretBuffer plaintext;
+  KeyId key_id{};
+  std::string key_name;
+  uint32_t version = 0;
+};
+
+class KeyHierarchy {
+ public:
+  // Finds or creates the global keys, loads the keystore and finds each
+  // tenant's root in the token (one scan, at start-up).
+  static Result<std::unique_ptr<KeyHierarchy>> Open(pkcs11::Token& token,
+                                                    std::unique_ptr<KeyStore> store,
+                                                    const Clock& clock);
+  ~KeyHierarchy();
+
+  Result<TenantInfo> CreateTenant(std::string_view tenant);
+  Result<TenantInfo> DescribeTenant(std::string_view tenant) const;
+  std::vector<TenantInfo> ListTenants() const;
+
+  Result<KeyInfo> CreateKey(std::string_view tenant, std::string_view name,
+                            std::string_view description);
+  Result<KeyInfo> DescribeKey(std::string_view tenant, std::string_view key_ref) const;
+  Result<std::vector<KeyInfo>> ListKeys(std::string_view tenant) const;
+  Result<KeyInfo> RotateKey(std::string_view tenant, std::string_view key_ref);
+  Result<std::vector<VersionInfo>> ListVersions(std::string_view tenant,
+                                                std::string_view key_ref) const;
+
+  Result<AliasInfo> CreateAlias(std::string_view tenant, std::string_view alias,
+                                std::string_view key_name);
+  Result<AliasInfo> UpdateAlias(std::string_view tenant, std::string_view alias,
+                                std::string_view key_name);
+  Status DeleteAlias(std::string_view tenant, std::string_view alias);
+  Result<std::vector<AliasInfo>> ListAliases(std::string_view tenant) const;
+
+  // Encrypts under the newest version of `key_ref`.
+  Result<EncryptOutput> Encrypt(std::string_view tenant, std::string_view key_ref,
+                                std::span<const uint8_t> plaintext,
+                                const EncryptionContext& context);
+  // The key and version come from the ciphertext. When `expected_key_ref` is
+  // given, a ciphertext of another key is INVALID_CIPHERTEXT.
+  Result<DecryptOutput> Decrypt(std::string_view tenant, std::span<const uint8_t> ciphertext,
+                                const EncryptionContext& context,
+                                std::optional<std::string_view> expected_key_ref);
+
+  size_t TenantCount() const;
+  size_t KeyCount() const;
+  const KeyStore& store() const { return *store_; }
+
+ private:
+  struct Version;
+  struct Key;
+  struct Tenant;
+  // What an encryption needs, copied out of the catalog under the lock.
+  struct UsableVersion {
+    KeyId key_id{};
+    std::string key_name;
+    uint32_t version = 0;
+    pkcs11::ObjectHandle handle = 0;
+  };
+
+  KeyHierarchy(pkcs11::Token& token, std::unique_ptr<KeyStore> store, const Clock& clock);
+  Status Load();
+  Result<KeyRecord> NewKeyRecord(std::string_view tenant, std::string_view name,
+                                 std::string_view description, int64_t now);
+  Result<KeyVersionRecord> NewVersion(const KeyId& key_id, uint32_t version,
+                                      pkcs11::ObjectHandle root, int64_t now);
+
+  // Lookups; callers hold mu_ (shared or exclusive).
+  Result<const Tenant*> FindTenant(std::string_view tenant) const;
+  Result<const Key*> ResolveKey(const Tenant& tenant, std::string_view key_ref) const;
+  KeyInfo Describe(const Key& key) const;
+  // Unwraps on first use; safe to call with mu_ held shared.
+  Result<pkcs11::ObjectHandle> HandleFor(const Tenant& tenant, Version& version) const;
+  Result<UsableVersion> UsableLatest(std::string_view tenant, std::string_view key_ref) const;
+
+  // Constant after construction.
+  pkcs11::Token& token_;
+  std::unique_ptr<KeyStore> store_;
+  const Clock& clock_;
+
+  std::mutex write_mu_;           // serializes changes: keystore write, then catalog update
+  mutable std::mutex unwrap_mu_;  // one unwrap per version, ever
+  mutable std::shared_mutex mu_;  // guards the catalog below
+  std::map<std::string, std::unique_ptr<Tenant>, std::less<>> tenants_;
+  std::map<KeyId, Key*> keys_by_id_;  // points into tenants_
+};
+
+}  // namespace kmsd

@@ -1,0 +1,694 @@
+// SqliteKeyStore: the KeyStore of store.h kept in one SQLite database.
+//
+// Identity. The database header's application_id is kApplicationId ("kmsd"
+// in ASCII); that is what marks a file as a keystore. Opening refuses a file
+// SQLite cannot read and an SQLite database that has a schema but not our
+// application_id. Only a file with no schema at all (missing or empty) is
+// initialised. Nothing is written to a file before it has been identified.
+//
+// Schema versions. The version is MAX(version) of the schema_migrations table
+// (created by migration 1; PRAGMA user_version is not used, so the table also
+// says when each step ran). kMigrations lists the steps in order; opening
+// applies the missing ones in one transaction, each adding its row to
+// schema_migrations. A released step is never edited: a schema change is a new
+// step at the end. A file whose version is above the last step was written by
+// a newer kmsd and is refused.
+//
+// Durability. The database is in WAL mode; the connection uses
+// synchronous=FULL, foreign_keys=ON and a 5 s busy timeout. Every write is
+// one BEGIN IMMEDIATE ... COMMIT and rolls back on any failure, so a call that
+// returns OK is on disk and one that fails left nothing behind.
+//
+// Errors. The ALREADY_EXISTS and NOT_FOUND rules of store.h are checked by
+// queries inside the write transaction; table constraints are the backstop,
+// and their failures map to the same codes. Everything else is INTERNAL with
+// SQLite's message, which names tables and columns but never values, so no
+// wrapped key bytes reach a message.
+//
+// Threads. One connection, used only under mu_: calls from many threads are
+// serialized and a transaction never interleaves with another call.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include "keystore/store.h"
+
+namespace kmsd {
+namespace {
+
+constexpr int32_t kApplicationId = 0x6b6d7364;  // "kmsd"
+constexpr int kBusyTimeoutMs = 5000;
+
+struct Migration {
+  int version;
+  const char* sql;
+};
+
+// Append only (see the file comment). The tables mirror the records of
+// store.h: key ids are 16-byte blobs, booleans 0 or 1, times unix seconds.
+constexpr Migration kMigrations[] = {
+    {1, R"sql(
+CREATE TABLE schema_migrations (
+  version    INTEGER PRIMARY KEY,
+  applied_at INTEGER NOT NULL
+);
+CREATE TABLE tenants (
+  name       TEXT NOT NULL PRIMARY KEY,
+  root_label TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE keys (
+  id          BLOB NOT NULL PRIMARY KEY CHECK (typeof(id) = 'blob' AND length(id) = 16),
+  tenant      TEXT NOT NULL REFERENCES tenants (name),
+  name        TEXT NOT NULL,
+  description TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+  UNIQUE (tenant, name)
+);
+CREATE TABLE key_versions (
+  key_id     BLOB NOT NULL REFERENCES keys (id),
+  version    INTEGER NOT NULL CHECK (version BETWEEN 1 AND 4294967295),
+  wrapped    BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (key_id, version)
+);
+CREATE TABLE aliases (
+  tenant     TEXT NOT NULL REFERENCES tenants (name),
+  name       TEXT NOT NULL,
+  key_id     BLOB NOT NULL REFERENCES keys (id),
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (tenant, name)
+);
+)sql"},
+};
+
+constexpr bool MigrationsAreNumberedInOrder() {
+  for (size_t i = 0; i < std::size(kMigrations); ++i) {
+    if (kMigrations[i].version != static_cast<int>(i) + 1) return false;
+  }
+  return true;
+}
+static_assert(MigrationsAreNumberedInOrder(), "kMigrations must be numbered 1, 2, 3, ...");
+constexpr int kLatestSchemaVersion = static_cast<int>(std::size(kMigrations));
+
+// ---------------------------------------------------------------------------
+// Thin RAII layer over the SQLite C API.
+
+struct CloseConnection {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+using Connection = std::unique_ptr<sqlite3, CloseConnection>;
+
+// INTERNAL with SQLite's message for the last failure on `db`.
+Status SqliteError(sqlite3* db) { return Status(Code::kInternal, sqlite3_errmsg(db)); }
+
+// A prepared statement; finalized when it dies. Parameters are bound in order
+// by Bind(); Next() steps to the next row.
+class Statement {
+ public:
+  static Result<Statement> Prepare(sqlite3* db, std::string_view sql) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) !=
+        SQLITE_OK) {
+      return Error(SqliteError(db));
+    }
+    return Statement(stmt);
+  }
+
+  Statement(Statement&& other) noexcept : stmt_(std::exchange(other.stmt_, nullptr)) {}
+  Statement& operator=(Statement&&) = delete;
+  ~Statement() { sqlite3_finalize(stmt_); }
+
+  // Accepts integers, strings and byte spans (Bytes, KeyId).
+  template <typename... Args>
+  Status Bind(const Args&... args) {
+    int index = 0;
+    int rc = SQLITE_OK;
+    [[maybe_unused]] auto bind_one = [&](const auto& arg) {
+      if (rc == SQLITE_OK) rc = BindAt(++index, arg);
+    };
+    (bind_one(args), ...);
+    if (rc != SQLITE_OK) return SqliteError(db());
+    return OkStatus();
+  }
+
+  // SQLITE_ROW, SQLITE_DONE or an extended error code.
+  int Step() { return sqlite3_step(stmt_); }
+
+  // True if a row is ready, false when there are no more.
+  Result<bool> Next() {
+    int rc = Step();
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return Error(SqliteError(db()));
+  }
+
+  int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
+  std::string Text(int column) const {
+    const unsigned char* text = sqlite3_column_text(stmt_, column);
+    size_t size = static_cast<size_t>(sqlite3_column_bytes(stmt_, column));
+    if (text == nullptr) return std::string();
+    return std::string(reinterpret_cast<const char*>(text), size);
+  }
+  Bytes Blob(int column) const {
+    const auto* blob = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, column));
+    size_t size = static_cast<size_t>(sqlite3_column_bytes(stmt_, column));
+    if (blob == nullptr) return Bytes();
+    return Bytes(blob, blob + size);
+  }
+  sqlite3* db() const { return sqlite3_db_handle(stmt_); }
+
+ private:
+  explicit Statement(sqlite3_stmt* stmt) : stmt_(stmt) {}
+
+  // SQLite binds NULL for a null pointer, so empty values point at kEmpty.
+  static constexpr char kEmpty[] = "";
+
+  int BindAt(int index, int64_t value) { return sqlite3_bind_int64(stmt_, index, value); }
+  int BindAt(int index, std::string_view text) {
+    return sqlite3_bind_text64(stmt_, index, text.empty() ? kEmpty : text.data(), text.size(),
+                               SQLITE_TRANSIENT, SQLITE_UTF8);
+  }
+  int BindAt(int index, std::span<const uint8_t> blob) {
+    const void* data = blob.empty() ? static_cast<const void*>(kEmpty) : blob.data();
+    return sqlite3_bind_blob64(stmt_, index, data, blob.size(), SQLITE_TRANSIENT);
+  }
+
+  sqlite3_stmt* stmt_;
+};
+
+// What a failed write means under store.h: a taken key is ALREADY_EXISTS, a
+// missing referent NOT_FOUND, anything else INTERNAL.
+Code CodeForWriteFailure(int rc) {
+  switch (rc) {
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+    case SQLITE_CONSTRAINT_UNIQUE:
+      return Code::kAlreadyExists;
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+      return Code::kNotFound;
+    default:
+      return Code::kInternal;
+  }
+}
+
+// Runs one statement that returns no rows.
+template <typename... Args>
+Status Exec(sqlite3* db, std::string_view sql, const Args&... args) {
+  ASSIGN_OR_RETURN(Statement stmt, Statement::Prepare(db, sql));
+  RETURN_IF_ERROR(stmt.Bind(args...));
+  int rc = stmt.Step();
+  if (rc == SQLITE_DONE) return OkStatus();
+  return Status(CodeForWriteFailure(rc), sqlite3_errmsg(db));
+}
+
+// True if the query returns at least one row.
+template <typename... Args>
+Result<bool> Exists(sqlite3* db, std::string_view sql, const Args&... args) {
+  ASSIGN_OR_RETURN(Statement stmt, Statement::Prepare(db, sql));
+  RETURN_IF_ERROR(stmt.Bind(args...));
+  return stmt.Next();
+}
+
+// A query that must return a row, stepped to that row.
+Result<Statement> QueryOneRow(sqlite3* db, std::string_view sql) {
+  ASSIGN_OR_RETURN(Statement stmt, Statement::Prepare(db, sql));
+  ASSIGN_OR_RETURN(bool has_row, stmt.Next());
+  if (!has_row) return Error(Code::kInternal, std::string(sql) + " returned no row");
+  return stmt;
+}
+Result<int64_t> QueryInt(sqlite3* db, std::string_view sql) {
+  ASSIGN_OR_RETURN(Statement stmt, QueryOneRow(db, sql));
+  return stmt.Int(0);
+}
+Result<std::string> QueryText(sqlite3* db, std::string_view sql) {
+  ASSIGN_OR_RETURN(Statement stmt, QueryOneRow(db, sql));
+  return stmt.Text(0);
+}
+
+// Calls `on_row(stmt)`, which returns Status, for each row of the query.
+template <typename OnRow>
+Status ForEachRow(sqlite3* db, std::string_view sql, OnRow on_row) {
+  ASSIGN_OR_RETURN(Statement stmt, Statement::Prepare(db, sql));
+  while (true) {
+    ASSIGN_OR_RETURN(bool has_row, stmt.Next());
+    if (!has_row) return OkStatus();
+    RETURN_IF_ERROR(on_row(stmt));
+  }
+}
+
+// Runs `body` (returning Status) between `begin` and COMMIT. On any failure
+// the transaction is rolled back, so the database is as it was before.
+template <typename Body>
+Status InTransaction(sqlite3* db, std::string_view begin, Body&& body) {
+  RETURN_IF_ERROR(Exec(db, begin));
+  Status status = body();
+  if (status.ok()) status = Exec(db, "COMMIT");
+  if (!status.ok() && sqlite3_get_autocommit(db) == 0) {
+    Status rollback = Exec(db, "ROLLBACK");
+    if (!rollback.ok()) spdlog::error("keystore: ROLLBACK failed: {}", rollback.message());
+  }
+  return status;
+}
+
+// ---------------------------------------------------------------------------
+// Opening: create, identify, configure, migrate.
+
+// A new keystore file is readable and writable by its owner only; SQLite gives the -wal
+// and -shm files the mode of the database file. An existing file is kept.
+Status CreateFileIfMissing(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::close(fd);
+    return OkStatus();
+  }
+  const int error = errno;
+  if (error == EEXIST) return OkStatus();
+  return Status(Code::kInternal,
+                "cannot create the file: " + std::generic_category().message(error));
+}
+
+// Opens a connection without reading the file yet.
+Result<Connection> Connect(const std::string& path) {
+  if (sqlite3_threadsafe() == 0) {
+    return Error(Code::kInternal, "the SQLite library was built without thread support");
+  }
+  sqlite3* raw = nullptr;
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  Connection db(raw);
+  if (rc != SQLITE_OK) {
+    return Error(Code::kInternal, std::string("cannot open: ") +
+                                      (db ? sqlite3_errmsg(db.get()) : sqlite3_errstr(rc)));
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  if (sqlite3_busy_timeout(db.get(), kBusyTimeoutMs) != SQLITE_OK) {
+    return Error(SqliteError(db.get()));
+  }
+  return db;
+}
+
+enum class FileKind {
+  kEmpty,     // no schema and no application_id: to be initialised
+  kKeystore,  // carries kmsd's application_id
+};
+
+// Decides what the file holds by reading it only.
+Result<FileKind> Identify(sqlite3* db) {
+  // The first read of the file: here SQLite finds out it is not a database.
+  Result<int64_t> application_id = QueryInt(db, "PRAGMA application_id");
+  if (!application_id.has_value()) {
+    if (sqlite3_errcode(db) == SQLITE_NOTADB) {
+      return Error(Code::kInternal, "not a kmsd keystore: file is not a database");
+    }
+    return Error(Code::kInternal, "cannot read: " + application_id.error().message());
+  }
+  if (*application_id == kApplicationId) return FileKind::kKeystore;
+  if (*application_id != 0) {
+    char hex[16];
+    std::snprintf(hex, sizeof(hex), "0x%08x", static_cast<uint32_t>(*application_id));
+    return Error(Code::kInternal, std::string("not a kmsd keystore: an SQLite database of "
+                                              "another application (application_id ") +
+                                      hex + ")");
+  }
+  ASSIGN_OR_RETURN(int64_t objects, QueryInt(db, "SELECT count(*) FROM sqlite_master"));
+  if (objects != 0) {
+    return Error(Code::kInternal,
+                 "not a kmsd keystore: an SQLite database with tables but without kmsd's "
+                 "application_id");
+  }
+  return FileKind::kEmpty;
+}
+
+// Switches the file to WAL (a write to its header) and sets the connection's
+// durability and integrity options.
+Status Configure(sqlite3* db) {
+  ASSIGN_OR_RETURN(std::string mode, QueryText(db, "PRAGMA journal_mode = WAL"));
+  if (mode != "wal") {
+    return Status(Code::kInternal, "cannot use WAL mode (journal_mode is " + mode + ")");
+  }
+  RETURN_IF_ERROR(Exec(db, "PRAGMA synchronous = FULL"));
+  RETURN_IF_ERROR(Exec(db, "PRAGMA foreign_keys = ON"));
+  ASSIGN_OR_RETURN(int64_t foreign_keys, QueryInt(db, "PRAGMA foreign_keys"));
+  if (foreign_keys != 1) {
+    return Status(Code::kInternal, "the SQLite library does not enforce foreign keys");
+  }
+  return OkStatus();
+}
+
+Result<int> CurrentSchemaVersion(sqlite3* db) {
+  ASSIGN_OR_RETURN(FileKind kind, Identify(db));
+  if (kind == FileKind::kEmpty) return 0;
+  ASSIGN_OR_RETURN(int64_t version,
+                   QueryInt(db, "SELECT coalesce(max(version), 0) FROM schema_migrations"));
+  if (version > kLatestSchemaVersion) {
+    return Error(Code::kInternal, "written by a newer kmsd (schema version " +
+                                      std::to_string(version) + ", this kmsd knows up to " +
+                                      std::to_string(kLatestSchemaVersion) + ")");
+  }
+  if (version < 1) return Error(Code::kInternal, "corrupt keystore: no schema version");
+  return static_cast<int>(version);
+}
+
+Status ApplyMigration(sqlite3* db, const Migration& migration) {
+  if (sqlite3_exec(db, migration.sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return Status(Code::kInternal, "schema migration " + std::to_string(migration.version) + ": " +
+                                       sqlite3_errmsg(db));
+  }
+  return Exec(db,
+              "INSERT INTO schema_migrations (version, applied_at) "
+              "VALUES (?, CAST(strftime('%s', 'now') AS INTEGER))",
+              migration.version);
+}
+
+// Brings the schema to kLatestSchemaVersion in one transaction. The file is
+// identified again inside it, in case another process initialised it since.
+Status Migrate(sqlite3* db) {
+  int from = 0;
+  RETURN_IF_ERROR(InTransaction(db, "BEGIN IMMEDIATE", [&]() -> Status {
+    ASSIGN_OR_RETURN(from, CurrentSchemaVersion(db));
+    if (from == 0) {
+      RETURN_IF_ERROR(Exec(db, "PRAGMA application_id = " + std::to_string(kApplicationId)));
+    }
+    for (const Migration& migration : kMigrations) {
+      if (migration.version > from) RETURN_IF_ERROR(ApplyMigration(db, migration));
+    }
+    return OkStatus();
+  }));
+  if (from != kLatestSchemaVersion) {
+    spdlog::info("keystore: schema migrated from version {} to {}", from, kLatestSchemaVersion);
+  }
+  return OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Records.
+
+std::string KeyName(const std::string& tenant, const std::string& name) {
+  return tenant + "/" + name;
+}
+
+Result<KeyId> ReadKeyId(const Statement& row, int column) {
+  Bytes bytes = row.Blob(column);
+  if (bytes.size() != kKeyIdSize) {
+    return Error(Code::kInternal,
+                 "corrupt keystore: a key id of " + std::to_string(bytes.size()) + " bytes");
+  }
+  KeyId id;
+  std::copy(bytes.begin(), bytes.end(), id.begin());
+  return id;
+}
+
+Status CheckVersionNumber(const KeyVersionRecord& version) {
+  if (version.version == 0) {
+    return Status(Code::kInvalidArgument, "key versions start at 1");
+  }
+  return OkStatus();
+}
+
+// A new tenant's keys, versions and aliases must all be its own.
+Status CheckBatch(const TenantRecord& tenant, const std::vector<KeyRecord>& keys,
+                  const std::vector<KeyVersionRecord>& versions,
+                  const std::vector<AliasRecord>& aliases) {
+  std::set<KeyId> key_ids;
+  for (const KeyRecord& key : keys) {
+    if (key.tenant != tenant.name) {
+      return Status(Code::kInvalidArgument,
+                    "key " + KeyIdToHex(key.id) + " belongs to another tenant");
+    }
+    key_ids.insert(key.id);
+  }
+  for (const KeyVersionRecord& version : versions) {
+    RETURN_IF_ERROR(CheckVersionNumber(version));
+    if (!key_ids.contains(version.key_id)) {
+      return Status(Code::kNotFound, "a key version refers to key " + KeyIdToHex(version.key_id) +
+                                         ", which is not among the tenant's keys");
+    }
+  }
+  for (const AliasRecord& alias : aliases) {
+    if (alias.tenant != tenant.name) {
+      return Status(Code::kInvalidArgument, "alias " + alias.name + " belongs to another tenant");
+    }
+    if (!key_ids.contains(alias.key_id)) {
+      return Status(Code::kNotFound, "alias " + alias.name + " refers to key " +
+                                         KeyIdToHex(alias.key_id) +
+                                         ", which is not among the tenant's keys");
+    }
+  }
+  return OkStatus();
+}
+
+Result<bool> TenantExists(sqlite3* db, const std::string& tenant) {
+  return Exists(db, "SELECT 1 FROM tenants WHERE name = ?", tenant);
+}
+
+Result<bool> KeyExistsInTenant(sqlite3* db, const std::string& tenant, const KeyId& key_id) {
+  return Exists(db, "SELECT 1 FROM keys WHERE id = ? AND tenant = ?", key_id, tenant);
+}
+
+Result<bool> AliasExists(sqlite3* db, const std::string& tenant, const std::string& name) {
+  return Exists(db, "SELECT 1 FROM aliases WHERE tenant = ? AND name = ?", tenant, name);
+}
+
+// The caller has checked that the key's tenant exists.
+Status InsertKey(sqlite3* db, const KeyRecord& key) {
+  ASSIGN_OR_RETURN(bool name_taken, Exists(db, "SELECT 1 FROM keys WHERE tenant = ? AND name = ?",
+                                           key.tenant, key.name));
+  if (name_taken) {
+    return Status(Code::kAlreadyExists, "key " + KeyName(key.tenant, key.name) + " already exists");
+  }
+  ASSIGN_OR_RETURN(bool id_taken, Exists(db, "SELECT 1 FROM keys WHERE id = ?", key.id));
+  if (id_taken) {
+    return Status(Code::kAlreadyExists, "key id " + KeyIdToHex(key.id) + " already exists");
+  }
+  return Exec(db,
+              "INSERT INTO keys (id, tenant, name, description, created_at, enabled) "
+              "VALUES (?, ?, ?, ?, ?, ?)",
+              key.id, key.tenant, key.name, key.description, key.created_at,
+              int64_t{key.enabled ? 1 : 0});
+}
+
+Status InsertVersion(sqlite3* db, const KeyVersionRecord& version) {
+  const std::string key_hex = KeyIdToHex(version.key_id);
+  ASSIGN_OR_RETURN(bool key_exists, Exists(db, "SELECT 1 FROM keys WHERE id = ?", version.key_id));
+  if (!key_exists) return Status(Code::kNotFound, "key " + key_hex + " does not exist");
+  ASSIGN_OR_RETURN(bool version_exists,
+                   Exists(db, "SELECT 1 FROM key_versions WHERE key_id = ? AND version = ?",
+                          version.key_id, int64_t{version.version}));
+  if (version_exists) {
+    return Status(Code::kAlreadyExists, "key " + key_hex + " version " +
+                                            std::to_string(version.version) + " already exists");
+  }
+  return Exec(db,
+              "INSERT INTO key_versions (key_id, version, wrapped, created_at) "
+              "VALUES (?, ?, ?, ?)",
+              version.key_id, int64_t{version.version}, version.wrapped, version.created_at);
+}
+
+// The alias's key must exist in the alias's tenant.
+Status InsertAlias(sqlite3* db, const AliasRecord& alias) {
+  ASSIGN_OR_RETURN(bool taken, AliasExists(db, alias.tenant, alias.name));
+  if (taken) {
+    return Status(Code::kAlreadyExists,
+                  "alias " + KeyName(alias.tenant, alias.name) + " already exists");
+  }
+  ASSIGN_OR_RETURN(bool key_exists, KeyExistsInTenant(db, alias.tenant, alias.key_id));
+  if (!key_exists) {
+    return Status(Code::kNotFound,
+                  "key " + KeyIdToHex(alias.key_id) + " does not exist in tenant " + alias.tenant);
+  }
+  return Exec(db,
+              "INSERT INTO aliases (tenant, name, key_id, created_at, updated_at) "
+              "VALUES (?, ?, ?, ?, ?)",
+              alias.tenant, alias.name, alias.key_id, alias.created_at, alias.updated_at);
+}
+
+Status LoadSnapshot(sqlite3* db, KeyStoreSnapshot& out) {
+  RETURN_IF_ERROR(ForEachRow(db, "SELECT name, root_label, created_at FROM tenants ORDER BY name",
+                             [&](const Statement& row) -> Status {
+                               out.tenants.push_back({.name = row.Text(0),
+                                                      .root_label = row.Text(1),
+                                                      .created_at = row.Int(2)});
+                               return OkStatus();
+                             }));
+  RETURN_IF_ERROR(ForEachRow(db,
+                             "SELECT id, tenant, name, description, created_at, enabled FROM keys "
+                             "ORDER BY tenant, name",
+                             [&](const Statement& row) -> Status {
+                               ASSIGN_OR_RETURN(KeyId id, ReadKeyId(row, 0));
+                               out.keys.push_back({.id = id,
+                                                   .tenant = row.Text(1),
+                                                   .name = row.Text(2),
+                                                   .description = row.Text(3),
+                                                   .created_at = row.Int(4),
+                                                   .enabled = row.Int(5) != 0});
+                               return OkStatus();
+                             }));
+  RETURN_IF_ERROR(ForEachRow(db,
+                             "SELECT key_id, version, wrapped, created_at FROM key_versions "
+                             "ORDER BY key_id, version",
+                             [&](const Statement& row) -> Status {
+                               ASSIGN_OR_RETURN(KeyId key_id, ReadKeyId(row, 0));
+                               int64_t version = row.Int(1);
+                               if (version < 1 || version > std::numeric_limits<uint32_t>::max()) {
+                                 return Status(Code::kInternal,
+                                               "corrupt keystore: key " + KeyIdToHex(key_id) +
+                                                   " has version " + std::to_string(version));
+                               }
+                               out.versions.push_back({.key_id = key_id,
+                                                       .version = static_cast<uint32_t>(version),
+                                                       .wrapped = row.Blob(2),
+                                                       .created_at = row.Int(3)});
+                               return OkStatus();
+                             }));
+  return ForEachRow(db,
+                    "SELECT tenant, name, key_id, created_at, updated_at FROM aliases "
+                    "ORDER BY tenant, name",
+                    [&](const Statement& row) -> Status {
+                      ASSIGN_OR_RETURN(KeyId key_id, ReadKeyId(row, 2));
+                      out.aliases.push_back({.tenant = row.Text(0),
+                                             .name = row.Text(1),
+                                             .key_id = key_id,
+                                             .created_at = row.Int(3),
+                                             .updated_at = row.Int(4)});
+                      return OkStatus();
+                    });
+}
+
+// ---------------------------------------------------------------------------
+
+class SqliteKeyStore final : public KeyStore {
+ public:
+  static Result<std::unique_ptr<KeyStore>> Open(const std::string& path) {
+    RETURN_IF_ERROR(CreateFileIfMissing(path));
+    ASSIGN_OR_RETURN(Connection db, Connect(path));
+    // Identify before anything else reads or writes the file: switching to
+    // WAL rewrites the header of whatever file this is.
+    RETURN_IF_ERROR(Identify(db.get()));
+    RETURN_IF_ERROR(Configure(db.get()));
+    RETURN_IF_ERROR(Migrate(db.get()));
+    return std::unique_ptr<KeyStore>(new SqliteKeyStore(std::move(db)));
+  }
+
+  Result<KeyStoreSnapshot> LoadAll() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    KeyStoreSnapshot snapshot;
+    // One read transaction, so the four tables agree with each other.
+    RETURN_IF_ERROR(
+        InTransaction(db_.get(), "BEGIN", [&] { return LoadSnapshot(db_.get(), snapshot); }));
+    return snapshot;
+  }
+
+  // Open() fails unless the schema reached the latest version.
+  int SchemaVersion() const override { return kLatestSchemaVersion; }
+
+  Status CreateTenant(const TenantRecord& tenant, const std::vector<KeyRecord>& keys,
+                      const std::vector<KeyVersionRecord>& versions,
+                      const std::vector<AliasRecord>& aliases) override {
+    RETURN_IF_ERROR(CheckBatch(tenant, keys, versions, aliases));
+    return Write([&](sqlite3* db) -> Status {
+      ASSIGN_OR_RETURN(bool exists, TenantExists(db, tenant.name));
+      if (exists) return Status(Code::kAlreadyExists, "tenant " + tenant.name + " already exists");
+      RETURN_IF_ERROR(Exec(db,
+                           "INSERT INTO tenants (name, root_label, created_at) VALUES (?, ?, ?)",
+                           tenant.name, tenant.root_label, tenant.created_at));
+      for (const KeyRecord& key : keys) RETURN_IF_ERROR(InsertKey(db, key));
+      for (const KeyVersionRecord& version : versions) RETURN_IF_ERROR(InsertVersion(db, version));
+      for (const AliasRecord& alias : aliases) RETURN_IF_ERROR(InsertAlias(db, alias));
+      return OkStatus();
+    });
+  }
+
+  Status CreateKey(const KeyRecord& key, const KeyVersionRecord& first_version) override {
+    if (first_version.key_id != key.id) {
+      return Status(Code::kInvalidArgument,
+                    "the first version is not of key " + KeyIdToHex(key.id));
+    }
+    RETURN_IF_ERROR(CheckVersionNumber(first_version));
+    return Write([&](sqlite3* db) -> Status {
+      ASSIGN_OR_RETURN(bool tenant_exists, TenantExists(db, key.tenant));
+      if (!tenant_exists)
+        return Status(Code::kNotFound, "tenant " + key.tenant + " does not exist");
+      RETURN_IF_ERROR(InsertKey(db, key));
+      return InsertVersion(db, first_version);
+    });
+  }
+
+  Status AddKeyVersion(const KeyVersionRecord& version) override {
+    RETURN_IF_ERROR(CheckVersionNumber(version));
+    return Write([&](sqlite3* db) { return InsertVersion(db, version); });
+  }
+
+  Status CreateAlias(const AliasRecord& alias) override {
+    return Write([&](sqlite3* db) { return InsertAlias(db, alias); });
+  }
+
+  Status UpdateAlias(const std::string& tenant, const std::string& name, const KeyId& key_id,
+                     int64_t updated_at) override {
+    return Write([&](sqlite3* db) -> Status {
+      ASSIGN_OR_RETURN(bool alias_exists, AliasExists(db, tenant, name));
+      if (!alias_exists) {
+        return Status(Code::kNotFound, "alias " + KeyName(tenant, name) + " does not exist");
+      }
+      ASSIGN_OR_RETURN(bool key_exists, KeyExistsInTenant(db, tenant, key_id));
+      if (!key_exists) {
+        return Status(Code::kNotFound,
+                      "key " + KeyIdToHex(key_id) + " does not exist in tenant " + tenant);
+      }
+      return Exec(db, "UPDATE aliases SET key_id = ?, updated_at = ? WHERE tenant = ? AND name = ?",
+                  key_id, updated_at, tenant, name);
+    });
+  }
+
+  Status DeleteAlias(const std::string& tenant, const std::string& name) override {
+    return Write([&](sqlite3* db) -> Status {
+      ASSIGN_OR_RETURN(bool exists, AliasExists(db, tenant, name));
+      if (!exists) {
+        return Status(Code::kNotFound, "alias " + KeyName(tenant, name) + " does not exist");
+      }
+      return Exec(db, "DELETE FROM aliases WHERE tenant = ? AND name = ?", tenant, name);
+    });
+  }
+
+ private:
+  explicit SqliteKeyStore(Connection db) : db_(std::move(db)) {}
+
+  // Runs body(db), returning Status, as one write transaction under mu_.
+  template <typename Body>
+  Status Write(Body&& body) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return InTransaction(db_.get(), "BEGIN IMMEDIATE", [&] { return body(db_.get()); });
+  }
+
+  std::mutex mu_;
+  Connection db_;  // guarded by mu_
+};
+
+}  // namespace
+
+Result<std::unique_ptr<KeyStore>> OpenSqliteKeyStore(const std::string& path) {
+  Result<std::unique_ptr<KeyStore>> store = SqliteKeyStore::Open(path);
+  if (!store.has_value()) {
+    return Error(store.error().code(), "keystore " + path + ": " + store.error().message());
+  }
+  return store;
+}
+
+}  // namespace kmsd

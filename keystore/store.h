@@ -1,0 +1,90 @@
+// KeyStore: durable records of tenants, keys, key versions and aliases.
+//
+// The store holds only wrapped key material: a key version's bytes are an
+// AES-256 key wrapped (RFC 5649) under its tenant's root in the token. The
+// daemon keeps a catalog in memory and goes to the store at start-up
+// (LoadAll) and for every change; each change is one transaction and is
+// durable when the call returns (the daemon replies only after that).
+// Implementations: SQLite (embedded default, OpenSqliteKeyStore); the
+// interface is shaped so that a PostgreSQL store can implement it later.
+// Implementations are thread-safe: calls may come from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "protocol/ciphertext.h"
+#include "protocol/status.h"
+#include "protocol/value.h"
+
+namespace kmsd {
+
+struct TenantRecord {
+  std::string name;
+  std::string root_label;  // CKA_LABEL of the tenant's root key in the token
+  int64_t created_at = 0;  // unix seconds
+};
+
+struct KeyRecord {
+  KeyId id{};
+  std::string tenant;
+  std::string name;
+  std::string description;
+  int64_t created_at = 0;
+  bool enabled = true;
+};
+
+struct KeyVersionRecord {
+  KeyId key_id{};
+  uint32_t version = 0;  // 1, 2, ...
+  Bytes wrapped;         // CKM_AES_KEY_WRAP_PAD under the tenant root
+  int64_t created_at = 0;
+};
+
+struct AliasRecord {
+  std::string tenant;
+  std::string name;  // "alias/..."
+  KeyId key_id{};
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+};
+
+struct KeyStoreSnapshot {
+  std::vector<TenantRecord> tenants;
+  std::vector<KeyRecord> keys;
+  std::vector<KeyVersionRecord> versions;
+  std::vector<AliasRecord> aliases;
+};
+
+class KeyStore {
+ public:
+  virtual ~KeyStore() = default;
+
+  virtual Result<KeyStoreSnapshot> LoadAll() = 0;
+  virtual int SchemaVersion() const = 0;
+
+  // All or nothing. ALREADY_EXISTS if the tenant (or any key/alias) exists.
+  virtual Status CreateTenant(const TenantRecord& tenant, const std::vector<KeyRecord>& keys,
+                              const std::vector<KeyVersionRecord>& versions,
+                              const std::vector<AliasRecord>& aliases) = 0;
+  // ALREADY_EXISTS if (tenant, name) is taken; NOT_FOUND if the tenant is not.
+  virtual Status CreateKey(const KeyRecord& key, const KeyVersionRecord& first_version) = 0;
+  // ALREADY_EXISTS if that version exists; NOT_FOUND if the key does not.
+  virtual Status AddKeyVersion(const KeyVersionRecord& version) = 0;
+  // ALREADY_EXISTS if (tenant, name) is taken; NOT_FOUND if the key does not exist.
+  virtual Status CreateAlias(const AliasRecord& alias) = 0;
+  // NOT_FOUND if the alias or the key does not exist.
+  virtual Status UpdateAlias(const std::string& tenant, const std::string& name,
+                             const KeyId& key_id, int64_t updated_at) = 0;
+  // NOT_FOUND if the alias does not exist.
+  virtual Status DeleteAlias(const std::string& tenant, const std::string& name) = 0;
+};
+
+// Opens (creating if missing) an SQLite keystore in WAL mode with
+// synchronous=FULL and applies pending schema migrations. A file that is not
+// a kmsd keystore, or one from a newer kmsd, is an error, never a fresh start.
+Result<std::unique_ptr<KeyStore>> OpenSqliteKeyStore(const std::string& path);
+
+}  // namespace kmsd

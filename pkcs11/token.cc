@@ -1,0 +1,297 @@
+#include "pkcs11/token.h"
+
+#include <cstring>
+
+namespace kmsd::pkcs11 {
+namespace {
+
+constexpr CK_ULONG kAesKeyBytes = 32;
+constexpr CK_ULONG kGcmTagBits = 128;
+
+std::string Trim(const unsigned char* field, size_t size) {
+  std::string s(reinterpret_cast<const char*>(field), size);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  return s;
+}
+
+CK_GCM_PARAMS GcmParams(const Iv& iv, std::span<const uint8_t> aad) {
+  CK_GCM_PARAMS params{};
+  params.pIv = const_cast<CK_BYTE*>(iv.data());
+  params.ulIvLen = iv.size();
+  params.ulIvBits = iv.size() * 8;  // some modules read bits, some bytes (NOTES.md)
+  params.pAAD = const_cast<CK_BYTE*>(aad.data());
+  params.ulAADLen = aad.size();
+  params.ulTagBits = kGcmTagBits;
+  return params;
+}
+
+}  // namespace
+
+// Returns its session to the pool when it goes out of scope.
+class Token::PooledSession {
+ public:
+  PooledSession(Token* token, CK_SESSION_HANDLE session) : token_(token), session_(session) {}
+  ~PooledSession() { token_->ReleaseSession(session_); }
+  PooledSession(const PooledSession&) = delete;
+  PooledSession& operator=(const PooledSession&) = delete;
+  CK_SESSION_HANDLE get() const { return session_; }
+
+ private:
+  Token* token_;
+  CK_SESSION_HANDLE session_;
+};
+
+Token::Token(std::shared_ptr<Module> module, CK_SLOT_ID slot, TokenInfo info)
+    : module_(std::move(module)), fn_(module_->functions()), slot_(slot), info_(std::move(info)) {}
+
+Result<std::unique_ptr<Token>> Token::Open(std::shared_ptr<Module> module, std::string_view label,
+                                           const SecretBuffer& user_pin, size_t pool_size) {
+  ASSIGN_OR_RETURN(CK_SLOT_ID slot, module->FindSlotByTokenLabel(label));
+  CK_FUNCTION_LIST* fn = module->functions();
+  CK_TOKEN_INFO raw{};
+  RETURN_IF_ERROR(FromRv(fn->C_GetTokenInfo(slot, &raw), "C_GetTokenInfo"));
+  TokenInfo info{Trim(raw.label, sizeof raw.label),
+                 Trim(raw.manufacturerID, sizeof raw.manufacturerID),
+                 Trim(raw.model, sizeof raw.model), slot};
+  std::unique_ptr<Token> token(new Token(std::move(module), slot, std::move(info)));
+
+  const CK_FLAGS flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
+  RETURN_IF_ERROR(FromRv(fn->C_OpenSession(slot, flags, nullptr, nullptr, &token->holder_session_),
+                         "C_OpenSession"));
+  // Login state is per application: one login covers every session.
+  CK_RV rv = fn->C_Login(token->holder_session_, CKU_USER,
+                         const_cast<CK_UTF8CHAR*>(user_pin.RevealData()), user_pin.size());
+  if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+    return Error(FromRv(rv, "C_Login"));
+  }
+  for (size_t i = 0; i < std::max<size_t>(pool_size, 1); ++i) {
+    CK_SESSION_HANDLE session;
+    RETURN_IF_ERROR(
+        FromRv(fn->C_OpenSession(slot, flags, nullptr, nullptr, &session), "C_OpenSession"));
+    token->all_sessions_.push_back(session);
+    token->free_sessions_.push_back(session);
+  }
+  return token;
+}
+
+Token::~Token() {
+  for (CK_SESSION_HANDLE session : all_sessions_) fn_->C_CloseSession(session);
+  if (holder_session_ != CK_INVALID_HANDLE) {
+    fn_->C_Logout(holder_session_);
+    fn_->C_CloseSession(holder_session_);
+  }
+}
+
+Result<CK_SESSION_HANDLE> Token::AcquireSession() {
+  std::unique_lock lock(pool_mu_);
+  pool_cv_.wait(lock, [&] { return !free_sessions_.empty(); });
+  CK_SESSION_HANDLE session = free_sessions_.back();
+  free_sessions_.pop_back();
+  return session;
+}
+
+void Token::ReleaseSession(CK_SESSION_HANDLE session) {
+  {
+    std::lock_guard lock(pool_mu_);
+    free_sessions_.push_back(session);
+  }
+  pool_cv_.notify_one();
+}
+
+Result<std::vector<TokenObject>> Token::ListTokenSecretKeys() {
+  std::lock_guard lock(holder_mu_);
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE query[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_TOKEN, &yes, sizeof yes}};
+  RETURN_IF_ERROR(FromRv(fn_->C_FindObjectsInit(holder_session_, query, 2), "C_FindObjectsInit"));
+  std::vector<ObjectHandle> handles;
+  for (;;) {
+    CK_OBJECT_HANDLE batch[64];
+    CK_ULONG found = 0;
+    CK_RV rv = fn_->C_FindObjects(holder_session_, batch, 64, &found);
+    if (rv != CKR_OK) {
+      fn_->C_FindObjectsFinal(holder_session_);
+      return Error(FromRv(rv, "C_FindObjects"));
+    }
+    if (found == 0) break;
+    handles.insert(handles.end(), batch, batch + found);
+  }
+  RETURN_IF_ERROR(FromRv(fn_->C_FindObjectsFinal(holder_session_), "C_FindObjectsFinal"));
+
+  std::vector<TokenObject> objects;
+  for (ObjectHandle handle : handles) {
+    CK_ATTRIBUTE attr = {CKA_LABEL, nullptr, 0};
+    if (fn_->C_GetAttributeValue(holder_session_, handle, &attr, 1) != CKR_OK) continue;
+    std::string label(attr.ulValueLen, '\0');
+    attr.pValue = label.data();
+    if (fn_->C_GetAttributeValue(holder_session_, handle, &attr, 1) != CKR_OK) continue;
+    objects.push_back({std::move(label), handle});
+  }
+  return objects;
+}
+
+Result<ObjectHandle> Token::GenerateKey(std::string_view label, CK_KEY_TYPE type, bool token_object,
+                                        bool extractable, bool for_data, bool for_wrapping) {
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_ULONG length = kAesKeyBytes;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_BBOOL is_token = token_object ? CK_TRUE : CK_FALSE;
+  CK_BBOOL is_extractable = extractable ? CK_TRUE : CK_FALSE;
+  CK_BBOOL is_hmac = type == CKK_GENERIC_SECRET ? CK_TRUE : CK_FALSE;
+  CK_BBOOL wraps = for_wrapping ? CK_TRUE : CK_FALSE;
+  CK_BBOOL data = for_data ? CK_TRUE : CK_FALSE;
+  std::vector<CK_ATTRIBUTE> attrs = {
+      {CKA_CLASS, &cls, sizeof cls},
+      {CKA_KEY_TYPE, &type, sizeof type},
+      {CKA_VALUE_LEN, &length, sizeof length},
+      {CKA_TOKEN, &is_token, sizeof is_token},
+      {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &yes, sizeof yes},
+      {CKA_EXTRACTABLE, &is_extractable, sizeof is_extractable},
+      {CKA_ENCRYPT, &data, sizeof data},
+      {CKA_DECRYPT, &data, sizeof data},
+      {CKA_WRAP, &wraps, sizeof wraps},
+      {CKA_UNWRAP, &wraps, sizeof wraps},
+      {CKA_SIGN, &is_hmac, sizeof is_hmac},
+      {CKA_VERIFY, &is_hmac, sizeof is_hmac},
+      {CKA_DERIVE, &no, sizeof no},
+      {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+  };
+  CK_MECHANISM mechanism = {is_hmac ? CKM_GENERIC_SECRET_KEY_GEN : CKM_AES_KEY_GEN, nullptr, 0};
+  CK_OBJECT_HANDLE handle;
+  std::lock_guard lock(holder_mu_);
+  RETURN_IF_ERROR(
+      FromRv(fn_->C_GenerateKey(holder_session_, &mechanism, attrs.data(), attrs.size(), &handle),
+             "C_GenerateKey"));
+  return handle;
+}
+
+Result<ObjectHandle> Token::CreateTokenAesKey(std::string_view label, bool wrapping_only) {
+  return GenerateKey(label, CKK_AES, /*token_object=*/true, /*extractable=*/false,
+                     /*for_data=*/!wrapping_only, /*for_wrapping=*/true);
+}
+
+Result<ObjectHandle> Token::CreateTokenHmacKey(std::string_view label) {
+  return GenerateKey(label, CKK_GENERIC_SECRET, true, false, false, false);
+}
+
+Status Token::DestroyObject(ObjectHandle handle) {
+  std::lock_guard lock(holder_mu_);
+  return FromRv(fn_->C_DestroyObject(holder_session_, handle), "C_DestroyObject");
+}
+
+Result<Bytes> Token::GenerateWrappedAesKey(ObjectHandle wrapping_key) {
+  // Extractable only so that it can leave wrapped; it is a session object
+  // destroyed below, and CKA_SENSITIVE keeps CKA_VALUE unreadable meanwhile.
+  ASSIGN_OR_RETURN(ObjectHandle fresh,
+                   GenerateKey("kmsd-wrap-temp", CKK_AES, false, true, true, false));
+  CK_MECHANISM mechanism = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+  Bytes wrapped(kAesKeyBytes + 16);
+  CK_ULONG wrapped_len = wrapped.size();
+  Status status;
+  {
+    std::lock_guard lock(holder_mu_);
+    status = FromRv(fn_->C_WrapKey(holder_session_, &mechanism, wrapping_key, fresh, wrapped.data(),
+                                   &wrapped_len),
+                    "C_WrapKey");
+    fn_->C_DestroyObject(holder_session_, fresh);
+  }
+  RETURN_IF_ERROR(status);
+  wrapped.resize(wrapped_len);
+  return wrapped;
+}
+
+Result<ObjectHandle> Token::UnwrapAesKey(ObjectHandle wrapping_key,
+                                         std::span<const uint8_t> wrapped) {
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE type = CKK_AES;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_ATTRIBUTE attrs[] = {
+      {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &type, sizeof type},
+      {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &no, sizeof no},
+      {CKA_ENCRYPT, &yes, sizeof yes},   {CKA_DECRYPT, &yes, sizeof yes},
+      {CKA_WRAP, &no, sizeof no},        {CKA_UNWRAP, &no, sizeof no},
+  };
+  CK_MECHANISM mechanism = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+  CK_OBJECT_HANDLE handle;
+  std::lock_guard lock(holder_mu_);
+  RETURN_IF_ERROR(FromRv(fn_->C_UnwrapKey(holder_session_, &mechanism, wrapping_key,
+                                          const_cast<CK_BYTE*>(wrapped.data()), wrapped.size(),
+                                          attrs, std::size(attrs), &handle),
+                         "C_UnwrapKey"));
+  return handle;
+}
+
+Result<Bytes> Token::EncryptGcm(ObjectHandle key, const Iv& iv, std::span<const uint8_t> aad,
+                                std::span<const uint8_t> plaintext) {
+  CK_GCM_PARAMS params = GcmParams(iv, aad);
+  CK_MECHANISM mechanism = {CKM_AES_GCM, &params, sizeof params};
+  ASSIGN_OR_RETURN(CK_SESSION_HANDLE raw, AcquireSession());
+  PooledSession session(this, raw);
+  RETURN_IF_ERROR(FromRv(fn_->C_EncryptInit(session.get(), &mechanism, key), "C_EncryptInit"));
+  Bytes out(plaintext.size() + kGcmTagBits / 8);
+  CK_ULONG out_len = out.size();
+  RETURN_IF_ERROR(FromRv(fn_->C_Encrypt(session.get(), const_cast<CK_BYTE*>(plaintext.data()),
+                                        plaintext.size(), out.data(), &out_len),
+                         "C_Encrypt"));
+  out.resize(out_len);
+  return out;
+}
+
+Result<SecretBuffer> Token::DecryptGcm(ObjectHandle key, const Iv& iv, std::span<const uint8_t> aad,
+                                       std::span<const uint8_t> ciphertext_and_tag) {
+  if (ciphertext_and_tag.size() < kGcmTagBits / 8) {
+    return Error(Code::kInvalidCiphertext, "ciphertext is shorter than the GCM tag");
+  }
+  CK_GCM_PARAMS params = GcmParams(iv, aad);
+  CK_MECHANISM mechanism = {CKM_AES_GCM, &params, sizeof params};
+  ASSIGN_OR_RETURN(CK_SESSION_HANDLE raw, AcquireSession());
+  PooledSession session(this, raw);
+  RETURN_IF_ERROR(FromRv(fn_->C_DecryptInit(session.get(), &mechanism, key), "C_DecryptInit"));
+  // Room for the whole input: some modules want it for GCM's buffering.
+  SecretBuffer plaintext(std::max<size_t>(ciphertext_and_tag.size(), 1));
+  CK_ULONG out_len = plaintext.size();
+  CK_RV rv = fn_->C_Decrypt(session.get(), const_cast<CK_BYTE*>(ciphertext_and_tag.data()),
+                            ciphertext_and_tag.size(), plaintext.RevealMutableData(), &out_len);
+  // SoftHSM2 2.6 answers a GCM tag mismatch with CKR_GENERAL_ERROR, not
+  // CKR_ENCRYPTED_DATA_INVALID; the key and session were just shown to work
+  // by C_DecryptInit, so both mean the ciphertext did not authenticate.
+  if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+      rv == CKR_GENERAL_ERROR) {
+    return Error(Code::kInvalidCiphertext, "ciphertext failed authentication");
+  }
+  RETURN_IF_ERROR(FromRv(rv, "C_Decrypt"));
+  plaintext.Shrink(out_len);
+  return plaintext;
+}
+
+Result<Bytes> Token::HmacSha256(ObjectHandle key, std::span<const uint8_t> data) {
+  CK_MECHANISM mechanism = {CKM_SHA256_HMAC, nullptr, 0};
+  ASSIGN_OR_RETURN(CK_SESSION_HANDLE raw, AcquireSession());
+  PooledSession session(this, raw);
+  RETURN_IF_ERROR(FromRv(fn_->C_SignInit(session.get(), &mechanism, key), "C_SignInit"));
+  Bytes mac(32);
+  CK_ULONG mac_len = mac.size();
+  RETURN_IF_ERROR(FromRv(fn_->C_Sign(session.get(), const_cast<CK_BYTE*>(data.data()), data.size(),
+                                     mac.data(), &mac_len),
+                         "C_Sign"));
+  mac.resize(mac_len);
+  return mac;
+}
+
+Status Token::GenerateRandom(std::span<uint8_t> out) {
+  if (out.empty()) return OkStatus();
+  ASSIGN_OR_RETURN(CK_SESSION_HANDLE raw, AcquireSession());
+  PooledSession session(this, raw);
+  return FromRv(fn_->C_GenerateRandom(session.get(), out.data(), out.size()), "C_GenerateRandom");
+}
+
+Status Token::Ping() {
+  CK_TOKEN_INFO info{};
+  Status status = FromRv(fn_->C_GetTokenInfo(slot_, &info), "C_GetTokenInfo");
+  if (!status.ok()) return Status(Code::kTokenUnavailable, status.message());
+  return OkStatus();
+}
+
+}  // namespace kmsd::pkcs11

@@ -1,0 +1,73 @@
+// Shared fixture for end-to-end tests: a fresh kmsd --dev in a temp dir per
+// test, with a connection and helpers to call it.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "client/connection.h"
+#include "tests/support/daemon_process.h"
+#include "tests/support/temp_dir.h"
+
+namespace kmsd::testing {
+
+class KmsdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    daemon_ = DaemonProcess::StartDev(dir_ / "kmsd");
+    connection_ = daemon_->Connect();
+  }
+
+  Result<Reply> Call(std::string_view op, std::string_view tenant = {}, Value::Map args = {}) {
+    return connection_->Call(op, tenant, std::move(args));
+  }
+
+  // Fails the test unless the call succeeds.
+  Reply MustCall(std::string_view op, std::string_view tenant = {}, Value::Map args = {}) {
+    auto reply = Call(op, tenant, std::move(args));
+    if (!reply) {
+      ADD_FAILURE() << op << " failed: " << reply.error().ToString();
+      throw std::runtime_error("call failed");
+    }
+    return std::move(*reply);
+  }
+
+  static Bytes ToBytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
+  static std::string ToString(std::span<const uint8_t> b) { return std::string(b.begin(), b.end()); }
+
+  Bytes Encrypt(std::string_view tenant, std::string_view key, std::string_view plaintext,
+                Value::Map context = {}) {
+    Value::Map args;
+    args.emplace_back("key", key);
+    args.emplace_back("plaintext", ToBytes(plaintext));
+    if (!context.empty()) args.emplace_back("context", std::move(context));
+    Reply reply = MustCall("encrypt", tenant, std::move(args));
+    auto ciphertext = reply.result().Binary("ciphertext");
+    EXPECT_TRUE(ciphertext.has_value());
+    return Bytes(ciphertext->begin(), ciphertext->end());
+  }
+
+  Result<std::string> Decrypt(std::string_view tenant, const Bytes& ciphertext,
+                              Value::Map context = {}) {
+    Value::Map args;
+    args.emplace_back("ciphertext", ciphertext);
+    if (!context.empty()) args.emplace_back("context", std::move(context));
+    ASSIGN_OR_RETURN(Reply reply, Call("decrypt", tenant, std::move(args)));
+    ASSIGN_OR_RETURN(auto plaintext, reply.result().Binary("plaintext"));
+    return ToString(plaintext);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<Connection> connection_;
+};
+
+inline Value::Map Context(std::initializer_list<std::pair<std::string, std::string>> entries) {
+  Value::Map map;
+  for (const auto& [k, v] : entries) map.emplace_back(k, v);
+  return map;
+}
+
+}  // namespace kmsd::testing

@@ -1,0 +1,689 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "keystore/store.h"
+#include "tests/support/temp_dir.h"
+
+namespace kmsd {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int64_t kKmsdApplicationId = 0x6b6d7364;
+
+// --- Records -----------------------------------------------------------------
+
+KeyId Id(int n) {
+  KeyId id{};
+  id[0] = 0xa0;
+  id[14] = static_cast<uint8_t>(n >> 8);
+  id[15] = static_cast<uint8_t>(n);
+  return id;
+}
+
+TenantRecord Tenant(const std::string& name) {
+  return {.name = name, .root_label = "root/" + name, .created_at = 1700000000};
+}
+
+KeyRecord Key(const std::string& tenant, const std::string& name, int id) {
+  return {.id = Id(id),
+          .tenant = tenant,
+          .name = name,
+          .description = "key " + name,
+          .created_at = 1700000100,
+          .enabled = true};
+}
+
+// Wrapped bytes that differ per key and version and include zero bytes.
+KeyVersionRecord Version(int id, uint32_t version) {
+  Bytes wrapped(40);
+  for (size_t i = 0; i < wrapped.size(); ++i) {
+    wrapped[i] = static_cast<uint8_t>((i * 7 + static_cast<size_t>(id) * 13 + version) & 0xff);
+  }
+  wrapped[3] = 0;
+  return {.key_id = Id(id), .version = version, .wrapped = wrapped, .created_at = 1700000200};
+}
+
+AliasRecord Alias(const std::string& tenant, const std::string& name, int id) {
+  return {.tenant = tenant,
+          .name = name,
+          .key_id = Id(id),
+          .created_at = 1700000300,
+          .updated_at = 1700000300};
+}
+
+// One line per record, so a mismatch shows as a readable diff.
+std::string Dump(const KeyStoreSnapshot& s) {
+  std::ostringstream out;
+  for (const auto& t : s.tenants) {
+    out << "tenant " << t.name << " root=" << t.root_label << " at=" << t.created_at << "\n";
+  }
+  for (const auto& k : s.keys) {
+    out << "key " << KeyIdToHex(k.id) << " " << k.tenant << "/" << k.name
+        << " desc=" << k.description << " at=" << k.created_at << " enabled=" << k.enabled << "\n";
+  }
+  for (const auto& v : s.versions) {
+    out << "version " << KeyIdToHex(v.key_id) << " v" << v.version << " at=" << v.created_at
+        << " wrapped=";
+    for (uint8_t b : v.wrapped) out << static_cast<int>(b) << ",";
+    out << "\n";
+  }
+  for (const auto& a : s.aliases) {
+    out << "alias " << a.tenant << "/" << a.name << " -> " << KeyIdToHex(a.key_id)
+        << " at=" << a.created_at << " updated=" << a.updated_at << "\n";
+  }
+  return out.str();
+}
+
+// --- Raw SQLite access, to inspect or tamper with a file ---------------------
+
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    EXPECT_EQ(
+        sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr),
+        SQLITE_OK);
+  }
+  ~RawDb() { sqlite3_close_v2(db_); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+
+  void Exec(const std::string& sql) {
+    char* error = nullptr;
+    EXPECT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK)
+        << (error ? error : "");
+    sqlite3_free(error);
+  }
+  std::string Text(const std::string& sql) { return Query(db_, sql); }
+
+  static std::string Query(sqlite3* db, const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    std::string value;
+    if (sqlite3_step(stmt) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(stmt, 0);
+      value = text ? reinterpret_cast<const char*>(text) : "";
+    }
+    sqlite3_finalize(stmt);
+    return value;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+// --- Fixture -----------------------------------------------------------------
+
+class SqliteKeyStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  void Reopen() {
+    store_.reset();
+    Result<std::unique_ptr<KeyStore>> opened = OpenSqliteKeyStore(path_);
+    ASSERT_TRUE(opened.has_value()) << opened.error().ToString();
+    store_ = std::move(*opened);
+  }
+
+  KeyStoreSnapshot Load() {
+    Result<KeyStoreSnapshot> snapshot = store_->LoadAll();
+    EXPECT_TRUE(snapshot.has_value()) << snapshot.error().ToString();
+    return snapshot.has_value() ? std::move(*snapshot) : KeyStoreSnapshot{};
+  }
+
+  // Tenant "acme" with key 1 ("orders", versions 1 and 2) and alias/orders.
+  void CreateAcme() {
+    ASSERT_TRUE(store_
+                    ->CreateTenant(Tenant("acme"), {Key("acme", "orders", 1)},
+                                   {Version(1, 1), Version(1, 2)},
+                                   {Alias("acme", "alias/orders", 1)})
+                    .ok());
+  }
+
+  KeyStoreSnapshot AcmeSnapshot() {
+    return {.tenants = {Tenant("acme")},
+            .keys = {Key("acme", "orders", 1)},
+            .versions = {Version(1, 1), Version(1, 2)},
+            .aliases = {Alias("acme", "alias/orders", 1)}};
+  }
+
+  testing::TempDir dir_;
+  std::string path_ = dir_ / "keystore.db";
+  std::unique_ptr<KeyStore> store_;
+};
+
+// Opening files that are or are not keystores. These tests open the store
+// themselves, so they use a path of their own.
+class SqliteKeyStoreOpenTest : public ::testing::Test {
+ protected:
+  testing::TempDir dir_;
+  std::string path_ = dir_ / "keystore.db";
+};
+
+// --- Opening -----------------------------------------------------------------
+
+TEST_F(SqliteKeyStoreOpenTest, CreatesFreshKeystoreWhenFileIsMissing) {
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
+  ASSERT_TRUE(store.has_value()) << store.error().ToString();
+  EXPECT_EQ((*store)->SchemaVersion(), 1);
+  Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
+  ASSERT_TRUE(snapshot.has_value());
+  EXPECT_EQ(Dump(*snapshot), "");
+}
+
+TEST_F(SqliteKeyStoreOpenTest, InitialisesEmptyFile) {
+  WriteFile(path_, "");
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
+  ASSERT_TRUE(store.has_value()) << store.error().ToString();
+  EXPECT_EQ((*store)->SchemaVersion(), 1);
+}
+
+TEST_F(SqliteKeyStoreOpenTest, NewKeystoreFileIsOwnerOnly) {
+  ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
+  struct stat st {};
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(SqliteKeyStoreOpenTest, MarksFileAsKmsdAndRecordsMigrations) {
+  ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
+  RawDb raw(path_);
+  EXPECT_EQ(raw.Text("PRAGMA application_id"), std::to_string(kKmsdApplicationId));
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1");
+  EXPECT_NE(raw.Text("SELECT applied_at FROM schema_migrations WHERE version = 1"), "");
+}
+
+TEST_F(SqliteKeyStoreOpenTest, FailsWhenDirectoryIsMissing) {
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(dir_ / "missing/keystore.db");
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code(), Code::kInternal);
+  EXPECT_THAT(store.error().message(), HasSubstr("missing/keystore.db"));
+}
+
+TEST_F(SqliteKeyStoreOpenTest, RejectsFileThatIsNotADatabase) {
+  const std::string text = "tenants:\n  acme: {root: acme-root}\n" + std::string(600, '#');
+  WriteFile(path_, text);
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code(), Code::kInternal);
+  EXPECT_EQ(store.error().message(),
+            "keystore " + path_ + ": not a kmsd keystore: file is not a database");
+  EXPECT_EQ(ReadFile(path_), text);  // never recreated
+}
+
+TEST_F(SqliteKeyStoreOpenTest, RejectsShortTextFile) {
+  WriteFile(path_, "hello\n");
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code(), Code::kInternal);
+  EXPECT_THAT(store.error().message(), HasSubstr("file is not a database"));
+  EXPECT_EQ(ReadFile(path_), "hello\n");
+}
+
+TEST_F(SqliteKeyStoreOpenTest, RejectsRandomBytes) {
+  std::mt19937 rng(42);
+  std::string bytes(8192, '\0');
+  for (char& c : bytes) c = static_cast<char>(rng());
+  WriteFile(path_, bytes);
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code(), Code::kInternal);
+  EXPECT_THAT(store.error().message(), HasSubstr("not a kmsd keystore: file is not a database"));
+  EXPECT_EQ(ReadFile(path_), bytes);
+}
+
+TEST_F(SqliteKeyStoreOpenTest, RejectsSqliteDatabaseWithoutKmsdApplicationId) {
+  {
+    RawDb raw(path_);
+    raw.Exec("CREATE TABLE photos (id INTEGER PRIMARY KEY, caption TEXT)");
+  }
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code(), Code::kInternal);
+  EXPECT_THAT(store.error().message(), HasSubstr("not a kmsd keystore"));
+
+  RawDb raw(path_);  // left untouched: no WAL switch, no kmsd tables
+  EXPECT_EQ(raw.Text("PRAGMA journal_mode"), "delete");
+  EXPECT_EQ(raw.Text("PRAGMA application_id"), "0");
+  EXPECT_EQ(raw.Text("SELECT group_concat(name) FROM sqlite_master"), "photos");
+}
+
+TEST_F(SqliteKeyStoreOpenTest, RejectsSqliteDatabaseOfAnotherApplication) {
+  {
+    RawDb raw(path_);
+    raw.Exec("PRAGMA application_id = 305419896");  // 0x12345678, no tables
+  }
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code(), Code::kInternal);
+  EXPECT_THAT(store.error().message(), HasSubstr("application_id 0x12345678"));
+}
+
+TEST_F(SqliteKeyStoreOpenTest, RefusesNewerSchema) {
+  ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
+  {
+    RawDb raw(path_);
+    raw.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (2, 0)");
+  }
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code(), Code::kInternal);
+  EXPECT_THAT(store.error().message(), HasSubstr("written by a newer kmsd"));
+  EXPECT_THAT(store.error().message(), HasSubstr("schema version 2"));
+}
+
+TEST_F(SqliteKeyStoreOpenTest, RefusesKeystoreWithoutSchemaVersion) {
+  ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
+  {
+    RawDb raw(path_);
+    raw.Exec("DELETE FROM schema_migrations");
+  }
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code(), Code::kInternal);
+  EXPECT_THAT(store.error().message(), HasSubstr("no schema version"));
+}
+
+// SQLite calls every registered auto-extension with each new connection, which
+// lets the test reach the store's own connection: synchronous, foreign_keys and
+// busy_timeout are settings of a connection, invisible from any other.
+sqlite3* g_store_connection = nullptr;
+int CaptureConnection(sqlite3* db, const char**, const sqlite3_api_routines*) {
+  g_store_connection = db;
+  return SQLITE_OK;
+}
+
+TEST_F(SqliteKeyStoreOpenTest, UsesWalAndFullSync) {
+  g_store_connection = nullptr;
+  ASSERT_EQ(sqlite3_auto_extension(reinterpret_cast<void (*)()>(&CaptureConnection)), SQLITE_OK);
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
+  sqlite3_reset_auto_extension();
+  ASSERT_TRUE(store.has_value()) << store.error().ToString();
+  ASSERT_NE(g_store_connection, nullptr);
+
+  EXPECT_EQ(RawDb::Query(g_store_connection, "PRAGMA synchronous"), "2");  // FULL
+  EXPECT_EQ(RawDb::Query(g_store_connection, "PRAGMA foreign_keys"), "1");
+  EXPECT_EQ(RawDb::Query(g_store_connection, "PRAGMA busy_timeout"), "5000");
+
+  RawDb other(path_);  // WAL is a property of the file
+  EXPECT_EQ(other.Text("PRAGMA journal_mode"), "wal");
+}
+
+// --- Durability ----------------------------------------------------------------
+
+TEST_F(SqliteKeyStoreTest, ReopenKeepsEverything) {
+  CreateAcme();
+  ASSERT_TRUE(store_->CreateKey(Key("acme", "billing", 2), Version(2, 1)).ok());
+  ASSERT_TRUE(store_->AddKeyVersion(Version(2, 2)).ok());
+  ASSERT_TRUE(store_->CreateAlias(Alias("acme", "alias/billing", 2)).ok());
+  ASSERT_TRUE(store_->UpdateAlias("acme", "alias/orders", Id(2), 1700000999).ok());
+  KeyStoreSnapshot before = Load();
+
+  Reopen();
+  EXPECT_EQ(store_->SchemaVersion(), 1);
+  EXPECT_EQ(Dump(Load()), Dump(before));
+}
+
+TEST_F(SqliteKeyStoreTest, KeepsWrappedBytesExactly) {
+  ASSERT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
+  KeyVersionRecord version = Version(1, 1);
+  version.wrapped.assign(256, 0);
+  for (size_t i = 0; i < version.wrapped.size(); ++i) version.wrapped[i] = static_cast<uint8_t>(i);
+  ASSERT_TRUE(store_->CreateKey(Key("acme", "orders", 1), version).ok());
+  Reopen();
+  KeyStoreSnapshot snapshot = Load();
+  ASSERT_EQ(snapshot.versions.size(), 1u);
+  EXPECT_EQ(snapshot.versions[0].wrapped, version.wrapped);
+}
+
+TEST_F(SqliteKeyStoreTest, LoadAllReturnsRecordsInOrder) {
+  ASSERT_TRUE(store_->CreateTenant(Tenant("zeta"), {}, {}, {}).ok());
+  ASSERT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
+  ASSERT_TRUE(store_->CreateKey(Key("zeta", "a", 3), Version(3, 1)).ok());
+  ASSERT_TRUE(store_->CreateKey(Key("acme", "b", 1), Version(1, 1)).ok());
+  ASSERT_TRUE(store_->CreateKey(Key("acme", "a", 2), Version(2, 1)).ok());
+  ASSERT_TRUE(store_->AddKeyVersion(Version(3, 2)).ok());
+  ASSERT_TRUE(store_->AddKeyVersion(Version(1, 2)).ok());
+  ASSERT_TRUE(store_->CreateAlias(Alias("zeta", "alias/x", 3)).ok());
+  ASSERT_TRUE(store_->CreateAlias(Alias("acme", "alias/y", 1)).ok());
+  ASSERT_TRUE(store_->CreateAlias(Alias("acme", "alias/x", 2)).ok());
+
+  KeyStoreSnapshot expected = {
+      .tenants = {Tenant("acme"), Tenant("zeta")},
+      .keys = {Key("acme", "a", 2), Key("acme", "b", 1), Key("zeta", "a", 3)},
+      .versions = {Version(1, 1), Version(1, 2), Version(2, 1), Version(3, 1), Version(3, 2)},
+      .aliases = {Alias("acme", "alias/x", 2), Alias("acme", "alias/y", 1),
+                  Alias("zeta", "alias/x", 3)}};
+  EXPECT_EQ(Dump(Load()), Dump(expected));
+}
+
+// --- CreateTenant ------------------------------------------------------------------
+
+TEST_F(SqliteKeyStoreTest, CreateTenantStoresEveryRecord) {
+  CreateAcme();
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, DuplicateTenantIsAlreadyExists) {
+  CreateAcme();
+  Status status = store_->CreateTenant(Tenant("acme"), {}, {}, {});
+  EXPECT_EQ(status.code(), Code::kAlreadyExists);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+// The second alias fails after the tenant, keys, versions and first alias are
+// written; the whole tenant must be gone.
+TEST_F(SqliteKeyStoreTest, CreateTenantIsAllOrNothing) {
+  CreateAcme();
+  Status status =
+      store_->CreateTenant(Tenant("globex"), {Key("globex", "a", 10), Key("globex", "b", 11)},
+                           {Version(10, 1), Version(11, 1)},
+                           {Alias("globex", "alias/a", 10), Alias("globex", "alias/a", 11)});
+  EXPECT_EQ(status.code(), Code::kAlreadyExists);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+
+  // Nothing of it blocks a correct retry.
+  EXPECT_TRUE(store_
+                  ->CreateTenant(Tenant("globex"), {Key("globex", "a", 10)}, {Version(10, 1)},
+                                 {Alias("globex", "alias/a", 10)})
+                  .ok());
+}
+
+TEST_F(SqliteKeyStoreTest, CreateTenantWithKeyIdOfAnotherTenantIsAlreadyExists) {
+  CreateAcme();
+  Status status = store_->CreateTenant(
+      Tenant("globex"), {Key("globex", "a", 10), Key("globex", "b", 1)}, {Version(10, 1)}, {});
+  EXPECT_EQ(status.code(), Code::kAlreadyExists);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, CreateTenantWithDuplicateKeyNameIsAlreadyExists) {
+  Status status = store_->CreateTenant(Tenant("globex"),
+                                       {Key("globex", "a", 10), Key("globex", "a", 11)}, {}, {});
+  EXPECT_EQ(status.code(), Code::kAlreadyExists);
+  EXPECT_EQ(Dump(Load()), "");
+}
+
+TEST_F(SqliteKeyStoreTest, CreateTenantWithAliasToKeyOutsideBatchIsNotFound) {
+  CreateAcme();
+  // Key 1 exists, but in acme: globex's alias may not point at it.
+  Status status = store_->CreateTenant(Tenant("globex"), {Key("globex", "a", 10)}, {Version(10, 1)},
+                                       {Alias("globex", "alias/a", 1)});
+  EXPECT_EQ(status.code(), Code::kNotFound);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, CreateTenantWithVersionOfKeyOutsideBatchIsNotFound) {
+  CreateAcme();
+  Status status = store_->CreateTenant(Tenant("globex"), {Key("globex", "a", 10)},
+                                       {Version(10, 1), Version(1, 3)}, {});
+  EXPECT_EQ(status.code(), Code::kNotFound);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, CreateTenantWithRecordOfAnotherTenantIsInvalidArgument) {
+  Status key_status =
+      store_->CreateTenant(Tenant("globex"), {Key("acme", "a", 10)}, {Version(10, 1)}, {});
+  EXPECT_EQ(key_status.code(), Code::kInvalidArgument);
+  Status alias_status = store_->CreateTenant(Tenant("globex"), {Key("globex", "a", 10)},
+                                             {Version(10, 1)}, {Alias("acme", "alias/a", 10)});
+  EXPECT_EQ(alias_status.code(), Code::kInvalidArgument);
+  EXPECT_EQ(Dump(Load()), "");
+}
+
+TEST_F(SqliteKeyStoreTest, CreateTenantWithVersionZeroIsInvalidArgument) {
+  Status status =
+      store_->CreateTenant(Tenant("globex"), {Key("globex", "a", 10)}, {Version(10, 0)}, {});
+  EXPECT_EQ(status.code(), Code::kInvalidArgument);
+  EXPECT_EQ(Dump(Load()), "");
+}
+
+// --- CreateKey -------------------------------------------------------------------
+
+TEST_F(SqliteKeyStoreTest, CreateKeyStoresKeyAndFirstVersion) {
+  CreateAcme();
+  KeyRecord key = Key("acme", "billing", 2);
+  key.enabled = false;
+  ASSERT_TRUE(store_->CreateKey(key, Version(2, 1)).ok());
+  KeyStoreSnapshot expected = AcmeSnapshot();
+  expected.keys.insert(expected.keys.begin(), key);  // "billing" < "orders"
+  expected.versions.push_back(Version(2, 1));
+  EXPECT_EQ(Dump(Load()), Dump(expected));
+}
+
+TEST_F(SqliteKeyStoreTest, CreateKeyInMissingTenantIsNotFound) {
+  Status status = store_->CreateKey(Key("nobody", "a", 2), Version(2, 1));
+  EXPECT_EQ(status.code(), Code::kNotFound);
+  EXPECT_EQ(Dump(Load()), "");
+}
+
+TEST_F(SqliteKeyStoreTest, DuplicateKeyNameIsAlreadyExists) {
+  CreateAcme();
+  Status status = store_->CreateKey(Key("acme", "orders", 2), Version(2, 1));
+  EXPECT_EQ(status.code(), Code::kAlreadyExists);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, SameKeyNameInAnotherTenantIsAllowed) {
+  CreateAcme();
+  ASSERT_TRUE(store_->CreateTenant(Tenant("globex"), {}, {}, {}).ok());
+  EXPECT_TRUE(store_->CreateKey(Key("globex", "orders", 2), Version(2, 1)).ok());
+}
+
+TEST_F(SqliteKeyStoreTest, DuplicateKeyIdIsAlreadyExists) {
+  CreateAcme();
+  ASSERT_TRUE(store_->CreateTenant(Tenant("globex"), {}, {}, {}).ok());
+  Status status = store_->CreateKey(Key("globex", "other", 1), Version(1, 1));
+  EXPECT_EQ(status.code(), Code::kAlreadyExists);
+  EXPECT_EQ(Load().keys.size(), 1u);
+}
+
+TEST_F(SqliteKeyStoreTest, CreateKeyWithVersionOfAnotherKeyIsInvalidArgument) {
+  CreateAcme();
+  Status status = store_->CreateKey(Key("acme", "billing", 2), Version(3, 1));
+  EXPECT_EQ(status.code(), Code::kInvalidArgument);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, CreateKeyWithVersionZeroIsInvalidArgument) {
+  CreateAcme();
+  Status status = store_->CreateKey(Key("acme", "billing", 2), Version(2, 0));
+  EXPECT_EQ(status.code(), Code::kInvalidArgument);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+// --- AddKeyVersion -----------------------------------------------------------------
+
+TEST_F(SqliteKeyStoreTest, AddKeyVersionAppendsVersion) {
+  CreateAcme();
+  ASSERT_TRUE(store_->AddKeyVersion(Version(1, 3)).ok());
+  KeyStoreSnapshot expected = AcmeSnapshot();
+  expected.versions.push_back(Version(1, 3));
+  EXPECT_EQ(Dump(Load()), Dump(expected));
+}
+
+TEST_F(SqliteKeyStoreTest, AddKeyVersionToMissingKeyIsNotFound) {
+  CreateAcme();
+  Status status = store_->AddKeyVersion(Version(9, 1));
+  EXPECT_EQ(status.code(), Code::kNotFound);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, DuplicateKeyVersionIsAlreadyExists) {
+  CreateAcme();
+  KeyVersionRecord again = Version(1, 2);
+  again.wrapped = Bytes(40, 0xee);
+  Status status = store_->AddKeyVersion(again);
+  EXPECT_EQ(status.code(), Code::kAlreadyExists);
+  EXPECT_EQ(status.message(), "key " + KeyIdToHex(Id(1)) + " version 2 already exists");
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));  // original bytes kept
+}
+
+TEST_F(SqliteKeyStoreTest, AddKeyVersionZeroIsInvalidArgument) {
+  CreateAcme();
+  Status status = store_->AddKeyVersion(Version(1, 0));
+  EXPECT_EQ(status.code(), Code::kInvalidArgument);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+// --- Aliases -------------------------------------------------------------------
+
+TEST_F(SqliteKeyStoreTest, CreateAliasPointsAtKey) {
+  CreateAcme();
+  ASSERT_TRUE(store_->CreateAlias(Alias("acme", "alias/second", 1)).ok());
+  KeyStoreSnapshot expected = AcmeSnapshot();
+  expected.aliases.push_back(Alias("acme", "alias/second", 1));
+  EXPECT_EQ(Dump(Load()), Dump(expected));
+}
+
+TEST_F(SqliteKeyStoreTest, DuplicateAliasIsAlreadyExists) {
+  CreateAcme();
+  ASSERT_TRUE(store_->CreateKey(Key("acme", "billing", 2), Version(2, 1)).ok());
+  Status status = store_->CreateAlias(Alias("acme", "alias/orders", 2));
+  EXPECT_EQ(status.code(), Code::kAlreadyExists);
+  EXPECT_EQ(Load().aliases[0].key_id, Id(1));
+}
+
+TEST_F(SqliteKeyStoreTest, CreateAliasToMissingKeyIsNotFound) {
+  CreateAcme();
+  Status status = store_->CreateAlias(Alias("acme", "alias/ghost", 9));
+  EXPECT_EQ(status.code(), Code::kNotFound);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, CreateAliasInMissingTenantIsNotFound) {
+  CreateAcme();
+  Status status = store_->CreateAlias(Alias("nobody", "alias/orders", 1));
+  EXPECT_EQ(status.code(), Code::kNotFound);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, CreateAliasToKeyOfAnotherTenantIsNotFound) {
+  CreateAcme();
+  ASSERT_TRUE(store_->CreateTenant(Tenant("globex"), {}, {}, {}).ok());
+  Status status = store_->CreateAlias(Alias("globex", "alias/stolen", 1));
+  EXPECT_EQ(status.code(), Code::kNotFound);
+  EXPECT_EQ(Load().aliases.size(), 1u);
+}
+
+TEST_F(SqliteKeyStoreTest, UpdateAliasRepointsAlias) {
+  CreateAcme();
+  ASSERT_TRUE(store_->CreateKey(Key("acme", "billing", 2), Version(2, 1)).ok());
+  ASSERT_TRUE(store_->UpdateAlias("acme", "alias/orders", Id(2), 1700000999).ok());
+  KeyStoreSnapshot snapshot = Load();
+  ASSERT_EQ(snapshot.aliases.size(), 1u);
+  EXPECT_EQ(snapshot.aliases[0].key_id, Id(2));
+  EXPECT_EQ(snapshot.aliases[0].created_at, 1700000300);
+  EXPECT_EQ(snapshot.aliases[0].updated_at, 1700000999);
+}
+
+TEST_F(SqliteKeyStoreTest, UpdateMissingAliasIsNotFound) {
+  CreateAcme();
+  Status status = store_->UpdateAlias("acme", "alias/ghost", Id(1), 1700000999);
+  EXPECT_EQ(status.code(), Code::kNotFound);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, UpdateAliasToMissingKeyIsNotFound) {
+  CreateAcme();
+  Status status = store_->UpdateAlias("acme", "alias/orders", Id(9), 1700000999);
+  EXPECT_EQ(status.code(), Code::kNotFound);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, UpdateAliasToKeyOfAnotherTenantIsNotFound) {
+  CreateAcme();
+  ASSERT_TRUE(
+      store_->CreateTenant(Tenant("globex"), {Key("globex", "a", 10)}, {Version(10, 1)}, {}).ok());
+  Status status = store_->UpdateAlias("acme", "alias/orders", Id(10), 1700000999);
+  EXPECT_EQ(status.code(), Code::kNotFound);
+  EXPECT_EQ(Load().aliases[0].key_id, Id(1));
+}
+
+TEST_F(SqliteKeyStoreTest, DeleteAliasRemovesIt) {
+  CreateAcme();
+  ASSERT_TRUE(store_->DeleteAlias("acme", "alias/orders").ok());
+  EXPECT_TRUE(Load().aliases.empty());
+  // The name is free again.
+  EXPECT_TRUE(store_->CreateAlias(Alias("acme", "alias/orders", 1)).ok());
+}
+
+TEST_F(SqliteKeyStoreTest, DeleteMissingAliasIsNotFound) {
+  CreateAcme();
+  EXPECT_EQ(store_->DeleteAlias("acme", "alias/ghost").code(), Code::kNotFound);
+  EXPECT_EQ(store_->DeleteAlias("nobody", "alias/orders").code(), Code::kNotFound);
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+// --- Threads ---------------------------------------------------------------------
+
+TEST_F(SqliteKeyStoreTest, ConcurrentWritersFromThreads) {
+  ASSERT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
+  constexpr int kThreads = 8;
+  constexpr int kKeysPerThread = 20;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kKeysPerThread; ++i) {
+        int id = t * kKeysPerThread + i + 1;
+        std::string name = "k" + std::to_string(id);
+        if (!store_->CreateKey(Key("acme", name, id), Version(id, 1)).ok()) ++failures;
+        if (!store_->AddKeyVersion(Version(id, 2)).ok()) ++failures;
+        if (!store_->CreateAlias(Alias("acme", "alias/" + name, id)).ok()) ++failures;
+        if (!store_->LoadAll().has_value()) ++failures;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+
+  Reopen();
+  KeyStoreSnapshot snapshot = Load();
+  EXPECT_EQ(snapshot.keys.size(), size_t{kThreads * kKeysPerThread});
+  EXPECT_EQ(snapshot.versions.size(), size_t{2 * kThreads * kKeysPerThread});
+  EXPECT_EQ(snapshot.aliases.size(), size_t{kThreads * kKeysPerThread});
+}
+
+TEST_F(SqliteKeyStoreTest, ConcurrentCreateOfOneAliasHasOneWinner) {
+  CreateAcme();
+  constexpr int kThreads = 8;
+  std::atomic<int> created{0};
+  std::atomic<int> already_exists{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      Status status = store_->CreateAlias(Alias("acme", "alias/contested", 1));
+      if (status.ok()) ++created;
+      if (status.code() == Code::kAlreadyExists) ++already_exists;
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(created.load(), 1);
+  EXPECT_EQ(already_exists.load(), kThreads - 1);
+}
+
+}  // namespace
+}  // namespace kmsd

@@ -1,0 +1,179 @@
+// kmsctl's administrative commands: status, health, tenant, key and alias
+// (docs/CLI.md). Each sends one request and prints its result.
+#include <array>
+#include <memory>
+
+#include "tools/kmsctl/cli.h"
+
+namespace kmsd::kmsctl {
+namespace {
+
+// Positional and option values of one command, kept alive for its callback.
+struct AdminArgs {
+  std::string tenant;
+  std::string name;
+  std::string key;
+  std::string alias;
+  std::string description;
+};
+
+constexpr std::array<Column, 2> kTenantColumns = {{{"NAME", "name"}, {"CREATED", "created_at"}}};
+constexpr std::array<Column, 7> kKeyColumns = {{{"NAME", "name"},
+                                                {"ID", "id"},
+                                                {"VERSION", "latest_version"},
+                                                {"ENABLED", "enabled"},
+                                                {"CREATED", "created_at"},
+                                                {"ALIASES", "aliases"},
+                                                {"DESCRIPTION", "description"}}};
+constexpr std::array<Column, 2> kVersionColumns = {
+    {{"VERSION", "version"}, {"CREATED", "created_at"}}};
+constexpr std::array<Column, 5> kAliasColumns = {{{"ALIAS", "alias"},
+                                                  {"KEY", "key"},
+                                                  {"KEY_ID", "key_id"},
+                                                  {"CREATED", "created_at"},
+                                                  {"UPDATED", "updated_at"}}};
+
+// Builds a request's arguments from `args` when the command runs.
+using ArgsBuilder = std::function<Value::Map(const AdminArgs&)>;
+
+Value::Map NoArgs(const AdminArgs&) { return {}; }
+
+Value::Map KeyArg(const AdminArgs& a) {
+  Value::Map map;
+  map.emplace_back("key", a.key);
+  return map;
+}
+
+Value::Map AliasArg(const AdminArgs& a) {
+  Value::Map map;
+  map.emplace_back("alias", a.alias);
+  return map;
+}
+
+Value::Map AliasAndKeyArgs(const AdminArgs& a) {
+  Value::Map map = AliasArg(a);
+  map.emplace_back("key", a.key);
+  return map;
+}
+
+// A command that sends `op` and prints the result as key: value lines, or as
+// a table when `rows_key` is set.
+struct Spec {
+  std::string_view op;
+  ArgsBuilder build = NoArgs;
+  std::string_view rows_key = {};
+  std::span<const Column> columns = {};
+};
+
+Status RunSimple(Invocation& invocation, const Spec& spec, const AdminArgs& args,
+                 std::string_view tenant) {
+  ASSIGN_OR_RETURN(Reply reply, invocation.Call(spec.op, tenant, spec.build(args)));
+  if (spec.rows_key.empty()) return invocation.output().Object(ToJson(reply.result()));
+  return invocation.output().Table(ToJson(reply.result()), spec.rows_key, spec.columns);
+}
+
+// Adds `name` under `parent`; when chosen, it sends spec.op in the tenant
+// named by --tenant (tenant_option), by the NAME positional (tenant commands),
+// or in none.
+enum class TenantFrom { kNone, kOption, kName };
+
+CLI::App* AddSimple(CLI::App* parent, Invocation& invocation, std::string name,
+                    std::string description, TenantFrom tenant_from, Spec spec,
+                    std::shared_ptr<AdminArgs> args) {
+  CLI::App* command = parent->add_subcommand(std::move(name), std::move(description));
+  if (tenant_from == TenantFrom::kOption) AddTenantOption(command, &args->tenant);
+  command->callback([&invocation, spec, args, tenant_from] {
+    invocation.Select([&invocation, spec, args, tenant_from] {
+      const std::string& tenant = tenant_from == TenantFrom::kOption ? args->tenant
+                                  : tenant_from == TenantFrom::kName ? args->name
+                                                                     : std::string();
+      return RunSimple(invocation, spec, *args, tenant);
+    });
+  });
+  return command;
+}
+
+void AddTenantCommands(CLI::App& app, Invocation& invocation) {
+  CLI::App* group = app.add_subcommand("tenant", "Create, describe and list tenants");
+  group->require_subcommand(1);
+  auto args = std::make_shared<AdminArgs>();
+  AddSimple(group, invocation, "create", "Create a tenant with its root key, keys and aliases",
+            TenantFrom::kName, {"tenant.create"}, args)
+      ->add_option("NAME", args->name, "Tenant name")
+      ->required();
+  AddSimple(group, invocation, "describe", "Show a tenant", TenantFrom::kName, {"tenant.describe"},
+            args)
+      ->add_option("NAME", args->name, "Tenant name")
+      ->required();
+  AddSimple(group, invocation, "list", "List tenants", TenantFrom::kNone,
+            {"tenant.list", NoArgs, "tenants", kTenantColumns}, args);
+}
+
+void AddKeyCommands(CLI::App& app, Invocation& invocation) {
+  CLI::App* group = app.add_subcommand("key", "Create, describe, list and rotate keys");
+  group->require_subcommand(1);
+  auto args = std::make_shared<AdminArgs>();
+
+  CLI::App* create =
+      AddSimple(group, invocation, "create", "Create a key (version 1)", TenantFrom::kOption,
+                {"key.create",
+                 [](const AdminArgs& a) {
+                   Value::Map map;
+                   map.emplace_back("name", a.name);
+                   if (!a.description.empty()) map.emplace_back("description", a.description);
+                   return map;
+                 }},
+                args);
+  create->add_option("NAME", args->name, "Key name")->required();
+  create->add_option("--description", args->description, "What the key is for");
+
+  AddSimple(group, invocation, "describe", "Show a key", TenantFrom::kOption,
+            {"key.describe", KeyArg}, args)
+      ->add_option("KEYREF", args->key, "Key name or alias")
+      ->required();
+  AddSimple(group, invocation, "list", "List the tenant's keys", TenantFrom::kOption,
+            {"key.list", NoArgs, "keys", kKeyColumns}, args);
+  AddSimple(group, invocation, "rotate", "Add a key version used by new encryptions",
+            TenantFrom::kOption, {"key.rotate", KeyArg}, args)
+      ->add_option("KEYREF", args->key, "Key name or alias")
+      ->required();
+  AddSimple(group, invocation, "versions", "List a key's versions", TenantFrom::kOption,
+            {"key.list-versions", KeyArg, "versions", kVersionColumns}, args)
+      ->add_option("KEYREF", args->key, "Key name or alias")
+      ->required();
+}
+
+void AddAliasCommands(CLI::App& app, Invocation& invocation) {
+  CLI::App* group = app.add_subcommand("alias", "Create, update, delete and list aliases");
+  group->require_subcommand(1);
+  auto args = std::make_shared<AdminArgs>();
+  for (const auto& [name, op, description] :
+       {std::tuple{"create", "alias.create", "Create an alias pointing at a key"},
+        std::tuple{"update", "alias.update", "Point an existing alias at another key"}}) {
+    CLI::App* command = AddSimple(group, invocation, name, description, TenantFrom::kOption,
+                                  {op, AliasAndKeyArgs}, args);
+    command->add_option("ALIAS", args->alias, "Alias name (alias/NAME)")->required();
+    command->add_option("KEY", args->key, "Key name (not an alias)")->required();
+  }
+  AddSimple(group, invocation, "delete", "Delete an alias", TenantFrom::kOption,
+            {"alias.delete", AliasArg}, args)
+      ->add_option("ALIAS", args->alias, "Alias name (alias/NAME)")
+      ->required();
+  AddSimple(group, invocation, "list", "List the tenant's aliases", TenantFrom::kOption,
+            {"alias.list", NoArgs, "aliases", kAliasColumns}, args);
+}
+
+}  // namespace
+
+void AddAdminCommands(CLI::App& app, Invocation& invocation) {
+  auto args = std::make_shared<AdminArgs>();
+  AddSimple(&app, invocation, "status", "Show kmsd's version, token, keystore and counts",
+            TenantFrom::kNone, {"status"}, args);
+  AddSimple(&app, invocation, "health", "Check that kmsd and its token answer", TenantFrom::kNone,
+            {"health"}, args);
+  AddTenantCommands(app, invocation);
+  AddKeyCommands(app, invocation);
+  AddAliasCommands(app, invocation);
+}
+
+}  // namespace kmsd::kmsctl

@@ -1,0 +1,165 @@
+// kmsctl batch encrypt|decrypt: one item per input file, in one call
+// (docs/CLI.md).
+//
+// batch encrypt writes FILE.enc; batch decrypt writes FILE without its ".enc"
+// suffix, or FILE.dec when it has none. Outputs are replaced atomically. Every
+// file is read and every output path checked before the call (a failure is a
+// usage error). A failed item is reported and the others still written; the
+// exit status is then that of the first failed item's code.
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+#include "tools/kmsctl/cli.h"
+#include "tools/kmsctl/io.h"
+
+namespace kmsd::kmsctl {
+namespace {
+
+struct BatchArgs {
+  std::string tenant;
+  std::string key;
+  std::vector<std::string> context;
+  std::vector<std::string> files;
+};
+
+struct Item {
+  std::string file;
+  std::string output;
+  SecretBuffer input;
+};
+
+std::string DecryptedName(const std::string& file) {
+  constexpr std::string_view kSuffix = ".enc";
+  const std::string base = std::filesystem::path(file).filename().string();
+  if (base.size() > kSuffix.size() && base.ends_with(kSuffix)) {
+    return file.substr(0, file.size() - kSuffix.size());
+  }
+  return file + ".dec";
+}
+
+Result<std::vector<Item>> ReadItems(Invocation& invocation, const BatchArgs& a, bool encrypt) {
+  if (a.files.size() > kMaxBatchItems) {
+    return invocation.AsUsage(Result<std::vector<Item>>(Error(
+        Code::kInvalidArgument, "at most " + std::to_string(kMaxBatchItems) + " files per batch")));
+  }
+  std::vector<Item> items;
+  for (const std::string& file : a.files) {
+    Item item{file, encrypt ? file + ".enc" : DecryptedName(file), {}};
+    RETURN_IF_ERROR(invocation.AsUsage(CheckOutputPath(item.output)));
+    ASSIGN_OR_RETURN(item.input, invocation.AsUsage(ReadInput(file)));
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+// Handles one entry of the reply's `results`: writes the output file and
+// returns the JSON line for it; `failure` receives the item's error.
+Json HandleResult(const msgpack::object& object, const Item& item, std::string_view field,
+                  Status* failure) {
+  Json entry = Json::object();
+  entry["file"] = item.file;
+  Status status = [&]() -> Status {
+    ASSIGN_OR_RETURN(Fields result, Fields::Of(object, "result item"));
+    ASSIGN_OR_RETURN(bool ok, result.OptionalBool("ok", false));
+    if (!ok) {
+      ASSIGN_OR_RETURN(Fields error, result.Map("error"));
+      ASSIGN_OR_RETURN(std::string_view code, error.String("code"));
+      ASSIGN_OR_RETURN(std::string_view message, error.String("message"));
+      return Status(CodeFromName(code), std::string(message));
+    }
+    ASSIGN_OR_RETURN(std::span<const uint8_t> bytes, ReplyBinary(result, field));
+    RETURN_IF_ERROR(WriteOutput(item.output, bytes));
+    entry["output"] = item.output;
+    Json rest = ToJson(result);
+    rest.erase(std::string(field));
+    for (auto& [key, value] : rest.items()) entry[key] = std::move(value);
+    return OkStatus();
+  }();
+  if (!status.ok()) {
+    entry["ok"] = false;
+    entry["error"]["code"] = std::string(CodeName(status.code()));
+    entry["error"]["message"] = status.message();
+  }
+  *failure = std::move(status);
+  return entry;
+}
+
+void PrintHuman(const Json& entry, const Status& status) {
+  const std::string file = Output::Printable(entry["file"].get<std::string>());
+  if (status.ok()) {
+    (void)Output::Stdout(file + " -> " + Output::Printable(entry["output"].get<std::string>()) +
+                         "\n");
+    return;
+  }
+  Output::Stderr("kmsctl: " + file + ": " + std::string(CodeName(status.code())) + ": " +
+                 Output::Printable(status.message()) + "\n");
+}
+
+Status RunBatch(Invocation& invocation, const BatchArgs& a, bool encrypt) {
+  ASSIGN_OR_RETURN(EncryptionContext context, invocation.AsUsage(ParseContext(a.context)));
+  ASSIGN_OR_RETURN(std::vector<Item> items, ReadItems(invocation, a, encrypt));
+  const std::string_view field = encrypt ? "ciphertext" : "plaintext";
+
+  Value::Array request_items;
+  for (Item& item : items) {
+    Value::Map entry;
+    entry.emplace_back(encrypt ? "plaintext" : "ciphertext", std::move(item.input));
+    if (!context.empty()) entry.emplace_back("context", ContextValue(context));
+    request_items.emplace_back(std::move(entry));
+  }
+  Value::Map args;
+  if (encrypt) args.emplace_back("key", a.key);
+  args.emplace_back("items", std::move(request_items));
+  ASSIGN_OR_RETURN(Reply reply, invocation.Call(encrypt ? "batch-encrypt" : "batch-decrypt",
+                                                a.tenant, std::move(args)));
+  auto results = reply.result().Array("results");
+  if (!results.has_value() || results->size() != items.size()) {
+    return Status(Code::kInternal, "malformed reply from kmsd: 'results' does not match the items");
+  }
+
+  const Output output = invocation.output();
+  Json lines = Json::array();
+  Status first_failure;
+  for (size_t i = 0; i < items.size(); ++i) {
+    Status status;
+    Json entry = HandleResult((*results)[i], items[i], field, &status);
+    if (!output.json()) PrintHuman(entry, status);
+    if (first_failure.ok()) first_failure = status;
+    lines.push_back(std::move(entry));
+  }
+  if (output.json()) {
+    Json object = Json::object();
+    object["results"] = std::move(lines);
+    RETURN_IF_ERROR(output.Object(std::move(object)));
+  }
+  return invocation.AlreadyReported(first_failure);
+}
+
+void AddBatchCommand(CLI::App* group, Invocation& invocation, bool encrypt) {
+  auto args = std::make_shared<BatchArgs>();
+  CLI::App* command = group->add_subcommand(
+      encrypt ? "encrypt" : "decrypt",
+      encrypt ? "Encrypt each FILE to FILE.enc"
+              : "Decrypt each FILE.enc to FILE (a FILE without .enc to FILE.dec)");
+  AddTenantOption(command, &args->tenant);
+  if (encrypt) command->add_option("--key", args->key, "Key name or alias")->required();
+  AddContextOption(command, "--context", &args->context,
+                   "Encryption context entry for every file (repeatable)");
+  command->add_option("FILE", args->files, "Input files")->required();
+  command->callback([&invocation, args, encrypt] {
+    invocation.Select(
+        [&invocation, args, encrypt] { return RunBatch(invocation, *args, encrypt); });
+  });
+}
+
+}  // namespace
+
+void AddBatchCommands(CLI::App& app, Invocation& invocation) {
+  CLI::App* group = app.add_subcommand("batch", "Encrypt or decrypt many files in one call");
+  group->require_subcommand(1);
+  AddBatchCommand(group, invocation, true);
+  AddBatchCommand(group, invocation, false);
+}
+
+}  // namespace kmsd::kmsctl

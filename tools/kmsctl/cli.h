@@ -1,0 +1,103 @@
+// kmsctl's shared pieces: the global options, Invocation (one run of the
+// tool: the selected command, the connection to kmsd, how a failure is
+// reported) and the helpers every command uses.
+//
+// A run parses the command line (CLI11), whose callback selects one action;
+// Invocation::Run() then runs it and turns its Status into output and an exit
+// status (docs/CLI.md): 0 on success, 2 for a usage error, ExitCodeFor(code)
+// otherwise. Single-threaded; an Invocation lives for the whole process and
+// owns its Connection.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "client/connection.h"
+#include "protocol/ciphertext.h"
+#include "protocol/status.h"
+#include "protocol/value.h"
+#include "tools/kmsctl/output.h"
+
+namespace kmsd::kmsctl {
+
+// The code reported for usage errors; exit status 2.
+inline constexpr std::string_view kUsageCode = "USAGE";
+inline constexpr int kUsageExitCode = 2;
+// Items per batch call (docs/PROTOCOL.md).
+inline constexpr size_t kMaxBatchItems = 1024;
+
+// Bounds nng's millisecond timeouts (int32) well inside their range.
+inline constexpr double kMaxTimeoutSeconds = 86400;
+
+struct GlobalOptions {
+  std::string socket;  // --socket; empty means $KMSD_SOCKET, else the default
+  bool json = false;
+  double timeout_seconds = 30;
+};
+
+class Invocation {
+ public:
+  GlobalOptions& options() { return options_; }
+  Output output() const { return Output(options_.json); }
+
+  // The command chosen on the command line; Run() calls it.
+  void Select(std::function<Status()> action) { action_ = std::move(action); }
+  // Runs the selected command, reports its failure, returns the exit status.
+  int Run();
+  // Reports a command line the parser rejected; returns kUsageExitCode.
+  int ReportUsage(std::string_view message, bool json);
+
+  // Sends one request, dialing kmsd on first use.
+  Result<Reply> Call(std::string_view op, std::string_view tenant, Value::Map args = {});
+
+  // Marks a failure found before anything was sent (bad argument value,
+  // unreadable input, unusable output path) as a usage error: reported with
+  // code USAGE and exit status 2.
+  Status AsUsage(Status status);
+  template <typename T>
+  Result<T> AsUsage(Result<T> result) {
+    if (!result.has_value()) failure_ = Failure::kUsage;
+    return result;
+  }
+  // The command already reported `status` in its output (batch items): Run()
+  // prints nothing more and exits with its code.
+  Status AlreadyReported(Status status);
+
+ private:
+  enum class Failure { kStatus, kUsage, kReported };
+  GlobalOptions options_;
+  std::function<Status()> action_;
+  std::unique_ptr<Connection> connection_;
+  Failure failure_ = Failure::kStatus;
+};
+
+// "k=v" strings (split at the first '=') into a context; INVALID_ARGUMENT
+// for an entry without '=' or a key given twice.
+Result<EncryptionContext> ParseContext(const std::vector<std::string>& entries);
+// A context as a request argument.
+Value::Map ContextValue(const EncryptionContext& context);
+
+// A reply field kmsd must send; its absence is kmsd's fault (INTERNAL), not
+// the caller's.
+Result<std::span<const uint8_t>> ReplyBinary(const Fields& result, std::string_view key);
+
+// Options shared by several commands.
+CLI::Option* AddTenantOption(CLI::App* command, std::string* tenant);
+// Repeatable --NAME k=v; one value per occurrence, so that it never swallows
+// the positional arguments after it.
+CLI::Option* AddContextOption(CLI::App* command, std::string name, std::vector<std::string>* out,
+                              std::string description);
+
+// Accepts only decimal digits, for counts (CLI11 would take "-1" as 2^64-1).
+CLI::Validator UnsignedInteger();
+
+// The command groups, each in its own file.
+void AddAdminCommands(CLI::App& app, Invocation& invocation);
+void AddCryptoCommands(CLI::App& app, Invocation& invocation);
+void AddBatchCommands(CLI::App& app, Invocation& invocation);
+
+}  // namespace kmsd::kmsctl

@@ -1,0 +1,118 @@
+#include "tools/kmsctl/io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <utility>
+
+#include "tools/kmsctl/output.h"
+
+namespace kmsd::kmsctl {
+namespace {
+
+constexpr size_t kInitialCapacity = 64 * 1024;
+
+std::string Shown(const std::string& path) { return IsStdio(path) ? "stdin" : "'" + path + "'"; }
+
+Status ReadError(const std::string& path, int error) {
+  return Status(Code::kInvalidArgument, "cannot read " + Shown(path) + ": " + std::strerror(error));
+}
+
+Status TooLarge(const std::string& path) {
+  return Status(Code::kInvalidArgument,
+                Shown(path) + " is larger than " + std::to_string(kMaxInputBytes) + " bytes");
+}
+
+// Reads `fd` to its end into a SecretBuffer that grows by doubling; every
+// outgrown copy is wiped when it is replaced.
+Result<SecretBuffer> ReadAll(int fd, const std::string& path, size_t size_hint) {
+  SecretBuffer buffer(std::max(kInitialCapacity, size_hint + 1));
+  size_t used = 0;
+  while (true) {
+    if (used == buffer.size()) {
+      if (used > kMaxInputBytes) return Error(TooLarge(path));
+      SecretBuffer grown(std::min(buffer.size() * 2, kMaxInputBytes + 1));
+      std::memcpy(grown.RevealMutableData(), buffer.RevealData(), used);
+      buffer = std::move(grown);
+    }
+    const ssize_t n = ::read(fd, buffer.RevealMutableData() + used, buffer.size() - used);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error(ReadError(path, errno));
+    if (n == 0) break;
+    used += static_cast<size_t>(n);
+  }
+  if (used > kMaxInputBytes) return Error(TooLarge(path));
+  buffer.Shrink(used);
+  return buffer;
+}
+
+// The directory a new file at `path` would be created in.
+std::string DirectoryOf(const std::string& path) {
+  const std::string parent = std::filesystem::path(path).parent_path().string();
+  return parent.empty() ? "." : parent;
+}
+
+Status WriteError(const std::string& what, const std::string& path, int error) {
+  return Status(Code::kInternal, "cannot " + what + " '" + path + "': " + std::strerror(error));
+}
+
+}  // namespace
+
+bool IsStdio(const std::string& path) { return path.empty() || path == "-"; }
+
+Result<SecretBuffer> ReadInput(const std::string& path) {
+  if (IsStdio(path)) return ReadAll(STDIN_FILENO, path, 0);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error(ReadError(path, errno));
+  struct stat info {};
+  size_t size_hint = 0;
+  if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode)) {
+    size_hint = std::min(static_cast<size_t>(info.st_size), kMaxInputBytes);
+  }
+  Result<SecretBuffer> content = ReadAll(fd, path, size_hint);
+  ::close(fd);
+  return content;
+}
+
+Status CheckOutputPath(const std::string& path) {
+  if (IsStdio(path)) return OkStatus();
+  struct stat info {};
+  if (::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) {
+    return Status(Code::kInvalidArgument, "output '" + path + "' is a directory");
+  }
+  const std::string directory = DirectoryOf(path);
+  if (::stat(directory.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+    return Status(Code::kInvalidArgument,
+                  "directory '" + directory + "' of output '" + path + "' does not exist");
+  }
+  if (::access(directory.c_str(), W_OK | X_OK) != 0) {
+    return Status(Code::kInvalidArgument, "cannot write in directory '" + directory +
+                                              "' of output '" + path +
+                                              "': " + std::strerror(errno));
+  }
+  return OkStatus();
+}
+
+Status WriteOutput(const std::string& path, std::span<const uint8_t> bytes) {
+  if (IsStdio(path)) return WriteAll(STDOUT_FILENO, bytes, "to stdout");
+  const std::filesystem::path target(path);
+  std::string temporary = DirectoryOf(path) + "/." + target.filename().string() + ".kmsctl-XXXXXX";
+  const int fd = ::mkostemp(temporary.data(), O_CLOEXEC);  // mode 0600
+  if (fd < 0) return WriteError("create a temporary file for", path, errno);
+  Status status = WriteAll(fd, bytes, "'" + temporary + "'");
+  if (status.ok() && ::fsync(fd) != 0) status = WriteError("flush", temporary, errno);
+  if (::close(fd) != 0 && status.ok()) status = WriteError("close", temporary, errno);
+  if (status.ok() && std::rename(temporary.c_str(), path.c_str()) != 0) {
+    status = WriteError("rename a temporary file to", path, errno);
+  }
+  if (!status.ok()) ::unlink(temporary.c_str());
+  return status;
+}
+
+}  // namespace kmsd::kmsctl
