@@ -1,5 +1,6 @@
 #include "keystore/hierarchy.h"
 
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -477,8 +478,12 @@ Result<EncryptOutput> KeyHierarchy::Encrypt(std::string_view tenant, std::string
                                             std::span<const uint8_t> plaintext,
                                             const EncryptionContext& context) {
   ASSIGN_OR_RETURN(UsableVersion usable, UsableLatest(tenant, key_ref));
+  // The IV comes from OpenSSL's DRBG (NIST SP 800-90A), not the token: a
+  // second token call per encryption halved throughput under concurrency.
   Iv iv;
-  RETURN_IF_ERROR(token_.GenerateRandom(iv));
+  if (RAND_bytes(iv.data(), static_cast<int>(iv.size())) != 1) {
+    return Error(Code::kInternal, "no randomness for an IV");
+  }
   EncryptOutput out;
   out.ciphertext = BuildHeader(usable.key_id, usable.version, iv);
   const std::vector<uint8_t> aad =

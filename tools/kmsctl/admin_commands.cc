@@ -72,11 +72,11 @@ Status RunSimple(Invocation& invocation, const Spec& spec, const AdminArgs& args
   return invocation.output().Table(ToJson(reply.result()), spec.rows_key, spec.columns);
 }
 
-// Adds `name` under `parent`; when chosen, it sends spec.op in the tenant
-// named by --tenant (tenant_option), by the NAME positional (tenant commands),
-// or in none.
+// Where a command's envelope tenant comes from: none, --tenant, or the NAME
+// positional (tenant commands).
 enum class TenantFrom { kNone, kOption, kName };
 
+// Adds `name` under `parent`; when chosen, it sends spec.op.
 CLI::App* AddSimple(CLI::App* parent, Invocation& invocation, std::string name,
                     std::string description, TenantFrom tenant_from, Spec spec,
                     std::shared_ptr<AdminArgs> args) {

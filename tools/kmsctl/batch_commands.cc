@@ -8,7 +8,6 @@
 // exit status is then that of the first failed item's code.
 #include <filesystem>
 #include <memory>
-#include <optional>
 
 #include "tools/kmsctl/cli.h"
 #include "tools/kmsctl/io.h"
@@ -40,7 +39,7 @@ std::string DecryptedName(const std::string& file) {
 
 Result<std::vector<Item>> ReadItems(Invocation& invocation, const BatchArgs& a, bool encrypt) {
   if (a.files.size() > kMaxBatchItems) {
-    return invocation.AsUsage(Result<std::vector<Item>>(Error(
+    RETURN_IF_ERROR(invocation.AsUsage(Status(
         Code::kInvalidArgument, "at most " + std::to_string(kMaxBatchItems) + " files per batch")));
   }
   std::vector<Item> items;
@@ -60,15 +59,15 @@ Json HandleResult(const msgpack::object& object, const Item& item, std::string_v
   Json entry = Json::object();
   entry["file"] = item.file;
   Status status = [&]() -> Status {
-    ASSIGN_OR_RETURN(Fields result, Fields::Of(object, "result item"));
-    ASSIGN_OR_RETURN(bool ok, result.OptionalBool("ok", false));
+    ASSIGN_OR_RETURN(Fields result, FromReply(Fields::Of(object, "result item")));
+    ASSIGN_OR_RETURN(bool ok, FromReply(result.OptionalBool("ok", false)));
     if (!ok) {
-      ASSIGN_OR_RETURN(Fields error, result.Map("error"));
-      ASSIGN_OR_RETURN(std::string_view code, error.String("code"));
-      ASSIGN_OR_RETURN(std::string_view message, error.String("message"));
+      ASSIGN_OR_RETURN(Fields error, FromReply(result.Map("error")));
+      ASSIGN_OR_RETURN(std::string_view code, FromReply(error.String("code")));
+      ASSIGN_OR_RETURN(std::string_view message, FromReply(error.String("message")));
       return Status(CodeFromName(code), std::string(message));
     }
-    ASSIGN_OR_RETURN(std::span<const uint8_t> bytes, ReplyBinary(result, field));
+    ASSIGN_OR_RETURN(std::span<const uint8_t> bytes, FromReply(result.Binary(field)));
     RETURN_IF_ERROR(WriteOutput(item.output, bytes));
     entry["output"] = item.output;
     Json rest = ToJson(result);
@@ -113,9 +112,10 @@ Status RunBatch(Invocation& invocation, const BatchArgs& a, bool encrypt) {
   args.emplace_back("items", std::move(request_items));
   ASSIGN_OR_RETURN(Reply reply, invocation.Call(encrypt ? "batch-encrypt" : "batch-decrypt",
                                                 a.tenant, std::move(args)));
-  auto results = reply.result().Array("results");
-  if (!results.has_value() || results->size() != items.size()) {
-    return Status(Code::kInternal, "malformed reply from kmsd: 'results' does not match the items");
+  ASSIGN_OR_RETURN(std::span<const msgpack::object> results,
+                   FromReply(reply.result().Array("results")));
+  if (results.size() != items.size()) {
+    return MalformedReply(Status(Code::kInternal, "'results' does not have one entry per item"));
   }
 
   const Output output = invocation.output();
@@ -123,7 +123,7 @@ Status RunBatch(Invocation& invocation, const BatchArgs& a, bool encrypt) {
   Status first_failure;
   for (size_t i = 0; i < items.size(); ++i) {
     Status status;
-    Json entry = HandleResult((*results)[i], items[i], field, &status);
+    Json entry = HandleResult(results[i], items[i], field, &status);
     if (!output.json()) PrintHuman(entry, status);
     if (first_failure.ok()) first_failure = status;
     lines.push_back(std::move(entry));

@@ -70,12 +70,8 @@ Value::Map ContextValue(const EncryptionContext& context) {
   return map;
 }
 
-Result<std::span<const uint8_t>> ReplyBinary(const Fields& result, std::string_view key) {
-  auto bytes = result.Binary(key);
-  if (!bytes.has_value()) {
-    return Error(Code::kInternal, "malformed reply from kmsd: " + bytes.error().message());
-  }
-  return bytes;
+Status MalformedReply(const Status& status) {
+  return Status(Code::kInternal, "malformed reply from kmsd: " + status.message());
 }
 
 CLI::Option* AddTenantOption(CLI::App* command, std::string* tenant) {

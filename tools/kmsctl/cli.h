@@ -81,9 +81,15 @@ Result<EncryptionContext> ParseContext(const std::vector<std::string>& entries);
 // A context as a request argument.
 Value::Map ContextValue(const EncryptionContext& context);
 
-// A reply field kmsd must send; its absence is kmsd's fault (INTERNAL), not
-// the caller's.
-Result<std::span<const uint8_t>> ReplyBinary(const Fields& result, std::string_view key);
+// For reading a reply's fields: a field kmsd must send but did not, or sent
+// with the wrong type, is kmsd's fault (INTERNAL), not the caller's
+// (INVALID_ARGUMENT, as Fields reports it).
+Status MalformedReply(const Status& status);
+template <typename T>
+Result<T> FromReply(Result<T> field) {
+  if (!field.has_value()) return Error(MalformedReply(field.error()));
+  return field;
+}
 
 // Options shared by several commands.
 CLI::Option* AddTenantOption(CLI::App* command, std::string* tenant);

@@ -32,7 +32,7 @@ struct CryptoArgs {
 // Prints `reply`, whose `field` is the command's binary output.
 Status Emit(Invocation& invocation, const Reply& reply, std::string_view field,
             const std::string& out_path) {
-  ASSIGN_OR_RETURN(std::span<const uint8_t> bytes, ReplyBinary(reply.result(), field));
+  ASSIGN_OR_RETURN(std::span<const uint8_t> bytes, FromReply(reply.result().Binary(field)));
   const Output output = invocation.output();
   if (output.json() && IsStdio(out_path)) return output.Object(ToJson(reply.result()));
   RETURN_IF_ERROR(WriteOutput(out_path, bytes));

@@ -1,0 +1,232 @@
+// Support for end-to-end tests that attack kmsd through its real socket with
+// bad input (DESIGN.md invariant 5) and forbidden callers: raw frame builders,
+// a logical snapshot of the keystore taken through the protocol, a fixture
+// that checks after every attack that nothing changed and the daemon still
+// serves, and a daemon started from a YAML config on a private SoftHSM2 token.
+// Test-only; not thread-safe.
+#pragma once
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "client/connection.h"
+#include "protocol/message.h"
+#include "protocol/value.h"
+#include "tests/e2e/e2e_fixture.h"
+#include "tests/support/daemon_process.h"
+#include "tests/support/softhsm_token.h"
+#include "tests/support/temp_dir.h"
+
+namespace kmsd::testing {
+
+// MapOf("key", "alias/data", "plaintext", Bytes{...}): a Value::Map from
+// alternating keys and values (Value is move-only, so no initializer lists).
+inline void AppendEntries(Value::Map&) {}
+template <typename V, typename... Rest>
+void AppendEntries(Value::Map& map, std::string key, V&& value, Rest&&... rest) {
+  map.emplace_back(std::move(key), Value(std::forward<V>(value)));
+  AppendEntries(map, std::forward<Rest>(rest)...);
+}
+template <typename... Args>
+Value::Map MapOf(Args&&... args) {
+  Value::Map map;
+  AppendEntries(map, std::forward<Args>(args)...);
+  return map;
+}
+
+inline Bytes Bin(std::string_view s) { return Bytes(s.begin(), s.end()); }
+inline std::string AsString(std::span<const uint8_t> b) { return std::string(b.begin(), b.end()); }
+
+inline Bytes Encode(Value value) {
+  WipingBuffer buffer = EncodeValue(value);
+  return Bytes(buffer.span().begin(), buffer.span().end());
+}
+
+// A well-formed request envelope; tests then break one thing in it.
+inline Value::Map Envelope(uint64_t id, std::string_view op, std::string_view tenant = {},
+                           Value::Map args = {}) {
+  Value::Map envelope = MapOf("version", 1, "id", id, "op", op);
+  if (!tenant.empty()) envelope.emplace_back("tenant", tenant);
+  envelope.emplace_back("args", std::move(args));
+  return envelope;
+}
+
+// Renders every field of a reply's result, in wire order.
+inline std::string RenderResult(const Reply& reply) {
+  std::ostringstream out;
+  reply.result().ForEach([&](std::string_view key, const msgpack::object& value) {
+    out << key << '=' << value << ';';
+  });
+  return out.str();
+}
+
+// The keystore as the protocol shows it: every tenant, and per tenant every
+// key (description and versions) and every alias. Two equal snapshots mean
+// no tenant, key, version or alias was added, removed or changed.
+inline Result<std::string> Snapshot(Connection& connection) {
+  std::ostringstream out;
+  ASSIGN_OR_RETURN(Reply tenants, connection.Call("tenant.list"));
+  ASSIGN_OR_RETURN(auto tenant_list, tenants.result().Array("tenants"));
+  for (const auto& tenant_object : tenant_list) {
+    ASSIGN_OR_RETURN(Fields tenant, Fields::Of(tenant_object, "tenant"));
+    ASSIGN_OR_RETURN(std::string_view name, tenant.String("name"));
+    out << "tenant " << tenant_object << '\n';
+    ASSIGN_OR_RETURN(Reply keys, connection.Call("key.list", name));
+    ASSIGN_OR_RETURN(auto key_list, keys.result().Array("keys"));
+    for (const auto& key_object : key_list) {
+      ASSIGN_OR_RETURN(Fields key, Fields::Of(key_object, "key"));
+      ASSIGN_OR_RETURN(std::string_view key_name, key.String("name"));
+      out << "  key " << key_object << '\n';
+      ASSIGN_OR_RETURN(Reply versions,
+                       connection.Call("key.list-versions", name, MapOf("key", key_name)));
+      out << "    " << RenderResult(versions) << '\n';
+    }
+    ASSIGN_OR_RETURN(Reply aliases, connection.Call("alias.list", name));
+    out << "  " << RenderResult(aliases) << '\n';
+  }
+  return out.str();
+}
+
+// True when every byte of `message` is printable ASCII: hostile names must
+// not come back raw in an error message.
+inline bool IsPrintable(std::string_view message) {
+  for (char c : message) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+// A fresh kmsd --dev with two tenants, a rotated custom key and a custom
+// alias, and a baseline snapshot. Attacks are followed by ExpectUnchanged().
+class HostileDaemonTest : public KmsdTest {
+ protected:
+  void SetUp() override {
+    KmsdTest::SetUp();
+    MustCall("tenant.create", "acme");
+    MustCall("tenant.create", "globex");
+    MustCall("key.create", "acme", MapOf("name", "billing", "description", "invoices"));
+    MustCall("key.rotate", "acme", MapOf("key", "billing"));
+    MustCall("alias.create", "acme", MapOf("alias", "alias/bill", "key", "billing"));
+    auto snapshot = Snapshot(*connection_);
+    ASSERT_TRUE(snapshot) << snapshot.error();
+    baseline_ = *snapshot;
+  }
+
+  // The keystore is as it was after SetUp and the daemon answers health.
+  void ExpectUnchanged() {
+    auto health = connection_->Call("health");
+    EXPECT_TRUE(health) << "daemon stopped serving: " << health.error();
+    auto snapshot = Snapshot(*connection_);
+    ASSERT_TRUE(snapshot) << snapshot.error();
+    EXPECT_EQ(*snapshot, baseline_) << "the keystore changed";
+  }
+
+  // A call that must fail with `code` and a message containing `substring`,
+  // and change nothing.
+  void ExpectRejected(std::string_view op, std::string_view tenant, Value::Map args, Code code,
+                      std::string_view substring) {
+    SCOPED_TRACE(::testing::Message() << "op=" << op << " tenant=" << tenant);
+    auto reply = Call(op, tenant, std::move(args));
+    ASSERT_FALSE(reply) << "accepted: " << RenderResult(*reply);
+    EXPECT_EQ(reply.error().code(), code) << reply.error();
+    EXPECT_THAT(reply.error().message(), ::testing::HasSubstr(std::string(substring)));
+    EXPECT_TRUE(IsPrintable(reply.error().message())) << reply.error();
+    ExpectUnchanged();
+  }
+
+  // A raw frame that must fail with `code`, a message containing `substring`
+  // and the reply id `id` (nullopt: nil), and change nothing.
+  void ExpectRawRejected(std::span<const uint8_t> frame, Code code, std::string_view substring,
+                         std::optional<uint64_t> id) {
+    auto reply = connection_->CallRaw(frame);
+    ASSERT_TRUE(reply) << "no reply: " << reply.error();
+    EXPECT_EQ(reply->status.code(), code) << reply->status;
+    EXPECT_THAT(reply->status.message(), ::testing::HasSubstr(std::string(substring)));
+    EXPECT_TRUE(IsPrintable(reply->status.message())) << reply->status;
+    EXPECT_EQ(reply->id, id);
+    ExpectUnchanged();
+  }
+
+  std::string baseline_;
+};
+
+// What a config-file daemon needs besides its token: the knobs tests vary.
+struct ConfigOptions {
+  std::string admin_uids = "[]";  // YAML flow list
+  std::string admin_gids;         // empty: no gids key
+  std::string socket_mode = "0660";
+  size_t max_frame_bytes = 1 << 20;
+  size_t workers = 4;
+};
+
+// A private SoftHSM2 token, a PIN file (0600), a keystore path and a socket
+// path in one temp dir; writes YAML configs for them and starts kmsd on them.
+// The token and keystore outlive any daemon started here, so a test can
+// restart with another config over the same state.
+class ConfiguredHost {
+ public:
+  ConfiguredHost() {
+    const std::string pin = dir_ / "user.pin";
+    std::ofstream(pin) << token_.user_pin() << "\n";
+    chmod(pin.c_str(), 0600);
+  }
+
+  std::string socket_path() const { return dir_ / "kmsd.sock"; }
+  std::string pin_path() const { return dir_ / "user.pin"; }
+  const SoftHsmToken& token() const { return token_; }
+  const TempDir& dir() const { return dir_; }
+  std::map<std::string, std::string> env() const { return {{"SOFTHSM2_CONF", token_.conf_path()}}; }
+
+  std::string ConfigYaml(const ConfigOptions& options) const {
+    std::ostringstream yaml;
+    yaml << "pkcs11:\n"
+         << "  module: " << token_.module_path() << "\n"
+         << "  token_label: " << token_.label() << "\n"
+         << "  pin_file: " << pin_path() << "\n"
+         << "socket:\n"
+         << "  path: " << socket_path() << "\n"
+         << "  mode: \"" << options.socket_mode << "\"\n"
+         << "keystore:\n"
+         << "  path: " << (dir_ / "keystore.db") << "\n"
+         << "admins:\n"
+         << "  uids: " << options.admin_uids << "\n";
+    if (!options.admin_gids.empty()) yaml << "  gids: " << options.admin_gids << "\n";
+    yaml << "limits:\n"
+         << "  max_frame_bytes: " << options.max_frame_bytes << "\n"
+         << "  workers: " << options.workers << "\n";
+    return yaml.str();
+  }
+
+  // Writes `yaml` to NAME.yaml in the host's dir and returns its path.
+  std::string WriteConfig(const std::string& name, const std::string& yaml) const {
+    const std::string path = dir_ / (name + ".yaml");
+    std::ofstream(path) << yaml;
+    return path;
+  }
+
+  std::unique_ptr<DaemonProcess> Start(const ConfigOptions& options) {
+    const std::string name = "run" + std::to_string(++runs_);
+    return DaemonProcess::StartWithConfig(WriteConfig(name, ConfigYaml(options)), socket_path(),
+                                          dir_ / (name + ".log"), env());
+  }
+
+ private:
+  TempDir dir_;
+  SoftHsmToken token_;
+  int runs_ = 0;
+};
+
+}  // namespace kmsd::testing

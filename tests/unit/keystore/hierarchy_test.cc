@@ -1,0 +1,687 @@
+// KeyHierarchy on a real SoftHSM2 token and a real SQLite keystore.
+#include "keystore/hierarchy.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "keystore/store.h"
+#include "pkcs11/module.h"
+#include "pkcs11/token.h"
+#include "protocol/clock.h"
+#include "tests/support/softhsm_token.h"
+#include "tests/support/temp_dir.h"
+
+namespace kmsd {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+template <typename T>
+Code CodeOf(const Result<T>& r) {
+  return r.has_value() ? Code::kOk : r.error().code();
+}
+Code CodeOf(const Status& s) { return s.code(); }
+
+// The plaintext, or the error spelled out so that a failure reads well.
+std::string Text(const Result<std::string>& r) {
+  return r.has_value() ? *r : "<error " + r.error().ToString() + ">";
+}
+
+std::span<const uint8_t> AsBytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+constexpr int64_t kStart = 1700000000;
+
+class FakeClock final : public Clock {
+ public:
+  int64_t NowSeconds() const override { return now_.load(); }
+  void Advance(int64_t seconds) { now_ += seconds; }
+
+ private:
+  std::atomic<int64_t> now_{kStart};
+};
+
+// A real store that can be told to fail a kind of change.
+class FlakyStore final : public KeyStore {
+ public:
+  explicit FlakyStore(std::unique_ptr<KeyStore> inner) : inner_(std::move(inner)) {}
+
+  std::atomic<bool> fail_create_tenant{false};
+  std::atomic<bool> fail_create_key{false};
+  std::atomic<bool> fail_add_version{false};
+  std::atomic<bool> fail_aliases{false};
+
+  Result<KeyStoreSnapshot> LoadAll() override { return inner_->LoadAll(); }
+  int SchemaVersion() const override { return inner_->SchemaVersion(); }
+  Status CreateTenant(const TenantRecord& tenant, const std::vector<KeyRecord>& keys,
+                      const std::vector<KeyVersionRecord>& versions,
+                      const std::vector<AliasRecord>& aliases) override {
+    if (fail_create_tenant) return Injected();
+    return inner_->CreateTenant(tenant, keys, versions, aliases);
+  }
+  Status CreateKey(const KeyRecord& key, const KeyVersionRecord& first_version) override {
+    if (fail_create_key) return Injected();
+    return inner_->CreateKey(key, first_version);
+  }
+  Status AddKeyVersion(const KeyVersionRecord& version) override {
+    if (fail_add_version) return Injected();
+    return inner_->AddKeyVersion(version);
+  }
+  Status CreateAlias(const AliasRecord& alias) override {
+    if (fail_aliases) return Injected();
+    return inner_->CreateAlias(alias);
+  }
+  Status UpdateAlias(const std::string& tenant, const std::string& name, const KeyId& key_id,
+                     int64_t updated_at) override {
+    if (fail_aliases) return Injected();
+    return inner_->UpdateAlias(tenant, name, key_id, updated_at);
+  }
+  Status DeleteAlias(const std::string& tenant, const std::string& name) override {
+    if (fail_aliases) return Injected();
+    return inner_->DeleteAlias(tenant, name);
+  }
+
+ private:
+  static Status Injected() { return Status(Code::kInternal, "injected store failure"); }
+  std::unique_ptr<KeyStore> inner_;
+};
+
+class HierarchyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto module = pkcs11::Module::Load(SOFTHSM_MODULE);
+    ASSERT_TRUE(module.has_value()) << module.error();
+    module_ = *module;
+    auto token =
+        pkcs11::Token::Open(module_, softhsm_.label(), SecretBuffer::CopyOf(softhsm_.user_pin()), 4);
+    ASSERT_TRUE(token.has_value()) << token.error();
+    token_ = std::move(*token);
+    ASSERT_NO_FATAL_FAILURE(OpenHierarchy());
+  }
+
+  void OpenHierarchy() {
+    auto inner = OpenSqliteKeyStore(dir_ / "keystore.db");
+    ASSERT_TRUE(inner.has_value()) << inner.error();
+    auto store = std::make_unique<FlakyStore>(std::move(*inner));
+    store_ = store.get();
+    auto hierarchy = KeyHierarchy::Open(*token_, std::move(store), clock_);
+    ASSERT_TRUE(hierarchy.has_value()) << hierarchy.error();
+    hierarchy_ = std::move(*hierarchy);
+  }
+
+  // Closes the hierarchy and its store, then opens both again.
+  void Reopen() {
+    hierarchy_.reset();
+    store_ = nullptr;
+    OpenHierarchy();
+  }
+
+  std::multiset<std::string> TokenLabels() {
+    auto objects = token_->ListTokenSecretKeys();
+    EXPECT_TRUE(objects.has_value()) << objects.error();
+    std::multiset<std::string> labels;
+    if (objects) {
+      for (const auto& o : *objects) labels.insert(o.label);
+    }
+    return labels;
+  }
+
+  std::optional<pkcs11::TokenObject> RootOf(std::string_view tenant) {
+    auto objects = token_->ListTokenSecretKeys();
+    if (!objects) return std::nullopt;
+    for (const auto& o : *objects) {
+      if (o.label.starts_with("tenants/" + std::string(tenant) + "/root/")) return o;
+    }
+    return std::nullopt;
+  }
+
+  KeyStoreSnapshot Snapshot() {
+    auto snapshot = store_->LoadAll();
+    EXPECT_TRUE(snapshot.has_value()) << snapshot.error();
+    return snapshot.value_or(KeyStoreSnapshot{});
+  }
+
+  void MustCreateTenant(std::string_view tenant) {
+    auto info = hierarchy_->CreateTenant(tenant);
+    ASSERT_TRUE(info.has_value()) << info.error();
+  }
+
+  Bytes MustEncrypt(std::string_view tenant, std::string_view key_ref, std::string_view plaintext,
+                    const EncryptionContext& context = {}) {
+    auto out = hierarchy_->Encrypt(tenant, key_ref, AsBytes(plaintext), context);
+    EXPECT_TRUE(out.has_value()) << out.error();
+    return out ? out->ciphertext : Bytes{};
+  }
+
+  Result<std::string> Decrypt(std::string_view tenant, std::span<const uint8_t> ciphertext,
+                              const EncryptionContext& context = {},
+                              std::optional<std::string_view> expected = std::nullopt) {
+    ASSIGN_OR_RETURN(DecryptOutput out, hierarchy_->Decrypt(tenant, ciphertext, context, expected));
+    const auto span = out.plaintext.RevealSpan();
+    return std::string(span.begin(), span.end());
+  }
+
+  testing::SoftHsmToken softhsm_;  // first: sets SOFTHSM2_CONF before Module::Load
+  testing::TempDir dir_;
+  FakeClock clock_;
+  std::shared_ptr<pkcs11::Module> module_;
+  std::unique_ptr<pkcs11::Token> token_;
+  FlakyStore* store_ = nullptr;  // owned by hierarchy_
+  std::unique_ptr<KeyHierarchy> hierarchy_;
+};
+
+// --- Open and tenants ----------------------------------------------------------
+
+TEST_F(HierarchyTest, OpenCreatesTheGlobalKeysOnceAndAnEmptyCatalog) {
+  EXPECT_EQ(TokenLabels(), (std::multiset<std::string>{std::string(kPlatformMasterKeyLabel),
+                                                        std::string(kAuditLogKeyLabel)}));
+  EXPECT_EQ(hierarchy_->TenantCount(), 0u);
+  EXPECT_EQ(hierarchy_->KeyCount(), 0u);
+  EXPECT_TRUE(hierarchy_->ListTenants().empty());
+  Reopen();
+  EXPECT_EQ(TokenLabels().size(), 2u);  // found again, not created twice
+}
+
+TEST_F(HierarchyTest, CreateTenantMakesThreeKeysWithAliasesAndARoot) {
+  auto info = hierarchy_->CreateTenant("acme");
+  ASSERT_TRUE(info.has_value()) << info.error();
+  EXPECT_EQ(info->name, "acme");
+  EXPECT_EQ(info->created_at, kStart);
+  EXPECT_EQ(info->key_count, 3u);
+  EXPECT_EQ(info->alias_count, 3u);
+  EXPECT_EQ(hierarchy_->TenantCount(), 1u);
+  EXPECT_EQ(hierarchy_->KeyCount(), 3u);
+
+  auto keys = hierarchy_->ListKeys("acme");
+  ASSERT_TRUE(keys.has_value());
+  std::vector<std::string> names;
+  for (const auto& key : *keys) {
+    names.push_back(key.name);
+    EXPECT_EQ(key.tenant, "acme");
+    EXPECT_EQ(key.latest_version, 1u);
+    EXPECT_EQ(key.created_at, kStart);
+    EXPECT_TRUE(key.enabled);
+    EXPECT_EQ(key.aliases.size(), 1u);
+  }
+  EXPECT_THAT(names, ElementsAre("api-keys-key", "data-encryption-key", "secrets-key"));
+
+  auto aliases = hierarchy_->ListAliases("acme");
+  ASSERT_TRUE(aliases.has_value());
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (const auto& a : *aliases) pairs.emplace_back(a.alias, a.key_name);
+  EXPECT_THAT(pairs, ElementsAre(std::pair<std::string, std::string>{"alias/api-keys", "api-keys-key"},
+                                 std::pair<std::string, std::string>{"alias/data", "data-encryption-key"},
+                                 std::pair<std::string, std::string>{"alias/secrets", "secrets-key"}));
+
+  auto root = RootOf("acme");
+  ASSERT_TRUE(root.has_value());
+  EXPECT_THAT(root->label, ::testing::MatchesRegex("tenants/acme/root/[0-9a-f]{16}"));
+  const KeyStoreSnapshot snapshot = Snapshot();
+  ASSERT_EQ(snapshot.tenants.size(), 1u);
+  EXPECT_EQ(snapshot.tenants[0].root_label, root->label);
+  EXPECT_EQ(snapshot.keys.size(), 3u);
+  EXPECT_EQ(snapshot.aliases.size(), 3u);
+}
+
+TEST_F(HierarchyTest, KeyVersionsAreStoredOnlyWrapped) {
+  MustCreateTenant("acme");
+  const KeyStoreSnapshot snapshot = Snapshot();
+  ASSERT_EQ(snapshot.versions.size(), 3u);
+  std::set<Bytes> distinct;
+  for (const auto& v : snapshot.versions) {
+    EXPECT_EQ(v.version, 1u);
+    EXPECT_EQ(v.wrapped.size(), 40u);  // RFC 5649 of a 32-byte key: 8-byte AIV + 32
+    EXPECT_EQ(v.created_at, kStart);
+    distinct.insert(v.wrapped);
+  }
+  EXPECT_EQ(distinct.size(), 3u);
+}
+
+TEST_F(HierarchyTest, CreateTenantRejectsBadAndTakenNames) {
+  MustCreateTenant("acme");
+  const auto labels = TokenLabels();
+  for (std::string_view bad : {"", "Acme", "-acme", "acme/x", "alias/acme"}) {
+    EXPECT_EQ(CodeOf(hierarchy_->CreateTenant(bad)), Code::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(CodeOf(hierarchy_->CreateTenant(std::string(64, 'a'))), Code::kInvalidArgument);
+  auto taken = hierarchy_->CreateTenant("acme");
+  ASSERT_EQ(CodeOf(taken), Code::kAlreadyExists);
+  EXPECT_THAT(taken.error().message(), HasSubstr("'acme' already exists"));
+  EXPECT_EQ(TokenLabels(), labels);  // no root made for a refused tenant
+  EXPECT_EQ(hierarchy_->TenantCount(), 1u);
+}
+
+TEST_F(HierarchyTest, FailedStoreWriteLeavesNoTenantAndNoRoot) {
+  const auto labels_before = TokenLabels();
+  store_->fail_create_tenant = true;
+  auto failed = hierarchy_->CreateTenant("acme");
+  ASSERT_EQ(CodeOf(failed), Code::kInternal);
+  EXPECT_THAT(failed.error().message(), HasSubstr("injected"));
+  EXPECT_EQ(TokenLabels(), labels_before);  // the root was destroyed again
+  EXPECT_FALSE(RootOf("acme").has_value());
+  EXPECT_EQ(CodeOf(hierarchy_->DescribeTenant("acme")), Code::kNotFound);
+  EXPECT_EQ(hierarchy_->TenantCount(), 0u);
+  EXPECT_EQ(hierarchy_->KeyCount(), 0u);
+  EXPECT_TRUE(Snapshot().tenants.empty());
+  EXPECT_EQ(CodeOf(hierarchy_->Encrypt("acme", "alias/data", AsBytes("x"), {})), Code::kNotFound);
+
+  // The name is not half taken.
+  store_->fail_create_tenant = false;
+  MustCreateTenant("acme");
+  EXPECT_EQ(TokenLabels().size(), labels_before.size() + 1);
+}
+
+TEST_F(HierarchyTest, DescribeAndListTenants) {
+  MustCreateTenant("globex");
+  clock_.Advance(10);
+  MustCreateTenant("acme");
+  auto info = hierarchy_->DescribeTenant("acme");
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->created_at, kStart + 10);
+  const auto tenants = hierarchy_->ListTenants();
+  ASSERT_EQ(tenants.size(), 2u);
+  EXPECT_EQ(tenants[0].name, "acme");
+  EXPECT_EQ(tenants[1].name, "globex");
+  EXPECT_EQ(tenants[1].created_at, kStart);
+  EXPECT_EQ(CodeOf(hierarchy_->DescribeTenant("initech")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->DescribeTenant("Acme")), Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->ListKeys("initech")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->ListAliases("initech")), Code::kNotFound);
+}
+
+// --- Encrypt and decrypt -------------------------------------------------------
+
+TEST_F(HierarchyTest, EncryptThenDecryptRoundTrips) {
+  MustCreateTenant("acme");
+  const EncryptionContext context = {{"purpose", "billing"}};
+  auto out = hierarchy_->Encrypt("acme", "alias/data", AsBytes("card number"), context);
+  ASSERT_TRUE(out.has_value()) << out.error();
+  EXPECT_EQ(out->key_name, "data-encryption-key");
+  EXPECT_EQ(out->version, 1u);
+  EXPECT_EQ(out->ciphertext.size(), kCiphertextOverhead + 11);
+  auto parsed = ParseCiphertext(out->ciphertext);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->key_id, out->key_id);
+  EXPECT_EQ(parsed->version, 1u);
+
+  auto decrypted = hierarchy_->Decrypt("acme", out->ciphertext, context, std::nullopt);
+  ASSERT_TRUE(decrypted.has_value()) << decrypted.error();
+  EXPECT_TRUE(decrypted->plaintext.EqualsInConstantTime(AsBytes("card number")));
+  EXPECT_EQ(decrypted->key_id, out->key_id);
+  EXPECT_EQ(decrypted->key_name, "data-encryption-key");
+  EXPECT_EQ(decrypted->version, 1u);
+
+  // By key name and with the expected key given either way.
+  const Bytes by_name = MustEncrypt("acme", "secrets-key", "");
+  EXPECT_EQ(Text(Decrypt("acme", by_name, {}, "secrets-key")), "");
+  EXPECT_EQ(Text(Decrypt("acme", by_name, {}, "alias/secrets")), "");
+}
+
+TEST_F(HierarchyTest, EncryptionsUseFreshIvs) {
+  MustCreateTenant("acme");
+  const Bytes a = MustEncrypt("acme", "alias/data", "same");
+  const Bytes b = MustEncrypt("acme", "alias/data", "same");
+  EXPECT_NE(a, b);
+  EXPECT_NE(ParseCiphertext(a)->iv, ParseCiphertext(b)->iv);
+}
+
+TEST_F(HierarchyTest, EncryptRejectsUnknownOrBadNames) {
+  MustCreateTenant("acme");
+  const auto pt = AsBytes("x");
+  EXPECT_EQ(CodeOf(hierarchy_->Encrypt("globex", "alias/data", pt, {})), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->Encrypt("Acme", "alias/data", pt, {})), Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->Encrypt("acme", "no-such-key", pt, {})), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->Encrypt("acme", "alias/none", pt, {})), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->Encrypt("acme", "Data", pt, {})), Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->Encrypt("acme", "alias/", pt, {})), Code::kInvalidArgument);
+}
+
+TEST_F(HierarchyTest, DecryptRequiresTheSameContext) {
+  MustCreateTenant("acme");
+  const EncryptionContext context = {{"user", "42"}, {"table", "cards"}};
+  const Bytes ct = MustEncrypt("acme", "alias/data", "secret", context);
+  EXPECT_EQ(Text(Decrypt("acme", ct, context)), "secret");
+  for (const EncryptionContext& other :
+       {EncryptionContext{}, EncryptionContext{{"user", "42"}},
+        EncryptionContext{{"user", "43"}, {"table", "cards"}},
+        EncryptionContext{{"user", "42"}, {"table", "cards"}, {"x", ""}}}) {
+    EXPECT_EQ(CodeOf(Decrypt("acme", ct, other)), Code::kInvalidCiphertext);
+  }
+}
+
+TEST_F(HierarchyTest, DecryptRejectsEveryBitFlipAndTruncation) {
+  MustCreateTenant("acme");
+  const Bytes ct = MustEncrypt("acme", "alias/data", "0123456789");
+  for (size_t i = 0; i < ct.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      Bytes bad = ct;
+      bad[i] ^= static_cast<uint8_t>(1 << bit);
+      ASSERT_EQ(CodeOf(Decrypt("acme", bad)), Code::kInvalidCiphertext)
+          << "byte " << i << " bit " << bit;
+    }
+  }
+  for (size_t n = 0; n < ct.size(); ++n) {
+    ASSERT_EQ(CodeOf(Decrypt("acme", std::span(ct).first(n))), Code::kInvalidCiphertext)
+        << "length " << n;
+  }
+  EXPECT_EQ(Text(Decrypt("acme", ct)), "0123456789");
+}
+
+TEST_F(HierarchyTest, DecryptRefusesCiphertextOfAnotherTenantLikeAnUnknownKey) {
+  MustCreateTenant("acme");
+  MustCreateTenant("globex");
+  const Bytes ct = MustEncrypt("acme", "alias/data", "acme's secret");
+  auto foreign = Decrypt("globex", ct);
+  ASSERT_EQ(CodeOf(foreign), Code::kInvalidCiphertext);
+  // No oracle: the same answer as for a key id nobody has.
+  Bytes unknown = ct;
+  unknown[2] ^= 0xff;
+  auto missing = Decrypt("globex", unknown);
+  ASSERT_EQ(CodeOf(missing), Code::kInvalidCiphertext);
+  EXPECT_EQ(foreign.error().message(), missing.error().message());
+  EXPECT_EQ(CodeOf(Decrypt("initech", ct)), Code::kNotFound);
+}
+
+TEST_F(HierarchyTest, DecryptWithAnExpectedKeyRefusesOtherKeys) {
+  MustCreateTenant("acme");
+  const Bytes ct = MustEncrypt("acme", "alias/data", "x");
+  auto other = Decrypt("acme", ct, {}, "secrets-key");
+  ASSERT_EQ(CodeOf(other), Code::kInvalidCiphertext);
+  EXPECT_THAT(other.error().message(), HasSubstr("'secrets-key'"));
+  EXPECT_EQ(CodeOf(Decrypt("acme", ct, {}, "alias/secrets")), Code::kInvalidCiphertext);
+  EXPECT_EQ(CodeOf(Decrypt("acme", ct, {}, "no-such-key")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(Decrypt("acme", ct, {}, "Bad")), Code::kInvalidArgument);
+}
+
+// --- Keys and rotation ---------------------------------------------------------
+
+TEST_F(HierarchyTest, CreateKeyAddsAUsableKey) {
+  MustCreateTenant("acme");
+  clock_.Advance(60);
+  auto key = hierarchy_->CreateKey("acme", "billing", "for invoices");
+  ASSERT_TRUE(key.has_value()) << key.error();
+  EXPECT_EQ(key->name, "billing");
+  EXPECT_EQ(key->description, "for invoices");
+  EXPECT_EQ(key->created_at, kStart + 60);
+  EXPECT_EQ(key->latest_version, 1u);
+  EXPECT_TRUE(key->aliases.empty());
+  EXPECT_EQ(hierarchy_->KeyCount(), 4u);
+  const Bytes ct = MustEncrypt("acme", "billing", "invoice");
+  EXPECT_EQ(Text(Decrypt("acme", ct, {}, "billing")), "invoice");
+  auto described = hierarchy_->DescribeKey("acme", "billing");
+  ASSERT_TRUE(described.has_value());
+  EXPECT_EQ(described->id, key->id);
+  EXPECT_EQ(hierarchy_->DescribeTenant("acme")->key_count, 4u);
+}
+
+TEST_F(HierarchyTest, CreateKeyRejectsBadTakenAndUnknown) {
+  MustCreateTenant("acme");
+  EXPECT_EQ(CodeOf(hierarchy_->CreateKey("acme", "secrets-key", "")), Code::kAlreadyExists);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateKey("acme", "alias/x", "")), Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateKey("acme", "Billing", "")), Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateKey("acme", "", "")), Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateKey("globex", "billing", "")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateKey("acme", "long", std::string(1025, 'd'))),
+            Code::kInvalidArgument);
+  EXPECT_TRUE(hierarchy_->CreateKey("acme", "long", std::string(1024, 'd')).has_value());
+  EXPECT_EQ(hierarchy_->KeyCount(), 4u);
+}
+
+TEST_F(HierarchyTest, FailedStoreWriteLeavesNoKey) {
+  MustCreateTenant("acme");
+  store_->fail_create_key = true;
+  EXPECT_EQ(CodeOf(hierarchy_->CreateKey("acme", "billing", "")), Code::kInternal);
+  EXPECT_EQ(CodeOf(hierarchy_->DescribeKey("acme", "billing")), Code::kNotFound);
+  EXPECT_EQ(hierarchy_->KeyCount(), 3u);
+  store_->fail_create_key = false;
+  EXPECT_TRUE(hierarchy_->CreateKey("acme", "billing", "").has_value());
+}
+
+TEST_F(HierarchyTest, RotateAddsAVersionAndOldCiphertextsStillDecrypt) {
+  MustCreateTenant("acme");
+  const Bytes v1 = MustEncrypt("acme", "alias/data", "before");
+  clock_.Advance(100);
+  auto rotated = hierarchy_->RotateKey("acme", "alias/data");
+  ASSERT_TRUE(rotated.has_value()) << rotated.error();
+  EXPECT_EQ(rotated->name, "data-encryption-key");
+  EXPECT_EQ(rotated->latest_version, 2u);
+  EXPECT_EQ(rotated->created_at, kStart);  // the key's, not the version's
+
+  auto out = hierarchy_->Encrypt("acme", "data-encryption-key", AsBytes("after"), {});
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->version, 2u);
+  EXPECT_EQ(ParseCiphertext(out->ciphertext)->version, 2u);
+  EXPECT_EQ(Text(Decrypt("acme", v1)), "before");
+  EXPECT_EQ(Text(Decrypt("acme", out->ciphertext)), "after");
+  auto decrypted = hierarchy_->Decrypt("acme", v1, {}, std::nullopt);
+  ASSERT_TRUE(decrypted.has_value());
+  EXPECT_EQ(decrypted->version, 1u);
+
+  auto versions = hierarchy_->ListVersions("acme", "alias/data");
+  ASSERT_TRUE(versions.has_value());
+  ASSERT_EQ(versions->size(), 2u);
+  EXPECT_EQ((*versions)[0].version, 1u);
+  EXPECT_EQ((*versions)[0].created_at, kStart);
+  EXPECT_EQ((*versions)[1].version, 2u);
+  EXPECT_EQ((*versions)[1].created_at, kStart + 100);
+  // Other keys are untouched.
+  EXPECT_EQ(hierarchy_->DescribeKey("acme", "secrets-key")->latest_version, 1u);
+}
+
+TEST_F(HierarchyTest, CiphertextNamingAVersionNotYetMadeIsInvalid) {
+  MustCreateTenant("acme");
+  Bytes ct = MustEncrypt("acme", "alias/data", "x");
+  ct[21] = 2;  // version 2 of a key that has only 1
+  auto r = Decrypt("acme", ct);
+  ASSERT_EQ(CodeOf(r), Code::kInvalidCiphertext);
+  EXPECT_THAT(r.error().message(), HasSubstr("version"));
+}
+
+TEST_F(HierarchyTest, RotateRejectsUnknownKeysAndFailedWrites) {
+  MustCreateTenant("acme");
+  EXPECT_EQ(CodeOf(hierarchy_->RotateKey("acme", "no-such-key")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->RotateKey("acme", "alias/none")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->RotateKey("globex", "alias/data")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->RotateKey("acme", "Bad")), Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->ListVersions("acme", "no-such-key")), Code::kNotFound);
+  store_->fail_add_version = true;
+  EXPECT_EQ(CodeOf(hierarchy_->RotateKey("acme", "alias/data")), Code::kInternal);
+  EXPECT_EQ(hierarchy_->ListVersions("acme", "alias/data")->size(), 1u);
+  auto out = hierarchy_->Encrypt("acme", "alias/data", AsBytes("x"), {});
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->version, 1u);
+}
+
+// --- Aliases -------------------------------------------------------------------
+
+TEST_F(HierarchyTest, CreateAliasPointsAtAKey) {
+  MustCreateTenant("acme");
+  clock_.Advance(5);
+  auto alias = hierarchy_->CreateAlias("acme", "alias/billing", "secrets-key");
+  ASSERT_TRUE(alias.has_value()) << alias.error();
+  EXPECT_EQ(alias->alias, "alias/billing");
+  EXPECT_EQ(alias->key_name, "secrets-key");
+  EXPECT_EQ(alias->created_at, kStart + 5);
+  EXPECT_EQ(alias->updated_at, kStart + 5);
+  auto key = hierarchy_->DescribeKey("acme", "alias/billing");
+  ASSERT_TRUE(key.has_value());
+  EXPECT_EQ(key->name, "secrets-key");
+  EXPECT_EQ(key->id, alias->key_id);
+  EXPECT_THAT(key->aliases, ElementsAre("alias/billing", "alias/secrets"));
+  auto out = hierarchy_->Encrypt("acme", "alias/billing", AsBytes("x"), {});
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->key_name, "secrets-key");
+  EXPECT_EQ(hierarchy_->DescribeTenant("acme")->alias_count, 4u);
+}
+
+TEST_F(HierarchyTest, CreateAliasRejectsBadTakenAndUnknown) {
+  MustCreateTenant("acme");
+  EXPECT_EQ(CodeOf(hierarchy_->CreateAlias("acme", "alias/data", "secrets-key")),
+            Code::kAlreadyExists);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateAlias("acme", "alias/x", "no-such-key")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateAlias("globex", "alias/x", "secrets-key")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateAlias("acme", "billing", "secrets-key")),
+            Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateAlias("acme", "alias/Billing", "secrets-key")),
+            Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateAlias("acme", "alias/", "secrets-key")),
+            Code::kInvalidArgument);
+  // An alias names a key, never another alias.
+  EXPECT_EQ(CodeOf(hierarchy_->CreateAlias("acme", "alias/x", "alias/data")),
+            Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateAlias("acme", "alias/x", "Bad")), Code::kInvalidArgument);
+  EXPECT_EQ(hierarchy_->ListAliases("acme")->size(), 3u);
+}
+
+TEST_F(HierarchyTest, UpdateAliasRetargetsIt) {
+  MustCreateTenant("acme");
+  const Bytes before = MustEncrypt("acme", "alias/data", "old target");
+  clock_.Advance(30);
+  auto updated = hierarchy_->UpdateAlias("acme", "alias/data", "secrets-key");
+  ASSERT_TRUE(updated.has_value()) << updated.error();
+  EXPECT_EQ(updated->key_name, "secrets-key");
+  EXPECT_EQ(updated->created_at, kStart);
+  EXPECT_EQ(updated->updated_at, kStart + 30);
+  auto out = hierarchy_->Encrypt("acme", "alias/data", AsBytes("x"), {});
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->key_name, "secrets-key");
+  // Ciphertexts name their key by id, so the old one still decrypts, but no
+  // longer "through" the alias.
+  EXPECT_EQ(Text(Decrypt("acme", before)), "old target");
+  EXPECT_EQ(CodeOf(Decrypt("acme", before, {}, "alias/data")), Code::kInvalidCiphertext);
+  EXPECT_TRUE(hierarchy_->DescribeKey("acme", "data-encryption-key")->aliases.empty());
+}
+
+TEST_F(HierarchyTest, UpdateAliasRejectsBadAndUnknown) {
+  MustCreateTenant("acme");
+  EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("acme", "alias/none", "secrets-key")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("acme", "alias/data", "no-such-key")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("globex", "alias/data", "secrets-key")),
+            Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("acme", "data", "secrets-key")),
+            Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("acme", "alias/data", "alias/secrets")),
+            Code::kInvalidArgument);
+  EXPECT_EQ(hierarchy_->DescribeKey("acme", "alias/data")->name, "data-encryption-key");
+}
+
+TEST_F(HierarchyTest, DeleteAliasRemovesOnlyTheAlias) {
+  MustCreateTenant("acme");
+  const Bytes ct = MustEncrypt("acme", "alias/data", "kept");
+  ASSERT_TRUE(hierarchy_->DeleteAlias("acme", "alias/data").ok());
+  EXPECT_EQ(CodeOf(hierarchy_->DescribeKey("acme", "alias/data")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->Encrypt("acme", "alias/data", AsBytes("x"), {})), Code::kNotFound);
+  EXPECT_EQ(Text(Decrypt("acme", ct)), "kept");
+  EXPECT_EQ(hierarchy_->ListAliases("acme")->size(), 2u);
+  EXPECT_EQ(CodeOf(hierarchy_->DeleteAlias("acme", "alias/data")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->DeleteAlias("globex", "alias/secrets")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->DeleteAlias("acme", "secrets-key")), Code::kInvalidArgument);
+  // The name is free again.
+  EXPECT_TRUE(hierarchy_->CreateAlias("acme", "alias/data", "api-keys-key").has_value());
+}
+
+TEST_F(HierarchyTest, FailedAliasWritesChangeNothing) {
+  MustCreateTenant("acme");
+  store_->fail_aliases = true;
+  EXPECT_EQ(CodeOf(hierarchy_->CreateAlias("acme", "alias/x", "secrets-key")), Code::kInternal);
+  EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("acme", "alias/data", "secrets-key")), Code::kInternal);
+  EXPECT_EQ(CodeOf(hierarchy_->DeleteAlias("acme", "alias/data")), Code::kInternal);
+  EXPECT_EQ(CodeOf(hierarchy_->DescribeKey("acme", "alias/x")), Code::kNotFound);
+  EXPECT_EQ(hierarchy_->DescribeKey("acme", "alias/data")->name, "data-encryption-key");
+}
+
+// --- Reopening -----------------------------------------------------------------
+
+TEST_F(HierarchyTest, OpenAgainReloadsEverything) {
+  MustCreateTenant("acme");
+  MustCreateTenant("globex");
+  ASSERT_TRUE(hierarchy_->CreateKey("acme", "billing", "invoices").has_value());
+  ASSERT_TRUE(hierarchy_->CreateAlias("acme", "alias/bill", "billing").has_value());
+  const Bytes v1 = MustEncrypt("acme", "billing", "v1");
+  clock_.Advance(7);
+  ASSERT_TRUE(hierarchy_->RotateKey("acme", "billing").has_value());
+  const Bytes v2 = MustEncrypt("acme", "alias/bill", "v2");
+  ASSERT_TRUE(hierarchy_->UpdateAlias("globex", "alias/data", "secrets-key").has_value());
+  ASSERT_TRUE(hierarchy_->DeleteAlias("globex", "alias/api-keys").ok());
+  const Bytes g = MustEncrypt("globex", "alias/data", "g");
+  const auto labels = TokenLabels();
+  const auto keys_before = *hierarchy_->ListKeys("acme");
+
+  Reopen();
+
+  EXPECT_EQ(TokenLabels(), labels);
+  EXPECT_EQ(hierarchy_->TenantCount(), 2u);
+  EXPECT_EQ(hierarchy_->KeyCount(), 7u);
+  const auto keys_after = *hierarchy_->ListKeys("acme");
+  ASSERT_EQ(keys_after.size(), keys_before.size());
+  for (size_t i = 0; i < keys_after.size(); ++i) {
+    EXPECT_EQ(keys_after[i].id, keys_before[i].id);
+    EXPECT_EQ(keys_after[i].name, keys_before[i].name);
+    EXPECT_EQ(keys_after[i].description, keys_before[i].description);
+    EXPECT_EQ(keys_after[i].latest_version, keys_before[i].latest_version);
+    EXPECT_EQ(keys_after[i].aliases, keys_before[i].aliases);
+  }
+  auto versions = hierarchy_->ListVersions("acme", "billing");
+  ASSERT_TRUE(versions.has_value());
+  ASSERT_EQ(versions->size(), 2u);
+  EXPECT_EQ((*versions)[1].created_at, kStart + 7);
+  EXPECT_EQ(Text(Decrypt("acme", v1)), "v1");
+  EXPECT_EQ(Text(Decrypt("acme", v2, {}, "alias/bill")), "v2");
+  EXPECT_EQ(Text(Decrypt("globex", g, {}, "secrets-key")), "g");
+  EXPECT_EQ(hierarchy_->DescribeKey("globex", "alias/data")->name, "secrets-key");
+  EXPECT_EQ(CodeOf(hierarchy_->DescribeKey("globex", "alias/api-keys")), Code::kNotFound);
+  auto out = hierarchy_->Encrypt("acme", "billing", AsBytes("x"), {});
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->version, 2u);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateTenant("acme")), Code::kAlreadyExists);
+}
+
+TEST_F(HierarchyTest, ADestroyedTenantRootShredsThatTenantOnly) {
+  MustCreateTenant("acme");
+  MustCreateTenant("globex");
+  const Bytes acme_ct = MustEncrypt("acme", "alias/data", "acme");
+  const Bytes globex_ct = MustEncrypt("globex", "alias/data", "globex");
+  hierarchy_.reset();
+  auto root = RootOf("acme");
+  ASSERT_TRUE(root.has_value());
+  ASSERT_TRUE(token_->DestroyObject(root->handle).ok());
+  ASSERT_NO_FATAL_FAILURE(OpenHierarchy());
+
+  auto encrypt = hierarchy_->Encrypt("acme", "alias/data", AsBytes("x"), {});
+  ASSERT_EQ(CodeOf(encrypt), Code::kNotFound);
+  EXPECT_THAT(encrypt.error().message(), HasSubstr("shredded"));
+  auto decrypt = Decrypt("acme", acme_ct);
+  ASSERT_EQ(CodeOf(decrypt), Code::kNotFound);
+  EXPECT_THAT(decrypt.error().message(), HasSubstr("shredded"));
+  EXPECT_EQ(CodeOf(hierarchy_->CreateKey("acme", "billing", "")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->RotateKey("acme", "alias/data")), Code::kNotFound);
+  // Its metadata remains visible; the other tenant is unaffected.
+  EXPECT_TRUE(hierarchy_->DescribeTenant("acme").has_value());
+  EXPECT_EQ(Text(Decrypt("globex", globex_ct)), "globex");
+  EXPECT_EQ(Text(Decrypt("globex", MustEncrypt("globex", "alias/secrets", "more"))), "more");
+  EXPECT_TRUE(hierarchy_->CreateKey("globex", "billing", "").has_value());
+}
+
+TEST_F(HierarchyTest, TenantsCreatedAfterAShreddingStillWork) {
+  MustCreateTenant("acme");
+  hierarchy_.reset();
+  auto root = RootOf("acme");
+  ASSERT_TRUE(root.has_value());
+  ASSERT_TRUE(token_->DestroyObject(root->handle).ok());
+  ASSERT_NO_FATAL_FAILURE(OpenHierarchy());
+  MustCreateTenant("initech");
+  const Bytes ct = MustEncrypt("initech", "alias/data", "fine");
+  EXPECT_EQ(Text(Decrypt("initech", ct)), "fine");
+}
+
+}  // namespace
+}  // namespace kmsd

@@ -1,0 +1,80 @@
+// AccessPolicy: admins by uid or gid may do everything; everyone else is denied.
+#include "policy/access.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace kmsd {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+const AccessPolicy kPolicy({1000, 0}, {2000});
+
+TEST(AccessPolicyTest, AdminUidMayCallAnything) {
+  const Peer peer{.uid = 1000, .gid = 5, .pid = 1};
+  EXPECT_TRUE(kPolicy.IsAdmin(peer));
+  EXPECT_TRUE(kPolicy.Authorize(peer, "encrypt", "acme").ok());
+  EXPECT_TRUE(kPolicy.Authorize(peer, "create-tenant", "").ok());
+  EXPECT_TRUE(kPolicy.Authorize({.uid = 0, .gid = 0, .pid = 1}, "ping", "").ok());
+}
+
+TEST(AccessPolicyTest, AdminGidMayCallAnything) {
+  const Peer peer{.uid = 4242, .gid = 2000, .pid = 1};
+  EXPECT_TRUE(kPolicy.IsAdmin(peer));
+  EXPECT_TRUE(kPolicy.Authorize(peer, "decrypt", "acme").ok());
+}
+
+TEST(AccessPolicyTest, OtherPeersAreDeniedWithUidAndOpInTheMessage) {
+  const Peer peer{.uid = 4242, .gid = 4343, .pid = 99};
+  EXPECT_FALSE(kPolicy.IsAdmin(peer));
+  Status s = kPolicy.Authorize(peer, "encrypt", "acme");
+  EXPECT_EQ(s.code(), Code::kAccessDenied);
+  EXPECT_THAT(s.message(), HasSubstr("uid 4242"));
+  EXPECT_THAT(s.message(), HasSubstr("gid 4343"));
+  EXPECT_THAT(s.message(), HasSubstr("'encrypt'"));
+  EXPECT_THAT(s.message(), HasSubstr("tenant 'acme'"));
+}
+
+TEST(AccessPolicyTest, DeniedMessageOmitsAnEmptyTenant) {
+  Status s = kPolicy.Authorize({.uid = 7, .gid = 7, .pid = 7}, "list-tenants", "");
+  EXPECT_EQ(s.code(), Code::kAccessDenied);
+  EXPECT_THAT(s.message(), HasSubstr("'list-tenants'"));
+  EXPECT_THAT(s.message(), Not(HasSubstr("tenant '")));
+}
+
+TEST(AccessPolicyTest, AdminUidDoesNotMatchAsGidNorGidAsUid) {
+  // uid 2000 is only an admin gid; gid 1000 is only an admin uid.
+  const Peer peer{.uid = 2000, .gid = 1000, .pid = 1};
+  EXPECT_FALSE(kPolicy.IsAdmin(peer));
+  EXPECT_EQ(kPolicy.Authorize(peer, "ping", "").code(), Code::kAccessDenied);
+}
+
+TEST(AccessPolicyTest, EmptyPolicyDeniesEveryoneIncludingRoot) {
+  const AccessPolicy nobody({}, {});
+  Status s = nobody.Authorize({.uid = 0, .gid = 0, .pid = 1}, "ping", "");
+  EXPECT_EQ(s.code(), Code::kAccessDenied);
+  EXPECT_THAT(s.message(), HasSubstr("uid 0"));
+}
+
+TEST(AccessPolicyTest, DeniedMessageBoundsHostileOpAndTenant) {
+  const std::string op(10000, 'o'), tenant(10000, 't');
+  Status s = kPolicy.Authorize({.uid = 1, .gid = 1, .pid = 1}, op, tenant);
+  EXPECT_EQ(s.code(), Code::kAccessDenied);
+  EXPECT_LT(s.message().size(), 300u);
+}
+
+TEST(AccessPolicyTest, LargeIdsAreComparedExactly) {
+  const AccessPolicy policy({UINT64_MAX}, {});
+  EXPECT_TRUE(policy.IsAdmin({.uid = UINT64_MAX, .gid = 0, .pid = 0}));
+  EXPECT_FALSE(policy.IsAdmin({.uid = UINT32_MAX, .gid = 0, .pid = 0}));
+  Status s = policy.Authorize({.uid = UINT32_MAX, .gid = 0, .pid = 0}, "ping", "");
+  EXPECT_EQ(s.code(), Code::kAccessDenied);
+  EXPECT_THAT(s.message(), HasSubstr("uid 4294967295"));
+}
+
+}  // namespace
+}  // namespace kmsd

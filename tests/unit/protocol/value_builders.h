@@ -1,0 +1,44 @@
+// Test helpers: Value maps and arrays in one expression (Value is move-only,
+// so brace initializer lists, which copy, do not work), and decoding that
+// fails the test by exception.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "protocol/message.h"
+#include "protocol/value.h"
+
+namespace kmsd::testing {
+
+inline void AddEntries(Value::Map&) {}
+template <typename V, typename... Rest>
+void AddEntries(Value::Map& map, std::string key, V&& value, Rest&&... rest) {
+  map.emplace_back(std::move(key), Value(std::forward<V>(value)));
+  AddEntries(map, std::forward<Rest>(rest)...);
+}
+
+// MapOf("key", value, "key2", value2, ...), in wire order; keys may repeat.
+template <typename... Args>
+Value::Map MapOf(Args&&... args) {
+  Value::Map map;
+  AddEntries(map, std::forward<Args>(args)...);
+  return map;
+}
+
+template <typename... Args>
+Value::Array ArrayOf(Args&&... args) {
+  Value::Array array;
+  (array.emplace_back(std::forward<Args>(args)), ...);
+  return array;
+}
+
+// Decodes or throws (gtest reports the exception as a failure).
+inline Frame MustDecode(std::span<const uint8_t> bytes) {
+  auto frame = Frame::Decode(bytes);
+  if (!frame) throw std::runtime_error("Frame::Decode failed: " + frame.error().ToString());
+  return std::move(*frame);
+}
+
+}  // namespace kmsd::testing
