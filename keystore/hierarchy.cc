@@ -366,30 +366,18 @@ Result<std::vector<VersionInfo>> KeyHierarchy::ListVersions(std::string_view ten
 
 Result<AliasInfo> KeyHierarchy::CreateAlias(std::string_view tenant_name, std::string_view alias,
                                             std::string_view key_name) {
-  RETURN_IF_ERROR(ValidateAliasName(alias));
-  RETURN_IF_ERROR(ValidateKeyName(key_name));
-  std::lock_guard write(write_mu_);
-  AliasRecord record;
-  {
-    std::shared_lock lock(mu_);
-    ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(tenant_name));
-    if (tenant->aliases.contains(alias)) {
-      return Error(Code::kAlreadyExists, "alias '" + std::string(alias) + "' already exists");
-    }
-    ASSIGN_OR_RETURN(const Key* key, ResolveKey(*tenant, key_name));
-    const int64_t now = clock_.NowSeconds();
-    record = {std::string(tenant_name), std::string(alias), key->record.id, now, now};
-  }
-  RETURN_IF_ERROR(store_->CreateAlias(record));
-  std::unique_lock lock(mu_);
-  tenants_.find(tenant_name)->second->aliases.emplace(record.name, record);
-  return AliasInfo{record.name, std::string(key_name), record.key_id, record.created_at,
-                   record.updated_at};
+  return PutAlias(tenant_name, alias, key_name, /*create=*/true);
 }
 
 Result<AliasInfo> KeyHierarchy::UpdateAlias(std::string_view tenant_name, std::string_view alias,
                                             std::string_view key_name) {
+  return PutAlias(tenant_name, alias, key_name, /*create=*/false);
+}
+
+Result<AliasInfo> KeyHierarchy::PutAlias(std::string_view tenant_name, std::string_view alias,
+                                         std::string_view key_name, bool create) {
   RETURN_IF_ERROR(ValidateAliasName(alias));
+  // An alias names a key, never another alias.
   RETURN_IF_ERROR(ValidateKeyName(key_name));
   std::lock_guard write(write_mu_);
   AliasRecord record;
@@ -397,18 +385,24 @@ Result<AliasInfo> KeyHierarchy::UpdateAlias(std::string_view tenant_name, std::s
     std::shared_lock lock(mu_);
     ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(tenant_name));
     auto existing = tenant->aliases.find(alias);
-    if (existing == tenant->aliases.end()) {
+    if (create && existing != tenant->aliases.end()) {
+      return Error(Code::kAlreadyExists, "alias '" + std::string(alias) + "' already exists");
+    }
+    if (!create && existing == tenant->aliases.end()) {
       return Error(Code::kNotFound, "alias '" + std::string(alias) + "' does not exist");
     }
     ASSIGN_OR_RETURN(const Key* key, ResolveKey(*tenant, key_name));
-    record = existing->second;
+    const int64_t now = clock_.NowSeconds();
+    record = create ? AliasRecord{std::string(tenant_name), std::string(alias), {}, now, now}
+                    : existing->second;
     record.key_id = key->record.id;
-    record.updated_at = clock_.NowSeconds();
+    record.updated_at = now;
   }
   RETURN_IF_ERROR(
-      store_->UpdateAlias(record.tenant, record.name, record.key_id, record.updated_at));
+      create ? store_->CreateAlias(record)
+             : store_->UpdateAlias(record.tenant, record.name, record.key_id, record.updated_at));
   std::unique_lock lock(mu_);
-  tenants_.find(tenant_name)->second->aliases.find(alias)->second = record;
+  tenants_.find(tenant_name)->second->aliases.insert_or_assign(record.name, record);
   return AliasInfo{record.name, std::string(key_name), record.key_id, record.created_at,
                    record.updated_at};
 }

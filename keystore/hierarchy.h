@@ -156,6 +156,9 @@ class KeyHierarchy {
   Result<KeyVersionRecord> NewVersion(const KeyId& key_id, uint32_t version,
                                       pkcs11::ObjectHandle root, int64_t now);
 
+  Result<AliasInfo> PutAlias(std::string_view tenant, std::string_view alias,
+                             std::string_view key_name, bool create);
+
   // Lookups; callers hold mu_ (shared or exclusive).
   Result<const Tenant*> FindTenant(std::string_view tenant) const;
   Result<const Key*> ResolveKey(const Tenant& tenant, std::string_view key_ref) const;

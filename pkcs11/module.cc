@@ -91,16 +91,25 @@ Module::~Module() {
   dlclose(handle_);
 }
 
-Result<CK_SLOT_ID> Module::FindSlotByTokenLabel(std::string_view label) const {
+// Slots with a token present, each with its token's info.
+Result<std::vector<std::pair<CK_SLOT_ID, CK_TOKEN_INFO>>> Module::TokensPresent() const {
   CK_ULONG count = 0;
   RETURN_IF_ERROR(FromRv(functions_->C_GetSlotList(CK_TRUE, nullptr, &count), "C_GetSlotList"));
   std::vector<CK_SLOT_ID> slots(count);
   RETURN_IF_ERROR(
       FromRv(functions_->C_GetSlotList(CK_TRUE, slots.data(), &count), "C_GetSlotList"));
   slots.resize(count);
+  std::vector<std::pair<CK_SLOT_ID, CK_TOKEN_INFO>> tokens;
   for (CK_SLOT_ID slot : slots) {
     CK_TOKEN_INFO info{};
-    if (functions_->C_GetTokenInfo(slot, &info) != CKR_OK) continue;
+    if (functions_->C_GetTokenInfo(slot, &info) == CKR_OK) tokens.emplace_back(slot, info);
+  }
+  return tokens;
+}
+
+Result<CK_SLOT_ID> Module::FindSlotByTokenLabel(std::string_view label) const {
+  ASSIGN_OR_RETURN(auto tokens, TokensPresent());
+  for (const auto& [slot, info] : tokens) {
     if ((info.flags & CKF_TOKEN_INITIALIZED) == 0) continue;
     if (Trim(info.label, sizeof info.label) == label) return slot;
   }
@@ -110,15 +119,8 @@ Result<CK_SLOT_ID> Module::FindSlotByTokenLabel(std::string_view label) const {
 
 Status Module::InitializeFreeToken(std::string_view label, const SecretBuffer& so_pin,
                                    const SecretBuffer& user_pin) const {
-  CK_ULONG count = 0;
-  RETURN_IF_ERROR(FromRv(functions_->C_GetSlotList(CK_TRUE, nullptr, &count), "C_GetSlotList"));
-  std::vector<CK_SLOT_ID> slots(count);
-  RETURN_IF_ERROR(
-      FromRv(functions_->C_GetSlotList(CK_TRUE, slots.data(), &count), "C_GetSlotList"));
-  slots.resize(count);
-  for (CK_SLOT_ID slot : slots) {
-    CK_TOKEN_INFO info{};
-    if (functions_->C_GetTokenInfo(slot, &info) != CKR_OK) continue;
+  ASSIGN_OR_RETURN(auto tokens, TokensPresent());
+  for (const auto& [slot, info] : tokens) {
     if (info.flags & CKF_TOKEN_INITIALIZED) continue;
     unsigned char padded_label[32];
     PadInto(padded_label, sizeof padded_label, label);

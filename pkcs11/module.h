@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "protocol/secret_buffer.h"
 #include "protocol/status.h"
@@ -38,6 +40,7 @@ class Module {
                              const SecretBuffer& user_pin) const;
 
  private:
+  Result<std::vector<std::pair<CK_SLOT_ID, CK_TOKEN_INFO>>> TokensPresent() const;
   Module(void* handle, CK_FUNCTION_LIST* functions, std::string path)
       : handle_(handle), functions_(functions), path_(std::move(path)) {}
   void* handle_;

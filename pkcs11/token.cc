@@ -14,6 +14,13 @@ std::string Trim(const unsigned char* field, size_t size) {
   return s;
 }
 
+// Modules reject a NULL input pointer even with length 0 (SoftHSM2 2.6:
+// CKR_ARGUMENTS_BAD), and an empty std::vector's data() is NULL.
+CK_BYTE* InputPointer(std::span<const uint8_t> bytes) {
+  static CK_BYTE empty = 0;  // never written: the module reads 0 bytes of it
+  return bytes.empty() ? &empty : const_cast<CK_BYTE*>(bytes.data());
+}
+
 CK_GCM_PARAMS GcmParams(const Iv& iv, std::span<const uint8_t> aad) {
   CK_GCM_PARAMS params{};
   params.pIv = const_cast<CK_BYTE*>(iv.data());
@@ -216,10 +223,10 @@ Result<ObjectHandle> Token::UnwrapAesKey(ObjectHandle wrapping_key,
   CK_MECHANISM mechanism = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
   CK_OBJECT_HANDLE handle;
   std::lock_guard lock(holder_mu_);
-  RETURN_IF_ERROR(FromRv(fn_->C_UnwrapKey(holder_session_, &mechanism, wrapping_key,
-                                          const_cast<CK_BYTE*>(wrapped.data()), wrapped.size(),
-                                          attrs, std::size(attrs), &handle),
-                         "C_UnwrapKey"));
+  RETURN_IF_ERROR(
+      FromRv(fn_->C_UnwrapKey(holder_session_, &mechanism, wrapping_key, InputPointer(wrapped),
+                              wrapped.size(), attrs, std::size(attrs), &handle),
+             "C_UnwrapKey"));
   return handle;
 }
 
@@ -232,8 +239,8 @@ Result<Bytes> Token::EncryptGcm(ObjectHandle key, const Iv& iv, std::span<const 
   RETURN_IF_ERROR(FromRv(fn_->C_EncryptInit(session.get(), &mechanism, key), "C_EncryptInit"));
   Bytes out(plaintext.size() + kGcmTagBits / 8);
   CK_ULONG out_len = out.size();
-  RETURN_IF_ERROR(FromRv(fn_->C_Encrypt(session.get(), const_cast<CK_BYTE*>(plaintext.data()),
-                                        plaintext.size(), out.data(), &out_len),
+  RETURN_IF_ERROR(FromRv(fn_->C_Encrypt(session.get(), InputPointer(plaintext), plaintext.size(),
+                                        out.data(), &out_len),
                          "C_Encrypt"));
   out.resize(out_len);
   return out;
@@ -273,9 +280,8 @@ Result<Bytes> Token::HmacSha256(ObjectHandle key, std::span<const uint8_t> data)
   RETURN_IF_ERROR(FromRv(fn_->C_SignInit(session.get(), &mechanism, key), "C_SignInit"));
   Bytes mac(32);
   CK_ULONG mac_len = mac.size();
-  RETURN_IF_ERROR(FromRv(fn_->C_Sign(session.get(), const_cast<CK_BYTE*>(data.data()), data.size(),
-                                     mac.data(), &mac_len),
-                         "C_Sign"));
+  RETURN_IF_ERROR(FromRv(
+      fn_->C_Sign(session.get(), InputPointer(data), data.size(), mac.data(), &mac_len), "C_Sign"));
   mac.resize(mac_len);
   return mac;
 }

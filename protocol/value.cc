@@ -14,6 +14,9 @@ template <typename... F>
 struct Overloaded : F... {
   using F::operator()...;
 };
+// Spelled out for compilers without aggregate CTAD (clang < 17).
+template <typename... F>
+Overloaded(F...) -> Overloaded<F...>;
 
 void Pack(msgpack::packer<WipingBuffer>& pk, const Value& value) {
   std::visit(Overloaded{
@@ -71,6 +74,7 @@ WipingBuffer& WipingBuffer::operator=(WipingBuffer&& other) noexcept {
 WipingBuffer::~WipingBuffer() { Release(); }
 
 void WipingBuffer::write(const char* data, size_t size) {
+  if (size == 0) return;  // data may be null for an empty binary
   if (size_ + size > capacity_) {
     size_t capacity = capacity_ == 0 ? 256 : capacity_;
     while (capacity < size_ + size) capacity *= 2;
