@@ -31,9 +31,9 @@ struct KeyHierarchy::Tenant {
 
 namespace {
 
-std::string RandomHex(pkcs11::Token& token, size_t bytes) {
+Result<std::string> RandomHex(pkcs11::Token& token, size_t bytes) {
   Bytes raw(bytes);
-  if (!token.GenerateRandom(raw).ok()) return {};
+  RETURN_IF_ERROR(token.GenerateRandom(raw));
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;
   for (uint8_t b : raw) {
@@ -164,8 +164,9 @@ Result<TenantInfo> KeyHierarchy::CreateTenant(std::string_view name) {
     }
   }
   const int64_t now = clock_.NowSeconds();
-  TenantRecord tenant{std::string(name),
-                      "tenants/" + std::string(name) + "/root/" + RandomHex(token_, 8), now};
+  ASSIGN_OR_RETURN(std::string root_suffix, RandomHex(token_, 8));
+  TenantRecord tenant{std::string(name), "tenants/" + std::string(name) + "/root/" + root_suffix,
+                      now};
   ASSIGN_OR_RETURN(pkcs11::ObjectHandle root, token_.CreateTokenAesKey(tenant.root_label, true));
 
   // Everything below either lands in one keystore transaction or the root is

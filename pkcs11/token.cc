@@ -223,10 +223,16 @@ Result<ObjectHandle> Token::UnwrapAesKey(ObjectHandle wrapping_key,
   CK_MECHANISM mechanism = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
   CK_OBJECT_HANDLE handle;
   std::lock_guard lock(holder_mu_);
-  RETURN_IF_ERROR(
+  Status status =
       FromRv(fn_->C_UnwrapKey(holder_session_, &mechanism, wrapping_key, InputPointer(wrapped),
                               wrapped.size(), attrs, std::size(attrs), &handle),
-             "C_UnwrapKey"));
+             "C_UnwrapKey");
+  // Wrapped bytes come from the keystore, never from a caller: bytes that do
+  // not unwrap are a damaged keystore (INTERNAL), not a bad ciphertext.
+  if (status.code() == Code::kInvalidCiphertext) {
+    return Error(Code::kInternal, "stored key version does not unwrap: " + status.message());
+  }
+  RETURN_IF_ERROR(status);
   return handle;
 }
 

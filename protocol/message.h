@@ -47,6 +47,7 @@ class Fields {
   // A map of strings to strings; absent means empty.
   Result<EncryptionContext> Context(std::string_view key) const;
   Result<std::span<const msgpack::object>> Array(std::string_view key) const;
+  // The nested map's error messages name it `key`, which must outlive it.
   Result<Fields> Map(std::string_view key) const;
   // Calls `visit` on every entry in wire order, for generic consumers (kmsctl's
   // --json output). The object is a view into the frame, valid as long as it.

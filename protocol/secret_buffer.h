@@ -52,8 +52,9 @@ class SecretBuffer {
 };
 
 // Sets up OpenSSL's secure heap (power-of-two `bytes`). Returns false when the
-// heap could not be locked (e.g. RLIMIT_MEMLOCK); SecretBuffer then uses its
-// own locked pages for every allocation.
+// heap could not be locked in memory (e.g. RLIMIT_MEMLOCK) or not made at
+// all: in the first case it is still used (kept out of core dumps, not
+// locked), in the second SecretBuffer uses its own pages for everything.
 bool InitSecureHeap(size_t bytes);
 
 // Wipes ordinary memory that held secret bytes (a request frame, a reply).

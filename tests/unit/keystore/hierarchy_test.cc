@@ -101,8 +101,8 @@ class HierarchyTest : public ::testing::Test {
     auto module = pkcs11::Module::Load(SOFTHSM_MODULE);
     ASSERT_TRUE(module.has_value()) << module.error();
     module_ = *module;
-    auto token =
-        pkcs11::Token::Open(module_, softhsm_.label(), SecretBuffer::CopyOf(softhsm_.user_pin()), 4);
+    auto token = pkcs11::Token::Open(module_, softhsm_.label(),
+                                     SecretBuffer::CopyOf(softhsm_.user_pin()), 4);
     ASSERT_TRUE(token.has_value()) << token.error();
     token_ = std::move(*token);
     ASSERT_NO_FATAL_FAILURE(OpenHierarchy());
@@ -183,7 +183,7 @@ class HierarchyTest : public ::testing::Test {
 
 TEST_F(HierarchyTest, OpenCreatesTheGlobalKeysOnceAndAnEmptyCatalog) {
   EXPECT_EQ(TokenLabels(), (std::multiset<std::string>{std::string(kPlatformMasterKeyLabel),
-                                                        std::string(kAuditLogKeyLabel)}));
+                                                       std::string(kAuditLogKeyLabel)}));
   EXPECT_EQ(hierarchy_->TenantCount(), 0u);
   EXPECT_EQ(hierarchy_->KeyCount(), 0u);
   EXPECT_TRUE(hierarchy_->ListTenants().empty());
@@ -218,9 +218,10 @@ TEST_F(HierarchyTest, CreateTenantMakesThreeKeysWithAliasesAndARoot) {
   ASSERT_TRUE(aliases.has_value());
   std::vector<std::pair<std::string, std::string>> pairs;
   for (const auto& a : *aliases) pairs.emplace_back(a.alias, a.key_name);
-  EXPECT_THAT(pairs, ElementsAre(std::pair<std::string, std::string>{"alias/api-keys", "api-keys-key"},
-                                 std::pair<std::string, std::string>{"alias/data", "data-encryption-key"},
-                                 std::pair<std::string, std::string>{"alias/secrets", "secrets-key"}));
+  EXPECT_THAT(pairs,
+              ElementsAre(std::pair<std::string, std::string>{"alias/api-keys", "api-keys-key"},
+                          std::pair<std::string, std::string>{"alias/data", "data-encryption-key"},
+                          std::pair<std::string, std::string>{"alias/secrets", "secrets-key"}));
 
   auto root = RootOf("acme");
   ASSERT_TRUE(root.has_value());
@@ -567,8 +568,7 @@ TEST_F(HierarchyTest, UpdateAliasRejectsBadAndUnknown) {
   EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("acme", "alias/data", "no-such-key")), Code::kNotFound);
   EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("globex", "alias/data", "secrets-key")),
             Code::kNotFound);
-  EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("acme", "data", "secrets-key")),
-            Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("acme", "data", "secrets-key")), Code::kInvalidArgument);
   EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("acme", "alias/data", "alias/secrets")),
             Code::kInvalidArgument);
   EXPECT_EQ(hierarchy_->DescribeKey("acme", "alias/data")->name, "data-encryption-key");

@@ -18,8 +18,8 @@ TEST(AccessPolicyTest, AdminUidMayCallAnything) {
   const Peer peer{.uid = 1000, .gid = 5, .pid = 1};
   EXPECT_TRUE(kPolicy.IsAdmin(peer));
   EXPECT_TRUE(kPolicy.Authorize(peer, "encrypt", "acme").ok());
-  EXPECT_TRUE(kPolicy.Authorize(peer, "create-tenant", "").ok());
-  EXPECT_TRUE(kPolicy.Authorize({.uid = 0, .gid = 0, .pid = 1}, "ping", "").ok());
+  EXPECT_TRUE(kPolicy.Authorize(peer, "tenant.create", "").ok());
+  EXPECT_TRUE(kPolicy.Authorize({.uid = 0, .gid = 0, .pid = 1}, "status", "").ok());
 }
 
 TEST(AccessPolicyTest, AdminGidMayCallAnything) {
@@ -40,9 +40,9 @@ TEST(AccessPolicyTest, OtherPeersAreDeniedWithUidAndOpInTheMessage) {
 }
 
 TEST(AccessPolicyTest, DeniedMessageOmitsAnEmptyTenant) {
-  Status s = kPolicy.Authorize({.uid = 7, .gid = 7, .pid = 7}, "list-tenants", "");
+  Status s = kPolicy.Authorize({.uid = 7, .gid = 7, .pid = 7}, "tenant.list", "");
   EXPECT_EQ(s.code(), Code::kAccessDenied);
-  EXPECT_THAT(s.message(), HasSubstr("'list-tenants'"));
+  EXPECT_THAT(s.message(), HasSubstr("'tenant.list'"));
   EXPECT_THAT(s.message(), Not(HasSubstr("tenant '")));
 }
 
@@ -50,12 +50,12 @@ TEST(AccessPolicyTest, AdminUidDoesNotMatchAsGidNorGidAsUid) {
   // uid 2000 is only an admin gid; gid 1000 is only an admin uid.
   const Peer peer{.uid = 2000, .gid = 1000, .pid = 1};
   EXPECT_FALSE(kPolicy.IsAdmin(peer));
-  EXPECT_EQ(kPolicy.Authorize(peer, "ping", "").code(), Code::kAccessDenied);
+  EXPECT_EQ(kPolicy.Authorize(peer, "status", "").code(), Code::kAccessDenied);
 }
 
 TEST(AccessPolicyTest, EmptyPolicyDeniesEveryoneIncludingRoot) {
   const AccessPolicy nobody({}, {});
-  Status s = nobody.Authorize({.uid = 0, .gid = 0, .pid = 1}, "ping", "");
+  Status s = nobody.Authorize({.uid = 0, .gid = 0, .pid = 1}, "status", "");
   EXPECT_EQ(s.code(), Code::kAccessDenied);
   EXPECT_THAT(s.message(), HasSubstr("uid 0"));
 }
@@ -71,7 +71,7 @@ TEST(AccessPolicyTest, LargeIdsAreComparedExactly) {
   const AccessPolicy policy({UINT64_MAX}, {});
   EXPECT_TRUE(policy.IsAdmin({.uid = UINT64_MAX, .gid = 0, .pid = 0}));
   EXPECT_FALSE(policy.IsAdmin({.uid = UINT32_MAX, .gid = 0, .pid = 0}));
-  Status s = policy.Authorize({.uid = UINT32_MAX, .gid = 0, .pid = 0}, "ping", "");
+  Status s = policy.Authorize({.uid = UINT32_MAX, .gid = 0, .pid = 0}, "status", "");
   EXPECT_EQ(s.code(), Code::kAccessDenied);
   EXPECT_THAT(s.message(), HasSubstr("uid 4294967295"));
 }

@@ -119,8 +119,8 @@ TEST(CiphertextTest, ParsesAnyBitFlipOutsideTheMagicIntoADifferentHeader) {
       ct[byte] ^= static_cast<uint8_t>(1 << bit);
       auto parsed = ParseCiphertext(ct);
       ASSERT_TRUE(parsed.has_value()) << "byte " << byte << " bit " << bit;
-      const bool same = parsed->key_id == SampleKeyId() && parsed->version == 7 &&
-                        parsed->iv == SampleIv();
+      const bool same =
+          parsed->key_id == SampleKeyId() && parsed->version == 7 && parsed->iv == SampleIv();
       EXPECT_FALSE(same) << "byte " << byte << " bit " << bit;
     }
   }
@@ -133,11 +133,10 @@ TEST(AadTest, HasTheDocumentedLayout) {
   const auto bound = std::span(header).first(kBoundHeaderSize);
   const std::vector<uint8_t> aad = BuildAad(bound, "acme", {{"b", "2"}, {"a", ""}});
   std::vector<uint8_t> expected(bound.begin(), bound.end());
-  const std::vector<uint8_t> rest = {
-      0, 0, 0, 4, 'a', 'c', 'm', 'e',  // tenant
-      0, 0, 0, 2,                      // entry count
-      0, 0, 0, 1, 'a', 0, 0, 0, 0,     // "a" -> ""
-      0, 0, 0, 1, 'b', 0, 0, 0, 1, '2' /* "b" -> "2" */};
+  const std::vector<uint8_t> rest = {0, 0, 0, 4, 'a', 'c', 'm', 'e',     // tenant
+                                     0, 0, 0, 2,                         // entry count
+                                     0, 0, 0, 1, 'a', 0,   0,   0,   0,  // "a" -> ""
+                                     0, 0, 0, 1, 'b', 0,   0,   0,   1, '2' /* "b" -> "2" */};
   expected.insert(expected.end(), rest.begin(), rest.end());
   EXPECT_THAT(aad, ElementsAreArray(expected));
 }

@@ -13,9 +13,9 @@
 namespace kmsd {
 namespace {
 
+using testing::ArrayOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using testing::ArrayOf;
 using testing::MapOf;
 using testing::MustDecode;
 
@@ -273,10 +273,9 @@ TEST(FieldsTest, UintAcceptsOnlyNonNegativeIntegers) {
   // {"zero": 0, "max": u64 max, "neg": -1, "float": 1.0, "str": "1", "bool": true}
   std::vector<uint8_t> bytes = {0x86, 0xa4, 'z', 'e', 'r', 'o', 0x00, 0xa3, 'm', 'a', 'x', 0xcf};
   for (int i = 0; i < 8; ++i) bytes.push_back(0xff);
-  const std::vector<uint8_t> rest = {0xa3, 'n',  'e', 'g', 0xff, 0xa5, 'f', 'l', 'o', 'a',
-                                     't',  0xcb, 0x3f, 0xf0, 0,    0,    0,   0,   0,   0,
-                                     0xa3, 's',  't', 'r', 0xa1, '1',  0xa4, 'b', 'o', 'o',
-                                     'l',  0xc3};
+  const std::vector<uint8_t> rest = {0xa3, 'n',  'e',  'g', 0xff, 0xa5, 'f', 'l', 'o', 'a',  't',
+                                     0xcb, 0x3f, 0xf0, 0,   0,    0,    0,   0,   0,   0xa3, 's',
+                                     't',  'r',  0xa1, '1', 0xa4, 'b',  'o', 'o', 'l', 0xc3};
   bytes.insert(bytes.end(), rest.begin(), rest.end());
   Decoded d(bytes);
   Fields f = d.fields();
@@ -407,7 +406,7 @@ TEST(RequestTest, BuildThenParseRoundTrips) {
 }
 
 TEST(RequestTest, BuildOmitsAnEmptyTenant) {
-  Decoded d(BuildRequest(1, "list-tenants", "", {}));
+  Decoded d(BuildRequest(1, "tenant.list", "", {}));
   Fields envelope = d.fields("request");
   EXPECT_FALSE(envelope.Has("tenant"));
   std::optional<uint64_t> id;
@@ -418,7 +417,7 @@ TEST(RequestTest, BuildOmitsAnEmptyTenant) {
 }
 
 TEST(RequestTest, AcceptsAbsentArgsAndNilTenant) {
-  Decoded d(Value(MapOf("version", 1, "id", 0, "op", "ping", "tenant", nullptr)));
+  Decoded d(Value(MapOf("version", 1, "id", 0, "op", "status", "tenant", nullptr)));
   std::optional<uint64_t> id;
   auto request = ParseRequest(d.root(), &id);
   ASSERT_TRUE(request.has_value()) << request.error();
@@ -428,7 +427,7 @@ TEST(RequestTest, AcceptsAbsentArgsAndNilTenant) {
 }
 
 TEST(RequestTest, RejectsANonMapWithoutAnId) {
-  Decoded d(Value(ArrayOf(1, 42, "ping")));
+  Decoded d(Value(ArrayOf(1, 42, "status")));
   std::optional<uint64_t> id;
   auto request = ParseRequest(d.root(), &id);
   EXPECT_EQ(CodeOf(request), Code::kInvalidArgument);
@@ -437,10 +436,10 @@ TEST(RequestTest, RejectsANonMapWithoutAnId) {
 
 TEST(RequestTest, RejectsAMissingOrBadIdWithoutAnId) {
   std::vector<Value::Map> envelopes;
-  envelopes.push_back(MapOf("version", 1, "op", "ping"));
-  envelopes.push_back(MapOf("version", 1, "id", -1, "op", "ping"));
-  envelopes.push_back(MapOf("version", 1, "id", "7", "op", "ping"));
-  envelopes.push_back(MapOf("version", 1, "id", nullptr, "op", "ping"));
+  envelopes.push_back(MapOf("version", 1, "op", "status"));
+  envelopes.push_back(MapOf("version", 1, "id", -1, "op", "status"));
+  envelopes.push_back(MapOf("version", 1, "id", "7", "op", "status"));
+  envelopes.push_back(MapOf("version", 1, "id", nullptr, "op", "status"));
   for (auto& m : envelopes) {
     Decoded d{Value(std::move(m))};
     std::optional<uint64_t> id;
@@ -457,25 +456,26 @@ TEST(RequestTest, ReportsTheIdWhenALaterFieldIsBad) {
     std::string message;
   };
   std::vector<Case> cases;
-  cases.push_back({MapOf("version", 1, "id", 9, "op", "ping", "extra", 1), Code::kInvalidArgument,
+  cases.push_back({MapOf("version", 1, "id", 9, "op", "status", "extra", 1), Code::kInvalidArgument,
                    "unknown field 'extra'"});
-  cases.push_back({MapOf("id", 9, "op", "ping"), Code::kInvalidArgument, "'version' is required"});
-  cases.push_back({MapOf("version", 2, "id", 9, "op", "ping"), Code::kUnsupportedVersion,
+  cases.push_back(
+      {MapOf("id", 9, "op", "status"), Code::kInvalidArgument, "'version' is required"});
+  cases.push_back({MapOf("version", 2, "id", 9, "op", "status"), Code::kUnsupportedVersion,
                    "protocol version 2 is not supported"});
   cases.push_back(
-      {MapOf("version", 0, "id", 9, "op", "ping"), Code::kUnsupportedVersion, "version 0"});
-  cases.push_back({MapOf("version", "1", "id", 9, "op", "ping"), Code::kInvalidArgument,
+      {MapOf("version", 0, "id", 9, "op", "status"), Code::kUnsupportedVersion, "version 0"});
+  cases.push_back({MapOf("version", "1", "id", 9, "op", "status"), Code::kInvalidArgument,
                    "'version' must be"});
   cases.push_back({MapOf("version", 1, "id", 9), Code::kInvalidArgument, "'op' is required"});
   cases.push_back(
       {MapOf("version", 1, "id", 9, "op", Bytes{'p'}), Code::kInvalidArgument, "'op' must be"});
-  cases.push_back({MapOf("version", 1, "id", 9, "op", "ping", "tenant", 5), Code::kInvalidArgument,
-                   "'tenant' must be"});
-  cases.push_back({MapOf("version", 1, "id", 9, "op", "ping", "args", ArrayOf()),
+  cases.push_back({MapOf("version", 1, "id", 9, "op", "status", "tenant", 5),
+                   Code::kInvalidArgument, "'tenant' must be"});
+  cases.push_back({MapOf("version", 1, "id", 9, "op", "status", "args", ArrayOf()),
                    Code::kInvalidArgument, "'args' must be a map"});
-  cases.push_back({MapOf("version", 1, "id", 9, "op", "ping", "args", MapOf("a", 1, "a", 1)),
+  cases.push_back({MapOf("version", 1, "id", 9, "op", "status", "args", MapOf("a", 1, "a", 1)),
                    Code::kInvalidArgument, "repeats the key"});
-  cases.push_back({MapOf("version", 1, "id", 9, "op", "ping", "id", 9), Code::kInvalidArgument,
+  cases.push_back({MapOf("version", 1, "id", 9, "op", "status", "id", 9), Code::kInvalidArgument,
                    "repeats the key 'id'"});
   for (auto& c : cases) {
     Decoded d{Value(std::move(c.envelope))};
@@ -507,11 +507,11 @@ TEST(ReplyTest, OkReplyRoundTrips) {
 }
 
 TEST(ReplyTest, ErrorReplyRoundTripsEveryCode) {
-  for (Code code : {Code::kInvalidArgument, Code::kNotFound, Code::kAlreadyExists,
-                    Code::kAccessDenied, Code::kInvalidCiphertext, Code::kKeyDisabled,
-                    Code::kKeyPendingDeletion, Code::kFrameTooLarge, Code::kUnsupportedVersion,
-                    Code::kUnknownOperation, Code::kThrottled, Code::kQuotaExceeded,
-                    Code::kTokenUnavailable, Code::kUnavailable, Code::kInternal}) {
+  for (Code code :
+       {Code::kInvalidArgument, Code::kNotFound, Code::kAlreadyExists, Code::kAccessDenied,
+        Code::kInvalidCiphertext, Code::kKeyDisabled, Code::kKeyPendingDeletion,
+        Code::kFrameTooLarge, Code::kUnsupportedVersion, Code::kUnknownOperation, Code::kThrottled,
+        Code::kQuotaExceeded, Code::kTokenUnavailable, Code::kUnavailable, Code::kInternal}) {
     WipingBuffer bytes = EncodeErrorReply(5, Status(code, "why: " + std::string(CodeName(code))));
     Frame frame = MustDecode(bytes.span());
     auto reply = ParseReply(frame.root());

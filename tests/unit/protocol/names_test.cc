@@ -17,8 +17,8 @@ const std::string k63(63, 'a');
 const std::string k64(64, 'a');
 
 std::vector<std::string> ValidNames() {
-  return {"a", "0", "z", "9", "a-", "a-b", "0-0", "tenant-42", "a--b", "9z", k63,
-          "0" + std::string(62, '-')};
+  return {"a",   "0",         "z",    "9",  "a-", "a-b",
+          "0-0", "tenant-42", "a--b", "9z", k63,  "0" + std::string(62, '-')};
 }
 
 std::vector<std::string> InvalidNames() {
@@ -132,13 +132,13 @@ TEST(NamesTest, KeyReferenceIsAKeyNameOrAnAliasName) {
   EXPECT_TRUE(ValidateKeyReference("alias/billing").ok());
   EXPECT_FALSE(IsAliasReference("billing"));
   EXPECT_TRUE(IsAliasReference("alias/billing"));
-  EXPECT_TRUE(IsAliasReference("alias/"));  // shape, not validity
+  EXPECT_TRUE(IsAliasReference("alias/"));          // shape, not validity
   EXPECT_TRUE(ValidateKeyReference("alias").ok());  // a key that happens to be called "alias"
 }
 
 TEST(NamesTest, RejectsBadKeyReferences) {
-  for (const std::string ref : {"", "alias/", "alias/-x", "alias/X", "Billing", "a/b",
-                                "alias/a/b", "-billing"}) {
+  for (const std::string ref :
+       {"", "alias/", "alias/-x", "alias/X", "Billing", "a/b", "alias/a/b", "-billing"}) {
     EXPECT_EQ(ValidateKeyReference(ref).code(), Code::kInvalidArgument) << ref;
   }
   EXPECT_EQ(ValidateKeyReference("alias/" + k64).code(), Code::kInvalidArgument);

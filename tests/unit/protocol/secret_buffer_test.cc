@@ -57,7 +57,8 @@ TEST(SecretBufferTest, DefaultIsEmpty) {
 }
 
 TEST(SecretBufferTest, SizedConstructorIsZeroFilled) {
-  for (size_t n : {size_t{1}, size_t{32}, size_t{4095}, size_t{4096}, size_t{4097}, size_t{70000}}) {
+  for (size_t n :
+       {size_t{1}, size_t{32}, size_t{4095}, size_t{4096}, size_t{4097}, size_t{70000}}) {
     SecretBuffer b(n);
     ASSERT_EQ(b.size(), n);
     EXPECT_FALSE(b.empty());

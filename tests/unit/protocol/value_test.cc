@@ -26,6 +26,9 @@ template <typename... F>
 struct Overloaded : F... {
   using F::operator()...;
 };
+// Spelled out for compilers without aggregate CTAD (clang < 17).
+template <typename... F>
+Overloaded(F...) -> Overloaded<F...>;
 
 std::string_view Str(const msgpack::object& o) { return {o.via.str.ptr, o.via.str.size}; }
 std::span<const uint8_t> Bin(const msgpack::object& o) {
@@ -119,8 +122,8 @@ TEST(ValueTest, UnsignedIntegersRoundTripAtEveryEncodingBoundary) {
 TEST(ValueTest, NonNegativeSignedIntegersEncodeAsUnsigned) {
   EXPECT_TRUE(std::holds_alternative<uint64_t>(Value(0).variant()));
   EXPECT_TRUE(std::holds_alternative<uint64_t>(Value(int8_t{5}).variant()));
-  EXPECT_TRUE(std::holds_alternative<uint64_t>(
-      Value(std::numeric_limits<int64_t>::max()).variant()));
+  EXPECT_TRUE(
+      std::holds_alternative<uint64_t>(Value(std::numeric_limits<int64_t>::max()).variant()));
   EXPECT_TRUE(RoundTrips(Value(std::numeric_limits<int64_t>::max())));
 }
 
@@ -140,8 +143,8 @@ TEST(ValueTest, StringsRoundTripIncludingEmptyNulAndLong) {
   EXPECT_TRUE(RoundTrips(Value("op")));
   EXPECT_TRUE(RoundTrips(Value(std::string("a\0b", 3))));
   EXPECT_TRUE(RoundTrips(Value(std::string_view("view"))));
-  for (size_t n : {size_t{31}, size_t{32}, size_t{255}, size_t{256}, size_t{65535},
-                   size_t{65536}}) {
+  for (size_t n :
+       {size_t{31}, size_t{32}, size_t{255}, size_t{256}, size_t{65535}, size_t{65536}}) {
     EXPECT_TRUE(RoundTrips(Value(std::string(n, 'x')))) << n;
   }
 }
