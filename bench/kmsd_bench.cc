@@ -35,13 +35,16 @@ struct Figures {
   double p99_us = 0;
 };
 
-// Runs `clients` threads, each calling `make_worker(i)()` in a loop for
-// `seconds`, and returns throughput and latency percentiles.
-Figures Measure(size_t clients, double seconds,
-                const std::function<std::function<bool()>(size_t)>& make_worker) {
+// Runs `clients` threads, each calling its worker in a loop for `seconds`,
+// and returns throughput and latency percentiles.
+struct Samples {
+  std::vector<double> latencies_us;
+  double elapsed_seconds = 0;
+};
+
+void RunRound(const std::vector<std::function<bool()>>& workers, double seconds, Samples& out) {
+  const size_t clients = workers.size();
   std::vector<std::vector<double>> latencies(clients);
-  std::vector<std::function<bool()>> workers;
-  for (size_t i = 0; i < clients; ++i) workers.push_back(make_worker(i));
   std::atomic<bool> go{false}, failed{false};
   std::vector<std::thread> threads;
   const auto duration = std::chrono::duration<double>(seconds);
@@ -63,16 +66,19 @@ Figures Measure(size_t clients, double seconds,
   const auto start = Clock::now();
   go = true;
   for (auto& t : threads) t.join();
-  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  out.elapsed_seconds += std::chrono::duration<double>(Clock::now() - start).count();
   if (failed) {
     std::fprintf(stderr, "kmsd_bench: an operation failed\n");
     std::exit(1);
   }
-  std::vector<double> all;
-  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  for (auto& l : latencies) out.latencies_us.insert(out.latencies_us.end(), l.begin(), l.end());
+}
+
+Figures Summarize(Samples& samples) {
+  auto& all = samples.latencies_us;
   std::sort(all.begin(), all.end());
   Figures f;
-  f.ops_per_second = all.size() / elapsed;
+  f.ops_per_second = all.size() / samples.elapsed_seconds;
   f.p50_us = all[all.size() / 2];
   f.p99_us = all[std::min(all.size() - 1, all.size() * 99 / 100)];
   return f;
@@ -167,10 +173,13 @@ int Main(int argc, char** argv) {
   double seconds = 3;
   size_t plaintext_size = 256;
   size_t max_clients = 8;
+  int rounds = 6;
   app.add_option("--seconds", seconds, "duration of each case")->check(CLI::PositiveNumber);
   app.add_option("--size", plaintext_size, "plaintext bytes")->check(CLI::Range(1, 65536));
   app.add_option("--clients", max_clients, "concurrent clients of the second round")
       ->check(CLI::Range(2, 64));
+  app.add_option("--rounds", rounds, "alternating bare/kmsd rounds per case")
+      ->check(CLI::Range(1, 100));
   CLI11_PARSE(app, argc, argv);
 
   testing::TempDir dir;
@@ -196,8 +205,10 @@ int Main(int argc, char** argv) {
   if (!decrypted) return 1;
   const size_t decrypt_reply = decrypted->raw().size();
 
-  std::printf("kmsd_bench: %zu-byte plaintext, %.1f s per case, SoftHSM2 token, %u cores\n",
-              plaintext_size, seconds, std::thread::hardware_concurrency());
+  std::printf(
+      "kmsd_bench: %zu-byte plaintext, %.1f s per side per case in %d alternating rounds, "
+      "SoftHSM2 token, %u cores\n",
+      plaintext_size, seconds, rounds, std::thread::hardware_concurrency());
   std::printf("%-12s %7s %12s %9s %9s %13s\n", "case", "clients", "ops/s", "p50 us", "p99 us",
               "ratio to bare");
   for (size_t clients : {size_t{1}, max_clients}) {
@@ -215,14 +226,22 @@ int Main(int argc, char** argv) {
       const size_t request = encrypt ? encrypt_request : decrypt_request;
       const size_t reply = encrypt ? encrypt_reply : decrypt_reply;
       const std::string url = "ipc://" + (dir / ("bare-" + std::to_string(clients) + ".sock"));
-      Figures bare;
-      {
-        EchoServer echo(url, 8, reply);
-        bare = Measure(clients, seconds, [&](size_t) { return BareClient(url, request); });
+      EchoServer echo(url, 8, reply);
+      std::vector<std::function<bool()>> bare_workers, kmsd_workers;
+      for (size_t i = 0; i < clients; ++i) {
+        bare_workers.push_back(BareClient(url, request));
+        kmsd_workers.push_back(kmsd_worker(encrypt)(i));
       }
-      Figures real = Measure(clients, seconds, kmsd_worker(encrypt));
-      const std::string bare_name = encrypt ? "bare(enc)" : "bare(dec)";
-      PrintRow(bare_name.c_str(), clients, bare, bare);
+      // Short alternating rounds, so that noise from the rest of the machine
+      // falls on both sides alike.
+      Samples bare_samples, kmsd_samples;
+      for (int round = 0; round < rounds; ++round) {
+        RunRound(bare_workers, seconds / rounds, bare_samples);
+        RunRound(kmsd_workers, seconds / rounds, kmsd_samples);
+      }
+      const Figures bare = Summarize(bare_samples);
+      const Figures real = Summarize(kmsd_samples);
+      PrintRow(encrypt ? "bare(enc)" : "bare(dec)", clients, bare, bare);
       PrintRow(encrypt ? "encrypt" : "decrypt", clients, real, bare);
     }
   }

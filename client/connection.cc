@@ -30,6 +30,9 @@ std::string ResolveSocketPath(std::string_view flag_value) {
 
 Result<std::unique_ptr<Connection>> Connection::Dial(const std::string& socket_path,
                                                      std::chrono::milliseconds timeout) {
+  // Replies may carry plaintexts and data keys: give SecretBuffer a locked
+  // heap, or every reply would cost its own mmap/mlock/munmap.
+  InitSecureHeap(1 << 20);
   nng_socket socket;
   if (int rv = nng_req0_open(&socket); rv != 0) return Error(NngError(rv, "cannot open socket"));
   std::unique_ptr<Connection> connection(new Connection(socket.id));

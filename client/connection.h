@@ -4,7 +4,8 @@
 // a reply carrying an error comes back as that error's Status, transport
 // failures as UNAVAILABLE. A Reply owns the received bytes (wiped when it
 // dies, as they may hold a plaintext or data key) and a Fields view into them.
-// A Connection is not thread-safe: use one per thread. Move-only.
+// A Connection is not thread-safe: use one per thread. Move-only. The first
+// Dial sets up OpenSSL's secure heap (1 MiB) if the process has none.
 #pragma once
 
 #include <chrono>
