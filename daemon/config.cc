@@ -88,8 +88,8 @@ Result<Config> LoadConfig(const std::string& path) {
   ConfigReader r(path);
   Config config;
   try {
-    RETURN_IF_ERROR(
-        r.OnlyKnown(root, "", {"pkcs11", "socket", "keystore", "admins", "limits", "log"}));
+    RETURN_IF_ERROR(r.OnlyKnown(
+        root, "", {"pkcs11", "socket", "keystore", "admins", "limits", "log", "lifecycle"}));
     const YAML::Node pkcs11 = root["pkcs11"];
     if (!pkcs11) return Error(r.Fail("pkcs11", "is required"));
     RETURN_IF_ERROR(r.OnlyKnown(pkcs11, "pkcs11", {"module", "token_label", "pin_file"}));
@@ -139,6 +139,13 @@ Result<Config> LoadConfig(const std::string& path) {
       RETURN_IF_ERROR(r.Unsigned(limits["workers"], "limits.workers", 1, 256, workers));
       config.max_frame_bytes = frame;
       config.workers = workers;
+    }
+    if (const YAML::Node lifecycle = root["lifecycle"]) {
+      RETURN_IF_ERROR(r.OnlyKnown(lifecycle, "lifecycle", {"min_pending_window_seconds"}));
+      uint64_t min_window = static_cast<uint64_t>(config.min_pending_window_seconds);
+      RETURN_IF_ERROR(r.Unsigned(lifecycle["min_pending_window_seconds"],
+                                 "lifecycle.min_pending_window_seconds", 1, 7 * 86400, min_window));
+      config.min_pending_window_seconds = static_cast<int64_t>(min_window);
     }
     if (const YAML::Node log = root["log"]) {
       RETURN_IF_ERROR(r.OnlyKnown(log, "log", {"level", "file"}));

@@ -25,6 +25,8 @@ struct Config {
   size_t workers = 8;
   std::string log_level = "info";
   std::string log_file;  // empty: stderr
+  // Shortest pending window of a schedule-deletion: 7 days unless lowered.
+  int64_t min_pending_window_seconds = 7 * 86400;
 };
 
 // INVALID_ARGUMENT naming the file and the field when anything is missing,

@@ -28,6 +28,9 @@ using Handler = Result<Value::Map> (*)(Env&, Call&);
 struct Operation {
   bool needs_tenant;
   Handler handler;
+  // Also served while the tenant is pending deletion (every other tenant
+  // operation is KEY_PENDING_DELETION then).
+  bool serves_pending_tenant = false;
 };
 
 Value::Map KeyDescription(const KeyInfo& key) {
@@ -40,15 +43,23 @@ Value::Map KeyDescription(const KeyInfo& key) {
   out.emplace_back("description", key.description);
   out.emplace_back("created_at", key.created_at);
   out.emplace_back("enabled", key.enabled);
+  out.emplace_back("state", KeyStateName(key.state));
+  if (key.deletion_date) out.emplace_back("deletion_date", *key.deletion_date);
   out.emplace_back("latest_version", key.latest_version);
   out.emplace_back("aliases", std::move(aliases));
   return out;
+}
+
+std::string_view TenantState(const TenantInfo& tenant) {
+  return tenant.deletion_date ? "pending_deletion" : "active";
 }
 
 Value::Map TenantDescription(const TenantInfo& tenant) {
   Value::Map out;
   out.emplace_back("name", tenant.name);
   out.emplace_back("created_at", tenant.created_at);
+  out.emplace_back("state", TenantState(tenant));
+  if (tenant.deletion_date) out.emplace_back("deletion_date", *tenant.deletion_date);
   out.emplace_back("keys", tenant.key_count);
   out.emplace_back("aliases", tenant.alias_count);
   return out;
@@ -103,6 +114,44 @@ struct Env {
   pkcs11::Token& token;
   std::chrono::steady_clock::time_point started;
 };
+
+// The pending window of a schedule-deletion, in seconds (PROTOCOL.md):
+// pending_window_days, 7 to 30 (default 30), or pending_window_seconds when
+// the configuration lowers the minimum below 7 days.
+Result<int64_t> PendingWindowSeconds(Env& e, const Fields& args) {
+  ASSIGN_OR_RETURN(auto days, args.OptionalUint("pending_window_days"));
+  ASSIGN_OR_RETURN(auto seconds, args.OptionalUint("pending_window_seconds"));
+  if (days && seconds) {
+    return Error(Code::kInvalidArgument,
+                 "give pending_window_days or pending_window_seconds, not both");
+  }
+  if (seconds) {
+    const int64_t min = e.h.lifecycle().min_pending_window_seconds;
+    if (min >= kDefaultMinPendingWindowSeconds) {
+      return Error(Code::kInvalidArgument,
+                   "pending_window_seconds is accepted only when kmsd's configuration lowers "
+                   "lifecycle.min_pending_window_seconds");
+    }
+    if (*seconds < static_cast<uint64_t>(min) ||
+        *seconds > static_cast<uint64_t>(kMaxPendingWindowSeconds)) {
+      return Error(Code::kInvalidArgument, "pending_window_seconds must be " + std::to_string(min) +
+                                               " to " + std::to_string(kMaxPendingWindowSeconds));
+    }
+    return static_cast<int64_t>(*seconds);
+  }
+  const uint64_t window_days = days.value_or(30);
+  if (window_days < 7 || window_days > 30) {
+    return Error(Code::kInvalidArgument, "pending_window_days must be 7 to 30");
+  }
+  return static_cast<int64_t>(window_days) * 86400;
+}
+
+Result<Value::Map> SetKeyEnabled(Env& e, Call& c, bool enabled) {
+  RETURN_IF_ERROR(c.args.OnlyKnown({"key"}));
+  ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+  ASSIGN_OR_RETURN(KeyInfo info, e.h.SetKeyEnabled(c.tenant, key, enabled));
+  return KeyDescription(info);
+}
 
 Result<Value::Map> EncryptOne(Env& e, std::string_view tenant, std::string_view key,
                               std::span<const uint8_t> plaintext,
@@ -171,14 +220,32 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
           RETURN_IF_ERROR(c.args.OnlyKnown({}));
           ASSIGN_OR_RETURN(TenantInfo info, e.h.CreateTenant(c.tenant));
           return TenantDescription(info);
-        }}},
+        },
+        true}},
       {"tenant.describe",
        {true,
         [](Env& e, Call& c) -> Result<Value::Map> {
           RETURN_IF_ERROR(c.args.OnlyKnown({}));
           ASSIGN_OR_RETURN(TenantInfo info, e.h.DescribeTenant(c.tenant));
           return TenantDescription(info);
+        },
+        true}},
+      {"tenant.schedule-deletion",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"pending_window_days", "pending_window_seconds"}));
+          ASSIGN_OR_RETURN(int64_t window, PendingWindowSeconds(e, c.args));
+          ASSIGN_OR_RETURN(TenantInfo info, e.h.ScheduleTenantDeletion(c.tenant, window));
+          return TenantDescription(info);
         }}},
+      {"tenant.cancel-deletion",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({}));
+          ASSIGN_OR_RETURN(TenantInfo info, e.h.CancelTenantDeletion(c.tenant));
+          return TenantDescription(info);
+        },
+        true}},
       {"tenant.list",
        {false,
         [](Env& e, Call& c) -> Result<Value::Map> {
@@ -188,6 +255,7 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
             Value::Map entry;
             entry.emplace_back("name", tenant.name);
             entry.emplace_back("created_at", tenant.created_at);
+            entry.emplace_back("state", TenantState(tenant));
             tenants.emplace_back(std::move(entry));
           }
           Value::Map out;
@@ -228,6 +296,26 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
           RETURN_IF_ERROR(c.args.OnlyKnown({"key"}));
           ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
           ASSIGN_OR_RETURN(KeyInfo info, e.h.RotateKey(c.tenant, key));
+          return KeyDescription(info);
+        }}},
+      {"key.enable", {true, [](Env& e, Call& c) { return SetKeyEnabled(e, c, true); }}},
+      {"key.disable", {true, [](Env& e, Call& c) { return SetKeyEnabled(e, c, false); }}},
+      {"key.schedule-deletion",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(
+              c.args.OnlyKnown({"key", "pending_window_days", "pending_window_seconds"}));
+          ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+          ASSIGN_OR_RETURN(int64_t window, PendingWindowSeconds(e, c.args));
+          ASSIGN_OR_RETURN(KeyInfo info, e.h.ScheduleKeyDeletion(c.tenant, key, window));
+          return KeyDescription(info);
+        }}},
+      {"key.cancel-deletion",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"key"}));
+          ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+          ASSIGN_OR_RETURN(KeyInfo info, e.h.CancelKeyDeletion(c.tenant, key));
           return KeyDescription(info);
         }}},
       {"key.list-versions",
@@ -368,6 +456,8 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
           if (items.empty() || items.size() > kMaxBatchItems) {
             return Error(Code::kInvalidArgument, "items must hold 1 to 1024 entries");
           }
+          // An unknown tenant fails the call (PROTOCOL.md), not every item alike.
+          RETURN_IF_ERROR(e.h.DescribeTenant(c.tenant));
           Value::Array results;
           for (const auto& item : items) {
             auto one = [&]() -> Result<Value::Map> {
@@ -451,6 +541,9 @@ WipingBuffer Dispatcher::Handle(const Peer& peer, std::span<const uint8_t> frame
                    "operation '" + std::string(request.op) + "' takes no tenant");
     }
     RETURN_IF_ERROR(access_.Authorize(peer, request.op, request.tenant));
+    if (operation->second.needs_tenant && !operation->second.serves_pending_tenant) {
+      RETURN_IF_ERROR(hierarchy_.CheckNotPendingDeletion(request.tenant));
+    }
     Env env{hierarchy_, token_, started_};
     Call call{peer, request.tenant, request.args};
     return operation->second.handler(env, call);

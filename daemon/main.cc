@@ -45,7 +45,12 @@ int Run(const Config& config, const sigset_t& stop_signals) {
     return kExitStartup;
   };
   auto pin = ReadPinFile(config.pin_file);
-  if (!pin) return fail(pin.error());
+  if (!pin) {
+    // A missing, empty or group-readable PIN file is a configuration error,
+    // like the ones LoadConfig reports: the usage exit code.
+    fail(pin.error());
+    return kExitUsage;
+  }
   auto module = pkcs11::Module::Load(config.module_path);
   if (!module) return fail(module.error());
   auto token = pkcs11::Token::Open(*module, config.token_label, *pin, config.workers + 2);
@@ -54,7 +59,8 @@ int Run(const Config& config, const sigset_t& stop_signals) {
   auto store = OpenSqliteKeyStore(config.keystore_path);
   if (!store) return fail(store.error());
   SystemClock clock;
-  auto hierarchy = KeyHierarchy::Open(**token, std::move(*store), clock);
+  auto hierarchy =
+      KeyHierarchy::Open(**token, std::move(*store), clock, {config.min_pending_window_seconds});
   if (!hierarchy) return fail(hierarchy.error());
   AccessPolicy access(config.admin_uids, config.admin_gids);
   Dispatcher dispatcher(**hierarchy, **token, access, {config.max_frame_bytes});

@@ -5,11 +5,14 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/transport/ipc/ipc.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 namespace kmsd {
 namespace {
@@ -40,7 +43,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
                                               Dispatcher& dispatcher) {
   nng_socket socket;
   if (int rv = nng_rep0_open(&socket); rv != 0) return Error(NngError(rv, "nng_rep0_open"));
-  std::unique_ptr<Server> server(new Server(socket.id, dispatcher));
+  std::unique_ptr<Server> server(new Server(socket.id, dispatcher, options));
   // Frames up to twice the limit are read and answered FRAME_TOO_LARGE; the
   // transport drops anything bigger before it is buffered.
   nng_socket_set_size(socket, NNG_OPT_RECVMAXSZ, options.max_frame_bytes * 2 + 65536);
@@ -60,25 +63,109 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
     }
     unlink(options.socket_path.c_str());
   }
-  nng_listener listener;
-  if (int rv = nng_listener_create(&listener, socket, url.c_str()); rv != 0) {
-    return Error(NngError(rv, "cannot create listener on " + options.socket_path));
-  }
-  // Only between create and start (NOTES.md).
-  if (int rv = nng_listener_set_int(listener, NNG_OPT_IPC_PERMISSIONS,
-                                    static_cast<int>(options.socket_mode));
-      rv != 0) {
-    return Error(NngError(rv, "cannot set socket permissions"));
-  }
-  if (int rv = nng_listener_start(listener, 0); rv != 0) {
-    return Error(NngError(rv, "cannot listen on " + options.socket_path));
-  }
+  RETURN_IF_ERROR(server->Listen());
   for (size_t i = 0; i < std::max<size_t>(options.workers, 1); ++i) {
     server->workers_.emplace_back([s = server.get()] { s->Serve(); });
   }
+  server->watchdog_ = std::thread([s = server.get()] { s->Watch(); });
   spdlog::info("listening on {} (mode {:o}, {} workers)", options.socket_path, options.socket_mode,
                server->workers_.size());
   return server;
+}
+
+Status Server::Listen() {
+  const std::string url = "ipc://" + options_.socket_path;
+  nng_listener listener;
+  if (int rv = nng_listener_create(&listener, SocketOf(socket_id_), url.c_str()); rv != 0) {
+    return NngError(rv, "cannot create listener on " + options_.socket_path);
+  }
+  // Only between create and start (NOTES.md).
+  if (int rv = nng_listener_set_int(listener, NNG_OPT_IPC_PERMISSIONS,
+                                    static_cast<int>(options_.socket_mode));
+      rv != 0) {
+    nng_listener_close(listener);
+    return NngError(rv, "cannot set socket permissions");
+  }
+  if (int rv = nng_listener_start(listener, 0); rv != 0) {
+    nng_listener_close(listener);
+    return NngError(rv, "cannot listen on " + options_.socket_path);
+  }
+  listener_id_ = listener.id;
+  return OkStatus();
+}
+
+namespace {
+
+// Pipes the core of nng has taken from `listener` so far, or nullopt when
+// stats are not available.
+std::optional<uint64_t> AcceptedPipes(uint32_t listener_id) {
+  nng_stat* all = nullptr;
+  if (nng_stats_get(&all) != 0) return std::nullopt;
+  nng_listener listener;
+  listener.id = listener_id;
+  std::optional<uint64_t> value;
+  if (nng_stat* stats = nng_stat_find_listener(all, listener); stats != nullptr) {
+    if (nng_stat* accept = nng_stat_find(stats, "accept"); accept != nullptr) {
+      value = nng_stat_value(accept);
+    }
+  }
+  nng_stats_free(all);
+  return value;
+}
+
+// Connects to the listener as a REQ peer would, completes the SP handshake,
+// and waits until nng's core takes the pipe. With nng#1518 the transport
+// still shakes hands, but its pipes never reach the socket: only the
+// listener's accept count tells.
+bool ListenerAccepts(const std::string& path, uint32_t listener_id) {
+  const std::optional<uint64_t> before = AcceptedPipes(listener_id);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return true;  // no resources to probe with: not the listener's fault
+  struct timeval timeout = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  // SP over IPC: 0x00 'S' 'P' 0x00, protocol id (REQ 0x30, REP 0x31), 0x0000.
+  const uint8_t hello[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0};
+  uint8_t answer[8] = {};
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+            send(fd, hello, sizeof hello, MSG_NOSIGNAL) == sizeof hello &&
+            recv(fd, answer, sizeof answer, MSG_WAITALL) == sizeof answer && answer[1] == 'S' &&
+            answer[2] == 'P' && answer[5] == 0x31;
+  if (ok && before) {
+    // Closing before the core takes the pipe is itself what triggers the bug.
+    ok = false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (!ok && std::chrono::steady_clock::now() < deadline) {
+      ok = AcceptedPipes(listener_id).value_or(0) > *before;
+      if (!ok) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
+void Server::Watch() {
+  std::unique_lock lock(stop_mu_);
+  // A probe costs one connect and 16 bytes; a lost listener is found within
+  // about 1.25 s. A false alarm (a probe starved for a second) only costs a
+  // listener restart, which clients ride out by reconnecting.
+  while (!stop_cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopped_; })) {
+    lock.unlock();
+    const bool answers = ListenerAccepts(options_.socket_path, listener_id_);
+    lock.lock();
+    if (answers || stopped_) continue;
+    spdlog::warn("listener on {} stopped accepting (nng#1518); re-creating it",
+                 options_.socket_path);
+    nng_listener old;
+    old.id = listener_id_;
+    nng_listener_close(old);
+    if (Status s = Listen(); !s.ok()) spdlog::error("{}", s.ToString());
+  }
 }
 
 void Server::Serve() {
@@ -116,8 +203,13 @@ void Server::Serve() {
 }
 
 void Server::Stop() {
-  if (stopped_) return;
-  stopped_ = true;
+  {
+    std::lock_guard lock(stop_mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  stop_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
   nng_close(SocketOf(socket_id_));
   for (auto& worker : workers_) worker.join();
 }

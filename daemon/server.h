@@ -5,10 +5,18 @@
 // IPC pipe (SO_PEERCRED). Request frames are wiped after handling: they may
 // hold plaintext. Start() returns once the socket listens; Stop() (or the
 // destructor) closes it and joins the workers. Start/Stop from one thread.
+//
+// A watchdog thread probes the listener every 250 ms with a bare SP
+// handshake and re-creates it when it stops accepting: nng 1.5.2 (Debian 12)
+// stops accepting for good when a client hangs up during the handshake
+// (nanomsg/nng#1518, fixed upstream in #1519), which would let any local
+// process lock every client out.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,14 +40,23 @@ class Server {
   void Stop();
 
  private:
-  Server(uint32_t socket_id, Dispatcher& dispatcher)
-      : socket_id_(socket_id), dispatcher_(dispatcher) {}
+  Server(uint32_t socket_id, Dispatcher& dispatcher, ServerOptions options)
+      : socket_id_(socket_id), dispatcher_(dispatcher), options_(std::move(options)) {}
   void Serve();
+  Status Listen();  // creates and starts the listener, sets listener_id_
+  void Watch();
 
-  uint32_t socket_id_;
+  // Constant after Start.
+  const uint32_t socket_id_;
   Dispatcher& dispatcher_;
+  const ServerOptions options_;
   std::vector<std::thread> workers_;
-  bool stopped_ = false;
+  std::thread watchdog_;
+
+  uint32_t listener_id_ = 0;  // set by Start, then only by the watchdog
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopped_ = false;  // guarded by stop_mu_
 };
 
 }  // namespace kmsd

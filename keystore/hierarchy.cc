@@ -47,11 +47,38 @@ Status TenantNotFound(std::string_view tenant) {
   return Status(Code::kNotFound, "tenant '" + std::string(tenant) + "' does not exist");
 }
 
+Status KeyPendingDeletion(const KeyRecord& key) {
+  return Status(Code::kKeyPendingDeletion, "key '" + key.name + "' is pending deletion (due at " +
+                                               std::to_string(*key.deletion_due_at) + ")");
+}
+
+// What every use of a key (encrypt, decrypt) requires.
+Status CheckKeyUsable(const KeyRecord& key) {
+  if (key.deletion_due_at) return KeyPendingDeletion(key);
+  if (!key.enabled) return Status(Code::kKeyDisabled, "key '" + key.name + "' is disabled");
+  return OkStatus();
+}
+
 }  // namespace
 
+std::string_view KeyStateName(KeyState state) {
+  switch (state) {
+    case KeyState::kEnabled:
+      return "enabled";
+    case KeyState::kDisabled:
+      return "disabled";
+    case KeyState::kPendingDeletion:
+      return "pending_deletion";
+    default:
+      return "unknown";
+  }
+}
+
+namespace {}  // namespace
+
 KeyHierarchy::KeyHierarchy(pkcs11::Token& token, std::unique_ptr<KeyStore> store,
-                           const Clock& clock)
-    : token_(token), store_(std::move(store)), clock_(clock) {}
+                           const Clock& clock, LifecycleOptions lifecycle)
+    : token_(token), store_(std::move(store)), clock_(clock), lifecycle_(lifecycle) {}
 
 KeyHierarchy::~KeyHierarchy() {
   // Session objects die with the token's holder session; destroying them here
@@ -65,8 +92,14 @@ KeyHierarchy::~KeyHierarchy() {
 
 Result<std::unique_ptr<KeyHierarchy>> KeyHierarchy::Open(pkcs11::Token& token,
                                                          std::unique_ptr<KeyStore> store,
-                                                         const Clock& clock) {
-  std::unique_ptr<KeyHierarchy> hierarchy(new KeyHierarchy(token, std::move(store), clock));
+                                                         const Clock& clock,
+                                                         LifecycleOptions lifecycle) {
+  if (lifecycle.min_pending_window_seconds < 1 ||
+      lifecycle.min_pending_window_seconds > kDefaultMinPendingWindowSeconds) {
+    return Error(Code::kInvalidArgument, "min_pending_window_seconds must be 1 to 604800");
+  }
+  std::unique_ptr<KeyHierarchy> hierarchy(
+      new KeyHierarchy(token, std::move(store), clock, lifecycle));
   RETURN_IF_ERROR(hierarchy->Load());
   return hierarchy;
 }
@@ -166,7 +199,7 @@ Result<TenantInfo> KeyHierarchy::CreateTenant(std::string_view name) {
   const int64_t now = clock_.NowSeconds();
   ASSIGN_OR_RETURN(std::string root_suffix, RandomHex(token_, 8));
   TenantRecord tenant{std::string(name), "tenants/" + std::string(name) + "/root/" + root_suffix,
-                      now};
+                      now, std::nullopt};
   ASSIGN_OR_RETURN(pkcs11::ObjectHandle root, token_.CreateTokenAesKey(tenant.root_label, true));
 
   // Everything below either lands in one keystore transaction or the root is
@@ -222,20 +255,90 @@ Result<const KeyHierarchy::Tenant*> KeyHierarchy::FindTenant(std::string_view te
   return it->second.get();
 }
 
+Result<const KeyHierarchy::Tenant*> KeyHierarchy::ServingTenant(std::string_view name) const {
+  ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(name));
+  if (tenant->record.deletion_due_at) {
+    return Error(Code::kKeyPendingDeletion,
+                 "tenant '" + tenant->record.name + "' is pending deletion (due at " +
+                     std::to_string(*tenant->record.deletion_due_at) + ")");
+  }
+  return tenant;
+}
+
+TenantInfo KeyHierarchy::DescribeTenant(const Tenant& tenant) const {
+  return TenantInfo{tenant.record.name, tenant.record.created_at, tenant.keys.size(),
+                    tenant.aliases.size(), tenant.record.deletion_due_at};
+}
+
 Result<TenantInfo> KeyHierarchy::DescribeTenant(std::string_view name) const {
   std::shared_lock lock(mu_);
   ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(name));
-  return TenantInfo{tenant->record.name, tenant->record.created_at, tenant->keys.size(),
-                    tenant->aliases.size()};
+  return DescribeTenant(*tenant);
 }
 
 std::vector<TenantInfo> KeyHierarchy::ListTenants() const {
   std::shared_lock lock(mu_);
   std::vector<TenantInfo> out;
-  for (const auto& [name, tenant] : tenants_) {
-    out.push_back({name, tenant->record.created_at, tenant->keys.size(), tenant->aliases.size()});
-  }
+  for (const auto& [name, tenant] : tenants_) out.push_back(DescribeTenant(*tenant));
   return out;
+}
+
+Status KeyHierarchy::CheckNotPendingDeletion(std::string_view name) const {
+  std::shared_lock lock(mu_);
+  auto it = tenants_.find(name);
+  if (it == tenants_.end()) return OkStatus();
+  Result<const Tenant*> tenant = ServingTenant(name);
+  if (!tenant) return tenant.error();
+  return OkStatus();
+}
+
+Status KeyHierarchy::CheckWindow(int64_t window_seconds) const {
+  if (window_seconds < lifecycle_.min_pending_window_seconds ||
+      window_seconds > kMaxPendingWindowSeconds) {
+    return Status(Code::kInvalidArgument,
+                  "the pending window must be " +
+                      std::to_string(lifecycle_.min_pending_window_seconds) + " to " +
+                      std::to_string(kMaxPendingWindowSeconds) + " seconds");
+  }
+  return OkStatus();
+}
+
+Result<TenantInfo> KeyHierarchy::ScheduleTenantDeletion(std::string_view name,
+                                                        int64_t window_seconds) {
+  RETURN_IF_ERROR(CheckWindow(window_seconds));
+  std::lock_guard write(write_mu_);
+  Tenant* tenant;
+  {
+    std::shared_lock lock(mu_);
+    ASSIGN_OR_RETURN(const Tenant* found, ServingTenant(name));
+    // Changes are serialized by write_mu_, and tenants are never removed.
+    tenant = const_cast<Tenant*>(found);
+  }
+  const int64_t due_at = clock_.NowSeconds() + window_seconds;
+  RETURN_IF_ERROR(store_->ScheduleTenantDeletion(tenant->record.name, due_at));
+  std::unique_lock lock(mu_);
+  tenant->record.deletion_due_at = due_at;
+  spdlog::info("tenant {}: deletion scheduled at {}", name, due_at);
+  return DescribeTenant(*tenant);
+}
+
+Result<TenantInfo> KeyHierarchy::CancelTenantDeletion(std::string_view name) {
+  std::lock_guard write(write_mu_);
+  Tenant* tenant;
+  {
+    std::shared_lock lock(mu_);
+    ASSIGN_OR_RETURN(const Tenant* found, FindTenant(name));
+    if (!found->record.deletion_due_at) {
+      return Error(Code::kInvalidArgument,
+                   "tenant '" + std::string(name) + "' is not pending deletion");
+    }
+    tenant = const_cast<Tenant*>(found);
+  }
+  RETURN_IF_ERROR(store_->CancelTenantDeletion(tenant->record.name));
+  std::unique_lock lock(mu_);
+  tenant->record.deletion_due_at.reset();
+  spdlog::info("tenant {}: deletion cancelled", name);
+  return DescribeTenant(*tenant);
 }
 
 Result<const KeyHierarchy::Key*> KeyHierarchy::ResolveKey(const Tenant& tenant,
@@ -264,6 +367,10 @@ KeyInfo KeyHierarchy::Describe(const Key& key) const {
                key.record.description,
                key.record.created_at,
                key.record.enabled,
+               key.record.deletion_due_at ? KeyState::kPendingDeletion
+               : key.record.enabled       ? KeyState::kEnabled
+                                          : KeyState::kDisabled,
+               key.record.deletion_due_at,
                static_cast<uint32_t>(key.versions.size()),
                {}};
   const Tenant& tenant = *tenants_.find(key.record.tenant)->second;
@@ -283,7 +390,7 @@ Result<KeyInfo> KeyHierarchy::CreateKey(std::string_view tenant_name, std::strin
   pkcs11::ObjectHandle root;
   {
     std::shared_lock lock(mu_);
-    ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(tenant_name));
+    ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
     if (tenant->keys.contains(name)) {
       return Error(Code::kAlreadyExists, "key '" + std::string(name) +
                                              "' already exists in tenant '" +
@@ -315,14 +422,14 @@ Result<KeyInfo> KeyHierarchy::CreateKey(std::string_view tenant_name, std::strin
 Result<KeyInfo> KeyHierarchy::DescribeKey(std::string_view tenant_name,
                                           std::string_view key_ref) const {
   std::shared_lock lock(mu_);
-  ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(tenant_name));
+  ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
   ASSIGN_OR_RETURN(const Key* key, ResolveKey(*tenant, key_ref));
   return Describe(*key);
 }
 
 Result<std::vector<KeyInfo>> KeyHierarchy::ListKeys(std::string_view tenant_name) const {
   std::shared_lock lock(mu_);
-  ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(tenant_name));
+  ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
   std::vector<KeyInfo> out;
   for (const auto& [name, key] : tenant->keys) out.push_back(Describe(*key));
   return out;
@@ -334,8 +441,9 @@ Result<KeyInfo> KeyHierarchy::RotateKey(std::string_view tenant_name, std::strin
   pkcs11::ObjectHandle root;
   {
     std::shared_lock lock(mu_);
-    ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(tenant_name));
+    ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
     ASSIGN_OR_RETURN(const Key* found, ResolveKey(*tenant, key_ref));
+    if (found->record.deletion_due_at) return Error(KeyPendingDeletion(found->record));
     if (!tenant->root) return Error(Code::kNotFound, "tenant's root key is not in the token");
     // Changes are serialized by write_mu_, so the key cannot go away here.
     key = const_cast<Key*>(found);
@@ -355,10 +463,66 @@ Result<KeyInfo> KeyHierarchy::RotateKey(std::string_view tenant_name, std::strin
   return Describe(*key);
 }
 
+Result<KeyHierarchy::Key*> KeyHierarchy::KeyToChange(std::string_view tenant_name,
+                                                     std::string_view key_ref) const {
+  std::shared_lock lock(mu_);
+  ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
+  ASSIGN_OR_RETURN(const Key* key, ResolveKey(*tenant, key_ref));
+  // Changes are serialized by write_mu_ (held by the caller), so the key
+  // cannot go away or change under it.
+  return const_cast<Key*>(key);
+}
+
+Result<KeyInfo> KeyHierarchy::SetKeyEnabled(std::string_view tenant_name, std::string_view key_ref,
+                                            bool enabled) {
+  std::lock_guard write(write_mu_);
+  ASSIGN_OR_RETURN(Key * key, KeyToChange(tenant_name, key_ref));
+  if (key->record.deletion_due_at) return Error(KeyPendingDeletion(key->record));
+  if (key->record.enabled != enabled) {
+    RETURN_IF_ERROR(store_->SetKeyEnabled(key->record.id, enabled));
+    std::unique_lock lock(mu_);
+    key->record.enabled = enabled;
+    spdlog::info("tenant {}: key {} {}", tenant_name, key->record.name,
+                 enabled ? "enabled" : "disabled");
+  }
+  std::shared_lock lock(mu_);
+  return Describe(*key);
+}
+
+Result<KeyInfo> KeyHierarchy::ScheduleKeyDeletion(std::string_view tenant_name,
+                                                  std::string_view key_ref,
+                                                  int64_t window_seconds) {
+  RETURN_IF_ERROR(CheckWindow(window_seconds));
+  std::lock_guard write(write_mu_);
+  ASSIGN_OR_RETURN(Key * key, KeyToChange(tenant_name, key_ref));
+  if (key->record.deletion_due_at) return Error(KeyPendingDeletion(key->record));
+  const int64_t due_at = clock_.NowSeconds() + window_seconds;
+  RETURN_IF_ERROR(store_->ScheduleKeyDeletion(key->record.id, due_at));
+  std::unique_lock lock(mu_);
+  key->record.enabled = false;
+  key->record.deletion_due_at = due_at;
+  spdlog::info("tenant {}: key {} deletion scheduled at {}", tenant_name, key->record.name, due_at);
+  return Describe(*key);
+}
+
+Result<KeyInfo> KeyHierarchy::CancelKeyDeletion(std::string_view tenant_name,
+                                                std::string_view key_ref) {
+  std::lock_guard write(write_mu_);
+  ASSIGN_OR_RETURN(Key * key, KeyToChange(tenant_name, key_ref));
+  if (!key->record.deletion_due_at) {
+    return Error(Code::kInvalidArgument, "key '" + key->record.name + "' is not pending deletion");
+  }
+  RETURN_IF_ERROR(store_->CancelKeyDeletion(key->record.id));
+  std::unique_lock lock(mu_);
+  key->record.deletion_due_at.reset();  // stays disabled, as in AWS KMS
+  spdlog::info("tenant {}: key {} deletion cancelled", tenant_name, key->record.name);
+  return Describe(*key);
+}
+
 Result<std::vector<VersionInfo>> KeyHierarchy::ListVersions(std::string_view tenant_name,
                                                             std::string_view key_ref) const {
   std::shared_lock lock(mu_);
-  ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(tenant_name));
+  ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
   ASSIGN_OR_RETURN(const Key* key, ResolveKey(*tenant, key_ref));
   std::vector<VersionInfo> out;
   for (const auto& version : key->versions) out.push_back({version->number, version->created_at});
@@ -384,7 +548,7 @@ Result<AliasInfo> KeyHierarchy::PutAlias(std::string_view tenant_name, std::stri
   AliasRecord record;
   {
     std::shared_lock lock(mu_);
-    ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(tenant_name));
+    ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
     auto existing = tenant->aliases.find(alias);
     if (create && existing != tenant->aliases.end()) {
       return Error(Code::kAlreadyExists, "alias '" + std::string(alias) + "' already exists");
@@ -393,6 +557,7 @@ Result<AliasInfo> KeyHierarchy::PutAlias(std::string_view tenant_name, std::stri
       return Error(Code::kNotFound, "alias '" + std::string(alias) + "' does not exist");
     }
     ASSIGN_OR_RETURN(const Key* key, ResolveKey(*tenant, key_name));
+    if (key->record.deletion_due_at) return Error(KeyPendingDeletion(key->record));
     const int64_t now = clock_.NowSeconds();
     record = create ? AliasRecord{std::string(tenant_name), std::string(alias), {}, now, now}
                     : existing->second;
@@ -413,7 +578,7 @@ Status KeyHierarchy::DeleteAlias(std::string_view tenant_name, std::string_view 
   std::lock_guard write(write_mu_);
   {
     std::shared_lock lock(mu_);
-    ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(tenant_name));
+    ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
     if (!tenant->aliases.contains(alias)) {
       return Status(Code::kNotFound, "alias '" + std::string(alias) + "' does not exist");
     }
@@ -427,7 +592,7 @@ Status KeyHierarchy::DeleteAlias(std::string_view tenant_name, std::string_view 
 
 Result<std::vector<AliasInfo>> KeyHierarchy::ListAliases(std::string_view tenant_name) const {
   std::shared_lock lock(mu_);
-  ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(tenant_name));
+  ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
   std::vector<AliasInfo> out;
   for (const auto& [name, record] : tenant->aliases) {
     out.push_back({name, keys_by_id_.at(record.key_id)->record.name, record.key_id,
@@ -459,11 +624,9 @@ Result<pkcs11::ObjectHandle> KeyHierarchy::HandleFor(const Tenant& tenant, Versi
 Result<KeyHierarchy::UsableVersion> KeyHierarchy::UsableLatest(std::string_view tenant_name,
                                                                std::string_view key_ref) const {
   std::shared_lock lock(mu_);
-  ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(tenant_name));
+  ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
   ASSIGN_OR_RETURN(const Key* key, ResolveKey(*tenant, key_ref));
-  if (!key->record.enabled) {
-    return Error(Code::kKeyDisabled, "key '" + key->record.name + "' is disabled");
-  }
+  RETURN_IF_ERROR(CheckKeyUsable(key->record));
   Version& version = *key->versions.back();
   ASSIGN_OR_RETURN(pkcs11::ObjectHandle handle, HandleFor(*tenant, version));
   return UsableVersion{key->record.id, key->record.name, version.number, handle};
@@ -500,7 +663,7 @@ Result<DecryptOutput> KeyHierarchy::Decrypt(std::string_view tenant_name,
   pkcs11::ObjectHandle handle;
   {
     std::shared_lock lock(mu_);
-    ASSIGN_OR_RETURN(const Tenant* tenant, FindTenant(tenant_name));
+    ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
     auto found = keys_by_id_.find(parsed.key_id);
     // Another tenant's key id looks exactly like an unknown one: no oracle.
     if (found == keys_by_id_.end() || found->second->record.tenant != tenant_name) {
@@ -517,8 +680,7 @@ Result<DecryptOutput> KeyHierarchy::Decrypt(std::string_view tenant_name,
     if (parsed.version > key.versions.size()) {
       return Error(Code::kInvalidCiphertext, "ciphertext names a version its key does not have");
     }
-    if (!key.record.enabled)
-      return Error(Code::kKeyDisabled, "key '" + key.record.name + "' is disabled");
+    RETURN_IF_ERROR(CheckKeyUsable(key.record));
     ASSIGN_OR_RETURN(handle, HandleFor(*tenant, *key.versions[parsed.version - 1]));
     out.key_id = key.record.id;
     out.key_name = key.record.name;

@@ -10,6 +10,13 @@
 // Versions are unwrapped on first use into session objects whose handles are
 // cached: the request path does no C_FindObjects and no keystore read.
 //
+// Lifecycle (docs/PROTOCOL.md). A key is enabled, disabled or pending
+// deletion; a tenant is active or pending deletion. A disabled key fails every
+// use with KEY_DISABLED; a key pending deletion, and every key of a tenant
+// pending deletion, with KEY_PENDING_DELETION. Cancelling a key's deletion
+// leaves it disabled (as AWS KMS does). When a window ends nothing happens
+// yet: the key or tenant stays pending deletion, unusable.
+//
 // Thread-safe. Reads (encrypt, decrypt, describe) take a shared lock only for
 // catalog lookups; changes are serialized, written durably to the KeyStore
 // first, then applied to the in-memory catalog. Holds references to the Token
@@ -50,11 +57,25 @@ inline constexpr DefaultKey kDefaultTenantKeys[] = {
     {"api-keys-key", "alias/api-keys"},
 };
 
+// Pending windows: 7 to 30 days as in AWS KMS. The minimum can be lowered
+// (LifecycleOptions), the maximum cannot.
+inline constexpr int64_t kDefaultMinPendingWindowSeconds = 7 * 86400;
+inline constexpr int64_t kMaxPendingWindowSeconds = 30 * 86400;
+
+struct LifecycleOptions {
+  int64_t min_pending_window_seconds = kDefaultMinPendingWindowSeconds;  // 1 .. 7 days
+};
+
+enum class KeyState { kEnabled, kDisabled, kPendingDeletion };
+// "enabled", "disabled", "pending_deletion".
+std::string_view KeyStateName(KeyState state);
+
 struct TenantInfo {
   std::string name;
   int64_t created_at = 0;
   size_t key_count = 0;
   size_t alias_count = 0;
+  std::optional<int64_t> deletion_date;  // set while pending deletion
 };
 
 struct KeyInfo {
@@ -64,6 +85,8 @@ struct KeyInfo {
   std::string description;
   int64_t created_at = 0;
   bool enabled = true;
+  KeyState state = KeyState::kEnabled;
+  std::optional<int64_t> deletion_date;  // set while pending deletion
   uint32_t latest_version = 0;
   std::vector<std::string> aliases;
 };
@@ -101,12 +124,25 @@ class KeyHierarchy {
   // tenant's root in the token (one scan, at start-up).
   static Result<std::unique_ptr<KeyHierarchy>> Open(pkcs11::Token& token,
                                                     std::unique_ptr<KeyStore> store,
-                                                    const Clock& clock);
+                                                    const Clock& clock,
+                                                    LifecycleOptions lifecycle = {});
   ~KeyHierarchy();
 
+  const LifecycleOptions& lifecycle() const { return lifecycle_; }
+
   Result<TenantInfo> CreateTenant(std::string_view tenant);
+  // Describes a tenant in any state.
   Result<TenantInfo> DescribeTenant(std::string_view tenant) const;
   std::vector<TenantInfo> ListTenants() const;
+  // KEY_PENDING_DELETION if the tenant exists and is pending deletion, else
+  // OK (an unknown tenant is left to the operation). Every tenant operation
+  // below except DescribeTenant and CancelTenantDeletion fails like this too.
+  Status CheckNotPendingDeletion(std::string_view tenant) const;
+  // `window_seconds` must be within [min_pending_window_seconds,
+  // kMaxPendingWindowSeconds] (INVALID_ARGUMENT). Scheduling a tenant already
+  // pending is KEY_PENDING_DELETION; cancelling one that is not, INVALID_ARGUMENT.
+  Result<TenantInfo> ScheduleTenantDeletion(std::string_view tenant, int64_t window_seconds);
+  Result<TenantInfo> CancelTenantDeletion(std::string_view tenant);
 
   Result<KeyInfo> CreateKey(std::string_view tenant, std::string_view name,
                             std::string_view description);
@@ -115,6 +151,14 @@ class KeyHierarchy {
   Result<KeyInfo> RotateKey(std::string_view tenant, std::string_view key_ref);
   Result<std::vector<VersionInfo>> ListVersions(std::string_view tenant,
                                                 std::string_view key_ref) const;
+  // KEY_PENDING_DELETION for a key pending deletion; enabling an enabled key
+  // (or disabling a disabled one) is a no-op.
+  Result<KeyInfo> SetKeyEnabled(std::string_view tenant, std::string_view key_ref, bool enabled);
+  // As for tenants: window bounds INVALID_ARGUMENT, twice KEY_PENDING_DELETION.
+  Result<KeyInfo> ScheduleKeyDeletion(std::string_view tenant, std::string_view key_ref,
+                                      int64_t window_seconds);
+  // Leaves the key disabled; INVALID_ARGUMENT if it is not pending deletion.
+  Result<KeyInfo> CancelKeyDeletion(std::string_view tenant, std::string_view key_ref);
 
   Result<AliasInfo> CreateAlias(std::string_view tenant, std::string_view alias,
                                 std::string_view key_name);
@@ -149,7 +193,8 @@ class KeyHierarchy {
     pkcs11::ObjectHandle handle = 0;
   };
 
-  KeyHierarchy(pkcs11::Token& token, std::unique_ptr<KeyStore> store, const Clock& clock);
+  KeyHierarchy(pkcs11::Token& token, std::unique_ptr<KeyStore> store, const Clock& clock,
+               LifecycleOptions lifecycle);
   Status Load();
   Result<KeyRecord> NewKeyRecord(std::string_view tenant, std::string_view name,
                                  std::string_view description, int64_t now);
@@ -159,8 +204,14 @@ class KeyHierarchy {
   Result<AliasInfo> PutAlias(std::string_view tenant, std::string_view alias,
                              std::string_view key_name, bool create);
 
-  // Lookups; callers hold mu_ (shared or exclusive).
+  // Lookups; callers hold mu_ (shared or exclusive). FindTenant finds a
+  // tenant in any state; ServingTenant one that is not pending deletion.
   Result<const Tenant*> FindTenant(std::string_view tenant) const;
+  Result<const Tenant*> ServingTenant(std::string_view tenant) const;
+  TenantInfo DescribeTenant(const Tenant& tenant) const;
+  Status CheckWindow(int64_t window_seconds) const;
+  // Looks up a serving tenant's key for a lifecycle change.
+  Result<Key*> KeyToChange(std::string_view tenant, std::string_view key_ref) const;
   Result<const Key*> ResolveKey(const Tenant& tenant, std::string_view key_ref) const;
   KeyInfo Describe(const Key& key) const;
   // Unwraps on first use; safe to call with mu_ held shared.
@@ -171,6 +222,7 @@ class KeyHierarchy {
   pkcs11::Token& token_;
   std::unique_ptr<KeyStore> store_;
   const Clock& clock_;
+  const LifecycleOptions lifecycle_;
 
   std::mutex write_mu_;           // serializes changes: keystore write, then catalog update
   mutable std::mutex unwrap_mu_;  // one unwrap per version, ever

@@ -39,6 +39,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -96,6 +97,14 @@ CREATE TABLE aliases (
   updated_at INTEGER NOT NULL,
   PRIMARY KEY (tenant, name)
 );
+)sql"},
+    // Lifecycle: a key or tenant pending deletion has the time its window
+    // ends; NULL otherwise. A key pending deletion is never enabled.
+    {2, R"sql(
+ALTER TABLE keys ADD COLUMN deletion_due_at INTEGER
+  CHECK (deletion_due_at IS NULL OR (typeof(deletion_due_at) = 'integer' AND enabled = 0));
+ALTER TABLE tenants ADD COLUMN deletion_due_at INTEGER
+  CHECK (deletion_due_at IS NULL OR typeof(deletion_due_at) = 'integer');
 )sql"},
 };
 
@@ -161,6 +170,10 @@ class Statement {
   }
 
   int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
+  std::optional<int64_t> OptionalInt(int column) const {
+    if (sqlite3_column_type(stmt_, column) == SQLITE_NULL) return std::nullopt;
+    return Int(column);
+  }
   std::string Text(int column) const {
     const unsigned char* text = sqlite3_column_text(stmt_, column);
     size_t size = static_cast<size_t>(sqlite3_column_bytes(stmt_, column));
@@ -182,6 +195,9 @@ class Statement {
   static constexpr char kEmpty[] = "";
 
   int BindAt(int index, int64_t value) { return sqlite3_bind_int64(stmt_, index, value); }
+  int BindAt(int index, std::optional<int64_t> value) {
+    return value ? BindAt(index, *value) : sqlite3_bind_null(stmt_, index);
+  }
   int BindAt(int index, std::string_view text) {
     return sqlite3_bind_text64(stmt_, index, text.empty() ? kEmpty : text.data(), text.size(),
                                SQLITE_TRANSIENT, SQLITE_UTF8);
@@ -479,10 +495,10 @@ Status InsertKey(sqlite3* db, const KeyRecord& key) {
     return Status(Code::kAlreadyExists, "key id " + KeyIdToHex(key.id) + " already exists");
   }
   return Exec(db,
-              "INSERT INTO keys (id, tenant, name, description, created_at, enabled) "
-              "VALUES (?, ?, ?, ?, ?, ?)",
+              "INSERT INTO keys (id, tenant, name, description, created_at, enabled, "
+              "deletion_due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
               key.id, key.tenant, key.name, key.description, key.created_at,
-              int64_t{key.enabled ? 1 : 0});
+              int64_t{key.enabled ? 1 : 0}, key.deletion_due_at);
 }
 
 Status InsertVersion(sqlite3* db, const KeyVersionRecord& version) {
@@ -521,16 +537,18 @@ Status InsertAlias(sqlite3* db, const AliasRecord& alias) {
 }
 
 Status LoadSnapshot(sqlite3* db, KeyStoreSnapshot& out) {
-  RETURN_IF_ERROR(ForEachRow(db, "SELECT name, root_label, created_at FROM tenants ORDER BY name",
-                             [&](const Statement& row) -> Status {
-                               out.tenants.push_back({.name = row.Text(0),
-                                                      .root_label = row.Text(1),
-                                                      .created_at = row.Int(2)});
-                               return OkStatus();
-                             }));
+  RETURN_IF_ERROR(ForEachRow(
+      db, "SELECT name, root_label, created_at, deletion_due_at FROM tenants ORDER BY name",
+      [&](const Statement& row) -> Status {
+        out.tenants.push_back({.name = row.Text(0),
+                               .root_label = row.Text(1),
+                               .created_at = row.Int(2),
+                               .deletion_due_at = row.OptionalInt(3)});
+        return OkStatus();
+      }));
   RETURN_IF_ERROR(ForEachRow(db,
-                             "SELECT id, tenant, name, description, created_at, enabled FROM keys "
-                             "ORDER BY tenant, name",
+                             "SELECT id, tenant, name, description, created_at, enabled, "
+                             "deletion_due_at FROM keys ORDER BY tenant, name",
                              [&](const Statement& row) -> Status {
                                ASSIGN_OR_RETURN(KeyId id, ReadKeyId(row, 0));
                                out.keys.push_back({.id = id,
@@ -538,7 +556,8 @@ Status LoadSnapshot(sqlite3* db, KeyStoreSnapshot& out) {
                                                    .name = row.Text(2),
                                                    .description = row.Text(3),
                                                    .created_at = row.Int(4),
-                                                   .enabled = row.Int(5) != 0});
+                                                   .enabled = row.Int(5) != 0,
+                                                   .deletion_due_at = row.OptionalInt(6)});
                                return OkStatus();
                              }));
   RETURN_IF_ERROR(ForEachRow(db,
@@ -607,8 +626,10 @@ class SqliteKeyStore final : public KeyStore {
       ASSIGN_OR_RETURN(bool exists, TenantExists(db, tenant.name));
       if (exists) return Status(Code::kAlreadyExists, "tenant " + tenant.name + " already exists");
       RETURN_IF_ERROR(Exec(db,
-                           "INSERT INTO tenants (name, root_label, created_at) VALUES (?, ?, ?)",
-                           tenant.name, tenant.root_label, tenant.created_at));
+                           "INSERT INTO tenants (name, root_label, created_at, deletion_due_at) "
+                           "VALUES (?, ?, ?, ?)",
+                           tenant.name, tenant.root_label, tenant.created_at,
+                           tenant.deletion_due_at));
       for (const KeyRecord& key : keys) RETURN_IF_ERROR(InsertKey(db, key));
       for (const KeyVersionRecord& version : versions) RETURN_IF_ERROR(InsertVersion(db, version));
       for (const AliasRecord& alias : aliases) RETURN_IF_ERROR(InsertAlias(db, alias));
@@ -667,6 +688,27 @@ class SqliteKeyStore final : public KeyStore {
     });
   }
 
+  Status SetKeyEnabled(const KeyId& key_id, bool enabled) override {
+    return UpdateKey(key_id, "UPDATE keys SET enabled = ? WHERE id = ?", int64_t{enabled ? 1 : 0});
+  }
+
+  Status ScheduleKeyDeletion(const KeyId& key_id, int64_t due_at) override {
+    return UpdateKey(key_id, "UPDATE keys SET enabled = 0, deletion_due_at = ? WHERE id = ?",
+                     due_at);
+  }
+
+  Status CancelKeyDeletion(const KeyId& key_id) override {
+    return UpdateKey(key_id, "UPDATE keys SET deletion_due_at = NULL WHERE id = ?");
+  }
+
+  Status ScheduleTenantDeletion(const std::string& tenant, int64_t due_at) override {
+    return UpdateTenant(tenant, "UPDATE tenants SET deletion_due_at = ? WHERE name = ?", due_at);
+  }
+
+  Status CancelTenantDeletion(const std::string& tenant) override {
+    return UpdateTenant(tenant, "UPDATE tenants SET deletion_due_at = NULL WHERE name = ?");
+  }
+
  private:
   explicit SqliteKeyStore(Connection db) : db_(std::move(db)) {}
 
@@ -675,6 +717,26 @@ class SqliteKeyStore final : public KeyStore {
   Status Write(Body&& body) {
     std::lock_guard<std::mutex> lock(mu_);
     return InTransaction(db_.get(), "BEGIN IMMEDIATE", [&] { return body(db_.get()); });
+  }
+
+  // One UPDATE of an existing key; `sql` binds `values...` then the key id.
+  template <typename... Values>
+  Status UpdateKey(const KeyId& key_id, std::string_view sql, const Values&... values) {
+    return Write([&](sqlite3* db) -> Status {
+      ASSIGN_OR_RETURN(bool exists, Exists(db, "SELECT 1 FROM keys WHERE id = ?", key_id));
+      if (!exists) return Status(Code::kNotFound, "key " + KeyIdToHex(key_id) + " does not exist");
+      return Exec(db, sql, values..., key_id);
+    });
+  }
+
+  // One UPDATE of an existing tenant; `sql` binds `values...` then the name.
+  template <typename... Values>
+  Status UpdateTenant(const std::string& tenant, std::string_view sql, const Values&... values) {
+    return Write([&](sqlite3* db) -> Status {
+      ASSIGN_OR_RETURN(bool exists, TenantExists(db, tenant));
+      if (!exists) return Status(Code::kNotFound, "tenant " + tenant + " does not exist");
+      return Exec(db, sql, values..., tenant);
+    });
   }
 
   std::mutex mu_;

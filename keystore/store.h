@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,8 @@ struct TenantRecord {
   std::string name;
   std::string root_label;  // CKA_LABEL of the tenant's root key in the token
   int64_t created_at = 0;  // unix seconds
+  // Set while the tenant is pending deletion: when its window ends.
+  std::optional<int64_t> deletion_due_at;
 };
 
 struct KeyRecord {
@@ -34,6 +37,9 @@ struct KeyRecord {
   std::string description;
   int64_t created_at = 0;
   bool enabled = true;
+  // Set while the key is pending deletion (then `enabled` is false): when its
+  // window ends.
+  std::optional<int64_t> deletion_due_at;
 };
 
 struct KeyVersionRecord {
@@ -80,6 +86,17 @@ class KeyStore {
                              const KeyId& key_id, int64_t updated_at) = 0;
   // NOT_FOUND if the alias does not exist.
   virtual Status DeleteAlias(const std::string& tenant, const std::string& name) = 0;
+
+  // Lifecycle. The store records states; which changes are allowed (no
+  // enabling a key pending deletion, no scheduling twice) is the caller's
+  // rule. NOT_FOUND if the key or tenant does not exist.
+  virtual Status SetKeyEnabled(const KeyId& key_id, bool enabled) = 0;
+  // Disables the key and sets its deletion_due_at.
+  virtual Status ScheduleKeyDeletion(const KeyId& key_id, int64_t due_at) = 0;
+  // Clears deletion_due_at; the key stays disabled.
+  virtual Status CancelKeyDeletion(const KeyId& key_id) = 0;
+  virtual Status ScheduleTenantDeletion(const std::string& tenant, int64_t due_at) = 0;
+  virtual Status CancelTenantDeletion(const std::string& tenant) = 0;
 };
 
 // Opens (creating if missing) an SQLite keystore in WAL mode with

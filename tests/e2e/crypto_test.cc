@@ -17,7 +17,8 @@ TEST_F(KmsdTest, CreateTenantProvisionsThreeKeysAndAliases) {
   auto list = keys.result().Array("keys").value();
   ASSERT_EQ(list.size(), 3u);
   std::vector<std::string> names;
-  for (const auto& key : list) names.emplace_back(Fields::Of(key, "key").value().String("name").value());
+  for (const auto& key : list)
+    names.emplace_back(Fields::Of(key, "key").value().String("name").value());
   EXPECT_THAT(names, ::testing::ElementsAre("api-keys-key", "data-encryption-key", "secrets-key"));
   Value::Map args;
   args.emplace_back("key", "alias/data");
@@ -96,7 +97,8 @@ TEST_F(KmsdTest, RotationKeepsOldVersionsDecrypting) {
   enc.emplace_back("plaintext", ToBytes("two"));
   Reply v2 = MustCall("encrypt", "acme", std::move(enc));
   EXPECT_EQ(v2.result().Uint("version").value(), 2u);
-  Bytes v2_ciphertext(v2.result().Binary("ciphertext")->begin(), v2.result().Binary("ciphertext")->end());
+  Bytes v2_ciphertext(v2.result().Binary("ciphertext")->begin(),
+                      v2.result().Binary("ciphertext")->end());
   EXPECT_EQ(Decrypt("acme", v1).value(), "one");
   EXPECT_EQ(Decrypt("acme", v2_ciphertext).value(), "two");
 }

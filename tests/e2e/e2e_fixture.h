@@ -35,7 +35,9 @@ class KmsdTest : public ::testing::Test {
   }
 
   static Bytes ToBytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
-  static std::string ToString(std::span<const uint8_t> b) { return std::string(b.begin(), b.end()); }
+  static std::string ToString(std::span<const uint8_t> b) {
+    return std::string(b.begin(), b.end());
+  }
 
   Bytes Encrypt(std::string_view tenant, std::string_view key, std::string_view plaintext,
                 Value::Map context = {}) {

@@ -36,8 +36,8 @@ std::vector<std::tuple<std::string, std::string, Value::Map>> EveryOperation(
   add("key.rotate", "acme", MapOf("key", "alias/data"));
   add("key.list-versions", "acme", MapOf("key", "alias/data"));
   add("alias.create", "acme", MapOf("alias", "alias/intruder", "key", "secrets-key"));
-  add("alias.update", "acme", MapOf("alias", "alias/data", "key", "secrets-key"));
-  add("alias.delete", "acme", MapOf("alias", "alias/data"));
+  add("alias.update", "acme", MapOf("alias", "alias/secrets", "key", "data-encryption-key"));
+  add("alias.delete", "acme", MapOf("alias", "alias/secrets"));
   add("alias.list", "acme", {});
   add("encrypt", "acme", MapOf("key", "alias/data", "plaintext", Bin("intruder")));
   add("decrypt", "acme", MapOf("ciphertext", ciphertext));

@@ -8,7 +8,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -121,8 +123,10 @@ TEST_F(HostileClientTest, SecretsNeverReachTheLog) {
   secrets.push_back(so_pin);
 
   connection_.reset();
-  ASSERT_EQ(daemon_->Stop(), 0);
+  const int exit_code = daemon_->Stop();
   const std::string log = daemon_->ReadLog();
+  EXPECT_EQ(exit_code, 0) << "kmsd did not stop cleanly; its log ends:\n"
+                          << log.substr(log.size() > 3000 ? log.size() - 3000 : 0);
   // The log is there and records the requests, so this test can fail.
   for (const char* op : {"op=encrypt", "op=decrypt", "op=generate-data-key", "op=re-encrypt",
                          "op=batch-encrypt", "op=batch-decrypt", "op=generate-random",
@@ -137,53 +141,107 @@ TEST_F(HostileClientTest, SecretsNeverReachTheLog) {
   }
 }
 
-// Speaks just enough of nng's IPC transport to leave in the middle: the SP
-// handshake for a REQ peer, then `body` framed with a length that may lie.
-void SendPartialRequest(const std::string& socket_path, size_t declared_length, const Bytes& body) {
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  ASSERT_LT(socket_path.size(), sizeof(address.sun_path));
-  std::memcpy(address.sun_path, socket_path.data(), socket_path.size());
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  // SP header: 0, 'S', 'P', version 0, protocol 0x30 (REQ v0), reserved.
-  Bytes wire = {0x00, 'S', 'P', 0x00, 0x00, 0x30, 0x00, 0x00};
-  wire.push_back(0x01);  // IPC message type
-  for (int i = 7; i >= 0; --i) wire.push_back(static_cast<uint8_t>(declared_length >> (8 * i)));
-  const Bytes request_id = {0x80, 0x00, 0x00, 0x01};
-  wire.insert(wire.end(), request_id.begin(), request_id.end());
-  wire.insert(wire.end(), body.begin(), body.end());
-  EXPECT_EQ(send(fd, wire.data(), wire.size(), MSG_NOSIGNAL), static_cast<ssize_t>(wire.size()));
-  close(fd);
+// A new client is served within a few seconds.
+void ExpectNewClientsServed(const std::string& socket_path) {
+  auto fresh = Connection::Dial(socket_path, std::chrono::milliseconds(3000));
+  ASSERT_TRUE(fresh) << fresh.error();
+  auto health = (*fresh)->Call("health");
+  ASSERT_TRUE(health) << "a new client is not served: " << health.error();
 }
 
-TEST_F(HostileClientTest, ClientsThatDisconnectMidRequestDoNotHurtTheDaemon) {
+TEST_F(HostileClientTest, ClientsThatLeaveDuringTheHandshakeDoNotLockOutNewClients) {
+  // Clients that connect and leave before their handshake, as a probe, a port
+  // scanner or a killed kmsctl does, at every moment of the daemon's accept
+  // (0 to 500 us after connect, three times over). nng 1.5.2's listener stops
+  // accepting when one lands between accept and its handshake write
+  // (nanomsg/nng#1518, fixed upstream by nanomsg/nng#1519); kmsd's watchdog
+  // finds that within about 1.25 s and re-creates the listener, so the
+  // lockout is bounded: new clients are served again within a few seconds.
+  for (int sweep = 0; sweep < 3; ++sweep) {
+    for (int micros = 0; micros <= 500; ++micros) {
+      RawClient client(daemon_->socket_path());
+      ASSERT_TRUE(client.connected());
+      const auto leave = std::chrono::steady_clock::now() + std::chrono::microseconds(micros);
+      while (std::chrono::steady_clock::now() < leave) {
+      }
+    }
+  }
+  // Clients that leave half way through the handshake.
+  for (size_t sent : {0u, 3u}) {
+    RawClient client(daemon_->socket_path());
+    ASSERT_TRUE(client.Handshake(sent));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  bool served = false;
+  while (!served && std::chrono::steady_clock::now() < deadline) {
+    auto fresh = Connection::Dial(daemon_->socket_path(), std::chrono::milliseconds(1000));
+    served = fresh && (*fresh)->Call("health").has_value();
+  }
+  EXPECT_TRUE(served) << "new clients are still locked out after 5 s";
+  ExpectNewClientsServed(daemon_->socket_path());
+  ExpectUnchanged();
+}
+
+TEST_F(HostileClientTest, ClientsThatDisconnectMidFrameDoNotHurtTheDaemon) {
   const Bytes request =
       Encode(Envelope(1, "encrypt", "acme", MapOf("key", "alias/data", "plaintext", Bin("gone"))));
-  // Cut off in the transport: a frame that promises more than it sends, a
-  // handshake alone, a frame promising 1 GiB.
-  SendPartialRequest(daemon_->socket_path(), 4 + request.size(),
-                     Bytes(request.begin(), request.begin() + request.size() / 2));
-  SendPartialRequest(daemon_->socket_path(), 4 + request.size(), {});
-  SendPartialRequest(daemon_->socket_path(), size_t{1} << 30, request);
-  // A whole request, then gone before the reply: the daemon's reply has
-  // nowhere to go.
-  SendPartialRequest(daemon_->socket_path(), 4 + request.size(), request);
-  // Gone while a slow request runs.
-  for (int i = 0; i < 10; ++i) {
-    auto impatient = Connection::Dial(daemon_->socket_path(), std::chrono::milliseconds(1));
-    ASSERT_TRUE(impatient);
-    Value::Array items;
-    for (int j = 0; j < 1024; ++j) items.emplace_back(MapOf("plaintext", Bytes(64, 'q')));
-    [[maybe_unused]] auto reply =
-        (*impatient)
-            ->Call("batch-encrypt", "acme", MapOf("key", "alias/data", "items", std::move(items)));
-    impatient->reset();
+  const uint64_t length = 4 + request.size();
+  {
+    // Half a frame, then gone.
+    RawClient client(daemon_->socket_path());
+    ASSERT_TRUE(client.Handshake());
+    ASSERT_TRUE(client.SendFrame(length, Bytes(request.begin(), request.begin() + 10)));
   }
+  {
+    // A frame header alone.
+    RawClient client(daemon_->socket_path());
+    ASSERT_TRUE(client.Handshake());
+    ASSERT_TRUE(client.SendFrame(length, {}));
+  }
+  {
+    // A frame promising 1 GiB.
+    RawClient client(daemon_->socket_path());
+    ASSERT_TRUE(client.Handshake());
+    ASSERT_TRUE(client.SendFrame(uint64_t{1} << 30, request));
+  }
+  {
+    // A whole request, gone before the reply: the reply has nowhere to go.
+    RawClient client(daemon_->socket_path());
+    ASSERT_TRUE(client.Handshake());
+    ASSERT_TRUE(client.SendFrame(length, request));
+  }
+  ExpectNewClientsServed(daemon_->socket_path());
   ExpectUnchanged();
-  auto fresh = daemon_->Connect();
-  EXPECT_TRUE(fresh->Call("health"));
+}
+
+TEST_F(HostileClientTest, ClientsThatGiveUpWhileTheirRequestRunsDoNotHurtTheDaemon) {
+  // Heavy requests, sent whole, the client gone before the reply is ready.
+  constexpr int kClients = 10;
+  Value::Array items;
+  for (int j = 0; j < 1024; ++j) items.emplace_back(MapOf("plaintext", Bytes(512, 'q')));
+  const Bytes request = Encode(
+      Envelope(1, "batch-encrypt", "acme", MapOf("key", "alias/data", "items", std::move(items))));
+  for (int i = 0; i < kClients; ++i) {
+    RawClient client(daemon_->socket_path());
+    ASSERT_TRUE(client.Handshake());
+    ASSERT_TRUE(client.SendFrame(4 + request.size(), request));
+  }
+  // Every abandoned request ran to its end and was logged.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  size_t logged = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const std::string log = daemon_->ReadLog();
+    logged = 0;
+    for (size_t at = log.find("op=batch-encrypt"); at != std::string::npos;
+         at = log.find("op=batch-encrypt", at + 1)) {
+      ++logged;
+    }
+    if (logged >= kClients) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(logged, static_cast<size_t>(kClients));
+  ExpectNewClientsServed(daemon_->socket_path());
+  ExpectUnchanged();
   EXPECT_EQ(Decrypt("acme", Encrypt("acme", "alias/data", "still here")).value(), "still here");
 }
 

@@ -314,5 +314,18 @@ TEST_F(HostileFrameSizeTest, FrameOverTheHardCapDoesNotHangTheDaemon) {
   ExpectUnchanged(*connection_);
 }
 
+TEST_F(HostileFrameSizeTest, FrameOverTheHardCapClosesOnlyThatConnection) {
+  const size_t hard_cap = 2 * kLimit + 65536;
+  RawClient attacker(host_.socket_path());
+  ASSERT_TRUE(attacker.Handshake());
+  // The transport refuses the frame from its length alone, before the body.
+  ASSERT_TRUE(attacker.SendFrame(hard_cap + 1, {}));
+  EXPECT_TRUE(attacker.ClosedByPeer(std::chrono::seconds(5))) << strerror(errno);
+  ExpectUnchanged(*connection_);
+  auto fresh = Connection::Dial(host_.socket_path(), std::chrono::milliseconds(5000));
+  ASSERT_TRUE(fresh);
+  ExpectUnchanged(**fresh);
+}
+
 }  // namespace
 }  // namespace kmsd::testing

@@ -2,16 +2,23 @@
 // bad input (DESIGN.md invariant 5) and forbidden callers: raw frame builders,
 // a logical snapshot of the keystore taken through the protocol, a fixture
 // that checks after every attack that nothing changed and the daemon still
-// serves, and a daemon started from a YAML config on a private SoftHSM2 token.
+// serves, a raw socket client that speaks just enough of nng's IPC transport
+// to misbehave, and a daemon started from a YAML config on a private SoftHSM2
+// token.
 // Test-only; not thread-safe.
 #pragma once
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -161,6 +168,70 @@ class HostileDaemonTest : public KmsdTest {
   }
 
   std::string baseline_;
+};
+
+// A raw Unix-socket client, to misbehave below nng's REQ socket.
+class RawClient {
+ public:
+  explicit RawClient(const std::string& socket_path) {
+    fd_ = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path, socket_path.data(),
+                std::min(socket_path.size(), sizeof(address.sun_path) - 1));
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+    SetReceiveTimeout(std::chrono::seconds(5));  // no test waits forever
+  }
+  ~RawClient() { close(fd_); }
+  bool connected() const { return connected_; }
+
+  // Waits up to `timeout` for the daemon to close the connection; true if
+  // it did (without sending a reply first).
+  bool ClosedByPeer(std::chrono::milliseconds timeout) {
+    SetReceiveTimeout(timeout);
+    uint8_t byte;
+    // A peer that closes with our bytes unread resets instead of FIN.
+    const ssize_t n = recv(fd_, &byte, 1, 0);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  }
+
+  // nng's IPC handshake as a REQ v0 peer, or its first `length` bytes; true
+  // once the daemon's own header came back.
+  bool Handshake(size_t length = 8) {
+    const Bytes header = {0x00, 'S', 'P', 0x00, 0x00, 0x30, 0x00, 0x00};
+    if (!Send(Bytes(header.begin(), header.begin() + std::min<size_t>(length, 8)))) return false;
+    uint8_t reply[8];
+    size_t got = 0;
+    while (got < sizeof(reply)) {
+      ssize_t n = recv(fd_, reply + got, sizeof(reply) - got, 0);
+      if (n <= 0) return false;
+      got += static_cast<size_t>(n);
+    }
+    return reply[1] == 'S' && reply[2] == 'P';
+  }
+
+  // One IPC message: type 1, a length that may lie, a REQ request id, `body`.
+  bool SendFrame(uint64_t declared_length, const Bytes& body) {
+    Bytes wire = {0x01};
+    for (int i = 7; i >= 0; --i) wire.push_back(static_cast<uint8_t>(declared_length >> (8 * i)));
+    const Bytes request_id = {0x80, 0x00, 0x00, 0x01};
+    wire.insert(wire.end(), request_id.begin(), request_id.end());
+    wire.insert(wire.end(), body.begin(), body.end());
+    return Send(wire);
+  }
+
+ private:
+  void SetReceiveTimeout(std::chrono::milliseconds timeout) {
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  bool Send(const Bytes& bytes) {
+    return send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+  int fd_ = -1;
+  bool connected_ = false;
 };
 
 // What a config-file daemon needs besides its token: the knobs tests vary.

@@ -2,6 +2,7 @@
 // (docs/CLI.md). Each sends one request and prints its result.
 #include <array>
 #include <memory>
+#include <optional>
 
 #include "tools/kmsctl/cli.h"
 
@@ -15,13 +16,17 @@ struct AdminArgs {
   std::string key;
   std::string alias;
   std::string description;
+  std::optional<uint64_t> days;     // --days
+  std::optional<uint64_t> seconds;  // --seconds
 };
 
-constexpr std::array<Column, 2> kTenantColumns = {{{"NAME", "name"}, {"CREATED", "created_at"}}};
-constexpr std::array<Column, 7> kKeyColumns = {{{"NAME", "name"},
+constexpr std::array<Column, 3> kTenantColumns = {
+    {{"NAME", "name"}, {"CREATED", "created_at"}, {"STATE", "state"}}};
+constexpr std::array<Column, 8> kKeyColumns = {{{"NAME", "name"},
                                                 {"ID", "id"},
                                                 {"VERSION", "latest_version"},
                                                 {"ENABLED", "enabled"},
+                                                {"STATE", "state"},
                                                 {"CREATED", "created_at"},
                                                 {"ALIASES", "aliases"},
                                                 {"DESCRIPTION", "description"}}};
@@ -47,6 +52,20 @@ Value::Map KeyArg(const AdminArgs& a) {
 Value::Map AliasArg(const AdminArgs& a) {
   Value::Map map;
   map.emplace_back("alias", a.alias);
+  return map;
+}
+
+// The pending window of a schedule-deletion; kmsd checks its bounds.
+Value::Map WindowArgs(const AdminArgs& a) {
+  Value::Map map;
+  if (a.days) map.emplace_back("pending_window_days", *a.days);
+  if (a.seconds) map.emplace_back("pending_window_seconds", *a.seconds);
+  return map;
+}
+
+Value::Map KeyAndWindowArgs(const AdminArgs& a) {
+  Value::Map map = KeyArg(a);
+  for (auto& entry : WindowArgs(a)) map.push_back(std::move(entry));
   return map;
 }
 
@@ -93,8 +112,24 @@ CLI::App* AddSimple(CLI::App* parent, Invocation& invocation, std::string name,
   return command;
 }
 
+// --days N | --seconds N on a schedule-deletion command.
+void AddWindowOptions(CLI::App* command, const std::shared_ptr<AdminArgs>& args) {
+  CLI::Option* days = command
+                          ->add_option_function<uint64_t>(
+                              "--days", [args](const uint64_t& n) { args->days = n; },
+                              "Pending window in days, 7 to 30 (default 30)")
+                          ->check(UnsignedInteger());
+  CLI::Option* seconds = command
+                             ->add_option_function<uint64_t>(
+                                 "--seconds", [args](const uint64_t& n) { args->seconds = n; },
+                                 "Pending window in seconds, when kmsd's configuration allows it")
+                             ->check(UnsignedInteger());
+  days->excludes(seconds);
+}
+
 void AddTenantCommands(CLI::App& app, Invocation& invocation) {
-  CLI::App* group = app.add_subcommand("tenant", "Create, describe and list tenants");
+  CLI::App* group =
+      app.add_subcommand("tenant", "Create, describe, list and schedule deletion of tenants");
   group->require_subcommand(1);
   auto args = std::make_shared<AdminArgs>();
   AddSimple(group, invocation, "create", "Create a tenant with its root key, keys and aliases",
@@ -107,10 +142,21 @@ void AddTenantCommands(CLI::App& app, Invocation& invocation) {
       ->required();
   AddSimple(group, invocation, "list", "List tenants", TenantFrom::kNone,
             {"tenant.list", NoArgs, "tenants", kTenantColumns}, args);
+  CLI::App* schedule =
+      AddSimple(group, invocation, "schedule-deletion",
+                "Schedule a tenant's deletion; it serves nothing during the window",
+                TenantFrom::kName, {"tenant.schedule-deletion", WindowArgs}, args);
+  schedule->add_option("NAME", args->name, "Tenant name")->required();
+  AddWindowOptions(schedule, args);
+  AddSimple(group, invocation, "cancel-deletion", "Cancel a tenant's scheduled deletion",
+            TenantFrom::kName, {"tenant.cancel-deletion"}, args)
+      ->add_option("NAME", args->name, "Tenant name")
+      ->required();
 }
 
 void AddKeyCommands(CLI::App& app, Invocation& invocation) {
-  CLI::App* group = app.add_subcommand("key", "Create, describe, list and rotate keys");
+  CLI::App* group =
+      app.add_subcommand("key", "Create, describe, list, rotate, enable, disable and delete keys");
   group->require_subcommand(1);
   auto args = std::make_shared<AdminArgs>();
 
@@ -141,6 +187,21 @@ void AddKeyCommands(CLI::App& app, Invocation& invocation) {
             {"key.list-versions", KeyArg, "versions", kVersionColumns}, args)
       ->add_option("KEYREF", args->key, "Key name or alias")
       ->required();
+  for (const auto& [name, op, description] :
+       {std::tuple{"enable", "key.enable", "Enable a disabled key"},
+        std::tuple{"disable", "key.disable", "Disable a key: it neither encrypts nor decrypts"},
+        std::tuple{"cancel-deletion", "key.cancel-deletion",
+                   "Cancel a key's scheduled deletion; the key stays disabled"}}) {
+    AddSimple(group, invocation, name, description, TenantFrom::kOption, {op, KeyArg}, args)
+        ->add_option("KEYREF", args->key, "Key name or alias")
+        ->required();
+  }
+  CLI::App* schedule =
+      AddSimple(group, invocation, "schedule-deletion",
+                "Schedule a key's deletion; it is unusable during the window", TenantFrom::kOption,
+                {"key.schedule-deletion", KeyAndWindowArgs}, args);
+  schedule->add_option("KEYREF", args->key, "Key name or alias")->required();
+  AddWindowOptions(schedule, args);
 }
 
 void AddAliasCommands(CLI::App& app, Invocation& invocation) {

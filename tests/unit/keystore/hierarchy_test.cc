@@ -59,6 +59,7 @@ class FlakyStore final : public KeyStore {
   std::atomic<bool> fail_create_key{false};
   std::atomic<bool> fail_add_version{false};
   std::atomic<bool> fail_aliases{false};
+  std::atomic<bool> fail_lifecycle{false};
 
   Result<KeyStoreSnapshot> LoadAll() override { return inner_->LoadAll(); }
   int SchemaVersion() const override { return inner_->SchemaVersion(); }
@@ -89,6 +90,26 @@ class FlakyStore final : public KeyStore {
     if (fail_aliases) return Injected();
     return inner_->DeleteAlias(tenant, name);
   }
+  Status SetKeyEnabled(const KeyId& key_id, bool enabled) override {
+    if (fail_lifecycle) return Injected();
+    return inner_->SetKeyEnabled(key_id, enabled);
+  }
+  Status ScheduleKeyDeletion(const KeyId& key_id, int64_t due_at) override {
+    if (fail_lifecycle) return Injected();
+    return inner_->ScheduleKeyDeletion(key_id, due_at);
+  }
+  Status CancelKeyDeletion(const KeyId& key_id) override {
+    if (fail_lifecycle) return Injected();
+    return inner_->CancelKeyDeletion(key_id);
+  }
+  Status ScheduleTenantDeletion(const std::string& tenant, int64_t due_at) override {
+    if (fail_lifecycle) return Injected();
+    return inner_->ScheduleTenantDeletion(tenant, due_at);
+  }
+  Status CancelTenantDeletion(const std::string& tenant) override {
+    if (fail_lifecycle) return Injected();
+    return inner_->CancelTenantDeletion(tenant);
+  }
 
  private:
   static Status Injected() { return Status(Code::kInternal, "injected store failure"); }
@@ -113,7 +134,7 @@ class HierarchyTest : public ::testing::Test {
     ASSERT_TRUE(inner.has_value()) << inner.error();
     auto store = std::make_unique<FlakyStore>(std::move(*inner));
     store_ = store.get();
-    auto hierarchy = KeyHierarchy::Open(*token_, std::move(store), clock_);
+    auto hierarchy = KeyHierarchy::Open(*token_, std::move(store), clock_, lifecycle_);
     ASSERT_TRUE(hierarchy.has_value()) << hierarchy.error();
     hierarchy_ = std::move(*hierarchy);
   }
@@ -173,6 +194,7 @@ class HierarchyTest : public ::testing::Test {
   testing::SoftHsmToken softhsm_;  // first: sets SOFTHSM2_CONF before Module::Load
   testing::TempDir dir_;
   FakeClock clock_;
+  LifecycleOptions lifecycle_;
   std::shared_ptr<pkcs11::Module> module_;
   std::unique_ptr<pkcs11::Token> token_;
   FlakyStore* store_ = nullptr;  // owned by hierarchy_
@@ -681,6 +703,214 @@ TEST_F(HierarchyTest, TenantsCreatedAfterAShreddingStillWork) {
   MustCreateTenant("initech");
   const Bytes ct = MustEncrypt("initech", "alias/data", "fine");
   EXPECT_EQ(Text(Decrypt("initech", ct)), "fine");
+}
+
+}  // namespace
+}  // namespace kmsd
+
+namespace kmsd {
+namespace {
+
+// --- Lifecycle -----------------------------------------------------------------
+
+constexpr int64_t kDay = 86400;
+
+KeyState StateOf(KeyHierarchy& h, std::string_view tenant, std::string_view key) {
+  auto info = h.DescribeKey(tenant, key);
+  EXPECT_TRUE(info.has_value()) << info.error();
+  return info ? info->state : KeyState::kEnabled;
+}
+
+TEST_F(HierarchyTest, DisabledKeyNeitherEncryptsNorDecryptsUntilEnabled) {
+  MustCreateTenant("acme");
+  const Bytes old = MustEncrypt("acme", "alias/data", "before");
+  auto disabled = hierarchy_->SetKeyEnabled("acme", "alias/data", false);
+  ASSERT_TRUE(disabled.has_value()) << disabled.error();
+  EXPECT_FALSE(disabled->enabled);
+  EXPECT_EQ(disabled->state, KeyState::kDisabled);
+  EXPECT_FALSE(disabled->deletion_date.has_value());
+  EXPECT_EQ(KeyStateName(disabled->state), "disabled");
+
+  auto encrypt = hierarchy_->Encrypt("acme", "data-encryption-key", AsBytes("x"), {});
+  ASSERT_EQ(CodeOf(encrypt), Code::kKeyDisabled);
+  EXPECT_THAT(encrypt.error().message(), HasSubstr("'data-encryption-key' is disabled"));
+  EXPECT_EQ(CodeOf(Decrypt("acme", old)), Code::kKeyDisabled);
+  // Other keys of the tenant are unaffected; disabling twice is a no-op.
+  EXPECT_EQ(Text(Decrypt("acme", MustEncrypt("acme", "alias/secrets", "s"))), "s");
+  EXPECT_EQ(CodeOf(hierarchy_->SetKeyEnabled("acme", "alias/data", false)), Code::kOk);
+
+  Reopen();  // durable
+  EXPECT_EQ(StateOf(*hierarchy_, "acme", "alias/data"), KeyState::kDisabled);
+  EXPECT_EQ(CodeOf(Decrypt("acme", old)), Code::kKeyDisabled);
+
+  auto enabled = hierarchy_->SetKeyEnabled("acme", "alias/data", true);
+  ASSERT_TRUE(enabled.has_value()) << enabled.error();
+  EXPECT_EQ(enabled->state, KeyState::kEnabled);
+  EXPECT_EQ(Text(Decrypt("acme", old)), "before");
+  EXPECT_EQ(Text(Decrypt("acme", MustEncrypt("acme", "alias/data", "after"))), "after");
+}
+
+TEST_F(HierarchyTest, SetKeyEnabledRejectsUnknownKeysAndFailedWrites) {
+  MustCreateTenant("acme");
+  EXPECT_EQ(CodeOf(hierarchy_->SetKeyEnabled("acme", "nope", false)), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->SetKeyEnabled("acme", "alias/nope", false)), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->SetKeyEnabled("acme", "Bad Name", false)), Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->SetKeyEnabled("globex", "alias/data", false)), Code::kNotFound);
+  store_->fail_lifecycle = true;
+  EXPECT_EQ(CodeOf(hierarchy_->SetKeyEnabled("acme", "alias/data", false)), Code::kInternal);
+  EXPECT_EQ(StateOf(*hierarchy_, "acme", "alias/data"), KeyState::kEnabled);
+  EXPECT_EQ(CodeOf(hierarchy_->ScheduleKeyDeletion("acme", "alias/data", 7 * kDay)),
+            Code::kInternal);
+  EXPECT_EQ(StateOf(*hierarchy_, "acme", "alias/data"), KeyState::kEnabled);
+  EXPECT_EQ(CodeOf(hierarchy_->ScheduleTenantDeletion("acme", 7 * kDay)), Code::kInternal);
+  EXPECT_EQ(CodeOf(hierarchy_->CheckNotPendingDeletion("acme")), Code::kOk);
+}
+
+TEST_F(HierarchyTest, KeyPendingDeletionRefusesEveryUse) {
+  MustCreateTenant("acme");
+  ASSERT_TRUE(hierarchy_->CreateKey("acme", "spare", "").has_value());
+  const Bytes old = MustEncrypt("acme", "alias/data", "old");
+  clock_.Advance(100);
+  auto scheduled = hierarchy_->ScheduleKeyDeletion("acme", "alias/data", 10 * kDay);
+  ASSERT_TRUE(scheduled.has_value()) << scheduled.error();
+  EXPECT_EQ(scheduled->state, KeyState::kPendingDeletion);
+  EXPECT_EQ(KeyStateName(scheduled->state), "pending_deletion");
+  EXPECT_FALSE(scheduled->enabled);
+  EXPECT_EQ(scheduled->deletion_date, kStart + 100 + 10 * kDay);
+
+  auto encrypt = hierarchy_->Encrypt("acme", "alias/data", AsBytes("x"), {});
+  ASSERT_EQ(CodeOf(encrypt), Code::kKeyPendingDeletion);
+  EXPECT_THAT(encrypt.error().message(), HasSubstr("'data-encryption-key' is pending deletion"));
+  EXPECT_EQ(CodeOf(Decrypt("acme", old)), Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->RotateKey("acme", "alias/data")), Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateAlias("acme", "alias/new", "data-encryption-key")),
+            Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("acme", "alias/secrets", "data-encryption-key")),
+            Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->SetKeyEnabled("acme", "alias/data", true)),
+            Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->SetKeyEnabled("acme", "alias/data", false)),
+            Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->ScheduleKeyDeletion("acme", "alias/data", 10 * kDay)),
+            Code::kKeyPendingDeletion);
+  // The alias can still be moved away, and the key described and listed.
+  EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("acme", "alias/data", "spare")), Code::kOk);
+  EXPECT_EQ(StateOf(*hierarchy_, "acme", "data-encryption-key"), KeyState::kPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->ListVersions("acme", "data-encryption-key")), Code::kOk);
+
+  // The window ending changes nothing yet: the key stays unusable.
+  clock_.Advance(11 * kDay);
+  Reopen();
+  EXPECT_EQ(StateOf(*hierarchy_, "acme", "data-encryption-key"), KeyState::kPendingDeletion);
+  EXPECT_EQ(CodeOf(Decrypt("acme", old)), Code::kKeyPendingDeletion);
+}
+
+TEST_F(HierarchyTest, CancelKeyDeletionLeavesTheKeyDisabled) {
+  MustCreateTenant("acme");
+  const Bytes old = MustEncrypt("acme", "alias/data", "old");
+  auto not_pending = hierarchy_->CancelKeyDeletion("acme", "alias/data");
+  ASSERT_EQ(CodeOf(not_pending), Code::kInvalidArgument);
+  EXPECT_THAT(not_pending.error().message(), HasSubstr("is not pending deletion"));
+  ASSERT_TRUE(hierarchy_->ScheduleKeyDeletion("acme", "alias/data", 30 * kDay).has_value());
+  Reopen();
+  auto cancelled = hierarchy_->CancelKeyDeletion("acme", "alias/data");
+  ASSERT_TRUE(cancelled.has_value()) << cancelled.error();
+  EXPECT_EQ(cancelled->state, KeyState::kDisabled);
+  EXPECT_FALSE(cancelled->deletion_date.has_value());
+  EXPECT_EQ(CodeOf(Decrypt("acme", old)), Code::kKeyDisabled);
+  EXPECT_EQ(CodeOf(hierarchy_->CancelKeyDeletion("acme", "alias/data")), Code::kInvalidArgument);
+  Reopen();
+  EXPECT_EQ(StateOf(*hierarchy_, "acme", "alias/data"), KeyState::kDisabled);
+  ASSERT_TRUE(hierarchy_->SetKeyEnabled("acme", "alias/data", true).has_value());
+  EXPECT_EQ(Text(Decrypt("acme", old)), "old");
+}
+
+TEST_F(HierarchyTest, PendingWindowMustBeSevenToThirtyDays) {
+  MustCreateTenant("acme");
+  for (int64_t bad : {int64_t{0}, int64_t{-1}, 7 * kDay - 1, 30 * kDay + 1}) {
+    auto key = hierarchy_->ScheduleKeyDeletion("acme", "alias/data", bad);
+    ASSERT_EQ(CodeOf(key), Code::kInvalidArgument) << bad;
+    EXPECT_THAT(key.error().message(), HasSubstr("604800 to 2592000 seconds"));
+    EXPECT_EQ(CodeOf(hierarchy_->ScheduleTenantDeletion("acme", bad)), Code::kInvalidArgument);
+  }
+  EXPECT_EQ(StateOf(*hierarchy_, "acme", "alias/data"), KeyState::kEnabled);
+  EXPECT_EQ(CodeOf(hierarchy_->CheckNotPendingDeletion("acme")), Code::kOk);
+  EXPECT_EQ(CodeOf(hierarchy_->ScheduleKeyDeletion("acme", "alias/data", 7 * kDay)), Code::kOk);
+  EXPECT_EQ(CodeOf(hierarchy_->ScheduleKeyDeletion("acme", "alias/secrets", 30 * kDay)), Code::kOk);
+}
+
+TEST_F(HierarchyTest, ALoweredMinimumAcceptsShortWindows) {
+  lifecycle_.min_pending_window_seconds = 2;
+  Reopen();
+  EXPECT_EQ(hierarchy_->lifecycle().min_pending_window_seconds, 2);
+  MustCreateTenant("acme");
+  EXPECT_EQ(CodeOf(hierarchy_->ScheduleKeyDeletion("acme", "alias/data", 1)),
+            Code::kInvalidArgument);
+  auto key = hierarchy_->ScheduleKeyDeletion("acme", "alias/data", 2);
+  ASSERT_TRUE(key.has_value()) << key.error();
+  EXPECT_EQ(key->deletion_date, kStart + 2);
+}
+
+TEST_F(HierarchyTest, OpenRejectsAMinimumWindowOutOfRange) {
+  for (int64_t bad : {int64_t{0}, 7 * kDay + 1}) {
+    auto store = OpenSqliteKeyStore(dir_ / "other.db");
+    ASSERT_TRUE(store.has_value());
+    auto opened = KeyHierarchy::Open(*token_, std::move(*store), clock_, {bad});
+    EXPECT_EQ(CodeOf(opened), Code::kInvalidArgument) << bad;
+  }
+}
+
+TEST_F(HierarchyTest, TenantPendingDeletionServesNothingUntilCancelled) {
+  MustCreateTenant("acme");
+  MustCreateTenant("globex");
+  const Bytes old = MustEncrypt("acme", "alias/data", "old");
+  auto scheduled = hierarchy_->ScheduleTenantDeletion("acme", 7 * kDay);
+  ASSERT_TRUE(scheduled.has_value()) << scheduled.error();
+  EXPECT_EQ(scheduled->deletion_date, kStart + 7 * kDay);
+
+  auto check = hierarchy_->CheckNotPendingDeletion("acme");
+  ASSERT_EQ(CodeOf(check), Code::kKeyPendingDeletion);
+  EXPECT_THAT(check.message(), HasSubstr("tenant 'acme' is pending deletion"));
+  EXPECT_EQ(CodeOf(hierarchy_->CheckNotPendingDeletion("initech")), Code::kOk);  // left to the op
+  EXPECT_EQ(CodeOf(hierarchy_->Encrypt("acme", "alias/data", AsBytes("x"), {})),
+            Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(Decrypt("acme", old)), Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateKey("acme", "k", "")), Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->DescribeKey("acme", "alias/data")), Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->ListKeys("acme")), Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->RotateKey("acme", "alias/data")), Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->ListVersions("acme", "alias/data")), Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateAlias("acme", "alias/x", "secrets-key")),
+            Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->UpdateAlias("acme", "alias/data", "secrets-key")),
+            Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->DeleteAlias("acme", "alias/data")), Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->ListAliases("acme")), Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->SetKeyEnabled("acme", "alias/data", false)),
+            Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->ScheduleKeyDeletion("acme", "alias/data", 7 * kDay)),
+            Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->CancelKeyDeletion("acme", "alias/data")), Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->ScheduleTenantDeletion("acme", 7 * kDay)),
+            Code::kKeyPendingDeletion);
+  EXPECT_EQ(CodeOf(hierarchy_->CreateTenant("acme")), Code::kAlreadyExists);
+  // Another tenant is untouched.
+  EXPECT_EQ(Text(Decrypt("globex", MustEncrypt("globex", "alias/data", "g"))), "g");
+
+  Reopen();  // durable
+  auto described = hierarchy_->DescribeTenant("acme");
+  ASSERT_TRUE(described.has_value()) << described.error();
+  EXPECT_EQ(described->deletion_date, kStart + 7 * kDay);
+  EXPECT_EQ(CodeOf(Decrypt("acme", old)), Code::kKeyPendingDeletion);
+
+  auto cancelled = hierarchy_->CancelTenantDeletion("acme");
+  ASSERT_TRUE(cancelled.has_value()) << cancelled.error();
+  EXPECT_FALSE(cancelled->deletion_date.has_value());
+  EXPECT_EQ(CodeOf(hierarchy_->CancelTenantDeletion("acme")), Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->CancelTenantDeletion("initech")), Code::kNotFound);
+  EXPECT_EQ(Text(Decrypt("acme", old)), "old");  // its keys kept their states
+  Reopen();
+  EXPECT_FALSE(hierarchy_->DescribeTenant("acme")->deletion_date.has_value());
 }
 
 }  // namespace

@@ -34,7 +34,10 @@ KeyId Id(int n) {
 }
 
 TenantRecord Tenant(const std::string& name) {
-  return {.name = name, .root_label = "root/" + name, .created_at = 1700000000};
+  return {.name = name,
+          .root_label = "root/" + name,
+          .created_at = 1700000000,
+          .deletion_due_at = std::nullopt};
 }
 
 KeyRecord Key(const std::string& tenant, const std::string& name, int id) {
@@ -43,7 +46,8 @@ KeyRecord Key(const std::string& tenant, const std::string& name, int id) {
           .name = name,
           .description = "key " + name,
           .created_at = 1700000100,
-          .enabled = true};
+          .enabled = true,
+          .deletion_due_at = std::nullopt};
 }
 
 // Wrapped bytes that differ per key and version and include zero bytes.
@@ -68,11 +72,13 @@ AliasRecord Alias(const std::string& tenant, const std::string& name, int id) {
 std::string Dump(const KeyStoreSnapshot& s) {
   std::ostringstream out;
   for (const auto& t : s.tenants) {
-    out << "tenant " << t.name << " root=" << t.root_label << " at=" << t.created_at << "\n";
+    out << "tenant " << t.name << " root=" << t.root_label << " at=" << t.created_at
+        << " due=" << t.deletion_due_at.value_or(-1) << "\n";
   }
   for (const auto& k : s.keys) {
     out << "key " << KeyIdToHex(k.id) << " " << k.tenant << "/" << k.name
-        << " desc=" << k.description << " at=" << k.created_at << " enabled=" << k.enabled << "\n";
+        << " desc=" << k.description << " at=" << k.created_at << " enabled=" << k.enabled
+        << " due=" << k.deletion_due_at.value_or(-1) << "\n";
   }
   for (const auto& v : s.versions) {
     out << "version " << KeyIdToHex(v.key_id) << " v" << v.version << " at=" << v.created_at
@@ -187,7 +193,7 @@ class SqliteKeyStoreOpenTest : public ::testing::Test {
 TEST_F(SqliteKeyStoreOpenTest, CreatesFreshKeystoreWhenFileIsMissing) {
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 1);
+  EXPECT_EQ((*store)->SchemaVersion(), 2);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value());
   EXPECT_EQ(Dump(*snapshot), "");
@@ -197,7 +203,7 @@ TEST_F(SqliteKeyStoreOpenTest, InitialisesEmptyFile) {
   WriteFile(path_, "");
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 1);
+  EXPECT_EQ((*store)->SchemaVersion(), 2);
 }
 
 TEST_F(SqliteKeyStoreOpenTest, NewKeystoreFileIsOwnerOnly) {
@@ -211,7 +217,7 @@ TEST_F(SqliteKeyStoreOpenTest, MarksFileAsKmsdAndRecordsMigrations) {
   ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
   RawDb raw(path_);
   EXPECT_EQ(raw.Text("PRAGMA application_id"), std::to_string(kKmsdApplicationId));
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2");
   EXPECT_NE(raw.Text("SELECT applied_at FROM schema_migrations WHERE version = 1"), "");
 }
 
@@ -285,13 +291,13 @@ TEST_F(SqliteKeyStoreOpenTest, RefusesNewerSchema) {
   ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
   {
     RawDb raw(path_);
-    raw.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (2, 0)");
+    raw.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (3, 0)");
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_FALSE(store.has_value());
   EXPECT_EQ(store.error().code(), Code::kInternal);
   EXPECT_THAT(store.error().message(), HasSubstr("written by a newer kmsd"));
-  EXPECT_THAT(store.error().message(), HasSubstr("schema version 2"));
+  EXPECT_THAT(store.error().message(), HasSubstr("schema version 3"));
 }
 
 TEST_F(SqliteKeyStoreOpenTest, RefusesKeystoreWithoutSchemaVersion) {
@@ -342,7 +348,7 @@ TEST_F(SqliteKeyStoreTest, ReopenKeepsEverything) {
   KeyStoreSnapshot before = Load();
 
   Reopen();
-  EXPECT_EQ(store_->SchemaVersion(), 1);
+  EXPECT_EQ(store_->SchemaVersion(), 2);
   EXPECT_EQ(Dump(Load()), Dump(before));
 }
 
@@ -683,6 +689,174 @@ TEST_F(SqliteKeyStoreTest, ConcurrentCreateOfOneAliasHasOneWinner) {
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(created.load(), 1);
   EXPECT_EQ(already_exists.load(), kThreads - 1);
+}
+
+}  // namespace
+}  // namespace kmsd
+
+namespace kmsd {
+namespace {
+
+// --- Schema migration ----------------------------------------------------------
+
+// Schema version 1 exactly as kmsd 0.1 wrote it (migration 1 of sqlite_store.cc).
+constexpr char kSchemaVersion1[] = R"sql(
+CREATE TABLE schema_migrations (
+  version    INTEGER PRIMARY KEY,
+  applied_at INTEGER NOT NULL
+);
+CREATE TABLE tenants (
+  name       TEXT NOT NULL PRIMARY KEY,
+  root_label TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE keys (
+  id          BLOB NOT NULL PRIMARY KEY CHECK (typeof(id) = 'blob' AND length(id) = 16),
+  tenant      TEXT NOT NULL REFERENCES tenants (name),
+  name        TEXT NOT NULL,
+  description TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+  UNIQUE (tenant, name)
+);
+CREATE TABLE key_versions (
+  key_id     BLOB NOT NULL REFERENCES keys (id),
+  version    INTEGER NOT NULL CHECK (version BETWEEN 1 AND 4294967295),
+  wrapped    BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (key_id, version)
+);
+CREATE TABLE aliases (
+  tenant     TEXT NOT NULL REFERENCES tenants (name),
+  name       TEXT NOT NULL,
+  key_id     BLOB NOT NULL REFERENCES keys (id),
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (tenant, name)
+);
+INSERT INTO schema_migrations (version, applied_at) VALUES (1, 1700000000);
+)sql";
+
+TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
+  {
+    RawDb raw(path_);
+    raw.Exec("PRAGMA application_id = " + std::to_string(kKmsdApplicationId));
+    raw.Exec("PRAGMA journal_mode = WAL");
+    raw.Exec(kSchemaVersion1);
+    raw.Exec("INSERT INTO tenants VALUES ('acme', 'root/acme', 1700000000)");
+    raw.Exec(
+        "INSERT INTO keys VALUES (x'a0000000000000000000000000000001', 'acme', 'orders', "
+        "'key orders', 1700000100, 1)");
+    raw.Exec(
+        "INSERT INTO keys VALUES (x'a0000000000000000000000000000002', 'acme', 'billing', "
+        "'key billing', 1700000100, 0)");
+    raw.Exec(
+        "INSERT INTO key_versions VALUES (x'a0000000000000000000000000000001', 1, x'0102', "
+        "1700000200)");
+    raw.Exec(
+        "INSERT INTO key_versions VALUES (x'a0000000000000000000000000000002', 1, x'0304', "
+        "1700000200)");
+    raw.Exec(
+        "INSERT INTO aliases VALUES ('acme', 'alias/orders', x'a0000000000000000000000000000001', "
+        "1700000300, 1700000300)");
+  }
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
+  ASSERT_TRUE(store.has_value()) << store.error().ToString();
+  EXPECT_EQ((*store)->SchemaVersion(), 2);
+  Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
+  ASSERT_TRUE(snapshot.has_value()) << snapshot.error().ToString();
+  KeyRecord billing = Key("acme", "billing", 2);
+  billing.enabled = false;
+  KeyStoreSnapshot expected{
+      .tenants = {Tenant("acme")},
+      .keys = {billing, Key("acme", "orders", 1)},
+      .versions = {{Id(1), 1, {1, 2}, 1700000200}, {Id(2), 1, {3, 4}, 1700000200}},
+      .aliases = {Alias("acme", "alias/orders", 1)}};
+  EXPECT_EQ(Dump(*snapshot), Dump(expected));
+
+  // The new columns work on the migrated records.
+  ASSERT_TRUE((*store)->ScheduleKeyDeletion(Id(1), 1800000000).ok());
+  ASSERT_TRUE((*store)->ScheduleTenantDeletion("acme", 1800000001).ok());
+  store->reset();
+  RawDb raw(path_);
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2");
+  EXPECT_EQ(raw.Text("SELECT enabled || ',' || deletion_due_at FROM keys WHERE name = 'orders'"),
+            "0,1800000000");
+  EXPECT_EQ(raw.Text("SELECT deletion_due_at FROM tenants"), "1800000001");
+}
+
+// --- Lifecycle -----------------------------------------------------------------
+
+TEST_F(SqliteKeyStoreTest, SetKeyEnabledIsDurable) {
+  CreateAcme();
+  ASSERT_TRUE(store_->SetKeyEnabled(Id(1), false).ok());
+  Reopen();
+  KeyStoreSnapshot expected = AcmeSnapshot();
+  expected.keys[0].enabled = false;
+  EXPECT_EQ(Dump(Load()), Dump(expected));
+  ASSERT_TRUE(store_->SetKeyEnabled(Id(1), true).ok());
+  Reopen();
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, ScheduleKeyDeletionDisablesAndCancelLeavesDisabled) {
+  CreateAcme();
+  ASSERT_TRUE(store_->ScheduleKeyDeletion(Id(1), 1800000000).ok());
+  Reopen();
+  KeyStoreSnapshot expected = AcmeSnapshot();
+  expected.keys[0].enabled = false;
+  expected.keys[0].deletion_due_at = 1800000000;
+  EXPECT_EQ(Dump(Load()), Dump(expected));
+
+  ASSERT_TRUE(store_->CancelKeyDeletion(Id(1)).ok());
+  Reopen();
+  expected.keys[0].deletion_due_at.reset();
+  EXPECT_EQ(Dump(Load()), Dump(expected));
+}
+
+TEST_F(SqliteKeyStoreTest, EnablingAKeyPendingDeletionIsRefusedAndChangesNothing) {
+  CreateAcme();
+  ASSERT_TRUE(store_->ScheduleKeyDeletion(Id(1), 1800000000).ok());
+  const std::string before = Dump(Load());
+  Status status = store_->SetKeyEnabled(Id(1), true);
+  EXPECT_EQ(status.code(), Code::kInternal);
+  EXPECT_THAT(status.message(), HasSubstr("CHECK constraint failed"));
+  EXPECT_EQ(Dump(Load()), before);
+}
+
+TEST_F(SqliteKeyStoreTest, TenantDeletionScheduleAndCancelAreDurable) {
+  CreateAcme();
+  ASSERT_TRUE(store_->ScheduleTenantDeletion("acme", 1800000000).ok());
+  Reopen();
+  KeyStoreSnapshot expected = AcmeSnapshot();
+  expected.tenants[0].deletion_due_at = 1800000000;
+  EXPECT_EQ(Dump(Load()), Dump(expected));
+  ASSERT_TRUE(store_->CancelTenantDeletion("acme").ok());
+  Reopen();
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, LifecycleChangesOfMissingRecordsAreNotFound) {
+  CreateAcme();
+  const std::string before = Dump(Load());
+  EXPECT_EQ(store_->SetKeyEnabled(Id(9), false).code(), Code::kNotFound);
+  EXPECT_EQ(store_->ScheduleKeyDeletion(Id(9), 1800000000).code(), Code::kNotFound);
+  EXPECT_EQ(store_->CancelKeyDeletion(Id(9)).code(), Code::kNotFound);
+  EXPECT_EQ(store_->ScheduleTenantDeletion("globex", 1800000000).code(), Code::kNotFound);
+  EXPECT_EQ(store_->CancelTenantDeletion("globex").code(), Code::kNotFound);
+  EXPECT_EQ(Dump(Load()), before);
+}
+
+TEST_F(SqliteKeyStoreTest, CreateTenantKeepsLifecycleFieldsOfItsRecords) {
+  TenantRecord tenant = Tenant("acme");
+  tenant.deletion_due_at = 1800000000;
+  KeyRecord key = Key("acme", "orders", 1);
+  key.enabled = false;
+  key.deletion_due_at = 1800000001;
+  ASSERT_TRUE(store_->CreateTenant(tenant, {key}, {Version(1, 1)}, {}).ok());
+  Reopen();
+  EXPECT_EQ(Dump(Load()),
+            Dump({.tenants = {tenant}, .keys = {key}, .versions = {Version(1, 1)}, .aliases = {}}));
 }
 
 }  // namespace
