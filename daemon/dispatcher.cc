@@ -214,6 +214,20 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
           out.emplace_back("healthy", true);
           return out;
         }}},
+      {"keystore.backup",
+       {false,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"path"}));
+          ASSIGN_OR_RETURN(std::string_view path, c.args.String("path"));
+          ASSIGN_OR_RETURN(KeyStoreCopyInfo info, e.h.BackupStore(std::string(path)));
+          Value::Map out;
+          out.emplace_back("path", info.path);
+          out.emplace_back("bytes", info.bytes);
+          out.emplace_back("schema_version", info.schema_version);
+          out.emplace_back("tenants", info.tenants);
+          out.emplace_back("keys", info.keys);
+          return out;
+        }}},
       {"tenant.create",
        {true,
         [](Env& e, Call& c) -> Result<Value::Map> {

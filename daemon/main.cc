@@ -1,4 +1,5 @@
 // kmsd: the key management daemon. See README.md and docs/CONFIG.md.
+#include <nng/nng.h>
 #include <signal.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -35,6 +36,27 @@ Status SetUpLogging(const Config& config) {
   spdlog::set_level(spdlog::level::from_str(config.log_level));
   spdlog::flush_on(spdlog::level::info);
   return OkStatus();
+}
+
+// kmsd --restore FILE: replaces the stopped daemon's keystore by the backup
+// FILE (docs/CONFIG.md). 0 on success, kExitStartup on any failure.
+int Restore(const Config& config, const std::string& backup_path) {
+  if (SocketHasListener(config.socket_path)) {
+    std::fprintf(stderr, "kmsd: a kmsd is listening on %s; stop it before restoring its keystore\n",
+                 config.socket_path.c_str());
+    return kExitStartup;
+  }
+  Result<KeyStoreCopyInfo> info = RestoreSqliteKeyStore(backup_path, config.keystore_path);
+  if (!info) {
+    std::fprintf(stderr, "kmsd: restore failed, keystore unchanged: %s\n",
+                 info.error().message().c_str());
+    return kExitStartup;
+  }
+  std::printf("restored %s into %s: %llu bytes, schema version %d, %lld tenants, %lld keys\n",
+              backup_path.c_str(), info->path.c_str(), static_cast<unsigned long long>(info->bytes),
+              info->schema_version, static_cast<long long>(info->tenants),
+              static_cast<long long>(info->keys));
+  return 0;
 }
 
 // Runs until SIGINT or SIGTERM. The signals are blocked in every thread (set
@@ -90,11 +112,13 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   CLI::App app{"kmsd: a local key management daemon rooted in a PKCS#11 token"};
-  std::string dev_dir, config_path, log_level;
+  std::string dev_dir, config_path, log_level, restore_path;
   auto* dev = app.add_option("--dev", dev_dir,
                              "run the embedded default in DIR (private SoftHSM2 token, SQLite)");
   auto* conf = app.add_option("--config", config_path, "YAML configuration file");
   dev->excludes(conf);
+  app.add_option("--restore", restore_path,
+                 "replace the keystore of a stopped kmsd by the backup FILE, then exit");
   app.add_option("--log-level", log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   app.set_version_flag("--version", KMSD_VERSION);
@@ -116,10 +140,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kmsd: %s\n", config.error().message().c_str());
     return config.error().code() == Code::kInvalidArgument ? kExitUsage : kExitStartup;
   }
+  if (!restore_path.empty()) return Restore(*config, restore_path);
   if (!log_level.empty()) config->log_level = log_level;
   if (Status s = SetUpLogging(*config); !s.ok()) {
     std::fprintf(stderr, "kmsd: %s\n", s.message().c_str());
     return kExitUsage;
   }
-  return Run(*config, stop_signals);
+  const int status = Run(*config, stop_signals);
+  nng_fini();  // nng's threads and caches, before static destructors run
+  return status;
 }

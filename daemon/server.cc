@@ -39,6 +39,16 @@ Peer PeerOf(nng_msg* msg) {
 
 }  // namespace
 
+bool SocketHasListener(const std::string& path) {
+  if (!std::filesystem::exists(path)) return false;
+  nng_socket probe;
+  if (nng_req0_open(&probe) != 0) return false;
+  const std::string url = "ipc://" + path;
+  const bool alive = nng_dial(probe, url.c_str(), nullptr, 0) == 0;
+  nng_close(probe);
+  return alive;
+}
+
 Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
                                               Dispatcher& dispatcher) {
   nng_socket socket;
@@ -50,19 +60,10 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
 
   // A socket file left by a crashed kmsd would make listen fail; a live kmsd
   // still answers on it, so only remove it when nobody is listening.
-  const std::string url = "ipc://" + options.socket_path;
-  if (std::filesystem::exists(options.socket_path)) {
-    nng_socket probe;
-    if (nng_req0_open(&probe) == 0) {
-      const bool alive = nng_dial(probe, url.c_str(), nullptr, 0) == 0;
-      nng_close(probe);
-      if (alive) {
-        return Error(Code::kUnavailable,
-                     "another kmsd is already listening on " + options.socket_path);
-      }
-    }
-    unlink(options.socket_path.c_str());
+  if (SocketHasListener(options.socket_path)) {
+    return Error(Code::kUnavailable, "another kmsd is already listening on " + options.socket_path);
   }
+  if (std::filesystem::exists(options.socket_path)) unlink(options.socket_path.c_str());
   RETURN_IF_ERROR(server->Listen());
   for (size_t i = 0; i < std::max<size_t>(options.workers, 1); ++i) {
     server->workers_.emplace_back([s = server.get()] { s->Serve(); });

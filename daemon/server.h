@@ -32,6 +32,10 @@ struct ServerOptions {
   size_t max_frame_bytes = 1 << 20;
 };
 
+// True if a process accepts connections on the Unix socket at `path` (an
+// nng REQ dial succeeds); false for no file or a file nobody listens on.
+bool SocketHasListener(const std::string& path);
+
 class Server {
  public:
   static Result<std::unique_ptr<Server>> Start(const ServerOptions& options,

@@ -180,6 +180,8 @@ class KeyHierarchy {
   size_t TenantCount() const;
   size_t KeyCount() const;
   const KeyStore& store() const { return *store_; }
+  // KeyStore::Backup of the store; changes wait while the copy is taken.
+  Result<KeyStoreCopyInfo> BackupStore(const std::string& path) { return store_->Backup(path); }
 
  private:
   struct Version;

@@ -25,11 +25,21 @@
 // SQLite's message, which names tables and columns but never values, so no
 // wrapped key bytes reach a message.
 //
+// Backup and restore. Backup copies the live database with SQLite's online
+// backup API on the store's own connection under mu_, so the copy is one
+// consistent snapshot; writers wait for it. The copy goes to a temporary file
+// beside the target, is switched to journal_mode=DELETE (one self-contained
+// file), counted, fsynced and linked to the target name: link() fails if the
+// name exists, which gives O_EXCL semantics without a window where a partial
+// file has the target's name. Restore copies a backup beside the keystore,
+// identifies and checks the copy there, and renames it over the keystore.
+//
 // Threads. One connection, used only under mu_: calls from many threads are
 // serialized and a transaction never interleaves with another call.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -592,6 +602,129 @@ Status LoadSnapshot(sqlite3* db, KeyStoreSnapshot& out) {
 }
 
 // ---------------------------------------------------------------------------
+// Backup and restore files.
+
+Status ErrnoError(Code code, const std::string& what, int error) {
+  return Status(code, what + ": " + std::generic_category().message(error));
+}
+
+std::string DirectoryOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// A temporary file that is removed when this dies, unless released.
+class TempFile {
+ public:
+  // An empty 0600 file named after `target`, in the same directory (so that
+  // it can be linked or renamed to `target`).
+  static Result<TempFile> CreateBeside(const std::string& target) {
+    std::string name = target + ".tmp-XXXXXX";
+    int fd = ::mkostemp(name.data(), O_CLOEXEC);
+    if (fd < 0) {
+      return Error(ErrnoError(Code::kInternal, "cannot create a file beside " + target, errno));
+    }
+    ::close(fd);
+    return TempFile(std::move(name));
+  }
+  TempFile(TempFile&& other) noexcept : path_(std::exchange(other.path_, std::string())) {}
+  TempFile& operator=(TempFile&&) = delete;
+  ~TempFile() {
+    if (path_.empty()) return;
+    ::unlink(path_.c_str());
+    ::unlink((path_ + "-journal").c_str());
+    ::unlink((path_ + "-wal").c_str());
+    ::unlink((path_ + "-shm").c_str());
+  }
+  const std::string& path() const { return path_; }
+  void Release() { path_.clear(); }
+
+ private:
+  explicit TempFile(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+Status SyncPath(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(Code::kInternal, "cannot open " + path, errno);
+  const int rc = ::fsync(fd);
+  const int error = errno;
+  ::close(fd);
+  if (rc != 0) return ErrnoError(Code::kInternal, "cannot fsync " + path, error);
+  return OkStatus();
+}
+Status SyncFile(const std::string& path) { return SyncPath(path, O_RDONLY); }
+Status SyncDirectoryOf(const std::string& path) {
+  return SyncPath(DirectoryOf(path), O_RDONLY | O_DIRECTORY);
+}
+
+Result<uint64_t> FileSize(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Error(ErrnoError(Code::kInternal, path, errno));
+  return static_cast<uint64_t>(st.st_size);
+}
+
+// Schema version and counts of a database that must be a kmsd keystore
+// (an empty database is not one here).
+Result<KeyStoreCopyInfo> Summarize(sqlite3* db) {
+  ASSIGN_OR_RETURN(FileKind kind, Identify(db));
+  if (kind != FileKind::kKeystore) {
+    return Error(Code::kInternal, "not a kmsd keystore: an empty database");
+  }
+  KeyStoreCopyInfo info;
+  ASSIGN_OR_RETURN(info.schema_version, CurrentSchemaVersion(db));
+  ASSIGN_OR_RETURN(info.tenants, QueryInt(db, "SELECT count(*) FROM tenants"));
+  ASSIGN_OR_RETURN(info.keys, QueryInt(db, "SELECT count(*) FROM keys"));
+  return info;
+}
+
+// Copies the bytes of `from` (open for reading) into the file `to`.
+Status CopyContents(int from, const std::string& to) {
+  int out = ::open(to.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  if (out < 0) return ErrnoError(Code::kInternal, "cannot open " + to, errno);
+  char buffer[1 << 16];
+  Status status = OkStatus();
+  for (;;) {
+    ssize_t n = ::read(from, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      status = ErrnoError(Code::kInternal, "cannot read the backup", errno);
+      break;
+    }
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = ::write(out, buffer + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        status = ErrnoError(Code::kInternal, "cannot write " + to, errno);
+        break;
+      }
+      done += w;
+    }
+    if (!status.ok()) break;
+  }
+  ::close(out);
+  return status;
+}
+
+// Folds the old keystore's WAL into it (best effort), so that the old file
+// is whole should the rename below fail.
+void CheckpointOldKeystore(const std::string& path) {
+  sqlite3* raw = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK) {
+    sqlite3_exec(raw, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
+  }
+  sqlite3_close_v2(raw);
+}
+
+Status RemoveIfPresent(const std::string& path) {
+  if (::unlink(path.c_str()) == 0 || errno == ENOENT) return OkStatus();
+  return ErrnoError(Code::kInternal, "cannot remove " + path, errno);
+}
+
+// ---------------------------------------------------------------------------
 
 class SqliteKeyStore final : public KeyStore {
  public:
@@ -709,6 +842,29 @@ class SqliteKeyStore final : public KeyStore {
     return UpdateTenant(tenant, "UPDATE tenants SET deletion_due_at = NULL WHERE name = ?");
   }
 
+  Result<KeyStoreCopyInfo> Backup(const std::string& path) override {
+    if (path.empty() || path.front() != '/') {
+      return Error(Code::kInvalidArgument, "the backup path must be absolute: " + path);
+    }
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0) {
+      return Error(Code::kAlreadyExists, path + " already exists");
+    }
+    ASSIGN_OR_RETURN(TempFile temp, TempFile::CreateBeside(path));
+    ASSIGN_OR_RETURN(KeyStoreCopyInfo info, CopyInto(temp.path()));
+    RETURN_IF_ERROR(SyncFile(temp.path()));
+    if (::link(temp.path().c_str(), path.c_str()) != 0) {
+      const int error = errno;
+      if (error == EEXIST) return Error(Code::kAlreadyExists, path + " already exists");
+      return Error(ErrnoError(Code::kInternal, "cannot create " + path, error));
+    }
+    // `temp` dies at return, unlinking the temporary name; `path` keeps the file.
+    RETURN_IF_ERROR(SyncDirectoryOf(path));
+    info.path = path;
+    ASSIGN_OR_RETURN(info.bytes, FileSize(path));
+    return info;
+  }
+
  private:
   explicit SqliteKeyStore(Connection db) : db_(std::move(db)) {}
 
@@ -739,6 +895,28 @@ class SqliteKeyStore final : public KeyStore {
     });
   }
 
+  // Copies the database into the empty file `temp` and counts the copy.
+  Result<KeyStoreCopyInfo> CopyInto(const std::string& temp) {
+    ASSIGN_OR_RETURN(Connection dest, Connect(temp));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sqlite3_backup* backup = sqlite3_backup_init(dest.get(), "main", db_.get(), "main");
+      if (backup == nullptr) return Error(SqliteError(dest.get()));
+      // -1: every page in one step, inside one read transaction of db_.
+      const int step = sqlite3_backup_step(backup, -1);
+      const int finish = sqlite3_backup_finish(backup);
+      if (step != SQLITE_DONE || finish != SQLITE_OK) {
+        return Error(Code::kInternal, std::string("backup: ") + sqlite3_errstr(step) + ", " +
+                                          sqlite3_errmsg(dest.get()));
+      }
+    }
+    ASSIGN_OR_RETURN(std::string mode, QueryText(dest.get(), "PRAGMA journal_mode = DELETE"));
+    if (mode != "delete") {
+      return Error(Code::kInternal, "backup: cannot leave WAL mode (journal_mode is " + mode + ")");
+    }
+    return Summarize(dest.get());
+  }
+
   std::mutex mu_;
   Connection db_;  // guarded by mu_
 };
@@ -751,6 +929,50 @@ Result<std::unique_ptr<KeyStore>> OpenSqliteKeyStore(const std::string& path) {
     return Error(store.error().code(), "keystore " + path + ": " + store.error().message());
   }
   return store;
+}
+
+Result<KeyStoreCopyInfo> RestoreSqliteKeyStore(const std::string& backup_path,
+                                               const std::string& keystore_path) {
+  int in = ::open(backup_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) {
+    const int error = errno;
+    return Error(ErrnoError(error == ENOENT ? Code::kNotFound : Code::kInternal,
+                            "cannot open the backup " + backup_path, error));
+  }
+  Result<TempFile> temp = TempFile::CreateBeside(keystore_path);
+  Status copied = temp ? CopyContents(in, temp->path()) : temp.error();
+  ::close(in);
+  RETURN_IF_ERROR(copied);
+
+  // Identify and check the copy, never the keystore or the backup itself.
+  Result<KeyStoreCopyInfo> info = [&]() -> Result<KeyStoreCopyInfo> {
+    ASSIGN_OR_RETURN(Connection db, Connect(temp->path()));
+    ASSIGN_OR_RETURN(KeyStoreCopyInfo summary, Summarize(db.get()));
+    ASSIGN_OR_RETURN(std::string check, QueryText(db.get(), "PRAGMA quick_check"));
+    if (check != "ok") return Error(Code::kInternal, "corrupt keystore: " + check);
+    return summary;
+  }();
+  if (!info) {
+    return Error(Code::kInvalidArgument, "backup " + backup_path + ": " + info.error().message());
+  }
+  RETURN_IF_ERROR(RemoveIfPresent(temp->path() + "-wal"));
+  RETURN_IF_ERROR(RemoveIfPresent(temp->path() + "-shm"));
+  RETURN_IF_ERROR(SyncFile(temp->path()));
+
+  // A -wal left beside the old keystore would be replayed onto the restored
+  // file at the next open (WAL frames are not tied to the database file), and
+  // a stale -shm could index it: both go before the rename.
+  CheckpointOldKeystore(keystore_path);
+  RETURN_IF_ERROR(RemoveIfPresent(keystore_path + "-wal"));
+  RETURN_IF_ERROR(RemoveIfPresent(keystore_path + "-shm"));
+  if (::rename(temp->path().c_str(), keystore_path.c_str()) != 0) {
+    return Error(ErrnoError(Code::kInternal, "cannot replace " + keystore_path, errno));
+  }
+  temp->Release();
+  RETURN_IF_ERROR(SyncDirectoryOf(keystore_path));
+  info->path = keystore_path;
+  ASSIGN_OR_RETURN(info->bytes, FileSize(keystore_path));
+  return info;
 }
 
 }  // namespace kmsd

@@ -57,6 +57,15 @@ struct AliasRecord {
   int64_t updated_at = 0;
 };
 
+// What a backup or a restored keystore holds, counted in the copy itself.
+struct KeyStoreCopyInfo {
+  std::string path;
+  uint64_t bytes = 0;
+  int schema_version = 0;
+  int64_t tenants = 0;
+  int64_t keys = 0;
+};
+
 struct KeyStoreSnapshot {
   std::vector<TenantRecord> tenants;
   std::vector<KeyRecord> keys;
@@ -97,11 +106,30 @@ class KeyStore {
   virtual Status CancelKeyDeletion(const KeyId& key_id) = 0;
   virtual Status ScheduleTenantDeletion(const std::string& tenant, int64_t due_at) = 0;
   virtual Status CancelTenantDeletion(const std::string& tenant) = 0;
+
+  // Writes a consistent copy of the whole keystore to `path` while other
+  // calls go on (they wait while the copy is taken). `path` must be absolute
+  // (INVALID_ARGUMENT) and must not exist (ALREADY_EXISTS); the file is
+  // created with mode 0600, by this process's uid, and appears complete or
+  // not at all. The copy holds what the store holds: wrapped material only.
+  virtual Result<KeyStoreCopyInfo> Backup(const std::string& path) = 0;
 };
 
 // Opens (creating if missing) an SQLite keystore in WAL mode with
 // synchronous=FULL and applies pending schema migrations. A file that is not
 // a kmsd keystore, or one from a newer kmsd, is an error, never a fresh start.
 Result<std::unique_ptr<KeyStore>> OpenSqliteKeyStore(const std::string& path);
+
+// Replaces the SQLite keystore at `keystore_path` by a copy of the backup at
+// `backup_path` (written by KeyStore::Backup). No process may have the
+// keystore open. The backup is copied next to the keystore, checked there
+// (a kmsd keystore of a schema this kmsd knows, passing quick_check), made
+// durable, and renamed over the keystore; the old keystore's -wal and -shm
+// files are removed first so that SQLite cannot replay them onto the restored
+// file. Any failure leaves the keystore as it was: NOT_FOUND for a missing
+// backup, INVALID_ARGUMENT for a file that is not a kmsd keystore, INTERNAL
+// otherwise. The backup file is only read.
+Result<KeyStoreCopyInfo> RestoreSqliteKeyStore(const std::string& backup_path,
+                                               const std::string& keystore_path);
 
 }  // namespace kmsd

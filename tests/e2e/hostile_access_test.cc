@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "tests/e2e/hostile_support.h"
 
 namespace kmsd::testing {
@@ -18,8 +20,9 @@ using ::testing::HasSubstr;
 std::string Uids(uint64_t uid) { return "[" + std::to_string(uid) + "]"; }
 
 // Every operation of protocol v1 with arguments an admin would be served.
+// `backup_path` must not exist.
 std::vector<std::tuple<std::string, std::string, Value::Map>> EveryOperation(
-    const Bytes& ciphertext) {
+    const Bytes& ciphertext, const std::string& backup_path) {
   std::vector<std::tuple<std::string, std::string, Value::Map>> ops;
   auto add = [&](std::string op, std::string tenant, Value::Map args) {
     ops.emplace_back(std::move(op), std::move(tenant), std::move(args));
@@ -27,6 +30,7 @@ std::vector<std::tuple<std::string, std::string, Value::Map>> EveryOperation(
   add("status", "", {});
   add("health", "", {});
   add("tenant.list", "", {});
+  add("keystore.backup", "", MapOf("path", backup_path));
   add("generate-random", "", MapOf("number_of_bytes", 32));
   add("tenant.create", "intruder", {});
   add("tenant.describe", "acme", {});
@@ -84,7 +88,8 @@ TEST(HostileAccessTest, PeerThatIsNotAnAdminIsDeniedEveryOperationAndChangesNoth
     stranger.admin_uids = Uids(getuid() + 12345);
     auto daemon = host.Start(stranger);
     auto connection = daemon->Connect();
-    for (auto& [op, tenant, args] : EveryOperation(ciphertext)) {
+    const std::string backup = host.dir() / "denied-backup.db";
+    for (auto& [op, tenant, args] : EveryOperation(ciphertext, backup)) {
       SCOPED_TRACE(op);
       auto reply = connection->Call(op, tenant, std::move(args));
       ASSERT_FALSE(reply) << op << " was served to a non-admin";
@@ -94,6 +99,7 @@ TEST(HostileAccessTest, PeerThatIsNotAnAdminIsDeniedEveryOperationAndChangesNoth
                             std::to_string(getgid()) + ") may not call '" + op + "'"));
       EXPECT_THAT(reply.error().message(), HasSubstr("not an admin"));
     }
+    EXPECT_FALSE(std::filesystem::exists(backup));
     // Raw requests too, and the log records each denial.
     auto raw = connection->CallRaw(Encode(Envelope(99, "tenant.list")));
     ASSERT_TRUE(raw);
@@ -129,7 +135,7 @@ TEST(HostileAccessTest, AdminIsServedEveryOperation) {
   auto connection = daemon->Connect();
   ASSERT_TRUE(connection->Call("tenant.create", "acme"));
   const Bytes ciphertext = EncryptOrFail(*connection, "served");
-  for (auto& [op, tenant, args] : EveryOperation(ciphertext)) {
+  for (auto& [op, tenant, args] : EveryOperation(ciphertext, host.dir() / "backup.db")) {
     auto reply = connection->Call(op, tenant, std::move(args));
     EXPECT_TRUE(reply) << op << ": " << reply.error();
   }

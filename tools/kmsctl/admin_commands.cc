@@ -1,6 +1,7 @@
 // kmsctl's administrative commands: status, health, tenant, key and alias
 // (docs/CLI.md). Each sends one request and prints its result.
 #include <array>
+#include <filesystem>
 #include <memory>
 #include <optional>
 
@@ -224,6 +225,28 @@ void AddAliasCommands(CLI::App& app, Invocation& invocation) {
             {"alias.list", NoArgs, "aliases", kAliasColumns}, args);
 }
 
+// kmsd writes the backup itself, so a relative FILE is made absolute here,
+// against kmsctl's working directory.
+void AddKeystoreCommands(CLI::App& app, Invocation& invocation) {
+  CLI::App* group = app.add_subcommand("keystore", "Back up kmsd's keystore");
+  group->require_subcommand(1);
+  auto args = std::make_shared<AdminArgs>();
+  AddSimple(group, invocation, "backup",
+            "Write a consistent copy of the keystore to FILE (created by kmsd, mode 0600)",
+            TenantFrom::kNone,
+            {"keystore.backup",
+             [](const AdminArgs& a) {
+               std::error_code error;
+               std::filesystem::path path = std::filesystem::absolute(a.name, error);
+               Value::Map map;
+               map.emplace_back("path", error ? a.name : path.lexically_normal().string());
+               return map;
+             }},
+            args)
+      ->add_option("FILE", args->name, "Where kmsd writes the backup; must not exist")
+      ->required();
+}
+
 }  // namespace
 
 void AddAdminCommands(CLI::App& app, Invocation& invocation) {
@@ -235,6 +258,7 @@ void AddAdminCommands(CLI::App& app, Invocation& invocation) {
   AddTenantCommands(app, invocation);
   AddKeyCommands(app, invocation);
   AddAliasCommands(app, invocation);
+  AddKeystoreCommands(app, invocation);
 }
 
 }  // namespace kmsd::kmsctl

@@ -106,6 +106,7 @@ class FlakyStore final : public KeyStore {
     if (fail_lifecycle) return Injected();
     return inner_->ScheduleTenantDeletion(tenant, due_at);
   }
+  Result<KeyStoreCopyInfo> Backup(const std::string& path) override { return inner_->Backup(path); }
   Status CancelTenantDeletion(const std::string& tenant) override {
     if (fail_lifecycle) return Injected();
     return inner_->CancelTenantDeletion(tenant);

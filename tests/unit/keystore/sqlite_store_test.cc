@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -857,6 +858,187 @@ TEST_F(SqliteKeyStoreTest, CreateTenantKeepsLifecycleFieldsOfItsRecords) {
   Reopen();
   EXPECT_EQ(Dump(Load()),
             Dump({.tenants = {tenant}, .keys = {key}, .versions = {Version(1, 1)}, .aliases = {}}));
+}
+
+// --- Backup and restore -------------------------------------------------------
+
+// Names in `dir` other than `keep`: a temporary file left behind shows here.
+std::vector<std::string> OtherFiles(const std::string& dir, const std::set<std::string>& keep) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::string name = entry.path().filename().string();
+    if (!keep.contains(name)) names.push_back(name);
+  }
+  return names;
+}
+
+KeyStoreSnapshot LoadFile(const std::string& path) {
+  Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path);
+  EXPECT_TRUE(store.has_value()) << store.error().ToString();
+  if (!store.has_value()) return {};
+  Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
+  EXPECT_TRUE(snapshot.has_value());
+  return snapshot.has_value() ? std::move(*snapshot) : KeyStoreSnapshot{};
+}
+
+TEST_F(SqliteKeyStoreTest, BackupCopiesEveryRecordIntoOneOwnerOnlyFile) {
+  CreateAcme();
+  ASSERT_TRUE(
+      store_->CreateTenant(Tenant("beta"), {Key("beta", "b", 2)}, {Version(2, 1)}, {}).ok());
+  const std::string backup = dir_ / "backup.db";
+  Result<KeyStoreCopyInfo> info = store_->Backup(backup);
+  ASSERT_TRUE(info.has_value()) << info.error().ToString();
+  EXPECT_EQ(info->path, backup);
+  EXPECT_EQ(info->bytes, std::filesystem::file_size(backup));
+  EXPECT_EQ(info->schema_version, 2);
+  EXPECT_EQ(info->tenants, 2);
+  EXPECT_EQ(info->keys, 2);
+  struct stat st;
+  ASSERT_EQ(stat(backup.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_THAT(OtherFiles(dir_.path().string(),
+                         {"keystore.db", "keystore.db-wal", "keystore.db-shm", "backup.db"}),
+              ::testing::IsEmpty());
+  {
+    RawDb raw(backup);
+    EXPECT_EQ(raw.Text("PRAGMA journal_mode"), "delete");
+  }
+  EXPECT_EQ(Dump(LoadFile(backup)), Dump(Load()));
+}
+
+TEST_F(SqliteKeyStoreTest, BackupRefusesExistingTarget) {
+  CreateAcme();
+  const std::string backup = dir_ / "backup.db";
+  WriteFile(backup, "precious");
+  Result<KeyStoreCopyInfo> info = store_->Backup(backup);
+  ASSERT_FALSE(info.has_value());
+  EXPECT_EQ(info.error().code(), Code::kAlreadyExists);
+  EXPECT_EQ(ReadFile(backup), "precious");
+  EXPECT_THAT(OtherFiles(dir_.path().string(),
+                         {"keystore.db", "keystore.db-wal", "keystore.db-shm", "backup.db"}),
+              ::testing::IsEmpty());
+}
+
+TEST_F(SqliteKeyStoreTest, BackupRefusesRelativePath) {
+  Result<KeyStoreCopyInfo> info = store_->Backup("backup.db");
+  ASSERT_FALSE(info.has_value());
+  EXPECT_EQ(info.error().code(), Code::kInvalidArgument);
+  EXPECT_FALSE(std::filesystem::exists("backup.db"));
+}
+
+TEST_F(SqliteKeyStoreTest, BackupIntoMissingDirectoryIsInternal) {
+  Result<KeyStoreCopyInfo> info = store_->Backup(dir_ / "missing/backup.db");
+  ASSERT_FALSE(info.has_value());
+  EXPECT_EQ(info.error().code(), Code::kInternal);
+}
+
+TEST_F(SqliteKeyStoreTest, BackupWhileAnotherThreadWritesIsConsistent) {
+  ASSERT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    for (int id = 1; !stop && id < 5000; ++id) {
+      std::string name = "k" + std::to_string(id);
+      if (!store_->CreateKey(Key("acme", name, id), Version(id, 1)).ok()) break;
+      if (!store_->CreateAlias(Alias("acme", "alias/" + name, id)).ok()) break;
+      ++written;
+    }
+  });
+  while (written < 50) std::this_thread::yield();
+  const std::string backup = dir_ / "backup.db";
+  Result<KeyStoreCopyInfo> info = store_->Backup(backup);
+  stop = true;
+  writer.join();
+  ASSERT_TRUE(info.has_value()) << info.error().ToString();
+
+  KeyStoreSnapshot copy = LoadFile(backup);
+  EXPECT_EQ(static_cast<int64_t>(copy.keys.size()), info->keys);
+  EXPECT_GE(copy.keys.size(), 50u);
+  EXPECT_LE(copy.keys.size(), static_cast<size_t>(written.load()) + 1);
+  // Each key came with its version in one transaction: never one without the other.
+  EXPECT_EQ(copy.versions.size(), copy.keys.size());
+  // Aliases are a later transaction: at most the last key lacks one.
+  EXPECT_GE(copy.aliases.size() + 1, copy.keys.size());
+}
+
+TEST_F(SqliteKeyStoreTest, RestoreReplacesKeystoreWithBackup) {
+  CreateAcme();
+  const std::string backup = dir_ / "backup.db";
+  ASSERT_TRUE(store_->Backup(backup).has_value());
+  const std::string before = Dump(Load());
+  ASSERT_TRUE(store_->CreateTenant(Tenant("later"), {}, {}, {}).ok());
+  store_.reset();
+
+  Result<KeyStoreCopyInfo> info = RestoreSqliteKeyStore(backup, path_);
+  ASSERT_TRUE(info.has_value()) << info.error().ToString();
+  EXPECT_EQ(info->path, path_);
+  EXPECT_EQ(info->tenants, 1);
+  EXPECT_EQ(info->keys, 1);
+  Reopen();
+  EXPECT_EQ(Dump(Load()), before);
+  EXPECT_THAT(OtherFiles(dir_.path().string(),
+                         {"keystore.db", "keystore.db-wal", "keystore.db-shm", "backup.db"}),
+              ::testing::IsEmpty());
+}
+
+// A crashed kmsd leaves a -wal beside the keystore; its frames must not be
+// replayed onto the restored file.
+TEST_F(SqliteKeyStoreTest, RestoreIgnoresStaleWalOfOldKeystore) {
+  CreateAcme();
+  const std::string backup = dir_ / "backup.db";
+  ASSERT_TRUE(store_->Backup(backup).has_value());
+  const std::string before = Dump(Load());
+  ASSERT_TRUE(
+      store_->CreateTenant(Tenant("later"), {Key("later", "x", 9)}, {Version(9, 1)}, {}).ok());
+  const std::string wal = ReadFile(path_ + "-wal");
+  ASSERT_FALSE(wal.empty());
+  store_.reset();
+  WriteFile(path_ + "-wal", wal);
+
+  ASSERT_TRUE(RestoreSqliteKeyStore(backup, path_).has_value());
+  EXPECT_FALSE(std::filesystem::exists(path_ + "-wal") &&
+               std::filesystem::file_size(path_ + "-wal") > 0);
+  Reopen();
+  EXPECT_EQ(Dump(Load()), before);
+  RawDb raw(path_);
+  EXPECT_EQ(raw.Text("PRAGMA integrity_check"), "ok");
+}
+
+TEST_F(SqliteKeyStoreTest, RestoreOfFileThatIsNotAKeystoreLeavesKeystoreUnchanged) {
+  CreateAcme();
+  store_.reset();
+  const std::string keystore_bytes = ReadFile(path_);
+  const std::string text = dir_ / "notes.txt";
+  WriteFile(text, "not a database, just some words that are long enough to be a header....");
+  const std::string empty = dir_ / "empty.db";
+  WriteFile(empty, "");
+  const std::string other = dir_ / "other.db";
+  {
+    RawDb raw(other);
+    raw.Exec("CREATE TABLE t (x INTEGER)");
+  }
+  for (const std::string& file : {text, empty, other}) {
+    Result<KeyStoreCopyInfo> info = RestoreSqliteKeyStore(file, path_);
+    ASSERT_FALSE(info.has_value()) << file;
+    EXPECT_EQ(info.error().code(), Code::kInvalidArgument) << file;
+    EXPECT_THAT(info.error().message(), HasSubstr("not a kmsd keystore")) << file;
+    EXPECT_EQ(ReadFile(path_), keystore_bytes) << file;
+  }
+  EXPECT_THAT(OtherFiles(dir_.path().string(), {"keystore.db", "keystore.db-wal", "keystore.db-shm",
+                                                "notes.txt", "empty.db", "other.db"}),
+              ::testing::IsEmpty());
+  Reopen();
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+TEST_F(SqliteKeyStoreTest, RestoreOfMissingBackupIsNotFound) {
+  CreateAcme();
+  store_.reset();
+  Result<KeyStoreCopyInfo> info = RestoreSqliteKeyStore(dir_ / "missing.db", path_);
+  ASSERT_FALSE(info.has_value());
+  EXPECT_EQ(info.error().code(), Code::kNotFound);
+  Reopen();
+  EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
 }
 
 }  // namespace

@@ -1,0 +1,323 @@
+// End-to-end: `kmsctl keystore backup` while kmsd serves, and
+// `kmsd --restore` into the stopped daemon (docs/CLI.md, docs/CONFIG.md).
+// The backup must hold only wrapped material: the test scans its bytes for
+// every plaintext, data key and PIN it handled, raw, hex and base64.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "tests/e2e/e2e_fixture.h"
+
+namespace kmsd::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::string Hex(std::string_view bytes, bool upper) {
+  const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 0xf];
+  }
+  return out;
+}
+
+std::string Base64(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(bytes.data()),
+                          static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::string RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  EXPECT_EQ(RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)), 1);
+  return out;
+}
+
+// Every form in which `secret` could sit in a file.
+std::vector<std::string> Forms(const std::string& secret) {
+  return {secret, Hex(secret, false), Hex(secret, true), Base64(secret)};
+}
+
+class BackupTest : public KmsdTest {
+ protected:
+  std::string DevDir() const { return dir_ / "kmsd"; }
+
+  CommandResult Kmsctl(const std::vector<std::string>& args) {
+    return RunKmsctl(daemon_->socket_path(), args);
+  }
+
+  CommandResult Restore(const std::string& file) {
+    return RunKmsd({"--dev", DevDir(), "--restore", file});
+  }
+
+  void StopDaemon() {
+    connection_.reset();
+    ASSERT_EQ(daemon_->Stop(), 0);
+  }
+
+  void StartDaemon() {
+    daemon_ = DaemonProcess::StartDev(DevDir());
+    connection_ = daemon_->Connect();
+  }
+
+  // A backup at `path` through kmsctl; its JSON result.
+  json Backup(const std::string& path) {
+    CommandResult result = Kmsctl({"--json", "keystore", "backup", path});
+    EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+    return json::parse(result.out);
+  }
+
+  std::set<std::string> TenantNames() {
+    CommandResult result = Kmsctl({"--json", "tenant", "list"});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    std::set<std::string> names;
+    const json list = json::parse(result.out);
+    for (const json& tenant : list["tenants"]) names.insert(tenant["name"]);
+    return names;
+  }
+
+  uint64_t LatestVersion(std::string_view tenant, std::string_view key) {
+    Value::Map args;
+    args.emplace_back("key", key);
+    return MustCall("key.describe", tenant, std::move(args))
+        .result()
+        .Uint("latest_version")
+        .value_or(0);
+  }
+};
+
+struct Sealed {
+  std::string tenant;
+  std::string plaintext;
+  Bytes ciphertext;
+};
+
+TEST_F(BackupTest, BackupHoldsOnlyWrappedMaterialAndRestoreBringsItBack) {
+  MustCall("tenant.create", "acme");
+  MustCall("tenant.create", "globex");
+  Value::Map create;
+  create.emplace_back("name", "orders");
+  MustCall("key.create", "acme", std::move(create));
+  Value::Map rotate;
+  rotate.emplace_back("key", "alias/data");
+  MustCall("key.rotate", "acme", std::move(rotate));
+
+  std::vector<Sealed> sealed;
+  std::vector<std::string> secrets = {ReadFile(DevDir() + "/user-pin"),
+                                      ReadFile(DevDir() + "/so-pin")};
+  for (std::string& pin : secrets) {
+    while (!pin.empty() && pin.back() == '\n') pin.pop_back();
+    ASSERT_GE(pin.size(), 8u);
+  }
+  for (const char* tenant : {"acme", "globex"}) {
+    for (const char* key : {"alias/data", "alias/secrets"}) {
+      std::string plaintext = RandomBytes(48);
+      sealed.push_back({tenant, plaintext, Encrypt(tenant, key, plaintext)});
+      std::string text = std::string("plaintext of ") + tenant + " under " + key + " " +
+                         Hex(RandomBytes(8), false);
+      sealed.push_back({tenant, text, Encrypt(tenant, key, text)});
+    }
+    Value::Map args;
+    args.emplace_back("key", "alias/data");
+    Reply data_key = MustCall("generate-data-key", tenant, std::move(args));
+    auto plaintext = data_key.result().Binary("plaintext");
+    auto ciphertext = data_key.result().Binary("ciphertext");
+    ASSERT_TRUE(plaintext.has_value() && ciphertext.has_value());
+    sealed.push_back({tenant, ToString(*plaintext), Bytes(ciphertext->begin(), ciphertext->end())});
+  }
+
+  // Another client keeps encrypting while the backup is taken.
+  std::atomic<bool> stop{false};
+  std::mutex concurrent_mu;
+  std::vector<Sealed> concurrent;
+  std::thread writer([&] {
+    auto connection = daemon_->Connect();
+    while (!stop) {
+      std::string plaintext = RandomBytes(32);
+      Value::Map args;
+      args.emplace_back("key", "alias/data");
+      args.emplace_back("plaintext", ToBytes(plaintext));
+      auto reply = connection->Call("encrypt", "acme", std::move(args));
+      if (!reply) continue;
+      auto ciphertext = reply->result().Binary("ciphertext");
+      if (!ciphertext) continue;
+      std::lock_guard lock(concurrent_mu);
+      concurrent.push_back({"acme", plaintext, Bytes(ciphertext->begin(), ciphertext->end())});
+    }
+  });
+  while (true) {
+    std::lock_guard lock(concurrent_mu);
+    if (concurrent.size() >= 5) break;
+  }
+  const std::string backup = dir_ / "backup.db";
+  json result = Backup(backup);
+  stop = true;
+  writer.join();
+  ASSERT_GE(concurrent.size(), 5u);
+
+  EXPECT_EQ(result["path"], backup);
+  EXPECT_EQ(result["tenants"], 2);
+  EXPECT_EQ(result["keys"], 7);  // three per tenant and acme's "orders"
+  EXPECT_EQ(result["schema_version"],
+            MustCall("status").result().Map("keystore").value().Uint("schema_version").value_or(0));
+  const std::string bytes = ReadFile(backup);
+  EXPECT_EQ(result["bytes"], bytes.size());
+  struct stat st;
+  ASSERT_EQ(stat(backup.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(st.st_uid, getuid());
+  // The scan below would find these names, so it does read the records.
+  EXPECT_NE(bytes.find("globex"), std::string::npos);
+  EXPECT_NE(bytes.find("orders"), std::string::npos);
+  for (const Sealed& s : sealed) secrets.push_back(s.plaintext);
+  for (const Sealed& s : concurrent) secrets.push_back(s.plaintext);
+  for (const std::string& secret : secrets) {
+    for (const std::string& form : Forms(secret)) {
+      EXPECT_EQ(bytes.find(form), std::string::npos) << "a secret of the test is in the backup";
+    }
+  }
+
+  // Changes after the backup are undone by the restore.
+  MustCall("tenant.create", "later");
+  Value::Map rotate_again;
+  rotate_again.emplace_back("key", "alias/data");
+  MustCall("key.rotate", "acme", std::move(rotate_again));
+  ASSERT_EQ(LatestVersion("acme", "alias/data"), 3u);
+  const Bytes after_backup = Encrypt("acme", "alias/data", "made after the backup");
+  StopDaemon();
+
+  CommandResult restored = Restore(backup);
+  ASSERT_EQ(restored.exit_code, 0) << restored.out << restored.err;
+  EXPECT_THAT(restored.out, HasSubstr("2 tenants, 7 keys"));
+  EXPECT_EQ(ReadFile(backup), bytes) << "restore must only read the backup";
+  StartDaemon();
+
+  EXPECT_EQ(TenantNames(), (std::set<std::string>{"acme", "globex"}));
+  EXPECT_EQ(LatestVersion("acme", "alias/data"), 2u);
+  EXPECT_EQ(LatestVersion("acme", "orders"), 1u);
+  EXPECT_EQ(LatestVersion("globex", "alias/secrets"), 1u);
+  for (const auto& list : {sealed, concurrent}) {
+    for (const Sealed& s : list) {
+      Result<std::string> plaintext = Decrypt(s.tenant, s.ciphertext);
+      ASSERT_TRUE(plaintext.has_value()) << plaintext.error();
+      EXPECT_TRUE(*plaintext == s.plaintext);
+    }
+  }
+  EXPECT_FALSE(Decrypt("acme", after_backup).has_value());
+}
+
+TEST_F(BackupTest, BackupRefusesRelativePathExistingFileAndTenant) {
+  MustCall("tenant.create", "acme");
+  Value::Map relative;
+  relative.emplace_back("path", "backup.db");
+  auto reply = Call("keystore.backup", "", std::move(relative));
+  ASSERT_FALSE(reply.has_value());
+  EXPECT_EQ(reply.error().code(), Code::kInvalidArgument);
+  EXPECT_THAT(reply.error().message(), HasSubstr("must be absolute"));
+
+  const std::string existing = dir_ / "existing.db";
+  std::ofstream(existing) << "precious";
+  CommandResult taken = Kmsctl({"keystore", "backup", existing});
+  EXPECT_EQ(taken.exit_code, 11) << taken.out << taken.err;
+  EXPECT_THAT(taken.err + taken.out, HasSubstr("ALREADY_EXISTS"));
+  EXPECT_EQ(ReadFile(existing), "precious");
+
+  Value::Map with_tenant;
+  with_tenant.emplace_back("path", dir_ / "b.db");
+  reply = Call("keystore.backup", "acme", std::move(with_tenant));
+  ASSERT_FALSE(reply.has_value());
+  EXPECT_EQ(reply.error().code(), Code::kInvalidArgument);
+
+  reply = Call("keystore.backup", "", {});
+  ASSERT_FALSE(reply.has_value());
+  EXPECT_EQ(reply.error().code(), Code::kInvalidArgument);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "b.db"));
+  // Nothing but the files above was left in the directory.
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+    EXPECT_THAT(entry.path().filename().string(), ::testing::Not(HasSubstr(".tmp-")));
+  }
+}
+
+TEST_F(BackupTest, KmsctlMakesARelativeFileAbsolute) {
+  const std::string work = dir_ / "work";
+  std::filesystem::create_directory(work);
+  CommandResult result =
+      RunCommand({"/bin/sh", "-c", "cd \"$1\" && exec \"$2\" --socket \"$3\" keystore backup b.db",
+                  "sh", work, KMSCTL_BINARY, daemon_->socket_path()});
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_THAT(result.out, HasSubstr(work + "/b.db"));
+  EXPECT_TRUE(std::filesystem::exists(work + "/b.db"));
+}
+
+TEST_F(BackupTest, RestoreWhileTheDaemonRunsIsRefused) {
+  MustCall("tenant.create", "acme");
+  const std::string backup = dir_ / "backup.db";
+  Backup(backup);
+  MustCall("tenant.create", "later");
+
+  CommandResult refused = Restore(backup);
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("a kmsd is listening on " + daemon_->socket_path() +
+                                     "; stop it before restoring"));
+  EXPECT_EQ(TenantNames(), (std::set<std::string>{"acme", "later"}));
+}
+
+TEST_F(BackupTest, RestoreOfAFileThatIsNotAKeystoreExits1AndKeepsTheKeystore) {
+  MustCall("tenant.create", "acme");
+  StopDaemon();
+  const std::string keystore = DevDir() + "/keystore.db";
+  const std::string before = ReadFile(keystore);
+  const std::string text = dir_ / "notes.txt";
+  std::ofstream(text) << "these are not the keys you are looking for, not even an SQLite file";
+
+  CommandResult refused = Restore(text);
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("restore failed, keystore unchanged"));
+  EXPECT_THAT(refused.err, HasSubstr("not a kmsd keystore"));
+  EXPECT_EQ(ReadFile(keystore), before);
+  StartDaemon();
+  EXPECT_EQ(TenantNames(), (std::set<std::string>{"acme"}));
+}
+
+TEST_F(BackupTest, RestoreOfAMissingFileExits1AndKeepsTheKeystore) {
+  MustCall("tenant.create", "acme");
+  StopDaemon();
+  CommandResult refused = Restore(dir_ / "missing.db");
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("cannot open the backup"));
+  StartDaemon();
+  EXPECT_EQ(TenantNames(), (std::set<std::string>{"acme"}));
+}
+
+TEST_F(BackupTest, RestoreNeedsDevOrConfig) {
+  CommandResult usage = RunKmsd({"--restore", dir_ / "backup.db"});
+  EXPECT_EQ(usage.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace kmsd::testing
