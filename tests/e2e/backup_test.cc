@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "tests/e2e/e2e_fixture.h"
+#include "tests/support/secret_forms.h"
 
 namespace kmsd::testing {
 namespace {
@@ -33,34 +34,10 @@ std::string ReadFile(const std::string& path) {
   return out.str();
 }
 
-std::string Hex(std::string_view bytes, bool upper) {
-  const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 0xf];
-  }
-  return out;
-}
-
-std::string Base64(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(bytes.data()),
-                          static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
 std::string RandomBytes(size_t n) {
   std::string out(n, '\0');
   EXPECT_EQ(RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)), 1);
   return out;
-}
-
-// Every form in which `secret` could sit in a file.
-std::vector<std::string> Forms(const std::string& secret) {
-  return {secret, Hex(secret, false), Hex(secret, true), Base64(secret)};
 }
 
 class BackupTest : public KmsdTest {
@@ -197,7 +174,7 @@ TEST_F(BackupTest, BackupHoldsOnlyWrappedMaterialAndRestoreBringsItBack) {
   for (const Sealed& s : sealed) secrets.push_back(s.plaintext);
   for (const Sealed& s : concurrent) secrets.push_back(s.plaintext);
   for (const std::string& secret : secrets) {
-    for (const std::string& form : Forms(secret)) {
+    for (const std::string& form : SecretForms(secret)) {
       EXPECT_EQ(bytes.find(form), std::string::npos) << "a secret of the test is in the backup";
     }
   }

@@ -16,39 +16,12 @@
 #include <thread>
 
 #include "tests/e2e/hostile_support.h"
+#include "tests/support/secret_forms.h"
 
 namespace kmsd::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string Hex(std::string_view bytes, bool upper) {
-  const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 0xf];
-  }
-  return out;
-}
-
-std::string Base64(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(bytes.data()),
-                                static_cast<int>(bytes.size()));
-  out.resize(n);
-  return out;
-}
-
-// The forms a secret could take in a text log.
-std::vector<std::string> Forms(std::string_view secret) {
-  std::string b64 = Base64(secret);
-  std::string b64url = b64;
-  for (char& c : b64url) c = c == '+' ? '-' : c == '/' ? '_' : c;
-  while (!b64url.empty() && b64url.back() == '=') b64url.pop_back();
-  return {std::string(secret), Hex(secret, false), Hex(secret, true), b64, b64url};
-}
 
 std::string FirstLine(const std::string& path) {
   std::ifstream in(path);
@@ -134,7 +107,7 @@ TEST_F(HostileClientTest, SecretsNeverReachTheLog) {
     EXPECT_THAT(log, HasSubstr(op));
   }
   for (size_t i = 0; i < secrets.size(); ++i) {
-    for (const std::string& form : Forms(secrets[i])) {
+    for (const std::string& form : SecretForms(secrets[i])) {
       EXPECT_EQ(log.find(form), std::string::npos)
           << "secret " << i << " appears in the log as " << Hex(form, false);
     }

@@ -1,0 +1,34 @@
+#include "tests/support/secret_forms.h"
+
+#include <openssl/evp.h>
+
+namespace kmsd::testing {
+
+std::string Hex(std::string_view bytes, bool upper) {
+  const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 0xf];
+  }
+  return out;
+}
+
+std::string Base64(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()),
+                                static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::vector<std::string> SecretForms(std::string_view secret) {
+  const std::string b64 = Base64(secret);
+  std::string b64url = b64;
+  for (char& c : b64url) c = c == '+' ? '-' : c == '/' ? '_' : c;
+  while (!b64url.empty() && b64url.back() == '=') b64url.pop_back();
+  return {std::string(secret), Hex(secret, false), Hex(secret, true), b64, b64url};
+}
+
+}  // namespace kmsd::testing
