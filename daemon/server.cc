@@ -152,14 +152,18 @@ bool ListenerAccepts(const std::string& path, uint32_t listener_id) {
 
 void Server::Watch() {
   std::unique_lock lock(stop_mu_);
-  // A probe costs one connect and 16 bytes; a lost listener is found within
-  // about 1.25 s. A false alarm (a probe starved for a second) only costs a
-  // listener restart, which clients ride out by reconnecting.
+  // A probe costs one connect and 16 bytes. Two failures in a row (about
+  // 2.5 s) are needed: re-creating the listener also closes the pipes it
+  // accepted, so a false alarm from one starved probe would cost in-flight
+  // requests.
+  int failures = 0;
   while (!stop_cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopped_; })) {
     lock.unlock();
     const bool answers = ListenerAccepts(options_.socket_path, listener_id_);
     lock.lock();
-    if (answers || stopped_) continue;
+    failures = answers ? 0 : failures + 1;
+    if (failures < 2 || stopped_) continue;
+    failures = 0;
     spdlog::warn("listener on {} stopped accepting (nng#1518); re-creating it",
                  options_.socket_path);
     nng_listener old;

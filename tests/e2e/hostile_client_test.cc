@@ -128,7 +128,7 @@ TEST_F(HostileClientTest, ClientsThatLeaveDuringTheHandshakeDoNotLockOutNewClien
   // (0 to 500 us after connect, three times over). nng 1.5.2's listener stops
   // accepting when one lands between accept and its handshake write
   // (nanomsg/nng#1518, fixed upstream by nanomsg/nng#1519); kmsd's watchdog
-  // finds that within about 1.25 s and re-creates the listener, so the
+  // finds that within about 2.5 s and re-creates the listener, so the
   // lockout is bounded: new clients are served again within a few seconds.
   for (int sweep = 0; sweep < 3; ++sweep) {
     for (int micros = 0; micros <= 500; ++micros) {
