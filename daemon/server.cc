@@ -180,7 +180,13 @@ void Server::Serve() {
     spdlog::error("worker could not start");
     return;
   }
-  for (;;) {
+  // Workers stop on their own, between requests: nng 1.5.2 panics
+  // (pthread_mutex_lock on a freed context) when a worker that was handling a
+  // request while the socket closed then sends its reply. So the socket is
+  // closed only after every worker has left, and receives time out to let
+  // idle workers see stopping_.
+  while (!stopping_.load()) {
+    nng_aio_set_timeout(aio, 200);
     nng_ctx_recv(ctx, aio);
     nng_aio_wait(aio);
     if (int rv = nng_aio_result(aio); rv != 0) {
@@ -199,6 +205,7 @@ void Server::Serve() {
     if (nng_msg_alloc(&reply, reply_bytes.size()) != 0) continue;
     std::memcpy(nng_msg_body(reply), reply_bytes.data(), reply_bytes.size());
     nng_aio_set_msg(aio, reply);
+    nng_aio_set_timeout(aio, 5000);
     nng_ctx_send(ctx, aio);
     nng_aio_wait(aio);
     if (nng_aio_result(aio) != 0) nng_msg_free(reply);
@@ -215,8 +222,9 @@ void Server::Stop() {
   }
   stop_cv_.notify_all();
   if (watchdog_.joinable()) watchdog_.join();
-  nng_close(SocketOf(socket_id_));
+  stopping_.store(true);
   for (auto& worker : workers_) worker.join();
+  nng_close(SocketOf(socket_id_));
 }
 
 Server::~Server() { Stop(); }

@@ -13,6 +13,7 @@
 // process lock every client out.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -60,7 +61,8 @@ class Server {
   uint32_t listener_id_ = 0;  // set by Start, then only by the watchdog
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
-  bool stopped_ = false;  // guarded by stop_mu_
+  bool stopped_ = false;               // guarded by stop_mu_
+  std::atomic<bool> stopping_{false};  // workers leave when set
 };
 
 }  // namespace kmsd

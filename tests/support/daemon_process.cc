@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -124,7 +125,15 @@ int DaemonProcess::Wait() {
 int DaemonProcess::Stop() {
   if (!running()) return -1;
   kill(pid_, SIGTERM);
-  return Wait();
+  const int status = Wait();
+  // A daemon that does not stop cleanly explains itself in its log: show the
+  // end of it where CI keeps test output.
+  if (status != 0) {
+    const std::string log = ReadLog();
+    std::fprintf(stderr, "kmsd exited with %d; end of its log:\n%s\n", status,
+                 log.substr(log.size() > 8000 ? log.size() - 8000 : 0).c_str());
+  }
+  return status;
 }
 
 void DaemonProcess::Kill() {
