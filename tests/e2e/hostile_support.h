@@ -36,23 +36,9 @@
 #include "tests/support/daemon_process.h"
 #include "tests/support/softhsm_token.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/value_builders.h"
 
 namespace kmsd::testing {
-
-// MapOf("key", "alias/data", "plaintext", Bytes{...}): a Value::Map from
-// alternating keys and values (Value is move-only, so no initializer lists).
-inline void AppendEntries(Value::Map&) {}
-template <typename V, typename... Rest>
-void AppendEntries(Value::Map& map, std::string key, V&& value, Rest&&... rest) {
-  map.emplace_back(std::move(key), Value(std::forward<V>(value)));
-  AppendEntries(map, std::forward<Rest>(rest)...);
-}
-template <typename... Args>
-Value::Map MapOf(Args&&... args) {
-  Value::Map map;
-  AppendEntries(map, std::forward<Args>(args)...);
-  return map;
-}
 
 inline Bytes Bin(std::string_view s) { return Bytes(s.begin(), s.end()); }
 inline std::string AsString(std::span<const uint8_t> b) { return std::string(b.begin(), b.end()); }

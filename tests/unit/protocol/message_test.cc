@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/unit/protocol/value_builders.h"
+#include "tests/support/value_builders.h"
 
 namespace kmsd {
 namespace {

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "protocol/message.h"
-#include "tests/unit/protocol/value_builders.h"
+#include "tests/support/value_builders.h"
 
 namespace kmsd {
 namespace {
