@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "protocol/names.h"
 
@@ -15,10 +16,17 @@ struct KeyHierarchy::Version {
   int64_t created_at = 0;
   // 0 until first use; then the session object holding the unwrapped key.
   mutable std::atomic<pkcs11::ObjectHandle> handle{0};
+  // Encryptions begun (may pass the limit: those beyond it were refused) and
+  // reserved in the keystore; used <= reserved for every one that went ahead.
+  std::atomic<uint64_t> used{0};
+  std::atomic<uint64_t> reserved{0};
 };
 
 struct KeyHierarchy::Key {
   KeyRecord record;
+  // Handle of the token KEK named by record.kek_label; nullopt if the key has
+  // none (made before schema 3) or the token no longer has it (shredded).
+  std::optional<pkcs11::ObjectHandle> kek;
   std::vector<std::unique_ptr<Version>> versions;  // versions[i].number == i + 1
 };
 
@@ -31,17 +39,18 @@ struct KeyHierarchy::Tenant {
 
 namespace {
 
-Result<std::string> RandomHex(pkcs11::Token& token, size_t bytes) {
-  Bytes raw(bytes);
-  RETURN_IF_ERROR(token.GenerateRandom(raw));
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : raw) {
-    out += kDigits[b >> 4];
-    out += kDigits[b & 0xf];
-  }
-  return out;
+std::string KekLabel(std::string_view tenant, const KeyId& id) {
+  return "tenants/" + std::string(tenant) + "/keys/" + KeyIdToHex(id);
 }
+
+int64_t MonotonicMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// How long a forgotten version's session object lives on.
+constexpr int64_t kBuryMillis = 5000;
 
 Status TenantNotFound(std::string_view tenant) {
   return Status(Code::kNotFound, "tenant '" + std::string(tenant) + "' does not exist");
@@ -74,8 +83,6 @@ std::string_view KeyStateName(KeyState state) {
   }
 }
 
-namespace {}  // namespace
-
 KeyHierarchy::KeyHierarchy(pkcs11::Token& token, std::unique_ptr<KeyStore> store,
                            const Clock& clock, LifecycleOptions lifecycle)
     : token_(token), store_(std::move(store)), clock_(clock), lifecycle_(lifecycle) {}
@@ -88,6 +95,7 @@ KeyHierarchy::~KeyHierarchy() {
       if (pkcs11::ObjectHandle h = version->handle.load(); h != 0) (void)token_.DestroyObject(h);
     }
   }
+  DestroyBuried(/*all=*/true);
 }
 
 Result<std::unique_ptr<KeyHierarchy>> KeyHierarchy::Open(pkcs11::Token& token,
@@ -97,6 +105,14 @@ Result<std::unique_ptr<KeyHierarchy>> KeyHierarchy::Open(pkcs11::Token& token,
   if (lifecycle.min_pending_window_seconds < 1 ||
       lifecycle.min_pending_window_seconds > kDefaultMinPendingWindowSeconds) {
     return Error(Code::kInvalidArgument, "min_pending_window_seconds must be 1 to 604800");
+  }
+  if (lifecycle.min_rotation_period_seconds < 1 ||
+      lifecycle.min_rotation_period_seconds > kDefaultMinRotationPeriodSeconds) {
+    return Error(Code::kInvalidArgument, "min_rotation_period_seconds must be 1 to 86400");
+  }
+  if (lifecycle.max_encryptions_per_version < 1 ||
+      lifecycle.max_encryptions_per_version > kMaxEncryptionsPerVersion) {
+    return Error(Code::kInvalidArgument, "max_encryptions_per_version must be 1 to 2^32");
   }
   std::unique_ptr<KeyHierarchy> hierarchy(
       new KeyHierarchy(token, std::move(store), clock, lifecycle));
@@ -121,13 +137,24 @@ Status KeyHierarchy::Load() {
   }
 
   ASSIGN_OR_RETURN(KeyStoreSnapshot snapshot, store_->LoadAll());
+  // A shredding a crash interrupted is finished before anything is served.
+  if (!snapshot.token_objects_to_destroy.empty()) {
+    {
+      std::lock_guard lock(destroy_mu_);
+      token_objects_to_destroy_.insert(snapshot.token_objects_to_destroy.begin(),
+                                       snapshot.token_objects_to_destroy.end());
+    }
+    DestroyQueuedTokenObjects();
+    for (const std::string& label : snapshot.token_objects_to_destroy) by_label.erase(label);
+  }
   std::unique_lock lock(mu_);
   for (auto& record : snapshot.tenants) {
     auto tenant = std::make_unique<Tenant>();
-    if (auto it = by_label.find(record.root_label); it != by_label.end()) {
+    if (auto it = by_label.find(record.root_label);
+        !record.root_label.empty() && it != by_label.end()) {
       tenant->root = it->second;
-    } else {
-      spdlog::error("tenant {}: root key {} is not in the token; its keys cannot be used",
+    } else if (!record.root_label.empty()) {
+      spdlog::error("tenant {}: root key {} is not in the token; its older keys cannot be used",
                     record.name, record.root_label);
     }
     tenant->record = std::move(record);
@@ -138,6 +165,15 @@ Status KeyHierarchy::Load() {
     if (tenant == tenants_.end()) return Status(Code::kInternal, "keystore: key of unknown tenant");
     auto key = std::make_unique<Key>();
     key->record = std::move(record);
+    if (auto it = by_label.find(key->record.kek_label);
+        !key->record.kek_label.empty() && it != by_label.end()) {
+      key->kek = it->second;
+    } else if (!key->record.kek_label.empty()) {
+      spdlog::error(
+          "tenant {}: key {} ({}): its KEK is not in the token (shredded); it cannot "
+          "be used",
+          key->record.tenant, key->record.name, KeyIdToHex(key->record.id));
+    }
     keys_by_id_[key->record.id] = key.get();
     tenant->second->keys.emplace(key->record.name, std::move(key));
   }
@@ -150,6 +186,9 @@ Status KeyHierarchy::Load() {
     version->number = record.version;
     version->wrapped = std::move(record.wrapped);
     version->created_at = record.created_at;
+    // Whatever was reserved may have been used before a crash.
+    version->used = record.reserved_encryptions;
+    version->reserved = record.reserved_encryptions;
     key->second->versions.push_back(std::move(version));
   }
   for (auto& record : snapshot.aliases) {
@@ -174,17 +213,57 @@ Result<KeyRecord> KeyHierarchy::NewKeyRecord(std::string_view tenant, std::strin
   record.description = description;
   record.created_at = now;
   record.enabled = true;
+  record.kek_label = KekLabel(tenant, record.id);
   return record;
 }
 
 Result<KeyVersionRecord> KeyHierarchy::NewVersion(const KeyId& key_id, uint32_t version,
-                                                  pkcs11::ObjectHandle root, int64_t now) {
+                                                  pkcs11::ObjectHandle kek, int64_t now) {
   KeyVersionRecord record;
   record.key_id = key_id;
   record.version = version;
   record.created_at = now;
-  ASSIGN_OR_RETURN(record.wrapped, token_.GenerateWrappedAesKey(root));
+  ASSIGN_OR_RETURN(record.wrapped, token_.GenerateWrappedAesKey(kek));
   return record;
+}
+
+Result<KeyHierarchy::NewKeyParts> KeyHierarchy::MakeKey(std::string_view tenant,
+                                                        std::string_view name,
+                                                        std::string_view description, int64_t now) {
+  NewKeyParts parts;
+  ASSIGN_OR_RETURN(parts.record, NewKeyRecord(tenant, name, description, now));
+  ASSIGN_OR_RETURN(parts.kek, token_.CreateTokenAesKey(parts.record.kek_label, true));
+  auto first = NewVersion(parts.record.id, 1, parts.kek, now);
+  if (!first) {
+    DestroyNewKeks({parts.kek}, tenant);
+    return Error(first.error());
+  }
+  parts.first_version = std::move(*first);
+  return parts;
+}
+
+void KeyHierarchy::DestroyNewKeks(const std::vector<pkcs11::ObjectHandle>& keks,
+                                  std::string_view tenant) {
+  for (pkcs11::ObjectHandle kek : keks) {
+    if (!token_.DestroyObject(kek).ok()) {
+      spdlog::error("tenant {}: could not destroy a new key's KEK after a failed create", tenant);
+    }
+  }
+}
+
+std::unique_ptr<KeyHierarchy::Key> KeyHierarchy::CatalogKey(
+    KeyRecord record, pkcs11::ObjectHandle kek, std::vector<KeyVersionRecord> versions) const {
+  auto key = std::make_unique<Key>();
+  key->record = std::move(record);
+  key->kek = kek;
+  for (KeyVersionRecord& record : versions) {
+    auto version = std::make_unique<Version>();
+    version->number = record.version;
+    version->wrapped = std::move(record.wrapped);
+    version->created_at = record.created_at;
+    key->versions.push_back(std::move(version));
+  }
+  return key;
 }
 
 Result<TenantInfo> KeyHierarchy::CreateTenant(std::string_view name) {
@@ -197,40 +276,34 @@ Result<TenantInfo> KeyHierarchy::CreateTenant(std::string_view name) {
     }
   }
   const int64_t now = clock_.NowSeconds();
-  ASSIGN_OR_RETURN(std::string root_suffix, RandomHex(token_, 8));
-  TenantRecord tenant{std::string(name), "tenants/" + std::string(name) + "/root/" + root_suffix,
-                      now, std::nullopt};
-  ASSIGN_OR_RETURN(pkcs11::ObjectHandle root, token_.CreateTokenAesKey(tenant.root_label, true));
+  TenantRecord tenant{std::string(name), "", now, std::nullopt};
 
-  // Everything below either lands in one keystore transaction or the root is
-  // destroyed again: a failure half way leaves nothing behind.
+  // Everything below either lands in one keystore transaction or the new
+  // KEKs are destroyed again: a failure half way leaves nothing behind.
+  std::vector<pkcs11::ObjectHandle> keks;
   auto provision = [&]() -> Status {
+    std::vector<NewKeyParts> parts;
     std::vector<KeyRecord> keys;
     std::vector<KeyVersionRecord> versions;
     std::vector<AliasRecord> aliases;
     for (const auto& default_key : kDefaultTenantKeys) {
-      ASSIGN_OR_RETURN(KeyRecord key, NewKeyRecord(name, default_key.name, "", now));
-      ASSIGN_OR_RETURN(KeyVersionRecord version, NewVersion(key.id, 1, root, now));
-      aliases.push_back({std::string(name), std::string(default_key.alias), key.id, now, now});
-      keys.push_back(std::move(key));
-      versions.push_back(std::move(version));
+      ASSIGN_OR_RETURN(NewKeyParts part, MakeKey(name, default_key.name, "", now));
+      keks.push_back(part.kek);
+      aliases.push_back(
+          {std::string(name), std::string(default_key.alias), part.record.id, now, now});
+      keys.push_back(part.record);
+      versions.push_back(part.first_version);
+      parts.push_back(std::move(part));
     }
     RETURN_IF_ERROR(store_->CreateTenant(tenant, keys, versions, aliases));
 
     auto entry = std::make_unique<Tenant>();
     entry->record = tenant;
-    entry->root = root;
-    for (size_t i = 0; i < keys.size(); ++i) {
-      auto key = std::make_unique<Key>();
-      key->record = std::move(keys[i]);
-      auto version = std::make_unique<Version>();
-      version->number = 1;
-      version->wrapped = std::move(versions[i].wrapped);
-      version->created_at = now;
-      key->versions.push_back(std::move(version));
+    for (size_t i = 0; i < parts.size(); ++i) {
+      std::string key_name = parts[i].record.name;
+      entry->keys.emplace(std::move(key_name), CatalogKey(std::move(parts[i].record), parts[i].kek,
+                                                          {std::move(parts[i].first_version)}));
       entry->aliases.emplace(aliases[i].name, aliases[i]);
-      std::string key_name = key->record.name;
-      entry->keys.emplace(std::move(key_name), std::move(key));
     }
     std::unique_lock lock(mu_);
     for (const auto& [key_name, key] : entry->keys) keys_by_id_[key->record.id] = key.get();
@@ -238,10 +311,7 @@ Result<TenantInfo> KeyHierarchy::CreateTenant(std::string_view name) {
     return OkStatus();
   };
   if (Status status = provision(); !status.ok()) {
-    if (!token_.DestroyObject(root).ok()) {
-      spdlog::error("tenant {}: could not destroy root {} after a failed create", name,
-                    tenant.root_label);
-    }
+    DestroyNewKeks(keks, name);
     return Error(std::move(status));
   }
   spdlog::info("tenant {} created", name);
@@ -311,7 +381,7 @@ Result<TenantInfo> KeyHierarchy::ScheduleTenantDeletion(std::string_view name,
   {
     std::shared_lock lock(mu_);
     ASSIGN_OR_RETURN(const Tenant* found, ServingTenant(name));
-    // Changes are serialized by write_mu_, and tenants are never removed.
+    // Changes (and removals) are serialized by write_mu_, held here.
     tenant = const_cast<Tenant*>(found);
   }
   const int64_t due_at = clock_.NowSeconds() + window_seconds;
@@ -372,7 +442,13 @@ KeyInfo KeyHierarchy::Describe(const Key& key) const {
                                           : KeyState::kDisabled,
                key.record.deletion_due_at,
                static_cast<uint32_t>(key.versions.size()),
+               key.record.min_decryption_version,
+               key.record.rotation_period_seconds,
+               std::nullopt,
                {}};
+  if (key.record.rotation_period_seconds) {
+    info.next_rotation_at = key.versions.back()->created_at + *key.record.rotation_period_seconds;
+  }
   const Tenant& tenant = *tenants_.find(key.record.tenant)->second;
   for (const auto& [alias, record] : tenant.aliases) {
     if (record.key_id == key.record.id) info.aliases.push_back(alias);
@@ -387,7 +463,6 @@ Result<KeyInfo> KeyHierarchy::CreateKey(std::string_view tenant_name, std::strin
     return Error(Code::kInvalidArgument, "key description is longer than 1024 bytes");
   }
   std::lock_guard write(write_mu_);
-  pkcs11::ObjectHandle root;
   {
     std::shared_lock lock(mu_);
     ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
@@ -396,21 +471,15 @@ Result<KeyInfo> KeyHierarchy::CreateKey(std::string_view tenant_name, std::strin
                                              "' already exists in tenant '" +
                                              std::string(tenant_name) + "'");
     }
-    if (!tenant->root) return Error(Code::kNotFound, "tenant's root key is not in the token");
-    root = *tenant->root;
   }
   const int64_t now = clock_.NowSeconds();
-  ASSIGN_OR_RETURN(KeyRecord record, NewKeyRecord(tenant_name, name, description, now));
-  ASSIGN_OR_RETURN(KeyVersionRecord first, NewVersion(record.id, 1, root, now));
-  RETURN_IF_ERROR(store_->CreateKey(record, first));
-
-  auto key = std::make_unique<Key>();
-  key->record = std::move(record);
-  auto version = std::make_unique<Version>();
-  version->number = 1;
-  version->wrapped = std::move(first.wrapped);
-  version->created_at = now;
-  key->versions.push_back(std::move(version));
+  ASSIGN_OR_RETURN(NewKeyParts parts, MakeKey(tenant_name, name, description, now));
+  if (Status stored = store_->CreateKey(parts.record, parts.first_version); !stored.ok()) {
+    DestroyNewKeks({parts.kek}, tenant_name);
+    return Error(std::move(stored));
+  }
+  std::unique_ptr<Key> key =
+      CatalogKey(std::move(parts.record), parts.kek, {std::move(parts.first_version)});
   std::unique_lock lock(mu_);
   Key* raw = key.get();
   keys_by_id_[raw->record.id] = raw;
@@ -437,30 +506,31 @@ Result<std::vector<KeyInfo>> KeyHierarchy::ListKeys(std::string_view tenant_name
 
 Result<KeyInfo> KeyHierarchy::RotateKey(std::string_view tenant_name, std::string_view key_ref) {
   std::lock_guard write(write_mu_);
-  Key* key;
-  pkcs11::ObjectHandle root;
+  ASSIGN_OR_RETURN(Key * key, KeyToChange(tenant_name, key_ref));
+  if (key->record.deletion_due_at) return Error(KeyPendingDeletion(key->record));
+  RETURN_IF_ERROR(AddVersion(*key));
+  std::shared_lock lock(mu_);
+  return Describe(*key);
+}
+
+Status KeyHierarchy::AddVersion(Key& key) {
+  pkcs11::ObjectHandle kek;
   {
     std::shared_lock lock(mu_);
-    ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
-    ASSIGN_OR_RETURN(const Key* found, ResolveKey(*tenant, key_ref));
-    if (found->record.deletion_due_at) return Error(KeyPendingDeletion(found->record));
-    if (!tenant->root) return Error(Code::kNotFound, "tenant's root key is not in the token");
-    // Changes are serialized by write_mu_, so the key cannot go away here.
-    key = const_cast<Key*>(found);
-    root = *tenant->root;
+    ASSIGN_OR_RETURN(kek, WrappingKeyOf(*tenants_.find(key.record.tenant)->second, key));
   }
-  const uint32_t next = static_cast<uint32_t>(key->versions.size()) + 1;
+  const uint32_t next = static_cast<uint32_t>(key.versions.size()) + 1;
   ASSIGN_OR_RETURN(KeyVersionRecord record,
-                   NewVersion(key->record.id, next, root, clock_.NowSeconds()));
+                   NewVersion(key.record.id, next, kek, clock_.NowSeconds()));
   RETURN_IF_ERROR(store_->AddKeyVersion(record));
   auto version = std::make_unique<Version>();
   version->number = next;
   version->wrapped = std::move(record.wrapped);
   version->created_at = record.created_at;
   std::unique_lock lock(mu_);
-  key->versions.push_back(std::move(version));
-  spdlog::info("tenant {}: key {} rotated to version {}", tenant_name, key->record.name, next);
-  return Describe(*key);
+  key.versions.push_back(std::move(version));
+  spdlog::info("tenant {}: key {} rotated to version {}", key.record.tenant, key.record.name, next);
+  return OkStatus();
 }
 
 Result<KeyHierarchy::Key*> KeyHierarchy::KeyToChange(std::string_view tenant_name,
@@ -519,13 +589,60 @@ Result<KeyInfo> KeyHierarchy::CancelKeyDeletion(std::string_view tenant_name,
   return Describe(*key);
 }
 
+Status KeyHierarchy::CheckRotationPeriod(std::optional<int64_t> period_seconds) const {
+  if (period_seconds && (*period_seconds < lifecycle_.min_rotation_period_seconds ||
+                         *period_seconds > kMaxRotationPeriodSeconds)) {
+    return Status(Code::kInvalidArgument,
+                  "the rotation period must be " +
+                      std::to_string(lifecycle_.min_rotation_period_seconds) + " to " +
+                      std::to_string(kMaxRotationPeriodSeconds) + " seconds");
+  }
+  return OkStatus();
+}
+
+Result<KeyInfo> KeyHierarchy::SetRotationPeriod(std::string_view tenant_name,
+                                                std::string_view key_ref,
+                                                std::optional<int64_t> period_seconds) {
+  RETURN_IF_ERROR(CheckRotationPeriod(period_seconds));
+  std::lock_guard write(write_mu_);
+  ASSIGN_OR_RETURN(Key * key, KeyToChange(tenant_name, key_ref));
+  if (key->record.deletion_due_at) return Error(KeyPendingDeletion(key->record));
+  RETURN_IF_ERROR(store_->SetRotationPeriod(key->record.id, period_seconds));
+  std::unique_lock lock(mu_);
+  key->record.rotation_period_seconds = period_seconds;
+  spdlog::info("tenant {}: key {} rotation period {}", tenant_name, key->record.name,
+               period_seconds ? std::to_string(*period_seconds) + " s" : "off");
+  return Describe(*key);
+}
+
+Result<KeyInfo> KeyHierarchy::SetMinDecryptionVersion(std::string_view tenant_name,
+                                                      std::string_view key_ref, uint32_t version) {
+  std::lock_guard write(write_mu_);
+  ASSIGN_OR_RETURN(Key * key, KeyToChange(tenant_name, key_ref));
+  if (key->record.deletion_due_at) return Error(KeyPendingDeletion(key->record));
+  if (version < 1 || version > key->versions.size()) {
+    return Error(Code::kInvalidArgument, "the minimum decryption version of key '" +
+                                             key->record.name + "' must be 1 to " +
+                                             std::to_string(key->versions.size()));
+  }
+  RETURN_IF_ERROR(store_->SetMinDecryptionVersion(key->record.id, version));
+  std::unique_lock lock(mu_);
+  key->record.min_decryption_version = version;
+  spdlog::info("tenant {}: key {} minimum decryption version {}", tenant_name, key->record.name,
+               version);
+  return Describe(*key);
+}
+
 Result<std::vector<VersionInfo>> KeyHierarchy::ListVersions(std::string_view tenant_name,
                                                             std::string_view key_ref) const {
   std::shared_lock lock(mu_);
   ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
   ASSIGN_OR_RETURN(const Key* key, ResolveKey(*tenant, key_ref));
   std::vector<VersionInfo> out;
-  for (const auto& version : key->versions) out.push_back({version->number, version->created_at});
+  const uint64_t limit = lifecycle_.max_encryptions_per_version;
+  for (const auto& version : key->versions) {
+    out.push_back({version->number, version->created_at, std::min(version->used.load(), limit)});
+  }
   return out;
 }
 
@@ -601,24 +718,66 @@ Result<std::vector<AliasInfo>> KeyHierarchy::ListAliases(std::string_view tenant
   return out;
 }
 
-Result<pkcs11::ObjectHandle> KeyHierarchy::HandleFor(const Tenant& tenant, Version& version) const {
-  if (pkcs11::ObjectHandle h = version.handle.load(std::memory_order_acquire); h != 0) return h;
-  if (!tenant.root) {
-    return Error(Code::kNotFound, "tenant '" + tenant.record.name +
-                                      "': root key is no longer in the token (shredded)");
+Result<pkcs11::ObjectHandle> KeyHierarchy::WrappingKeyOf(const Tenant& tenant,
+                                                         const Key& key) const {
+  std::optional<pkcs11::ObjectHandle> kek = key.record.kek_label.empty() ? tenant.root : key.kek;
+  if (!kek) {
+    return Error(Code::kNotFound, "key '" + key.record.name + "' of tenant '" + tenant.record.name +
+                                      "': its key material is no longer in the token (shredded)");
   }
+  return *kek;
+}
+
+Result<pkcs11::ObjectHandle> KeyHierarchy::HandleFor(const Tenant& tenant, const Key& key,
+                                                     Version& version) const {
+  if (pkcs11::ObjectHandle h = version.handle.load(std::memory_order_acquire); h != 0) return h;
+  ASSIGN_OR_RETURN(pkcs11::ObjectHandle kek, WrappingKeyOf(tenant, key));
   std::lock_guard lock(unwrap_mu_);
   if (pkcs11::ObjectHandle h = version.handle.load(std::memory_order_acquire); h != 0) return h;
-  auto unwrapped = token_.UnwrapAesKey(*tenant.root, version.wrapped);
+  auto unwrapped = token_.UnwrapAesKey(kek, version.wrapped);
   if (!unwrapped) {
     if (unwrapped.error().code() == Code::kNotFound) {
-      return Error(Code::kNotFound, "tenant '" + tenant.record.name +
-                                        "': root key is no longer in the token (shredded)");
+      return Error(Code::kNotFound, "key '" + key.record.name + "' of tenant '" +
+                                        tenant.record.name +
+                                        "': its key material is no longer in the token (shredded)");
     }
     return Error(unwrapped.error());
   }
   version.handle.store(*unwrapped, std::memory_order_release);
   return *unwrapped;
+}
+
+Result<bool> KeyHierarchy::CountEncryption(const Key& key, Version& version) const {
+  const uint64_t limit = lifecycle_.max_encryptions_per_version;
+  const uint64_t number = version.used.fetch_add(1) + 1;
+  if (number > limit) return false;
+  if (number <= version.reserved.load(std::memory_order_acquire)) return true;
+  std::lock_guard lock(reserve_mu_);
+  const uint64_t reserved = version.reserved.load(std::memory_order_acquire);
+  if (number <= reserved) return true;
+  // Blocks of 1/64 of the limit (at most 65536): one keystore write per block,
+  // and a crash costs at most one block of the version's budget.
+  const uint64_t block = std::clamp<uint64_t>(limit / 64, 1, 65536);
+  const uint64_t target = std::min(limit, std::max(number, reserved + block));
+  RETURN_IF_ERROR(store_->ReserveEncryptions(key.record.id, version.number, target));
+  version.reserved.store(target, std::memory_order_release);
+  return true;
+}
+
+Status KeyHierarchy::RotateExhausted(const KeyId& key_id, uint32_t version) {
+  std::lock_guard write(write_mu_);
+  Key* key;
+  {
+    std::shared_lock lock(mu_);
+    auto found = keys_by_id_.find(key_id);
+    if (found == keys_by_id_.end()) return Status(Code::kNotFound, "the key was shredded");
+    key = found->second;
+    if (key->versions.size() != version) return OkStatus();  // another request rotated it
+    RETURN_IF_ERROR(CheckKeyUsable(key->record));
+  }
+  spdlog::info("tenant {}: key {} version {} reached {} encryptions", key->record.tenant,
+               key->record.name, version, lifecycle_.max_encryptions_per_version);
+  return AddVersion(*key);
 }
 
 Result<KeyHierarchy::UsableVersion> KeyHierarchy::UsableLatest(std::string_view tenant_name,
@@ -628,14 +787,25 @@ Result<KeyHierarchy::UsableVersion> KeyHierarchy::UsableLatest(std::string_view 
   ASSIGN_OR_RETURN(const Key* key, ResolveKey(*tenant, key_ref));
   RETURN_IF_ERROR(CheckKeyUsable(key->record));
   Version& version = *key->versions.back();
-  ASSIGN_OR_RETURN(pkcs11::ObjectHandle handle, HandleFor(*tenant, version));
-  return UsableVersion{key->record.id, key->record.name, version.number, handle};
+  ASSIGN_OR_RETURN(pkcs11::ObjectHandle handle, HandleFor(*tenant, *key, version));
+  ASSIGN_OR_RETURN(bool counted, CountEncryption(*key, version));
+  return UsableVersion{key->record.id, key->record.name, version.number, handle, !counted};
 }
 
 Result<EncryptOutput> KeyHierarchy::Encrypt(std::string_view tenant, std::string_view key_ref,
                                             std::span<const uint8_t> plaintext,
                                             const EncryptionContext& context) {
   ASSIGN_OR_RETURN(UsableVersion usable, UsableLatest(tenant, key_ref));
+  // Rotation makes a fresh version; more than a few rounds means requests are
+  // using up whole versions between two rotations, which limits that small allow.
+  for (int round = 0; usable.exhausted; ++round) {
+    if (round == 8) {
+      return Error(Code::kThrottled,
+                   "key '" + usable.key_name + "' is rotating on its encryption limit; retry");
+    }
+    RETURN_IF_ERROR(RotateExhausted(usable.key_id, usable.version));
+    ASSIGN_OR_RETURN(usable, UsableLatest(tenant, key_ref));
+  }
   // The IV comes from OpenSSL's DRBG (NIST SP 800-90A), not the token: a
   // second token call per encryption halved throughput under concurrency.
   Iv iv;
@@ -681,7 +851,13 @@ Result<DecryptOutput> KeyHierarchy::Decrypt(std::string_view tenant_name,
       return Error(Code::kInvalidCiphertext, "ciphertext names a version its key does not have");
     }
     RETURN_IF_ERROR(CheckKeyUsable(key.record));
-    ASSIGN_OR_RETURN(handle, HandleFor(*tenant, *key.versions[parsed.version - 1]));
+    if (parsed.version < key.record.min_decryption_version) {
+      return Error(Code::kKeyDisabled, "version " + std::to_string(parsed.version) + " of key '" +
+                                           key.record.name +
+                                           "' is below its minimum decryption version " +
+                                           std::to_string(key.record.min_decryption_version));
+    }
+    ASSIGN_OR_RETURN(handle, HandleFor(*tenant, key, *key.versions[parsed.version - 1]));
     out.key_id = key.record.id;
     out.key_name = key.record.name;
     out.version = parsed.version;
@@ -690,6 +866,163 @@ Result<DecryptOutput> KeyHierarchy::Decrypt(std::string_view tenant_name,
   ASSIGN_OR_RETURN(out.plaintext,
                    token_.DecryptGcm(handle, parsed.iv, aad, parsed.encrypted_and_tag));
   return out;
+}
+
+DueWorkReport KeyHierarchy::RunDueWork() {
+  DueWorkReport report;
+  {
+    std::lock_guard write(write_mu_);
+    const int64_t now = clock_.NowSeconds();
+    std::vector<Tenant*> tenants_due;
+    std::vector<Key*> keys_due;
+    std::vector<Key*> rotations_due;
+    {
+      std::shared_lock lock(mu_);
+      for (const auto& [name, tenant] : tenants_) {
+        if (tenant->record.deletion_due_at && *tenant->record.deletion_due_at <= now) {
+          tenants_due.push_back(tenant.get());
+          continue;
+        }
+        if (tenant->record.deletion_due_at) continue;  // a pending tenant does not rotate
+        for (const auto& [key_name, key] : tenant->keys) {
+          const KeyRecord& record = key->record;
+          if (record.deletion_due_at && *record.deletion_due_at <= now) {
+            keys_due.push_back(key.get());
+          } else if (record.enabled && record.rotation_period_seconds &&
+                     key->versions.back()->created_at + *record.rotation_period_seconds <= now) {
+            rotations_due.push_back(key.get());
+          }
+        }
+      }
+    }
+    for (Tenant* tenant : tenants_due) {
+      if (Status status = ShredTenant(*tenant, now); status.ok()) {
+        ++report.tenants_shredded;
+      } else {
+        spdlog::error("tenant shredding failed (will retry): {}", status.ToString());
+      }
+    }
+    for (Key* key : keys_due) {
+      if (Status status = ShredKey(*key, now); status.ok()) {
+        ++report.keys_shredded;
+      } else {
+        spdlog::error("key shredding failed (will retry): {}", status.ToString());
+      }
+    }
+    for (Key* key : rotations_due) {
+      if (Status status = AddVersion(*key); status.ok()) {
+        ++report.keys_rotated;
+      } else {
+        spdlog::error("tenant {}: automatic rotation of key {} failed (will retry): {}",
+                      key->record.tenant, key->record.name, status.ToString());
+      }
+    }
+  }
+  report.token_objects_destroyed = DestroyQueuedTokenObjects();
+  DestroyBuried(/*all=*/false);
+  return report;
+}
+
+Status KeyHierarchy::ShredKey(Key& key, int64_t now) {
+  std::vector<std::string> labels;
+  if (!key.record.kek_label.empty()) {
+    labels.push_back(key.record.kek_label);
+  } else {
+    spdlog::warn(
+        "tenant {}: key {} predates per-key KEKs; it is forgotten, and its versions go "
+        "with the tenant's root",
+        key.record.tenant, key.record.name);
+  }
+  RETURN_IF_ERROR(store_->ShredKey(key.record.id, labels, now));
+  {
+    std::lock_guard lock(destroy_mu_);
+    token_objects_to_destroy_.insert(labels.begin(), labels.end());
+  }
+  const std::string tenant_name = key.record.tenant;
+  const std::string key_name = key.record.name;
+  const KeyId key_id = key.record.id;
+  std::unique_lock lock(mu_);
+  Bury(key);
+  Tenant& tenant = *tenants_.find(tenant_name)->second;
+  std::erase_if(tenant.aliases, [&](const auto& entry) { return entry.second.key_id == key_id; });
+  keys_by_id_.erase(key_id);
+  tenant.keys.erase(tenant.keys.find(key_name));  // frees `key`
+  spdlog::info("tenant {}: key {} ({}) shredded", tenant_name, key_name, KeyIdToHex(key_id));
+  return OkStatus();
+}
+
+Status KeyHierarchy::ShredTenant(Tenant& tenant, int64_t now) {
+  std::vector<std::string> labels;
+  if (!tenant.record.root_label.empty()) labels.push_back(tenant.record.root_label);
+  for (const auto& [name, key] : tenant.keys) {
+    if (!key->record.kek_label.empty()) labels.push_back(key->record.kek_label);
+  }
+  const std::string tenant_name = tenant.record.name;
+  RETURN_IF_ERROR(store_->ShredTenant(tenant_name, labels, now));
+  {
+    std::lock_guard lock(destroy_mu_);
+    token_objects_to_destroy_.insert(labels.begin(), labels.end());
+  }
+  std::unique_lock lock(mu_);
+  for (const auto& [name, key] : tenant.keys) {
+    Bury(*key);
+    keys_by_id_.erase(key->record.id);
+  }
+  tenants_.erase(tenants_.find(tenant_name));  // frees `tenant`
+  spdlog::info("tenant {} shredded", tenant_name);
+  return OkStatus();
+}
+
+size_t KeyHierarchy::DestroyQueuedTokenObjects() {
+  std::lock_guard lock(destroy_mu_);
+  if (token_objects_to_destroy_.empty()) return 0;
+  auto objects = token_.ListTokenSecretKeys();
+  if (!objects) {
+    spdlog::error("cannot list token objects to shred (will retry): {}",
+                  objects.error().ToString());
+    return 0;
+  }
+  size_t destroyed = 0;
+  for (auto it = token_objects_to_destroy_.begin(); it != token_objects_to_destroy_.end();) {
+    const std::string& label = *it;
+    bool failed = false;
+    for (const pkcs11::TokenObject& object : *objects) {
+      if (object.label != label) continue;
+      if (Status status = token_.DestroyObject(object.handle);
+          !status.ok() && status.code() != Code::kNotFound) {
+        spdlog::error("cannot destroy token object {} (will retry): {}", label, status.ToString());
+        failed = true;
+      } else {
+        ++destroyed;
+      }
+    }
+    // Dequeued only once the token has no object of that label left.
+    if (failed || !store_->TokenObjectDestroyed(label).ok()) {
+      ++it;
+      continue;
+    }
+    spdlog::info("token object {} destroyed", label);
+    it = token_objects_to_destroy_.erase(it);
+  }
+  return destroyed;
+}
+
+void KeyHierarchy::Bury(const Key& key) {
+  std::lock_guard lock(destroy_mu_);
+  const int64_t now = MonotonicMillis();
+  for (const auto& version : key.versions) {
+    if (pkcs11::ObjectHandle h = version->handle.exchange(0); h != 0) buried_.push_back({now, h});
+  }
+}
+
+void KeyHierarchy::DestroyBuried(bool all) {
+  std::lock_guard lock(destroy_mu_);
+  const int64_t cutoff = MonotonicMillis() - kBuryMillis;
+  std::erase_if(buried_, [&](const auto& entry) {
+    if (!all && entry.first > cutoff) return false;
+    (void)token_.DestroyObject(entry.second);
+    return true;
+  });
 }
 
 size_t KeyHierarchy::TenantCount() const {

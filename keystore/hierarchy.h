@@ -2,11 +2,20 @@
 //
 //   token:    global/platform-master-key   AES-256, non-extractable
 //             global/audit-log-key         HMAC-SHA256, non-extractable
-//             tenants/<tenant>/root/<rand> AES-256 wrap/unwrap only, one per tenant
-//   keystore: key versions, each an AES-256 key wrapped under its tenant root
+//             tenants/<tenant>/keys/<id>   AES-256 wrap/unwrap only: one KEK per key
+//   keystore: key versions, each an AES-256 key wrapped under its key's KEK
 //
-// Destroying a tenant's root in the token makes every version of that tenant
-// unusable, whatever copy of the keystore is around (DESIGN.md invariant 2).
+// Crypto-shredding (DESIGN.md invariant 2) happens in the token: when a key's
+// pending window ends its KEK is destroyed, and when a tenant's ends every KEK
+// of the tenant is. Whatever copy of the keystore is put back afterwards, the
+// shredded versions cannot be unwrapped, while every other key keeps its own
+// KEK and is untouched. The keystore forgets the key and queues the KEK's label
+// in one transaction; the KEK is destroyed next and dequeued, and a queue left
+// by a crash is worked off at the next start, before anything is served.
+// Keys made before keystore schema 3 have no KEK: their versions are wrapped
+// under a per-tenant root (tenants/<tenant>/root/<rand>), destroyed with the
+// tenant; shredding one such key alone only forgets it in the keystore.
+//
 // Versions are unwrapped on first use into session objects whose handles are
 // cached: the request path does no C_FindObjects and no keystore read.
 //
@@ -14,8 +23,17 @@
 // deletion; a tenant is active or pending deletion. A disabled key fails every
 // use with KEY_DISABLED; a key pending deletion, and every key of a tenant
 // pending deletion, with KEY_PENDING_DELETION. Cancelling a key's deletion
-// leaves it disabled (as AWS KMS does). When a window ends nothing happens
-// yet: the key or tenant stays pending deletion, unusable.
+// leaves it disabled (as AWS KMS does). RunDueWork(), called at start-up and
+// then periodically, shreds what is due and rotates keys whose rotation period
+// has passed since their newest version (once, however long the daemon was
+// down). Versions below a key's minimum decryption version fail to decrypt
+// with KEY_DISABLED.
+//
+// Nonce limits (invariant 6). Each version counts its encryptions against
+// max_encryptions_per_version and reserves them in the keystore in blocks
+// before use; after a restart the count resumes from the reservation, so it
+// can over-count but never under-count. The encryption that would pass the
+// limit rotates the key first and goes to the new version.
 //
 // Thread-safe. Reads (encrypt, decrypt, describe) take a shared lock only for
 // catalog lookups; changes are serialized, written durably to the KeyStore
@@ -28,6 +46,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -62,8 +81,17 @@ inline constexpr DefaultKey kDefaultTenantKeys[] = {
 inline constexpr int64_t kDefaultMinPendingWindowSeconds = 7 * 86400;
 inline constexpr int64_t kMaxPendingWindowSeconds = 30 * 86400;
 
+// Rotation periods: 1 day (lowerable to 1 s) to 10 years.
+inline constexpr int64_t kDefaultMinRotationPeriodSeconds = 86400;
+inline constexpr int64_t kMaxRotationPeriodSeconds = 3650 * 86400;
+// NIST SP 800-38D: at most 2^32 invocations with random 96-bit IVs.
+inline constexpr uint64_t kMaxEncryptionsPerVersion = uint64_t{1} << 32;
+
 struct LifecycleOptions {
-  int64_t min_pending_window_seconds = kDefaultMinPendingWindowSeconds;  // 1 .. 7 days
+  int64_t min_pending_window_seconds = kDefaultMinPendingWindowSeconds;    // 1 .. 7 days
+  int64_t min_rotation_period_seconds = kDefaultMinRotationPeriodSeconds;  // 1 .. 1 day
+  // 1 .. 2^32: a version's encryption number N is allowed while N <= this.
+  uint64_t max_encryptions_per_version = kMaxEncryptionsPerVersion;
 };
 
 enum class KeyState { kEnabled, kDisabled, kPendingDeletion };
@@ -88,12 +116,25 @@ struct KeyInfo {
   KeyState state = KeyState::kEnabled;
   std::optional<int64_t> deletion_date;  // set while pending deletion
   uint32_t latest_version = 0;
+  uint32_t min_decryption_version = 1;
+  std::optional<int64_t> rotation_period_seconds;
+  std::optional<int64_t> next_rotation_at;  // set while automatic rotation is on
   std::vector<std::string> aliases;
 };
 
 struct VersionInfo {
   uint32_t version = 0;
   int64_t created_at = 0;
+  // Encryptions counted so far; after a restart, those reserved (an upper bound).
+  uint64_t encryptions = 0;
+};
+
+// What one RunDueWork() call did.
+struct DueWorkReport {
+  size_t keys_shredded = 0;
+  size_t tenants_shredded = 0;
+  size_t keys_rotated = 0;
+  size_t token_objects_destroyed = 0;
 };
 
 struct AliasInfo {
@@ -159,6 +200,19 @@ class KeyHierarchy {
                                       int64_t window_seconds);
   // Leaves the key disabled; INVALID_ARGUMENT if it is not pending deletion.
   Result<KeyInfo> CancelKeyDeletion(std::string_view tenant, std::string_view key_ref);
+  // nullopt turns automatic rotation off; a period must be within
+  // [min_rotation_period_seconds, kMaxRotationPeriodSeconds] (INVALID_ARGUMENT).
+  Result<KeyInfo> SetRotationPeriod(std::string_view tenant, std::string_view key_ref,
+                                    std::optional<int64_t> period_seconds);
+  // 1 .. latest version (INVALID_ARGUMENT); may be raised and lowered again.
+  Result<KeyInfo> SetMinDecryptionVersion(std::string_view tenant, std::string_view key_ref,
+                                          uint32_t version);
+
+  // Shreds keys and tenants whose window has ended, rotates keys that are due
+  // and destroys token objects still queued (also those a failed earlier call
+  // left). Errors are logged and retried on the next call; the report counts
+  // what was done.
+  DueWorkReport RunDueWork();
 
   Result<AliasInfo> CreateAlias(std::string_view tenant, std::string_view alias,
                                 std::string_view key_name);
@@ -167,7 +221,8 @@ class KeyHierarchy {
   Status DeleteAlias(std::string_view tenant, std::string_view alias);
   Result<std::vector<AliasInfo>> ListAliases(std::string_view tenant) const;
 
-  // Encrypts under the newest version of `key_ref`.
+  // Encrypts under the newest version of `key_ref`; counts the encryption
+  // against the version's limit, rotating first when it is reached.
   Result<EncryptOutput> Encrypt(std::string_view tenant, std::string_view key_ref,
                                 std::span<const uint8_t> plaintext,
                                 const EncryptionContext& context);
@@ -193,6 +248,7 @@ class KeyHierarchy {
     std::string key_name;
     uint32_t version = 0;
     pkcs11::ObjectHandle handle = 0;
+    bool exhausted = false;  // the version reached its limit: rotate and retry
   };
 
   KeyHierarchy(pkcs11::Token& token, std::unique_ptr<KeyStore> store, const Clock& clock,
@@ -201,7 +257,37 @@ class KeyHierarchy {
   Result<KeyRecord> NewKeyRecord(std::string_view tenant, std::string_view name,
                                  std::string_view description, int64_t now);
   Result<KeyVersionRecord> NewVersion(const KeyId& key_id, uint32_t version,
-                                      pkcs11::ObjectHandle root, int64_t now);
+                                      pkcs11::ObjectHandle kek, int64_t now);
+  // A new key's record, KEK and first version; the KEK is destroyed again on
+  // failure. The caller stores the key (and destroys the KEK if that fails).
+  struct NewKeyParts {
+    KeyRecord record;
+    KeyVersionRecord first_version;
+    pkcs11::ObjectHandle kek = 0;
+  };
+  Result<NewKeyParts> MakeKey(std::string_view tenant, std::string_view name,
+                              std::string_view description, int64_t now);
+  std::unique_ptr<Key> CatalogKey(KeyRecord record, pkcs11::ObjectHandle kek,
+                                  std::vector<KeyVersionRecord> versions) const;
+  void DestroyNewKeks(const std::vector<pkcs11::ObjectHandle>& keks, std::string_view tenant);
+  // Adds a version to `key` (write_mu_ held).
+  Status AddVersion(Key& key);
+  // Counts one encryption of `version`, reserving a block durably when the
+  // reservation is used up. False when the version reached its limit.
+  Result<bool> CountEncryption(const Key& key, Version& version) const;
+  // Rotates the key if `version` is still its newest (write_mu_ not held).
+  Status RotateExhausted(const KeyId& key_id, uint32_t version);
+  // Shredding (write_mu_ held): forget in the keystore and the catalog, then
+  // destroy in the token.
+  Status ShredKey(Key& key, int64_t now);
+  Status ShredTenant(Tenant& tenant, int64_t now);
+  // Destroys the queued token objects; returns how many were destroyed.
+  size_t DestroyQueuedTokenObjects();
+  // Session objects of forgotten versions, destroyed a little later: a
+  // request that copied the handle just before may still be using it.
+  void Bury(const Key& key);
+  void DestroyBuried(bool all);
+  Status CheckRotationPeriod(std::optional<int64_t> period_seconds) const;
 
   Result<AliasInfo> PutAlias(std::string_view tenant, std::string_view alias,
                              std::string_view key_name, bool create);
@@ -217,7 +303,11 @@ class KeyHierarchy {
   Result<const Key*> ResolveKey(const Tenant& tenant, std::string_view key_ref) const;
   KeyInfo Describe(const Key& key) const;
   // Unwraps on first use; safe to call with mu_ held shared.
-  Result<pkcs11::ObjectHandle> HandleFor(const Tenant& tenant, Version& version) const;
+  Result<pkcs11::ObjectHandle> HandleFor(const Tenant& tenant, const Key& key,
+                                         Version& version) const;
+  // The key's KEK, or for a key made before schema 3 its tenant's root;
+  // NOT_FOUND when the token no longer has it (shredded).
+  Result<pkcs11::ObjectHandle> WrappingKeyOf(const Tenant& tenant, const Key& key) const;
   Result<UsableVersion> UsableLatest(std::string_view tenant, std::string_view key_ref) const;
 
   // Constant after construction.
@@ -226,9 +316,13 @@ class KeyHierarchy {
   const Clock& clock_;
   const LifecycleOptions lifecycle_;
 
-  std::mutex write_mu_;           // serializes changes: keystore write, then catalog update
-  mutable std::mutex unwrap_mu_;  // one unwrap per version, ever
-  mutable std::shared_mutex mu_;  // guards the catalog below
+  std::mutex write_mu_;            // serializes changes: keystore write, then catalog update
+  mutable std::mutex unwrap_mu_;   // one unwrap per version, ever
+  mutable std::mutex reserve_mu_;  // one reservation write at a time
+  std::mutex destroy_mu_;          // guards the two below
+  std::set<std::string> token_objects_to_destroy_;
+  std::vector<std::pair<int64_t, pkcs11::ObjectHandle>> buried_;  // (monotonic ms, handle)
+  mutable std::shared_mutex mu_;                                  // guards the catalog below
   std::map<std::string, std::unique_ptr<Tenant>, std::less<>> tenants_;
   std::map<KeyId, Key*> keys_by_id_;  // points into tenants_
 };

@@ -116,6 +116,27 @@ ALTER TABLE keys ADD COLUMN deletion_due_at INTEGER
 ALTER TABLE tenants ADD COLUMN deletion_due_at INTEGER
   CHECK (deletion_due_at IS NULL OR typeof(deletion_due_at) = 'integer');
 )sql"},
+    // Crypto-shredding, rotation and nonce limits. Each key gets its own
+    // key-encryption key in the token (kek_label; '' for keys made before,
+    // which stay wrapped under their tenant's root). Token objects to destroy
+    // are queued in the same transaction that forgets their keys, and
+    // dequeued once destroyed. A version records how many encryptions it has
+    // reserved: the daemon never uses more than that, so a crash can only
+    // over-count.
+    {3, R"sql(
+ALTER TABLE keys ADD COLUMN kek_label TEXT NOT NULL DEFAULT '';
+ALTER TABLE keys ADD COLUMN rotation_period_seconds INTEGER
+  CHECK (rotation_period_seconds IS NULL
+         OR (typeof(rotation_period_seconds) = 'integer' AND rotation_period_seconds > 0));
+ALTER TABLE keys ADD COLUMN min_decryption_version INTEGER NOT NULL DEFAULT 1
+  CHECK (typeof(min_decryption_version) = 'integer' AND min_decryption_version >= 1);
+ALTER TABLE key_versions ADD COLUMN reserved_encryptions INTEGER NOT NULL DEFAULT 0
+  CHECK (typeof(reserved_encryptions) = 'integer' AND reserved_encryptions >= 0);
+CREATE TABLE token_objects_to_destroy (
+  label     TEXT NOT NULL PRIMARY KEY,
+  queued_at INTEGER NOT NULL
+);
+)sql"},
 };
 
 constexpr bool MigrationsAreNumberedInOrder() {
@@ -506,9 +527,11 @@ Status InsertKey(sqlite3* db, const KeyRecord& key) {
   }
   return Exec(db,
               "INSERT INTO keys (id, tenant, name, description, created_at, enabled, "
-              "deletion_due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+              "deletion_due_at, kek_label, rotation_period_seconds, min_decryption_version) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
               key.id, key.tenant, key.name, key.description, key.created_at,
-              int64_t{key.enabled ? 1 : 0}, key.deletion_due_at);
+              int64_t{key.enabled ? 1 : 0}, key.deletion_due_at, key.kek_label,
+              key.rotation_period_seconds, int64_t{key.min_decryption_version});
 }
 
 Status InsertVersion(sqlite3* db, const KeyVersionRecord& version) {
@@ -523,9 +546,10 @@ Status InsertVersion(sqlite3* db, const KeyVersionRecord& version) {
                                             std::to_string(version.version) + " already exists");
   }
   return Exec(db,
-              "INSERT INTO key_versions (key_id, version, wrapped, created_at) "
-              "VALUES (?, ?, ?, ?)",
-              version.key_id, int64_t{version.version}, version.wrapped, version.created_at);
+              "INSERT INTO key_versions (key_id, version, wrapped, created_at, "
+              "reserved_encryptions) VALUES (?, ?, ?, ?, ?)",
+              version.key_id, int64_t{version.version}, version.wrapped, version.created_at,
+              static_cast<int64_t>(version.reserved_encryptions));
 }
 
 // The alias's key must exist in the alias's tenant.
@@ -556,35 +580,52 @@ Status LoadSnapshot(sqlite3* db, KeyStoreSnapshot& out) {
                                .deletion_due_at = row.OptionalInt(3)});
         return OkStatus();
       }));
-  RETURN_IF_ERROR(ForEachRow(db,
-                             "SELECT id, tenant, name, description, created_at, enabled, "
-                             "deletion_due_at FROM keys ORDER BY tenant, name",
+  RETURN_IF_ERROR(ForEachRow(
+      db,
+      "SELECT id, tenant, name, description, created_at, enabled, "
+      "deletion_due_at, kek_label, rotation_period_seconds, "
+      "min_decryption_version FROM keys ORDER BY tenant, name",
+      [&](const Statement& row) -> Status {
+        ASSIGN_OR_RETURN(KeyId id, ReadKeyId(row, 0));
+        const int64_t min_version = row.Int(9);
+        if (min_version > std::numeric_limits<uint32_t>::max()) {
+          return Status(Code::kInternal, "corrupt keystore: key " + KeyIdToHex(id) +
+                                             " has minimum decryption version " +
+                                             std::to_string(min_version));
+        }
+        out.keys.push_back({.id = id,
+                            .tenant = row.Text(1),
+                            .name = row.Text(2),
+                            .description = row.Text(3),
+                            .created_at = row.Int(4),
+                            .enabled = row.Int(5) != 0,
+                            .deletion_due_at = row.OptionalInt(6),
+                            .kek_label = row.Text(7),
+                            .rotation_period_seconds = row.OptionalInt(8),
+                            .min_decryption_version = static_cast<uint32_t>(min_version)});
+        return OkStatus();
+      }));
+  RETURN_IF_ERROR(ForEachRow(
+      db,
+      "SELECT key_id, version, wrapped, created_at, "
+      "reserved_encryptions FROM key_versions ORDER BY key_id, version",
+      [&](const Statement& row) -> Status {
+        ASSIGN_OR_RETURN(KeyId key_id, ReadKeyId(row, 0));
+        int64_t version = row.Int(1);
+        if (version < 1 || version > std::numeric_limits<uint32_t>::max()) {
+          return Status(Code::kInternal, "corrupt keystore: key " + KeyIdToHex(key_id) +
+                                             " has version " + std::to_string(version));
+        }
+        out.versions.push_back({.key_id = key_id,
+                                .version = static_cast<uint32_t>(version),
+                                .wrapped = row.Blob(2),
+                                .created_at = row.Int(3),
+                                .reserved_encryptions = static_cast<uint64_t>(row.Int(4))});
+        return OkStatus();
+      }));
+  RETURN_IF_ERROR(ForEachRow(db, "SELECT label FROM token_objects_to_destroy ORDER BY label",
                              [&](const Statement& row) -> Status {
-                               ASSIGN_OR_RETURN(KeyId id, ReadKeyId(row, 0));
-                               out.keys.push_back({.id = id,
-                                                   .tenant = row.Text(1),
-                                                   .name = row.Text(2),
-                                                   .description = row.Text(3),
-                                                   .created_at = row.Int(4),
-                                                   .enabled = row.Int(5) != 0,
-                                                   .deletion_due_at = row.OptionalInt(6)});
-                               return OkStatus();
-                             }));
-  RETURN_IF_ERROR(ForEachRow(db,
-                             "SELECT key_id, version, wrapped, created_at FROM key_versions "
-                             "ORDER BY key_id, version",
-                             [&](const Statement& row) -> Status {
-                               ASSIGN_OR_RETURN(KeyId key_id, ReadKeyId(row, 0));
-                               int64_t version = row.Int(1);
-                               if (version < 1 || version > std::numeric_limits<uint32_t>::max()) {
-                                 return Status(Code::kInternal,
-                                               "corrupt keystore: key " + KeyIdToHex(key_id) +
-                                                   " has version " + std::to_string(version));
-                               }
-                               out.versions.push_back({.key_id = key_id,
-                                                       .version = static_cast<uint32_t>(version),
-                                                       .wrapped = row.Blob(2),
-                                                       .created_at = row.Int(3)});
+                               out.token_objects_to_destroy.push_back(row.Text(0));
                                return OkStatus();
                              }));
   return ForEachRow(db,
@@ -842,6 +883,66 @@ class SqliteKeyStore final : public KeyStore {
     return UpdateTenant(tenant, "UPDATE tenants SET deletion_due_at = NULL WHERE name = ?");
   }
 
+  Status SetRotationPeriod(const KeyId& key_id, std::optional<int64_t> period_seconds) override {
+    return UpdateKey(key_id, "UPDATE keys SET rotation_period_seconds = ? WHERE id = ?",
+                     period_seconds);
+  }
+
+  Status SetMinDecryptionVersion(const KeyId& key_id, uint32_t version) override {
+    return UpdateKey(key_id, "UPDATE keys SET min_decryption_version = ? WHERE id = ?",
+                     int64_t{version});
+  }
+
+  Status ReserveEncryptions(const KeyId& key_id, uint32_t version, uint64_t reserved) override {
+    return Write([&](sqlite3* db) -> Status {
+      ASSIGN_OR_RETURN(bool exists,
+                       Exists(db, "SELECT 1 FROM key_versions WHERE key_id = ? AND version = ?",
+                              key_id, int64_t{version}));
+      if (!exists) {
+        return Status(Code::kNotFound, "key " + KeyIdToHex(key_id) + " version " +
+                                           std::to_string(version) + " does not exist");
+      }
+      // Never lowers a reservation: a lower figure would under-count.
+      return Exec(db,
+                  "UPDATE key_versions SET reserved_encryptions = max(reserved_encryptions, ?) "
+                  "WHERE key_id = ? AND version = ?",
+                  static_cast<int64_t>(reserved), key_id, int64_t{version});
+    });
+  }
+
+  Status ShredKey(const KeyId& key_id, const std::vector<std::string>& token_labels,
+                  int64_t queued_at) override {
+    return Write([&](sqlite3* db) -> Status {
+      ASSIGN_OR_RETURN(bool exists, Exists(db, "SELECT 1 FROM keys WHERE id = ?", key_id));
+      if (!exists) return Status(Code::kNotFound, "key " + KeyIdToHex(key_id) + " does not exist");
+      RETURN_IF_ERROR(QueueDestruction(db, token_labels, queued_at));
+      RETURN_IF_ERROR(Exec(db, "DELETE FROM aliases WHERE key_id = ?", key_id));
+      RETURN_IF_ERROR(Exec(db, "DELETE FROM key_versions WHERE key_id = ?", key_id));
+      return Exec(db, "DELETE FROM keys WHERE id = ?", key_id);
+    });
+  }
+
+  Status ShredTenant(const std::string& tenant, const std::vector<std::string>& token_labels,
+                     int64_t queued_at) override {
+    return Write([&](sqlite3* db) -> Status {
+      ASSIGN_OR_RETURN(bool exists, TenantExists(db, tenant));
+      if (!exists) return Status(Code::kNotFound, "tenant " + tenant + " does not exist");
+      RETURN_IF_ERROR(QueueDestruction(db, token_labels, queued_at));
+      RETURN_IF_ERROR(Exec(db, "DELETE FROM aliases WHERE tenant = ?", tenant));
+      RETURN_IF_ERROR(Exec(
+          db, "DELETE FROM key_versions WHERE key_id IN (SELECT id FROM keys WHERE tenant = ?)",
+          tenant));
+      RETURN_IF_ERROR(Exec(db, "DELETE FROM keys WHERE tenant = ?", tenant));
+      return Exec(db, "DELETE FROM tenants WHERE name = ?", tenant);
+    });
+  }
+
+  Status TokenObjectDestroyed(const std::string& label) override {
+    return Write([&](sqlite3* db) {
+      return Exec(db, "DELETE FROM token_objects_to_destroy WHERE label = ?", label);
+    });
+  }
+
   Result<KeyStoreCopyInfo> Backup(const std::string& path) override {
     if (path.empty() || path.front() != '/') {
       return Error(Code::kInvalidArgument, "the backup path must be absolute: " + path);
@@ -873,6 +974,18 @@ class SqliteKeyStore final : public KeyStore {
   Status Write(Body&& body) {
     std::lock_guard<std::mutex> lock(mu_);
     return InTransaction(db_.get(), "BEGIN IMMEDIATE", [&] { return body(db_.get()); });
+  }
+
+  static Status QueueDestruction(sqlite3* db, const std::vector<std::string>& labels,
+                                 int64_t queued_at) {
+    for (const std::string& label : labels) {
+      if (label.empty()) return Status(Code::kInvalidArgument, "empty token object label");
+      RETURN_IF_ERROR(Exec(db,
+                           "INSERT OR IGNORE INTO token_objects_to_destroy (label, queued_at) "
+                           "VALUES (?, ?)",
+                           label, queued_at));
+    }
+    return OkStatus();
   }
 
   // One UPDATE of an existing key; `sql` binds `values...` then the key id.

@@ -24,7 +24,9 @@ namespace kmsd {
 
 struct TenantRecord {
   std::string name;
-  std::string root_label;  // CKA_LABEL of the tenant's root key in the token
+  // CKA_LABEL of the tenant's root key in the token, which wraps the versions
+  // of keys made before schema 3; empty for tenants made since.
+  std::string root_label;
   int64_t created_at = 0;  // unix seconds
   // Set while the tenant is pending deletion: when its window ends.
   std::optional<int64_t> deletion_due_at;
@@ -40,13 +42,24 @@ struct KeyRecord {
   // Set while the key is pending deletion (then `enabled` is false): when its
   // window ends.
   std::optional<int64_t> deletion_due_at;
+  // CKA_LABEL of the key's own key-encryption key in the token, which wraps
+  // its versions; empty for keys made before schema 3 (wrapped under their
+  // tenant's root).
+  std::string kek_label;
+  // Set when the key rotates by itself: a new version this long after the
+  // newest one.
+  std::optional<int64_t> rotation_period_seconds;
+  // Versions below this one no longer decrypt.
+  uint32_t min_decryption_version = 1;
 };
 
 struct KeyVersionRecord {
   KeyId key_id{};
   uint32_t version = 0;  // 1, 2, ...
-  Bytes wrapped;         // CKM_AES_KEY_WRAP_PAD under the tenant root
+  Bytes wrapped;         // CKM_AES_KEY_WRAP_PAD under the key's KEK (or tenant root)
   int64_t created_at = 0;
+  // Encryptions reserved for this version: an upper bound of those it did.
+  uint64_t reserved_encryptions = 0;
 };
 
 struct AliasRecord {
@@ -71,6 +84,8 @@ struct KeyStoreSnapshot {
   std::vector<KeyRecord> keys;
   std::vector<KeyVersionRecord> versions;
   std::vector<AliasRecord> aliases;
+  // Labels of token objects queued for destruction and not yet dequeued.
+  std::vector<std::string> token_objects_to_destroy;
 };
 
 class KeyStore {
@@ -106,6 +121,23 @@ class KeyStore {
   virtual Status CancelKeyDeletion(const KeyId& key_id) = 0;
   virtual Status ScheduleTenantDeletion(const std::string& tenant, int64_t due_at) = 0;
   virtual Status CancelTenantDeletion(const std::string& tenant) = 0;
+  // nullopt turns automatic rotation off.
+  virtual Status SetRotationPeriod(const KeyId& key_id, std::optional<int64_t> period_seconds) = 0;
+  virtual Status SetMinDecryptionVersion(const KeyId& key_id, uint32_t version) = 0;
+  // Raises a version's reservation to `reserved` (never lowers it); NOT_FOUND
+  // if the version does not exist.
+  virtual Status ReserveEncryptions(const KeyId& key_id, uint32_t version, uint64_t reserved) = 0;
+
+  // Crypto-shredding. One transaction forgets the key (its versions and
+  // aliases) or the tenant (its keys, versions and aliases) and queues
+  // `token_labels` for destruction; the caller destroys those token objects
+  // and then calls TokenObjectDestroyed for each. A crash in between leaves
+  // the queue for the next start (KeyStoreSnapshot::token_objects_to_destroy).
+  virtual Status ShredKey(const KeyId& key_id, const std::vector<std::string>& token_labels,
+                          int64_t queued_at) = 0;
+  virtual Status ShredTenant(const std::string& tenant,
+                             const std::vector<std::string>& token_labels, int64_t queued_at) = 0;
+  virtual Status TokenObjectDestroyed(const std::string& label) = 0;
 
   // Writes a consistent copy of the whole keystore to `path` while other
   // calls go on (they wait while the copy is taken). `path` must be absolute

@@ -60,6 +60,9 @@ class FlakyStore final : public KeyStore {
   std::atomic<bool> fail_add_version{false};
   std::atomic<bool> fail_aliases{false};
   std::atomic<bool> fail_lifecycle{false};
+  std::atomic<bool> fail_reserve{false};
+  std::atomic<bool> fail_shred{false};
+  std::atomic<bool> fail_dequeue{false};
 
   Result<KeyStoreSnapshot> LoadAll() override { return inner_->LoadAll(); }
   int SchemaVersion() const override { return inner_->SchemaVersion(); }
@@ -111,6 +114,32 @@ class FlakyStore final : public KeyStore {
     if (fail_lifecycle) return Injected();
     return inner_->CancelTenantDeletion(tenant);
   }
+  Status SetRotationPeriod(const KeyId& key_id, std::optional<int64_t> period) override {
+    if (fail_lifecycle) return Injected();
+    return inner_->SetRotationPeriod(key_id, period);
+  }
+  Status SetMinDecryptionVersion(const KeyId& key_id, uint32_t version) override {
+    if (fail_lifecycle) return Injected();
+    return inner_->SetMinDecryptionVersion(key_id, version);
+  }
+  Status ReserveEncryptions(const KeyId& key_id, uint32_t version, uint64_t reserved) override {
+    if (fail_reserve) return Injected();
+    return inner_->ReserveEncryptions(key_id, version, reserved);
+  }
+  Status ShredKey(const KeyId& key_id, const std::vector<std::string>& labels,
+                  int64_t queued_at) override {
+    if (fail_shred) return Injected();
+    return inner_->ShredKey(key_id, labels, queued_at);
+  }
+  Status ShredTenant(const std::string& tenant, const std::vector<std::string>& labels,
+                     int64_t queued_at) override {
+    if (fail_shred) return Injected();
+    return inner_->ShredTenant(tenant, labels, queued_at);
+  }
+  Status TokenObjectDestroyed(const std::string& label) override {
+    if (fail_dequeue) return Injected();
+    return inner_->TokenObjectDestroyed(label);
+  }
 
  private:
   static Status Injected() { return Status(Code::kInternal, "injected store failure"); }
@@ -157,13 +186,26 @@ class HierarchyTest : public ::testing::Test {
     return labels;
   }
 
-  std::optional<pkcs11::TokenObject> RootOf(std::string_view tenant) {
+  // The token object holding a key's KEK, if the token has it.
+  std::optional<pkcs11::TokenObject> KekOf(std::string_view tenant, const KeyId& id) {
     auto objects = token_->ListTokenSecretKeys();
     if (!objects) return std::nullopt;
     for (const auto& o : *objects) {
-      if (o.label.starts_with("tenants/" + std::string(tenant) + "/root/")) return o;
+      if (o.label == "tenants/" + std::string(tenant) + "/keys/" + KeyIdToHex(id)) return o;
     }
     return std::nullopt;
+  }
+  KeyId IdOf(std::string_view tenant, std::string_view key_ref) {
+    auto info = hierarchy_->DescribeKey(tenant, key_ref);
+    EXPECT_TRUE(info.has_value()) << info.error();
+    return info ? info->id : KeyId{};
+  }
+  size_t TokenObjectsOf(std::string_view tenant) {
+    size_t count = 0;
+    for (const auto& label : TokenLabels()) {
+      if (label.starts_with("tenants/" + std::string(tenant) + "/")) ++count;
+    }
+    return count;
   }
 
   KeyStoreSnapshot Snapshot() {
@@ -214,7 +256,7 @@ TEST_F(HierarchyTest, OpenCreatesTheGlobalKeysOnceAndAnEmptyCatalog) {
   EXPECT_EQ(TokenLabels().size(), 2u);  // found again, not created twice
 }
 
-TEST_F(HierarchyTest, CreateTenantMakesThreeKeysWithAliasesAndARoot) {
+TEST_F(HierarchyTest, CreateTenantMakesThreeKeysWithAliasesAndAKekEach) {
   auto info = hierarchy_->CreateTenant("acme");
   ASSERT_TRUE(info.has_value()) << info.error();
   EXPECT_EQ(info->name, "acme");
@@ -246,13 +288,16 @@ TEST_F(HierarchyTest, CreateTenantMakesThreeKeysWithAliasesAndARoot) {
                           std::pair<std::string, std::string>{"alias/data", "data-encryption-key"},
                           std::pair<std::string, std::string>{"alias/secrets", "secrets-key"}));
 
-  auto root = RootOf("acme");
-  ASSERT_TRUE(root.has_value());
-  EXPECT_THAT(root->label, ::testing::MatchesRegex("tenants/acme/root/[0-9a-f]{16}"));
+  EXPECT_EQ(TokenObjectsOf("acme"), 3u);
   const KeyStoreSnapshot snapshot = Snapshot();
   ASSERT_EQ(snapshot.tenants.size(), 1u);
-  EXPECT_EQ(snapshot.tenants[0].root_label, root->label);
-  EXPECT_EQ(snapshot.keys.size(), 3u);
+  EXPECT_EQ(snapshot.tenants[0].root_label, "");  // no tenant root since schema 3
+  ASSERT_EQ(snapshot.keys.size(), 3u);
+  for (const KeyRecord& key : snapshot.keys) {
+    auto kek = KekOf("acme", key.id);
+    ASSERT_TRUE(kek.has_value()) << key.name;
+    EXPECT_EQ(key.kek_label, kek->label);
+  }
   EXPECT_EQ(snapshot.aliases.size(), 3u);
 }
 
@@ -284,14 +329,14 @@ TEST_F(HierarchyTest, CreateTenantRejectsBadAndTakenNames) {
   EXPECT_EQ(hierarchy_->TenantCount(), 1u);
 }
 
-TEST_F(HierarchyTest, FailedStoreWriteLeavesNoTenantAndNoRoot) {
+TEST_F(HierarchyTest, FailedStoreWriteLeavesNoTenantAndNoKek) {
   const auto labels_before = TokenLabels();
   store_->fail_create_tenant = true;
   auto failed = hierarchy_->CreateTenant("acme");
   ASSERT_EQ(CodeOf(failed), Code::kInternal);
   EXPECT_THAT(failed.error().message(), HasSubstr("injected"));
-  EXPECT_EQ(TokenLabels(), labels_before);  // the root was destroyed again
-  EXPECT_FALSE(RootOf("acme").has_value());
+  EXPECT_EQ(TokenLabels(), labels_before);  // the KEKs were destroyed again
+  EXPECT_EQ(TokenObjectsOf("acme"), 0u);
   EXPECT_EQ(CodeOf(hierarchy_->DescribeTenant("acme")), Code::kNotFound);
   EXPECT_EQ(hierarchy_->TenantCount(), 0u);
   EXPECT_EQ(hierarchy_->KeyCount(), 0u);
@@ -301,7 +346,7 @@ TEST_F(HierarchyTest, FailedStoreWriteLeavesNoTenantAndNoRoot) {
   // The name is not half taken.
   store_->fail_create_tenant = false;
   MustCreateTenant("acme");
-  EXPECT_EQ(TokenLabels().size(), labels_before.size() + 1);
+  EXPECT_EQ(TokenLabels().size(), labels_before.size() + 3);
 }
 
 TEST_F(HierarchyTest, DescribeAndListTenants) {
@@ -668,15 +713,17 @@ TEST_F(HierarchyTest, OpenAgainReloadsEverything) {
   EXPECT_EQ(CodeOf(hierarchy_->CreateTenant("acme")), Code::kAlreadyExists);
 }
 
-TEST_F(HierarchyTest, ADestroyedTenantRootShredsThatTenantOnly) {
+TEST_F(HierarchyTest, ADestroyedKekShredsThatKeyOnly) {
   MustCreateTenant("acme");
   MustCreateTenant("globex");
   const Bytes acme_ct = MustEncrypt("acme", "alias/data", "acme");
+  const Bytes acme_other = MustEncrypt("acme", "alias/secrets", "other");
   const Bytes globex_ct = MustEncrypt("globex", "alias/data", "globex");
+  const KeyId id = IdOf("acme", "alias/data");
   hierarchy_.reset();
-  auto root = RootOf("acme");
-  ASSERT_TRUE(root.has_value());
-  ASSERT_TRUE(token_->DestroyObject(root->handle).ok());
+  auto kek = KekOf("acme", id);
+  ASSERT_TRUE(kek.has_value());
+  ASSERT_TRUE(token_->DestroyObject(kek->handle).ok());
   ASSERT_NO_FATAL_FAILURE(OpenHierarchy());
 
   auto encrypt = hierarchy_->Encrypt("acme", "alias/data", AsBytes("x"), {});
@@ -685,21 +732,21 @@ TEST_F(HierarchyTest, ADestroyedTenantRootShredsThatTenantOnly) {
   auto decrypt = Decrypt("acme", acme_ct);
   ASSERT_EQ(CodeOf(decrypt), Code::kNotFound);
   EXPECT_THAT(decrypt.error().message(), HasSubstr("shredded"));
-  EXPECT_EQ(CodeOf(hierarchy_->CreateKey("acme", "billing", "")), Code::kNotFound);
   EXPECT_EQ(CodeOf(hierarchy_->RotateKey("acme", "alias/data")), Code::kNotFound);
-  // Its metadata remains visible; the other tenant is unaffected.
-  EXPECT_TRUE(hierarchy_->DescribeTenant("acme").has_value());
+  // The tenant's other keys and the other tenant are unaffected.
+  EXPECT_EQ(Text(Decrypt("acme", acme_other)), "other");
+  EXPECT_TRUE(hierarchy_->CreateKey("acme", "billing", "").has_value());
   EXPECT_EQ(Text(Decrypt("globex", globex_ct)), "globex");
   EXPECT_EQ(Text(Decrypt("globex", MustEncrypt("globex", "alias/secrets", "more"))), "more");
-  EXPECT_TRUE(hierarchy_->CreateKey("globex", "billing", "").has_value());
 }
 
 TEST_F(HierarchyTest, TenantsCreatedAfterAShreddingStillWork) {
   MustCreateTenant("acme");
+  const KeyId id = IdOf("acme", "alias/data");
   hierarchy_.reset();
-  auto root = RootOf("acme");
-  ASSERT_TRUE(root.has_value());
-  ASSERT_TRUE(token_->DestroyObject(root->handle).ok());
+  auto kek = KekOf("acme", id);
+  ASSERT_TRUE(kek.has_value());
+  ASSERT_TRUE(token_->DestroyObject(kek->handle).ok());
   ASSERT_NO_FATAL_FAILURE(OpenHierarchy());
   MustCreateTenant("initech");
   const Bytes ct = MustEncrypt("initech", "alias/data", "fine");
@@ -912,6 +959,298 @@ TEST_F(HierarchyTest, TenantPendingDeletionServesNothingUntilCancelled) {
   EXPECT_EQ(Text(Decrypt("acme", old)), "old");  // its keys kept their states
   Reopen();
   EXPECT_FALSE(hierarchy_->DescribeTenant("acme")->deletion_date.has_value());
+}
+
+}  // namespace
+}  // namespace kmsd
+
+namespace kmsd {
+namespace {
+
+// --- Crypto-shredding ------------------------------------------------------------
+
+constexpr int64_t kWeek = 7 * 86400;
+
+TEST_F(HierarchyTest, KeyWindowEndDestroysItsKekAndForgetsIt) {
+  MustCreateTenant("acme");
+  MustCreateTenant("globex");
+  const Bytes doomed = MustEncrypt("acme", "alias/data", "doomed");
+  const Bytes kept = MustEncrypt("acme", "alias/secrets", "kept");
+  const Bytes other = MustEncrypt("globex", "alias/data", "other");
+  const KeyId id = IdOf("acme", "alias/data");
+  ASSERT_TRUE(hierarchy_->ScheduleKeyDeletion("acme", "alias/data", kWeek).has_value());
+
+  clock_.Advance(kWeek - 1);
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_shredded, 0u);  // not yet
+  ASSERT_TRUE(KekOf("acme", id).has_value());
+
+  clock_.Advance(1);
+  const DueWorkReport report = hierarchy_->RunDueWork();
+  EXPECT_EQ(report.keys_shredded, 1u);
+  EXPECT_EQ(report.token_objects_destroyed, 1u);
+  EXPECT_FALSE(KekOf("acme", id).has_value());
+  EXPECT_EQ(CodeOf(hierarchy_->DescribeKey("acme", "data-encryption-key")), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->DescribeKey("acme", "alias/data")), Code::kNotFound);  // alias gone
+  EXPECT_EQ(CodeOf(Decrypt("acme", doomed)), Code::kInvalidCiphertext);
+  EXPECT_EQ(hierarchy_->DescribeTenant("acme")->key_count, 2u);
+  EXPECT_EQ(Text(Decrypt("acme", kept)), "kept");
+  EXPECT_EQ(Text(Decrypt("globex", other)), "other");
+  // The keystore forgot it too, and nothing is left queued.
+  const KeyStoreSnapshot snapshot = Snapshot();
+  EXPECT_TRUE(snapshot.token_objects_to_destroy.empty());
+  for (const auto& key : snapshot.keys) EXPECT_NE(key.id, id);
+  for (const auto& version : snapshot.versions) EXPECT_NE(version.key_id, id);
+  // The name can be used again, by a new key with a new KEK.
+  EXPECT_TRUE(hierarchy_->CreateKey("acme", "data-encryption-key", "").has_value());
+  EXPECT_EQ(CodeOf(Decrypt("acme", doomed)), Code::kInvalidCiphertext);
+  Reopen();
+  EXPECT_EQ(Text(Decrypt("acme", kept)), "kept");
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_shredded, 0u);
+}
+
+TEST_F(HierarchyTest, OldKeystoreCopyCannotBringAShreddedKeyBack) {
+  MustCreateTenant("acme");
+  ASSERT_TRUE(hierarchy_->CreateKey("acme", "billing", "").has_value());
+  const Bytes doomed = MustEncrypt("acme", "billing", "doomed");
+  const Bytes kept = MustEncrypt("acme", "alias/data", "kept");
+  // One copy from before the deletion was scheduled, one from during the window.
+  const std::string before = dir_ / "before.db";
+  const std::string during = dir_ / "during.db";
+  ASSERT_TRUE(hierarchy_->BackupStore(before).has_value());
+  ASSERT_TRUE(hierarchy_->ScheduleKeyDeletion("acme", "billing", kWeek).has_value());
+  ASSERT_TRUE(hierarchy_->BackupStore(during).has_value());
+  clock_.Advance(kWeek);
+  ASSERT_EQ(hierarchy_->RunDueWork().keys_shredded, 1u);
+
+  for (const std::string& copy : {before, during}) {
+    SCOPED_TRACE(copy);
+    hierarchy_.reset();
+    ASSERT_TRUE(RestoreSqliteKeyStore(copy, dir_ / "keystore.db").has_value());
+    ASSERT_NO_FATAL_FAILURE(OpenHierarchy());
+    // The copy from during the window says the key is pending deletion; the
+    // older one thinks it enabled, but the token no longer has its KEK.
+    auto decrypt = Decrypt("acme", doomed);
+    ASSERT_FALSE(decrypt.has_value());
+    if (copy == before) {
+      ASSERT_EQ(CodeOf(decrypt), Code::kNotFound);
+      EXPECT_THAT(decrypt.error().message(), HasSubstr("shredded"));
+      auto enabled = hierarchy_->Encrypt("acme", "billing", AsBytes("x"), {});
+      EXPECT_EQ(CodeOf(enabled), Code::kNotFound);
+    } else {
+      EXPECT_EQ(CodeOf(decrypt), Code::kKeyPendingDeletion);
+    }
+    EXPECT_EQ(Text(Decrypt("acme", kept)), "kept");
+    EXPECT_EQ(Text(Decrypt("acme", MustEncrypt("acme", "alias/secrets", "new"))), "new");
+  }
+  // The copy from during the window still has the key pending: its window is
+  // over, so the next round forgets it again.
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_shredded, 1u);
+  EXPECT_EQ(CodeOf(hierarchy_->DescribeKey("acme", "billing")), Code::kNotFound);
+}
+
+TEST_F(HierarchyTest, TenantWindowEndShredsEveryKeyOfThatTenantOnly) {
+  MustCreateTenant("acme");
+  MustCreateTenant("globex");
+  ASSERT_TRUE(hierarchy_->CreateKey("acme", "billing", "").has_value());
+  const Bytes a1 = MustEncrypt("acme", "alias/data", "a1");
+  const Bytes a2 = MustEncrypt("acme", "billing", "a2");
+  const Bytes g = MustEncrypt("globex", "alias/data", "g");
+  const std::string copy = dir_ / "copy.db";
+  ASSERT_TRUE(hierarchy_->BackupStore(copy).has_value());
+  ASSERT_EQ(TokenObjectsOf("acme"), 4u);
+  ASSERT_TRUE(hierarchy_->ScheduleTenantDeletion("acme", kWeek).has_value());
+  clock_.Advance(kWeek);
+  const DueWorkReport report = hierarchy_->RunDueWork();
+  EXPECT_EQ(report.tenants_shredded, 1u);
+  EXPECT_EQ(report.token_objects_destroyed, 4u);
+  EXPECT_EQ(TokenObjectsOf("acme"), 0u);
+  EXPECT_EQ(CodeOf(hierarchy_->DescribeTenant("acme")), Code::kNotFound);
+  EXPECT_EQ(hierarchy_->TenantCount(), 1u);
+  EXPECT_EQ(Text(Decrypt("globex", g)), "g");
+
+  hierarchy_.reset();
+  ASSERT_TRUE(RestoreSqliteKeyStore(copy, dir_ / "keystore.db").has_value());
+  ASSERT_NO_FATAL_FAILURE(OpenHierarchy());
+  EXPECT_EQ(CodeOf(Decrypt("acme", a1)), Code::kNotFound);
+  EXPECT_EQ(CodeOf(Decrypt("acme", a2)), Code::kNotFound);
+  EXPECT_EQ(CodeOf(hierarchy_->Encrypt("acme", "alias/secrets", AsBytes("x"), {})),
+            Code::kNotFound);
+  EXPECT_EQ(Text(Decrypt("globex", g)), "g");
+}
+
+TEST_F(HierarchyTest, ShreddingInterruptedAfterTheKeystoreCommitFinishesAtStart) {
+  MustCreateTenant("acme");
+  const KeyId id = IdOf("acme", "alias/data");
+  const std::string label = KekOf("acme", id)->label;
+  // What a crash between the keystore transaction and C_DestroyObject leaves.
+  hierarchy_.reset();
+  {
+    auto store = OpenSqliteKeyStore(dir_ / "keystore.db");
+    ASSERT_TRUE(store.has_value());
+    ASSERT_TRUE((*store)->ShredKey(id, {label}, kStart).ok());
+  }
+  ASSERT_TRUE(KekOf("acme", id).has_value());
+  ASSERT_NO_FATAL_FAILURE(OpenHierarchy());
+  EXPECT_FALSE(KekOf("acme", id).has_value());
+  EXPECT_TRUE(Snapshot().token_objects_to_destroy.empty());
+  EXPECT_EQ(hierarchy_->DescribeTenant("acme")->key_count, 2u);
+}
+
+TEST_F(HierarchyTest, FailedShredWritesAreRetried) {
+  MustCreateTenant("acme");
+  const KeyId id = IdOf("acme", "alias/data");
+  ASSERT_TRUE(hierarchy_->ScheduleKeyDeletion("acme", "alias/data", kWeek).has_value());
+  clock_.Advance(kWeek);
+  store_->fail_shred = true;
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_shredded, 0u);
+  EXPECT_TRUE(KekOf("acme", id).has_value());  // nothing destroyed before the commit
+  EXPECT_EQ(hierarchy_->DescribeKey("acme", "data-encryption-key")->state,
+            KeyState::kPendingDeletion);
+  store_->fail_shred = false;
+  store_->fail_dequeue = true;
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_shredded, 1u);
+  EXPECT_FALSE(KekOf("acme", id).has_value());
+  EXPECT_EQ(Snapshot().token_objects_to_destroy.size(), 1u);  // still queued
+  store_->fail_dequeue = false;
+  hierarchy_->RunDueWork();
+  EXPECT_TRUE(Snapshot().token_objects_to_destroy.empty());
+}
+
+// --- Rotation and minimum decryption version -------------------------------------
+
+TEST_F(HierarchyTest, RotationPeriodAddsAVersionWhenDueOnceAfterDowntime) {
+  MustCreateTenant("acme");
+  EXPECT_EQ(CodeOf(hierarchy_->SetRotationPeriod("acme", "alias/data", 3600)),
+            Code::kInvalidArgument);  // below one day
+  EXPECT_EQ(CodeOf(hierarchy_->SetRotationPeriod("acme", "alias/data", 3651 * kDay)),
+            Code::kInvalidArgument);
+  auto set = hierarchy_->SetRotationPeriod("acme", "alias/data", 90 * kDay);
+  ASSERT_TRUE(set.has_value()) << set.error();
+  EXPECT_EQ(set->rotation_period_seconds, 90 * kDay);
+  EXPECT_EQ(set->next_rotation_at, kStart + 90 * kDay);
+  const Bytes v1 = MustEncrypt("acme", "alias/data", "v1");
+
+  clock_.Advance(90 * kDay - 1);
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_rotated, 0u);
+  clock_.Advance(1);
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_rotated, 1u);
+  EXPECT_EQ(hierarchy_->DescribeKey("acme", "alias/data")->latest_version, 2u);
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_rotated, 0u);
+
+  // Down for a year: one rotation at start, not four.
+  Reopen();
+  clock_.Advance(365 * kDay);
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_rotated, 1u);
+  auto info = hierarchy_->DescribeKey("acme", "alias/data");
+  EXPECT_EQ(info->latest_version, 3u);
+  EXPECT_EQ(info->next_rotation_at, clock_.NowSeconds() + 90 * kDay);
+  EXPECT_EQ(Text(Decrypt("acme", v1)), "v1");
+
+  // A disabled key waits; turning rotation off stops it.
+  ASSERT_TRUE(hierarchy_->SetKeyEnabled("acme", "alias/data", false).has_value());
+  clock_.Advance(100 * kDay);
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_rotated, 0u);
+  ASSERT_TRUE(hierarchy_->SetRotationPeriod("acme", "alias/data", std::nullopt).has_value());
+  ASSERT_TRUE(hierarchy_->SetKeyEnabled("acme", "alias/data", true).has_value());
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_rotated, 0u);
+  Reopen();
+  EXPECT_FALSE(hierarchy_->DescribeKey("acme", "alias/data")->rotation_period_seconds);
+}
+
+TEST_F(HierarchyTest, MinimumDecryptionVersionCanBeRaisedAndLowered) {
+  MustCreateTenant("acme");
+  const Bytes v1 = MustEncrypt("acme", "alias/data", "v1");
+  ASSERT_TRUE(hierarchy_->RotateKey("acme", "alias/data").has_value());
+  const Bytes v2 = MustEncrypt("acme", "alias/data", "v2");
+  EXPECT_EQ(CodeOf(hierarchy_->SetMinDecryptionVersion("acme", "alias/data", 0)),
+            Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(hierarchy_->SetMinDecryptionVersion("acme", "alias/data", 3)),
+            Code::kInvalidArgument);
+  auto raised = hierarchy_->SetMinDecryptionVersion("acme", "alias/data", 2);
+  ASSERT_TRUE(raised.has_value()) << raised.error();
+  EXPECT_EQ(raised->min_decryption_version, 2u);
+  auto refused = Decrypt("acme", v1);
+  ASSERT_EQ(CodeOf(refused), Code::kKeyDisabled);
+  EXPECT_THAT(refused.error().message(), HasSubstr("minimum decryption version 2"));
+  EXPECT_EQ(Text(Decrypt("acme", v2)), "v2");
+  Reopen();  // durable
+  EXPECT_EQ(CodeOf(Decrypt("acme", v1)), Code::kKeyDisabled);
+  ASSERT_TRUE(hierarchy_->SetMinDecryptionVersion("acme", "alias/data", 1).has_value());
+  EXPECT_EQ(Text(Decrypt("acme", v1)), "v1");
+}
+
+// --- Nonce limits ------------------------------------------------------------------
+
+TEST_F(HierarchyTest, VersionRotatesWhenItReachesItsEncryptionLimit) {
+  lifecycle_.max_encryptions_per_version = 5;
+  Reopen();
+  MustCreateTenant("acme");
+  std::vector<Bytes> ciphertexts;
+  for (int i = 0; i < 5; ++i) ciphertexts.push_back(MustEncrypt("acme", "alias/data", "x"));
+  for (const Bytes& ct : ciphertexts) EXPECT_EQ(ParseCiphertext(ct)->version, 1u);
+  auto sixth = hierarchy_->Encrypt("acme", "alias/data", AsBytes("y"), {});
+  ASSERT_TRUE(sixth.has_value()) << sixth.error();
+  EXPECT_EQ(sixth->version, 2u);
+  auto versions = hierarchy_->ListVersions("acme", "alias/data");
+  ASSERT_EQ(versions->size(), 2u);
+  EXPECT_EQ((*versions)[0].encryptions, 5u);
+  EXPECT_EQ((*versions)[1].encryptions, 1u);
+  for (const Bytes& ct : ciphertexts) EXPECT_EQ(Text(Decrypt("acme", ct)), "x");
+  // The counts are reserved in the keystore before use and survive a restart.
+  Reopen();
+  versions = hierarchy_->ListVersions("acme", "alias/data");
+  EXPECT_EQ((*versions)[0].encryptions, 5u);
+  EXPECT_EQ((*versions)[1].encryptions, 1u);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(hierarchy_->Encrypt("acme", "alias/data", AsBytes("z"), {})->version, 2u);
+  EXPECT_EQ(hierarchy_->Encrypt("acme", "alias/data", AsBytes("z"), {})->version, 3u);
+}
+
+TEST_F(HierarchyTest, EncryptionCountsAreReservedInBlocksAndNeverUnderCount) {
+  lifecycle_.max_encryptions_per_version = 6400;  // blocks of 100
+  Reopen();
+  MustCreateTenant("acme");
+  MustEncrypt("acme", "alias/data", "x");
+  const KeyId id = IdOf("acme", "alias/data");
+  auto reserved_of = [&] {
+    for (const auto& v : Snapshot().versions) {
+      if (v.key_id == id) return v.reserved_encryptions;
+    }
+    return uint64_t{0};
+  };
+  EXPECT_EQ(reserved_of(), 100u);
+  for (int i = 0; i < 100; ++i) MustEncrypt("acme", "alias/data", "x");
+  EXPECT_EQ(reserved_of(), 200u);
+  EXPECT_EQ(hierarchy_->ListVersions("acme", "alias/data")->front().encryptions, 101u);
+  Reopen();  // as after a crash: everything reserved counts as used
+  EXPECT_EQ(hierarchy_->ListVersions("acme", "alias/data")->front().encryptions, 200u);
+
+  // No reservation, no encryption: use up the reserved block first.
+  for (int i = 0; i < 100; ++i) MustEncrypt("acme", "alias/data", "x");
+  store_->fail_reserve = true;
+  EXPECT_EQ(CodeOf(hierarchy_->Encrypt("acme", "alias/data", AsBytes("x"), {})), Code::kInternal);
+  store_->fail_reserve = false;
+  EXPECT_TRUE(hierarchy_->Encrypt("acme", "alias/data", AsBytes("x"), {}).has_value());
+}
+
+TEST_F(HierarchyTest, OpenRefusesBadLifecycleOptions) {
+  hierarchy_.reset();
+  auto store = OpenSqliteKeyStore(dir_ / "keystore.db");
+  ASSERT_TRUE(store.has_value());
+  LifecycleOptions bad;
+  bad.max_encryptions_per_version = 0;
+  EXPECT_EQ(CodeOf(KeyHierarchy::Open(*token_, std::move(*store), clock_, bad)),
+            Code::kInvalidArgument);
+  store = OpenSqliteKeyStore(dir_ / "keystore.db");
+  bad = {};
+  bad.max_encryptions_per_version = kMaxEncryptionsPerVersion + 1;
+  EXPECT_EQ(CodeOf(KeyHierarchy::Open(*token_, std::move(*store), clock_, bad)),
+            Code::kInvalidArgument);
+  store = OpenSqliteKeyStore(dir_ / "keystore.db");
+  bad = {};
+  bad.min_rotation_period_seconds = 0;
+  EXPECT_EQ(CodeOf(KeyHierarchy::Open(*token_, std::move(*store), clock_, bad)),
+            Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -48,7 +48,10 @@ KeyRecord Key(const std::string& tenant, const std::string& name, int id) {
           .description = "key " + name,
           .created_at = 1700000100,
           .enabled = true,
-          .deletion_due_at = std::nullopt};
+          .deletion_due_at = std::nullopt,
+          .kek_label = "tenants/" + tenant + "/keys/" + std::to_string(id),
+          .rotation_period_seconds = std::nullopt,
+          .min_decryption_version = 1};
 }
 
 // Wrapped bytes that differ per key and version and include zero bytes.
@@ -79,11 +82,13 @@ std::string Dump(const KeyStoreSnapshot& s) {
   for (const auto& k : s.keys) {
     out << "key " << KeyIdToHex(k.id) << " " << k.tenant << "/" << k.name
         << " desc=" << k.description << " at=" << k.created_at << " enabled=" << k.enabled
-        << " due=" << k.deletion_due_at.value_or(-1) << "\n";
+        << " due=" << k.deletion_due_at.value_or(-1) << " kek=" << k.kek_label
+        << " rotation=" << k.rotation_period_seconds.value_or(-1)
+        << " min=" << k.min_decryption_version << "\n";
   }
   for (const auto& v : s.versions) {
     out << "version " << KeyIdToHex(v.key_id) << " v" << v.version << " at=" << v.created_at
-        << " wrapped=";
+        << " reserved=" << v.reserved_encryptions << " wrapped=";
     for (uint8_t b : v.wrapped) out << static_cast<int>(b) << ",";
     out << "\n";
   }
@@ -91,6 +96,7 @@ std::string Dump(const KeyStoreSnapshot& s) {
     out << "alias " << a.tenant << "/" << a.name << " -> " << KeyIdToHex(a.key_id)
         << " at=" << a.created_at << " updated=" << a.updated_at << "\n";
   }
+  for (const auto& label : s.token_objects_to_destroy) out << "destroy " << label << "\n";
   return out.str();
 }
 
@@ -173,7 +179,8 @@ class SqliteKeyStoreTest : public ::testing::Test {
     return {.tenants = {Tenant("acme")},
             .keys = {Key("acme", "orders", 1)},
             .versions = {Version(1, 1), Version(1, 2)},
-            .aliases = {Alias("acme", "alias/orders", 1)}};
+            .aliases = {Alias("acme", "alias/orders", 1)},
+            .token_objects_to_destroy = {}};
   }
 
   testing::TempDir dir_;
@@ -194,7 +201,7 @@ class SqliteKeyStoreOpenTest : public ::testing::Test {
 TEST_F(SqliteKeyStoreOpenTest, CreatesFreshKeystoreWhenFileIsMissing) {
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 2);
+  EXPECT_EQ((*store)->SchemaVersion(), 3);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value());
   EXPECT_EQ(Dump(*snapshot), "");
@@ -204,7 +211,7 @@ TEST_F(SqliteKeyStoreOpenTest, InitialisesEmptyFile) {
   WriteFile(path_, "");
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 2);
+  EXPECT_EQ((*store)->SchemaVersion(), 3);
 }
 
 TEST_F(SqliteKeyStoreOpenTest, NewKeystoreFileIsOwnerOnly) {
@@ -218,7 +225,7 @@ TEST_F(SqliteKeyStoreOpenTest, MarksFileAsKmsdAndRecordsMigrations) {
   ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
   RawDb raw(path_);
   EXPECT_EQ(raw.Text("PRAGMA application_id"), std::to_string(kKmsdApplicationId));
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3");
   EXPECT_NE(raw.Text("SELECT applied_at FROM schema_migrations WHERE version = 1"), "");
 }
 
@@ -292,13 +299,13 @@ TEST_F(SqliteKeyStoreOpenTest, RefusesNewerSchema) {
   ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
   {
     RawDb raw(path_);
-    raw.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (3, 0)");
+    raw.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (4, 0)");
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_FALSE(store.has_value());
   EXPECT_EQ(store.error().code(), Code::kInternal);
   EXPECT_THAT(store.error().message(), HasSubstr("written by a newer kmsd"));
-  EXPECT_THAT(store.error().message(), HasSubstr("schema version 3"));
+  EXPECT_THAT(store.error().message(), HasSubstr("schema version 4"));
 }
 
 TEST_F(SqliteKeyStoreOpenTest, RefusesKeystoreWithoutSchemaVersion) {
@@ -349,7 +356,7 @@ TEST_F(SqliteKeyStoreTest, ReopenKeepsEverything) {
   KeyStoreSnapshot before = Load();
 
   Reopen();
-  EXPECT_EQ(store_->SchemaVersion(), 2);
+  EXPECT_EQ(store_->SchemaVersion(), 3);
   EXPECT_EQ(Dump(Load()), Dump(before));
 }
 
@@ -382,7 +389,8 @@ TEST_F(SqliteKeyStoreTest, LoadAllReturnsRecordsInOrder) {
       .keys = {Key("acme", "a", 2), Key("acme", "b", 1), Key("zeta", "a", 3)},
       .versions = {Version(1, 1), Version(1, 2), Version(2, 1), Version(3, 1), Version(3, 2)},
       .aliases = {Alias("acme", "alias/x", 2), Alias("acme", "alias/y", 1),
-                  Alias("zeta", "alias/x", 3)}};
+                  Alias("zeta", "alias/x", 3)},
+      .token_objects_to_destroy = {}};
   EXPECT_EQ(Dump(Load()), Dump(expected));
 }
 
@@ -763,16 +771,21 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 2);
+  EXPECT_EQ((*store)->SchemaVersion(), 3);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value()) << snapshot.error().ToString();
+  // Keys from before schema 3 have no KEK of their own.
   KeyRecord billing = Key("acme", "billing", 2);
   billing.enabled = false;
+  billing.kek_label = "";
+  KeyRecord orders = Key("acme", "orders", 1);
+  orders.kek_label = "";
   KeyStoreSnapshot expected{
       .tenants = {Tenant("acme")},
-      .keys = {billing, Key("acme", "orders", 1)},
+      .keys = {billing, orders},
       .versions = {{Id(1), 1, {1, 2}, 1700000200}, {Id(2), 1, {3, 4}, 1700000200}},
-      .aliases = {Alias("acme", "alias/orders", 1)}};
+      .aliases = {Alias("acme", "alias/orders", 1)},
+      .token_objects_to_destroy = {}};
   EXPECT_EQ(Dump(*snapshot), Dump(expected));
 
   // The new columns work on the migrated records.
@@ -780,7 +793,7 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   ASSERT_TRUE((*store)->ScheduleTenantDeletion("acme", 1800000001).ok());
   store->reset();
   RawDb raw(path_);
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3");
   EXPECT_EQ(raw.Text("SELECT enabled || ',' || deletion_due_at FROM keys WHERE name = 'orders'"),
             "0,1800000000");
   EXPECT_EQ(raw.Text("SELECT deletion_due_at FROM tenants"), "1800000001");
@@ -856,8 +869,11 @@ TEST_F(SqliteKeyStoreTest, CreateTenantKeepsLifecycleFieldsOfItsRecords) {
   key.deletion_due_at = 1800000001;
   ASSERT_TRUE(store_->CreateTenant(tenant, {key}, {Version(1, 1)}, {}).ok());
   Reopen();
-  EXPECT_EQ(Dump(Load()),
-            Dump({.tenants = {tenant}, .keys = {key}, .versions = {Version(1, 1)}, .aliases = {}}));
+  EXPECT_EQ(Dump(Load()), Dump({.tenants = {tenant},
+                                .keys = {key},
+                                .versions = {Version(1, 1)},
+                                .aliases = {},
+                                .token_objects_to_destroy = {}}));
 }
 
 // --- Backup and restore -------------------------------------------------------
@@ -890,7 +906,7 @@ TEST_F(SqliteKeyStoreTest, BackupCopiesEveryRecordIntoOneOwnerOnlyFile) {
   ASSERT_TRUE(info.has_value()) << info.error().ToString();
   EXPECT_EQ(info->path, backup);
   EXPECT_EQ(info->bytes, std::filesystem::file_size(backup));
-  EXPECT_EQ(info->schema_version, 2);
+  EXPECT_EQ(info->schema_version, 3);
   EXPECT_EQ(info->tenants, 2);
   EXPECT_EQ(info->keys, 2);
   struct stat st;
@@ -1039,6 +1055,85 @@ TEST_F(SqliteKeyStoreTest, RestoreOfMissingBackupIsNotFound) {
   EXPECT_EQ(info.error().code(), Code::kNotFound);
   Reopen();
   EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
+}
+
+}  // namespace
+}  // namespace kmsd
+
+namespace kmsd {
+namespace {
+
+// --- Schema 3: shredding queue, rotation, nonce reservations ------------------------
+
+TEST_F(SqliteKeyStoreTest, ShredKeyForgetsTheKeyAndQueuesItsTokenObjects) {
+  CreateAcme();
+  ASSERT_TRUE(store_->CreateKey(Key("acme", "billing", 2), Version(2, 1)).ok());
+  ASSERT_TRUE(store_->ShredKey(Id(1), {"tenants/acme/keys/1"}, 1800000000).ok());
+  KeyStoreSnapshot snapshot = Load();
+  ASSERT_EQ(snapshot.keys.size(), 1u);
+  EXPECT_EQ(snapshot.keys[0].name, "billing");
+  ASSERT_EQ(snapshot.versions.size(), 1u);
+  EXPECT_EQ(snapshot.versions[0].key_id, Id(2));
+  EXPECT_TRUE(snapshot.aliases.empty());  // alias/orders pointed at the key
+  EXPECT_EQ(snapshot.token_objects_to_destroy, std::vector<std::string>{"tenants/acme/keys/1"});
+  Reopen();
+  EXPECT_EQ(Load().token_objects_to_destroy.size(), 1u);  // durable until dequeued
+  ASSERT_TRUE(store_->TokenObjectDestroyed("tenants/acme/keys/1").ok());
+  EXPECT_TRUE(Load().token_objects_to_destroy.empty());
+  EXPECT_EQ(store_->ShredKey(Id(1), {"x"}, 0).code(), Code::kNotFound);
+  EXPECT_TRUE(Load().token_objects_to_destroy.empty());  // a failed shred queues nothing
+  EXPECT_EQ(store_->ShredKey(Id(2), {""}, 0).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Load().keys.size(), 1u);
+}
+
+TEST_F(SqliteKeyStoreTest, ShredTenantForgetsEverythingOfThatTenantOnly) {
+  CreateAcme();
+  ASSERT_TRUE(store_
+                  ->CreateTenant(Tenant("zeta"), {Key("zeta", "k", 3)}, {Version(3, 1)},
+                                 {Alias("zeta", "alias/x", 3)})
+                  .ok());
+  ASSERT_TRUE(
+      store_->ShredTenant("acme", {"tenants/acme/keys/1", "tenants/acme/root/r"}, 1800000000).ok());
+  const KeyStoreSnapshot snapshot = Load();
+  ASSERT_EQ(snapshot.tenants.size(), 1u);
+  EXPECT_EQ(snapshot.tenants[0].name, "zeta");
+  ASSERT_EQ(snapshot.keys.size(), 1u);
+  ASSERT_EQ(snapshot.versions.size(), 1u);
+  ASSERT_EQ(snapshot.aliases.size(), 1u);
+  EXPECT_EQ(snapshot.token_objects_to_destroy,
+            (std::vector<std::string>{"tenants/acme/keys/1", "tenants/acme/root/r"}));
+  EXPECT_EQ(store_->ShredTenant("acme", {}, 0).code(), Code::kNotFound);
+  // The name is free again.
+  EXPECT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
+}
+
+TEST_F(SqliteKeyStoreTest, ReservationsOnlyGrow) {
+  CreateAcme();
+  ASSERT_TRUE(store_->ReserveEncryptions(Id(1), 2, 100).ok());
+  ASSERT_TRUE(store_->ReserveEncryptions(Id(1), 2, 50).ok());  // never lowered
+  Reopen();
+  KeyStoreSnapshot snapshot = Load();
+  EXPECT_EQ(snapshot.versions[0].reserved_encryptions, 0u);
+  EXPECT_EQ(snapshot.versions[1].reserved_encryptions, 100u);
+  EXPECT_EQ(store_->ReserveEncryptions(Id(1), 3, 1).code(), Code::kNotFound);
+  EXPECT_EQ(store_->ReserveEncryptions(Id(9), 1, 1).code(), Code::kNotFound);
+}
+
+TEST_F(SqliteKeyStoreTest, RotationPeriodAndMinimumDecryptionVersionPersist) {
+  CreateAcme();
+  ASSERT_TRUE(store_->SetRotationPeriod(Id(1), 86400).ok());
+  ASSERT_TRUE(store_->SetMinDecryptionVersion(Id(1), 2).ok());
+  Reopen();
+  KeyRecord key = Load().keys.at(0);
+  EXPECT_EQ(key.rotation_period_seconds, 86400);
+  EXPECT_EQ(key.min_decryption_version, 2u);
+  ASSERT_TRUE(store_->SetRotationPeriod(Id(1), std::nullopt).ok());
+  EXPECT_FALSE(Load().keys.at(0).rotation_period_seconds.has_value());
+  EXPECT_EQ(store_->SetRotationPeriod(Id(9), 1).code(), Code::kNotFound);
+  EXPECT_EQ(store_->SetMinDecryptionVersion(Id(9), 1).code(), Code::kNotFound);
+  // The table constraints back the caller's checks.
+  EXPECT_EQ(store_->SetRotationPeriod(Id(1), 0).code(), Code::kInternal);
+  EXPECT_EQ(store_->SetMinDecryptionVersion(Id(1), 0).code(), Code::kInternal);
 }
 
 }  // namespace
