@@ -141,11 +141,27 @@ Result<Config> LoadConfig(const std::string& path) {
       config.workers = workers;
     }
     if (const YAML::Node lifecycle = root["lifecycle"]) {
-      RETURN_IF_ERROR(r.OnlyKnown(lifecycle, "lifecycle", {"min_pending_window_seconds"}));
-      uint64_t min_window = static_cast<uint64_t>(config.min_pending_window_seconds);
+      RETURN_IF_ERROR(r.OnlyKnown(lifecycle, "lifecycle",
+                                  {"min_pending_window_seconds", "min_rotation_period_seconds",
+                                   "max_encryptions_per_version", "check_interval_ms"}));
+      LifecycleOptions& options = config.lifecycle;
+      uint64_t min_window = static_cast<uint64_t>(options.min_pending_window_seconds);
+      uint64_t min_rotation = static_cast<uint64_t>(options.min_rotation_period_seconds);
+      uint64_t interval = static_cast<uint64_t>(config.due_work_interval_ms);
       RETURN_IF_ERROR(r.Unsigned(lifecycle["min_pending_window_seconds"],
-                                 "lifecycle.min_pending_window_seconds", 1, 7 * 86400, min_window));
-      config.min_pending_window_seconds = static_cast<int64_t>(min_window);
+                                 "lifecycle.min_pending_window_seconds", 1,
+                                 kDefaultMinPendingWindowSeconds, min_window));
+      RETURN_IF_ERROR(r.Unsigned(lifecycle["min_rotation_period_seconds"],
+                                 "lifecycle.min_rotation_period_seconds", 1,
+                                 kDefaultMinRotationPeriodSeconds, min_rotation));
+      RETURN_IF_ERROR(r.Unsigned(lifecycle["max_encryptions_per_version"],
+                                 "lifecycle.max_encryptions_per_version", 1,
+                                 kMaxEncryptionsPerVersion, options.max_encryptions_per_version));
+      RETURN_IF_ERROR(r.Unsigned(lifecycle["check_interval_ms"], "lifecycle.check_interval_ms", 100,
+                                 60000, interval));
+      options.min_pending_window_seconds = static_cast<int64_t>(min_window);
+      options.min_rotation_period_seconds = static_cast<int64_t>(min_rotation);
+      config.due_work_interval_ms = static_cast<int64_t>(interval);
     }
     if (const YAML::Node log = root["log"]) {
       RETURN_IF_ERROR(r.OnlyKnown(log, "log", {"level", "file"}));

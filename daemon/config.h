@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 
+#include "keystore/hierarchy.h"
 #include "protocol/secret_buffer.h"
 #include "protocol/status.h"
 
@@ -25,8 +26,11 @@ struct Config {
   size_t workers = 8;
   std::string log_level = "info";
   std::string log_file;  // empty: stderr
-  // Shortest pending window of a schedule-deletion: 7 days unless lowered.
-  int64_t min_pending_window_seconds = 7 * 86400;
+  // Pending windows, rotation periods and the encryption limit per version:
+  // the defaults unless lowered (for tests that watch them end).
+  LifecycleOptions lifecycle;
+  // How often kmsd looks for windows that ended and keys due to rotate.
+  int64_t due_work_interval_ms = 1000;
 };
 
 // INVALID_ARGUMENT naming the file and the field when anything is missing,

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <functional>
+#include <limits>
 #include <string>
 #include <unordered_map>
 
@@ -46,6 +47,11 @@ Value::Map KeyDescription(const KeyInfo& key) {
   out.emplace_back("state", KeyStateName(key.state));
   if (key.deletion_date) out.emplace_back("deletion_date", *key.deletion_date);
   out.emplace_back("latest_version", key.latest_version);
+  out.emplace_back("min_decryption_version", key.min_decryption_version);
+  if (key.rotation_period_seconds) {
+    out.emplace_back("rotation_period_seconds", *key.rotation_period_seconds);
+    out.emplace_back("next_rotation_at", *key.next_rotation_at);
+  }
   out.emplace_back("aliases", std::move(aliases));
   return out;
 }
@@ -161,6 +167,49 @@ Result<Value::Map> EncryptOne(Env& e, std::string_view tenant, std::string_view 
   result.emplace_back("ciphertext", std::move(out.ciphertext));
   AppendKeyFields(result, out.key_id, out.key_name, out.version);
   return result;
+}
+
+// Decrypts `ciphertext` and encrypts its plaintext under the newest version of
+// `destination` (by default the ciphertext's own key).
+Result<Value::Map> ReEncryptOne(Env& e, std::string_view tenant,
+                                std::span<const uint8_t> ciphertext,
+                                const EncryptionContext& context,
+                                std::optional<std::string_view> destination,
+                                const EncryptionContext& destination_context) {
+  if (destination) RETURN_IF_ERROR(ValidateKeyReference(*destination));
+  ASSIGN_OR_RETURN(DecryptOutput source, e.h.Decrypt(tenant, ciphertext, context, std::nullopt));
+  const std::string target = destination ? std::string(*destination) : source.key_name;
+  ASSIGN_OR_RETURN(Value::Map result, EncryptOne(e, tenant, target, source.plaintext.RevealSpan(),
+                                                 destination_context));
+  result.emplace_back("source_key_id", KeyIdToHex(source.key_id));
+  result.emplace_back("source_version", source.version);
+  return result;
+}
+
+// The `items` of a batch call (1 to kMaxBatchItems maps), each handled by
+// `one(fields)`; a failed item becomes an error entry, the others go on.
+// `check()` runs once the items are known to be well formed: what it refuses
+// (an unknown tenant or key) fails the whole call rather than every item alike.
+template <typename Check, typename One>
+Result<Value::Map> ForEachItem(const Fields& args, Check&& check, One&& one) {
+  ASSIGN_OR_RETURN(auto items, args.Array("items"));
+  if (items.empty() || items.size() > kMaxBatchItems) {
+    return Error(Code::kInvalidArgument, "items must hold 1 to 1024 entries");
+  }
+  RETURN_IF_ERROR(check());
+  Value::Array results;
+  for (const auto& item : items) {
+    auto result = [&]() -> Result<Value::Map> {
+      ASSIGN_OR_RETURN(Fields fields, Fields::Of(item, "item"));
+      ASSIGN_OR_RETURN(Value::Map entry, one(fields));
+      entry.insert(entry.begin(), {"ok", true});
+      return entry;
+    }();
+    results.emplace_back(result ? std::move(*result) : ErrorEntry(result.error()));
+  }
+  Value::Map out;
+  out.emplace_back("results", std::move(results));
+  return out;
 }
 
 Result<Value::Map> GenerateDataKey(Env& e, Call& c, bool with_plaintext) {
@@ -332,6 +381,35 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
           ASSIGN_OR_RETURN(KeyInfo info, e.h.CancelKeyDeletion(c.tenant, key));
           return KeyDescription(info);
         }}},
+      {"key.set-rotation",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"key", "rotation_period_seconds"}));
+          ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+          ASSIGN_OR_RETURN(uint64_t period, c.args.Uint("rotation_period_seconds"));
+          if (period > static_cast<uint64_t>(kMaxRotationPeriodSeconds)) {
+            return Error(Code::kInvalidArgument,
+                         "rotation_period_seconds must be at most " +
+                             std::to_string(kMaxRotationPeriodSeconds) + " (0 turns it off)");
+          }
+          std::optional<int64_t> seconds;
+          if (period != 0) seconds = static_cast<int64_t>(period);
+          ASSIGN_OR_RETURN(KeyInfo info, e.h.SetRotationPeriod(c.tenant, key, seconds));
+          return KeyDescription(info);
+        }}},
+      {"key.set-min-decryption-version",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"key", "version"}));
+          ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
+          ASSIGN_OR_RETURN(uint64_t version, c.args.Uint("version"));
+          if (version < 1 || version > std::numeric_limits<uint32_t>::max()) {
+            return Error(Code::kInvalidArgument, "version must be 1 to 4294967295");
+          }
+          ASSIGN_OR_RETURN(KeyInfo info, e.h.SetMinDecryptionVersion(c.tenant, key,
+                                                                     static_cast<uint32_t>(version)));
+          return KeyDescription(info);
+        }}},
       {"key.list-versions",
        {true,
         [](Env& e, Call& c) -> Result<Value::Map> {
@@ -343,6 +421,7 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
             Value::Map entry;
             entry.emplace_back("version", version.version);
             entry.emplace_back("created_at", version.created_at);
+            entry.emplace_back("encryptions", version.encryptions);
             list.emplace_back(std::move(entry));
           }
           Value::Map out;
@@ -420,78 +499,67 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
           if (c.args.Has("destination_context")) {
             ASSIGN_OR_RETURN(destination_context, c.args.Context("destination_context"));
           }
-          if (destination) RETURN_IF_ERROR(ValidateKeyReference(*destination));
-          ASSIGN_OR_RETURN(DecryptOutput source,
-                           e.h.Decrypt(c.tenant, ciphertext, context, std::nullopt));
-          const std::string target = destination ? std::string(*destination) : source.key_name;
-          ASSIGN_OR_RETURN(
-              Value::Map result,
-              EncryptOne(e, c.tenant, target, source.plaintext.RevealSpan(), destination_context));
-          result.emplace_back("source_key_id", KeyIdToHex(source.key_id));
-          result.emplace_back("source_version", source.version);
-          return result;
+          return ReEncryptOne(e, c.tenant, ciphertext, context, destination, destination_context);
         }}},
       {"batch-encrypt",
        {true,
         [](Env& e, Call& c) -> Result<Value::Map> {
           RETURN_IF_ERROR(c.args.OnlyKnown({"key", "items"}));
           ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
-          ASSIGN_OR_RETURN(auto items, c.args.Array("items"));
-          if (items.empty() || items.size() > kMaxBatchItems) {
-            return Error(Code::kInvalidArgument, "items must hold 1 to 1024 entries");
-          }
-          // A bad key fails the whole call rather than every item alike.
-          RETURN_IF_ERROR(e.h.DescribeKey(c.tenant, key));
-          Value::Array results;
-          for (const auto& item : items) {
-            auto one = [&]() -> Result<Value::Map> {
-              ASSIGN_OR_RETURN(Fields fields, Fields::Of(item, "item"));
-              RETURN_IF_ERROR(fields.OnlyKnown({"plaintext", "context"}));
-              ASSIGN_OR_RETURN(auto plaintext, fields.Binary("plaintext"));
-              ASSIGN_OR_RETURN(EncryptionContext context, fields.Context("context"));
-              ASSIGN_OR_RETURN(EncryptOutput out, e.h.Encrypt(c.tenant, key, plaintext, context));
-              Value::Map entry;
-              entry.emplace_back("ok", true);
-              entry.emplace_back("ciphertext", std::move(out.ciphertext));
-              entry.emplace_back("version", out.version);
-              return entry;
-            }();
-            results.emplace_back(one ? std::move(*one) : ErrorEntry(one.error()));
-          }
-          Value::Map out;
-          out.emplace_back("results", std::move(results));
-          return out;
+          auto check = [&]() -> Status {
+            auto described = e.h.DescribeKey(c.tenant, key);
+            return described ? OkStatus() : described.error();
+          };
+          return ForEachItem(c.args, check, [&](const Fields& fields) -> Result<Value::Map> {
+            RETURN_IF_ERROR(fields.OnlyKnown({"plaintext", "context"}));
+            ASSIGN_OR_RETURN(auto plaintext, fields.Binary("plaintext"));
+            ASSIGN_OR_RETURN(EncryptionContext context, fields.Context("context"));
+            ASSIGN_OR_RETURN(EncryptOutput out, e.h.Encrypt(c.tenant, key, plaintext, context));
+            Value::Map entry;
+            entry.emplace_back("ciphertext", std::move(out.ciphertext));
+            entry.emplace_back("version", out.version);
+            return entry;
+          });
         }}},
       {"batch-decrypt",
        {true,
         [](Env& e, Call& c) -> Result<Value::Map> {
           RETURN_IF_ERROR(c.args.OnlyKnown({"items"}));
-          ASSIGN_OR_RETURN(auto items, c.args.Array("items"));
-          if (items.empty() || items.size() > kMaxBatchItems) {
-            return Error(Code::kInvalidArgument, "items must hold 1 to 1024 entries");
-          }
-          // An unknown tenant fails the call (PROTOCOL.md), not every item alike.
-          RETURN_IF_ERROR(e.h.DescribeTenant(c.tenant));
-          Value::Array results;
-          for (const auto& item : items) {
-            auto one = [&]() -> Result<Value::Map> {
-              ASSIGN_OR_RETURN(Fields fields, Fields::Of(item, "item"));
-              RETURN_IF_ERROR(fields.OnlyKnown({"ciphertext", "context"}));
-              ASSIGN_OR_RETURN(auto ciphertext, fields.Binary("ciphertext"));
-              ASSIGN_OR_RETURN(EncryptionContext context, fields.Context("context"));
-              ASSIGN_OR_RETURN(DecryptOutput out,
-                               e.h.Decrypt(c.tenant, ciphertext, context, std::nullopt));
-              Value::Map entry;
-              entry.emplace_back("ok", true);
-              entry.emplace_back("plaintext", std::move(out.plaintext));
-              AppendKeyFields(entry, out.key_id, out.key_name, out.version);
-              return entry;
-            }();
-            results.emplace_back(one ? std::move(*one) : ErrorEntry(one.error()));
-          }
-          Value::Map out;
-          out.emplace_back("results", std::move(results));
-          return out;
+          auto check = [&]() -> Status {
+            auto described = e.h.DescribeTenant(c.tenant);
+            return described ? OkStatus() : described.error();
+          };
+          return ForEachItem(c.args, check, [&](const Fields& fields) -> Result<Value::Map> {
+            RETURN_IF_ERROR(fields.OnlyKnown({"ciphertext", "context"}));
+            ASSIGN_OR_RETURN(auto ciphertext, fields.Binary("ciphertext"));
+            ASSIGN_OR_RETURN(EncryptionContext context, fields.Context("context"));
+            ASSIGN_OR_RETURN(DecryptOutput out,
+                             e.h.Decrypt(c.tenant, ciphertext, context, std::nullopt));
+            Value::Map entry;
+            entry.emplace_back("plaintext", std::move(out.plaintext));
+            AppendKeyFields(entry, out.key_id, out.key_name, out.version);
+            return entry;
+          });
+        }}},
+      {"batch-re-encrypt",
+       {true,
+        [](Env& e, Call& c) -> Result<Value::Map> {
+          RETURN_IF_ERROR(c.args.OnlyKnown({"items", "destination_key"}));
+          ASSIGN_OR_RETURN(auto destination, c.args.OptionalString("destination_key"));
+          auto check = [&]() -> Status {
+            if (destination) {
+              auto described = e.h.DescribeKey(c.tenant, *destination);
+              return described ? OkStatus() : described.error();
+            }
+            auto described = e.h.DescribeTenant(c.tenant);
+            return described ? OkStatus() : described.error();
+          };
+          return ForEachItem(c.args, check, [&](const Fields& fields) -> Result<Value::Map> {
+            RETURN_IF_ERROR(fields.OnlyKnown({"ciphertext", "context"}));
+            ASSIGN_OR_RETURN(auto ciphertext, fields.Binary("ciphertext"));
+            ASSIGN_OR_RETURN(EncryptionContext context, fields.Context("context"));
+            return ReEncryptOne(e, c.tenant, ciphertext, context, destination, context);
+          });
         }}},
       {"generate-data-key", {true, [](Env& e, Call& c) { return GenerateDataKey(e, c, true); }}},
       {"generate-data-key-without-plaintext",

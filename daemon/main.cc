@@ -6,7 +6,11 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <condition_variable>
 #include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "daemon/config.h"
 #include "daemon/dev_mode.h"
@@ -59,6 +63,56 @@ int Restore(const Config& config, const std::string& backup_path) {
   return 0;
 }
 
+// A keystore file that is missing while the token holds tenant keys means the
+// keystore was lost or the configuration points at the wrong file: starting
+// afresh would look like every tenant vanished, so kmsd refuses.
+Status CheckNotAFreshStartOverTenants(const Config& config, pkcs11::Token& token) {
+  std::error_code error;
+  if (std::filesystem::exists(config.keystore_path, error) || error) return OkStatus();
+  ASSIGN_OR_RETURN(std::vector<pkcs11::TokenObject> objects, token.ListTokenSecretKeys());
+  size_t tenant_objects = 0;
+  for (const auto& object : objects) tenant_objects += object.label.starts_with("tenants/");
+  if (tenant_objects == 0) return OkStatus();
+  return Status(Code::kNotFound,
+                "keystore " + config.keystore_path + " does not exist, but token '" +
+                    token.info().label + "' holds " + std::to_string(tenant_objects) +
+                    " tenant keys; refusing to start with an empty keystore. Restore a backup "
+                    "with kmsd --restore FILE, or fix keystore.path");
+}
+
+// Calls RunDueWork every `interval` until stopped.
+class DueWorkLoop {
+ public:
+  DueWorkLoop(KeyHierarchy& hierarchy, std::chrono::milliseconds interval)
+      : thread_([&hierarchy, interval](std::stop_token stop) {
+          std::mutex mu;
+          std::condition_variable_any wake;
+          std::unique_lock lock(mu);
+          while (true) {
+            // Returns early (false) when a stop is requested.
+            wake.wait_for(lock, stop, interval, [] { return false; });
+            if (stop.stop_requested()) return;
+            Report(hierarchy.RunDueWork());
+          }
+        }) {}
+
+  static void Report(const DueWorkReport& report) {
+    if (report.keys_shredded + report.tenants_shredded + report.keys_rotated +
+            report.token_objects_destroyed ==
+        0) {
+      return;
+    }
+    spdlog::info(
+        "due work: {} keys and {} tenants shredded, {} keys rotated, {} token objects "
+        "destroyed",
+        report.keys_shredded, report.tenants_shredded, report.keys_rotated,
+        report.token_objects_destroyed);
+  }
+
+ private:
+  std::jthread thread_;  // requests stop and joins when destroyed
+};
+
 // Runs until SIGINT or SIGTERM. The signals are blocked in every thread (set
 // before any thread exists) and taken here with sigwait.
 int Run(const Config& config, const sigset_t& stop_signals) {
@@ -78,12 +132,17 @@ int Run(const Config& config, const sigset_t& stop_signals) {
   auto token = pkcs11::Token::Open(*module, config.token_label, *pin, config.workers + 2);
   if (!token) return fail(token.error());
   *pin = SecretBuffer();  // wiped: the login lasts as long as the sessions
+  if (Status status = CheckNotAFreshStartOverTenants(config, **token); !status.ok()) {
+    return fail(status);
+  }
   auto store = OpenSqliteKeyStore(config.keystore_path);
   if (!store) return fail(store.error());
   SystemClock clock;
-  auto hierarchy =
-      KeyHierarchy::Open(**token, std::move(*store), clock, {config.min_pending_window_seconds});
+  auto hierarchy = KeyHierarchy::Open(**token, std::move(*store), clock, config.lifecycle);
   if (!hierarchy) return fail(hierarchy.error());
+  // What fell due while kmsd was down is done before anything is served.
+  DueWorkLoop::Report((*hierarchy)->RunDueWork());
+  DueWorkLoop due_work(**hierarchy, std::chrono::milliseconds(config.due_work_interval_ms));
   AccessPolicy access(config.admin_uids, config.admin_gids);
   Dispatcher dispatcher(**hierarchy, **token, access, {config.max_frame_bytes});
   auto server = Server::Start(

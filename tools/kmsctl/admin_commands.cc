@@ -19,6 +19,8 @@ struct AdminArgs {
   std::string description;
   std::optional<uint64_t> days;     // --days
   std::optional<uint64_t> seconds;  // --seconds
+  bool off = false;                 // --off
+  uint64_t version = 0;
 };
 
 constexpr std::array<Column, 3> kTenantColumns = {
@@ -31,8 +33,8 @@ constexpr std::array<Column, 8> kKeyColumns = {{{"NAME", "name"},
                                                 {"CREATED", "created_at"},
                                                 {"ALIASES", "aliases"},
                                                 {"DESCRIPTION", "description"}}};
-constexpr std::array<Column, 2> kVersionColumns = {
-    {{"VERSION", "version"}, {"CREATED", "created_at"}}};
+constexpr std::array<Column, 3> kVersionColumns = {
+    {{"VERSION", "version"}, {"CREATED", "created_at"}, {"ENCRYPTIONS", "encryptions"}}};
 constexpr std::array<Column, 5> kAliasColumns = {{{"ALIAS", "alias"},
                                                   {"KEY", "key"},
                                                   {"KEY_ID", "key_id"},
@@ -67,6 +69,22 @@ Value::Map WindowArgs(const AdminArgs& a) {
 Value::Map KeyAndWindowArgs(const AdminArgs& a) {
   Value::Map map = KeyArg(a);
   for (auto& entry : WindowArgs(a)) map.push_back(std::move(entry));
+  return map;
+}
+
+// The rotation period; 0 (--off) turns automatic rotation off.
+Value::Map KeyAndRotationArgs(const AdminArgs& a) {
+  Value::Map map = KeyArg(a);
+  uint64_t seconds = 0;
+  if (a.days) seconds = *a.days > UINT64_MAX / 86400 ? UINT64_MAX : *a.days * 86400;
+  if (a.seconds) seconds = *a.seconds;
+  map.emplace_back("rotation_period_seconds", seconds);
+  return map;
+}
+
+Value::Map KeyAndVersionArgs(const AdminArgs& a) {
+  Value::Map map = KeyArg(a);
+  map.emplace_back("version", a.version);
   return map;
 }
 
@@ -203,6 +221,34 @@ void AddKeyCommands(CLI::App& app, Invocation& invocation) {
                 {"key.schedule-deletion", KeyAndWindowArgs}, args);
   schedule->add_option("KEYREF", args->key, "Key name or alias")->required();
   AddWindowOptions(schedule, args);
+
+  CLI::App* rotation =
+      AddSimple(group, invocation, "set-rotation",
+                "Rotate a key by itself: a new version this long after its newest (or --off)",
+                TenantFrom::kOption, {"key.set-rotation", KeyAndRotationArgs}, args);
+  rotation->add_option("KEYREF", args->key, "Key name or alias")->required();
+  // Exactly one of the three.
+  CLI::Option_group* period = rotation->add_option_group("period");
+  period
+      ->add_option_function<uint64_t>(
+          "--days", [args](const uint64_t& n) { args->days = n; }, "Rotation period in days")
+      ->check(UnsignedInteger());
+  period
+      ->add_option_function<uint64_t>(
+          "--seconds", [args](const uint64_t& n) { args->seconds = n; },
+          "Rotation period in seconds, when kmsd's configuration allows it")
+      ->check(UnsignedInteger());
+  period->add_flag("--off", args->off, "Turn automatic rotation off");
+  period->require_option(1);
+
+  CLI::App* min_version = AddSimple(
+      group, invocation, "set-min-decryption-version",
+      "Refuse to decrypt versions below VERSION (raise after rewrap-all; can be lowered again)",
+      TenantFrom::kOption, {"key.set-min-decryption-version", KeyAndVersionArgs}, args);
+  min_version->add_option("KEYREF", args->key, "Key name or alias")->required();
+  min_version->add_option("VERSION", args->version, "Lowest version that still decrypts")
+      ->required()
+      ->check(UnsignedInteger());
 }
 
 void AddAliasCommands(CLI::App& app, Invocation& invocation) {

@@ -1,9 +1,11 @@
-// kmsctl batch encrypt|decrypt: one item per input file, in one call
+// kmsctl batch encrypt|decrypt and key rewrap-all: one item per input file
 // (docs/CLI.md).
 //
 // batch encrypt writes FILE.enc; batch decrypt writes FILE without its ".enc"
-// suffix, or FILE.dec when it has none. Outputs are replaced atomically. Every
-// file is read and every output path checked before the call (a failure is a
+// suffix, or FILE.dec when it has none; key rewrap-all replaces each
+// ciphertext FILE by its re-encryption under the newest version of its key,
+// in calls of up to 1024 files. Outputs are replaced atomically. Every file is
+// read and every output path checked before the first call (a failure is a
 // usage error). A failed item is reported and the others still written; the
 // exit status is then that of the first failed item's code.
 #include <filesystem>
@@ -15,6 +17,8 @@
 namespace kmsd::kmsctl {
 namespace {
 
+enum class Mode { kEncrypt, kDecrypt, kRewrap };
+
 struct BatchArgs {
   std::string tenant;
   std::string key;
@@ -22,13 +26,15 @@ struct BatchArgs {
   std::vector<std::string> files;
 };
 
-struct Item {
-  std::string file;
-  std::string output;
-  SecretBuffer input;
-};
-
-std::string DecryptedName(const std::string& file) {
+std::string OutputName(const std::string& file, Mode mode) {
+  switch (mode) {
+    case Mode::kEncrypt:
+      return file + ".enc";
+    case Mode::kDecrypt:
+      break;
+    case Mode::kRewrap:
+      return file;
+  }
   constexpr std::string_view kSuffix = ".enc";
   const std::string base = std::filesystem::path(file).filename().string();
   if (base.size() > kSuffix.size() && base.ends_with(kSuffix)) {
@@ -37,14 +43,20 @@ std::string DecryptedName(const std::string& file) {
   return file + ".dec";
 }
 
-Result<std::vector<Item>> ReadItems(Invocation& invocation, const BatchArgs& a, bool encrypt) {
-  if (a.files.size() > kMaxBatchItems) {
+struct Item {
+  std::string file;
+  std::string output;
+  SecretBuffer input;
+};
+
+Result<std::vector<Item>> ReadItems(Invocation& invocation, const BatchArgs& a, Mode mode) {
+  if (mode != Mode::kRewrap && a.files.size() > kMaxBatchItems) {
     RETURN_IF_ERROR(invocation.AsUsage(Status(
         Code::kInvalidArgument, "at most " + std::to_string(kMaxBatchItems) + " files per batch")));
   }
   std::vector<Item> items;
   for (const std::string& file : a.files) {
-    Item item{file, encrypt ? file + ".enc" : DecryptedName(file), {}};
+    Item item{file, OutputName(file, mode), {}};
     RETURN_IF_ERROR(invocation.AsUsage(CheckOutputPath(item.output)));
     ASSIGN_OR_RETURN(item.input, invocation.AsUsage(ReadInput(file)));
     items.push_back(std::move(item));
@@ -95,48 +107,61 @@ void PrintHuman(const Json& entry, const Status& status) {
                  Output::Printable(status.message()) + "\n");
 }
 
-Status RunBatch(Invocation& invocation, const BatchArgs& a, bool encrypt) {
-  ASSIGN_OR_RETURN(EncryptionContext context, invocation.AsUsage(ParseContext(a.context)));
-  ASSIGN_OR_RETURN(std::vector<Item> items, ReadItems(invocation, a, encrypt));
-  const std::string_view field = encrypt ? "ciphertext" : "plaintext";
-
+// Sends items[begin, end) in one call; returns one JSON line per item.
+Status CallChunk(Invocation& invocation, const BatchArgs& a, Mode mode,
+                 const EncryptionContext& context, std::vector<Item>& items, size_t begin,
+                 size_t end, Json& lines, Status& first_failure) {
+  static constexpr std::string_view kOps[] = {"batch-encrypt", "batch-decrypt", "batch-re-encrypt"};
+  const bool encrypt = mode == Mode::kEncrypt;
+  const std::string_view field = mode == Mode::kDecrypt ? "plaintext" : "ciphertext";
   Value::Array request_items;
-  for (Item& item : items) {
+  for (size_t i = begin; i < end; ++i) {
     Value::Map entry;
-    entry.emplace_back(encrypt ? "plaintext" : "ciphertext", std::move(item.input));
+    entry.emplace_back(encrypt ? "plaintext" : "ciphertext", std::move(items[i].input));
     if (!context.empty()) entry.emplace_back("context", ContextValue(context));
     request_items.emplace_back(std::move(entry));
   }
   Value::Map args;
   if (encrypt) args.emplace_back("key", a.key);
   args.emplace_back("items", std::move(request_items));
-  ASSIGN_OR_RETURN(Reply reply, invocation.Call(encrypt ? "batch-encrypt" : "batch-decrypt",
-                                                a.tenant, std::move(args)));
+  ASSIGN_OR_RETURN(Reply reply,
+                   invocation.Call(kOps[static_cast<int>(mode)], a.tenant, std::move(args)));
   ASSIGN_OR_RETURN(std::span<const msgpack::object> results,
                    FromReply(reply.result().Array("results")));
-  if (results.size() != items.size()) {
+  if (results.size() != end - begin) {
     return MalformedReply(Status(Code::kInternal, "'results' does not have one entry per item"));
   }
-
   const Output output = invocation.output();
-  Json lines = Json::array();
-  Status first_failure;
-  for (size_t i = 0; i < items.size(); ++i) {
+  for (size_t i = begin; i < end; ++i) {
     Status status;
-    Json entry = HandleResult(results[i], items[i], field, &status);
+    Json entry = HandleResult(results[i - begin], items[i], field, &status);
     if (!output.json()) PrintHuman(entry, status);
     if (first_failure.ok()) first_failure = status;
     lines.push_back(std::move(entry));
   }
-  if (output.json()) {
+  return OkStatus();
+}
+
+Status RunBatch(Invocation& invocation, const BatchArgs& a, Mode mode) {
+  ASSIGN_OR_RETURN(EncryptionContext context, invocation.AsUsage(ParseContext(a.context)));
+  ASSIGN_OR_RETURN(std::vector<Item> items, ReadItems(invocation, a, mode));
+  Json lines = Json::array();
+  Status first_failure;
+  for (size_t begin = 0; begin < items.size(); begin += kMaxBatchItems) {
+    const size_t end = std::min(items.size(), begin + kMaxBatchItems);
+    RETURN_IF_ERROR(
+        CallChunk(invocation, a, mode, context, items, begin, end, lines, first_failure));
+  }
+  if (invocation.output().json()) {
     Json object = Json::object();
     object["results"] = std::move(lines);
-    RETURN_IF_ERROR(output.Object(std::move(object)));
+    RETURN_IF_ERROR(invocation.output().Object(std::move(object)));
   }
   return invocation.AlreadyReported(first_failure);
 }
 
 void AddBatchCommand(CLI::App* group, Invocation& invocation, bool encrypt) {
+  const Mode mode = encrypt ? Mode::kEncrypt : Mode::kDecrypt;
   auto args = std::make_shared<BatchArgs>();
   CLI::App* command = group->add_subcommand(
       encrypt ? "encrypt" : "decrypt",
@@ -147,9 +172,8 @@ void AddBatchCommand(CLI::App* group, Invocation& invocation, bool encrypt) {
   AddContextOption(command, "--context", &args->context,
                    "Encryption context entry for every file (repeatable)");
   command->add_option("FILE", args->files, "Input files")->required();
-  command->callback([&invocation, args, encrypt] {
-    invocation.Select(
-        [&invocation, args, encrypt] { return RunBatch(invocation, *args, encrypt); });
+  command->callback([&invocation, args, mode] {
+    invocation.Select([&invocation, args, mode] { return RunBatch(invocation, *args, mode); });
   });
 }
 
@@ -160,6 +184,20 @@ void AddBatchCommands(CLI::App& app, Invocation& invocation) {
   group->require_subcommand(1);
   AddBatchCommand(group, invocation, true);
   AddBatchCommand(group, invocation, false);
+}
+
+void AddRewrapCommand(CLI::App& key_group, Invocation& invocation) {
+  auto args = std::make_shared<BatchArgs>();
+  CLI::App* command = key_group.add_subcommand(
+      "rewrap-all",
+      "Re-encrypt each ciphertext FILE, in place, under the newest version of its key");
+  AddTenantOption(command, &args->tenant);
+  AddContextOption(command, "--context", &args->context,
+                   "Encryption context entry of every file (repeatable)");
+  command->add_option("FILE", args->files, "Ciphertext files")->required();
+  command->callback([&invocation, args] {
+    invocation.Select([&invocation, args] { return RunBatch(invocation, *args, Mode::kRewrap); });
+  });
 }
 
 }  // namespace kmsd::kmsctl

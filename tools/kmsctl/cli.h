@@ -105,5 +105,7 @@ CLI::Validator UnsignedInteger();
 void AddAdminCommands(CLI::App& app, Invocation& invocation);
 void AddCryptoCommands(CLI::App& app, Invocation& invocation);
 void AddBatchCommands(CLI::App& app, Invocation& invocation);
+// kmsctl key rewrap-all, under the `key` group AddAdminCommands made.
+void AddRewrapCommand(CLI::App& key_group, Invocation& invocation);
 
 }  // namespace kmsd::kmsctl

@@ -39,6 +39,7 @@ int Main(int argc, char** argv) {
   AddAdminCommands(app, invocation);
   AddCryptoCommands(app, invocation);
   AddBatchCommands(app, invocation);
+  AddRewrapCommand(*app.get_subcommand("key"), invocation);
 
   try {
     app.parse(argc, argv);
