@@ -889,7 +889,8 @@ DueWorkReport KeyHierarchy::RunDueWork() {
           if (record.deletion_due_at && *record.deletion_due_at <= now) {
             keys_due.push_back(key.get());
           } else if (record.enabled && record.rotation_period_seconds &&
-                     key->versions.back()->created_at + *record.rotation_period_seconds <= now) {
+                     key->versions.back()->created_at + *record.rotation_period_seconds <= now &&
+                     WrappingKeyOf(*tenant, *key).has_value()) {  // not when shredded
             rotations_due.push_back(key.get());
           }
         }
