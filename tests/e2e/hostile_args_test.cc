@@ -28,6 +28,8 @@ std::vector<std::pair<std::string, Value::Map>> TenantOperations(const Bytes& ci
   add("key.list", {});
   add("key.rotate", MapOf("key", "alias/data"));
   add("key.list-versions", MapOf("key", "alias/data"));
+  add("key.set-rotation", MapOf("key", "alias/data", "rotation_period_seconds", 86400));
+  add("key.set-min-decryption-version", MapOf("key", "alias/data", "version", 1));
   add("alias.create", MapOf("alias", "alias/new", "key", "billing"));
   add("alias.update", MapOf("alias", "alias/bill", "key", "secrets-key"));
   add("alias.delete", MapOf("alias", "alias/bill"));
@@ -41,6 +43,9 @@ std::vector<std::pair<std::string, Value::Map>> TenantOperations(const Bytes& ci
   Value::Array decrypt_items;
   decrypt_items.emplace_back(MapOf("ciphertext", ciphertext));
   add("batch-decrypt", MapOf("items", std::move(decrypt_items)));
+  Value::Array reencrypt_items;
+  reencrypt_items.emplace_back(MapOf("ciphertext", ciphertext));
+  add("batch-re-encrypt", MapOf("items", std::move(reencrypt_items)));
   add("generate-data-key", MapOf("key", "alias/data"));
   add("generate-data-key-without-plaintext", MapOf("key", "alias/data"));
   return ops;
@@ -248,6 +253,67 @@ TEST_F(HostileArgsTest, BadBatchItemsFailAloneAndTheOthersSucceed) {
   ASSERT_EQ(plaintexts.size(), 2u);
   EXPECT_EQ(ToString(Fields::Of(plaintexts[0], "r")->Binary("plaintext").value()), "first");
   EXPECT_EQ(ToString(Fields::Of(plaintexts[1], "r")->Binary("plaintext").value()), "last");
+  ExpectUnchanged();
+}
+
+TEST_F(HostileArgsTest, RotationPeriodsOutOfRangeOrMistypedAreInvalidArgument) {
+  auto set = [&](Value period, std::string_view message) {
+    ExpectRejected("key.set-rotation", "acme",
+                   MapOf("key", "billing", "rotation_period_seconds", std::move(period)),
+                   Code::kInvalidArgument, message);
+  };
+  set(Value("86400"), "'rotation_period_seconds' must be a non-negative integer");
+  set(Value(int64_t{-1}), "'rotation_period_seconds' must be a non-negative integer");
+  set(Value(3600), "the rotation period must be 86400 to 315360000 seconds");
+  set(Value(uint64_t{315360001}), "rotation_period_seconds must be at most 315360000");
+  set(Value(~uint64_t{0}), "rotation_period_seconds must be at most 315360000");
+  ExpectRejected("key.set-rotation", "acme", MapOf("key", "billing"), Code::kInvalidArgument,
+                 "'rotation_period_seconds' is required");
+  ExpectRejected("key.set-rotation", "acme", MapOf("key", "nope", "rotation_period_seconds", 0),
+                 Code::kNotFound, "key 'nope' does not exist");
+}
+
+TEST_F(HostileArgsTest, MinimumDecryptionVersionsOutOfRangeOrMistypedAreInvalidArgument) {
+  auto set = [&](Value version, std::string_view message) {
+    ExpectRejected("key.set-min-decryption-version", "acme",
+                   MapOf("key", "billing", "version", std::move(version)), Code::kInvalidArgument,
+                   message);
+  };
+  set(Value(0), "version must be 1 to 4294967295");
+  set(Value(uint64_t{1} << 32), "version must be 1 to 4294967295");
+  set(Value(3), "must be 1 to 2");  // billing has two versions
+  set(Value("2"), "'version' must be a non-negative integer");
+  ExpectRejected("key.set-min-decryption-version", "acme", MapOf("key", "billing"),
+                 Code::kInvalidArgument, "'version' is required");
+  ExpectRejected("key.set-min-decryption-version", "acme", MapOf("key", "nope", "version", 1),
+                 Code::kNotFound, "key 'nope' does not exist");
+}
+
+TEST_F(HostileArgsTest, BadBatchReEncryptCallsChangeNothing) {
+  ExpectRejected("batch-re-encrypt", "acme", MapOf("items", Value::Array{}), Code::kInvalidArgument,
+                 "items must hold 1 to 1024 entries");
+  ExpectRejected("batch-re-encrypt", "acme", MapOf("items", "not an array"), Code::kInvalidArgument,
+                 "'items' must be");
+  Value::Array items;
+  items.emplace_back(MapOf("ciphertext", Encrypt("acme", "alias/data", "x")));
+  ExpectRejected("batch-re-encrypt", "acme",
+                 MapOf("items", std::move(items), "destination_key", "nope"), Code::kNotFound,
+                 "key 'nope' does not exist");
+  // A bad item fails alone, with the same code as re-encrypt would give.
+  Value::Array mixed;
+  mixed.emplace_back(MapOf("ciphertext", Bin("not a ciphertext")));
+  mixed.emplace_back(MapOf("ciphertext", Encrypt("acme", "billing", "y")));
+  Reply reply = MustCall("batch-re-encrypt", "acme", MapOf("items", std::move(mixed)));
+  auto results = reply.result().Array("results");
+  ASSERT_TRUE(results.has_value());
+  ASSERT_EQ(results->size(), 2u);
+  auto first = Fields::Of((*results)[0], "item");
+  auto second = Fields::Of((*results)[1], "item");
+  ASSERT_TRUE(first && second);
+  EXPECT_FALSE(first->OptionalBool("ok", true).value_or(true));
+  EXPECT_EQ(first->Map("error")->String("code").value_or(""), "INVALID_CIPHERTEXT");
+  EXPECT_TRUE(second->OptionalBool("ok", false).value_or(false));
+  EXPECT_EQ(second->Uint("source_version").value_or(0), 2u);
   ExpectUnchanged();
 }
 
