@@ -169,6 +169,21 @@ Result<Value::Map> EncryptOne(Env& e, std::string_view tenant, std::string_view 
   return result;
 }
 
+Result<Value::Map> DecryptOne(Env& e, std::string_view tenant, std::span<const uint8_t> ciphertext,
+                              const EncryptionContext& context,
+                              std::optional<std::string_view> expected_key) {
+  ASSIGN_OR_RETURN(DecryptOutput out, e.h.Decrypt(tenant, ciphertext, context, expected_key));
+  Value::Map result;
+  result.emplace_back("plaintext", std::move(out.plaintext));
+  AppendKeyFields(result, out.key_id, out.key_name, out.version);
+  return result;
+}
+
+template <typename T>
+Status StatusOf(const Result<T>& result) {
+  return result ? OkStatus() : result.error();
+}
+
 // Decrypts `ciphertext` and encrypts its plaintext under the newest version of
 // `destination` (by default the ciphertext's own key).
 Result<Value::Map> ReEncryptOne(Env& e, std::string_view tenant,
@@ -481,11 +496,7 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
           ASSIGN_OR_RETURN(auto ciphertext, c.args.Binary("ciphertext"));
           ASSIGN_OR_RETURN(EncryptionContext context, c.args.Context("context"));
           ASSIGN_OR_RETURN(auto key, c.args.OptionalString("key"));
-          ASSIGN_OR_RETURN(DecryptOutput out, e.h.Decrypt(c.tenant, ciphertext, context, key));
-          Value::Map result;
-          result.emplace_back("plaintext", std::move(out.plaintext));
-          AppendKeyFields(result, out.key_id, out.key_name, out.version);
-          return result;
+          return DecryptOne(e, c.tenant, ciphertext, context, key);
         }}},
       {"re-encrypt",
        {true,
@@ -506,10 +517,7 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
         [](Env& e, Call& c) -> Result<Value::Map> {
           RETURN_IF_ERROR(c.args.OnlyKnown({"key", "items"}));
           ASSIGN_OR_RETURN(std::string_view key, c.args.String("key"));
-          auto check = [&]() -> Status {
-            auto described = e.h.DescribeKey(c.tenant, key);
-            return described ? OkStatus() : described.error();
-          };
+          auto check = [&] { return StatusOf(e.h.DescribeKey(c.tenant, key)); };
           return ForEachItem(c.args, check, [&](const Fields& fields) -> Result<Value::Map> {
             RETURN_IF_ERROR(fields.OnlyKnown({"plaintext", "context"}));
             ASSIGN_OR_RETURN(auto plaintext, fields.Binary("plaintext"));
@@ -525,20 +533,12 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
        {true,
         [](Env& e, Call& c) -> Result<Value::Map> {
           RETURN_IF_ERROR(c.args.OnlyKnown({"items"}));
-          auto check = [&]() -> Status {
-            auto described = e.h.DescribeTenant(c.tenant);
-            return described ? OkStatus() : described.error();
-          };
+          auto check = [&] { return StatusOf(e.h.DescribeTenant(c.tenant)); };
           return ForEachItem(c.args, check, [&](const Fields& fields) -> Result<Value::Map> {
             RETURN_IF_ERROR(fields.OnlyKnown({"ciphertext", "context"}));
             ASSIGN_OR_RETURN(auto ciphertext, fields.Binary("ciphertext"));
             ASSIGN_OR_RETURN(EncryptionContext context, fields.Context("context"));
-            ASSIGN_OR_RETURN(DecryptOutput out,
-                             e.h.Decrypt(c.tenant, ciphertext, context, std::nullopt));
-            Value::Map entry;
-            entry.emplace_back("plaintext", std::move(out.plaintext));
-            AppendKeyFields(entry, out.key_id, out.key_name, out.version);
-            return entry;
+            return DecryptOne(e, c.tenant, ciphertext, context, std::nullopt);
           });
         }}},
       {"batch-re-encrypt",
@@ -546,13 +546,9 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
         [](Env& e, Call& c) -> Result<Value::Map> {
           RETURN_IF_ERROR(c.args.OnlyKnown({"items", "destination_key"}));
           ASSIGN_OR_RETURN(auto destination, c.args.OptionalString("destination_key"));
-          auto check = [&]() -> Status {
-            if (destination) {
-              auto described = e.h.DescribeKey(c.tenant, *destination);
-              return described ? OkStatus() : described.error();
-            }
-            auto described = e.h.DescribeTenant(c.tenant);
-            return described ? OkStatus() : described.error();
+          auto check = [&] {
+            return destination ? StatusOf(e.h.DescribeKey(c.tenant, *destination))
+                               : StatusOf(e.h.DescribeTenant(c.tenant));
           };
           return ForEachItem(c.args, check, [&](const Fields& fields) -> Result<Value::Map> {
             RETURN_IF_ERROR(fields.OnlyKnown({"ciphertext", "context"}));

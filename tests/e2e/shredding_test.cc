@@ -70,6 +70,14 @@ class ShreddingTest : public ConfiguredKmsdTest {
     ASSERT_EQ(CodeOf(Call("keystore.backup", "", MapOf("path", path))), Code::kOk);
   }
 
+  // Windows in seconds; tenants acme (with an extra key, billing) and globex.
+  void StartWithTwoTenants() {
+    ASSERT_NO_FATAL_FAILURE(Start(kFastLifecycle));
+    ASSERT_EQ(CodeOf(Call("tenant.create", "acme")), Code::kOk);
+    ASSERT_EQ(CodeOf(Call("tenant.create", "globex")), Code::kOk);
+    ASSERT_EQ(CodeOf(Call("key.create", "acme", MapOf("name", "billing"))), Code::kOk);
+  }
+
   // Stops kmsd, puts `copy` back as its keystore and starts it again.
   void RestoreAndRestart(const std::string& copy) {
     Stop();
@@ -80,10 +88,7 @@ class ShreddingTest : public ConfiguredKmsdTest {
 };
 
 TEST_F(ShreddingTest, AShreddedKeyStaysUndecryptableWhenAnOldKeystoreIsPutBack) {
-  ASSERT_NO_FATAL_FAILURE(Start(kFastLifecycle));
-  ASSERT_EQ(CodeOf(Call("tenant.create", "acme")), Code::kOk);
-  ASSERT_EQ(CodeOf(Call("tenant.create", "globex")), Code::kOk);
-  ASSERT_EQ(CodeOf(Call("key.create", "acme", MapOf("name", "billing"))), Code::kOk);
+  ASSERT_NO_FATAL_FAILURE(StartWithTwoTenants());
   const Bytes doomed = Encrypt("acme", "billing", "doomed");
   const Bytes kept = Encrypt("acme", "alias/data", "kept");
   const Bytes other = Encrypt("globex", "alias/data", "other");
@@ -121,10 +126,7 @@ TEST_F(ShreddingTest, AShreddedKeyStaysUndecryptableWhenAnOldKeystoreIsPutBack) 
 }
 
 TEST_F(ShreddingTest, AShreddedTenantStaysUndecryptableWhenAnOldKeystoreIsPutBack) {
-  ASSERT_NO_FATAL_FAILURE(Start(kFastLifecycle));
-  ASSERT_EQ(CodeOf(Call("tenant.create", "acme")), Code::kOk);
-  ASSERT_EQ(CodeOf(Call("tenant.create", "globex")), Code::kOk);
-  ASSERT_EQ(CodeOf(Call("key.create", "acme", MapOf("name", "billing"))), Code::kOk);
+  ASSERT_NO_FATAL_FAILURE(StartWithTwoTenants());
   const Bytes a1 = Encrypt("acme", "alias/data", "a1");
   const Bytes a2 = Encrypt("acme", "billing", "a2");
   const Bytes other = Encrypt("globex", "alias/data", "other");
