@@ -883,12 +883,12 @@ DueWorkReport KeyHierarchy::RunDueWork() {
           tenants_due.push_back(tenant.get());
           continue;
         }
-        if (tenant->record.deletion_due_at) continue;  // a pending tenant does not rotate
         for (const auto& [key_name, key] : tenant->keys) {
           const KeyRecord& record = key->record;
           if (record.deletion_due_at && *record.deletion_due_at <= now) {
             keys_due.push_back(key.get());
-          } else if (record.enabled && record.rotation_period_seconds &&
+          } else if (!tenant->record.deletion_due_at &&  // a pending tenant does not rotate
+                     record.enabled && record.rotation_period_seconds &&
                      key->versions.back()->created_at + *record.rotation_period_seconds <= now &&
                      WrappingKeyOf(*tenant, *key).has_value()) {  // not when shredded
             rotations_due.push_back(key.get());

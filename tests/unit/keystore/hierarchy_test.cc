@@ -1008,6 +1008,22 @@ TEST_F(HierarchyTest, KeyWindowEndDestroysItsKekAndForgetsIt) {
   EXPECT_EQ(hierarchy_->RunDueWork().keys_shredded, 0u);
 }
 
+TEST_F(HierarchyTest, AKeyWindowEndingInsideAPendingTenantStillShredsTheKey) {
+  MustCreateTenant("acme");
+  const KeyId id = IdOf("acme", "alias/data");
+  ASSERT_TRUE(hierarchy_->SetRotationPeriod("acme", "alias/secrets", kDay).has_value());
+  ASSERT_TRUE(hierarchy_->ScheduleKeyDeletion("acme", "alias/data", kWeek).has_value());
+  ASSERT_TRUE(hierarchy_->ScheduleTenantDeletion("acme", 30 * kDay).has_value());
+  clock_.Advance(kWeek);
+  const DueWorkReport report = hierarchy_->RunDueWork();
+  EXPECT_EQ(report.keys_shredded, 1u);
+  EXPECT_EQ(report.keys_rotated, 0u);  // the pending tenant's keys do not rotate
+  EXPECT_FALSE(KekOf("acme", id).has_value());
+  ASSERT_TRUE(hierarchy_->CancelTenantDeletion("acme").has_value());
+  EXPECT_EQ(hierarchy_->DescribeTenant("acme")->key_count, 2u);
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_rotated, 1u);  // overdue, now that it serves again
+}
+
 TEST_F(HierarchyTest, OldKeystoreCopyCannotBringAShreddedKeyBack) {
   MustCreateTenant("acme");
   ASSERT_TRUE(hierarchy_->CreateKey("acme", "billing", "").has_value());
