@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "pkcs11/module.h"
+#include "protocol/ciphertext.h"
 #include "protocol/secret_buffer.h"
 
 namespace kmsd {
@@ -25,12 +26,8 @@ Result<SecretBuffer> RandomPin() {
   if (RAND_bytes(raw.RevealMutableData(), static_cast<int>(raw.size())) != 1) {
     return Error(Fail("no randomness for a PIN"));
   }
-  static constexpr char kDigits[] = "0123456789abcdef";
   SecretBuffer pin(raw.size() * 2);
-  for (size_t i = 0; i < raw.size(); ++i) {
-    pin.RevealMutableData()[2 * i] = kDigits[raw.RevealData()[i] >> 4];
-    pin.RevealMutableData()[2 * i + 1] = kDigits[raw.RevealData()[i] & 0xf];
-  }
+  HexEncode(raw.RevealSpan(), reinterpret_cast<char*>(pin.RevealMutableData()));
   return pin;
 }
 

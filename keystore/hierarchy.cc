@@ -773,6 +773,7 @@ Status KeyHierarchy::RotateExhausted(const KeyId& key_id, uint32_t version) {
     if (found == keys_by_id_.end()) return Status(Code::kNotFound, "the key was shredded");
     key = found->second;
     if (key->versions.size() != version) return OkStatus();  // another request rotated it
+    RETURN_IF_ERROR(ServingTenant(key->record.tenant));
     RETURN_IF_ERROR(CheckKeyUsable(key->record));
   }
   spdlog::info("tenant {}: key {} version {} reached {} encryptions", key->record.tenant,
@@ -976,29 +977,28 @@ Status KeyHierarchy::ShredTenant(Tenant& tenant, int64_t now) {
 
 size_t KeyHierarchy::DestroyQueuedTokenObjects() {
   std::lock_guard lock(destroy_mu_);
-  if (token_objects_to_destroy_.empty()) return 0;
-  auto objects = token_.ListTokenSecretKeys();
-  if (!objects) {
-    spdlog::error("cannot list token objects to shred (will retry): {}",
-                  objects.error().ToString());
-    return 0;
-  }
   size_t destroyed = 0;
   for (auto it = token_objects_to_destroy_.begin(); it != token_objects_to_destroy_.end();) {
     const std::string& label = *it;
-    bool failed = false;
-    for (const pkcs11::TokenObject& object : *objects) {
-      if (object.label != label) continue;
-      if (Status status = token_.DestroyObject(object.handle);
-          !status.ok() && status.code() != Code::kNotFound) {
-        spdlog::error("cannot destroy token object {} (will retry): {}", label, status.ToString());
-        failed = true;
-      } else {
+    auto destroy = [&]() -> Status {
+      ASSIGN_OR_RETURN(std::vector<pkcs11::ObjectHandle> handles,
+                       token_.FindTokenSecretKeysByLabel(label));
+      for (pkcs11::ObjectHandle handle : handles) {
+        if (Status status = token_.DestroyObject(handle);
+            !status.ok() && status.code() != Code::kNotFound) {
+          return status;
+        }
         ++destroyed;
       }
-    }
-    // Dequeued only once the token has no object of that label left.
-    if (failed || !store_->TokenObjectDestroyed(label).ok()) {
+      // Dequeued only once the token finds no object of that label.
+      ASSIGN_OR_RETURN(handles, token_.FindTokenSecretKeysByLabel(label));
+      if (!handles.empty()) {
+        return Status(Code::kInternal, "still in the token after C_DestroyObject");
+      }
+      return store_->TokenObjectDestroyed(label);
+    };
+    if (Status status = destroy(); !status.ok()) {
+      spdlog::error("cannot destroy token object {} (will retry): {}", label, status.ToString());
       ++it;
       continue;
     }

@@ -85,7 +85,7 @@ inline constexpr int64_t kMaxPendingWindowSeconds = 30 * 86400;
 inline constexpr int64_t kDefaultMinRotationPeriodSeconds = 86400;
 inline constexpr int64_t kMaxRotationPeriodSeconds = 3650 * 86400;
 // NIST SP 800-38D: at most 2^32 invocations with random 96-bit IVs.
-inline constexpr uint64_t kMaxEncryptionsPerVersion = uint64_t{1} << 32;
+inline constexpr uint64_t kMaxEncryptionsPerVersion = kAllEncryptionsReserved;
 
 struct LifecycleOptions {
   int64_t min_pending_window_seconds = kDefaultMinPendingWindowSeconds;    // 1 .. 7 days

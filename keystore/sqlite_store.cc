@@ -136,6 +136,10 @@ CREATE TABLE token_objects_to_destroy (
   label     TEXT NOT NULL PRIMARY KEY,
   queued_at INTEGER NOT NULL
 );
+-- How many encryptions the existing versions did is unknown: all of them
+-- count as used (kAllEncryptionsReserved), so each key rotates on its next
+-- encryption.
+UPDATE key_versions SET reserved_encryptions = 4294967296;
 )sql"},
 };
 
@@ -1044,6 +1048,44 @@ Result<std::unique_ptr<KeyStore>> OpenSqliteKeyStore(const std::string& path) {
   return store;
 }
 
+namespace {
+
+// The labels the keystore at `path` has queued for destruction; none when it
+// is missing, not a keystore, or older than schema 3 (best effort: the
+// keystore being replaced may be the broken one).
+std::vector<std::string> QueuedDestructionsOf(const std::string& path) {
+  std::vector<std::string> labels;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return labels;
+  Result<Connection> db = Connect(path);
+  if (!db) return labels;
+  Status read = ForEachRow(db->get(), "SELECT label FROM token_objects_to_destroy",
+                           [&](const Statement& row) -> Status {
+                             labels.push_back(row.Text(0));
+                             return OkStatus();
+                           });
+  if (!read.ok()) labels.clear();
+  return labels;
+}
+
+Status AdjustRestoredCopy(const std::string& path, const std::vector<std::string>& queued) {
+  ASSIGN_OR_RETURN(Connection db, Connect(path));
+  RETURN_IF_ERROR(Migrate(db.get()));
+  return InTransaction(db.get(), "BEGIN IMMEDIATE", [&]() -> Status {
+    RETURN_IF_ERROR(Exec(db.get(), "UPDATE key_versions SET reserved_encryptions = ?",
+                         static_cast<int64_t>(kAllEncryptionsReserved)));
+    for (const std::string& label : queued) {
+      RETURN_IF_ERROR(Exec(db.get(),
+                           "INSERT OR IGNORE INTO token_objects_to_destroy (label, queued_at) "
+                           "VALUES (?, 0)",
+                           label));
+    }
+    return OkStatus();
+  });
+}
+
+}  // namespace
+
 Result<KeyStoreCopyInfo> RestoreSqliteKeyStore(const std::string& backup_path,
                                                const std::string& keystore_path) {
   int in = ::open(backup_path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -1068,6 +1110,7 @@ Result<KeyStoreCopyInfo> RestoreSqliteKeyStore(const std::string& backup_path,
   if (!info) {
     return Error(Code::kInvalidArgument, "backup " + backup_path + ": " + info.error().message());
   }
+  RETURN_IF_ERROR(AdjustRestoredCopy(temp->path(), QueuedDestructionsOf(keystore_path)));
   RETURN_IF_ERROR(RemoveIfPresent(temp->path() + "-wal"));
   RETURN_IF_ERROR(RemoveIfPresent(temp->path() + "-shm"));
   RETURN_IF_ERROR(SyncFile(temp->path()));

@@ -22,6 +22,11 @@
 
 namespace kmsd {
 
+// A version's reservation when nothing is known of how many encryptions it
+// did (versions from before schema 3, versions of a restored backup): the
+// most NIST SP 800-38D allows, so that the key rotates on its next encryption.
+inline constexpr uint64_t kAllEncryptionsReserved = uint64_t{1} << 32;
+
 struct TenantRecord {
   std::string name;
   // CKA_LABEL of the tenant's root key in the token, which wraps the versions
@@ -155,8 +160,13 @@ Result<std::unique_ptr<KeyStore>> OpenSqliteKeyStore(const std::string& path);
 // Replaces the SQLite keystore at `keystore_path` by a copy of the backup at
 // `backup_path` (written by KeyStore::Backup). No process may have the
 // keystore open. The backup is copied next to the keystore, checked there
-// (a kmsd keystore of a schema this kmsd knows, passing quick_check), made
-// durable, and renamed over the keystore; the old keystore's -wal and -shm
+// (a kmsd keystore of a schema this kmsd knows, passing quick_check),
+// migrated to the latest schema, and adjusted: every version's reservation
+// becomes kAllEncryptionsReserved (encryptions made after the backup was
+// taken are not in it, so every key rotates on its next encryption), and the
+// token objects the replaced keystore still had queued for destruction are
+// queued in the copy too (so a backup cannot bring a shredded key back). The
+// copy is then made durable and renamed over the keystore; the old keystore's -wal and -shm
 // files are removed first so that SQLite cannot replay them onto the restored
 // file. Any failure leaves the keystore as it was: NOT_FOUND for a missing
 // backup, INVALID_ARGUMENT for a file that is not a kmsd keystore, INTERNAL

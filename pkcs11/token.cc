@@ -105,12 +105,16 @@ void Token::ReleaseSession(CK_SESSION_HANDLE session) {
   pool_cv_.notify_one();
 }
 
-Result<std::vector<TokenObject>> Token::ListTokenSecretKeys() {
-  std::lock_guard lock(holder_mu_);
+Result<std::vector<ObjectHandle>> Token::FindTokenSecretKeys(
+    std::optional<std::string_view> label) {
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
   CK_BBOOL yes = CK_TRUE;
-  CK_ATTRIBUTE query[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_TOKEN, &yes, sizeof yes}};
-  RETURN_IF_ERROR(FromRv(fn_->C_FindObjectsInit(holder_session_, query, 2), "C_FindObjectsInit"));
+  CK_ATTRIBUTE query[] = {{CKA_CLASS, &cls, sizeof cls},
+                          {CKA_TOKEN, &yes, sizeof yes},
+                          {CKA_LABEL, const_cast<char*>(label.value_or("").data()),
+                           static_cast<CK_ULONG>(label.value_or("").size())}};
+  RETURN_IF_ERROR(
+      FromRv(fn_->C_FindObjectsInit(holder_session_, query, label ? 3 : 2), "C_FindObjectsInit"));
   std::vector<ObjectHandle> handles;
   for (;;) {
     CK_OBJECT_HANDLE batch[64];
@@ -124,7 +128,17 @@ Result<std::vector<TokenObject>> Token::ListTokenSecretKeys() {
     handles.insert(handles.end(), batch, batch + found);
   }
   RETURN_IF_ERROR(FromRv(fn_->C_FindObjectsFinal(holder_session_), "C_FindObjectsFinal"));
+  return handles;
+}
 
+Result<std::vector<ObjectHandle>> Token::FindTokenSecretKeysByLabel(std::string_view label) {
+  std::lock_guard lock(holder_mu_);
+  return FindTokenSecretKeys(label);
+}
+
+Result<std::vector<TokenObject>> Token::ListTokenSecretKeys() {
+  std::lock_guard lock(holder_mu_);
+  ASSIGN_OR_RETURN(std::vector<ObjectHandle> handles, FindTokenSecretKeys(std::nullopt));
   std::vector<TokenObject> objects;
   for (ObjectHandle handle : handles) {
     CK_ATTRIBUTE attr = {CKA_LABEL, nullptr, 0};

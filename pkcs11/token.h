@@ -60,6 +60,8 @@ class Token {
 
   // Start-up only: every persistent secret key on the token with its label.
   Result<std::vector<TokenObject>> ListTokenSecretKeys();
+  // The persistent secret keys labelled exactly `label` (the token searches).
+  Result<std::vector<ObjectHandle>> FindTokenSecretKeysByLabel(std::string_view label);
 
   // Persistent, non-extractable, sensitive AES-256 key. A wrapping key can
   // only wrap and unwrap (a tenant root); otherwise it can also encrypt.
@@ -93,6 +95,8 @@ class Token {
   class PooledSession;
   Token(std::shared_ptr<Module> module, CK_SLOT_ID slot, TokenInfo info);
   Result<CK_SESSION_HANDLE> AcquireSession();
+  // C_FindObjects over persistent secret keys, by label if given; holder_mu_ held.
+  Result<std::vector<ObjectHandle>> FindTokenSecretKeys(std::optional<std::string_view> label);
   void ReleaseSession(CK_SESSION_HANDLE session);
   Result<ObjectHandle> GenerateKey(std::string_view label, CK_KEY_TYPE type, bool token_object,
                                    bool extractable, bool for_data, bool for_wrapping);

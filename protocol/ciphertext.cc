@@ -32,14 +32,17 @@ int HexValue(char c) {
 
 }  // namespace
 
-std::string KeyIdToHex(const KeyId& id) {
+void HexEncode(std::span<const uint8_t> bytes, char* out) {
   static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(kKeyIdSize * 2);
-  for (uint8_t b : id) {
-    out += kDigits[b >> 4];
-    out += kDigits[b & 0xf];
+  for (uint8_t b : bytes) {
+    *out++ = kDigits[b >> 4];
+    *out++ = kDigits[b & 0xf];
   }
+}
+
+std::string KeyIdToHex(const KeyId& id) {
+  std::string out(kKeyIdSize * 2, '\0');
+  HexEncode(id, out.data());
   return out;
 }
 

@@ -780,12 +780,13 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   billing.kek_label = "";
   KeyRecord orders = Key("acme", "orders", 1);
   orders.kek_label = "";
-  KeyStoreSnapshot expected{
-      .tenants = {Tenant("acme")},
-      .keys = {billing, orders},
-      .versions = {{Id(1), 1, {1, 2}, 1700000200}, {Id(2), 1, {3, 4}, 1700000200}},
-      .aliases = {Alias("acme", "alias/orders", 1)},
-      .token_objects_to_destroy = {}};
+  KeyStoreSnapshot expected{.tenants = {Tenant("acme")},
+                            .keys = {billing, orders},
+                            // How many encryptions they did is unknown: all count as used.
+                            .versions = {{Id(1), 1, {1, 2}, 1700000200, kAllEncryptionsReserved},
+                                         {Id(2), 1, {3, 4}, 1700000200, kAllEncryptionsReserved}},
+                            .aliases = {Alias("acme", "alias/orders", 1)},
+                            .token_objects_to_destroy = {}};
   EXPECT_EQ(Dump(*snapshot), Dump(expected));
 
   // The new columns work on the migrated records.
@@ -977,11 +978,17 @@ TEST_F(SqliteKeyStoreTest, BackupWhileAnotherThreadWritesIsConsistent) {
   EXPECT_GE(copy.aliases.size() + 1, copy.keys.size());
 }
 
+// What a restored keystore holds: the backup, with every reservation used up.
+KeyStoreSnapshot AsRestored(KeyStoreSnapshot snapshot) {
+  for (auto& version : snapshot.versions) version.reserved_encryptions = kAllEncryptionsReserved;
+  return snapshot;
+}
+
 TEST_F(SqliteKeyStoreTest, RestoreReplacesKeystoreWithBackup) {
   CreateAcme();
   const std::string backup = dir_ / "backup.db";
   ASSERT_TRUE(store_->Backup(backup).has_value());
-  const std::string before = Dump(Load());
+  const std::string before = Dump(AsRestored(Load()));
   ASSERT_TRUE(store_->CreateTenant(Tenant("later"), {}, {}, {}).ok());
   store_.reset();
 
@@ -1003,7 +1010,7 @@ TEST_F(SqliteKeyStoreTest, RestoreIgnoresStaleWalOfOldKeystore) {
   CreateAcme();
   const std::string backup = dir_ / "backup.db";
   ASSERT_TRUE(store_->Backup(backup).has_value());
-  const std::string before = Dump(Load());
+  const std::string before = Dump(AsRestored(Load()));
   ASSERT_TRUE(
       store_->CreateTenant(Tenant("later"), {Key("later", "x", 9)}, {Version(9, 1)}, {}).ok());
   const std::string wal = ReadFile(path_ + "-wal");
@@ -1105,6 +1112,25 @@ TEST_F(SqliteKeyStoreTest, ShredTenantForgetsEverythingOfThatTenantOnly) {
   EXPECT_EQ(store_->ShredTenant("acme", {}, 0).code(), Code::kNotFound);
   // The name is free again.
   EXPECT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
+}
+
+TEST_F(SqliteKeyStoreTest, RestoreKeepsTheReplacedKeystoresDestructionQueue) {
+  CreateAcme();
+  ASSERT_TRUE(store_->ReserveEncryptions(Id(1), 1, 10).ok());
+  const std::string backup = dir_ / "backup.db";
+  ASSERT_TRUE(store_->Backup(backup).has_value());
+  ASSERT_TRUE(store_->ShredKey(Id(1), {"tenants/acme/keys/1"}, 1800000000).ok());
+  store_.reset();
+  ASSERT_TRUE(RestoreSqliteKeyStore(backup, path_).has_value());
+  Reopen();
+  const KeyStoreSnapshot restored = Load();
+  ASSERT_EQ(restored.keys.size(), 1u);  // the backup's key is back...
+  // ...with its KEK still queued for destruction, and no reservation lower
+  // than what the versions may have used since the backup.
+  EXPECT_EQ(restored.token_objects_to_destroy, std::vector<std::string>{"tenants/acme/keys/1"});
+  for (const auto& version : restored.versions) {
+    EXPECT_EQ(version.reserved_encryptions, kAllEncryptionsReserved);
+  }
 }
 
 TEST_F(SqliteKeyStoreTest, ReservationsOnlyGrow) {
