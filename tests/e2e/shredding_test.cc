@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <thread>
 
 #include "protocol/ciphertext.h"
@@ -146,6 +147,51 @@ TEST_F(ShreddingTest, AShreddedTenantStaysUndecryptableWhenAnOldKeystoreIsPutBac
   }
   EXPECT_EQ(Decrypt("globex", other).value_or(""), "other");
   EXPECT_EQ(Decrypt("globex", Encrypt("globex", "alias/secrets", "new")).value_or(""), "new");
+}
+
+// SIGKILL around the moment a window ends, so that some kills land between
+// the keystore commit and the destruction in the token: after the restart the
+// key is gone, and a copy of the keystore from before cannot bring it back.
+TEST_F(ShreddingTest, KillsDuringShreddingNeverLeaveAKeyDecryptable) {
+  ASSERT_NO_FATAL_FAILURE(StartWithTwoTenants());
+  const Bytes kept = Encrypt("acme", "alias/data", "kept");
+  std::mt19937 random(std::random_device{}());
+  struct Shredded {
+    std::string key;
+    Bytes ciphertext;
+    std::string copy;
+  };
+  std::vector<Shredded> shredded;
+  for (int i = 0; i < 6; ++i) {
+    SCOPED_TRACE("round " + std::to_string(i));
+    const std::string key = "doomed-" + std::to_string(i);
+    ASSERT_EQ(CodeOf(Call("key.create", "acme", MapOf("name", key))), Code::kOk);
+    shredded.push_back(
+        {key, Encrypt("acme", key, "secret " + key), dir_ / ("copy-" + std::to_string(i) + ".db")});
+    ASSERT_NO_FATAL_FAILURE(Backup(shredded.back().copy));
+    ASSERT_EQ(CodeOf(Call("key.schedule-deletion", "acme",
+                          MapOf("key", key, "pending_window_seconds", uint64_t{1}))),
+              Code::kOk);
+    // The window ends within 1-2 s; the daemon looks every 100 ms.
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(900, 2300)(random)));
+    connection_.reset();
+    daemon_->Kill();
+    daemon_.reset();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // due for sure now
+    Restart();
+    EXPECT_EQ(CodeOf(Call("key.describe", "acme", MapOf("key", key))), Code::kNotFound);
+    EXPECT_EQ(CodeOf(Decrypt("acme", shredded.back().ciphertext)), Code::kInvalidCiphertext);
+    EXPECT_EQ(Decrypt("acme", kept).value_or(""), "kept");
+  }
+  for (const Shredded& item : shredded) {
+    SCOPED_TRACE(item.copy);
+    ASSERT_NO_FATAL_FAILURE(RestoreAndRestart(item.copy));
+    auto refused = Decrypt("acme", item.ciphertext);
+    ASSERT_EQ(CodeOf(refused), Code::kNotFound);
+    EXPECT_THAT(refused.error().message(), HasSubstr("shredded"));
+    EXPECT_EQ(Decrypt("acme", kept).value_or(""), "kept");
+  }
 }
 
 TEST_F(ShreddingTest, ARotationPeriodRotatesOnTimeAndOnceAfterDowntime) {
