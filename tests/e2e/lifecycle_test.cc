@@ -425,7 +425,7 @@ TEST_F(LifecycleConfigTest, ALoweredMinimumAcceptsWindowsInSeconds) {
 
   // kmsctl --seconds, and a tenant window in seconds.
   CommandResult by_kmsctl = RunKmsctl(socket_path_, {"key", "schedule-deletion", "--tenant", "acme",
-                                                     "alias/secrets", "--seconds", "5"});
+                                                     "alias/secrets", "--seconds", "60"});
   EXPECT_EQ(by_kmsctl.exit_code, 0) << by_kmsctl.err;
   EXPECT_THAT(by_kmsctl.out, HasSubstr("state: pending_deletion"));
   ASSERT_EQ(CodeOf(Call("tenant.create", "globex")), Code::kOk);
@@ -435,7 +435,12 @@ TEST_F(LifecycleConfigTest, ALoweredMinimumAcceptsWindowsInSeconds) {
 
   // The windows end: the key and the tenant are shredded (shredding_test.cc
   // looks closer); the key that is still in its window stays pending.
-  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (std::chrono::steady_clock::now() < deadline &&
+         (CodeOf(Call("key.describe", "acme", KeyArg("data-encryption-key"))) != Code::kNotFound ||
+          CodeOf(Call("tenant.describe", "globex")) != Code::kNotFound)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   EXPECT_EQ(CodeOf(Call("decrypt", "acme", Args({{"ciphertext", old}}))), Code::kInvalidCiphertext);
   EXPECT_EQ(CodeOf(Call("key.describe", "acme", KeyArg("data-encryption-key"))), Code::kNotFound);
   EXPECT_EQ(CodeOf(Call("key.cancel-deletion", "acme", KeyArg("alias/data"))), Code::kNotFound);
