@@ -179,11 +179,6 @@ Result<Value::Map> DecryptOne(Env& e, std::string_view tenant, std::span<const u
   return result;
 }
 
-template <typename T>
-Status StatusOf(const Result<T>& result) {
-  return result ? OkStatus() : result.error();
-}
-
 // Decrypts `ciphertext` and encrypts its plaintext under the newest version of
 // `destination` (by default the ciphertext's own key).
 Result<Value::Map> ReEncryptOne(Env& e, std::string_view tenant,

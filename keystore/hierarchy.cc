@@ -22,6 +22,17 @@ struct KeyHierarchy::Version {
   std::atomic<uint64_t> reserved{0};
 };
 
+// Whatever the store has reserved counts as used: it may have been, before a crash.
+std::unique_ptr<KeyHierarchy::Version> KeyHierarchy::VersionFrom(KeyVersionRecord&& record) {
+  auto version = std::make_unique<Version>();
+  version->number = record.version;
+  version->wrapped = std::move(record.wrapped);
+  version->created_at = record.created_at;
+  version->used = record.reserved_encryptions;
+  version->reserved = record.reserved_encryptions;
+  return version;
+}
+
 struct KeyHierarchy::Key {
   KeyRecord record;
   // Handle of the token KEK named by record.kek_label; nullopt if the key has
@@ -51,6 +62,13 @@ int64_t MonotonicMillis() {
 
 // How long a forgotten version's session object lives on.
 constexpr int64_t kBuryMillis = 5000;
+
+// INVALID_ARGUMENT unless min <= seconds <= max.
+Status CheckSeconds(std::string_view what, int64_t seconds, int64_t min, int64_t max) {
+  if (seconds >= min && seconds <= max) return OkStatus();
+  return Status(Code::kInvalidArgument, std::string(what) + " must be " + std::to_string(min) +
+                                            " to " + std::to_string(max) + " seconds");
+}
 
 Status TenantNotFound(std::string_view tenant) {
   return Status(Code::kNotFound, "tenant '" + std::string(tenant) + "' does not exist");
@@ -139,11 +157,7 @@ Status KeyHierarchy::Load() {
   ASSIGN_OR_RETURN(KeyStoreSnapshot snapshot, store_->LoadAll());
   // A shredding a crash interrupted is finished before anything is served.
   if (!snapshot.token_objects_to_destroy.empty()) {
-    {
-      std::lock_guard lock(destroy_mu_);
-      token_objects_to_destroy_.insert(snapshot.token_objects_to_destroy.begin(),
-                                       snapshot.token_objects_to_destroy.end());
-    }
+    QueueTokenObjects(snapshot.token_objects_to_destroy);
     DestroyQueuedTokenObjects();
     for (const std::string& label : snapshot.token_objects_to_destroy) by_label.erase(label);
   }
@@ -182,14 +196,7 @@ Status KeyHierarchy::Load() {
     if (key == keys_by_id_.end() || record.version != key->second->versions.size() + 1) {
       return Status(Code::kInternal, "keystore: key versions are not contiguous");
     }
-    auto version = std::make_unique<Version>();
-    version->number = record.version;
-    version->wrapped = std::move(record.wrapped);
-    version->created_at = record.created_at;
-    // Whatever was reserved may have been used before a crash.
-    version->used = record.reserved_encryptions;
-    version->reserved = record.reserved_encryptions;
-    key->second->versions.push_back(std::move(version));
+    key->second->versions.push_back(VersionFrom(std::move(record)));
   }
   for (auto& record : snapshot.aliases) {
     auto tenant = tenants_.find(record.tenant);
@@ -256,13 +263,7 @@ std::unique_ptr<KeyHierarchy::Key> KeyHierarchy::CatalogKey(
   auto key = std::make_unique<Key>();
   key->record = std::move(record);
   key->kek = kek;
-  for (KeyVersionRecord& record : versions) {
-    auto version = std::make_unique<Version>();
-    version->number = record.version;
-    version->wrapped = std::move(record.wrapped);
-    version->created_at = record.created_at;
-    key->versions.push_back(std::move(version));
-  }
+  for (KeyVersionRecord& record : versions) key->versions.push_back(VersionFrom(std::move(record)));
   return key;
 }
 
@@ -357,20 +358,12 @@ Status KeyHierarchy::CheckNotPendingDeletion(std::string_view name) const {
   std::shared_lock lock(mu_);
   auto it = tenants_.find(name);
   if (it == tenants_.end()) return OkStatus();
-  Result<const Tenant*> tenant = ServingTenant(name);
-  if (!tenant) return tenant.error();
-  return OkStatus();
+  return StatusOf(ServingTenant(name));
 }
 
 Status KeyHierarchy::CheckWindow(int64_t window_seconds) const {
-  if (window_seconds < lifecycle_.min_pending_window_seconds ||
-      window_seconds > kMaxPendingWindowSeconds) {
-    return Status(Code::kInvalidArgument,
-                  "the pending window must be " +
-                      std::to_string(lifecycle_.min_pending_window_seconds) + " to " +
-                      std::to_string(kMaxPendingWindowSeconds) + " seconds");
-  }
-  return OkStatus();
+  return CheckSeconds("the pending window", window_seconds, lifecycle_.min_pending_window_seconds,
+                      kMaxPendingWindowSeconds);
 }
 
 Result<TenantInfo> KeyHierarchy::ScheduleTenantDeletion(std::string_view name,
@@ -523,12 +516,8 @@ Status KeyHierarchy::AddVersion(Key& key) {
   ASSIGN_OR_RETURN(KeyVersionRecord record,
                    NewVersion(key.record.id, next, kek, clock_.NowSeconds()));
   RETURN_IF_ERROR(store_->AddKeyVersion(record));
-  auto version = std::make_unique<Version>();
-  version->number = next;
-  version->wrapped = std::move(record.wrapped);
-  version->created_at = record.created_at;
   std::unique_lock lock(mu_);
-  key.versions.push_back(std::move(version));
+  key.versions.push_back(VersionFrom(std::move(record)));
   spdlog::info("tenant {}: key {} rotated to version {}", key.record.tenant, key.record.name, next);
   return OkStatus();
 }
@@ -590,14 +579,9 @@ Result<KeyInfo> KeyHierarchy::CancelKeyDeletion(std::string_view tenant_name,
 }
 
 Status KeyHierarchy::CheckRotationPeriod(std::optional<int64_t> period_seconds) const {
-  if (period_seconds && (*period_seconds < lifecycle_.min_rotation_period_seconds ||
-                         *period_seconds > kMaxRotationPeriodSeconds)) {
-    return Status(Code::kInvalidArgument,
-                  "the rotation period must be " +
-                      std::to_string(lifecycle_.min_rotation_period_seconds) + " to " +
-                      std::to_string(kMaxRotationPeriodSeconds) + " seconds");
-  }
-  return OkStatus();
+  if (!period_seconds) return OkStatus();  // off
+  return CheckSeconds("the rotation period", *period_seconds,
+                      lifecycle_.min_rotation_period_seconds, kMaxRotationPeriodSeconds);
 }
 
 Result<KeyInfo> KeyHierarchy::SetRotationPeriod(std::string_view tenant_name,
@@ -936,10 +920,7 @@ Status KeyHierarchy::ShredKey(Key& key, int64_t now) {
         key.record.tenant, key.record.name);
   }
   RETURN_IF_ERROR(store_->ShredKey(key.record.id, labels, now));
-  {
-    std::lock_guard lock(destroy_mu_);
-    token_objects_to_destroy_.insert(labels.begin(), labels.end());
-  }
+  QueueTokenObjects(labels);
   const std::string tenant_name = key.record.tenant;
   const std::string key_name = key.record.name;
   const KeyId key_id = key.record.id;
@@ -961,10 +942,7 @@ Status KeyHierarchy::ShredTenant(Tenant& tenant, int64_t now) {
   }
   const std::string tenant_name = tenant.record.name;
   RETURN_IF_ERROR(store_->ShredTenant(tenant_name, labels, now));
-  {
-    std::lock_guard lock(destroy_mu_);
-    token_objects_to_destroy_.insert(labels.begin(), labels.end());
-  }
+  QueueTokenObjects(labels);
   std::unique_lock lock(mu_);
   for (const auto& [name, key] : tenant.keys) {
     Bury(*key);
@@ -973,6 +951,11 @@ Status KeyHierarchy::ShredTenant(Tenant& tenant, int64_t now) {
   tenants_.erase(tenants_.find(tenant_name));  // frees `tenant`
   spdlog::info("tenant {} shredded", tenant_name);
   return OkStatus();
+}
+
+void KeyHierarchy::QueueTokenObjects(const std::vector<std::string>& labels) {
+  std::lock_guard lock(destroy_mu_);
+  token_objects_to_destroy_.insert(labels.begin(), labels.end());
 }
 
 size_t KeyHierarchy::DestroyQueuedTokenObjects() {

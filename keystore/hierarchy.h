@@ -267,6 +267,8 @@ class KeyHierarchy {
   };
   Result<NewKeyParts> MakeKey(std::string_view tenant, std::string_view name,
                               std::string_view description, int64_t now);
+  // The catalog's entry for a stored version.
+  static std::unique_ptr<Version> VersionFrom(KeyVersionRecord&& record);
   std::unique_ptr<Key> CatalogKey(KeyRecord record, pkcs11::ObjectHandle kek,
                                   std::vector<KeyVersionRecord> versions) const;
   void DestroyNewKeks(const std::vector<pkcs11::ObjectHandle>& keks, std::string_view tenant);
@@ -281,6 +283,8 @@ class KeyHierarchy {
   // destroy in the token.
   Status ShredKey(Key& key, int64_t now);
   Status ShredTenant(Tenant& tenant, int64_t now);
+  // Adds labels the keystore has queued to those DestroyQueuedTokenObjects works off.
+  void QueueTokenObjects(const std::vector<std::string>& labels);
   // Destroys the queued token objects; returns how many were destroyed.
   size_t DestroyQueuedTokenObjects();
   // Session objects of forgotten versions, destroyed a little later: a

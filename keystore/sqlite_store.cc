@@ -574,6 +574,18 @@ Status InsertAlias(sqlite3* db, const AliasRecord& alias) {
               alias.tenant, alias.name, alias.key_id, alias.created_at, alias.updated_at);
 }
 
+// Inside a write transaction; a label already queued stays as it was.
+Status QueueDestruction(sqlite3* db, const std::vector<std::string>& labels, int64_t queued_at) {
+  for (const std::string& label : labels) {
+    if (label.empty()) return Status(Code::kInvalidArgument, "empty token object label");
+    RETURN_IF_ERROR(Exec(db,
+                         "INSERT OR IGNORE INTO token_objects_to_destroy (label, queued_at) "
+                         "VALUES (?, ?)",
+                         label, queued_at));
+  }
+  return OkStatus();
+}
+
 Status LoadSnapshot(sqlite3* db, KeyStoreSnapshot& out) {
   RETURN_IF_ERROR(ForEachRow(
       db, "SELECT name, root_label, created_at, deletion_due_at FROM tenants ORDER BY name",
@@ -980,18 +992,6 @@ class SqliteKeyStore final : public KeyStore {
     return InTransaction(db_.get(), "BEGIN IMMEDIATE", [&] { return body(db_.get()); });
   }
 
-  static Status QueueDestruction(sqlite3* db, const std::vector<std::string>& labels,
-                                 int64_t queued_at) {
-    for (const std::string& label : labels) {
-      if (label.empty()) return Status(Code::kInvalidArgument, "empty token object label");
-      RETURN_IF_ERROR(Exec(db,
-                           "INSERT OR IGNORE INTO token_objects_to_destroy (label, queued_at) "
-                           "VALUES (?, ?)",
-                           label, queued_at));
-    }
-    return OkStatus();
-  }
-
   // One UPDATE of an existing key; `sql` binds `values...` then the key id.
   template <typename... Values>
   Status UpdateKey(const KeyId& key_id, std::string_view sql, const Values&... values) {
@@ -1074,13 +1074,7 @@ Status AdjustRestoredCopy(const std::string& path, const std::vector<std::string
   return InTransaction(db.get(), "BEGIN IMMEDIATE", [&]() -> Status {
     RETURN_IF_ERROR(Exec(db.get(), "UPDATE key_versions SET reserved_encryptions = ?",
                          static_cast<int64_t>(kAllEncryptionsReserved)));
-    for (const std::string& label : queued) {
-      RETURN_IF_ERROR(Exec(db.get(),
-                           "INSERT OR IGNORE INTO token_objects_to_destroy (label, queued_at) "
-                           "VALUES (?, 0)",
-                           label));
-    }
-    return OkStatus();
+    return QueueDestruction(db.get(), queued, 0);
   });
 }
 

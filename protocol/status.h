@@ -90,6 +90,12 @@ Status ToStatus(const Result<T>& r) {
 }
 }  // namespace internal
 
+// A Result's error, or OK: for callers that only need to know whether it failed.
+template <typename T>
+Status StatusOf(const Result<T>& result) {
+  return internal::ToStatus(result);
+}
+
 }  // namespace kmsd
 
 #define KMSD_CONCAT_INNER(a, b) a##b

@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "client/connection.h"
 #include "tests/support/daemon_process.h"
@@ -65,6 +68,17 @@ class KmsdTest : public ::testing::Test {
   std::unique_ptr<DaemonProcess> daemon_;
   std::unique_ptr<Connection> connection_;
 };
+
+// Polls `done` every 50 ms for at most `limit`; true once it is.
+inline bool Eventually(const std::function<bool()>& done,
+                       std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
 
 inline Value::Map Context(std::initializer_list<std::pair<std::string, std::string>> entries) {
   Value::Map map;

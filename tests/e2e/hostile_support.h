@@ -300,11 +300,11 @@ class ConfiguredHost {
 // Polled from kmsctl child processes: nng 1.5.2 leaks a client's pipe when
 // the dead listener resets it, which LeakSanitizer would pin on this process.
 inline bool ServedWithin(const std::string& socket_path, std::chrono::seconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (RunKmsctl(socket_path, {"--timeout", "1", "health"}).exit_code == 0) return true;
-  }
-  return false;
+  return Eventually(
+      [&] {
+        return RunKmsctl(socket_path, {"--timeout", "1", "health"}).exit_code == 0;
+      },
+      limit);
 }
 
 }  // namespace kmsd::testing

@@ -435,12 +435,13 @@ TEST_F(LifecycleConfigTest, ALoweredMinimumAcceptsWindowsInSeconds) {
 
   // The windows end: the key and the tenant are shredded (shredding_test.cc
   // looks closer); the key that is still in its window stays pending.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  while (std::chrono::steady_clock::now() < deadline &&
-         (CodeOf(Call("key.describe", "acme", KeyArg("data-encryption-key"))) != Code::kNotFound ||
-          CodeOf(Call("tenant.describe", "globex")) != Code::kNotFound)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  Eventually(
+      [&] {
+        return CodeOf(Call("key.describe", "acme", KeyArg("data-encryption-key"))) ==
+                   Code::kNotFound &&
+               CodeOf(Call("tenant.describe", "globex")) == Code::kNotFound;
+      },
+      std::chrono::seconds(15));
   EXPECT_EQ(CodeOf(Call("decrypt", "acme", Args({{"ciphertext", old}}))), Code::kInvalidCiphertext);
   EXPECT_EQ(CodeOf(Call("key.describe", "acme", KeyArg("data-encryption-key"))), Code::kNotFound);
   EXPECT_EQ(CodeOf(Call("key.cancel-deletion", "acme", KeyArg("alias/data"))), Code::kNotFound);

@@ -16,6 +16,7 @@
 
 #include "protocol/ciphertext.h"
 #include "tests/e2e/config_fixture.h"
+#include "tests/e2e/e2e_fixture.h"
 #include "tests/support/value_builders.h"
 
 namespace kmsd::testing {
@@ -33,17 +34,6 @@ Code CodeOf(const Result<T>& result) {
 }
 
 Bytes ToBytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
-
-// Polls `done` every 50 ms for at most `limit`.
-bool Eventually(const std::function<bool()>& done,
-                std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
-}
 
 class ShreddingTest : public ConfiguredKmsdTest {
  protected:

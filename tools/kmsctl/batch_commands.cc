@@ -27,14 +27,8 @@ struct BatchArgs {
 };
 
 std::string OutputName(const std::string& file, Mode mode) {
-  switch (mode) {
-    case Mode::kEncrypt:
-      return file + ".enc";
-    case Mode::kDecrypt:
-      break;
-    case Mode::kRewrap:
-      return file;
-  }
+  if (mode == Mode::kEncrypt) return file + ".enc";
+  if (mode == Mode::kRewrap) return file;  // in place
   constexpr std::string_view kSuffix = ".enc";
   const std::string base = std::filesystem::path(file).filename().string();
   if (base.size() > kSuffix.size() && base.ends_with(kSuffix)) {
