@@ -144,7 +144,7 @@ Status KeyHierarchy::Load() {
   for (auto& object : objects) by_label.emplace(object.label, object.handle);
 
   if (!by_label.contains(kPlatformMasterKeyLabel)) {
-    ASSIGN_OR_RETURN(auto handle, token_.CreateTokenAesKey(kPlatformMasterKeyLabel, true));
+    ASSIGN_OR_RETURN(auto handle, token_.CreateTokenWrappingKey(kPlatformMasterKeyLabel));
     by_label.emplace(std::string(kPlatformMasterKeyLabel), handle);
     spdlog::info("created {} in the token", kPlatformMasterKeyLabel);
   }
@@ -239,7 +239,7 @@ Result<KeyHierarchy::NewKeyParts> KeyHierarchy::MakeKey(std::string_view tenant,
                                                         std::string_view description, int64_t now) {
   NewKeyParts parts;
   ASSIGN_OR_RETURN(parts.record, NewKeyRecord(tenant, name, description, now));
-  ASSIGN_OR_RETURN(parts.kek, token_.CreateTokenAesKey(parts.record.kek_label, true));
+  ASSIGN_OR_RETURN(parts.kek, token_.CreateTokenWrappingKey(parts.record.kek_label));
   auto first = NewVersion(parts.record.id, 1, parts.kek, now);
   if (!first) {
     DestroyNewKeks({parts.kek}, tenant);

@@ -1,6 +1,9 @@
 #include "pkcs11/token.h"
 
 #include <cstring>
+#include <map>
+
+#include "pkcs11/internal/key_templates.h"
 
 namespace kmsd::pkcs11 {
 namespace {
@@ -151,49 +154,35 @@ Result<std::vector<TokenObject>> Token::ListTokenSecretKeys() {
   return objects;
 }
 
-Result<ObjectHandle> Token::GenerateKey(std::string_view label, CK_KEY_TYPE type, bool token_object,
-                                        bool extractable, bool for_data, bool for_wrapping) {
-  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-  CK_ULONG length = kAesKeyBytes;
-  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-  CK_BBOOL is_token = token_object ? CK_TRUE : CK_FALSE;
-  CK_BBOOL is_extractable = extractable ? CK_TRUE : CK_FALSE;
-  CK_BBOOL is_hmac = type == CKK_GENERIC_SECRET ? CK_TRUE : CK_FALSE;
-  CK_BBOOL wraps = for_wrapping ? CK_TRUE : CK_FALSE;
-  CK_BBOOL data = for_data ? CK_TRUE : CK_FALSE;
-  std::vector<CK_ATTRIBUTE> attrs = {
-      {CKA_CLASS, &cls, sizeof cls},
-      {CKA_KEY_TYPE, &type, sizeof type},
-      {CKA_VALUE_LEN, &length, sizeof length},
-      {CKA_TOKEN, &is_token, sizeof is_token},
-      {CKA_PRIVATE, &yes, sizeof yes},
-      {CKA_SENSITIVE, &yes, sizeof yes},
-      {CKA_EXTRACTABLE, &is_extractable, sizeof is_extractable},
-      {CKA_ENCRYPT, &data, sizeof data},
-      {CKA_DECRYPT, &data, sizeof data},
-      {CKA_WRAP, &wraps, sizeof wraps},
-      {CKA_UNWRAP, &wraps, sizeof wraps},
-      {CKA_SIGN, &is_hmac, sizeof is_hmac},
-      {CKA_VERIFY, &is_hmac, sizeof is_hmac},
-      {CKA_DERIVE, &no, sizeof no},
-      {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
-  };
-  CK_MECHANISM mechanism = {is_hmac ? CKM_GENERIC_SECRET_KEY_GEN : CKM_AES_KEY_GEN, nullptr, 0};
-  CK_OBJECT_HANDLE handle;
+Result<ObjectHandle> Token::GenerateKey(std::vector<CK_ATTRIBUTE>& attributes,
+                                        CK_MECHANISM_TYPE mech) {
   std::lock_guard lock(holder_mu_);
-  RETURN_IF_ERROR(
-      FromRv(fn_->C_GenerateKey(holder_session_, &mechanism, attrs.data(), attrs.size(), &handle),
-             "C_GenerateKey"));
+  return GenerateKeyLocked(attributes, mech);
+}
+
+Result<ObjectHandle> Token::GenerateKeyLocked(std::vector<CK_ATTRIBUTE>& attributes,
+                                              CK_MECHANISM_TYPE mech) {
+  CK_MECHANISM mechanism = {mech, nullptr, 0};
+  CK_OBJECT_HANDLE handle;
+  RETURN_IF_ERROR(FromRv(fn_->C_GenerateKey(holder_session_, &mechanism, attributes.data(),
+                                            attributes.size(), &handle),
+                         "C_GenerateKey"));
   return handle;
 }
 
-Result<ObjectHandle> Token::CreateTokenAesKey(std::string_view label, bool wrapping_only) {
-  return GenerateKey(label, CKK_AES, /*token_object=*/true, /*extractable=*/false,
-                     /*for_data=*/!wrapping_only, /*for_wrapping=*/true);
+Result<ObjectHandle> Token::CreateTokenWrappingKey(std::string_view label) {
+  internal::KeyTemplate t = internal::WrappingKeyTemplate(label);
+  return GenerateKey(t.attributes(), CKM_AES_KEY_GEN);
 }
 
 Result<ObjectHandle> Token::CreateTokenHmacKey(std::string_view label) {
-  return GenerateKey(label, CKK_GENERIC_SECRET, true, false, false, false);
+  internal::KeyTemplate t = internal::HmacKeyTemplate(label);
+  return GenerateKey(t.attributes(), CKM_GENERIC_SECRET_KEY_GEN);
+}
+
+Result<ObjectHandle> Token::TEST_CreateUnhardenedWrappingKey(std::string_view label) {
+  internal::KeyTemplate t = internal::UnhardenedWrappingKeyTemplate(label);
+  return GenerateKey(t.attributes(), CKM_AES_KEY_GEN);
 }
 
 Status Token::DestroyObject(ObjectHandle handle) {
@@ -201,45 +190,99 @@ Status Token::DestroyObject(ObjectHandle handle) {
   return FromRv(fn_->C_DestroyObject(holder_session_, handle), "C_DestroyObject");
 }
 
-Result<Bytes> Token::GenerateWrappedAesKey(ObjectHandle wrapping_key) {
-  // Extractable only so that it can leave wrapped; it is a session object
-  // destroyed below, and CKA_SENSITIVE keeps CKA_VALUE unreadable meanwhile.
-  ASSIGN_OR_RETURN(ObjectHandle fresh,
-                   GenerateKey("kmsd-wrap-temp", CKK_AES, false, true, true, false));
+Result<std::string> Token::ReadAttributeLocked(ObjectHandle key, CK_ATTRIBUTE_TYPE type) {
+  CK_ATTRIBUTE attr = {type, nullptr, 0};
+  RETURN_IF_ERROR(
+      FromRv(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
+  std::string value(attr.ulValueLen, '\0');
+  attr.pValue = value.data();
+  RETURN_IF_ERROR(
+      FromRv(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
+  value.resize(attr.ulValueLen);
+  return value;
+}
+
+Result<std::map<CK_ATTRIBUTE_TYPE, std::string>> Token::ReadTemplateLocked(ObjectHandle key,
+                                                                           CK_ATTRIBUTE_TYPE type) {
+  CK_ATTRIBUTE attr = {type, nullptr, 0};
+  RETURN_IF_ERROR(
+      FromRv(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
+  // PKCS#11 2.40 section 5.2: an array attribute is read in three steps:
+  // its size, then each element's type and length, then the values.
+  std::vector<CK_ATTRIBUTE> elements(attr.ulValueLen / sizeof(CK_ATTRIBUTE));
+  std::map<CK_ATTRIBUTE_TYPE, std::string> out;
+  if (elements.empty()) return out;
+  for (CK_ATTRIBUTE& e : elements) e = {0, nullptr, 0};
+  attr.pValue = elements.data();
+  RETURN_IF_ERROR(
+      FromRv(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
+  std::vector<std::string> values;
+  values.reserve(elements.size());
+  for (CK_ATTRIBUTE& e : elements) {
+    e.pValue = values.emplace_back(e.ulValueLen, '\0').data();
+  }
+  RETURN_IF_ERROR(
+      FromRv(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
+  for (size_t i = 0; i < elements.size(); ++i) {
+    out[elements[i].type] = values[i].substr(0, elements[i].ulValueLen);
+  }
+  return out;
+}
+
+Result<bool> Token::IsHardened(ObjectHandle key) {
+  std::lock_guard lock(holder_mu_);
+  ASSIGN_OR_RETURN(std::string type_bytes, ReadAttributeLocked(key, CKA_KEY_TYPE));
+  CK_KEY_TYPE type = 0;
+  if (type_bytes.size() != sizeof type) return false;
+  std::memcpy(&type, type_bytes.data(), sizeof type);
+  ASSIGN_OR_RETURN(std::string label, ReadAttributeLocked(key, CKA_LABEL));
+  const internal::KeyTemplate expected = type == CKK_GENERIC_SECRET
+                                             ? internal::HmacKeyTemplate(label)
+                                             : internal::WrappingKeyTemplate(label);
+  for (const auto& [attribute, value] : expected.Values()) {
+    ASSIGN_OR_RETURN(std::string actual, ReadAttributeLocked(key, attribute));
+    if (actual != value) return false;
+  }
+  for (CK_ATTRIBUTE_TYPE nested : expected.NestedTypes()) {
+    const internal::KeyTemplate& inner =
+        nested == CKA_UNWRAP_TEMPLATE ? internal::UnwrapTemplate() : internal::WrapTemplate();
+    ASSIGN_OR_RETURN(auto actual, ReadTemplateLocked(key, nested));
+    if (actual != inner.Values()) return false;
+  }
+  return true;
+}
+
+Result<Bytes> Token::WrapAndDestroyLocked(ObjectHandle wrapping_key, ObjectHandle key) {
   CK_MECHANISM mechanism = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
   Bytes wrapped(kAesKeyBytes + 16);
   CK_ULONG wrapped_len = wrapped.size();
-  Status status;
-  {
-    std::lock_guard lock(holder_mu_);
-    status = FromRv(fn_->C_WrapKey(holder_session_, &mechanism, wrapping_key, fresh, wrapped.data(),
-                                   &wrapped_len),
-                    "C_WrapKey");
-    fn_->C_DestroyObject(holder_session_, fresh);
-  }
+  Status status = FromRv(
+      fn_->C_WrapKey(holder_session_, &mechanism, wrapping_key, key, wrapped.data(), &wrapped_len),
+      "C_WrapKey");
+  fn_->C_DestroyObject(holder_session_, key);
   RETURN_IF_ERROR(status);
   wrapped.resize(wrapped_len);
   return wrapped;
 }
 
-Result<ObjectHandle> Token::UnwrapAesKey(ObjectHandle wrapping_key,
-                                         std::span<const uint8_t> wrapped) {
-  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-  CK_KEY_TYPE type = CKK_AES;
-  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-  CK_ATTRIBUTE attrs[] = {
-      {CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &type, sizeof type},
-      {CKA_TOKEN, &no, sizeof no},       {CKA_PRIVATE, &yes, sizeof yes},
-      {CKA_SENSITIVE, &yes, sizeof yes}, {CKA_EXTRACTABLE, &no, sizeof no},
-      {CKA_ENCRYPT, &yes, sizeof yes},   {CKA_DECRYPT, &yes, sizeof yes},
-      {CKA_WRAP, &no, sizeof no},        {CKA_UNWRAP, &no, sizeof no},
-  };
+Result<Bytes> Token::GenerateWrappedAesKey(ObjectHandle wrapping_key) {
+  // Extractable only so that it can leave wrapped: a session object of the
+  // holder session (invisible to other applications), with no usage, wrapped
+  // and destroyed under one lock.
+  internal::KeyTemplate t = internal::VersionToWrapTemplate();
+  std::lock_guard lock(holder_mu_);
+  ASSIGN_OR_RETURN(ObjectHandle fresh, GenerateKeyLocked(t.attributes(), CKM_AES_KEY_GEN));
+  return WrapAndDestroyLocked(wrapping_key, fresh);
+}
+
+Result<ObjectHandle> Token::UnwrapLocked(ObjectHandle wrapping_key,
+                                         std::span<const uint8_t> wrapped,
+                                         std::vector<CK_ATTRIBUTE>& attributes) {
   CK_MECHANISM mechanism = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
   CK_OBJECT_HANDLE handle;
-  std::lock_guard lock(holder_mu_);
   Status status =
       FromRv(fn_->C_UnwrapKey(holder_session_, &mechanism, wrapping_key, InputPointer(wrapped),
-                              wrapped.size(), attrs, std::size(attrs), &handle),
+                              wrapped.size(), attributes.data(), attributes.size(), &handle),
              "C_UnwrapKey");
   // Wrapped bytes come from the keystore, never from a caller: bytes that do
   // not unwrap are a damaged keystore (INTERNAL), not a bad ciphertext.
@@ -248,6 +291,21 @@ Result<ObjectHandle> Token::UnwrapAesKey(ObjectHandle wrapping_key,
   }
   RETURN_IF_ERROR(status);
   return handle;
+}
+
+Result<ObjectHandle> Token::UnwrapAesKey(ObjectHandle wrapping_key,
+                                         std::span<const uint8_t> wrapped) {
+  internal::KeyTemplate t = internal::UsableVersionTemplate();
+  std::lock_guard lock(holder_mu_);
+  return UnwrapLocked(wrapping_key, wrapped, t.attributes());
+}
+
+Result<Bytes> Token::RewrapAesKey(ObjectHandle old_key, std::span<const uint8_t> wrapped,
+                                  ObjectHandle new_key) {
+  internal::KeyTemplate t = internal::VersionToRewrapTemplate();
+  std::lock_guard lock(holder_mu_);
+  ASSIGN_OR_RETURN(ObjectHandle version, UnwrapLocked(old_key, wrapped, t.attributes()));
+  return WrapAndDestroyLocked(new_key, version);
 }
 
 Result<Bytes> Token::EncryptGcm(ObjectHandle key, const Iv& iv, std::span<const uint8_t> aad,

@@ -1,11 +1,19 @@
 // Token: a logged-in PKCS#11 token and the few operations kmsd needs from it.
 //
-// Keys never leave the token in plaintext: token keys are created
-// non-extractable and sensitive; key versions are generated in the token and
-// come out only wrapped (CKM_AES_KEY_WRAP_PAD, RFC 5649); in use they are
-// unwrapped into non-extractable session objects that live as long as the
-// Token. Data keys are random bytes from the token that are then encrypted
-// like any plaintext.
+// Keys never leave the token in plaintext, also for someone who holds the
+// user PIN and uses the module directly (DESIGN.md invariant 1):
+// - token keys are created sensitive, non-extractable, not modifiable, not
+//   copyable and with only the usages they need (CKA_DERIVE off everywhere);
+// - a wrapping key carries a CKA_UNWRAP_TEMPLATE that forces whatever it
+//   unwraps to be a sensitive, non-extractable, non-wrapping, non-derivable,
+//   non-copyable, non-modifiable session object (PKCS#11 2.40 section 4.8), so
+//   a stored version cannot be unwrapped into something readable or into a
+//   token object that would outlive shredding; and a CKA_WRAP_TEMPLATE that
+//   lets it wrap only fresh AES-256 session keys;
+// - key versions are generated as session objects of kmsd's own holder
+//   session, extractable only so that they can be wrapped once, and destroyed
+//   right after (CKM_AES_KEY_WRAP_PAD, RFC 5649).
+// Data keys are random bytes from the token, encrypted like any plaintext.
 //
 // Thread-safe: crypto operations draw a session from a pool (a PKCS#11
 // session runs one operation at a time); object creation goes through one
@@ -17,6 +25,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -63,12 +72,18 @@ class Token {
   // The persistent secret keys labelled exactly `label` (the token searches).
   Result<std::vector<ObjectHandle>> FindTokenSecretKeysByLabel(std::string_view label);
 
-  // Persistent, non-extractable, sensitive AES-256 key. A wrapping key can
-  // only wrap and unwrap (a tenant root); otherwise it can also encrypt.
-  Result<ObjectHandle> CreateTokenAesKey(std::string_view label, bool wrapping_only);
-  // Persistent, non-extractable, sensitive 256-bit HMAC-SHA256 key.
+  // Persistent hardened AES-256 key that can only wrap and unwrap, with the
+  // unwrap and wrap templates above (a KEK or the platform master key).
+  Result<ObjectHandle> CreateTokenWrappingKey(std::string_view label);
+  // Persistent hardened 256-bit HMAC-SHA256 key: sign and verify only.
   Result<ObjectHandle> CreateTokenHmacKey(std::string_view label);
   Status DestroyObject(ObjectHandle handle);
+
+  // True when the token key has exactly the attributes kmsd gives it today
+  // (its class of key is read from the key). Keys made by kmsd before these
+  // attributes existed answer false: they cannot be fixed in place and must
+  // be replaced (KeyHierarchy migrates them at start).
+  Result<bool> IsHardened(ObjectHandle key);
 
   // A fresh AES-256 key generated in the token, returned wrapped under
   // `wrapping_key`; the unwrapped object is destroyed before return.
@@ -76,6 +91,16 @@ class Token {
   // Unwraps into a session object: non-extractable, sensitive, encrypt and
   // decrypt only. NOT_FOUND if `wrapping_key` no longer exists.
   Result<ObjectHandle> UnwrapAesKey(ObjectHandle wrapping_key, std::span<const uint8_t> wrapped);
+  // Moves a wrapped version from `old_key` to `new_key`, through a session
+  // object destroyed before return. Works only while `old_key` lacks an unwrap
+  // template (a key made before hardening): a hardened key never unwraps into
+  // anything that can be wrapped again.
+  Result<Bytes> RewrapAesKey(ObjectHandle old_key, std::span<const uint8_t> wrapped,
+                             ObjectHandle new_key);
+
+  // For tests of the migration only: a wrapping key with the attributes kmsd
+  // gave KEKs and roots before hardening (modifiable, copyable, no templates).
+  Result<ObjectHandle> TEST_CreateUnhardenedWrappingKey(std::string_view label);
 
   // AES-256-GCM, 96-bit IV, 128-bit tag. Output is ciphertext || tag.
   Result<Bytes> EncryptGcm(ObjectHandle key, const Iv& iv, std::span<const uint8_t> aad,
@@ -98,8 +123,19 @@ class Token {
   // C_FindObjects over persistent secret keys, by label if given; holder_mu_ held.
   Result<std::vector<ObjectHandle>> FindTokenSecretKeys(std::optional<std::string_view> label);
   void ReleaseSession(CK_SESSION_HANDLE session);
-  Result<ObjectHandle> GenerateKey(std::string_view label, CK_KEY_TYPE type, bool token_object,
-                                   bool extractable, bool for_data, bool for_wrapping);
+  // C_GenerateKey on the holder session with `attributes` (a KeyTemplate).
+  Result<ObjectHandle> GenerateKey(std::vector<CK_ATTRIBUTE>& attributes, CK_MECHANISM_TYPE mech);
+  Result<ObjectHandle> GenerateKeyLocked(std::vector<CK_ATTRIBUTE>& attributes,
+                                         CK_MECHANISM_TYPE mech);
+  // Unwraps `wrapped` into a session object with `attributes`; holder_mu_ held.
+  Result<ObjectHandle> UnwrapLocked(ObjectHandle wrapping_key, std::span<const uint8_t> wrapped,
+                                    std::vector<CK_ATTRIBUTE>& attributes);
+  // One attribute's bytes, and an array attribute's elements; holder_mu_ held.
+  Result<std::string> ReadAttributeLocked(ObjectHandle key, CK_ATTRIBUTE_TYPE type);
+  Result<std::map<CK_ATTRIBUTE_TYPE, std::string>> ReadTemplateLocked(ObjectHandle key,
+                                                                      CK_ATTRIBUTE_TYPE type);
+  // Wraps `key` under `wrapping_key`, then destroys `key`; holder_mu_ held.
+  Result<Bytes> WrapAndDestroyLocked(ObjectHandle wrapping_key, ObjectHandle key);
 
   // Constant after construction.
   std::shared_ptr<Module> module_;

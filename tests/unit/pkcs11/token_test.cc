@@ -119,6 +119,12 @@ class TokenTest : public ::testing::Test {
     EXPECT_EQ(module_->functions()->C_GetAttributeValue(RawSession(), handle, &attr, 1), CKR_OK);
     return value;
   }
+  // How many attributes an array attribute (CKA_UNWRAP_TEMPLATE) holds.
+  size_t TemplateSize(ObjectHandle handle, CK_ATTRIBUTE_TYPE type) {
+    CK_ATTRIBUTE attr = {type, nullptr, 0};
+    EXPECT_EQ(module_->functions()->C_GetAttributeValue(RawSession(), handle, &attr, 1), CKR_OK);
+    return attr.ulValueLen / sizeof(CK_ATTRIBUTE);
+  }
   CK_RV ReadValue(ObjectHandle handle) {
     uint8_t buffer[64] = {};
     CK_ATTRIBUTE attr = {CKA_VALUE, buffer, sizeof buffer};
@@ -140,7 +146,7 @@ class TokenTest : public ::testing::Test {
   }
 
   ObjectHandle Root() {
-    auto root = token_->CreateTokenAesKey("root", /*wrapping_only=*/true);
+    auto root = token_->CreateTokenWrappingKey("root");
     EXPECT_TRUE(root.has_value()) << root.error();
     return root.value_or(CK_INVALID_HANDLE);
   }
@@ -189,26 +195,68 @@ TEST_F(TokenTest, OpenOfAnUnknownLabelIsNotFound) {
   EXPECT_EQ(CodeOf(Token::Open(module_, "no-such-token", Pin(), 2)), Code::kNotFound);
 }
 
-TEST_F(TokenTest, CreatesTokenAesKeysNonExtractableAndSensitive) {
-  for (bool wrapping_only : {true, false}) {
-    const std::string label = wrapping_only ? "root-key" : "data-key";
-    auto key = token_->CreateTokenAesKey(label, wrapping_only);
-    ASSERT_TRUE(key.has_value()) << key.error();
-    EXPECT_TRUE(BoolAttribute(*key, CKA_TOKEN));
-    EXPECT_TRUE(BoolAttribute(*key, CKA_PRIVATE));
-    EXPECT_TRUE(BoolAttribute(*key, CKA_SENSITIVE));
-    EXPECT_TRUE(BoolAttribute(*key, CKA_ALWAYS_SENSITIVE));
-    EXPECT_FALSE(BoolAttribute(*key, CKA_EXTRACTABLE));
-    EXPECT_TRUE(BoolAttribute(*key, CKA_NEVER_EXTRACTABLE));
-    EXPECT_TRUE(BoolAttribute(*key, CKA_WRAP));
-    EXPECT_TRUE(BoolAttribute(*key, CKA_UNWRAP));
-    EXPECT_EQ(BoolAttribute(*key, CKA_ENCRYPT), !wrapping_only);
-    EXPECT_EQ(BoolAttribute(*key, CKA_DECRYPT), !wrapping_only);
-    EXPECT_FALSE(BoolAttribute(*key, CKA_DERIVE));
-    EXPECT_EQ(UlongAttribute(*key, CKA_KEY_TYPE), CKK_AES);
-    EXPECT_EQ(UlongAttribute(*key, CKA_VALUE_LEN), 32u);
-    EXPECT_EQ(ReadValue(*key), CKR_ATTRIBUTE_SENSITIVE);
+TEST_F(TokenTest, CreatesWrappingKeysHardened) {
+  auto key = token_->CreateTokenWrappingKey("wrapping-key");
+  ASSERT_TRUE(key.has_value()) << key.error();
+  EXPECT_TRUE(BoolAttribute(*key, CKA_TOKEN));
+  EXPECT_TRUE(BoolAttribute(*key, CKA_PRIVATE));
+  EXPECT_TRUE(BoolAttribute(*key, CKA_SENSITIVE));
+  EXPECT_TRUE(BoolAttribute(*key, CKA_ALWAYS_SENSITIVE));
+  EXPECT_FALSE(BoolAttribute(*key, CKA_EXTRACTABLE));
+  EXPECT_TRUE(BoolAttribute(*key, CKA_NEVER_EXTRACTABLE));
+  EXPECT_FALSE(BoolAttribute(*key, CKA_MODIFIABLE));
+  EXPECT_FALSE(BoolAttribute(*key, CKA_COPYABLE));
+  EXPECT_TRUE(BoolAttribute(*key, CKA_DESTROYABLE));  // shredding destroys it
+  EXPECT_TRUE(BoolAttribute(*key, CKA_WRAP));
+  EXPECT_TRUE(BoolAttribute(*key, CKA_UNWRAP));
+  for (CK_ATTRIBUTE_TYPE usage : {CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN, CKA_VERIFY, CKA_DERIVE}) {
+    EXPECT_FALSE(BoolAttribute(*key, usage)) << "attribute 0x" << std::hex << usage;
   }
+  EXPECT_EQ(UlongAttribute(*key, CKA_KEY_TYPE), CKK_AES);
+  EXPECT_EQ(UlongAttribute(*key, CKA_VALUE_LEN), 32u);
+  EXPECT_EQ(ReadValue(*key), CKR_ATTRIBUTE_SENSITIVE);
+  EXPECT_EQ(TemplateSize(*key, CKA_UNWRAP_TEMPLATE), 10u);
+  EXPECT_EQ(TemplateSize(*key, CKA_WRAP_TEMPLATE), 9u);
+  EXPECT_EQ(token_->IsHardened(*key), true);
+}
+
+TEST_F(TokenTest, KeysMadeBeforeHardeningAreNotHardened) {
+  auto old = token_->TEST_CreateUnhardenedWrappingKey("old-kek");
+  ASSERT_TRUE(old.has_value()) << old.error();
+  EXPECT_TRUE(BoolAttribute(*old, CKA_MODIFIABLE));
+  EXPECT_EQ(TemplateSize(*old, CKA_UNWRAP_TEMPLATE), 0u);
+  EXPECT_EQ(token_->IsHardened(*old), false);
+  auto hmac = token_->CreateTokenHmacKey("audit");
+  ASSERT_TRUE(hmac.has_value());
+  EXPECT_EQ(token_->IsHardened(*hmac), true);
+  // A destroyed key cannot be checked at all.
+  ASSERT_TRUE(token_->DestroyObject(*old).ok());
+  EXPECT_EQ(CodeOf(token_->IsHardened(*old)), Code::kNotFound);
+}
+
+TEST_F(TokenTest, VersionsMoveFromAnUnhardenedKeyToAHardenedOneWithTheSameKey) {
+  auto old = token_->TEST_CreateUnhardenedWrappingKey("old-kek");
+  auto hardened = token_->CreateTokenWrappingKey("new-kek");
+  ASSERT_TRUE(old.has_value() && hardened.has_value());
+  auto wrapped = token_->GenerateWrappedAesKey(*old);
+  ASSERT_TRUE(wrapped.has_value()) << wrapped.error();
+  auto moved = token_->RewrapAesKey(*old, *wrapped, *hardened);
+  ASSERT_TRUE(moved.has_value()) << moved.error();
+  EXPECT_NE(*moved, *wrapped);
+  auto before = token_->UnwrapAesKey(*old, *wrapped);
+  auto after = token_->UnwrapAesKey(*hardened, *moved);
+  ASSERT_TRUE(before.has_value() && after.has_value());
+  auto sealed = token_->EncryptGcm(*before, MakeIv(3), {}, AsBytes("same key"));
+  ASSERT_TRUE(sealed.has_value());
+  auto opened = token_->DecryptGcm(*after, MakeIv(3), {}, *sealed);
+  ASSERT_TRUE(opened.has_value()) << opened.error();
+  EXPECT_EQ(std::string(opened->RevealData(), opened->RevealData() + opened->size()), "same key");
+  // The temporary extractable object is gone again.
+  EXPECT_EQ(Labels(), (std::set<std::string>{"old-kek", "new-kek"}));
+  // A hardened key never unwraps into something that can be wrapped again.
+  auto again = token_->RewrapAesKey(*hardened, *moved, *old);
+  ASSERT_EQ(CodeOf(again), Code::kInternal);
+  EXPECT_THAT(again.error().message(), HasSubstr("CK_RV 0xd1"));  // CKR_TEMPLATE_INCONSISTENT
 }
 
 TEST_F(TokenTest, CreatesTokenHmacKeysNonExtractableAndSensitive) {
@@ -227,7 +275,7 @@ TEST_F(TokenTest, CreatesTokenHmacKeysNonExtractableAndSensitive) {
 
 TEST_F(TokenTest, ListTokenSecretKeysSeesTokenKeysByLabelButNotSessionKeys) {
   EXPECT_TRUE(Labels().empty());
-  auto root = token_->CreateTokenAesKey("tenants/acme/root/01", true);
+  auto root = token_->CreateTokenWrappingKey("tenants/acme/root/01");
   ASSERT_TRUE(root.has_value());
   auto hmac = token_->CreateTokenHmacKey("global/audit-log-key");
   ASSERT_TRUE(hmac.has_value());
@@ -395,8 +443,8 @@ TEST_F(TokenTest, AWrappingOnlyRootCannotEncryptOrDecrypt) {
   ASSERT_EQ(CodeOf(sealed), Code::kInternal);
   EXPECT_THAT(sealed.error().message(), HasSubstr("C_EncryptInit"));
   EXPECT_EQ(CodeOf(token_->DecryptGcm(root, MakeIv(1), {}, Bytes(32, 0))), Code::kInternal);
-  // An encrypt-capable token key works, so the refusal is about the root's attributes.
-  auto data_key = token_->CreateTokenAesKey("data", /*wrapping_only=*/false);
+  // An encrypt-capable key works, so the refusal is about the root's attributes.
+  auto data_key = token_->UnwrapAesKey(root, token_->GenerateWrappedAesKey(root).value());
   ASSERT_TRUE(data_key.has_value());
   auto ok = token_->EncryptGcm(*data_key, MakeIv(1), {}, AsBytes("data"));
   ASSERT_TRUE(ok.has_value()) << ok.error();
@@ -419,7 +467,7 @@ TEST_F(TokenTest, UnwrapUnderADestroyedRootIsNotFound) {
 // reported by the module as CKR_WRAPPED_KEY_LEN_RANGE.
 TEST_F(TokenTest, UnwrapUnderAnotherRootFails) {
   const ObjectHandle a = Root();
-  auto other = token_->CreateTokenAesKey("other-root", true);
+  auto other = token_->CreateTokenWrappingKey("other-root");
   ASSERT_TRUE(other.has_value());
   auto wrapped = token_->GenerateWrappedAesKey(a);
   ASSERT_TRUE(wrapped.has_value());
