@@ -6,21 +6,10 @@
 #include <algorithm>
 #include <chrono>
 
+#include "keystore/internal/catalog.h"
 #include "protocol/names.h"
 
 namespace kmsd {
-
-struct KeyHierarchy::Version {
-  uint32_t number = 0;
-  Bytes wrapped;
-  int64_t created_at = 0;
-  // 0 until first use; then the session object holding the unwrapped key.
-  mutable std::atomic<pkcs11::ObjectHandle> handle{0};
-  // Encryptions begun (may pass the limit: those beyond it were refused) and
-  // reserved in the keystore; used <= reserved for every one that went ahead.
-  std::atomic<uint64_t> used{0};
-  std::atomic<uint64_t> reserved{0};
-};
 
 // Whatever the store has reserved counts as used: it may have been, before a crash.
 std::unique_ptr<KeyHierarchy::Version> KeyHierarchy::VersionFrom(KeyVersionRecord&& record) {
@@ -33,35 +22,7 @@ std::unique_ptr<KeyHierarchy::Version> KeyHierarchy::VersionFrom(KeyVersionRecor
   return version;
 }
 
-struct KeyHierarchy::Key {
-  KeyRecord record;
-  // Handle of the token KEK named by record.kek_label; nullopt if the key has
-  // none (made before schema 3) or the token no longer has it (shredded).
-  std::optional<pkcs11::ObjectHandle> kek;
-  std::vector<std::unique_ptr<Version>> versions;  // versions[i].number == i + 1
-};
-
-struct KeyHierarchy::Tenant {
-  TenantRecord record;
-  std::optional<pkcs11::ObjectHandle> root;  // nullopt: the token no longer has it
-  std::map<std::string, std::unique_ptr<Key>, std::less<>> keys;  // by name
-  std::map<std::string, AliasRecord, std::less<>> aliases;        // by alias name
-};
-
 namespace {
-
-std::string KekLabel(std::string_view tenant, const KeyId& id) {
-  return "tenants/" + std::string(tenant) + "/keys/" + KeyIdToHex(id);
-}
-
-int64_t MonotonicMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-// How long a forgotten version's session object lives on.
-constexpr int64_t kBuryMillis = 5000;
 
 // INVALID_ARGUMENT unless min <= seconds <= max.
 Status CheckSeconds(std::string_view what, int64_t seconds, int64_t min, int64_t max) {
@@ -88,6 +49,10 @@ Status CheckKeyUsable(const KeyRecord& key) {
 
 }  // namespace
 
+std::string KekLabel(std::string_view tenant, const KeyId& id) {
+  return "tenants/" + std::string(tenant) + "/keys/" + KeyIdToHex(id);
+}
+
 std::string_view KeyStateName(KeyState state) {
   switch (state) {
     case KeyState::kEnabled:
@@ -105,16 +70,8 @@ KeyHierarchy::KeyHierarchy(pkcs11::Token& token, std::unique_ptr<KeyStore> store
                            const Clock& clock, LifecycleOptions lifecycle)
     : token_(token), store_(std::move(store)), clock_(clock), lifecycle_(lifecycle) {}
 
-KeyHierarchy::~KeyHierarchy() {
-  // Session objects die with the token's holder session; destroying them here
-  // keeps a long-lived Token (tests) from accumulating them.
-  for (const auto& [id, key] : keys_by_id_) {
-    for (const auto& version : key->versions) {
-      if (pkcs11::ObjectHandle h = version->handle.load(); h != 0) (void)token_.DestroyObject(h);
-    }
-  }
-  DestroyBuried(/*all=*/true);
-}
+// Unwrapped versions are destroyed with the catalog, when no request holds them.
+KeyHierarchy::~KeyHierarchy() = default;
 
 Result<std::unique_ptr<KeyHierarchy>> KeyHierarchy::Open(pkcs11::Token& token,
                                                          std::unique_ptr<KeyStore> store,
@@ -140,19 +97,10 @@ Result<std::unique_ptr<KeyHierarchy>> KeyHierarchy::Open(pkcs11::Token& token,
 
 Status KeyHierarchy::Load() {
   ASSIGN_OR_RETURN(std::vector<pkcs11::TokenObject> objects, token_.ListTokenSecretKeys());
-  std::map<std::string, pkcs11::ObjectHandle, std::less<>> by_label;
+  LabelMap by_label;
   for (auto& object : objects) by_label.emplace(object.label, object.handle);
-
-  if (!by_label.contains(kPlatformMasterKeyLabel)) {
-    ASSIGN_OR_RETURN(auto handle, token_.CreateTokenWrappingKey(kPlatformMasterKeyLabel));
-    by_label.emplace(std::string(kPlatformMasterKeyLabel), handle);
-    spdlog::info("created {} in the token", kPlatformMasterKeyLabel);
-  }
-  if (!by_label.contains(kAuditLogKeyLabel)) {
-    ASSIGN_OR_RETURN(auto handle, token_.CreateTokenHmacKey(kAuditLogKeyLabel));
-    by_label.emplace(std::string(kAuditLogKeyLabel), handle);
-    spdlog::info("created {} in the token", kAuditLogKeyLabel);
-  }
+  RETURN_IF_ERROR(EnsureGlobalKey(by_label, kPlatformMasterKeyLabel, /*hmac=*/false));
+  RETURN_IF_ERROR(EnsureGlobalKey(by_label, kAuditLogKeyLabel, /*hmac=*/true));
 
   ASSIGN_OR_RETURN(KeyStoreSnapshot snapshot, store_->LoadAll());
   // A shredding a crash interrupted is finished before anything is served.
@@ -208,7 +156,8 @@ Status KeyHierarchy::Load() {
     if (key->versions.empty()) return Status(Code::kInternal, "keystore: key without versions");
   }
   spdlog::info("keystore loaded: {} tenants, {} keys", tenants_.size(), keys_by_id_.size());
-  return OkStatus();
+  lock.unlock();
+  return HardenKeks(by_label);
 }
 
 Result<KeyRecord> KeyHierarchy::NewKeyRecord(std::string_view tenant, std::string_view name,
@@ -712,23 +661,24 @@ Result<pkcs11::ObjectHandle> KeyHierarchy::WrappingKeyOf(const Tenant& tenant,
   return *kek;
 }
 
-Result<pkcs11::ObjectHandle> KeyHierarchy::HandleFor(const Tenant& tenant, const Key& key,
-                                                     Version& version) const {
-  if (pkcs11::ObjectHandle h = version.handle.load(std::memory_order_acquire); h != 0) return h;
+Result<KeyHierarchy::VersionHandle> KeyHierarchy::HandleFor(const Tenant& tenant, const Key& key,
+                                                            Version& version) const {
+  if (VersionHandle unwrapped = version.unwrapped.load(); unwrapped) return unwrapped;
   ASSIGN_OR_RETURN(pkcs11::ObjectHandle kek, WrappingKeyOf(tenant, key));
   std::lock_guard lock(unwrap_mu_);
-  if (pkcs11::ObjectHandle h = version.handle.load(std::memory_order_acquire); h != 0) return h;
-  auto unwrapped = token_.UnwrapAesKey(kek, version.wrapped);
-  if (!unwrapped) {
-    if (unwrapped.error().code() == Code::kNotFound) {
+  if (VersionHandle unwrapped = version.unwrapped.load(); unwrapped) return unwrapped;
+  auto handle = token_.UnwrapAesKey(kek, version.wrapped);
+  if (!handle) {
+    if (handle.error().code() == Code::kNotFound) {
       return Error(Code::kNotFound, "key '" + key.record.name + "' of tenant '" +
                                         tenant.record.name +
                                         "': its key material is no longer in the token (shredded)");
     }
-    return Error(unwrapped.error());
+    return Error(handle.error());
   }
-  version.handle.store(*unwrapped, std::memory_order_release);
-  return *unwrapped;
+  auto unwrapped = std::make_shared<const UnwrappedVersion>(token_, *handle);
+  version.unwrapped.store(unwrapped);
+  return unwrapped;
 }
 
 Result<bool> KeyHierarchy::CountEncryption(const Key& key, Version& version) const {
@@ -772,9 +722,10 @@ Result<KeyHierarchy::UsableVersion> KeyHierarchy::UsableLatest(std::string_view 
   ASSIGN_OR_RETURN(const Key* key, ResolveKey(*tenant, key_ref));
   RETURN_IF_ERROR(CheckKeyUsable(key->record));
   Version& version = *key->versions.back();
-  ASSIGN_OR_RETURN(pkcs11::ObjectHandle handle, HandleFor(*tenant, *key, version));
+  ASSIGN_OR_RETURN(VersionHandle handle, HandleFor(*tenant, *key, version));
   ASSIGN_OR_RETURN(bool counted, CountEncryption(*key, version));
-  return UsableVersion{key->record.id, key->record.name, version.number, handle, !counted};
+  return UsableVersion{key->record.id, key->record.name, version.number, std::move(handle),
+                       !counted};
 }
 
 Result<EncryptOutput> KeyHierarchy::Encrypt(std::string_view tenant, std::string_view key_ref,
@@ -801,7 +752,7 @@ Result<EncryptOutput> KeyHierarchy::Encrypt(std::string_view tenant, std::string
   out.ciphertext = BuildHeader(usable.key_id, usable.version, iv);
   const std::vector<uint8_t> aad =
       BuildAad(std::span(out.ciphertext).first(kBoundHeaderSize), tenant, context);
-  ASSIGN_OR_RETURN(Bytes sealed, token_.EncryptGcm(usable.handle, iv, aad, plaintext));
+  ASSIGN_OR_RETURN(Bytes sealed, token_.EncryptGcm(usable.handle->handle(), iv, aad, plaintext));
   out.ciphertext.insert(out.ciphertext.end(), sealed.begin(), sealed.end());
   out.key_id = usable.key_id;
   out.key_name = std::move(usable.key_name);
@@ -815,7 +766,7 @@ Result<DecryptOutput> KeyHierarchy::Decrypt(std::string_view tenant_name,
                                             std::optional<std::string_view> expected_key_ref) {
   ASSIGN_OR_RETURN(ParsedCiphertext parsed, ParseCiphertext(ciphertext));
   DecryptOutput out;
-  pkcs11::ObjectHandle handle;
+  VersionHandle handle;  // held until the token call returns
   {
     std::shared_lock lock(mu_);
     ASSIGN_OR_RETURN(const Tenant* tenant, ServingTenant(tenant_name));
@@ -849,7 +800,7 @@ Result<DecryptOutput> KeyHierarchy::Decrypt(std::string_view tenant_name,
   }
   const std::vector<uint8_t> aad = BuildAad(parsed.bound_header, tenant_name, context);
   ASSIGN_OR_RETURN(out.plaintext,
-                   token_.DecryptGcm(handle, parsed.iv, aad, parsed.encrypted_and_tag));
+                   token_.DecryptGcm(handle->handle(), parsed.iv, aad, parsed.encrypted_and_tag));
   return out;
 }
 
@@ -905,7 +856,6 @@ DueWorkReport KeyHierarchy::RunDueWork() {
     }
   }
   report.token_objects_destroyed = DestroyQueuedTokenObjects();
-  DestroyBuried(/*all=*/false);
   return report;
 }
 
@@ -925,7 +875,7 @@ Status KeyHierarchy::ShredKey(Key& key, int64_t now) {
   const std::string key_name = key.record.name;
   const KeyId key_id = key.record.id;
   std::unique_lock lock(mu_);
-  Bury(key);
+  Forget(key);
   Tenant& tenant = *tenants_.find(tenant_name)->second;
   std::erase_if(tenant.aliases, [&](const auto& entry) { return entry.second.key_id == key_id; });
   keys_by_id_.erase(key_id);
@@ -945,7 +895,7 @@ Status KeyHierarchy::ShredTenant(Tenant& tenant, int64_t now) {
   QueueTokenObjects(labels);
   std::unique_lock lock(mu_);
   for (const auto& [name, key] : tenant.keys) {
-    Bury(*key);
+    Forget(*key);
     keys_by_id_.erase(key->record.id);
   }
   tenants_.erase(tenants_.find(tenant_name));  // frees `tenant`
@@ -991,22 +941,9 @@ size_t KeyHierarchy::DestroyQueuedTokenObjects() {
   return destroyed;
 }
 
-void KeyHierarchy::Bury(const Key& key) {
-  std::lock_guard lock(destroy_mu_);
-  const int64_t now = MonotonicMillis();
-  for (const auto& version : key.versions) {
-    if (pkcs11::ObjectHandle h = version->handle.exchange(0); h != 0) buried_.push_back({now, h});
-  }
-}
-
-void KeyHierarchy::DestroyBuried(bool all) {
-  std::lock_guard lock(destroy_mu_);
-  const int64_t cutoff = MonotonicMillis() - kBuryMillis;
-  std::erase_if(buried_, [&](const auto& entry) {
-    if (!all && entry.first > cutoff) return false;
-    (void)token_.DestroyObject(entry.second);
-    return true;
-  });
+void KeyHierarchy::Forget(const Key& key) {
+  // Each session object dies when the last request using it finishes.
+  for (const auto& version : key.versions) version->unwrapped.store(nullptr);
 }
 
 size_t KeyHierarchy::TenantCount() const {

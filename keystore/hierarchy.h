@@ -159,6 +159,8 @@ struct DecryptOutput {
   uint32_t version = 0;
 };
 
+class UnwrappedVersion;  // keystore/internal/catalog.h
+
 class KeyHierarchy {
  public:
   // Finds or creates the global keys, loads the keystore and finds each
@@ -242,18 +244,33 @@ class KeyHierarchy {
   struct Version;
   struct Key;
   struct Tenant;
+  // A version's session object, kept alive while held (internal/catalog.h).
+  using VersionHandle = std::shared_ptr<const UnwrappedVersion>;
+  using LabelMap = std::map<std::string, pkcs11::ObjectHandle, std::less<>>;
   // What an encryption needs, copied out of the catalog under the lock.
   struct UsableVersion {
     KeyId key_id{};
     std::string key_name;
     uint32_t version = 0;
-    pkcs11::ObjectHandle handle = 0;
+    VersionHandle handle;
     bool exhausted = false;  // the version reached its limit: rotate and retry
   };
 
   KeyHierarchy(pkcs11::Token& token, std::unique_ptr<KeyStore> store, const Clock& clock,
                LifecycleOptions lifecycle);
   Status Load();
+  // Migration to hardened token objects (kek_migration.cc), at start-up only.
+  // A global key made before hardening protects nothing yet: it is replaced.
+  Status EnsureGlobalKey(LabelMap& by_label, std::string_view label, bool hmac);
+  // Moves every key whose KEK (or tenant root) was made before hardening to a
+  // new hardened KEK, one keystore transaction per tenant, and destroys the
+  // old objects through the destroy queue.
+  Status HardenKeks(const LabelMap& by_label);
+  Result<size_t> HardenTenantKeks(Tenant& tenant, const LabelMap& by_label);
+  // The unhardened wrapping key a key's versions must leave, if any.
+  Result<std::optional<pkcs11::ObjectHandle>> KekToReplace(const Tenant& tenant, const Key& key);
+  // Destroys token objects left with `label` by a migration a crash cut short.
+  Status DestroyLeftovers(const LabelMap& by_label, const std::string& label);
   Result<KeyRecord> NewKeyRecord(std::string_view tenant, std::string_view name,
                                  std::string_view description, int64_t now);
   Result<KeyVersionRecord> NewVersion(const KeyId& key_id, uint32_t version,
@@ -287,10 +304,8 @@ class KeyHierarchy {
   void QueueTokenObjects(const std::vector<std::string>& labels);
   // Destroys the queued token objects; returns how many were destroyed.
   size_t DestroyQueuedTokenObjects();
-  // Session objects of forgotten versions, destroyed a little later: a
-  // request that copied the handle just before may still be using it.
-  void Bury(const Key& key);
-  void DestroyBuried(bool all);
+  // Drops the catalog's hold on the key's session objects (it is forgotten).
+  void Forget(const Key& key);
   Status CheckRotationPeriod(std::optional<int64_t> period_seconds) const;
 
   Result<AliasInfo> PutAlias(std::string_view tenant, std::string_view alias,
@@ -307,8 +322,7 @@ class KeyHierarchy {
   Result<const Key*> ResolveKey(const Tenant& tenant, std::string_view key_ref) const;
   KeyInfo Describe(const Key& key) const;
   // Unwraps on first use; safe to call with mu_ held shared.
-  Result<pkcs11::ObjectHandle> HandleFor(const Tenant& tenant, const Key& key,
-                                         Version& version) const;
+  Result<VersionHandle> HandleFor(const Tenant& tenant, const Key& key, Version& version) const;
   // The key's KEK, or for a key made before schema 3 its tenant's root;
   // NOT_FOUND when the token no longer has it (shredded).
   Result<pkcs11::ObjectHandle> WrappingKeyOf(const Tenant& tenant, const Key& key) const;
@@ -323,10 +337,9 @@ class KeyHierarchy {
   std::mutex write_mu_;            // serializes changes: keystore write, then catalog update
   mutable std::mutex unwrap_mu_;   // one unwrap per version, ever
   mutable std::mutex reserve_mu_;  // one reservation write at a time
-  std::mutex destroy_mu_;          // guards the two below
+  std::mutex destroy_mu_;          // guards the one below
   std::set<std::string> token_objects_to_destroy_;
-  std::vector<std::pair<int64_t, pkcs11::ObjectHandle>> buried_;  // (monotonic ms, handle)
-  mutable std::shared_mutex mu_;                                  // guards the catalog below
+  mutable std::shared_mutex mu_;  // guards the catalog below
   std::map<std::string, std::unique_ptr<Tenant>, std::less<>> tenants_;
   std::map<KeyId, Key*> keys_by_id_;  // points into tenants_
 };

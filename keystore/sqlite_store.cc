@@ -938,6 +938,43 @@ class SqliteKeyStore final : public KeyStore {
     });
   }
 
+  Status ReplaceKeks(const KekReplacement& change, int64_t queued_at) override {
+    return Write([&](sqlite3* db) -> Status {
+      for (const KekReplacement::Key& key : change.keys) {
+        ASSIGN_OR_RETURN(bool exists, Exists(db, "SELECT 1 FROM keys WHERE id = ? AND tenant = ?",
+                                             key.id, change.tenant));
+        if (!exists) {
+          return Status(Code::kNotFound, "key " + KeyIdToHex(key.id) + " does not exist");
+        }
+        ASSIGN_OR_RETURN(
+            Statement count,
+            Statement::Prepare(db, "SELECT COUNT(*) FROM key_versions WHERE key_id = ?"));
+        RETURN_IF_ERROR(count.Bind(key.id));
+        ASSIGN_OR_RETURN(bool has_row, count.Next());
+        if (!has_row || count.Int(0) != static_cast<int64_t>(key.versions.size())) {
+          return Status(Code::kInvalidArgument,
+                        "key " + KeyIdToHex(key.id) + ": every version must be rewrapped");
+        }
+        RETURN_IF_ERROR(
+            Exec(db, "UPDATE keys SET kek_label = ? WHERE id = ?", key.kek_label, key.id));
+        for (const auto& [version, wrapped] : key.versions) {
+          RETURN_IF_ERROR(
+              Exec(db, "UPDATE key_versions SET wrapped = ? WHERE key_id = ? AND version = ?",
+                   wrapped, key.id, version));
+          if (sqlite3_changes(db) != 1) {
+            return Status(Code::kNotFound, "key " + KeyIdToHex(key.id) + " has no version " +
+                                               std::to_string(version));
+          }
+        }
+      }
+      if (change.clear_tenant_root) {
+        RETURN_IF_ERROR(
+            Exec(db, "UPDATE tenants SET root_label = '' WHERE name = ?", change.tenant));
+      }
+      return QueueDestruction(db, change.token_labels_to_destroy, queued_at);
+    });
+  }
+
   Status ShredTenant(const std::string& tenant, const std::vector<std::string>& token_labels,
                      int64_t queued_at) override {
     return Write([&](sqlite3* db) -> Status {

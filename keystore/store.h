@@ -1,7 +1,9 @@
 // KeyStore: durable records of tenants, keys, key versions and aliases.
 //
 // The store holds only wrapped key material: a key version's bytes are an
-// AES-256 key wrapped (RFC 5649) under its tenant's root in the token. The
+// AES-256 key wrapped (RFC 5649) under its key's own KEK in the token (keys
+// made before schema 3 were wrapped under a per-tenant root; kmsd moves them
+// to KEKs of their own at start, see ReplaceKeks). The
 // daemon keeps a catalog in memory and goes to the store at start-up
 // (LoadAll) and for every change; each change is one transaction and is
 // durable when the call returns (the daemon replies only after that).
@@ -65,6 +67,22 @@ struct KeyVersionRecord {
   int64_t created_at = 0;
   // Encryptions reserved for this version: an upper bound of those it did.
   uint64_t reserved_encryptions = 0;
+};
+
+// One tenant's keys moved to new KEKs (KeyStore::ReplaceKeks).
+struct KekReplacement {
+  struct Key {
+    KeyId id{};
+    std::string kek_label;  // the new KEK
+    // Every version of the key, rewrapped under the new KEK: (version, wrapped).
+    std::vector<std::pair<uint32_t, Bytes>> versions;
+  };
+  std::string tenant;
+  std::vector<Key> keys;
+  // Forget the tenant's root (no key is wrapped under it any more).
+  bool clear_tenant_root = false;
+  // The replaced KEKs (and root), queued for destruction.
+  std::vector<std::string> token_labels_to_destroy;
 };
 
 struct AliasRecord {
@@ -143,6 +161,14 @@ class KeyStore {
   virtual Status ShredTenant(const std::string& tenant,
                              const std::vector<std::string>& token_labels, int64_t queued_at) = 0;
   virtual Status TokenObjectDestroyed(const std::string& label) = 0;
+
+  // Moves keys to new KEKs in one transaction: each key's kek_label and every
+  // version's wrapped bytes change, the tenant's root is forgotten if asked,
+  // and the replaced token objects are queued for destruction (the caller
+  // destroys them as for shredding). The key material stays the same, so every
+  // ciphertext decrypts as before. NOT_FOUND if a key or version does not
+  // exist; INVALID_ARGUMENT if a key's versions are not exactly those stored.
+  virtual Status ReplaceKeks(const KekReplacement& change, int64_t queued_at) = 0;
 
   // Writes a consistent copy of the whole keystore to `path` while other
   // calls go on (they wait while the copy is taken). `path` must be absolute
