@@ -172,18 +172,20 @@ class PinHolderTest : public ConfiguredKmsdTest {
     ASSERT_EQ(attacker.CountTokenObjects(), keys.size()) << "objects that are not secret keys";
     const std::map<std::string, std::string> before = attacker.Describe();
 
-    for (const TokenKey& key : keys) {
-      SCOPED_TRACE(key.label);
-      const bool hmac = key.label == kAuditLogKey;
-      EXPECT_EQ(key.key_type, hmac ? CKK_GENERIC_SECRET : CKK_AES);
-      ExpectCodes(attacker.AttackTokenKey(key), hmac ? kHmacKeyRoutes : kWrappingKeyRoutes);
-    }
+    // Versions first: against a token whose keys can be changed (kmsd before
+    // the hardening), the routes on the keys below rename and re-purpose them.
     ASSERT_FALSE(keystore.versions.empty());
     for (const StoredVersion& version : keystore.versions) {
       SCOPED_TRACE(version.Name());
       const std::vector<CK_OBJECT_HANDLE> kek = attacker.FindKeys(version.wrapping_label);
       ASSERT_EQ(kek.size(), 1u) << version.wrapping_label;
       ExpectCodes(attacker.AttackVersion(version, kek[0]), kVersionRoutes);
+    }
+    for (const TokenKey& key : keys) {
+      SCOPED_TRACE(key.label);
+      const bool hmac = key.label == kAuditLogKey;
+      EXPECT_EQ(key.key_type, hmac ? CKK_GENERIC_SECRET : CKK_AES);
+      ExpectCodes(attacker.AttackTokenKey(key), hmac ? kHmacKeyRoutes : kWrappingKeyRoutes);
     }
     EXPECT_EQ(attacker.Describe(), before);
     EXPECT_EQ(attacker.CountTokenObjects(), keys.size());

@@ -536,8 +536,10 @@ void PinHolder::UseRoutes(const TokenKey& key, std::vector<Attempt>& out) {
 std::vector<Attempt> PinHolder::AttackTokenKey(const TokenKey& key) {
   std::vector<Attempt> out;
   out.push_back({"read CKA_VALUE", key.label, ReadValue(key.handle)});
-  DataUsageRoutes(key.label, key.handle, out);
+  // Changes first, so that against a token that allows them (kmsd before the
+  // hardening) the routes after use what they changed, as an attacker would.
   ModifyRoutes("", key.label, key.handle, out);
+  DataUsageRoutes(key.label, key.handle, out);
   CopyRoutes("", key.label, key.handle, out);
   WrapRoutes("", key.label, key.handle, out);
   DeriveRoutes("", key.label, key.handle, out);
