@@ -74,6 +74,22 @@ class ConfigReader {
   std::string path_;
 };
 
+// An absolute path other than "/" with no "." or ".." component.
+bool IsAbsoluteDirectory(std::string_view path) {
+  if (path.empty() || path.front() != '/') return false;
+  bool named = false;
+  size_t begin = 0;
+  while (begin < path.size()) {
+    size_t end = path.find('/', begin);
+    if (end == std::string_view::npos) end = path.size();
+    const std::string_view part = path.substr(begin, end - begin);
+    if (part == "." || part == "..") return false;
+    named = named || !part.empty();
+    begin = end + 1;
+  }
+  return named;
+}
+
 }  // namespace
 
 Result<Config> LoadConfig(const std::string& path) {
@@ -120,11 +136,18 @@ Result<Config> LoadConfig(const std::string& path) {
       }
     }
     if (const YAML::Node keystore = root["keystore"]) {
-      RETURN_IF_ERROR(r.OnlyKnown(keystore, "keystore", {"backend", "path"}));
+      RETURN_IF_ERROR(r.OnlyKnown(keystore, "keystore", {"backend", "path", "backup_dir"}));
       std::string backend = "sqlite";
       RETURN_IF_ERROR(r.String(keystore["backend"], "keystore.backend", backend, false));
       if (backend != "sqlite") return Error(r.Fail("keystore.backend", "must be \"sqlite\""));
       RETURN_IF_ERROR(r.String(keystore["path"], "keystore.path", config.keystore_path, false));
+      RETURN_IF_ERROR(
+          r.String(keystore["backup_dir"], "keystore.backup_dir", config.backup_dir, false));
+      if (!IsAbsoluteDirectory(config.backup_dir)) {
+        return Error(r.Fail("keystore.backup_dir",
+                            "must be an absolute path to a directory, without '.' or '..' "
+                            "components (not \"/\")"));
+      }
     }
     const YAML::Node admins = root["admins"];
     if (!admins) return Error(r.Fail("admins", "is required (list uids or gids)"));

@@ -20,6 +20,8 @@ struct Config {
   std::string socket_path = "/run/kmsd/kmsd.sock";
   uint32_t socket_mode = 0660;
   std::string keystore_path = "/var/lib/kmsd/keystore.db";
+  // The only directory keystore.backup writes to (keystore/backup_directory.h).
+  std::string backup_dir = "/var/lib/kmsd/backups";
   std::set<uint64_t> admin_uids;
   std::set<uint64_t> admin_gids;
   size_t max_frame_bytes = 1 << 20;

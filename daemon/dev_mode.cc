@@ -71,6 +71,11 @@ Result<Config> PrepareDevDirectory(const std::string& dir_arg) {
   config.socket_path = (dir / "kmsd.sock").string();
   config.socket_mode = 0600;
   config.keystore_path = (dir / "keystore.db").string();
+  // Created (0700) at start, like any backup directory. Canonical, so that
+  // a DIR such as ../dev gives a path without "..".
+  const fs::path real_dir = fs::canonical(dir, ec);
+  if (ec) return Error(Fail("cannot resolve " + dir.string() + ": " + ec.message()));
+  config.backup_dir = (real_dir / "backups").string();
   config.admin_uids = {getuid()};
 
   if (fs::exists(user_pin_file)) return config;

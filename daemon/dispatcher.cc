@@ -119,6 +119,7 @@ struct Env {
   KeyHierarchy& h;
   pkcs11::Token& token;
   std::chrono::steady_clock::time_point started;
+  const DispatcherOptions& options;
 };
 
 // The pending window of a schedule-deletion, in seconds (PROTOCOL.md):
@@ -277,8 +278,12 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
        {false,
         [](Env& e, Call& c) -> Result<Value::Map> {
           RETURN_IF_ERROR(c.args.OnlyKnown({"path"}));
-          ASSIGN_OR_RETURN(std::string_view path, c.args.String("path"));
-          ASSIGN_OR_RETURN(KeyStoreCopyInfo info, e.h.BackupStore(std::string(path)));
+          ASSIGN_OR_RETURN(std::string_view requested, c.args.String("path"));
+          if (!e.options.backups) {
+            return Error(Code::kInternal, "kmsd has no backup directory");
+          }
+          ASSIGN_OR_RETURN(std::string path, e.options.backups->Resolve(requested));
+          ASSIGN_OR_RETURN(KeyStoreCopyInfo info, e.h.BackupStore(path));
           Value::Map out;
           out.emplace_back("path", info.path);
           out.emplace_back("bytes", info.bytes);
@@ -617,7 +622,7 @@ WipingBuffer Dispatcher::Handle(const Peer& peer, std::span<const uint8_t> frame
     if (operation->second.needs_tenant && !operation->second.serves_pending_tenant) {
       RETURN_IF_ERROR(hierarchy_.CheckNotPendingDeletion(request.tenant));
     }
-    Env env{hierarchy_, token_, started_};
+    Env env{hierarchy_, token_, started_, options_};
     Call call{peer, request.tenant, request.args};
     return operation->second.handler(env, call);
   }();

@@ -10,8 +10,10 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <span>
 
+#include "keystore/backup_directory.h"
 #include "keystore/hierarchy.h"
 #include "pkcs11/token.h"
 #include "policy/access.h"
@@ -21,6 +23,8 @@ namespace kmsd {
 
 struct DispatcherOptions {
   size_t max_frame_bytes = 1 << 20;
+  // Where keystore.backup writes; without one, keystore.backup is refused.
+  std::optional<BackupDirectory> backups;
 };
 
 class Dispatcher {

@@ -17,6 +17,7 @@
 #include "daemon/dispatcher.h"
 #include "daemon/hardening.h"
 #include "daemon/server.h"
+#include "keystore/backup_directory.h"
 #include "keystore/hierarchy.h"
 #include "keystore/store.h"
 #include "pkcs11/module.h"
@@ -127,6 +128,13 @@ int Run(const Config& config, const sigset_t& stop_signals) {
     fail(pin.error());
     return kExitUsage;
   }
+  // So is a backup directory kmsd cannot trust (a symlink, another owner,
+  // writable by others).
+  auto backups = BackupDirectory::Prepare(config.backup_dir);
+  if (!backups) {
+    fail(backups.error());
+    return kExitUsage;
+  }
   auto module = pkcs11::Module::Load(config.module_path);
   if (!module) return fail(module.error());
   auto token = pkcs11::Token::Open(*module, config.token_label, *pin, config.workers + 2);
@@ -144,12 +152,13 @@ int Run(const Config& config, const sigset_t& stop_signals) {
   DueWorkLoop::Report((*hierarchy)->RunDueWork());
   DueWorkLoop due_work(**hierarchy, std::chrono::milliseconds(config.due_work_interval_ms));
   AccessPolicy access(config.admin_uids, config.admin_gids);
-  Dispatcher dispatcher(**hierarchy, **token, access, {config.max_frame_bytes});
+  Dispatcher dispatcher(**hierarchy, **token, access, {config.max_frame_bytes, *backups});
   auto server = Server::Start(
       {config.socket_path, config.socket_mode, config.workers, config.max_frame_bytes}, dispatcher);
   if (!server) return fail(server.error());
-  spdlog::info("kmsd {} ready: token '{}' ({}), keystore {}", KMSD_VERSION, (*token)->info().label,
-               (*token)->info().manufacturer, config.keystore_path);
+  spdlog::info("kmsd {} ready: token '{}' ({}), keystore {}, backups in {}", KMSD_VERSION,
+               (*token)->info().label, (*token)->info().manufacturer, config.keystore_path,
+               backups->path());
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

@@ -28,10 +28,13 @@
 // Backup and restore. Backup copies the live database with SQLite's online
 // backup API on the store's own connection under mu_, so the copy is one
 // consistent snapshot; writers wait for it. The copy goes to a temporary file
-// beside the target, is switched to journal_mode=DELETE (one self-contained
-// file), counted, fsynced and linked to the target name: link() fails if the
-// name exists, which gives O_EXCL semantics without a window where a partial
-// file has the target's name. Restore copies a backup beside the keystore,
+// beside the keystore (SQLite opens files by path; kmsd's own directory is
+// the one place trusted with that), is switched to journal_mode=DELETE (one
+// self-contained file) and counted; CreateFileNoFollow (backup_directory.h)
+// then copies it into the target's directory, opened without following
+// symlinks, as a temporary file that is fsynced and linked to the target
+// name: link() fails if the name exists, which gives O_EXCL semantics without
+// a window where a partial file has the target's name. Restore copies a backup beside the keystore,
 // identifies and checks the copy there, and renames it over the keystore.
 //
 // Threads. One connection, used only under mu_: calls from many threads are
@@ -57,6 +60,7 @@
 #include <system_error>
 #include <utility>
 
+#include "keystore/backup_directory.h"
 #include "keystore/store.h"
 
 namespace kmsd {
@@ -793,7 +797,7 @@ class SqliteKeyStore final : public KeyStore {
     RETURN_IF_ERROR(Identify(db.get()));
     RETURN_IF_ERROR(Configure(db.get()));
     RETURN_IF_ERROR(Migrate(db.get()));
-    return std::unique_ptr<KeyStore>(new SqliteKeyStore(std::move(db)));
+    return std::unique_ptr<KeyStore>(new SqliteKeyStore(path, std::move(db)));
   }
 
   Result<KeyStoreSnapshot> LoadAll() override {
@@ -997,30 +1001,25 @@ class SqliteKeyStore final : public KeyStore {
   }
 
   Result<KeyStoreCopyInfo> Backup(const std::string& path) override {
-    if (path.empty() || path.front() != '/') {
-      return Error(Code::kInvalidArgument, "the backup path must be absolute: " + path);
-    }
-    struct stat st;
-    if (::lstat(path.c_str(), &st) == 0) {
-      return Error(Code::kAlreadyExists, path + " already exists");
-    }
-    ASSIGN_OR_RETURN(TempFile temp, TempFile::CreateBeside(path));
-    ASSIGN_OR_RETURN(KeyStoreCopyInfo info, CopyInto(temp.path()));
-    RETURN_IF_ERROR(SyncFile(temp.path()));
-    if (::link(temp.path().c_str(), path.c_str()) != 0) {
-      const int error = errno;
-      if (error == EEXIST) return Error(Code::kAlreadyExists, path + " already exists");
-      return Error(ErrnoError(Code::kInternal, "cannot create " + path, error));
-    }
-    // `temp` dies at return, unlinking the temporary name; `path` keeps the file.
-    RETURN_IF_ERROR(SyncDirectoryOf(path));
+    // Refused before any copy is made: a bad path, a symlink on the way, a
+    // name taken (CreateFileNoFollow checks again where it matters).
+    RETURN_IF_ERROR(CheckCanCreateNoFollow(path));
+    // SQLite writes the copy beside the keystore, in kmsd's own directory:
+    // SQLite opens files by path, so it never writes in the backup directory.
+    ASSIGN_OR_RETURN(TempFile staged, TempFile::CreateBeside(path_));
+    ASSIGN_OR_RETURN(KeyStoreCopyInfo info, CopyInto(staged.path()));
+    int in = ::open(staged.path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) return Error(ErrnoError(Code::kInternal, "cannot open " + staged.path(), errno));
+    Result<uint64_t> bytes = CreateFileNoFollow(in, path);
+    ::close(in);
+    if (!bytes) return Error(bytes.error());
     info.path = path;
-    ASSIGN_OR_RETURN(info.bytes, FileSize(path));
+    info.bytes = *bytes;
     return info;
   }
 
  private:
-  explicit SqliteKeyStore(Connection db) : db_(std::move(db)) {}
+  SqliteKeyStore(std::string path, Connection db) : path_(std::move(path)), db_(std::move(db)) {}
 
   // Runs body(db), returning Status, as one write transaction under mu_.
   template <typename Body>
@@ -1071,6 +1070,7 @@ class SqliteKeyStore final : public KeyStore {
     return Summarize(dest.get());
   }
 
+  const std::string path_;  // the keystore file
   std::mutex mu_;
   Connection db_;  // guarded by mu_
 };

@@ -172,9 +172,13 @@ class KeyStore {
 
   // Writes a consistent copy of the whole keystore to `path` while other
   // calls go on (they wait while the copy is taken). `path` must be absolute
-  // (INVALID_ARGUMENT) and must not exist (ALREADY_EXISTS); the file is
-  // created with mode 0600, by this process's uid, and appears complete or
-  // not at all. The copy holds what the store holds: wrapped material only.
+  // and lexically normal, and no component of its directory may be a symlink
+  // (INVALID_ARGUMENT); it must not exist, not even as a symlink
+  // (ALREADY_EXISTS). The file is created with mode 0600, by this process's
+  // uid, without following a symlink anywhere (CreateFileNoFollow in
+  // backup_directory.h), and appears complete or not at all. Which
+  // directories a request may name is the caller's rule (BackupDirectory).
+  // The copy holds what the store holds: wrapped material only.
   virtual Result<KeyStoreCopyInfo> Backup(const std::string& path) = 0;
 };
 

@@ -30,8 +30,8 @@ class ConfiguredKmsdTest : public ::testing::Test {
   std::string ConfigYaml(const std::string& extra) const {
     return "pkcs11:\n  module: " + token_.module_path() + "\n  token_label: " + token_.label() +
            "\n  pin_file: " + pin_path_ + "\nsocket:\n  path: " + socket_path_ +
-           "\nkeystore:\n  path: " + keystore_path() + "\nadmins:\n  uids: [" +
-           std::to_string(getuid()) + "]\n" + extra;
+           "\nkeystore:\n  path: " + keystore_path() + "\n  backup_dir: " + (dir_ / "backups") +
+           "\nadmins:\n  uids: [" + std::to_string(getuid()) + "]\n" + extra;
   }
 
   std::string WriteConfig(const std::string& yaml) {

@@ -20,7 +20,7 @@ using ::testing::HasSubstr;
 std::string Uids(uint64_t uid) { return "[" + std::to_string(uid) + "]"; }
 
 // Every operation of protocol v1 with arguments an admin would be served.
-// `backup_path` must not exist.
+// `backup_path` (a name in the backup directory) must not exist.
 std::vector<std::tuple<std::string, std::string, Value::Map>> EveryOperation(
     const Bytes& ciphertext, const std::string& backup_path) {
   std::vector<std::tuple<std::string, std::string, Value::Map>> ops;
@@ -88,8 +88,8 @@ TEST(HostileAccessTest, PeerThatIsNotAnAdminIsDeniedEveryOperationAndChangesNoth
     stranger.admin_uids = Uids(getuid() + 12345);
     auto daemon = host.Start(stranger);
     auto connection = daemon->Connect();
-    const std::string backup = host.dir() / "denied-backup.db";
-    for (auto& [op, tenant, args] : EveryOperation(ciphertext, backup)) {
+    const std::string backup = host.dir() / "backups/denied-backup.db";
+    for (auto& [op, tenant, args] : EveryOperation(ciphertext, "denied-backup.db")) {
       SCOPED_TRACE(op);
       auto reply = connection->Call(op, tenant, std::move(args));
       ASSERT_FALSE(reply) << op << " was served to a non-admin";
@@ -135,7 +135,7 @@ TEST(HostileAccessTest, AdminIsServedEveryOperation) {
   auto connection = daemon->Connect();
   ASSERT_TRUE(connection->Call("tenant.create", "acme"));
   const Bytes ciphertext = EncryptOrFail(*connection, "served");
-  for (auto& [op, tenant, args] : EveryOperation(ciphertext, host.dir() / "backup.db")) {
+  for (auto& [op, tenant, args] : EveryOperation(ciphertext, "backup.db")) {
     auto reply = connection->Call(op, tenant, std::move(args));
     EXPECT_TRUE(reply) << op << ": " << reply.error();
   }

@@ -265,6 +265,7 @@ class ConfiguredHost {
          << "  mode: \"" << options.socket_mode << "\"\n"
          << "keystore:\n"
          << "  path: " << (dir_ / "keystore.db") << "\n"
+         << "  backup_dir: " << (dir_ / "backups") << "\n"
          << "admins:\n"
          << "  uids: " << options.admin_uids << "\n";
     if (!options.admin_gids.empty()) yaml << "  gids: " << options.admin_gids << "\n";

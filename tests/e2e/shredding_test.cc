@@ -57,6 +57,7 @@ class ShreddingTest : public ConfiguredKmsdTest {
     return reply ? reply->result().Uint("latest_version").value_or(0) : 0;
   }
 
+  // `path`: in the backup directory the fixture configures (dir_/backups).
   void Backup(const std::string& path) {
     ASSERT_EQ(CodeOf(Call("keystore.backup", "", MapOf("path", path))), Code::kOk);
   }
@@ -83,8 +84,8 @@ TEST_F(ShreddingTest, AShreddedKeyStaysUndecryptableWhenAnOldKeystoreIsPutBack) 
   const Bytes doomed = Encrypt("acme", "billing", "doomed");
   const Bytes kept = Encrypt("acme", "alias/data", "kept");
   const Bytes other = Encrypt("globex", "alias/data", "other");
-  const std::string before = dir_ / "before.db";
-  const std::string during = dir_ / "during.db";
+  const std::string before = dir_ / "backups/before.db";
+  const std::string during = dir_ / "backups/during.db";
   ASSERT_NO_FATAL_FAILURE(Backup(before));
   ASSERT_EQ(CodeOf(Call("key.schedule-deletion", "acme",
                         MapOf("key", "billing", "pending_window_seconds", uint64_t{1}))),
@@ -121,7 +122,7 @@ TEST_F(ShreddingTest, AShreddedTenantStaysUndecryptableWhenAnOldKeystoreIsPutBac
   const Bytes a1 = Encrypt("acme", "alias/data", "a1");
   const Bytes a2 = Encrypt("acme", "billing", "a2");
   const Bytes other = Encrypt("globex", "alias/data", "other");
-  const std::string copy = dir_ / "copy.db";
+  const std::string copy = dir_ / "backups/copy.db";
   ASSERT_NO_FATAL_FAILURE(Backup(copy));
   ASSERT_EQ(CodeOf(Call("tenant.schedule-deletion", "acme",
                         MapOf("pending_window_seconds", uint64_t{1}))),
@@ -156,8 +157,8 @@ TEST_F(ShreddingTest, KillsDuringShreddingNeverLeaveAKeyDecryptable) {
     SCOPED_TRACE("round " + std::to_string(i));
     const std::string key = "doomed-" + std::to_string(i);
     ASSERT_EQ(CodeOf(Call("key.create", "acme", MapOf("name", key))), Code::kOk);
-    shredded.push_back(
-        {key, Encrypt("acme", key, "secret " + key), dir_ / ("copy-" + std::to_string(i) + ".db")});
+    shredded.push_back({key, Encrypt("acme", key, "secret " + key),
+                        dir_ / ("backups/copy-" + std::to_string(i) + ".db")});
     ASSERT_NO_FATAL_FAILURE(Backup(shredded.back().copy));
     ASSERT_EQ(CodeOf(Call("key.schedule-deletion", "acme",
                           MapOf("key", key, "pending_window_seconds", uint64_t{1}))),

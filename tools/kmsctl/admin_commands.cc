@@ -1,7 +1,6 @@
 // kmsctl's administrative commands: status, health, tenant, key and alias
 // (docs/CLI.md). Each sends one request and prints its result.
 #include <array>
-#include <filesystem>
 #include <memory>
 #include <optional>
 
@@ -271,25 +270,26 @@ void AddAliasCommands(CLI::App& app, Invocation& invocation) {
             {"alias.list", NoArgs, "aliases", kAliasColumns}, args);
 }
 
-// kmsd writes the backup itself, so a relative FILE is made absolute here,
-// against kmsctl's working directory.
+// kmsd writes the backup into its backup directory (keystore.backup_dir):
+// NAME goes as given, and kmsd resolves it there.
 void AddKeystoreCommands(CLI::App& app, Invocation& invocation) {
   CLI::App* group = app.add_subcommand("keystore", "Back up kmsd's keystore");
   group->require_subcommand(1);
   auto args = std::make_shared<AdminArgs>();
   AddSimple(group, invocation, "backup",
-            "Write a consistent copy of the keystore to FILE (created by kmsd, mode 0600)",
+            "Write a consistent copy of the keystore to NAME in kmsd's backup directory "
+            "(keystore.backup_dir; created by kmsd, mode 0600)",
             TenantFrom::kNone,
             {"keystore.backup",
              [](const AdminArgs& a) {
-               std::error_code error;
-               std::filesystem::path path = std::filesystem::absolute(a.name, error);
                Value::Map map;
-               map.emplace_back("path", error ? a.name : path.lexically_normal().string());
+               map.emplace_back("path", a.name);
                return map;
              }},
             args)
-      ->add_option("FILE", args->name, "Where kmsd writes the backup; must not exist")
+      ->add_option("NAME", args->name,
+                   "A file name in kmsd's backup directory, or an absolute path directly in it; "
+                   "must not exist")
       ->required();
 }
 

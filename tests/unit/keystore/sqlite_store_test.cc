@@ -949,6 +949,26 @@ TEST_F(SqliteKeyStoreTest, BackupIntoMissingDirectoryIsInternal) {
   EXPECT_EQ(info.error().code(), Code::kInternal);
 }
 
+TEST_F(SqliteKeyStoreTest, BackupNeverFollowsASymlink) {
+  CreateAcme();
+  std::filesystem::create_directory(dir_ / "real");
+  std::filesystem::create_directory_symlink(dir_ / "real", dir_ / "link");
+  Result<KeyStoreCopyInfo> info = store_->Backup(dir_ / "link/backup.db");
+  ASSERT_FALSE(info.has_value());
+  EXPECT_EQ(info.error().code(), Code::kInvalidArgument);
+  EXPECT_THAT(info.error().message(), HasSubstr("is a symlink"));
+  EXPECT_TRUE(std::filesystem::is_empty(dir_ / "real"));
+
+  std::filesystem::create_symlink(dir_ / "target.db", dir_ / "planted.db");
+  info = store_->Backup(dir_ / "planted.db");
+  ASSERT_FALSE(info.has_value());
+  EXPECT_EQ(info.error().code(), Code::kAlreadyExists);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "target.db"));
+  EXPECT_THAT(OtherFiles(dir_.path().string(), {"keystore.db", "keystore.db-wal", "keystore.db-shm",
+                                                "real", "link", "planted.db"}),
+              ::testing::IsEmpty());
+}
+
 TEST_F(SqliteKeyStoreTest, BackupWhileAnotherThreadWritesIsConsistent) {
   ASSERT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
   std::atomic<bool> stop{false};
