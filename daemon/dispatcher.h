@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <span>
 
+#include "daemon/peer_gate.h"
 #include "keystore/hierarchy.h"
 #include "pkcs11/token.h"
 #include "policy/access.h"
@@ -21,6 +22,8 @@ namespace kmsd {
 
 struct DispatcherOptions {
   size_t max_frame_bytes = 1 << 20;
+  // Where `status` reads the count of refused connections; may be null.
+  const PeerGate* gate = nullptr;
 };
 
 class Dispatcher {
