@@ -4,7 +4,12 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/transport/ipc/ipc.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <utility>
 
 namespace kmsd {
 namespace {
@@ -28,46 +33,226 @@ std::string ResolveSocketPath(std::string_view flag_value) {
   return std::string(kDefaultSocketPath);
 }
 
+namespace internal {
+
+// What nng's callbacks tell a waiting call: its aio finished, or pipes to kmsd
+// opened and closed while the call was active.
+struct CallWatch {
+  using Clock = std::chrono::steady_clock;
+  std::mutex mu;
+  std::condition_variable changed;
+  bool active = false;                      // guarded by mu
+  bool done = false;                        // guarded by mu
+  int closes = 0;                           // guarded by mu
+  std::optional<Clock::time_point> opened;  // guarded by mu; the latest pipe's
+  bool latest_open = false;                 // guarded by mu
+  int opens = 0;                            // guarded by mu; pipes opened since Dial
+};
+
+}  // namespace internal
+
+namespace {
+
+using Clock = internal::CallWatch::Clock;
+
+constexpr int kClosedByPeer = -1;
+
+void OnAioDone(void* arg) {
+  auto* watch = static_cast<internal::CallWatch*>(arg);
+  std::lock_guard lock(watch->mu);
+  watch->done = true;
+  watch->changed.notify_all();
+}
+
+// Redial delays: nng waits a random time below the current delay.
+constexpr nng_duration kRedialMs = 50;
+constexpr nng_duration kMaxRedialMs = 200;
+constexpr nng_duration kSlowRedialMs = 3600 * 1000;
+
+void OnPipeEvent(nng_pipe, nng_pipe_ev event, void* arg) {
+  auto* watch = static_cast<internal::CallWatch*>(arg);
+  std::lock_guard lock(watch->mu);
+  if (event == NNG_PIPE_EV_ADD_POST) {
+    ++watch->opens;
+    watch->opened = Clock::now();
+    watch->latest_open = true;
+  } else {
+    watch->latest_open = false;
+    if (watch->active) ++watch->closes;
+  }
+  watch->changed.notify_all();
+}
+
+void StartSend(uint32_t socket_id, nng_aio* aio) { nng_send_aio(SocketOf(socket_id), aio); }
+void StartRecv(uint32_t socket_id, nng_aio* aio) { nng_recv_aio(SocketOf(socket_id), aio); }
+
+Status ClosedByPeerStatus() {
+  return Status(Code::kAccessDenied,
+                "kmsd closed the connection before answering: this user may not use kmsd, has "
+                "too many connections open, or sent a frame over the daemon's limit");
+}
+
+}  // namespace
+
+Connection::Connection(uint32_t socket_id, std::chrono::milliseconds timeout,
+                       size_t max_request_bytes)
+    : socket_id_(socket_id),
+      timeout_(timeout),
+      max_request_bytes_(max_request_bytes),
+      watch_(std::make_unique<internal::CallWatch>()) {}
+
 Result<std::unique_ptr<Connection>> Connection::Dial(const std::string& socket_path,
-                                                     std::chrono::milliseconds timeout) {
+                                                     std::chrono::milliseconds timeout,
+                                                     size_t max_request_bytes) {
   // Replies may carry plaintexts and data keys: give SecretBuffer a locked
   // heap, or every reply would cost its own mmap/mlock/munmap.
   InitSecureHeap(1 << 20);
   nng_socket socket;
   if (int rv = nng_req0_open(&socket); rv != 0) return Error(NngError(rv, "cannot open socket"));
-  std::unique_ptr<Connection> connection(new Connection(socket.id));
-  const auto ms = static_cast<nng_duration>(timeout.count());
-  nng_socket_set_ms(socket, NNG_OPT_RECVTIMEO, ms);
-  nng_socket_set_ms(socket, NNG_OPT_SENDTIMEO, ms);
+  std::unique_ptr<Connection> connection(new Connection(socket.id, timeout, max_request_bytes));
+  if (int rv = nng_aio_alloc(&connection->aio_, OnAioDone, connection->watch_.get()); rv != 0) {
+    return Error(NngError(rv, "nng_aio_alloc"));
+  }
+  for (nng_pipe_ev event : {NNG_PIPE_EV_ADD_POST, NNG_PIPE_EV_REM_POST}) {
+    if (int rv = nng_pipe_notify(socket, event, OnPipeEvent, connection->watch_.get()); rv != 0) {
+      return Error(NngError(rv, "nng_pipe_notify"));
+    }
+  }
   // A REQ socket resends after this long; keep it beyond the timeout so a
   // slow operation is never executed twice.
   nng_socket_set_ms(socket, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
   nng_socket_set_size(socket, NNG_OPT_RECVMAXSZ, 0);
-  const std::string url = "ipc://" + socket_path;
-  if (int rv = nng_dial(socket, url.c_str(), nullptr, 0); rv != 0) {
+  // Redial a local socket quickly (nng backs off from 100 ms by default, doubling):
+  // a refused peer is told so within a few redials (ExplainReset).
+  nng_socket_set_ms(socket, NNG_OPT_RECONNMINT, kRedialMs);
+  nng_socket_set_ms(socket, NNG_OPT_RECONNMAXT, kMaxRedialMs);
+  connection->url_ = "ipc://" + socket_path;
+  nng_dialer dialer;
+  if (int rv = nng_dial(socket, connection->url_.c_str(), &dialer, 0); rv != 0) {
     return Error(NngError(rv, "cannot connect to kmsd at " + socket_path));
   }
+  connection->dialer_id_ = dialer.id;
   return connection;
 }
 
-Connection::~Connection() { nng_close(SocketOf(socket_id_)); }
+Connection::~Connection() {
+  if (aio_ != nullptr) nng_aio_free(aio_);  // cancels and waits for its callback
+  nng_pipe_notify(SocketOf(socket_id_), NNG_PIPE_EV_ADD_POST, nullptr, nullptr);
+  nng_pipe_notify(SocketOf(socket_id_), NNG_PIPE_EV_REM_POST, nullptr, nullptr);
+  nng_close(SocketOf(socket_id_));
+}
+
+int Connection::Await(void (*start)(uint32_t socket_id, nng_aio* aio)) {
+  {
+    std::lock_guard lock(watch_->mu);
+    watch_->done = false;
+  }
+  nng_aio_set_timeout(aio_, static_cast<nng_duration>(timeout_.count()));
+  start(socket_id_, aio_);
+  std::unique_lock lock(watch_->mu);
+  watch_->changed.wait(lock,
+                       [&] { return watch_->done || watch_->closes >= kPeerClosesBeforeDenied; });
+  if (watch_->done) return nng_aio_result(aio_);
+  lock.unlock();
+  nng_aio_cancel(aio_);
+  nng_aio_wait(aio_);
+  // The operation may have completed just before the cancel took.
+  const int rv = nng_aio_result(aio_);
+  return rv == 0 ? 0 : kClosedByPeer;
+}
+
+// With resends off, nng's REQ fails a call with NNG_ECONNRESET as soon as the
+// connection it went out on closes. kmsd refuses peers by closing every
+// connection they make, before reading anything; a restart or an idle close
+// closes one, and the next stays open. The request is never resent (it may
+// have run): this only watches the redials, for up to two seconds.
+Status Connection::ExplainReset(Clock::time_point call_deadline) {
+  const Status reset = NngError(NNG_ECONNRESET, "no reply from kmsd");
+  const auto until = std::min(call_deadline, Clock::now() + std::chrono::seconds(2));
+  constexpr auto kStaysOpen = std::chrono::milliseconds(250);
+  std::unique_lock lock(watch_->mu);
+  while (true) {
+    if (watch_->closes >= kPeerClosesBeforeDenied) {
+      lock.unlock();
+      return Refused();
+    }
+    const auto now = Clock::now();
+    if (watch_->latest_open && now - *watch_->opened >= kStaysOpen) return reset;
+    if (now >= until) return reset;
+    watch_->changed.wait_for(lock, std::chrono::milliseconds(25));
+  }
+}
+
+// Hanging up while the dialer is in a handshake trips nng#1518 in kmsd's
+// listener (README, Known limits), and a refused peer's dialer redials all
+// the time. So the dialer is told to wait about an hour before its next
+// redial, and the call returns once a pipe opened after that (whose close
+// will start that wait), or after 300 ms. The next call replaces the dialer.
+Status Connection::Refused() {
+  nng_dialer dialer;
+  dialer.id = dialer_id_;
+  nng_dialer_set_ms(dialer, NNG_OPT_RECONNMINT, kSlowRedialMs);
+  std::unique_lock lock(watch_->mu);
+  const int opens = watch_->opens;
+  watch_->changed.wait_for(lock, std::chrono::milliseconds(300),
+                           [&] { return watch_->opens > opens; });
+  refused_ = true;
+  return ClosedByPeerStatus();
+}
+
+// After a refusal the dialer sleeps or holds a pipe kmsd is closing: replace it.
+Status Connection::PrepareDialer() {
+  if (!std::exchange(refused_, false)) return OkStatus();
+  nng_dialer dialer;
+  dialer.id = dialer_id_;
+  nng_dialer_close(dialer);
+  if (int rv = nng_dial(SocketOf(socket_id_), url_.c_str(), &dialer, NNG_FLAG_NONBLOCK); rv != 0) {
+    return NngError(rv, "cannot connect to kmsd");
+  }
+  dialer_id_ = dialer.id;
+  return OkStatus();
+}
 
 Result<SecretBuffer> Connection::RoundTrip(std::span<const uint8_t> frame) {
+  if (frame.size() > max_request_bytes_) {
+    return Error(Code::kFrameTooLarge, "request frame of " + std::to_string(frame.size()) +
+                                           " bytes is over the limit of " +
+                                           std::to_string(max_request_bytes_));
+  }
+  RETURN_IF_ERROR(PrepareDialer());
   nng_msg* request;
   if (int rv = nng_msg_alloc(&request, 0); rv != 0) return Error(NngError(rv, "nng_msg_alloc"));
   if (int rv = nng_msg_append(request, frame.data(), frame.size()); rv != 0) {
     nng_msg_free(request);
     return Error(NngError(rv, "nng_msg_append"));
   }
-  if (int rv = nng_sendmsg(SocketOf(socket_id_), request, 0); rv != 0) {
+  {
+    std::lock_guard lock(watch_->mu);
+    watch_->active = true;
+    watch_->closes = 0;
+  }
+  struct Inactive {
+    internal::CallWatch& watch;
+    ~Inactive() {
+      std::lock_guard lock(watch.mu);
+      watch.active = false;
+    }
+  } inactive{*watch_};
+  const auto call_deadline = Clock::now() + timeout_;
+  nng_aio_set_msg(aio_, request);
+  if (int rv = Await(StartSend); rv != 0) {
+    // Not sent: the message is still ours.
     WipeMemory(nng_msg_body(request), nng_msg_len(request));
     nng_msg_free(request);
+    if (rv == kClosedByPeer) return Error(Refused());
     return Error(NngError(rv, "cannot send request to kmsd"));
   }
-  nng_msg* reply;
-  if (int rv = nng_recvmsg(SocketOf(socket_id_), &reply, 0); rv != 0) {
+  if (int rv = Await(StartRecv); rv != 0) {
+    if (rv == kClosedByPeer) return Error(Refused());
+    if (rv == NNG_ECONNRESET) return Error(ExplainReset(call_deadline));
     return Error(NngError(rv, "no reply from kmsd"));
   }
+  nng_msg* reply = nng_aio_get_msg(aio_);
   SecretBuffer bytes =
       SecretBuffer::CopyOf({static_cast<const uint8_t*>(nng_msg_body(reply)), nng_msg_len(reply)});
   WipeMemory(nng_msg_body(reply), nng_msg_len(reply));

@@ -155,13 +155,23 @@ Result<Config> LoadConfig(const std::string& path) {
     RETURN_IF_ERROR(r.IdList(admins["uids"], "admins.uids", config.admin_uids));
     RETURN_IF_ERROR(r.IdList(admins["gids"], "admins.gids", config.admin_gids));
     if (const YAML::Node limits = root["limits"]) {
-      RETURN_IF_ERROR(r.OnlyKnown(limits, "limits", {"max_frame_bytes", "workers"}));
+      RETURN_IF_ERROR(r.OnlyKnown(
+          limits, "limits",
+          {"max_frame_bytes", "workers", "max_connections_per_uid", "idle_timeout_ms"}));
       uint64_t frame = config.max_frame_bytes, workers = config.workers;
+      uint64_t per_uid = config.max_connections_per_uid;
+      uint64_t idle = static_cast<uint64_t>(config.idle_timeout_ms);
       RETURN_IF_ERROR(r.Unsigned(limits["max_frame_bytes"], "limits.max_frame_bytes", 1024,
                                  64ull << 20, frame));
       RETURN_IF_ERROR(r.Unsigned(limits["workers"], "limits.workers", 1, 256, workers));
+      RETURN_IF_ERROR(r.Unsigned(limits["max_connections_per_uid"],
+                                 "limits.max_connections_per_uid", 1, 65536, per_uid));
+      RETURN_IF_ERROR(
+          r.Unsigned(limits["idle_timeout_ms"], "limits.idle_timeout_ms", 100, 3600000, idle));
       config.max_frame_bytes = frame;
       config.workers = workers;
+      config.max_connections_per_uid = per_uid;
+      config.idle_timeout_ms = static_cast<int64_t>(idle);
     }
     if (const YAML::Node lifecycle = root["lifecycle"]) {
       RETURN_IF_ERROR(r.OnlyKnown(lifecycle, "lifecycle",

@@ -26,6 +26,11 @@ struct Config {
   std::set<uint64_t> admin_gids;
   size_t max_frame_bytes = 1 << 20;
   size_t workers = 8;
+  // Connections one uid may hold open at once; more are refused at connect.
+  size_t max_connections_per_uid = 64;
+  // A connection with no complete request for this long (and none running)
+  // is closed; clients reconnect.
+  int64_t idle_timeout_ms = 30000;
   std::string log_level = "info";
   std::string log_file;  // empty: stderr
   // Pending windows, rotation periods and the encryption limit per version:

@@ -7,6 +7,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "protocol/frame_scan.h"
 #include "protocol/message.h"
 #include "protocol/names.h"
 
@@ -263,6 +264,7 @@ const std::unordered_map<std::string_view, Operation>& Operations() {
           out.emplace_back("uptime_seconds", std::chrono::duration_cast<std::chrono::seconds>(
                                                  std::chrono::steady_clock::now() - e.started)
                                                  .count());
+          out.emplace_back("refused_connections", e.options.gate ? e.options.gate->refused() : uint64_t{0});
           return out;
         }}},
       {"health",
@@ -599,8 +601,24 @@ WipingBuffer Dispatcher::Handle(const Peer& peer, std::span<const uint8_t> frame
                                              " bytes is over the limit of " +
                                              std::to_string(options_.max_frame_bytes));
     }
+    // Before anything is built from the frame: its shape and size in values,
+    // then the caller's right to the op it names (DESIGN.md, request path).
+    ASSIGN_OR_RETURN(ScannedRequest scanned, ScanRequestFrame(frame));
+    const std::string_view scanned_op = scanned.op.value_or("");
+    const std::string_view scanned_tenant = scanned.tenant.value_or("");
+    if (Status allowed = access_.Authorize(peer, scanned_op, scanned_tenant); !allowed.ok()) {
+      id = scanned.id;
+      if (auto known = Operations().find(scanned_op); known != Operations().end()) {
+        op_for_log = known->first;
+      }
+      return Error(std::move(allowed));
+    }
     ASSIGN_OR_RETURN(Frame decoded, Frame::Decode(frame));
     ASSIGN_OR_RETURN(RequestEnvelope request, ParseRequest(decoded.root(), &id));
+    if (request.op != scanned_op || request.tenant != scanned_tenant) {
+      // The scan refuses repeated envelope keys, so both passes read the same.
+      return Error(Code::kInternal, "request envelope read differently by scan and decode");
+    }
     auto operation = Operations().find(request.op);
     if (operation == Operations().end()) {
       return Error(Code::kUnknownOperation,
@@ -618,7 +636,6 @@ WipingBuffer Dispatcher::Handle(const Peer& peer, std::span<const uint8_t> frame
       return Error(Code::kInvalidArgument,
                    "operation '" + std::string(request.op) + "' takes no tenant");
     }
-    RETURN_IF_ERROR(access_.Authorize(peer, request.op, request.tenant));
     if (operation->second.needs_tenant && !operation->second.serves_pending_tenant) {
       RETURN_IF_ERROR(hierarchy_.CheckNotPendingDeletion(request.tenant));
     }

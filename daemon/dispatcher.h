@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 
+#include "daemon/peer_gate.h"
 #include "keystore/backup_directory.h"
 #include "keystore/hierarchy.h"
 #include "pkcs11/token.h"
@@ -25,6 +26,8 @@ struct DispatcherOptions {
   size_t max_frame_bytes = 1 << 20;
   // Where keystore.backup writes; without one, keystore.backup is refused.
   std::optional<BackupDirectory> backups;
+  // Where `status` reads the count of refused connections; may be null.
+  const PeerGate* gate = nullptr;
 };
 
 class Dispatcher {

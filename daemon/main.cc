@@ -16,6 +16,7 @@
 #include "daemon/dev_mode.h"
 #include "daemon/dispatcher.h"
 #include "daemon/hardening.h"
+#include "daemon/peer_gate.h"
 #include "daemon/server.h"
 #include "keystore/backup_directory.h"
 #include "keystore/hierarchy.h"
@@ -152,9 +153,12 @@ int Run(const Config& config, const sigset_t& stop_signals) {
   DueWorkLoop::Report((*hierarchy)->RunDueWork());
   DueWorkLoop due_work(**hierarchy, std::chrono::milliseconds(config.due_work_interval_ms));
   AccessPolicy access(config.admin_uids, config.admin_gids);
-  Dispatcher dispatcher(**hierarchy, **token, access, {config.max_frame_bytes, *backups});
+  PeerGate gate(
+      access, {config.max_connections_per_uid, std::chrono::milliseconds(config.idle_timeout_ms)});
+  Dispatcher dispatcher(**hierarchy, **token, access, {config.max_frame_bytes, *backups, &gate});
   auto server = Server::Start(
-      {config.socket_path, config.socket_mode, config.workers, config.max_frame_bytes}, dispatcher);
+      {config.socket_path, config.socket_mode, config.workers, config.max_frame_bytes}, dispatcher,
+      gate);
   if (!server) return fail(server.error());
   spdlog::info("kmsd {} ready: token '{}' ({}), keystore {}, backups in {}", KMSD_VERSION,
                (*token)->info().label, (*token)->info().manufacturer, config.keystore_path,

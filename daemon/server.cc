@@ -12,7 +12,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <optional>
 
 namespace kmsd {
 namespace {
@@ -27,15 +26,9 @@ Status NngError(int rv, const std::string& what) {
   return Status(Code::kInternal, what + ": " + nng_strerror(rv));
 }
 
-// An unreadable peer is treated as nobody: it gets ACCESS_DENIED.
-Peer PeerOf(nng_msg* msg) {
-  Peer peer{~uint64_t{0}, ~uint64_t{0}, 0};
-  nng_pipe pipe = nng_msg_get_pipe(msg);
-  nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_UID, &peer.uid);
-  nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_GID, &peer.gid);
-  nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_PID, &peer.pid);
-  return peer;
-}
+// The REQ protocol's header in front of each request frame: one hop's
+// request id. A peer that claims more hops is over the limit.
+constexpr size_t kReqHeaderBytes = 4;
 
 }  // namespace
 
@@ -49,14 +42,16 @@ bool SocketHasListener(const std::string& path) {
   return alive;
 }
 
-Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
-                                              Dispatcher& dispatcher) {
+Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options, Dispatcher& dispatcher,
+                                              PeerGate& gate) {
   nng_socket socket;
   if (int rv = nng_rep0_open(&socket); rv != 0) return Error(NngError(rv, "nng_rep0_open"));
-  std::unique_ptr<Server> server(new Server(socket.id, dispatcher, options));
-  // Frames up to twice the limit are read and answered FRAME_TOO_LARGE; the
-  // transport drops anything bigger before it is buffered.
-  nng_socket_set_size(socket, NNG_OPT_RECVMAXSZ, options.max_frame_bytes * 2 + 65536);
+  std::unique_ptr<Server> server(new Server(socket.id, dispatcher, gate, options));
+  // nng allocates the length a frame declares as soon as its header arrives
+  // (NOTES.md): the transport drops a frame over the limit from its length
+  // alone and closes that connection; nothing larger is ever buffered.
+  nng_socket_set_size(socket, NNG_OPT_RECVMAXSZ, options.max_frame_bytes + kReqHeaderBytes);
+  RETURN_IF_ERROR(gate.Attach(socket));
 
   // A socket file left by a crashed kmsd would make listen fail; a live kmsd
   // still answers on it, so only remove it when nobody is listening.
@@ -97,29 +92,14 @@ Status Server::Listen() {
 
 namespace {
 
-// Pipes the core of nng has taken from `listener` so far, or nullopt when
-// stats are not available.
-std::optional<uint64_t> AcceptedPipes(uint32_t listener_id) {
-  nng_stat* all = nullptr;
-  if (nng_stats_get(&all) != 0) return std::nullopt;
-  nng_listener listener;
-  listener.id = listener_id;
-  std::optional<uint64_t> value;
-  if (nng_stat* stats = nng_stat_find_listener(all, listener); stats != nullptr) {
-    if (nng_stat* accept = nng_stat_find(stats, "accept"); accept != nullptr) {
-      value = nng_stat_value(accept);
-    }
-  }
-  nng_stats_free(all);
-  return value;
-}
-
 // Connects to the listener as a REQ peer would, completes the SP handshake,
 // and waits until nng's core takes the pipe. With nng#1518 the transport
-// still shakes hands, but its pipes never reach the socket: only the
-// listener's accept count tells.
-bool ListenerAccepts(const std::string& path, uint32_t listener_id) {
-  const std::optional<uint64_t> before = AcceptedPipes(listener_id);
+// still shakes hands, but its pipes never reach the socket: only the gate,
+// which sees kmsd's own pipes reach ADD_PRE, tells. (The listener's accept
+// count does not: other peers' connections move it too, and a probe that
+// hung up on that signal before its own pipe was taken tripped the bug.)
+bool ListenerAccepts(const std::string& path, const PeerGate& gate) {
+  const uint64_t before = gate.own_pipes();
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return true;  // no resources to probe with: not the listener's fault
   struct timeval timeout = {1, 0};
@@ -135,12 +115,12 @@ bool ListenerAccepts(const std::string& path, uint32_t listener_id) {
             send(fd, hello, sizeof hello, MSG_NOSIGNAL) == sizeof hello &&
             recv(fd, answer, sizeof answer, MSG_WAITALL) == sizeof answer && answer[1] == 'S' &&
             answer[2] == 'P' && answer[5] == 0x31;
-  if (ok && before) {
+  if (ok) {
     // Closing before the core takes the pipe is itself what triggers the bug.
     ok = false;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     while (!ok && std::chrono::steady_clock::now() < deadline) {
-      ok = AcceptedPipes(listener_id).value_or(0) > *before;
+      ok = gate.own_pipes() > before;
       if (!ok) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }
@@ -159,7 +139,8 @@ void Server::Watch() {
   int failures = 0;
   while (!stop_cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopped_; })) {
     lock.unlock();
-    const bool answers = ListenerAccepts(options_.socket_path, listener_id_);
+    gate_.Tick();
+    const bool answers = ListenerAccepts(options_.socket_path, gate_);
     lock.lock();
     failures = answers ? 0 : failures + 1;
     if (failures < 2 || stopped_) continue;
@@ -172,6 +153,21 @@ void Server::Watch() {
     if (Status s = Listen(); !s.ok()) spdlog::error("{}", s.ToString());
   }
 }
+
+namespace {
+
+void SendReply(nng_ctx ctx, nng_aio* aio, const WipingBuffer& bytes) {
+  nng_msg* reply;
+  if (nng_msg_alloc(&reply, bytes.size()) != 0) return;
+  std::memcpy(nng_msg_body(reply), bytes.data(), bytes.size());
+  nng_aio_set_msg(aio, reply);
+  nng_aio_set_timeout(aio, 5000);
+  nng_ctx_send(ctx, aio);
+  nng_aio_wait(aio);
+  if (nng_aio_result(aio) != 0) nng_msg_free(reply);
+}
+
+}  // namespace
 
 void Server::Serve() {
   nng_ctx ctx;
@@ -194,21 +190,18 @@ void Server::Serve() {
       continue;
     }
     nng_msg* request = nng_aio_get_msg(aio);
-    const Peer peer = PeerOf(request);
+    const uint32_t pipe_id = nng_pipe_id(nng_msg_get_pipe(request));
+    // A pipe the gate does not know closed meanwhile: its peer is nobody,
+    // and gets ACCESS_DENIED if the reply still reaches it.
+    const Peer peer = gate_.BeginRequest(pipe_id).value_or(
+        Peer{.uid = ~uint64_t{0}, .gid = ~uint64_t{0}, .pid = 0, .groups = {}});
     auto* body = static_cast<uint8_t*>(nng_msg_body(request));
     const size_t length = nng_msg_len(request);
     WipingBuffer reply_bytes = dispatcher_.Handle(peer, {body, length});
     WipeMemory(body, length);
     nng_msg_free(request);
-
-    nng_msg* reply;
-    if (nng_msg_alloc(&reply, reply_bytes.size()) != 0) continue;
-    std::memcpy(nng_msg_body(reply), reply_bytes.data(), reply_bytes.size());
-    nng_aio_set_msg(aio, reply);
-    nng_aio_set_timeout(aio, 5000);
-    nng_ctx_send(ctx, aio);
-    nng_aio_wait(aio);
-    if (nng_aio_result(aio) != 0) nng_msg_free(reply);
+    SendReply(ctx, aio, reply_bytes);
+    gate_.EndRequest(pipe_id);
   }
   nng_aio_free(aio);
   nng_ctx_close(ctx);

@@ -6,6 +6,12 @@
 // hold plaintext. Start() returns once the socket listens; Stop() (or the
 // destructor) closes it and joins the workers. Start/Stop from one thread.
 //
+// Who may connect, how many connections a uid may hold and how long an idle
+// connection stays open are the PeerGate's (daemon/peer_gate.h): the server
+// attaches it to the socket before listening, tells it when each request
+// starts and ends, and ticks it from the watchdog. The transport drops frames
+// over max_frame_bytes (plus the REQ header) from their declared length alone.
+//
 // A watchdog thread probes the listener every 250 ms with a bare SP
 // handshake and re-creates it when it stops accepting: nng 1.5.2 (Debian 12)
 // stops accepting for good when a client hangs up during the handshake
@@ -23,6 +29,7 @@
 #include <vector>
 
 #include "daemon/dispatcher.h"
+#include "daemon/peer_gate.h"
 
 namespace kmsd {
 
@@ -39,14 +46,15 @@ bool SocketHasListener(const std::string& path);
 
 class Server {
  public:
-  static Result<std::unique_ptr<Server>> Start(const ServerOptions& options,
-                                               Dispatcher& dispatcher);
+  // `gate` must outlive the Server.
+  static Result<std::unique_ptr<Server>> Start(const ServerOptions& options, Dispatcher& dispatcher,
+                                               PeerGate& gate);
   ~Server();
   void Stop();
 
  private:
-  Server(uint32_t socket_id, Dispatcher& dispatcher, ServerOptions options)
-      : socket_id_(socket_id), dispatcher_(dispatcher), options_(std::move(options)) {}
+  Server(uint32_t socket_id, Dispatcher& dispatcher, PeerGate& gate, ServerOptions options)
+      : socket_id_(socket_id), dispatcher_(dispatcher), gate_(gate), options_(std::move(options)) {}
   void Serve();
   Status Listen();  // creates and starts the listener, sets listener_id_
   void Watch();
@@ -54,6 +62,7 @@ class Server {
   // Constant after Start.
   const uint32_t socket_id_;
   Dispatcher& dispatcher_;
+  PeerGate& gate_;
   const ServerOptions options_;
   std::vector<std::thread> workers_;
   std::thread watchdog_;

@@ -1,12 +1,17 @@
 #include "policy/access.h"
 
+#include <algorithm>
 #include <string>
 
 namespace kmsd {
 
 bool AccessPolicy::IsAdmin(const Peer& peer) const {
-  return admin_uids_.contains(peer.uid) || admin_gids_.contains(peer.gid);
+  if (admin_uids_.contains(peer.uid) || admin_gids_.contains(peer.gid)) return true;
+  return std::any_of(peer.groups.begin(), peer.groups.end(),
+                     [&](uint64_t group) { return admin_gids_.contains(group); });
 }
+
+bool AccessPolicy::MayConnect(const Peer& peer) const { return IsAdmin(peer); }
 
 Status AccessPolicy::Authorize(const Peer& peer, std::string_view op,
                                std::string_view tenant) const {

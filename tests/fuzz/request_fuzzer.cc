@@ -1,13 +1,16 @@
 // libFuzzer target: one request frame as the daemon receives it.
 //
-// Frame::Decode, then ParseRequest, then the Fields accessors the dispatcher
-// uses on `args`, then ParseReply on the same value (kmsctl's side). Any
-// crash, sanitizer report or broken invariant (__builtin_trap) is a finding.
+// ScanRequestFrame (the daemon's first pass), Frame::Decode, then
+// ParseRequest, then the Fields accessors the dispatcher uses on `args`,
+// then ParseReply on the same value (kmsctl's side). Any crash, sanitizer
+// report or broken invariant (__builtin_trap) is a finding; among them: the
+// scan and the decoder must agree on the op and tenant of a valid request.
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
 
+#include "protocol/frame_scan.h"
 #include "protocol/message.h"
 
 namespace {
@@ -37,6 +40,8 @@ void ExerciseFields(const kmsd::Fields& fields, int depth) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  auto scanned = kmsd::ScanRequestFrame(std::span<const uint8_t>(data, size));
+  if (!scanned && scanned.error().code() != kmsd::Code::kInvalidArgument) __builtin_trap();
   auto frame = kmsd::Frame::Decode(std::span<const uint8_t>(data, size));
   if (!frame) {
     // Decoding fails only with the caller-error code.
@@ -47,6 +52,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto request = kmsd::ParseRequest(frame->root(), &id);
   if (request) {
     if (!id || *id != request->id) __builtin_trap();
+    if (scanned && (scanned->op != request->op || scanned->tenant.value_or("") != request->tenant ||
+                    scanned->id != id)) {
+      __builtin_trap();
+    }
     ExerciseFields(request->args, 0);
   } else if (request.error().code() != kmsd::Code::kInvalidArgument &&
              request.error().code() != kmsd::Code::kUnsupportedVersion) {

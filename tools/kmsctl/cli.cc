@@ -33,7 +33,8 @@ Result<Reply> Invocation::Call(std::string_view op, std::string_view tenant, Val
   if (connection_ == nullptr) {
     const auto timeout = std::chrono::milliseconds(
         std::max<long long>(1, std::llround(options_.timeout_seconds * 1000)));
-    ASSIGN_OR_RETURN(connection_, Connection::Dial(ResolveSocketPath(options_.socket), timeout));
+    ASSIGN_OR_RETURN(connection_, Connection::Dial(ResolveSocketPath(options_.socket), timeout,
+                                                   options_.max_frame_bytes));
   }
   return connection_->Call(op, tenant, std::move(args));
 }

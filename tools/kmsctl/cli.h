@@ -37,6 +37,8 @@ struct GlobalOptions {
   std::string socket;  // --socket; empty means $KMSD_SOCKET, else the default
   bool json = false;
   double timeout_seconds = 30;
+  // The largest request frame sent; match kmsd's limits.max_frame_bytes.
+  size_t max_frame_bytes = kmsd::kDefaultMaxRequestBytes;
 };
 
 class Invocation {

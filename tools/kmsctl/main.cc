@@ -36,6 +36,10 @@ int Main(int argc, char** argv) {
   app.add_option("--timeout", options.timeout_seconds, "Seconds to wait for kmsd")
       ->check(CLI::Range(0.001, kMaxTimeoutSeconds))
       ->capture_default_str();
+  app.add_option("--max-frame-bytes", options.max_frame_bytes,
+                 "Largest request to send; kmsd's limits.max_frame_bytes")
+      ->check(CLI::Range(size_t{1024}, size_t{64} << 20))
+      ->capture_default_str();
   AddAdminCommands(app, invocation);
   AddCryptoCommands(app, invocation);
   AddBatchCommands(app, invocation);

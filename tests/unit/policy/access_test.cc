@@ -76,5 +76,27 @@ TEST(AccessPolicyTest, LargeIdsAreComparedExactly) {
   EXPECT_THAT(s.message(), HasSubstr("uid 4294967295"));
 }
 
+TEST(AccessPolicyTest, SupplementaryGroupListedAsAdminGidMakesAnAdmin) {
+  const Peer peer{.uid = 4242, .gid = 4343, .pid = 1, .groups = {10, 2000, 30}};
+  EXPECT_TRUE(kPolicy.IsAdmin(peer));
+  EXPECT_TRUE(kPolicy.MayConnect(peer));
+  EXPECT_TRUE(kPolicy.Authorize(peer, "encrypt", "acme").ok());
+}
+
+TEST(AccessPolicyTest, SupplementaryGroupsNotListedDoNotMakeAnAdmin) {
+  // 1000 is an admin uid, never an admin group.
+  const Peer peer{.uid = 4242, .gid = 4343, .pid = 1, .groups = {10, 1000, 30}};
+  EXPECT_FALSE(kPolicy.IsAdmin(peer));
+  EXPECT_FALSE(kPolicy.MayConnect(peer));
+  EXPECT_EQ(kPolicy.Authorize(peer, "status", "").code(), Code::kAccessDenied);
+}
+
+TEST(AccessPolicyTest, OnlyAdminsMayConnect) {
+  EXPECT_TRUE(kPolicy.MayConnect({.uid = 1000, .gid = 5, .pid = 1}));
+  EXPECT_TRUE(kPolicy.MayConnect({.uid = 4242, .gid = 2000, .pid = 1}));
+  EXPECT_FALSE(kPolicy.MayConnect({.uid = 4242, .gid = 4343, .pid = 1}));
+  EXPECT_FALSE(AccessPolicy({}, {}).MayConnect({.uid = 0, .gid = 0, .pid = 1}));
+}
+
 }  // namespace
 }  // namespace kmsd

@@ -1,0 +1,165 @@
+#include "daemon/peer_gate.h"
+
+#include <nng/transport/ipc/ipc.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+namespace kmsd {
+namespace {
+
+// The whitespace-separated unsigned numbers of one line.
+std::vector<uint64_t> Numbers(std::string_view line) {
+  std::vector<uint64_t> out;
+  size_t at = 0;
+  while (at < line.size()) {
+    while (at < line.size() && (line[at] == ' ' || line[at] == '\t')) ++at;
+    if (at == line.size()) break;
+    uint64_t value = 0;
+    auto [end, error] = std::from_chars(line.data() + at, line.data() + line.size(), value);
+    if (error != std::errc() || end == line.data() + at) return {};
+    out.push_back(value);
+    at = static_cast<size_t>(end - line.data());
+  }
+  return out;
+}
+
+// The rest of the line that starts with `key` ("Uid:"), or nullopt.
+std::optional<std::string_view> Field(std::string_view text, std::string_view key) {
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(at, end - at);
+    if (line.starts_with(key)) return line.substr(key.size());
+    at = end + 1;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<uint64_t> GroupsFromProcStatus(std::string_view status, uint64_t uid) {
+  const auto uid_field = Field(status, "Uid:");
+  const auto groups_field = Field(status, "Groups:");
+  if (!uid_field || !groups_field) return {};
+  // Uid: real, effective, saved set, file system.
+  const std::vector<uint64_t> uids = Numbers(*uid_field);
+  if (uids.size() != 4 || uids[1] != uid) return {};
+  return Numbers(*groups_field);
+}
+
+std::vector<uint64_t> ReadSupplementaryGroups(uint64_t pid, uint64_t uid) {
+  if (pid == 0) return {};
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  if (!in) return {};
+  std::ostringstream text;
+  text << in.rdbuf();
+  return GroupsFromProcStatus(text.str(), uid);
+}
+
+Status PeerGate::Attach(nng_socket socket) {
+  for (nng_pipe_ev event : {NNG_PIPE_EV_ADD_PRE, NNG_PIPE_EV_REM_POST}) {
+    if (int rv = nng_pipe_notify(socket, event, &PeerGate::OnPipeEvent, this); rv != 0) {
+      return Status(Code::kInternal, std::string("nng_pipe_notify: ") + nng_strerror(rv));
+    }
+  }
+  return OkStatus();
+}
+
+void PeerGate::OnPipeEvent(nng_pipe pipe, nng_pipe_ev event, void* self) {
+  auto* gate = static_cast<PeerGate*>(self);
+  if (event == NNG_PIPE_EV_ADD_PRE) gate->Admit(pipe);
+  if (event == NNG_PIPE_EV_REM_POST) gate->Release(nng_pipe_id(pipe));
+}
+
+void PeerGate::Admit(nng_pipe pipe) {
+  // An unreadable peer is nobody: MayConnect refuses it.
+  Peer peer{.uid = ~uint64_t{0}, .gid = ~uint64_t{0}, .pid = 0, .groups = {}};
+  nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_UID, &peer.uid);
+  nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_GID, &peer.gid);
+  nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_PID, &peer.pid);
+  const bool self = peer.pid == static_cast<uint64_t>(getpid());
+  if (!self) peer.groups = ReadSupplementaryGroups(peer.pid, peer.uid);
+  if (!self && !access_.MayConnect(peer)) {
+    Refuse(peer, "not allowed to use kmsd");
+    nng_pipe_close(pipe);
+    return;
+  }
+  std::unique_lock lock(mu_);
+  if (!self && pipes_per_uid_[peer.uid] >= options_.max_connections_per_uid) {
+    lock.unlock();
+    Refuse(peer, "over limits.max_connections_per_uid (" +
+                     std::to_string(options_.max_connections_per_uid) + ")");
+    nng_pipe_close(pipe);
+    return;
+  }
+  if (!self) ++pipes_per_uid_[peer.uid];
+  pipes_[nng_pipe_id(pipe)] = PipeState{std::move(peer), Clock::now(), 0, !self, false};
+  if (self) own_pipes_.fetch_add(1);
+}
+
+void PeerGate::Release(uint32_t pipe_id) {
+  std::lock_guard lock(mu_);
+  auto it = pipes_.find(pipe_id);
+  if (it == pipes_.end()) return;  // refused at ADD_PRE: never counted
+  if (it->second.counted) {
+    auto uid = pipes_per_uid_.find(it->second.peer.uid);
+    if (uid != pipes_per_uid_.end() && --uid->second == 0) pipes_per_uid_.erase(uid);
+  }
+  pipes_.erase(it);
+}
+
+void PeerGate::Refuse(const Peer& peer, std::string_view reason) {
+  refused_.fetch_add(1);
+  std::lock_guard lock(mu_);
+  auto line = refusal_log_.Record({peer.uid, peer.pid, reason}, Clock::now());
+  if (line) spdlog::warn("{}", *line);
+}
+
+std::optional<Peer> PeerGate::BeginRequest(uint32_t pipe_id) {
+  std::lock_guard lock(mu_);
+  auto it = pipes_.find(pipe_id);
+  if (it == pipes_.end()) return std::nullopt;
+  ++it->second.in_flight;
+  it->second.last_activity = Clock::now();
+  return it->second.peer;
+}
+
+void PeerGate::EndRequest(uint32_t pipe_id) {
+  std::lock_guard lock(mu_);
+  auto it = pipes_.find(pipe_id);
+  if (it == pipes_.end()) return;
+  --it->second.in_flight;
+  it->second.last_activity = Clock::now();
+}
+
+void PeerGate::Tick() {
+  const auto now = Clock::now();
+  std::vector<uint32_t> idle;
+  {
+    std::lock_guard lock(mu_);
+    if (auto line = refusal_log_.Flush(now)) spdlog::warn("{}", *line);
+    for (auto& [id, state] : pipes_) {
+      if (state.closing || state.in_flight > 0) continue;
+      if (now - state.last_activity < options_.idle_timeout) continue;
+      state.closing = true;
+      idle.push_back(id);
+    }
+  }
+  // Outside the lock: closing runs REM_POST, which takes it.
+  for (uint32_t id : idle) {
+    nng_pipe pipe;
+    pipe.id = id;
+    nng_pipe_close(pipe);
+  }
+  if (!idle.empty()) {
+    spdlog::info("closed {} connections idle for {} ms or more", idle.size(),
+                 options_.idle_timeout.count());
+  }
+}
+
+}  // namespace kmsd
