@@ -223,7 +223,7 @@ TEST_F(PinHolderTest, NoRouteTakesAKeyOutWhileKmsdRunsOrAfterItStopped) {
   ASSERT_NO_FATAL_FAILURE(Start(""));
   const std::vector<Sealed> sealed = Populate();
   ASSERT_FALSE(HasFailure());
-  const std::string copy = dir_ / "stolen.db";
+  const std::string copy = dir_ / "backups/stolen.db";
   Ok("keystore.backup", "", MapOf("path", copy));
   const KeystoreCopy keystore = ReadKeystore(copy);
   // 2 tenants x 3 keys + billing; billing has 3 versions, globex's data key 2.
@@ -259,7 +259,7 @@ TEST_F(PinHolderTest, AKeystoreCopyFromBeforeShreddingGivesNothing) {
   Ok("key.rotate", "acme", MapOf("key", "doomed"));
   const Sealed doomed = Encrypt("acme", "doomed", "doomed");
   const Sealed kept = Encrypt("acme", "alias/data", "kept");
-  const std::string copy = dir_ / "before.db";
+  const std::string copy = dir_ / "backups/before.db";
   Ok("keystore.backup", "", MapOf("path", copy));
   const KeystoreCopy old = ReadKeystore(copy);
   std::vector<StoredVersion> doomed_versions;
