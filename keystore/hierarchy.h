@@ -12,12 +12,15 @@
 // KEK and is untouched. The keystore forgets the key and queues the KEK's label
 // in one transaction; the KEK is destroyed next and dequeued, and a queue left
 // by a crash is worked off at the next start, before anything is served.
-// Keys made before keystore schema 3 have no KEK: their versions are wrapped
-// under a per-tenant root (tenants/<tenant>/root/<rand>), destroyed with the
-// tenant; shredding one such key alone only forgets it in the keystore.
+// Keys made before keystore schema 3 (wrapped under a per-tenant root) and
+// KEKs made before hardening are moved to new hardened KEKs at start-up
+// (kek_migration.cc), before anything is served.
 //
 // Versions are unwrapped on first use into session objects whose handles are
-// cached: the request path does no C_FindObjects and no keystore read.
+// cached: the request path does no C_FindObjects and no keystore read. A
+// session object is reference-counted: forgetting a version drops the
+// catalog's reference, and the object is destroyed when the last request
+// using it is done.
 //
 // Lifecycle (docs/PROTOCOL.md). A key is enabled, disabled or pending
 // deletion; a tenant is active or pending deletion. A disabled key fails every
