@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 #include <vector>
@@ -257,7 +258,20 @@ double MedianHealthMs(Connection& admin, int calls) {
   return ms[ms.size() / 2];
 }
 
+// Under AddressSanitizer, freed memory sits in a quarantine (256 MiB by
+// default) instead of being reused, so every refused connection would show in
+// kmsd's RSS; a small quarantine keeps the RSS bound about kmsd itself.
+void LimitSanitizerQuarantineOfChildren() {
+#if defined(__SANITIZE_ADDRESS__)
+  const char* options = std::getenv("ASAN_OPTIONS");
+  const std::string merged = std::string(options ? options : "") +
+                             ":quarantine_size_mb=1:thread_local_quarantine_size_kb=16";
+  setenv("ASAN_OPTIONS", merged.c_str(), 1);
+#endif
+}
+
 TEST_F(ConnectionGateTest, UnprivilegedFloodOfHalfFramesAndNestedNilsCostsKmsdLittle) {
+  LimitSanitizerQuarantineOfChildren();
   auto daemon = host_.Start(Options());
   auto admin = daemon->Connect();
   ASSERT_TRUE(admin->Call("tenant.create", "acme"));
@@ -295,7 +309,14 @@ TEST_F(ConnectionGateTest, UnprivilegedFloodOfHalfFramesAndNestedNilsCostsKmsdLi
       attack.out.c_str(), rss_before / 1024.0, rss_peak / 1024.0, rss_after / 1024.0, median_before,
       median_during, medians.size(), static_cast<unsigned long long>(refused), seconds);
   EXPECT_EQ(attack.exit_code, 0) << attack.err;
-  EXPECT_LT(rss_peak - std::min(rss_peak, rss_before), 64u * 1024);
+  // 64 MiB is the bound (release: about 1 MiB is seen). AddressSanitizer's
+  // allocator caches and shadow memory add about 55 MiB of their own here.
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr uint64_t kRssBoundKiB = 128u * 1024;
+#else
+  constexpr uint64_t kRssBoundKiB = 64u * 1024;
+#endif
+  EXPECT_LT(rss_peak - std::min(rss_peak, rss_before), kRssBoundKiB);
   EXPECT_LT(median_during, 20.0);
   EXPECT_GE(refused, 300u);
   EXPECT_EQ(Snapshot(*admin).value(), before);
