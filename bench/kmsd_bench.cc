@@ -246,11 +246,17 @@ int Main(int argc, char** argv) {
     }
   }
   daemon->Stop();
-  nng_fini();
   return 0;
+}
+
+// Every nng object (connections, echo servers) is gone before nng_fini.
+int MainThenFini(int argc, char** argv) {
+  const int rc = Main(argc, argv);
+  nng_fini();
+  return rc;
 }
 
 }  // namespace
 }  // namespace kmsd::bench
 
-int main(int argc, char** argv) { return kmsd::bench::Main(argc, argv); }
+int main(int argc, char** argv) { return kmsd::bench::MainThenFini(argc, argv); }
