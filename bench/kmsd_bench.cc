@@ -180,10 +180,13 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(2, 64));
   app.add_option("--rounds", rounds, "alternating bare/kmsd rounds per case")
       ->check(CLI::Range(1, 100));
+  testing::SpawnOptions spawn;
+  app.add_option("--kmsd", spawn.binary, "kmsd binary to measure (default: this build's)")
+      ->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
 
   testing::TempDir dir;
-  auto daemon = testing::DaemonProcess::StartDev(dir / "kmsd");
+  auto daemon = testing::DaemonProcess::StartDev(dir / "kmsd", spawn);
   {
     auto admin = daemon->Connect();
     if (!admin->Call("tenant.create", "bench")) return 1;

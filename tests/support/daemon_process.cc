@@ -57,11 +57,12 @@ int DecodeWaitStatus(int status) {
 std::unique_ptr<DaemonProcess> DaemonProcess::Spawn(const std::vector<std::string>& args,
                                                     const std::string& socket_path,
                                                     const std::string& log_path,
-                                                    const std::map<std::string, std::string>& env) {
+                                                    const std::map<std::string, std::string>& env,
+                                                    const SpawnOptions& options) {
   std::unique_ptr<DaemonProcess> daemon(new DaemonProcess());
   daemon->socket_path_ = socket_path;
   daemon->log_path_ = log_path;
-  std::vector<std::string> argv = {KMSD_BINARY};
+  std::vector<std::string> argv = {options.binary.empty() ? KMSD_BINARY : options.binary};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<std::string> envp = MergedEnvironment(env);
   posix_spawn_file_actions_t actions;
@@ -75,39 +76,53 @@ std::unique_ptr<DaemonProcess> DaemonProcess::Spawn(const std::vector<std::strin
                        env_ptrs.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rv != 0) throw std::runtime_error("cannot spawn kmsd");
+  if (options.wait_until_ready) daemon->WaitUntilReady();
+  return daemon;
+}
 
+void DaemonProcess::WaitUntilReady() {
   // Ready when it answers health (ACCESS_DENIED counts: a daemon whose admins
   // exclude the test's uid serves, but not us); a child that exits early
   // fails the start.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
     int status;
-    if (waitpid(daemon->pid_, &status, WNOHANG) == daemon->pid_) {
-      daemon->pid_ = -1;
-      throw std::runtime_error("kmsd exited during start-up: " + ReadFile(log_path));
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("kmsd exited during start-up: " + ReadFile(log_path_));
     }
-    if (std::filesystem::exists(socket_path)) {
-      auto connection = Connection::Dial(socket_path, std::chrono::milliseconds(2000));
+    if (std::filesystem::exists(socket_path_)) {
+      auto connection = Connection::Dial(socket_path_, std::chrono::milliseconds(2000));
       if (connection) {
         auto health = (*connection)->Call("health");
-        if (health || health.error().code() == Code::kAccessDenied) return daemon;
+        if (health || health.error().code() == Code::kAccessDenied) return;
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  throw std::runtime_error("kmsd did not become ready: " + ReadFile(log_path));
+  throw std::runtime_error("kmsd did not become ready: " + ReadFile(log_path_));
 }
 
-std::unique_ptr<DaemonProcess> DaemonProcess::StartDev(const std::string& dir) {
+std::unique_ptr<DaemonProcess> DaemonProcess::StartDev(const std::string& dir,
+                                                       const SpawnOptions& options) {
   std::filesystem::path path(dir);
   const std::string log = (path.parent_path() / (path.filename().string() + ".log")).string();
-  return Spawn({"--dev", dir}, (path / "kmsd.sock").string(), log, {});
+  return Spawn({"--dev", dir}, (path / "kmsd.sock").string(), log, {}, options);
 }
 
 std::unique_ptr<DaemonProcess> DaemonProcess::StartWithConfig(
     const std::string& config_path, const std::string& socket_path, const std::string& log_path,
-    const std::map<std::string, std::string>& env) {
-  return Spawn({"--config", config_path}, socket_path, log_path, env);
+    const std::map<std::string, std::string>& env, const SpawnOptions& options) {
+  return Spawn({"--config", config_path}, socket_path, log_path, env, options);
+}
+
+bool DaemonProcess::Exited(int* exit_status) {
+  if (!running()) return true;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
+  pid_ = -1;
+  if (exit_status != nullptr) *exit_status = DecodeWaitStatus(status);
+  return true;
 }
 
 DaemonProcess::~DaemonProcess() {

@@ -14,15 +14,23 @@
 
 namespace kmsd::testing {
 
+// How a kmsd child is started: which binary (empty: the one built with the
+// tests) and whether Start* returns only once it answers `health`.
+struct SpawnOptions {
+  std::string binary;
+  bool wait_until_ready = true;
+};
+
 class DaemonProcess {
  public:
   // `kmsd --dev DIR`, its log in DIR/../<basename>.log.
-  static std::unique_ptr<DaemonProcess> StartDev(const std::string& dir);
+  static std::unique_ptr<DaemonProcess> StartDev(const std::string& dir,
+                                                 const SpawnOptions& options = {});
   // `kmsd --config FILE`; `socket_path` is the config's; extra environment
   // (SOFTHSM2_CONF) is passed to the child.
   static std::unique_ptr<DaemonProcess> StartWithConfig(
       const std::string& config_path, const std::string& socket_path, const std::string& log_path,
-      const std::map<std::string, std::string>& env = {});
+      const std::map<std::string, std::string>& env = {}, const SpawnOptions& options = {});
   ~DaemonProcess();
 
   const std::string& socket_path() const { return socket_path_; }
@@ -35,6 +43,10 @@ class DaemonProcess {
   int Stop();
   // SIGKILL and wait.
   void Kill();
+  // Returns once it answers `health`; throws if it exits or takes over 30 s.
+  void WaitUntilReady();
+  // Whether the child has exited (reaped here); its status in `exit_status`.
+  bool Exited(int* exit_status = nullptr);
   bool running() const { return pid_ > 0; }
 
  private:
@@ -42,7 +54,8 @@ class DaemonProcess {
   static std::unique_ptr<DaemonProcess> Spawn(const std::vector<std::string>& args,
                                               const std::string& socket_path,
                                               const std::string& log_path,
-                                              const std::map<std::string, std::string>& env);
+                                              const std::map<std::string, std::string>& env,
+                                              const SpawnOptions& options);
   int Wait();
   pid_t pid_ = -1;
   std::string socket_path_;
