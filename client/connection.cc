@@ -11,18 +11,12 @@
 #include <optional>
 #include <utility>
 
+#include "protocol/nng_ids.h"
+
 namespace kmsd {
 namespace {
 
-nng_socket SocketOf(uint32_t id) {
-  nng_socket s;
-  s.id = id;
-  return s;
-}
-
-Status NngError(int rv, std::string_view what) {
-  return Status(Code::kUnavailable, std::string(what) + ": " + nng_strerror(rv));
-}
+Status NngError(int rv, std::string_view what) { return NngError(Code::kUnavailable, rv, what); }
 
 }  // namespace
 

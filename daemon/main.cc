@@ -14,9 +14,10 @@
 
 #include "daemon/config.h"
 #include "daemon/dev_mode.h"
-#include "daemon/dispatcher.h"
+#include "daemon/handlers/handler.h"
 #include "daemon/hardening.h"
 #include "daemon/peer_gate.h"
+#include "daemon/pipeline.h"
 #include "daemon/server.h"
 #include "keystore/backup_directory.h"
 #include "keystore/hierarchy.h"
@@ -155,10 +156,24 @@ int Run(const Config& config, const sigset_t& stop_signals) {
   AccessPolicy access(config.admin_uids, config.admin_gids);
   PeerGate gate(
       access, {config.max_connections_per_uid, std::chrono::milliseconds(config.idle_timeout_ms)});
-  Dispatcher dispatcher(**hierarchy, **token, access, {config.max_frame_bytes, *backups, &gate});
-  auto server = Server::Start(
-      {config.socket_path, config.socket_mode, config.workers, config.max_frame_bytes}, dispatcher,
-      gate);
+  ServiceDeps deps{
+      .hierarchy = hierarchy->get(), .token = token->get(), .backups = *backups, .gate = &gate};
+  const HandlerTable handlers = AllHandlers();
+  PeerIdentifier identify;
+  AdminAuthorizer authorize(access);
+  LogRecorder record;
+  KeyHierarchy& keys = **hierarchy;
+  const Pipeline pipeline(
+      config.max_frame_bytes,
+      {identify, authorize, record, handlers,
+       [&keys](std::string_view tenant) { return keys.CheckNotPendingDeletion(tenant); }},
+      deps);
+  ServerOptions server_options;
+  server_options.socket_path = config.socket_path;
+  server_options.socket_mode = config.socket_mode;
+  server_options.workers = config.workers;
+  server_options.max_frame_bytes = config.max_frame_bytes;
+  auto server = Server::Start(server_options, pipeline, gate);
   if (!server) return fail(server.error());
   spdlog::info("kmsd {} ready: token '{}' ({}), keystore {}, backups in {}", KMSD_VERSION,
                (*token)->info().label, (*token)->info().manufacturer, config.keystore_path,

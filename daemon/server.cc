@@ -13,18 +13,12 @@
 #include <cstring>
 #include <filesystem>
 
+#include "protocol/nng_ids.h"
+
 namespace kmsd {
 namespace {
 
-nng_socket SocketOf(uint32_t id) {
-  nng_socket s;
-  s.id = id;
-  return s;
-}
-
-Status NngError(int rv, const std::string& what) {
-  return Status(Code::kInternal, what + ": " + nng_strerror(rv));
-}
+Status NngError(int rv, const std::string& what) { return NngError(Code::kInternal, rv, what); }
 
 // The REQ protocol's header in front of each request frame: one hop's
 // request id. A peer that claims more hops is over the limit.
@@ -42,15 +36,52 @@ bool SocketHasListener(const std::string& path) {
   return alive;
 }
 
-Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options, Dispatcher& dispatcher,
-                                              PeerGate& gate) {
+// A request frame from the socket, wiped and freed with its owner.
+struct MessageDeleter {
+  void operator()(nng_msg* message) const {
+    WipeMemory(nng_msg_body(message), nng_msg_len(message));
+    nng_msg_free(message);
+  }
+};
+using MessagePtr = std::unique_ptr<nng_msg, MessageDeleter>;
+
+// One admitted request: its frame (the parsed views point into it), where it
+// came from, and its context.
+struct Server::Job {
+  MessagePtr message;
+  uint32_t pipe_id = 0;
+  RequestContext context;
+  ParsedRequest parsed;
+};
+
+Server::Server(uint32_t socket_id, const Pipeline& pipeline, PeerGate& gate, ServerOptions options,
+               std::unique_ptr<FairQueue<Job>> queue)
+    : socket_id_(socket_id),
+      pipeline_(pipeline),
+      gate_(gate),
+      options_(std::move(options)),
+      queue_(std::move(queue)) {}
+
+Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
+                                              const Pipeline& pipeline, PeerGate& gate) {
+  const size_t workers = std::max<size_t>(options.workers, 1);
+  ASSIGN_OR_RETURN(auto queue, FairQueue<Job>::Create(
+                                   {.max_in_flight_per_lane = std::max<size_t>(workers - 1, 1),
+                                    .max_queued_per_lane = options.max_queued_per_tenant,
+                                    .max_queued_total = options.max_queued}));
   nng_socket socket;
-  if (int rv = nng_rep0_open(&socket); rv != 0) return Error(NngError(rv, "nng_rep0_open"));
-  std::unique_ptr<Server> server(new Server(socket.id, dispatcher, gate, options));
+  if (int rv = nng_rep0_open_raw(&socket); rv != 0) {
+    return Error(NngError(rv, "nng_rep0_open_raw"));
+  }
+  std::unique_ptr<Server> server(new Server(socket.id, pipeline, gate, options, std::move(queue)));
   // nng allocates the length a frame declares as soon as its header arrives
   // (NOTES.md): the transport drops a frame over the limit from its length
   // alone and closes that connection; nothing larger is ever buffered.
   nng_socket_set_size(socket, NNG_OPT_RECVMAXSZ, options.max_frame_bytes + kReqHeaderBytes);
+  // The receiver wakes this often to see a Stop; a reply that cannot be
+  // queued for sending in 5 s is dropped (its peer is not reading).
+  nng_socket_set_ms(socket, NNG_OPT_RECVTIMEO, 200);
+  nng_socket_set_ms(socket, NNG_OPT_SENDTIMEO, 5000);
   RETURN_IF_ERROR(gate.Attach(socket));
 
   // A socket file left by a crashed kmsd would make listen fail; a live kmsd
@@ -60,9 +91,10 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options, Disp
   }
   if (std::filesystem::exists(options.socket_path)) unlink(options.socket_path.c_str());
   RETURN_IF_ERROR(server->Listen());
-  for (size_t i = 0; i < std::max<size_t>(options.workers, 1); ++i) {
-    server->workers_.emplace_back([s = server.get()] { s->Serve(); });
+  for (size_t i = 0; i < workers; ++i) {
+    server->workers_.emplace_back([s = server.get()] { s->Work(); });
   }
+  server->receiver_ = std::thread([s = server.get()] { s->Receive(); });
   server->watchdog_ = std::thread([s = server.get()] { s->Watch(); });
   spdlog::info("listening on {} (mode {:o}, {} workers)", options.socket_path, options.socket_mode,
                server->workers_.size());
@@ -154,57 +186,80 @@ void Server::Watch() {
   }
 }
 
-namespace {
+// Rough time until a throttled caller may find room: a few requests' worth.
+constexpr uint32_t kThrottledRetryAfterMs = 50;
 
-void SendReply(nng_ctx ctx, nng_aio* aio, const WipingBuffer& bytes) {
-  nng_msg* reply;
-  if (nng_msg_alloc(&reply, bytes.size()) != 0) return;
-  std::memcpy(nng_msg_body(reply), bytes.data(), bytes.size());
-  nng_aio_set_msg(aio, reply);
-  nng_aio_set_timeout(aio, 5000);
-  nng_ctx_send(ctx, aio);
-  nng_aio_wait(aio);
-  if (nng_aio_result(aio) != 0) nng_msg_free(reply);
-}
-
-}  // namespace
-
-void Server::Serve() {
-  nng_ctx ctx;
-  nng_aio* aio;
-  if (nng_ctx_open(&ctx, SocketOf(socket_id_)) != 0 || nng_aio_alloc(&aio, nullptr, nullptr) != 0) {
-    spdlog::error("worker could not start");
-    return;
-  }
-  // Workers stop on their own, between requests: nng 1.5.2 panics
-  // (pthread_mutex_lock on a freed context) when a worker that was handling a
-  // request while the socket closed then sends its reply. So the socket is
-  // closed only after every worker has left, and receives time out to let
-  // idle workers see stopping_.
+void Server::Receive() {
   while (!stopping_.load()) {
-    nng_aio_set_timeout(aio, 200);
-    nng_ctx_recv(ctx, aio);
-    nng_aio_wait(aio);
-    if (int rv = nng_aio_result(aio); rv != 0) {
+    nng_msg* received = nullptr;
+    if (int rv = nng_recvmsg(SocketOf(socket_id_), &received, 0); rv != 0) {
       if (rv == NNG_ECLOSED) break;
-      continue;
+      continue;  // a timeout: look at stopping_ again
     }
-    nng_msg* request = nng_aio_get_msg(aio);
-    const uint32_t pipe_id = nng_pipe_id(nng_msg_get_pipe(request));
+    Job job;
+    job.message.reset(received);
+    job.pipe_id = nng_pipe_id(nng_msg_get_pipe(received));
+    job.context.sequence = next_sequence_++;
+    job.context.received = RequestContext::Clock::now();
     // A pipe the gate does not know closed meanwhile: its peer is nobody,
     // and gets ACCESS_DENIED if the reply still reaches it.
-    const Peer peer = gate_.BeginRequest(pipe_id).value_or(
-        Peer{.uid = ~uint64_t{0}, .gid = ~uint64_t{0}, .pid = 0, .groups = {}});
-    auto* body = static_cast<uint8_t*>(nng_msg_body(request));
-    const size_t length = nng_msg_len(request);
-    WipingBuffer reply_bytes = dispatcher_.Handle(peer, {body, length});
-    WipeMemory(body, length);
-    nng_msg_free(request);
-    SendReply(ctx, aio, reply_bytes);
-    gate_.EndRequest(pipe_id);
+    const Peer peer =
+        gate_.BeginRequest(job.pipe_id)
+            .value_or(Peer{.uid = ~uint64_t{0}, .gid = ~uint64_t{0}, .pid = 0, .groups = {}});
+    const std::span<const uint8_t> frame(static_cast<const uint8_t*>(nng_msg_body(received)),
+                                         nng_msg_len(received));
+    if (Status admitted = pipeline_.Intake(job.context, peer, frame, &job.parsed); !admitted.ok()) {
+      Answer(job, pipeline_.Refuse(job.context, std::move(admitted)));
+      continue;
+    }
+    Admit(std::move(job));
   }
-  nng_aio_free(aio);
-  nng_ctx_close(ctx);
+}
+
+// The admit stage: the fair queue, and a bound on the bytes it holds.
+void Server::Admit(Job job) {
+  const size_t bytes = nng_msg_len(job.message.get());
+  Status admitted = OkStatus();
+  if (queued_bytes_.load() + bytes > options_.max_queued_bytes) {
+    admitted = Status(Code::kThrottled, "too many request bytes queued");
+  } else {
+    queued_bytes_.fetch_add(bytes);
+    const std::string lane = job.context.tenant;
+    admitted = queue_->Push(lane, std::move(job));
+    if (!admitted.ok()) queued_bytes_.fetch_sub(bytes);
+  }
+  if (admitted.ok()) return;
+  if (admitted.code() == Code::kThrottled) {
+    admitted = std::move(admitted).WithRetryAfter(kThrottledRetryAfterMs);
+  }
+  // Push leaves a refused job as it was.
+  Answer(job, pipeline_.Refuse(job.context, std::move(admitted)));
+}
+
+void Server::Work() {
+  while (auto popped = queue_->Pop()) {
+    Job& job = popped->item;
+    queued_bytes_.fetch_sub(nng_msg_len(job.message.get()));
+    WipingBuffer reply = pipeline_.Execute(job.context, job.parsed);
+    popped->ticket.Release();
+    Answer(job, reply);
+  }
+}
+
+// Sends `reply` back on the pipe the job's request came from: a raw REP
+// reply carries the request's header (pipe id, then the REQ's request id).
+void Server::Answer(Job& job, const WipingBuffer& reply) {
+  nng_msg* message = nullptr;
+  if (nng_msg_alloc(&message, reply.size()) == 0) {
+    std::memcpy(nng_msg_body(message), reply.data(), reply.size());
+    nng_msg* request = job.message.get();
+    if (nng_msg_header_append(message, nng_msg_header(request), nng_msg_header_len(request)) != 0 ||
+        nng_sendmsg(SocketOf(socket_id_), message, 0) != 0) {
+      nng_msg_free(message);
+    }
+  }
+  job.message.reset();
+  gate_.EndRequest(job.pipe_id);
 }
 
 void Server::Stop() {
@@ -216,6 +271,11 @@ void Server::Stop() {
   stop_cv_.notify_all();
   if (watchdog_.joinable()) watchdog_.join();
   stopping_.store(true);
+  if (receiver_.joinable()) receiver_.join();
+  for (Job& job : queue_->Close()) {
+    queued_bytes_.fetch_sub(nng_msg_len(job.message.get()));
+    Answer(job, pipeline_.Refuse(job.context, Status(Code::kUnavailable, "kmsd is stopping")));
+  }
   for (auto& worker : workers_) worker.join();
   nng_close(SocketOf(socket_id_));
 }

@@ -1,10 +1,21 @@
-// Server: kmsd's nng REP socket and the worker threads that serve it.
+// Server: kmsd's nng REP socket, the receiving thread, the admit stage and
+// the worker threads (the request's path: daemon/pipeline.h).
 //
-// Each worker owns one nng context and answers one request at a time, so up
-// to `workers` requests run in parallel. The peer's uid/gid/pid come from the
-// IPC pipe (SO_PEERCRED). Request frames are wiped after handling: they may
-// hold plaintext. Start() returns once the socket listens; Stop() (or the
-// destructor) closes it and joins the workers. Start/Stop from one thread.
+// The socket is in raw mode: one receiving thread takes every request frame
+// as it arrives, runs the pipeline's intake on it (envelope, identify,
+// authorize; cheap, no keystore or token work) and admits it to a fair queue
+// with one lane per tenant (daemon/fair_queue.h); `workers` threads take
+// requests from the queue in round robin across tenants, at most
+// `workers - 1` at once of one tenant, execute them and reply. So receiving
+// never waits on execution and one tenant's burst cannot hold every worker.
+// A lane or the queue that is full, or queued frames over
+// `max_queued_bytes`, get THROTTLED with a retry-after. A reply goes back on
+// the pipe its request came from, with the request's REQ header. The peer's
+// uid/gid/pid come from the IPC pipe (SO_PEERCRED). Request frames are wiped
+// after handling: they may hold plaintext. Start() returns once the socket
+// listens; Stop() (or the destructor) stops receiving, answers what is still
+// queued with UNAVAILABLE, joins the workers and closes the socket.
+// Start/Stop from one thread.
 //
 // Who may connect, how many connections a uid may hold and how long an idle
 // connection stays open are the PeerGate's (daemon/peer_gate.h): the server
@@ -28,8 +39,9 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/dispatcher.h"
+#include "daemon/fair_queue.h"
 #include "daemon/peer_gate.h"
+#include "daemon/pipeline.h"
 
 namespace kmsd {
 
@@ -38,6 +50,11 @@ struct ServerOptions {
   uint32_t socket_mode = 0600;
   size_t workers = 8;
   size_t max_frame_bytes = 1 << 20;
+  // Admission: requests of one tenant queued, of all tenants queued, and
+  // their frames' bytes.
+  size_t max_queued_per_tenant = 64;
+  size_t max_queued = 256;
+  size_t max_queued_bytes = 64 << 20;
 };
 
 // True if a process accepts connections on the Unix socket at `path` (an
@@ -47,31 +64,40 @@ bool SocketHasListener(const std::string& path);
 class Server {
  public:
   // `gate` must outlive the Server.
-  static Result<std::unique_ptr<Server>> Start(const ServerOptions& options, Dispatcher& dispatcher,
-                                               PeerGate& gate);
+  // `pipeline` and `gate` must outlive the Server.
+  static Result<std::unique_ptr<Server>> Start(const ServerOptions& options,
+                                               const Pipeline& pipeline, PeerGate& gate);
   ~Server();
   void Stop();
 
  private:
-  Server(uint32_t socket_id, Dispatcher& dispatcher, PeerGate& gate, ServerOptions options)
-      : socket_id_(socket_id), dispatcher_(dispatcher), gate_(gate), options_(std::move(options)) {}
-  void Serve();
+  struct Job;
+  Server(uint32_t socket_id, const Pipeline& pipeline, PeerGate& gate, ServerOptions options,
+         std::unique_ptr<FairQueue<Job>> queue);
+  void Receive();
+  void Admit(Job job);
+  void Work();
+  void Answer(Job& job, const WipingBuffer& reply);
   Status Listen();  // creates and starts the listener, sets listener_id_
   void Watch();
 
   // Constant after Start.
   const uint32_t socket_id_;
-  Dispatcher& dispatcher_;
+  const Pipeline& pipeline_;
   PeerGate& gate_;
   const ServerOptions options_;
+  const std::unique_ptr<FairQueue<Job>> queue_;
+  std::thread receiver_;
   std::vector<std::thread> workers_;
   std::thread watchdog_;
+  std::atomic<size_t> queued_bytes_{0};
+  uint64_t next_sequence_ = 1;  // the receiver's
 
   uint32_t listener_id_ = 0;  // set by Start, then only by the watchdog
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopped_ = false;               // guarded by stop_mu_
-  std::atomic<bool> stopping_{false};  // workers leave when set
+  std::atomic<bool> stopping_{false};  // the receiver leaves when set
 };
 
 }  // namespace kmsd

@@ -1,5 +1,7 @@
 #include "protocol/message.h"
 
+#include <algorithm>
+#include <limits>
 #include <msgpack.hpp>
 
 namespace kmsd {
@@ -57,7 +59,16 @@ const msgpack::object* Fields::Find(std::string_view key) const {
   return nullptr;
 }
 
+bool Fields::HasValue(std::string_view key) const {
+  const msgpack::object* o = Find(key);
+  return o != nullptr && o->type != object_type::NIL;
+}
+
 Status Fields::OnlyKnown(std::initializer_list<std::string_view> known) const {
+  return OnlyKnown(std::span<const std::string_view>(known.begin(), known.size()));
+}
+
+Status Fields::OnlyKnown(std::span<const std::string_view> known) const {
   for (uint32_t i = 0; i < size_; ++i) {
     const std::string_view key = AsView(entries_[i].key);
     bool found = false;
@@ -116,6 +127,24 @@ Result<bool> Fields::OptionalBool(std::string_view key, bool default_value) cons
   if (o == nullptr || o->type == object_type::NIL) return default_value;
   if (o->type != object_type::BOOLEAN) return Error(WrongType(what_, key, "a boolean"));
   return o->via.boolean;
+}
+
+Result<bool> Fields::Bool(std::string_view key) const {
+  const msgpack::object* o = Find(key);
+  if (o == nullptr) return Error(Missing(what_, key));
+  if (o->type != object_type::BOOLEAN) return Error(WrongType(what_, key, "a boolean"));
+  return o->via.boolean;
+}
+
+Result<int64_t> Fields::Int(std::string_view key) const {
+  const msgpack::object* o = Find(key);
+  if (o == nullptr) return Error(Missing(what_, key));
+  if (o->type == object_type::NEGATIVE_INTEGER) return o->via.i64;
+  if (o->type == object_type::POSITIVE_INTEGER &&
+      o->via.u64 <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return static_cast<int64_t>(o->via.u64);
+  }
+  return Error(WrongType(what_, key, "an integer"));
 }
 
 Result<EncryptionContext> Fields::Context(std::string_view key) const {
@@ -228,10 +257,34 @@ WipingBuffer EncodeOkReply(uint64_t id, Value::Map result) {
   return EncodeValue(Value(std::move(reply)));
 }
 
-WipingBuffer EncodeErrorReply(std::optional<uint64_t> id, const Status& status) {
+Value::Map EncodeError(const Status& status) {
   Value::Map error;
   error.emplace_back("code", CodeName(status.code()));
   error.emplace_back("message", status.message());
+  error.emplace_back("class", ErrorClassName(status.error_class()));
+  if (status.retry_after_ms()) error.emplace_back("retry_after_ms", *status.retry_after_ms());
+  return error;
+}
+
+Status DecodeError(const Fields& error, Status* carried) {
+  ASSIGN_OR_RETURN(std::string_view code, error.String("code"));
+  ASSIGN_OR_RETURN(std::string_view message, error.String("message"));
+  ASSIGN_OR_RETURN(std::optional<uint64_t> retry_after, error.OptionalUint("retry_after_ms"));
+  Status status(CodeFromName(code), std::string(message));
+  if (status.ok()) status = Status(Code::kInternal, "error reply with code OK");
+  // The class is derived from the code on both sides; "class" is for readers
+  // that do not know the code.
+  if (retry_after) {
+    constexpr uint64_t kMax = std::numeric_limits<uint32_t>::max();
+    status = std::move(status).WithRetryAfter(
+        static_cast<uint32_t>(std::min<uint64_t>(*retry_after, kMax)));
+  }
+  *carried = std::move(status);
+  return OkStatus();
+}
+
+WipingBuffer EncodeErrorReply(std::optional<uint64_t> id, const Status& status) {
+  Value::Map error = EncodeError(status);
   Value::Map reply;
   reply.emplace_back("version", kProtocolVersion);
   reply.emplace_back("id", id ? Value(*id) : Value());
@@ -250,10 +303,7 @@ Result<ReplyEnvelope> ParseReply(const msgpack::object& root) {
     return reply;
   }
   ASSIGN_OR_RETURN(Fields error, envelope.Map("error"));
-  ASSIGN_OR_RETURN(std::string_view code, error.String("code"));
-  ASSIGN_OR_RETURN(std::string_view message, error.String("message"));
-  reply.status = Status(CodeFromName(code), std::string(message));
-  if (reply.status.ok()) reply.status = Status(Code::kInternal, "error reply with code OK");
+  RETURN_IF_ERROR(DecodeError(error, &reply.status));
   return reply;
 }
 

@@ -3,7 +3,8 @@
 // Request:  {"version": 1, "id": uint, "op": str, "tenant": str?, "args": map?}
 // Reply ok: {"version": 1, "id": uint, "ok": true, "result": map}
 // Reply err:{"version": 1, "id": uint|nil, "ok": false,
-//            "error": {"code": str, "message": str}}
+//            "error": {"code": str, "message": str, "class": str,
+//                      "retry_after_ms": uint?}}
 //
 // Frames are decoded without copying: strings and binaries in a Frame's
 // objects point into the caller's bytes, which must outlive the Frame. Fields
@@ -35,8 +36,11 @@ class Fields {
   static Result<Fields> Of(const msgpack::object& object, std::string_view what);
 
   bool Has(std::string_view key) const { return Find(key) != nullptr; }
+  // Present and not nil.
+  bool HasValue(std::string_view key) const;
   // INVALID_ARGUMENT naming the first key not in `known`.
   Status OnlyKnown(std::initializer_list<std::string_view> known) const;
+  Status OnlyKnown(std::span<const std::string_view> known) const;
 
   Result<std::string_view> String(std::string_view key) const;
   Result<std::optional<std::string_view>> OptionalString(std::string_view key) const;
@@ -44,6 +48,9 @@ class Fields {
   Result<uint64_t> Uint(std::string_view key) const;
   Result<std::optional<uint64_t>> OptionalUint(std::string_view key) const;
   Result<bool> OptionalBool(std::string_view key, bool default_value) const;
+  Result<bool> Bool(std::string_view key) const;
+  // Any integer that fits an int64_t.
+  Result<int64_t> Int(std::string_view key) const;
   // A map of strings to strings; absent means empty.
   Result<EncryptionContext> Context(std::string_view key) const;
   Result<std::span<const msgpack::object>> Array(std::string_view key) const;
@@ -91,6 +98,11 @@ Result<RequestEnvelope> ParseRequest(const msgpack::object& root, std::optional<
 Value BuildRequest(uint64_t id, std::string_view op, std::string_view tenant, Value::Map args);
 
 WipingBuffer EncodeOkReply(uint64_t id, Value::Map result);
+// The `error` map of a reply or of a failed batch item, and back: DecodeError
+// stores the error the map carries in `carried` and returns OK, or returns
+// INVALID_ARGUMENT when the map is malformed.
+Value::Map EncodeError(const Status& status);
+Status DecodeError(const Fields& error, Status* carried);
 WipingBuffer EncodeErrorReply(std::optional<uint64_t> id, const Status& status);
 
 struct ReplyEnvelope {

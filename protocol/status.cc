@@ -9,27 +9,32 @@ struct CodeInfo {
   Code code;
   std::string_view name;
   int exit_code;
+  ErrorClass error_class;
 };
+
+constexpr ErrorClass kCaller = ErrorClass::kCaller;
+constexpr ErrorClass kState = ErrorClass::kState;
+constexpr ErrorClass kTransient = ErrorClass::kTransient;
 
 // Exit codes group codes by what a script does next: 3 fix the request,
 // 4 fix permissions, 5 the data is bad, 6 key state, 7 retry later, 1 bug.
 constexpr std::array<CodeInfo, 16> kCodes = {{
-    {Code::kOk, "OK", 0},
-    {Code::kInvalidArgument, "INVALID_ARGUMENT", 3},
-    {Code::kNotFound, "NOT_FOUND", 10},
-    {Code::kAlreadyExists, "ALREADY_EXISTS", 11},
-    {Code::kAccessDenied, "ACCESS_DENIED", 4},
-    {Code::kInvalidCiphertext, "INVALID_CIPHERTEXT", 5},
-    {Code::kKeyDisabled, "KEY_DISABLED", 6},
-    {Code::kKeyPendingDeletion, "KEY_PENDING_DELETION", 6},
-    {Code::kFrameTooLarge, "FRAME_TOO_LARGE", 3},
-    {Code::kUnsupportedVersion, "UNSUPPORTED_VERSION", 3},
-    {Code::kUnknownOperation, "UNKNOWN_OPERATION", 3},
-    {Code::kThrottled, "THROTTLED", 7},
-    {Code::kQuotaExceeded, "QUOTA_EXCEEDED", 8},
-    {Code::kTokenUnavailable, "TOKEN_UNAVAILABLE", 7},
-    {Code::kUnavailable, "UNAVAILABLE", 9},
-    {Code::kInternal, "INTERNAL", 1},
+    {Code::kOk, "OK", 0, ErrorClass::kNone},
+    {Code::kInvalidArgument, "INVALID_ARGUMENT", 3, kCaller},
+    {Code::kNotFound, "NOT_FOUND", 10, kCaller},
+    {Code::kAlreadyExists, "ALREADY_EXISTS", 11, kCaller},
+    {Code::kAccessDenied, "ACCESS_DENIED", 4, kCaller},
+    {Code::kInvalidCiphertext, "INVALID_CIPHERTEXT", 5, kCaller},
+    {Code::kKeyDisabled, "KEY_DISABLED", 6, kState},
+    {Code::kKeyPendingDeletion, "KEY_PENDING_DELETION", 6, kState},
+    {Code::kFrameTooLarge, "FRAME_TOO_LARGE", 3, kCaller},
+    {Code::kUnsupportedVersion, "UNSUPPORTED_VERSION", 3, kCaller},
+    {Code::kUnknownOperation, "UNKNOWN_OPERATION", 3, kCaller},
+    {Code::kThrottled, "THROTTLED", 7, kTransient},
+    {Code::kQuotaExceeded, "QUOTA_EXCEEDED", 8, kCaller},
+    {Code::kTokenUnavailable, "TOKEN_UNAVAILABLE", 7, kTransient},
+    {Code::kUnavailable, "UNAVAILABLE", 9, kTransient},
+    {Code::kInternal, "INTERNAL", 1, ErrorClass::kInternal},
 }};
 
 }  // namespace
@@ -53,6 +58,29 @@ int ExitCodeFor(Code code) {
     if (info.code == code) return info.exit_code;
   }
   return 1;
+}
+
+ErrorClass ClassOf(Code code) {
+  for (const auto& info : kCodes) {
+    if (info.code == code) return info.error_class;
+  }
+  return ErrorClass::kInternal;
+}
+
+std::string_view ErrorClassName(ErrorClass error_class) {
+  switch (error_class) {
+    case ErrorClass::kNone:
+      return "";
+    case ErrorClass::kCaller:
+      return "caller";
+    case ErrorClass::kState:
+      return "state";
+    case ErrorClass::kTransient:
+      return "transient";
+    case ErrorClass::kInternal:
+      return "internal";
+  }
+  return "internal";
 }
 
 std::string Status::ToString() const {

@@ -2,11 +2,15 @@
 //
 // A Status is a stable Code from a short list plus a human message. The code is
 // what programs branch on (it travels on the wire and becomes kmsctl's exit
-// code); the message is for people and never carries secret bytes. Result<T>
+// code); the message is for people and never carries secret bytes. Each code
+// belongs to one ErrorClass, which tells a caller what to do next, and a
+// THROTTLED status may say how long to wait (retry_after_ms). Result<T>
 // is either a T or a non-OK Status. Both are plain values: copyable, movable,
 // safe to share between threads once built.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -36,7 +40,15 @@ enum class Code {
   kInternal,            // bug or environment failure
 };
 
+// What a caller does about an error: fix the request (caller), change the
+// key's or tenant's state (state), retry later (transient), or report a bug
+// (internal). Derived from the code; on the wire as ErrorClassName.
+enum class ErrorClass { kNone, kCaller, kState, kTransient, kInternal };
+
 std::string_view CodeName(Code code);
+ErrorClass ClassOf(Code code);
+// "caller", "state", "transient", "internal" ("" for kNone).
+std::string_view ErrorClassName(ErrorClass error_class);
 // Parses a wire name; unknown names map to kInternal.
 Code CodeFromName(std::string_view name);
 // kmsctl exit code for a code (documented in docs/CLI.md): 0 ok, 2 usage.
@@ -49,12 +61,20 @@ class [[nodiscard]] Status {
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
+  ErrorClass error_class() const { return ClassOf(code_); }
   const std::string& message() const { return message_; }
+  // How long the caller should wait before retrying, when the daemon knows.
+  std::optional<uint32_t> retry_after_ms() const { return retry_after_ms_; }
+  Status WithRetryAfter(uint32_t ms) && {
+    retry_after_ms_ = ms;
+    return std::move(*this);
+  }
   std::string ToString() const;
 
  private:
   Code code_ = Code::kOk;
   std::string message_;
+  std::optional<uint32_t> retry_after_ms_;
 };
 
 inline Status OkStatus() { return Status(); }

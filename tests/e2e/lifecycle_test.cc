@@ -13,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include "protocol/clock.h"
 #include "tests/e2e/config_fixture.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/support/softhsm_token.h"
@@ -66,7 +67,9 @@ Value::Map Args(const ArgList& list) {
 ArgList KeyArgs(std::string_view key) { return {{"key", std::string(key)}}; }
 Value::Map KeyArg(std::string_view key) { return Args(KeyArgs(key)); }
 
-int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+// kmsd's clock: time() reads the coarse realtime clock, which can lag it by a tick and so
+// land a second behind a date kmsd set just before.
+int64_t Now() { return SystemClock().NowSeconds(); }
 
 class LifecycleTest : public KmsdTest {
  protected:

@@ -69,9 +69,11 @@ Json HandleResult(const msgpack::object& object, const Item& item, std::string_v
     ASSIGN_OR_RETURN(bool ok, FromReply(result.OptionalBool("ok", false)));
     if (!ok) {
       ASSIGN_OR_RETURN(Fields error, FromReply(result.Map("error")));
-      ASSIGN_OR_RETURN(std::string_view code, FromReply(error.String("code")));
-      ASSIGN_OR_RETURN(std::string_view message, FromReply(error.String("message")));
-      return Status(CodeFromName(code), std::string(message));
+      Status item_status;
+      if (Status malformed = DecodeError(error, &item_status); !malformed.ok()) {
+        return MalformedReply(malformed);
+      }
+      return item_status;
     }
     ASSIGN_OR_RETURN(std::span<const uint8_t> bytes, FromReply(result.Binary(field)));
     RETURN_IF_ERROR(WriteOutput(item.output, bytes));
@@ -85,6 +87,7 @@ Json HandleResult(const msgpack::object& object, const Item& item, std::string_v
     entry["ok"] = false;
     entry["error"]["code"] = std::string(CodeName(status.code()));
     entry["error"]["message"] = status.message();
+    entry["error"]["class"] = std::string(ErrorClassName(status.error_class()));
   }
   *failure = std::move(status);
   return entry;

@@ -17,7 +17,7 @@ int Invocation::Run() {
       return kUsageExitCode;
     case Failure::kStatus:
     default:
-      output().Error(CodeName(status.code()), status.message());
+      output().Error(status);
       return ExitCodeFor(status.code());
   }
 }
@@ -63,12 +63,6 @@ Result<EncryptionContext> ParseContext(const std::vector<std::string>& entries) 
     }
   }
   return context;
-}
-
-Value::Map ContextValue(const EncryptionContext& context) {
-  Value::Map map;
-  for (const auto& [key, value] : context) map.emplace_back(key, value);
-  return map;
 }
 
 Status MalformedReply(const Status& status) {

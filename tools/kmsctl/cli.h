@@ -18,6 +18,7 @@
 
 #include "client/connection.h"
 #include "protocol/ciphertext.h"
+#include "protocol/codec.h"
 #include "protocol/status.h"
 #include "protocol/value.h"
 #include "tools/kmsctl/output.h"
@@ -80,8 +81,6 @@ class Invocation {
 // "k=v" strings (split at the first '=') into a context; INVALID_ARGUMENT
 // for an entry without '=' or a key given twice.
 Result<EncryptionContext> ParseContext(const std::vector<std::string>& entries);
-// A context as a request argument.
-Value::Map ContextValue(const EncryptionContext& context);
 
 // For reading a reply's fields: a field kmsd must send but did not, or sent
 // with the wrong type, is kmsd's fault (INTERNAL), not the caller's

@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
     return Main(argc, argv);
   } catch (const std::exception& e) {
     kmsd::kmsctl::Output(JsonRequested(argc, argv))
-        .Error(kmsd::CodeName(kmsd::Code::kInternal), e.what());
+        .Error(kmsd::Status(kmsd::Code::kInternal, e.what()));
     return kmsd::ExitCodeFor(kmsd::Code::kInternal);
   }
 }

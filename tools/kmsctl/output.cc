@@ -277,15 +277,25 @@ Status Output::Table(Json object, std::string_view rows_key,
   return WriteAll(STDOUT_FILENO, text.span(), "to stdout");
 }
 
-void Output::Error(std::string_view code, std::string_view message) const {
+void Output::Error(std::string_view code, std::string_view message, std::string_view error_class,
+                   std::optional<uint32_t> retry_after_ms) const {
   if (json_) {
     Json error = Json::object();
     error["error"]["code"] = std::string(code);
     error["error"]["message"] = std::string(message);
+    if (!error_class.empty()) error["error"]["class"] = std::string(error_class);
+    if (retry_after_ms) error["error"]["retry_after_ms"] = *retry_after_ms;
     (void)PrintJson(error);
     return;
   }
-  Stderr("kmsctl: " + Printable(code) + ": " + Printable(message) + "\n");
+  std::string retry;
+  if (retry_after_ms) retry = " (retry after " + std::to_string(*retry_after_ms) + " ms)";
+  Stderr("kmsctl: " + Printable(code) + ": " + Printable(message) + retry + "\n");
+}
+
+void Output::Error(const Status& status) const {
+  Error(CodeName(status.code()), status.message(), ErrorClassName(status.error_class()),
+        status.retry_after_ms());
 }
 
 Status Output::Stdout(std::string_view text) {

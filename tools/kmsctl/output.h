@@ -12,6 +12,7 @@
 
 #include <msgpack.hpp>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,9 +50,12 @@ class Output {
   // --json: `object`. Otherwise a table of the array object[rows_key], one
   // row per element, with the given columns.
   Status Table(Json object, std::string_view rows_key, std::span<const Column> columns) const;
-  // --json: {"error":{"code":...,"message":...}} on stdout. Otherwise
-  // "kmsctl: CODE: message" on stderr.
-  void Error(std::string_view code, std::string_view message) const;
+  // --json: {"error":{"code":...,"message":...,"class":...,"retry_after_ms":...}}
+  // on stdout (class and retry_after_ms when known). Otherwise
+  // "kmsctl: CODE: message" on stderr, with "(retry after N ms)" when known.
+  void Error(std::string_view code, std::string_view message, std::string_view error_class = {},
+             std::optional<uint32_t> retry_after_ms = std::nullopt) const;
+  void Error(const Status& status) const;
 
   // Human text to stdout / stderr, as is.
   static Status Stdout(std::string_view text);

@@ -523,6 +523,37 @@ TEST(ReplyTest, ErrorReplyRoundTripsEveryCode) {
   }
 }
 
+TEST(ReplyTest, ErrorCarriesItsClassAndRetryAfter) {
+  WipingBuffer bytes =
+      EncodeErrorReply(9, Status(Code::kThrottled, "tenant 'acme' is busy").WithRetryAfter(40));
+  Frame frame = MustDecode(bytes.span());
+  Fields envelope = *Fields::Of(frame.root(), "reply");
+  Fields error = *envelope.Map("error");
+  EXPECT_EQ(*error.String("class"), "transient");
+  EXPECT_EQ(*error.Uint("retry_after_ms"), 40u);
+  auto reply = ParseReply(frame.root());
+  ASSERT_TRUE(reply.has_value()) << reply.error();
+  EXPECT_EQ(reply->status.code(), Code::kThrottled);
+  EXPECT_EQ(reply->status.retry_after_ms(), std::optional<uint32_t>(40));
+
+  WipingBuffer plain = EncodeErrorReply(9, Status(Code::kNotFound, "no key"));
+  Frame plain_frame = MustDecode(plain.span());
+  Fields plain_error = *Fields::Of(plain_frame.root(), "reply")->Map("error");
+  EXPECT_EQ(*plain_error.String("class"), "caller");
+  EXPECT_FALSE(plain_error.Has("retry_after_ms"));
+}
+
+TEST(ReplyTest, DecodeErrorRejectsABadRetryAfterAndClampsAHugeOne) {
+  Decoded bad(Value(MapOf("code", "THROTTLED", "message", "m", "retry_after_ms", "soon")));
+  Status carried;
+  EXPECT_EQ(DecodeError(*Fields::Of(bad.root(), "error"), &carried).code(), Code::kInvalidArgument);
+  Decoded huge(
+      Value(MapOf("code", "THROTTLED", "message", "m", "retry_after_ms", uint64_t{1} << 40)));
+  ASSERT_TRUE(DecodeError(*Fields::Of(huge.root(), "error"), &carried).ok());
+  EXPECT_EQ(carried.code(), Code::kThrottled);
+  EXPECT_EQ(carried.retry_after_ms(), std::optional<uint32_t>(UINT32_MAX));
+}
+
 TEST(ReplyTest, ErrorReplyWithoutIdCarriesNil) {
   WipingBuffer bytes = EncodeErrorReply(std::nullopt, Status(Code::kFrameTooLarge, "big"));
   Frame frame = MustDecode(bytes.span());

@@ -114,6 +114,36 @@ TEST(StatusTest, ErrorHelpersBuildUnexpected) {
   EXPECT_EQ(b.error().code(), Code::kQuotaExceeded);
 }
 
+TEST(StatusTest, ClassComesFromTheCode) {
+  EXPECT_EQ(OkStatus().error_class(), ErrorClass::kNone);
+  for (Code code : {Code::kInvalidArgument, Code::kNotFound, Code::kAlreadyExists,
+                    Code::kAccessDenied, Code::kInvalidCiphertext, Code::kFrameTooLarge,
+                    Code::kUnsupportedVersion, Code::kUnknownOperation, Code::kQuotaExceeded}) {
+    EXPECT_EQ(Status(code, "m").error_class(), ErrorClass::kCaller) << CodeName(code);
+  }
+  for (Code code : {Code::kKeyDisabled, Code::kKeyPendingDeletion}) {
+    EXPECT_EQ(Status(code, "m").error_class(), ErrorClass::kState) << CodeName(code);
+  }
+  for (Code code : {Code::kThrottled, Code::kTokenUnavailable, Code::kUnavailable}) {
+    EXPECT_EQ(Status(code, "m").error_class(), ErrorClass::kTransient) << CodeName(code);
+  }
+  EXPECT_EQ(Status(Code::kInternal, "m").error_class(), ErrorClass::kInternal);
+  EXPECT_EQ(ErrorClassName(ErrorClass::kCaller), "caller");
+  EXPECT_EQ(ErrorClassName(ErrorClass::kState), "state");
+  EXPECT_EQ(ErrorClassName(ErrorClass::kTransient), "transient");
+  EXPECT_EQ(ErrorClassName(ErrorClass::kInternal), "internal");
+}
+
+TEST(StatusTest, RetryAfterIsAbsentUnlessSet) {
+  EXPECT_EQ(Status(Code::kThrottled, "slow down").retry_after_ms(), std::nullopt);
+  Status s = Status(Code::kThrottled, "slow down").WithRetryAfter(250);
+  EXPECT_EQ(s.retry_after_ms(), std::optional<uint32_t>(250));
+  EXPECT_EQ(s.code(), Code::kThrottled);
+  EXPECT_EQ(s.message(), "slow down");
+  Result<int> r = Error(std::move(s));
+  EXPECT_EQ(r.error().retry_after_ms(), std::optional<uint32_t>(250));
+}
+
 // --- RETURN_IF_ERROR / ASSIGN_OR_RETURN --------------------------------------
 
 Status Fails(Code code) { return Status(code, "failed here"); }

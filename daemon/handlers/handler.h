@@ -1,0 +1,108 @@
+// Handlers: one function per operation, grouped by family in this directory
+// (service, tenants, keys, aliases, lifecycle, crypto), and the table that
+// finds them by OpId.
+//
+// A handler receives its decoded request (protocol/operation_types.h) and a
+// Call: the tenant, the services it may use, and the request's context,
+// where it notes the keys and versions it touched. It returns its typed
+// reply; HandlerTable::Add wraps it with the decoding and encoding. A handler
+// that acts on more than the request's own resource (a batch's items,
+// re-encrypt's destination) asks Call::Authorize for each: the same
+// authorize stage as the request's. Handlers never log and never keep
+// request data. Thread-safe: the table is built once, then only read.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string_view>
+
+#include "daemon/request_context.h"
+#include "keystore/backup_directory.h"
+#include "keystore/hierarchy.h"
+#include "pkcs11/token.h"
+#include "protocol/codec.h"
+#include "protocol/operation_types.h"
+
+namespace kmsd {
+
+class PeerGate;
+
+// What handlers use. Outlives every request; never null in kmsd (tests of
+// stages that never reach a handler leave them null).
+struct ServiceDeps {
+  KeyHierarchy* hierarchy = nullptr;
+  pkcs11::Token* token = nullptr;
+  // Where keystore.backup writes; without one, keystore.backup is refused.
+  std::optional<BackupDirectory> backups;
+  // Where `status` reads the count of refused connections; may be null.
+  const PeerGate* gate = nullptr;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+};
+
+// The authorize stage, as handlers reach it for their items.
+using ItemAuthorizer =
+    std::function<Status(RequestContext&, Permission permission, std::string_view resource)>;
+
+class Call {
+ public:
+  Call(ServiceDeps& deps, RequestContext& context, const ItemAuthorizer& authorize)
+      : deps_(deps), context_(context), authorize_(authorize) {}
+  std::string_view tenant() const { return context_.tenant; }
+  KeyHierarchy& hierarchy() { return *deps_.hierarchy; }
+  pkcs11::Token& token() { return *deps_.token; }
+  ServiceDeps& deps() { return deps_; }
+  // OK or ACCESS_DENIED for one more resource of this request.
+  Status Authorize(Permission permission, std::string_view resource) {
+    return authorize_(context_, permission, resource);
+  }
+  void Touched(const std::string& key_id, const std::string& key_name, uint64_t version,
+               std::string_view role = {}) {
+    context_.keys.push_back({key_id, key_name, version, role});
+  }
+
+ private:
+  ServiceDeps& deps_;
+  RequestContext& context_;
+  const ItemAuthorizer& authorize_;
+};
+
+using Handler = Result<Value::Map> (*)(Call& call, const Fields& args);
+
+class HandlerTable {
+ public:
+  // Registers `Fn`: Result<Op::Reply> Fn(Call&, const Op::Request&).
+  template <typename Op, auto Fn>
+  void Add() {
+    handlers_[static_cast<size_t>(Op::kId)] = [](Call& call,
+                                                 const Fields& args) -> Result<Value::Map> {
+      ASSIGN_OR_RETURN(typename Op::Request request, Decode<typename Op::Request>(args));
+      ASSIGN_OR_RETURN(typename Op::Reply reply, Fn(call, request));
+      return Encode(std::move(reply));
+    };
+  }
+  Handler Find(OpId id) const { return handlers_[static_cast<size_t>(id)]; }
+  // The first operation without a handler, if any.
+  std::optional<OpId> Missing() const;
+
+ private:
+  std::array<Handler, kOperationCount> handlers_{};
+};
+
+// Every operation's handler.
+HandlerTable AllHandlers();
+
+void AddServiceHandlers(HandlerTable& table);
+void AddTenantHandlers(HandlerTable& table);
+void AddKeyHandlers(HandlerTable& table);
+void AddAliasHandlers(HandlerTable& table);
+void AddLifecycleHandlers(HandlerTable& table);
+void AddCryptoHandlers(HandlerTable& table);
+
+// Shared by the families: descriptions as the protocol shows them.
+ops::KeyDescription DescribeKey(const KeyInfo& key);
+ops::TenantDescription DescribeTenant(const TenantInfo& tenant);
+std::string_view TenantState(const TenantInfo& tenant);
+
+}  // namespace kmsd

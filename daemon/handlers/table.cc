@@ -1,0 +1,56 @@
+#include "daemon/handlers/handler.h"
+
+namespace kmsd {
+
+std::optional<OpId> HandlerTable::Missing() const {
+  for (size_t i = 0; i < handlers_.size(); ++i) {
+    if (handlers_[i] == nullptr) return static_cast<OpId>(i);
+  }
+  return std::nullopt;
+}
+
+HandlerTable AllHandlers() {
+  HandlerTable table;
+  AddServiceHandlers(table);
+  AddTenantHandlers(table);
+  AddKeyHandlers(table);
+  AddAliasHandlers(table);
+  AddLifecycleHandlers(table);
+  AddCryptoHandlers(table);
+  return table;
+}
+
+ops::KeyDescription DescribeKey(const KeyInfo& key) {
+  ops::KeyDescription out;
+  out.id = KeyIdToHex(key.id);
+  out.name = key.name;
+  out.tenant = key.tenant;
+  out.description = key.description;
+  out.created_at = key.created_at;
+  out.enabled = key.enabled;
+  out.state = std::string(KeyStateName(key.state));
+  out.deletion_date = key.deletion_date;
+  out.latest_version = key.latest_version;
+  out.min_decryption_version = key.min_decryption_version;
+  if (key.rotation_period_seconds) {
+    out.rotation_period_seconds = key.rotation_period_seconds;
+    out.next_rotation_at = key.next_rotation_at;
+  }
+  out.aliases = key.aliases;
+  return out;
+}
+
+std::string_view TenantState(const TenantInfo& tenant) {
+  return tenant.deletion_date ? "pending_deletion" : "active";
+}
+
+ops::TenantDescription DescribeTenant(const TenantInfo& tenant) {
+  return {.name = tenant.name,
+          .created_at = tenant.created_at,
+          .state = std::string(TenantState(tenant)),
+          .deletion_date = tenant.deletion_date,
+          .keys = tenant.key_count,
+          .aliases = tenant.alias_count};
+}
+
+}  // namespace kmsd

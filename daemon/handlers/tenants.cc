@@ -1,0 +1,36 @@
+// Tenant handlers: tenant.create, tenant.describe, tenant.list (the
+// deletion operations are in lifecycle.cc).
+#include "daemon/handlers/handler.h"
+
+namespace kmsd {
+namespace {
+
+Result<ops::TenantDescription> Create(Call& call, const NoFields&) {
+  ASSIGN_OR_RETURN(TenantInfo info, call.hierarchy().CreateTenant(call.tenant()));
+  return DescribeTenant(info);
+}
+
+Result<ops::TenantDescription> Describe(Call& call, const NoFields&) {
+  ASSIGN_OR_RETURN(TenantInfo info, call.hierarchy().DescribeTenant(call.tenant()));
+  return DescribeTenant(info);
+}
+
+Result<ops::TenantListReply> List(Call& call, const NoFields&) {
+  ops::TenantListReply out;
+  for (const auto& tenant : call.hierarchy().ListTenants()) {
+    out.tenants.push_back({.name = tenant.name,
+                           .created_at = tenant.created_at,
+                           .state = std::string(TenantState(tenant))});
+  }
+  return out;
+}
+
+}  // namespace
+
+void AddTenantHandlers(HandlerTable& table) {
+  table.Add<ops::TenantCreate, Create>();
+  table.Add<ops::TenantDescribe, Describe>();
+  table.Add<ops::TenantList, List>();
+}
+
+}  // namespace kmsd

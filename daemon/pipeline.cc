@@ -1,0 +1,148 @@
+#include "daemon/pipeline.h"
+
+#include <spdlog/spdlog.h>
+
+#include "protocol/frame_scan.h"
+#include "protocol/names.h"
+
+namespace kmsd {
+
+Status PeerIdentifier::Identify(RequestContext& context, const Peer& transport_peer) const {
+  context.caller = transport_peer;
+  return OkStatus();
+}
+
+Status AdminAuthorizer::Authorize(RequestContext& context, std::string_view operation,
+                                  std::optional<Permission> permission, std::string_view tenant,
+                                  std::string_view /*resource*/) const {
+  Status allowed = policy_.Authorize(context.caller, operation, tenant);
+  // The first denial is the one the request is refused for.
+  if (!context.decision.decided || context.decision.allowed) {
+    context.decision = {.decided = true,
+                        .allowed = allowed.ok(),
+                        .permission = permission,
+                        .reason = allowed.ok() ? std::string() : allowed.message()};
+  }
+  return allowed;
+}
+
+void LogRecorder::Record(const RequestContext& context) {
+  const auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(context.finished - context.received)
+          .count();
+  const std::string_view tenant = context.tenant.empty() ? "-" : std::string_view(context.tenant);
+  // Identifiers only: never arguments, results or the frame.
+  if (context.outcome.ok()) {
+    spdlog::info("request id={} op={} tenant={} uid={} pid={} code=OK us={}",
+                 context.request_id.value_or(0), context.op_name, tenant, context.caller.uid,
+                 context.caller.pid, micros);
+    return;
+  }
+  spdlog::warn("request id={} op={} tenant={} uid={} pid={} code={} us={}",
+               context.request_id.value_or(0), context.op_name, tenant, context.caller.uid,
+               context.caller.pid, CodeName(context.outcome.code()), micros);
+}
+
+Pipeline::Pipeline(size_t max_frame_bytes, PipelineStages stages, ServiceDeps& deps)
+    : max_frame_bytes_(max_frame_bytes),
+      stages_(std::move(stages)),
+      deps_(deps),
+      item_authorizer_(
+          [this](RequestContext& context, Permission permission, std::string_view resource) {
+            return stages_.authorize.Authorize(context, context.op_name, permission, context.tenant,
+                                               resource);
+          }) {}
+
+// The envelope stage, with identify and authorize where they belong: after the
+// scan (nothing is built from a frame before its shape and size are known)
+// and before the full decode (a caller that may not call anything is told so
+// before anything else about its request).
+Status Pipeline::ReadEnvelope(RequestContext& context, const Peer& transport_peer,
+                              std::span<const uint8_t> frame, ParsedRequest* parsed) const {
+  if (frame.size() > max_frame_bytes_) {
+    return Status(Code::kFrameTooLarge, "request frame of " + std::to_string(frame.size()) +
+                                            " bytes is over the limit of " +
+                                            std::to_string(max_frame_bytes_));
+  }
+  ASSIGN_OR_RETURN(ScannedRequest scanned, ScanRequestFrame(frame));
+  const std::string_view scanned_op = scanned.op.value_or("");
+  const std::string_view scanned_tenant = scanned.tenant.value_or("");
+  const OperationInfo* op = FindOperation(scanned_op);
+  RETURN_IF_ERROR(stages_.identify.Identify(context, transport_peer));
+  std::optional<Permission> permission;
+  if (op != nullptr) permission = op->permission;
+  if (Status allowed =
+          stages_.authorize.Authorize(context, scanned_op, permission, scanned_tenant, {});
+      !allowed.ok()) {
+    context.request_id = scanned.id;
+    if (op != nullptr) context.op_name = op->name;
+    return allowed;
+  }
+  ASSIGN_OR_RETURN(parsed->frame, Frame::Decode(frame));
+  ASSIGN_OR_RETURN(parsed->envelope, ParseRequest(parsed->frame->root(), &context.request_id));
+  const RequestEnvelope& request = parsed->envelope;
+  if (request.op != scanned_op || request.tenant != scanned_tenant) {
+    // The scan refuses repeated envelope keys, so both passes read the same.
+    return Status(Code::kInternal, "request envelope read differently by scan and decode");
+  }
+  if (op == nullptr) {
+    return Status(Code::kUnknownOperation,
+                  "unknown operation '" + std::string(request.op.substr(0, 64)) + "'");
+  }
+  context.op = op;
+  context.op_name = op->name;
+  return OkStatus();
+}
+
+Status Pipeline::Intake(RequestContext& context, const Peer& transport_peer,
+                        std::span<const uint8_t> frame, ParsedRequest* parsed) const {
+  RETURN_IF_ERROR(ReadEnvelope(context, transport_peer, frame, parsed));
+  const OperationInfo& op = *context.op;
+  const std::string_view tenant = parsed->envelope.tenant;
+  if (!op.needs_tenant) {
+    if (!tenant.empty()) {
+      return Status(Code::kInvalidArgument,
+                    "operation '" + std::string(op.name) + "' takes no tenant");
+    }
+    return OkStatus();
+  }
+  if (tenant.empty()) {
+    return Status(Code::kInvalidArgument,
+                  "operation '" + std::string(op.name) + "' needs the request's 'tenant' field");
+  }
+  RETURN_IF_ERROR(ValidateTenantName(tenant));
+  context.tenant = std::string(tenant);
+  return OkStatus();
+}
+
+Result<Value::Map> Pipeline::Run(RequestContext& context, ParsedRequest& parsed) const {
+  const OperationInfo& op = *context.op;
+  if (op.needs_tenant && !op.serves_pending_tenant) {
+    RETURN_IF_ERROR(stages_.check_tenant_serving(context.tenant));
+  }
+  const Handler handler = stages_.handlers.Find(op.id);
+  if (handler == nullptr) {
+    return Error(Code::kInternal, "no handler for '" + std::string(op.name) + "'");
+  }
+  Call call(deps_, context, item_authorizer_);
+  return handler(call, parsed.envelope.args);
+}
+
+WipingBuffer Pipeline::Execute(RequestContext& context, ParsedRequest& parsed) const {
+  context.started = RequestContext::Clock::now();
+  return Finish(context, Run(context, parsed));
+}
+
+WipingBuffer Pipeline::Refuse(RequestContext& context, Status status) const {
+  return Finish(context, Error(std::move(status)));
+}
+
+WipingBuffer Pipeline::Finish(RequestContext& context, Result<Value::Map> result) const {
+  context.outcome = result ? OkStatus() : result.error();
+  context.finished = RequestContext::Clock::now();
+  stages_.record.Record(context);
+  if (result) return EncodeOkReply(*context.request_id, std::move(*result));
+  return EncodeErrorReply(context.request_id, context.outcome);
+}
+
+}  // namespace kmsd

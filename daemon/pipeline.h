@@ -1,0 +1,122 @@
+// Pipeline: the stages every request takes (docs/ARCHITECTURE.md):
+//
+//   receive → envelope → identify → authorize → admit → execute → record → reply
+//
+// The server (daemon/server.h) receives frames and replies; admission is its
+// fair queue (daemon/fair_queue.h). This file holds the rest, each stage a
+// small replaceable unit passing one RequestContext:
+//  - Intake() runs on the receiving thread: the envelope (frame size, a scan
+//    before anything is built from the frame, then the decode), identify,
+//    authorize, and the operation's tenant rules. It is cheap and does no
+//    keystore or token work, so receiving never waits on execution.
+//  - Execute() runs on a worker: the pending-tenant check, the operation's
+//    handler, then record.
+//  - Refuse() answers a request stopped before a worker ran it, and records it.
+// Every path ends in exactly one record and one reply. A Pipeline is shared
+// by the receiver and all workers: its methods are thread-safe as long as
+// its stages are (the ones here are).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "daemon/handlers/handler.h"
+#include "daemon/request_context.h"
+#include "policy/access.h"
+#include "protocol/message.h"
+#include "protocol/value.h"
+
+namespace kmsd {
+
+// Stage: who is calling. Today the kernel's word (the peer's uid, gid,
+// groups); API keys and principals come later.
+class Identifier {
+ public:
+  virtual ~Identifier() = default;
+  virtual Status Identify(RequestContext& context, const Peer& transport_peer) const = 0;
+};
+
+class PeerIdentifier final : public Identifier {
+ public:
+  Status Identify(RequestContext& context, const Peer& transport_peer) const override;
+};
+
+// Stage: may the caller do this? Records its decision in the context.
+// `operation` is the request's op name as sent (it may not exist: a caller
+// that may not call anything hears ACCESS_DENIED before UNKNOWN_OPERATION).
+class Authorizer {
+ public:
+  virtual ~Authorizer() = default;
+  virtual Status Authorize(RequestContext& context, std::string_view operation,
+                           std::optional<Permission> permission, std::string_view tenant,
+                           std::string_view resource) const = 0;
+};
+
+// The admin rule of protocol v1 (policy/access.h).
+class AdminAuthorizer final : public Authorizer {
+ public:
+  explicit AdminAuthorizer(const AccessPolicy& policy) : policy_(policy) {}
+  Status Authorize(RequestContext& context, std::string_view operation,
+                   std::optional<Permission> permission, std::string_view tenant,
+                   std::string_view resource) const override;
+
+ private:
+  const AccessPolicy& policy_;
+};
+
+// Stage: what is written down about each request. Never arguments or results.
+class Recorder {
+ public:
+  virtual ~Recorder() = default;
+  virtual void Record(const RequestContext& context) = 0;
+};
+
+// Today's record: one log line of identifiers per request.
+class LogRecorder final : public Recorder {
+ public:
+  void Record(const RequestContext& context) override;
+};
+
+// A request past intake: its decoded frame (views into the caller's bytes,
+// which must outlive it) and envelope.
+struct ParsedRequest {
+  std::optional<Frame> frame;
+  RequestEnvelope envelope;
+};
+
+struct PipelineStages {
+  const Identifier& identify;
+  const Authorizer& authorize;
+  Recorder& record;
+  const HandlerTable& handlers;
+  // OK, or why the tenant is not served now (pending deletion).
+  std::function<Status(std::string_view tenant)> check_tenant_serving;
+};
+
+class Pipeline {
+ public:
+  Pipeline(size_t max_frame_bytes, PipelineStages stages, ServiceDeps& deps);
+
+  // Fills `context` and `parsed`; OK means admit it (its lane is
+  // context.tenant), else Refuse() with the status.
+  Status Intake(RequestContext& context, const Peer& transport_peer, std::span<const uint8_t> frame,
+                ParsedRequest* parsed) const;
+  WipingBuffer Execute(RequestContext& context, ParsedRequest& parsed) const;
+  WipingBuffer Refuse(RequestContext& context, Status status) const;
+
+ private:
+  Status ReadEnvelope(RequestContext& context, const Peer& transport_peer,
+                      std::span<const uint8_t> frame, ParsedRequest* parsed) const;
+  Result<Value::Map> Run(RequestContext& context, ParsedRequest& parsed) const;
+  WipingBuffer Finish(RequestContext& context, Result<Value::Map> result) const;
+
+  const size_t max_frame_bytes_;
+  const PipelineStages stages_;
+  ServiceDeps& deps_;
+  const ItemAuthorizer item_authorizer_;
+};
+
+}  // namespace kmsd

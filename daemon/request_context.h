@@ -1,0 +1,57 @@
+// RequestContext: what the pipeline knows about one request, from the moment
+// it is received to its record (docs/ARCHITECTURE.md, the request's path).
+//
+// Each stage fills its part: receive (sequence, caller, times), envelope
+// (request id, operation, tenant), authorize (decision), execute (keys and
+// versions touched, outcome), record reads it all. It never holds request
+// arguments or results: what the record stage may write down is exactly
+// what is here. One context per request, owned by the stage running it;
+// not synchronized.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policy/access.h"
+#include "protocol/operations.h"
+#include "protocol/status.h"
+
+namespace kmsd {
+
+// A key version a request used: for audit, which key decrypted what.
+struct KeyTouched {
+  std::string key_id;  // hex
+  std::string key_name;
+  uint64_t version = 0;
+  std::string_view role;  // "source", "destination" or "" (the one key)
+};
+
+struct Decision {
+  bool decided = false;
+  bool allowed = false;
+  std::optional<Permission> permission;  // the permission asked for
+  std::string reason;                    // why not, when denied
+};
+
+struct RequestContext {
+  using Clock = std::chrono::steady_clock;
+
+  uint64_t sequence = 0;               // daemon-wide, in order of receipt
+  std::optional<uint64_t> request_id;  // the envelope's id, once read
+  Peer caller;
+  std::string_view op_name = "-";  // the table's name once known
+  const OperationInfo* op = nullptr;
+  std::string tenant;  // empty for service operations
+  Decision decision;
+  std::vector<KeyTouched> keys;
+  Status outcome;
+  Clock::time_point received{};
+  Clock::time_point started{};  // when a worker took it
+  Clock::time_point finished{};
+};
+
+}  // namespace kmsd
