@@ -1,0 +1,488 @@
+// Kill during the start-up migration to hardened KEKs (issue 8; DESIGN.md
+// invariants 1 and 4; keystore/kek_migration.cc): a crash at any point of the
+// migration loses nothing and leaves nothing behind.
+//
+// kmsd_migration_crash_test writes a legacy dev dir with kmsd_legacy_keystore
+// (--tenants tenants, a third of them on a schema-2 tenant root, the others
+// with an unhardened KEK per key, up to --versions versions per key and one
+// recorded ciphertext per version), then:
+// 1. calibrates: on a copy of that dir, times a start that migrates and one
+//    that does not (the migration's share of a start);
+// 2. --kills times: starts the real kmsd --dev on the legacy dir without
+//    waiting for it and SIGKILLs it at the next of --kills moments drawn
+//    uniformly over the calibrated migrating start (a later run gets the
+//    plain start's time first, to come back to where the last one stopped),
+//    then checks the state at rest with a raw PKCS#11 client holding the PIN
+//    (tests/support/pin_holder.h): every version the keystore names unwraps
+//    under exactly one token object of its label, and every recorded
+//    ciphertext decrypts offline with it. It stops early once nothing is left
+//    to migrate or destroy;
+// 3. starts kmsd and waits until it is ready: every recorded ciphertext
+//    decrypts to its plaintext through the socket and every tenant still
+//    encrypts; after a clean stop, every token key is hardened, every key's
+//    KEK is its second label (`<KekLabel>/2`: moved exactly once), the token
+//    holds exactly the two global keys and one KEK per key (no tenant root,
+//    old KEK or leftover of an interrupted attempt), and the destroy queue is
+//    empty.
+//
+//   kmsd_migration_crash_test [--kills N] [--seed S] [--tenants N] [--versions V]
+//
+// Prints the seed first (the kill delays follow from it and the calibration;
+// the migration's pace does not). Exit 0 with a summary line; 1 after printing
+// every problem and keeping the files (KeepForPostMortem); 2 for bad usage.
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client/connection.h"
+#include "tests/crash/crash_support.h"
+#include "tests/support/daemon_process.h"
+#include "tests/support/pin_holder.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/value_builders.h"
+
+namespace kmsd::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr char kTokenLabel[] = "kmsd-dev";  // daemon/dev_mode.h
+constexpr char kPlatformMasterKey[] = "global/platform-master-key";
+constexpr char kAuditLogKey[] = "global/audit-log-key";
+constexpr auto kCallTimeout = std::chrono::milliseconds(30000);
+
+struct Options {
+  int kills = 10;
+  uint64_t seed = 0;
+  int tenants = 30;
+  int versions = 4;
+};
+
+double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// One ciphertext kmsd_legacy_keystore sealed before the migration.
+struct Sealed {
+  std::string tenant;
+  std::string key;
+  uint64_t version = 0;
+  std::string plaintext;
+  Bytes ciphertext;
+  std::string Name() const { return tenant + "/" + key + " v" + std::to_string(version); }
+};
+
+Bytes FromHex(const std::string& hex) {
+  Bytes out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  return out;
+}
+
+std::vector<Sealed> ReadSealed(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<Sealed> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> fields;
+    for (size_t start = 0;;) {
+      const size_t tab = line.find('\t', start);
+      fields.push_back(line.substr(start, tab - start));
+      if (tab == std::string::npos) break;
+      start = tab + 1;
+    }
+    if (fields.size() != 5) throw std::runtime_error("bad line in " + path + ": " + line);
+    out.push_back({fields[0], fields[1], std::stoull(fields[2]), fields[3], FromHex(fields[4])});
+  }
+  return out;
+}
+
+std::string ReadPin(const std::string& dir) {
+  std::ifstream in(dir + "/user-pin");
+  std::string pin;
+  std::getline(in, pin);
+  return pin;
+}
+
+// The token and the keystore while no kmsd runs, as a PIN holder sees them.
+struct AtRest {
+  size_t keys = 0;                    // in the keystore
+  size_t keys_to_move = 0;            // whose versions an unhardened object wraps
+  size_t unhardened = 0;              // token keys not hardened (old KEKs, roots, master key)
+  size_t queued = 0;                  // labels queued for destruction
+  size_t decrypted = 0;               // recorded ciphertexts that decrypt offline
+  std::vector<std::string> problems;  // anything lost, or (when finished) left behind
+
+  // Nonzero while the migration has something left to do.
+  size_t work() const { return keys_to_move + unhardened + queued; }
+};
+
+// Every version the keystore names must unwrap under the one token key of its
+// label, and every recorded ciphertext must decrypt with it. When the
+// migration should be `finished`, also what must be gone or hardened.
+AtRest Inspect(const std::string& dir, const std::vector<Sealed>& sealed, bool finished) {
+  AtRest at;
+  const KeystoreCopy keystore = ReadKeystore(dir + "/keystore.db");
+  auto holder = PinHolder::Login(SOFTHSM_MODULE, kTokenLabel, ReadPin(dir));
+  std::map<std::string, std::vector<TokenKey>> token;
+  for (TokenKey& key : holder->SecretKeys()) {
+    if (!holder->Weaknesses(key).empty()) ++at.unhardened;
+    token[key.label].push_back(std::move(key));
+  }
+  std::map<std::string, std::vector<const Sealed*>> by_version;
+  for (const Sealed& s : sealed) by_version[s.Name()].push_back(&s);
+  std::set<std::string> keys, keys_to_move;
+  size_t matched = 0;
+  for (const StoredVersion& v : keystore.versions) {
+    keys.insert(v.key_id);
+    const std::string name = v.tenant + "/" + v.key_name + " v" + std::to_string(v.version);
+    const auto& wrapping = token[v.wrapping_label];
+    if (wrapping.size() != 1) {
+      at.problems.push_back(name + ": its wrapping key " + v.wrapping_label + " is in the token " +
+                            std::to_string(wrapping.size()) + " times");
+      continue;
+    }
+    if (!holder->Weaknesses(wrapping[0]).empty()) keys_to_move.insert(v.key_id);
+    if (finished && !v.wrapping_label.ends_with("/2")) {
+      at.problems.push_back(name + " is wrapped under " + v.wrapping_label +
+                            ", not the key's second KEK");
+    }
+    CK_OBJECT_HANDLE unwrapped = CK_INVALID_HANDLE;
+    if (CK_RV rv = holder->UnwrapUsable(wrapping[0].handle, v.wrapped, &unwrapped); rv != CKR_OK) {
+      at.problems.push_back(name + ": does not unwrap under " + v.wrapping_label + ": " +
+                            RvName(rv));
+      continue;
+    }
+    for (const Sealed* s : by_version[name]) {
+      ++matched;
+      std::string plaintext;
+      const CK_RV rv = holder->DecryptCiphertext(unwrapped, s->tenant, s->ciphertext, &plaintext);
+      if (rv == CKR_OK && plaintext == s->plaintext) {
+        ++at.decrypted;
+      } else {
+        at.problems.push_back(name + ": its recorded ciphertext does not decrypt: " + RvName(rv));
+      }
+    }
+  }
+  if (matched != sealed.size()) {
+    at.problems.push_back(std::to_string(sealed.size() - matched) +
+                          " recorded ciphertexts name a version the keystore lost");
+  }
+  at.keys = keys.size();
+  at.keys_to_move = keys_to_move.size();
+  at.queued = keystore.queued_for_destruction.size();
+  if (!finished) return at;
+
+  for (const std::string& label : keystore.queued_for_destruction) {
+    at.problems.push_back("still queued for destruction: " + label);
+  }
+  std::set<std::string> expected = keystore.token_labels;
+  expected.insert(kPlatformMasterKey);
+  expected.insert(kAuditLogKey);
+  size_t keks = 0;
+  for (const auto& [label, objects] : token) {
+    if (label.starts_with("tenants/")) keks += objects.size();
+    if (!expected.contains(label)) at.problems.push_back("left in the token: " + label);
+    if (objects.size() > 1) at.problems.push_back("in the token twice: " + label);
+    for (const TokenKey& key : objects) {
+      for (const std::string& weakness : holder->Weaknesses(key)) {
+        at.problems.push_back(label + " is not hardened: " + weakness);
+      }
+    }
+  }
+  for (const std::string& label : expected) {
+    if (!token.contains(label)) at.problems.push_back("missing from the token: " + label);
+  }
+  if (keks != at.keys) {
+    at.problems.push_back(std::to_string(keks) + " tenant objects in the token for " +
+                          std::to_string(at.keys) + " keys");
+  }
+  return at;
+}
+
+// What one run of kmsd wrote to its log before the kill.
+struct RunLog {
+  size_t tenants_moved = 0;  // migration transactions committed
+  size_t leftovers = 0;      // objects of an interrupted attempt destroyed
+  size_t destroyed = 0;      // queued objects destroyed
+  bool ready = false;        // kmsd finished starting (the kill came late)
+};
+
+RunLog ReadRunLog(const std::string& log, std::streamoff from) {
+  std::ifstream in(log);
+  in.seekg(from);
+  RunLog run;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find("] tenant ") != std::string::npos &&
+        line.find("moved to hardened KEKs") != std::string::npos) {
+      ++run.tenants_moved;
+    }
+    if (line.find("left by an interrupted migration") != std::string::npos) ++run.leftovers;
+    if (line.find("] token object ") != std::string::npos && line.ends_with(" destroyed")) {
+      ++run.destroyed;
+    }
+    if (line.find(" ready: token") != std::string::npos) run.ready = true;
+  }
+  return run;
+}
+
+std::streamoff FileSize(const std::string& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  return ec ? 0 : static_cast<std::streamoff>(size);
+}
+
+// Seconds from spawn to `health` answering, on `dir`.
+double TimeStart(const std::string& dir) {
+  const auto started = SteadyClock::now();
+  auto daemon = DaemonProcess::StartDev(dir);
+  const double seconds = Seconds(SteadyClock::now() - started);
+  if (daemon->Stop() != 0) throw std::runtime_error("kmsd did not stop cleanly on " + dir);
+  return seconds;
+}
+
+struct Calibration {
+  double migrating_s = 0;  // a start that migrates everything
+  double plain_s = 0;      // a start with nothing to migrate
+};
+
+// Times both kinds of start on a copy of the legacy dir, then removes the copy.
+Calibration Calibrate(const std::string& dir, const std::string& copy) {
+  fs::copy(dir, copy, fs::copy_options::recursive);
+  Calibration c;
+  c.migrating_s = TimeStart(copy);
+  c.plain_s = TimeStart(copy);
+  fs::remove_all(copy);
+  fs::remove(copy + ".log");
+  return c;
+}
+
+// Where the kills fall on the timeline of a start that migrates everything:
+// sorted, uniform over it.
+std::vector<double> KillMoments(const Options& options, const Calibration& calibration) {
+  std::mt19937_64 rng(options.seed);
+  std::uniform_real_distribution<double> uniform(0, calibration.migrating_s);
+  std::vector<double> moments(options.kills);
+  for (double& moment : moments) moment = uniform(rng);
+  std::sort(moments.begin(), moments.end());
+  return moments;
+}
+
+// Through the socket: every recorded ciphertext decrypts to its plaintext, and
+// each tenant's alias/data still encrypts and decrypts.
+std::vector<std::string> CheckThroughSocket(const DaemonProcess& daemon,
+                                            const std::vector<Sealed>& sealed) {
+  std::vector<std::string> problems;
+  auto connection = Connection::Dial(daemon.socket_path(), kCallTimeout);
+  if (!connection) return {"cannot connect: " + connection.error().ToString()};
+  auto decrypt = [&](const std::string& tenant, const Bytes& ciphertext) -> Result<std::string> {
+    ASSIGN_OR_RETURN(Reply reply,
+                     (*connection)->Call("decrypt", tenant, MapOf("ciphertext", ciphertext)));
+    ASSIGN_OR_RETURN(auto plaintext, reply.result().Binary("plaintext"));
+    return std::string(plaintext.begin(), plaintext.end());
+  };
+  std::set<std::string> tenants;
+  for (const Sealed& s : sealed) {
+    tenants.insert(s.tenant);
+    auto plaintext = decrypt(s.tenant, s.ciphertext);
+    if (!plaintext || *plaintext != s.plaintext) {
+      problems.push_back(s.Name() + ": kmsd does not decrypt its recorded ciphertext: " +
+                         (plaintext ? "wrong plaintext" : plaintext.error().ToString()));
+    }
+  }
+  for (const std::string& tenant : tenants) {
+    const std::string text = "after the migration";
+    auto reply =
+        (*connection)
+            ->Call("encrypt", tenant,
+                   MapOf("key", "alias/data", "plaintext", Bytes(text.begin(), text.end())));
+    auto ciphertext = reply ? reply->result().Binary("ciphertext") : Error(reply.error());
+    auto plaintext = ciphertext ? decrypt(tenant, Bytes(ciphertext->begin(), ciphertext->end()))
+                                : Error(ciphertext.error());
+    if (!plaintext || *plaintext != text) {
+      problems.push_back(tenant + ": alias/data does not round-trip: " +
+                         (plaintext ? "wrong plaintext" : plaintext.error().ToString()));
+    }
+  }
+  return problems;
+}
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: kmsd_migration_crash_test [--kills N] [--seed S] [--tenants N] "
+               "[--versions V]\n");
+}
+
+bool ParseArgs(int argc, char** argv, Options* options) {
+  std::random_device device;
+  options->seed = (static_cast<uint64_t>(device()) << 32 | device()) % 1000000000;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string arg = argv[i], value = argv[i + 1];
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long n = std::strtoull(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0' || errno != 0 || value[0] == '-') return false;
+    if (arg == "--seed") {
+      options->seed = n;
+    } else if (arg == "--kills" && n >= 1 && n <= 10000) {
+      options->kills = static_cast<int>(n);
+    } else if (arg == "--tenants" && n >= 1 && n <= 1000) {
+      options->tenants = static_cast<int>(n);
+    } else if (arg == "--versions" && n >= 1 && n <= 100) {
+      options->versions = static_cast<int>(n);
+    } else {
+      return false;
+    }
+  }
+  return argc % 2 == 1;
+}
+
+// One run of the test: the legacy dir, the kills, the last start and checks.
+// Each step returns the problems it found; the first that finds any ends it.
+class MigrationCrashTest {
+ public:
+  explicit MigrationCrashTest(Options options) : options_(options) {}
+
+  int Run() {
+    std::vector<std::string> problems = MakeLegacyDir();
+    if (problems.empty()) problems = KillDuringMigration();
+    if (problems.empty()) problems = FinishAndCheck();
+    if (problems.empty()) return 0;
+    for (const std::string& problem : problems) {
+      std::fprintf(stderr, "FAILURE: %s\n", problem.c_str());
+    }
+    std::fprintf(stderr, "end of kmsd's log:\n%s\n", LogTail(log_).c_str());
+    std::fprintf(stderr, "migration crash test FAILED %s (seed %llu)\n", step_.c_str(),
+                 static_cast<unsigned long long>(options_.seed));
+    KeepForPostMortem(temp_.path(), "kmsd-migration-crash", options_.seed);
+    return 1;
+  }
+
+ private:
+  std::vector<std::string> MakeLegacyDir() {
+    step_ = "at set-up";
+    const CommandResult made = RunCommand({KMSD_LEGACY_KEYSTORE, dir_, temp_ / "sealed",
+                                           "--tenants", std::to_string(options_.tenants),
+                                           "--versions", std::to_string(options_.versions)});
+    if (made.exit_code != 0) return {"kmsd_legacy_keystore: " + made.err};
+    setenv("SOFTHSM2_CONF", (dir_ + "/softhsm2.conf").c_str(), 1);  // for the PIN holder
+    sealed_ = ReadSealed(temp_ / "sealed");
+    at_ = Inspect(dir_, sealed_, /*finished=*/false);
+    if (at_.keys_to_move != at_.keys) at_.problems.push_back("the legacy dir has hardened KEKs");
+    std::printf(
+        "legacy dir: %d tenants, %zu keys, %zu ciphertexts, %zu unhardened token keys (%.1f s)\n",
+        options_.tenants, at_.keys, sealed_.size(), at_.unhardened,
+        Seconds(SteadyClock::now() - started_));
+    if (!at_.problems.empty()) return at_.problems;
+
+    step_ = "in the calibration";
+    calibration_ = Calibrate(dir_, temp_ / "calibration");
+    std::printf("calibration: a start that migrates takes %.2f s, one that does not %.2f s\n",
+                calibration_.migrating_s, calibration_.plain_s);
+    std::fflush(stdout);
+    return {};
+  }
+
+  std::vector<std::string> KillDuringMigration() {
+    const std::vector<double> moments = KillMoments(options_, calibration_);
+    for (; kills_ < options_.kills && at_.work() > 0; ++kills_) {
+      step_ = "in kill " + std::to_string(kills_ + 1);
+      // A later run first starts again (about calibration_.plain_s), then goes
+      // on with the migration for the gap to the next moment.
+      const double delay =
+          kills_ == 0 ? moments[0] : calibration_.plain_s + moments[kills_] - moments[kills_ - 1];
+      const std::streamoff from = FileSize(log_);
+      auto daemon = DaemonProcess::StartDev(dir_, {.binary = "", .wait_until_ready = false});
+      std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+      if (int status = 0; daemon->Exited(&status)) {
+        return {"kmsd exited on its own with " + std::to_string(status)};
+      }
+      daemon->Kill();
+      const RunLog run = ReadRunLog(log_, from);
+      late_kills_ += run.ready;
+      at_ = Inspect(dir_, sealed_, /*finished=*/false);
+      std::printf(
+          "kill %d at %.0f ms of the migration (%.0f ms after start): %zu tenants moved, %zu "
+          "leftovers and %zu queued objects destroyed%s; left: %zu keys to move, %zu unhardened "
+          "objects, %zu queued; %zu of %zu ciphertexts decrypt offline\n",
+          kills_ + 1, moments[kills_] * 1000, delay * 1000, run.tenants_moved, run.leftovers,
+          run.destroyed, run.ready ? " (kmsd was ready)" : "", at_.keys_to_move, at_.unhardened,
+          at_.queued, at_.decrypted, sealed_.size());
+      std::fflush(stdout);
+      if (!at_.problems.empty()) return at_.problems;
+    }
+    return {};
+  }
+
+  std::vector<std::string> FinishAndCheck() {
+    step_ = "at the last start";
+    std::unique_ptr<DaemonProcess> daemon;
+    try {
+      daemon = DaemonProcess::StartDev(dir_);
+    } catch (const std::exception& e) {
+      return {e.what()};
+    }
+    std::vector<std::string> problems = CheckThroughSocket(*daemon, sealed_);
+    if (const int status = daemon->Stop(); status != 0) {
+      problems.push_back("kmsd exited with " + std::to_string(status) + " on SIGTERM");
+    }
+    if (!problems.empty()) return problems;
+    step_ = "at the end";
+    at_ = Inspect(dir_, sealed_, /*finished=*/true);
+    if (!at_.problems.empty()) return at_.problems;
+    std::printf(
+        "migration crash test: %d kills (%d after kmsd was ready), then %zu ciphertexts decrypt "
+        "through kmsd and offline, %zu keys on hardened KEKs, nothing left behind; %.1f s (seed "
+        "%llu)\n",
+        kills_, late_kills_, sealed_.size(), at_.keys, Seconds(SteadyClock::now() - started_),
+        static_cast<unsigned long long>(options_.seed));
+    return {};
+  }
+
+  const Options options_;
+  const SteadyClock::time_point started_ = SteadyClock::now();
+  TempDir temp_;
+  const std::string dir_ = temp_ / "kmsd";
+  const std::string log_ = temp_ / "kmsd.log";  // DaemonProcess::StartDev's
+  std::vector<Sealed> sealed_;
+  Calibration calibration_;
+  AtRest at_;
+  int kills_ = 0;
+  int late_kills_ = 0;
+  std::string step_;
+};
+
+}  // namespace
+}  // namespace kmsd::testing
+
+int main(int argc, char** argv) {
+  kmsd::testing::Options options;
+  if (!kmsd::testing::ParseArgs(argc, argv, &options)) {
+    kmsd::testing::Usage();
+    return 2;
+  }
+  std::printf("migration crash test: seed %llu, up to %d kills (rerun with --seed %llu)\n",
+              static_cast<unsigned long long>(options.seed), options.kills,
+              static_cast<unsigned long long>(options.seed));
+  std::fflush(stdout);
+  try {
+    return kmsd::testing::MigrationCrashTest(options).Run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "FAILURE: %s (seed %llu)\n", e.what(),
+                 static_cast<unsigned long long>(options.seed));
+    return 1;
+  }
+}
