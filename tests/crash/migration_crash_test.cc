@@ -6,13 +6,14 @@
 // (--tenants tenants, a third of them on a schema-2 tenant root, the others
 // with an unhardened KEK per key, up to --versions versions per key and one
 // recorded ciphertext per version), then:
-// 1. calibrates: on a copy of that dir, times a start that migrates and one
-//    that does not (the migration's share of a start);
+// 1. calibrates on a copy of that dir: times a start that migrates and one
+//    that does not, and reads the migrating start's phases from its log
+//    (loading, moving keys, destroying the old objects);
 // 2. --kills times: starts the real kmsd --dev on the legacy dir without
 //    waiting for it and SIGKILLs it at the next of --kills moments drawn
-//    uniformly over the calibrated migrating start (a later run gets the
-//    plain start's time first, to come back to where the last one stopped),
-//    then checks the state at rest with a raw PKCS#11 client holding the PIN
+//    uniformly over the calibrated migrating start (aimed from where the
+//    state at rest says the migration got to, see KillDuringMigration), then
+//    checks the state at rest with a raw PKCS#11 client holding the PIN
 //    (tests/support/pin_holder.h): every version the keystore names unwraps
 //    under exactly one token object of its label, and every recorded
 //    ciphertext decrypts offline with it. It stops early once nothing is left
@@ -27,9 +28,9 @@
 //
 //   kmsd_migration_crash_test [--kills N] [--seed S] [--tenants N] [--versions V]
 //
-// Prints the seed first (the kill delays follow from it and the calibration;
-// the migration's pace does not). Exit 0 with a summary line; 1 after printing
-// every problem and keeping the files (KeepForPostMortem); 2 for bad usage.
+// Prints the seed first (the kill moments follow from it and the calibration;
+// the migration's pace, and so where each kill lands, does not). Exit 0 with a summary line; 1
+// after printing every problem and keeping the files (KeepForPostMortem); 2 for bad usage.
 #include <stdlib.h>
 
 #include <algorithm>
@@ -129,46 +130,43 @@ struct AtRest {
   size_t work() const { return keys_to_move + unhardened + queued; }
 };
 
+using TokenKeys = std::map<std::string, std::vector<TokenKey>>;  // by label
+
 // Every version the keystore names must unwrap under the one token key of its
-// label, and every recorded ciphertext must decrypt with it. When the
-// migration should be `finished`, also what must be gone or hardened.
-AtRest Inspect(const std::string& dir, const std::vector<Sealed>& sealed, bool finished) {
-  AtRest at;
-  const KeystoreCopy keystore = ReadKeystore(dir + "/keystore.db");
-  auto holder = PinHolder::Login(SOFTHSM_MODULE, kTokenLabel, ReadPin(dir));
-  std::map<std::string, std::vector<TokenKey>> token;
-  for (TokenKey& key : holder->SecretKeys()) {
-    if (!holder->Weaknesses(key).empty()) ++at.unhardened;
-    token[key.label].push_back(std::move(key));
-  }
+// label, and every recorded ciphertext must decrypt with it; once `finished`,
+// under the key's second KEK.
+void CheckVersions(PinHolder& holder, const KeystoreCopy& keystore, const TokenKeys& token,
+                   const std::vector<Sealed>& sealed, bool finished, AtRest& at) {
   std::map<std::string, std::vector<const Sealed*>> by_version;
   for (const Sealed& s : sealed) by_version[s.Name()].push_back(&s);
   std::set<std::string> keys, keys_to_move;
-  size_t matched = 0;
   for (const StoredVersion& v : keystore.versions) {
     keys.insert(v.key_id);
     const std::string name = v.tenant + "/" + v.key_name + " v" + std::to_string(v.version);
-    const auto& wrapping = token[v.wrapping_label];
-    if (wrapping.size() != 1) {
+    const std::vector<const Sealed*> recorded = std::move(by_version[name]);
+    by_version.erase(name);
+    auto wrapping = token.find(v.wrapping_label);
+    const size_t copies = wrapping == token.end() ? 0 : wrapping->second.size();
+    if (copies != 1) {
       at.problems.push_back(name + ": its wrapping key " + v.wrapping_label + " is in the token " +
-                            std::to_string(wrapping.size()) + " times");
+                            std::to_string(copies) + " times");
       continue;
     }
-    if (!holder->Weaknesses(wrapping[0]).empty()) keys_to_move.insert(v.key_id);
+    const TokenKey& kek = wrapping->second.front();
+    if (!holder.Weaknesses(kek).empty()) keys_to_move.insert(v.key_id);
     if (finished && !v.wrapping_label.ends_with("/2")) {
       at.problems.push_back(name + " is wrapped under " + v.wrapping_label +
                             ", not the key's second KEK");
     }
     CK_OBJECT_HANDLE unwrapped = CK_INVALID_HANDLE;
-    if (CK_RV rv = holder->UnwrapUsable(wrapping[0].handle, v.wrapped, &unwrapped); rv != CKR_OK) {
+    if (CK_RV rv = holder.UnwrapUsable(kek.handle, v.wrapped, &unwrapped); rv != CKR_OK) {
       at.problems.push_back(name + ": does not unwrap under " + v.wrapping_label + ": " +
                             RvName(rv));
       continue;
     }
-    for (const Sealed* s : by_version[name]) {
-      ++matched;
+    for (const Sealed* s : recorded) {
       std::string plaintext;
-      const CK_RV rv = holder->DecryptCiphertext(unwrapped, s->tenant, s->ciphertext, &plaintext);
+      const CK_RV rv = holder.DecryptCiphertext(unwrapped, s->tenant, s->ciphertext, &plaintext);
       if (rv == CKR_OK && plaintext == s->plaintext) {
         ++at.decrypted;
       } else {
@@ -176,15 +174,17 @@ AtRest Inspect(const std::string& dir, const std::vector<Sealed>& sealed, bool f
       }
     }
   }
-  if (matched != sealed.size()) {
-    at.problems.push_back(std::to_string(sealed.size() - matched) +
-                          " recorded ciphertexts name a version the keystore lost");
+  for (const auto& [name, recorded] : by_version) {
+    if (!recorded.empty()) at.problems.push_back(name + " is no longer in the keystore");
   }
   at.keys = keys.size();
   at.keys_to_move = keys_to_move.size();
-  at.queued = keystore.queued_for_destruction.size();
-  if (!finished) return at;
+}
 
+// Once the migration is over: nothing queued, and the token holds exactly the
+// global keys and one hardened KEK per key.
+void CheckNothingLeft(PinHolder& holder, const KeystoreCopy& keystore, const TokenKeys& token,
+                      AtRest& at) {
   for (const std::string& label : keystore.queued_for_destruction) {
     at.problems.push_back("still queued for destruction: " + label);
   }
@@ -197,7 +197,7 @@ AtRest Inspect(const std::string& dir, const std::vector<Sealed>& sealed, bool f
     if (!expected.contains(label)) at.problems.push_back("left in the token: " + label);
     if (objects.size() > 1) at.problems.push_back("in the token twice: " + label);
     for (const TokenKey& key : objects) {
-      for (const std::string& weakness : holder->Weaknesses(key)) {
+      for (const std::string& weakness : holder.Weaknesses(key)) {
         at.problems.push_back(label + " is not hardened: " + weakness);
       }
     }
@@ -209,6 +209,21 @@ AtRest Inspect(const std::string& dir, const std::vector<Sealed>& sealed, bool f
     at.problems.push_back(std::to_string(keks) + " tenant objects in the token for " +
                           std::to_string(at.keys) + " keys");
   }
+}
+
+// The state at rest (kmsd must not run), checked as above.
+AtRest Inspect(const std::string& dir, const std::vector<Sealed>& sealed, bool finished) {
+  AtRest at;
+  const KeystoreCopy keystore = ReadKeystore(dir + "/keystore.db");
+  auto holder = PinHolder::Login(SOFTHSM_MODULE, kTokenLabel, ReadPin(dir));
+  TokenKeys token;
+  for (TokenKey& key : holder->SecretKeys()) {
+    if (!holder->Weaknesses(key).empty()) ++at.unhardened;
+    token[key.label].push_back(std::move(key));
+  }
+  at.queued = keystore.queued_for_destruction.size();
+  CheckVersions(*holder, keystore, token, sealed, finished, at);
+  if (finished) CheckNothingLeft(*holder, keystore, token, at);
   return at;
 }
 
@@ -254,31 +269,54 @@ double TimeStart(const std::string& dir) {
   return seconds;
 }
 
+// When a kmsd log line was written ("[2024-01-31 12:34:56.789] ..."), in
+// seconds since midnight; negative if the line has no timestamp.
+double LogSeconds(const std::string& line) {
+  int hours = 0, minutes = 0;
+  double seconds = 0;
+  if (line.size() < 25 || line[0] != '[' ||
+      std::sscanf(line.c_str() + 12, "%d:%d:%lf", &hours, &minutes, &seconds) != 3) {
+    return -1;
+  }
+  return hours * 3600 + minutes * 60 + seconds;
+}
+
+// The timeline of a start that migrates everything, and a plain start's time.
 struct Calibration {
-  double migrating_s = 0;  // a start that migrates everything
-  double plain_s = 0;      // a start with nothing to migrate
+  double plain_s = 0;       // spawn to ready, nothing to migrate
+  double migrating_s = 0;   // spawn to ready, everything to migrate; of which:
+  double before_s = 0;      //   until the keystore is loaded (global keys replaced)
+  double moving_s = 0;      //   moving keys, until the last tenant's transaction
+  double destroying_s = 0;  //   destroying the old objects, until ready
 };
 
-// Times both kinds of start on a copy of the legacy dir, then removes the copy.
+// Times both kinds of start on a copy of the legacy dir and reads the phases
+// of the migrating one from its log; then removes the copy.
 Calibration Calibrate(const std::string& dir, const std::string& copy) {
   fs::copy(dir, copy, fs::copy_options::recursive);
   Calibration c;
   c.migrating_s = TimeStart(copy);
+  std::ifstream log(copy + ".log");
+  double loaded = -1, moved = -1, ready = -1;
+  for (std::string line; std::getline(log, line);) {
+    const double at = LogSeconds(line);
+    if (line.find("] keystore loaded") != std::string::npos) loaded = at;
+    if (line.find("] tenant ") != std::string::npos &&
+        line.find("moved to hardened KEKs") != std::string::npos) {
+      moved = at;
+    }
+    if (line.find(" ready: token") != std::string::npos) ready = at;
+  }
+  if (loaded < 0 || moved < 0 || ready < 0) throw std::runtime_error("calibration: bad log");
+  if (moved < loaded) moved += 86400;  // past midnight
+  if (ready < moved) ready += 86400;
+  c.moving_s = moved - loaded;
+  c.destroying_s = ready - moved;
+  c.before_s = std::max(0.0, c.migrating_s - c.moving_s - c.destroying_s);
   c.plain_s = TimeStart(copy);
   fs::remove_all(copy);
   fs::remove(copy + ".log");
   return c;
-}
-
-// Where the kills fall on the timeline of a start that migrates everything:
-// sorted, uniform over it.
-std::vector<double> KillMoments(const Options& options, const Calibration& calibration) {
-  std::mt19937_64 rng(options.seed);
-  std::uniform_real_distribution<double> uniform(0, calibration.migrating_s);
-  std::vector<double> moments(options.kills);
-  for (double& moment : moments) moment = uniform(rng);
-  std::sort(moments.begin(), moments.end());
-  return moments;
 }
 
 // Through the socket: every recorded ciphertext decrypts to its plaintext, and
@@ -382,6 +420,7 @@ class MigrationCrashTest {
     sealed_ = ReadSealed(temp_ / "sealed");
     at_ = Inspect(dir_, sealed_, /*finished=*/false);
     if (at_.keys_to_move != at_.keys) at_.problems.push_back("the legacy dir has hardened KEKs");
+    initial_unhardened_ = at_.unhardened;
     std::printf(
         "legacy dir: %d tenants, %zu keys, %zu ciphertexts, %zu unhardened token keys (%.1f s)\n",
         options_.tenants, at_.keys, sealed_.size(), at_.unhardened,
@@ -390,20 +429,43 @@ class MigrationCrashTest {
 
     step_ = "in the calibration";
     calibration_ = Calibrate(dir_, temp_ / "calibration");
-    std::printf("calibration: a start that migrates takes %.2f s, one that does not %.2f s\n",
-                calibration_.migrating_s, calibration_.plain_s);
+    std::printf(
+        "calibration: a start that migrates takes %.2f s (%.2f s to load, %.2f s moving keys, "
+        "%.2f s destroying old objects), one that does not %.2f s\n",
+        calibration_.migrating_s, calibration_.before_s, calibration_.moving_s,
+        calibration_.destroying_s, calibration_.plain_s);
     std::fflush(stdout);
     return {};
   }
 
+  // Where the state at rest is on the calibrated timeline: the keys moved and
+  // the old objects destroyed so far, each at its phase's pace.
+  double Position() const {
+    const double moved = static_cast<double>(at_.keys - at_.keys_to_move) / at_.keys;
+    const double destroyed = static_cast<double>(initial_unhardened_ - at_.unhardened) /
+                             static_cast<double>(initial_unhardened_);
+    return calibration_.before_s + moved * calibration_.moving_s +
+           destroyed * calibration_.destroying_s;
+  }
+
+  // Kill moments are drawn uniformly over the calibrated timeline and taken
+  // in order. The first run is killed at the first; a later one gets a plain
+  // start's time to come back to where the last one stopped, then the rest of
+  // the way to its moment. A moment already passed (a run got further than
+  // aimed) becomes a kill at random within the start-up.
   std::vector<std::string> KillDuringMigration() {
-    const std::vector<double> moments = KillMoments(options_, calibration_);
+    std::uniform_real_distribution<double> timeline(0, calibration_.migrating_s);
+    std::uniform_real_distribution<double> start_up(0, calibration_.plain_s);
+    std::vector<double> moments(options_.kills);
+    for (double& moment : moments) moment = timeline(rng_);
+    std::sort(moments.begin(), moments.end());
     for (; kills_ < options_.kills && at_.work() > 0; ++kills_) {
       step_ = "in kill " + std::to_string(kills_ + 1);
-      // A later run first starts again (about calibration_.plain_s), then goes
-      // on with the migration for the gap to the next moment.
-      const double delay =
-          kills_ == 0 ? moments[0] : calibration_.plain_s + moments[kills_] - moments[kills_ - 1];
+      const double moment = moments[kills_], position = kills_ == 0 ? 0 : Position();
+      double delay = moment;
+      if (kills_ > 0) {
+        delay = moment > position ? calibration_.plain_s + moment - position : start_up(rng_);
+      }
       const std::streamoff from = FileSize(log_);
       auto daemon = DaemonProcess::StartDev(dir_, {.binary = "", .wait_until_ready = false});
       std::this_thread::sleep_for(std::chrono::duration<double>(delay));
@@ -415,12 +477,13 @@ class MigrationCrashTest {
       late_kills_ += run.ready;
       at_ = Inspect(dir_, sealed_, /*finished=*/false);
       std::printf(
-          "kill %d at %.0f ms of the migration (%.0f ms after start): %zu tenants moved, %zu "
+          "kill %d at %.0f ms of the migration (from %.0f; %.0f ms after start): %zu tenants "
+          "moved, %zu "
           "leftovers and %zu queued objects destroyed%s; left: %zu keys to move, %zu unhardened "
           "objects, %zu queued; %zu of %zu ciphertexts decrypt offline\n",
-          kills_ + 1, moments[kills_] * 1000, delay * 1000, run.tenants_moved, run.leftovers,
-          run.destroyed, run.ready ? " (kmsd was ready)" : "", at_.keys_to_move, at_.unhardened,
-          at_.queued, at_.decrypted, sealed_.size());
+          kills_ + 1, moment * 1000, position * 1000, delay * 1000, run.tenants_moved,
+          run.leftovers, run.destroyed, run.ready ? " (kmsd was ready)" : "", at_.keys_to_move,
+          at_.unhardened, at_.queued, at_.decrypted, sealed_.size());
       std::fflush(stdout);
       if (!at_.problems.empty()) return at_.problems;
     }
@@ -460,6 +523,8 @@ class MigrationCrashTest {
   std::vector<Sealed> sealed_;
   Calibration calibration_;
   AtRest at_;
+  size_t initial_unhardened_ = 0;
+  std::mt19937_64 rng_{options_.seed};
   int kills_ = 0;
   int late_kills_ = 0;
   std::string step_;
