@@ -211,6 +211,26 @@ void CheckNothingLeft(PinHolder& holder, const KeystoreCopy& keystore, const Tok
   }
 }
 
+// At any point: every tenant object in the token is named by the keystore,
+// queued for destruction, or the next KEK of a key still to move (an
+// interrupted attempt's, destroyed when the key is moved again). Anything
+// else would never be destroyed: an old KEK left so would let a PIN holder
+// with an old keystore copy unwrap into exportable keys.
+void CheckNoOrphans(const KeystoreCopy& keystore, const TokenKeys& token, AtRest& at) {
+  std::set<std::string> known = keystore.token_labels;
+  known.insert(keystore.queued_for_destruction.begin(), keystore.queued_for_destruction.end());
+  for (const StoredVersion& v : keystore.versions) {
+    // A legacy key's next KEK, whether it was on a root or a KEK of its own.
+    const std::string next = "tenants/" + v.tenant + "/keys/" + v.key_id + "/2";
+    if (v.wrapping_label != next) known.insert(next);
+  }
+  for (const auto& [label, objects] : token) {
+    if (label.starts_with("tenants/") && !known.contains(label)) {
+      at.problems.push_back(label + " is in the token, but neither named nor queued");
+    }
+  }
+}
+
 // The state at rest (kmsd must not run), checked as above.
 AtRest Inspect(const std::string& dir, const std::vector<Sealed>& sealed, bool finished) {
   AtRest at;
@@ -223,6 +243,7 @@ AtRest Inspect(const std::string& dir, const std::vector<Sealed>& sealed, bool f
   }
   at.queued = keystore.queued_for_destruction.size();
   CheckVersions(*holder, keystore, token, sealed, finished, at);
+  CheckNoOrphans(keystore, token, at);
   if (finished) CheckNothingLeft(*holder, keystore, token, at);
   return at;
 }
