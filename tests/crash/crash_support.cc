@@ -1,5 +1,7 @@
 #include "tests/crash/crash_support.h"
 
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -7,6 +9,13 @@
 #include <sstream>
 
 namespace kmsd::testing {
+
+bool Exited(pid_t pid) {
+  if (pid <= 0) return true;
+  siginfo_t info{};
+  return waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+         info.si_pid == pid;
+}
 
 std::string LogTail(const std::string& path, size_t bytes) {
   std::ifstream in(path, std::ios::binary);

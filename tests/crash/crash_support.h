@@ -1,12 +1,19 @@
 // Helpers shared by the crash tests (crash_test.cc, migration_crash_test.cc):
-// reading a daemon's log and keeping a failed run's files. Not thread-safe.
+// whether kmsd exited, reading its log and keeping a failed run's files. Not
+// thread-safe.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <filesystem>
 #include <string>
 
 namespace kmsd::testing {
+
+// True if the child exited already (without reaping it, so that its
+// DaemonProcess still gets its status).
+bool Exited(pid_t pid);
 
 // The last `bytes` of the file at `path` (empty if it cannot be read).
 std::string LogTail(const std::string& path, size_t bytes = 6000);

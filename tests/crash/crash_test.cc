@@ -871,14 +871,6 @@ class Verifier {
   std::set<std::string, std::less<>> missing_tenants_;
 };
 
-// True if the child exited already (without reaping it).
-bool Exited(pid_t pid) {
-  if (pid <= 0) return true;
-  siginfo_t info{};
-  return waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-         info.si_pid == pid;
-}
-
 // SIGTERM, and the exit status once kmsd has exited; if it has not within
 // kStopTimeout, prints its log's tail, SIGKILLs it and returns -1.
 int StopWithin(DaemonProcess& daemon, const std::string& log) {

@@ -10,14 +10,17 @@
 //    that does not, and reads the migrating start's phases from its log
 //    (loading, moving keys, destroying the old objects);
 // 2. --kills times: starts the real kmsd --dev on the legacy dir without
-//    waiting for it and SIGKILLs it at the next of --kills moments drawn
-//    uniformly over the calibrated migrating start (aimed from where the
-//    state at rest says the migration got to, see KillDuringMigration), then
-//    checks the state at rest with a raw PKCS#11 client holding the PIN
-//    (tests/support/pin_holder.h): every version the keystore names unwraps
-//    under exactly one token object of its label, and every recorded
-//    ciphertext decrypts offline with it. It stops early once nothing is left
-//    to migrate or destroy;
+//    waiting for it and SIGKILLs it: every other kill at the next of moments
+//    drawn uniformly over the calibrated migrating start (aimed from where the
+//    state at rest says the migration got to), the others a few ms after a
+//    tenant's transaction or an old object's destruction shows in the log
+//    (the short steps uniform moments seldom hit). After each kill a raw
+//    PKCS#11 client holding the PIN (tests/support/pin_holder.h) checks the
+//    state at rest: every version the keystore names unwraps under exactly one
+//    token object of its label, every recorded ciphertext decrypts offline
+//    with it, and every tenant object in the token is named, queued, or the
+//    next KEK of a key still to move. It stops early once nothing is left to
+//    migrate or destroy;
 // 3. starts kmsd and waits until it is ready: every recorded ciphertext
 //    decrypts to its plaintext through the socket and every tenant still
 //    encrypts; after a clean stop, every token key is hardened, every key's
@@ -64,6 +67,9 @@ constexpr char kTokenLabel[] = "kmsd-dev";  // daemon/dev_mode.h
 constexpr char kPlatformMasterKey[] = "global/platform-master-key";
 constexpr char kAuditLogKey[] = "global/audit-log-key";
 constexpr auto kCallTimeout = std::chrono::milliseconds(30000);
+// How long after a logged step a kill may come (SleepUntilEvent): about one
+// old object's destruction on a loaded machine.
+constexpr double kEventJitter = 0.05;
 
 struct Options {
   int kills = 10;
@@ -469,27 +475,61 @@ class MigrationCrashTest {
            destroyed * calibration_.destroying_s;
   }
 
-  // Kill moments are drawn uniformly over the calibrated timeline and taken
-  // in order. The first run is killed at the first; a later one gets a plain
-  // start's time to come back to where the last one stopped, then the rest of
-  // the way to its moment. A moment already passed (a run got further than
-  // aimed) becomes a kill at random within the start-up.
+  // Half the kills (the even ones) aim at moments drawn uniformly over the
+  // calibrated timeline, taken in order. The first run is killed at the
+  // first; a later one gets a plain start's time to come back to where the
+  // last one stopped, then the rest of the way to its moment. A moment already
+  // passed (a run got further than aimed) becomes a kill at random within the
+  // start-up instead.
+  std::string SleepUntilMoment(double moment) {
+    const double position = kills_ == 0 ? 0 : Position();
+    double delay = moment;
+    if (kills_ > 0) {
+      delay = moment > position
+                  ? calibration_.plain_s + moment - position
+                  : std::uniform_real_distribution<double>(0, calibration_.plain_s)(rng_);
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+    char out[128];
+    std::snprintf(out, sizeof out, "aimed at %.0f ms of the migration from %.0f, %.0f ms in",
+                  moment * 1000, position * 1000, delay * 1000);
+    return out;
+  }
+
+  // The other half aim at the short steps around each transaction and each
+  // destruction, which uniform moments seldom hit: up to kEventJitter after
+  // this run's 1st to 3rd "tenant moved" or "token object destroyed" line
+  // (or at the end of a migrating start's time if none comes).
+  std::string SleepUntilEvent(DaemonProcess& daemon, std::streamoff from) {
+    const bool moves = std::bernoulli_distribution(0.5)(rng_);
+    const size_t count = std::uniform_int_distribution<size_t>(1, 3)(rng_);
+    const double jitter = std::uniform_real_distribution<double>(0, kEventJitter)(rng_);
+    const auto started = SteadyClock::now();
+    const auto deadline = started + std::chrono::duration<double>(calibration_.migrating_s);
+    while (SteadyClock::now() < deadline && !Exited(daemon.pid())) {
+      const RunLog run = ReadRunLog(log_, from);
+      if ((moves ? run.tenants_moved : run.destroyed) >= count) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(jitter));
+    char out[128];
+    std::snprintf(out, sizeof out, "%.1f ms after %s %zu, %.0f ms in", jitter * 1000,
+                  moves ? "tenant moved" : "object destroyed", count,
+                  Seconds(SteadyClock::now() - started) * 1000);
+    return out;
+  }
+
   std::vector<std::string> KillDuringMigration() {
     std::uniform_real_distribution<double> timeline(0, calibration_.migrating_s);
-    std::uniform_real_distribution<double> start_up(0, calibration_.plain_s);
-    std::vector<double> moments(options_.kills);
+    std::vector<double> moments((options_.kills + 1) / 2);
     for (double& moment : moments) moment = timeline(rng_);
     std::sort(moments.begin(), moments.end());
     for (; kills_ < options_.kills && at_.work() > 0; ++kills_) {
       step_ = "in kill " + std::to_string(kills_ + 1);
-      const double moment = moments[kills_], position = kills_ == 0 ? 0 : Position();
-      double delay = moment;
-      if (kills_ > 0) {
-        delay = moment > position ? calibration_.plain_s + moment - position : start_up(rng_);
-      }
       const std::streamoff from = FileSize(log_);
       auto daemon = DaemonProcess::StartDev(dir_, {.binary = "", .wait_until_ready = false});
-      std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+      const std::string aim =
+          kills_ % 2 == 0 ? SleepUntilMoment(moments[kills_ / 2]) : SleepUntilEvent(*daemon, from);
       if (int status = 0; daemon->Exited(&status)) {
         return {"kmsd exited on its own with " + std::to_string(status)};
       }
@@ -498,13 +538,12 @@ class MigrationCrashTest {
       late_kills_ += run.ready;
       at_ = Inspect(dir_, sealed_, /*finished=*/false);
       std::printf(
-          "kill %d at %.0f ms of the migration (from %.0f; %.0f ms after start): %zu tenants "
-          "moved, %zu "
-          "leftovers and %zu queued objects destroyed%s; left: %zu keys to move, %zu unhardened "
-          "objects, %zu queued; %zu of %zu ciphertexts decrypt offline\n",
-          kills_ + 1, moment * 1000, position * 1000, delay * 1000, run.tenants_moved,
-          run.leftovers, run.destroyed, run.ready ? " (kmsd was ready)" : "", at_.keys_to_move,
-          at_.unhardened, at_.queued, at_.decrypted, sealed_.size());
+          "kill %d (%s): %zu tenants moved, %zu leftovers and %zu queued objects destroyed%s; "
+          "left: %zu keys to move, %zu unhardened objects, %zu queued; %zu of %zu ciphertexts "
+          "decrypt offline\n",
+          kills_ + 1, aim.c_str(), run.tenants_moved, run.leftovers, run.destroyed,
+          run.ready ? " (kmsd was ready)" : "", at_.keys_to_move, at_.unhardened, at_.queued,
+          at_.decrypted, sealed_.size());
       std::fflush(stdout);
       if (!at_.problems.empty()) return at_.problems;
     }
