@@ -498,17 +498,19 @@ class MigrationCrashTest {
 
   // The other half aim at the short steps around each transaction and each
   // destruction, which uniform moments seldom hit: up to kEventJitter after
-  // this run's 1st to 3rd "tenant moved" or "token object destroyed" line
-  // (or at the end of a migrating start's time if none comes).
+  // this run's 1st to 3rd "tenant moved" (while keys are left to move) or
+  // "token object destroyed" line (or once kmsd is ready, or at the end of a
+  // migrating start's time, if none comes).
   std::string SleepUntilEvent(DaemonProcess& daemon, std::streamoff from) {
-    const bool moves = std::bernoulli_distribution(0.5)(rng_);
+    const bool coin = std::bernoulli_distribution(0.5)(rng_);  // drawn always: same stream
+    const bool moves = coin && at_.keys_to_move > 0;
     const size_t count = std::uniform_int_distribution<size_t>(1, 3)(rng_);
     const double jitter = std::uniform_real_distribution<double>(0, kEventJitter)(rng_);
     const auto started = SteadyClock::now();
     const auto deadline = started + std::chrono::duration<double>(calibration_.migrating_s);
     while (SteadyClock::now() < deadline && !Exited(daemon.pid())) {
       const RunLog run = ReadRunLog(log_, from);
-      if ((moves ? run.tenants_moved : run.destroyed) >= count) break;
+      if ((moves ? run.tenants_moved : run.destroyed) >= count || run.ready) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     std::this_thread::sleep_for(std::chrono::duration<double>(jitter));
