@@ -54,6 +54,7 @@
 
 #include "client/connection.h"
 #include "protocol/message.h"
+#include "tests/crash/crash_support.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/temp_dir.h"
 
@@ -870,24 +871,6 @@ class Verifier {
   std::set<std::string, std::less<>> missing_tenants_;
 };
 
-std::string LogTail(const std::string& path, size_t bytes = 6000) {
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(0, std::ios::end);
-  const auto size = static_cast<size_t>(std::max<std::streamoff>(in.tellg(), 0));
-  in.seekg(static_cast<std::streamoff>(size > bytes ? size - bytes : 0));
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-// True if the child exited already (without reaping it).
-bool Exited(pid_t pid) {
-  if (pid <= 0) return true;
-  siginfo_t info{};
-  return waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-         info.si_pid == pid;
-}
-
 // SIGTERM, and the exit status once kmsd has exited; if it has not within
 // kStopTimeout, prints its log's tail, SIGKILLs it and returns -1.
 int StopWithin(DaemonProcess& daemon, const std::string& log) {
@@ -918,29 +901,6 @@ std::unique_ptr<DaemonProcess> Start(const std::string& dir, const std::string& 
                  LogTail(log).c_str());
     return nullptr;
   }
-}
-
-// Copies the dev dir (token, keystore and its WAL, as the restarted daemon
-// found them) and the log out of the temp dir, which is removed on exit.
-void KeepForPostMortem(const std::filesystem::path& from, uint64_t seed) {
-  namespace fs = std::filesystem;
-  const char* tmpdir = std::getenv("TMPDIR");
-  const fs::path to = fs::path(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp") /
-                      ("kmsd-crash-" + std::to_string(seed));
-  std::error_code ec;
-  fs::remove_all(to, ec);
-  for (auto it = fs::recursive_directory_iterator(from, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    const fs::path target = to / fs::relative(it->path(), from);
-    if (it->is_directory()) {
-      fs::create_directories(target, ec);
-    } else if (it->is_regular_file()) {
-      fs::create_directories(target.parent_path(), ec);
-      fs::copy_file(it->path(), target, ec);
-    }
-  }
-  std::fprintf(stderr, "the dev dir and kmsd's log are copied to %s%s\n", to.c_str(),
-               ec ? " (incomplete)" : "");
 }
 
 void Usage() {
@@ -1006,7 +966,7 @@ int Main(int argc, char** argv) {
   auto failed = [&](int round) {
     std::fprintf(stderr, "crash test FAILED after kill %d (seed %llu)\n", round,
                  static_cast<unsigned long long>(options.seed));
-    KeepForPostMortem(temp.path(), options.seed);
+    KeepForPostMortem(temp.path(), "kmsd-crash", options.seed);
     if (daemon && daemon->running()) StopWithin(*daemon, log);
     return 1;
   };

@@ -192,6 +192,8 @@ KeystoreCopy ReadKeystore(const std::string& db_path) {
         [&](sqlite3_stmt* s) { copy.token_labels.insert(text(s, 0)); });
   query("SELECT kek_label FROM keys WHERE kek_label <> ''",
         [&](sqlite3_stmt* s) { copy.token_labels.insert(text(s, 0)); });
+  query("SELECT label FROM token_objects_to_destroy ORDER BY label",
+        [&](sqlite3_stmt* s) { copy.queued_for_destruction.push_back(text(s, 0)); });
   query(
       "SELECT t.name, k.name, k.id, CASE WHEN k.kek_label <> '' THEN k.kek_label "
       "ELSE t.root_label END, v.version, v.wrapped FROM key_versions v "
@@ -332,6 +334,55 @@ std::optional<bool> PinHolder::ReadBool(CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TY
   CK_ATTRIBUTE attr = {type, &value, sizeof value};
   if (fn_->C_GetAttributeValue(session_, object, &attr, 1) != CKR_OK) return std::nullopt;
   return value == CK_TRUE;
+}
+
+std::map<CK_ATTRIBUTE_TYPE, bool> PinHolder::ReadTemplateBools(CK_OBJECT_HANDLE object,
+                                                               CK_ATTRIBUTE_TYPE type) {
+  std::map<CK_ATTRIBUTE_TYPE, bool> out;
+  CK_ATTRIBUTE attr = {type, nullptr, 0};
+  if (fn_->C_GetAttributeValue(session_, object, &attr, 1) != CKR_OK) return out;
+  // PKCS#11 2.40 section 5.2: the size, then each element's type and length,
+  // then the values.
+  std::vector<CK_ATTRIBUTE> elements(attr.ulValueLen / sizeof(CK_ATTRIBUTE));
+  if (elements.empty()) return out;
+  for (CK_ATTRIBUTE& e : elements) e = {0, nullptr, 0};
+  attr.pValue = elements.data();
+  if (fn_->C_GetAttributeValue(session_, object, &attr, 1) != CKR_OK) return out;
+  std::deque<std::vector<uint8_t>> values;
+  for (CK_ATTRIBUTE& e : elements) e.pValue = values.emplace_back(e.ulValueLen).data();
+  if (fn_->C_GetAttributeValue(session_, object, &attr, 1) != CKR_OK) return out;
+  for (const CK_ATTRIBUTE& e : elements) {
+    if (e.ulValueLen == sizeof(CK_BBOOL)) {
+      out[e.type] = *static_cast<const CK_BBOOL*>(e.pValue) == CK_TRUE;
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> PinHolder::Weaknesses(const TokenKey& key) {
+  std::vector<std::string> out;
+  auto expect = [&](CK_ATTRIBUTE_TYPE type, const char* name, bool wanted) {
+    const std::optional<bool> value = ReadBool(key.handle, type);
+    if (value == wanted) return;
+    out.push_back(std::string(name) + (!value ? " unreadable" : *value ? "=TRUE" : "=FALSE"));
+  };
+  expect(CKA_MODIFIABLE, "CKA_MODIFIABLE", false);
+  expect(CKA_COPYABLE, "CKA_COPYABLE", false);
+  expect(CKA_SENSITIVE, "CKA_SENSITIVE", true);
+  expect(CKA_EXTRACTABLE, "CKA_EXTRACTABLE", false);
+  expect(CKA_DERIVE, "CKA_DERIVE", false);
+  if (key.key_type != CKK_AES) return out;
+  const std::map<CK_ATTRIBUTE_TYPE, bool> unwrap =
+      ReadTemplateBools(key.handle, CKA_UNWRAP_TEMPLATE);
+  if (unwrap.empty()) out.push_back("no CKA_UNWRAP_TEMPLATE");
+  auto forced = [&](CK_ATTRIBUTE_TYPE type, bool wanted) {
+    auto it = unwrap.find(type);
+    return it != unwrap.end() && it->second == wanted;
+  };
+  if (!forced(CKA_SENSITIVE, true) || !forced(CKA_EXTRACTABLE, false)) {
+    out.push_back("CKA_UNWRAP_TEMPLATE lets an unwrapped key be exported");
+  }
+  return out;
 }
 
 // Both steps of reading CKA_VALUE: the length, then the bytes.

@@ -53,7 +53,8 @@ struct StoredVersion {
 
 struct KeystoreCopy {
   std::vector<StoredVersion> versions;
-  std::set<std::string> token_labels;  // every non-empty kek_label and root_label
+  std::set<std::string> token_labels;               // every non-empty kek_label and root_label
+  std::vector<std::string> queued_for_destruction;  // token_objects_to_destroy
 };
 
 // Reads a keystore database file (read-only, with sqlite3 directly).
@@ -84,6 +85,12 @@ class PinHolder {
   // key, as one comparable string per label.
   std::map<std::string, std::string> Describe();
 
+  // How `key` falls short of a hardened token key (pkcs11/token.h): a
+  // boolean attribute with the wrong value, or, on an AES key, an unwrap
+  // template that does not force what it unwraps to be sensitive and
+  // non-extractable. Empty for a hardened key.
+  std::vector<std::string> Weaknesses(const TokenKey& key);
+
   // Every export, modification, copy, wrap, derive and data-usage route on a
   // token key, plus the use a PIN holder is allowed (HMAC keys: sign and
   // verify; AES keys: wrap a fresh key that matches the wrap template).
@@ -110,6 +117,10 @@ class PinHolder {
   CK_SESSION_HANDLE OpenSession();
   CK_RV ReadValue(CK_OBJECT_HANDLE object);
   std::optional<bool> ReadBool(CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type);
+  // The boolean entries of an array attribute (an unwrap template); empty if
+  // the object has none.
+  std::map<CK_ATTRIBUTE_TYPE, bool> ReadTemplateBools(CK_OBJECT_HANDLE object,
+                                                      CK_ATTRIBUTE_TYPE type);
   CK_OBJECT_HANDLE AttackerKey();
   // If `made` is a new object, reads its CKA_VALUE (recorded as "<route>,
   // then read CKA_VALUE") and destroys it.
