@@ -40,8 +40,16 @@
 //
 // Thread-safe. Reads (encrypt, decrypt, describe) take a shared lock only for
 // catalog lookups; changes are serialized, written durably to the KeyStore
-// first, then applied to the in-memory catalog. Holds references to the Token
-// and Clock, which must outlive it.
+// first, then applied to the in-memory catalog. No keystore write happens
+// under the catalog's lock. Holds references to the Token and Clock, which
+// must outlive it. One daemon per keystore database: the catalog is loaded
+// once (the nonce budget alone is safe to share, see store.h).
+//
+// The parts, each in a file of its own (keystore/ARCHITECTURE-keystore.md):
+// hierarchy.cc (opening, loading), tenants.cc, keys.cc, aliases.cc,
+// crypto.cc (invariant 3), shredder.cc and due_work.cc (invariant 2, rotation),
+// kek_migration.cc; keystore/internal/ has the catalog, the nonce budget
+// (invariant 6), the destroy queue and the AEAD.
 #pragma once
 
 #include <atomic>
@@ -163,6 +171,13 @@ struct DecryptOutput {
 };
 
 class UnwrappedVersion;  // keystore/internal/catalog.h
+namespace keystore_internal {
+struct Version;
+struct Key;
+struct Tenant;
+class Catalog;
+class DestroyQueue;
+}  // namespace keystore_internal
 
 class KeyHierarchy {
  public:
@@ -244,13 +259,13 @@ class KeyHierarchy {
   Result<KeyStoreCopyInfo> BackupStore(const std::string& path) { return store_->Backup(path); }
 
  private:
-  struct Version;
-  struct Key;
-  struct Tenant;
-  // A version's session object, kept alive while held (internal/catalog.h).
+  // The parts (keystore/internal/, keystore/ARCHITECTURE-keystore.md).
+  using Version = keystore_internal::Version;
+  using Key = keystore_internal::Key;
+  using Tenant = keystore_internal::Tenant;
   using VersionHandle = std::shared_ptr<const UnwrappedVersion>;
   using LabelMap = std::map<std::string, pkcs11::ObjectHandle, std::less<>>;
-  // What an encryption needs, copied out of the catalog under the lock.
+  // What an encryption needs, copied out of the catalog under its lock.
   struct UsableVersion {
     KeyId key_id{};
     std::string key_name;
@@ -274,6 +289,8 @@ class KeyHierarchy {
   Result<std::optional<pkcs11::ObjectHandle>> KekToReplace(const Tenant& tenant, const Key& key);
   // Destroys token objects left with `label` by a migration a crash cut short.
   Status DestroyLeftovers(const LabelMap& by_label, const std::string& label);
+
+  // New keys and versions (keys.cc).
   Result<KeyRecord> NewKeyRecord(std::string_view tenant, std::string_view name,
                                  std::string_view description, int64_t now);
   Result<KeyVersionRecord> NewVersion(const KeyId& key_id, uint32_t version,
@@ -287,64 +304,51 @@ class KeyHierarchy {
   };
   Result<NewKeyParts> MakeKey(std::string_view tenant, std::string_view name,
                               std::string_view description, int64_t now);
-  // The catalog's entry for a stored version.
-  static std::unique_ptr<Version> VersionFrom(KeyVersionRecord&& record);
-  std::unique_ptr<Key> CatalogKey(KeyRecord record, pkcs11::ObjectHandle kek,
-                                  std::vector<KeyVersionRecord> versions) const;
+  // The catalog's entry for a new key.
+  static std::unique_ptr<Key> CatalogKey(NewKeyParts&& parts);
   void DestroyNewKeks(const std::vector<pkcs11::ObjectHandle>& keks, std::string_view tenant);
+  // Provisions a new tenant's default keys and aliases in one unit of work.
+  Status ProvisionTenant(const TenantRecord& tenant, std::vector<pkcs11::ObjectHandle>& keks);
   // Adds a version to `key` (write_mu_ held).
-  Status AddVersion(Key& key);
-  // Counts one encryption of `version`, reserving a block durably when the
-  // reservation is used up. False when the version reached its limit.
-  Result<bool> CountEncryption(const Key& key, Version& version) const;
-  // Rotates the key if `version` is still its newest (write_mu_ not held).
-  Status RotateExhausted(const KeyId& key_id, uint32_t version);
-  // Shredding (write_mu_ held): forget in the keystore and the catalog, then
-  // destroy in the token.
-  Status ShredKey(Key& key, int64_t now);
-  Status ShredTenant(Tenant& tenant, int64_t now);
-  // Adds labels the keystore has queued to those DestroyQueuedTokenObjects works off.
-  void QueueTokenObjects(const std::vector<std::string>& labels);
-  // Destroys the queued token objects; returns how many were destroyed.
-  size_t DestroyQueuedTokenObjects();
-  // Drops the catalog's hold on the key's session objects (it is forgotten).
-  void Forget(const Key& key);
+  Status AddVersion(const Key& key);
+  // Looks up a serving tenant's key for a lifecycle change (write_mu_ held).
+  Result<Key*> KeyToChange(std::string_view tenant, std::string_view key_ref) const;
+  // Looks up a tenant for a change (write_mu_ held); `serving`: not pending deletion.
+  Result<Tenant*> TenantToChange(std::string_view tenant, bool serving) const;
+  Status CheckWindow(int64_t window_seconds) const;
   Status CheckRotationPeriod(std::optional<int64_t> period_seconds) const;
 
   Result<AliasInfo> PutAlias(std::string_view tenant, std::string_view alias,
                              std::string_view key_name, bool create);
 
-  // Lookups; callers hold mu_ (shared or exclusive). FindTenant finds a
-  // tenant in any state; ServingTenant one that is not pending deletion.
-  Result<const Tenant*> FindTenant(std::string_view tenant) const;
-  Result<const Tenant*> ServingTenant(std::string_view tenant) const;
-  TenantInfo DescribeTenant(const Tenant& tenant) const;
-  Status CheckWindow(int64_t window_seconds) const;
-  // Looks up a serving tenant's key for a lifecycle change.
-  Result<Key*> KeyToChange(std::string_view tenant, std::string_view key_ref) const;
-  Result<const Key*> ResolveKey(const Tenant& tenant, std::string_view key_ref) const;
-  KeyInfo Describe(const Key& key) const;
-  // Unwraps on first use; safe to call with mu_ held shared.
-  Result<VersionHandle> HandleFor(const Tenant& tenant, const Key& key, Version& version) const;
-  // The key's KEK, or for a key made before schema 3 its tenant's root;
-  // NOT_FOUND when the token no longer has it (shredded).
-  Result<pkcs11::ObjectHandle> WrappingKeyOf(const Tenant& tenant, const Key& key) const;
+  // Encryption (crypto.cc). Unwraps on first use; safe with the catalog's
+  // read lock held.
+  Result<VersionHandle> HandleFor(const Tenant& tenant, const Key& key,
+                                  const Version& version) const;
+  // The newest version of a usable key, its encryption counted (the nonce
+  // budget), outside the catalog's lock.
   Result<UsableVersion> UsableLatest(std::string_view tenant, std::string_view key_ref) const;
+  // Rotates the key if `version` is still its newest (write_mu_ not held).
+  Status RotateExhausted(const KeyId& key_id, uint32_t version);
+
+  // Shredding (shredder.cc; write_mu_ held): forget in the keystore and the
+  // catalog, then queue the token objects for destruction.
+  Status ShredKey(const Key& key, int64_t now);
+  Status ShredTenant(const Tenant& tenant, int64_t now);
 
   // Constant after construction.
   pkcs11::Token& token_;
   std::unique_ptr<KeyStore> store_;
   const Clock& clock_;
   const LifecycleOptions lifecycle_;
+  const std::unique_ptr<keystore_internal::Catalog> catalog_;             // guarded by its own lock
+  const std::unique_ptr<keystore_internal::DestroyQueue> destroy_queue_;  // its own lock
 
-  std::mutex write_mu_;            // serializes changes: keystore write, then catalog update
-  mutable std::mutex unwrap_mu_;   // one unwrap per version, ever
-  mutable std::mutex reserve_mu_;  // one reservation write at a time
-  std::mutex destroy_mu_;          // guards the one below
-  std::set<std::string> token_objects_to_destroy_;
-  mutable std::shared_mutex mu_;  // guards the catalog below
-  std::map<std::string, std::unique_ptr<Tenant>, std::less<>> tenants_;
-  std::map<KeyId, Key*> keys_by_id_;  // points into tenants_
+  // Lock order: write_mu_, then the catalog's lock, then unwrap_mu_; a
+  // version's reservation mutex and the destroy queue's are taken with no
+  // catalog lock held.
+  std::mutex write_mu_;           // serializes changes: keystore write, then catalog update
+  mutable std::mutex unwrap_mu_;  // one unwrap per version, ever
 };
 
 }  // namespace kmsd

@@ -21,6 +21,7 @@
 
 #include "keystore/hierarchy.h"
 #include "keystore/internal/catalog.h"
+#include "keystore/internal/destroy_queue.h"
 #include "protocol/names.h"
 
 namespace kmsd {
@@ -59,12 +60,12 @@ Status KeyHierarchy::EnsureGlobalKey(LabelMap& by_label, std::string_view label,
 Status KeyHierarchy::HardenKeks(const LabelMap& by_label) {
   std::lock_guard write(write_mu_);
   size_t moved = 0;
-  for (auto& [name, tenant] : tenants_) {
+  for (const auto& [name, tenant] : catalog_->tenants()) {
     ASSIGN_OR_RETURN(size_t keys, HardenTenantKeks(*tenant, by_label));
     moved += keys;
   }
   if (moved > 0) spdlog::info("{} keys moved to hardened KEKs", moved);
-  DestroyQueuedTokenObjects();
+  destroy_queue_->DestroyQueued();
   return OkStatus();
 }
 
@@ -125,7 +126,7 @@ Result<size_t> KeyHierarchy::HardenTenantKeks(Tenant& tenant, const LabelMap& by
         Status(status.code(), "tenant " + tenant.record.name +
                                   ": cannot move keys to hardened KEKs: " + status.message()));
   }
-  std::unique_lock lock(mu_);
+  auto lock = catalog_->WriteLock();
   for (size_t i = 0; i < to_move.size(); ++i) {
     Key& key = *to_move[i].first;
     key.record.kek_label = change.keys[i].kek_label;
@@ -139,7 +140,7 @@ Result<size_t> KeyHierarchy::HardenTenantKeks(Tenant& tenant, const LabelMap& by
     tenant.root.reset();
   }
   lock.unlock();
-  QueueTokenObjects(change.token_labels_to_destroy);
+  destroy_queue_->Add(change.token_labels_to_destroy);
   spdlog::info("tenant {}: {} keys moved to hardened KEKs{}", tenant.record.name, to_move.size(),
                clear_root ? ", root retired" : "");
   return to_move.size();

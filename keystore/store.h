@@ -6,7 +6,15 @@
 // to KEKs of their own at start, see ReplaceKeks). The
 // daemon keeps a catalog in memory and goes to the store at start-up
 // (LoadAll) and for every change; each change is one transaction and is
-// durable when the call returns (the daemon replies only after that).
+// durable when the call returns (the daemon replies only after that). Several
+// changes that must land together go in one UnitOfWork (Apply).
+//
+// One daemon per database. The daemon loads the catalog once and does not
+// see changes another process makes to the same database afterwards; the
+// one thing that is safe to share today is the nonce budget: two processes
+// reserving encryptions of a version (ReserveEncryptionRange) never get
+// overlapping ranges (DESIGN.md invariant 6).
+//
 // Implementations: SQLite (embedded default, OpenSqliteKeyStore); the
 // interface is shaped so that a PostgreSQL store can implement it later.
 // Implementations are thread-safe: calls may come from any thread.
@@ -16,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "protocol/ciphertext.h"
@@ -111,6 +120,96 @@ struct KeyStoreSnapshot {
   std::vector<std::string> token_objects_to_destroy;
 };
 
+// The changes a UnitOfWork collects: one per single change of KeyStore below,
+// with the same fields and rules.
+namespace store_change {
+struct CreateTenant {
+  TenantRecord tenant;  // its keys and aliases are changes of their own
+};
+struct CreateKey {
+  KeyRecord key;
+  KeyVersionRecord first_version;
+};
+struct AddKeyVersion {
+  KeyVersionRecord version;
+};
+struct CreateAlias {
+  AliasRecord alias;
+};
+struct UpdateAlias {
+  std::string tenant;
+  std::string name;
+  KeyId key_id{};
+  int64_t updated_at = 0;
+};
+struct DeleteAlias {
+  std::string tenant;
+  std::string name;
+};
+struct SetKeyEnabled {
+  KeyId key_id{};
+  bool enabled = true;
+};
+struct ScheduleKeyDeletion {
+  KeyId key_id{};
+  int64_t due_at = 0;
+};
+struct CancelKeyDeletion {
+  KeyId key_id{};
+};
+struct ScheduleTenantDeletion {
+  std::string tenant;
+  int64_t due_at = 0;
+};
+struct CancelTenantDeletion {
+  std::string tenant;
+};
+struct SetRotationPeriod {
+  KeyId key_id{};
+  std::optional<int64_t> period_seconds;
+};
+struct SetMinDecryptionVersion {
+  KeyId key_id{};
+  uint32_t version = 1;
+};
+struct ShredKey {
+  KeyId key_id{};
+  std::vector<std::string> token_labels;
+  int64_t queued_at = 0;
+};
+struct ShredTenant {
+  std::string tenant;
+  std::vector<std::string> token_labels;
+  int64_t queued_at = 0;
+};
+struct TokenObjectDestroyed {
+  std::string label;
+};
+struct ReplaceKeks {
+  KekReplacement change;
+  int64_t queued_at = 0;
+};
+}  // namespace store_change
+
+using KeyStoreChange = std::variant<
+    store_change::CreateTenant, store_change::CreateKey, store_change::AddKeyVersion,
+    store_change::CreateAlias, store_change::UpdateAlias, store_change::DeleteAlias,
+    store_change::SetKeyEnabled, store_change::ScheduleKeyDeletion, store_change::CancelKeyDeletion,
+    store_change::ScheduleTenantDeletion, store_change::CancelTenantDeletion,
+    store_change::SetRotationPeriod, store_change::SetMinDecryptionVersion, store_change::ShredKey,
+    store_change::ShredTenant, store_change::TokenObjectDestroyed, store_change::ReplaceKeks>;
+
+// Several changes committed together by KeyStore::Apply, in the order added:
+// all of them or none.
+struct UnitOfWork {
+  std::vector<KeyStoreChange> changes;
+
+  UnitOfWork& Add(KeyStoreChange change) {
+    changes.push_back(std::move(change));
+    return *this;
+  }
+};
+
 class KeyStore {
  public:
   virtual ~KeyStore() = default;
@@ -148,8 +247,27 @@ class KeyStore {
   virtual Status SetRotationPeriod(const KeyId& key_id, std::optional<int64_t> period_seconds) = 0;
   virtual Status SetMinDecryptionVersion(const KeyId& key_id, uint32_t version) = 0;
   // Raises a version's reservation to `reserved` (never lowers it); NOT_FOUND
-  // if the version does not exist.
+  // if the version does not exist. Not a range of its own: two processes
+  // raising to the same figure would both count on it. KeyHierarchy uses
+  // ReserveEncryptionRange.
   virtual Status ReserveEncryptions(const KeyId& key_id, uint32_t version, uint64_t reserved) = 0;
+
+  // Reserves `count` (>= 1) more encryptions of a version in one atomic step
+  // and returns the reservation after it, `end`: the caller's range is
+  // (end - count, end], which no other caller, in this process or another
+  // sharing the store, is ever given. Durable when it returns. NOT_FOUND if
+  // the version does not exist. The default, for stores that one process uses
+  // alone (and for decorators), reads the reservation with LoadAll and raises
+  // it with ReserveEncryptions; it is not atomic between processes.
+  virtual Result<uint64_t> ReserveEncryptionRange(const KeyId& key_id, uint32_t version,
+                                                  uint64_t count);
+
+  // Commits the unit's changes in one transaction, in order: all or none;
+  // each change has the rules of its single call above (store_change). The
+  // default, for decorators and stores without transactions, makes the
+  // single calls one after another and stops at the first failure: it is
+  // not atomic. SQLite overrides it.
+  virtual Status Apply(const UnitOfWork& unit);
 
   // Crypto-shredding. One transaction forgets the key (its versions and
   // aliases) or the tenant (its keys, versions and aliases) and queues

@@ -1,18 +1,31 @@
-// The in-memory catalog of KeyHierarchy: tenants, keys and versions as loaded
-// from the keystore, with the token handles they need. Shared by the files
-// that implement KeyHierarchy; not for use outside keystore/. The guards are
-// KeyHierarchy's: the catalog maps are guarded by mu_, changes are made with
-// write_mu_ held; the atomics below are read without locks.
+// The catalog: KeyHierarchy's in-memory copy of the keystore's tenants, keys,
+// versions and aliases, with the token handles they need, and the lookups
+// every operation starts with. Private to keystore/.
+//
+// Contract. The maps are guarded by the catalog's shared mutex: lookups and
+// Describe* are called with ReadLock() (or WriteLock()) held, changes with
+// WriteLock() held. KeyHierarchy makes every change with its write_mu_ held
+// too (changes are serialized: keystore write first, then the catalog), so a
+// Tenant* or Key* found under the read lock stays valid for the holder of
+// write_mu_ after the read lock is dropped. No keystore write (no fsync)
+// happens under the catalog's lock; the token calls under it are a version's
+// first unwrap (HandleFor, read lock) and, when a version is forgotten and no
+// request holds it, the destruction of its session object (write lock).
+//
+// One daemon per database: the catalog is loaded once at start-up and sees
+// no change another process makes to the keystore afterwards.
 #pragma once
 
 #include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include "keystore/hierarchy.h"
+#include "keystore/internal/nonce_budget.h"
 
 namespace kmsd {
 
@@ -35,19 +48,28 @@ class UnwrappedVersion {
   const pkcs11::ObjectHandle handle_;
 };
 
-struct KeyHierarchy::Version {
+// CKA_LABEL of a key's first KEK: tenants/<tenant>/keys/<key id in hex>.
+std::string KekLabel(std::string_view tenant, const KeyId& id);
+
+namespace keystore_internal {
+
+using VersionHandle = std::shared_ptr<const UnwrappedVersion>;
+
+struct Version {
+  // Whatever the store has reserved counts as used: it may have been, before a crash.
+  explicit Version(KeyVersionRecord&& record);
+
   uint32_t number = 0;
-  Bytes wrapped;
+  Bytes wrapped;  // changed only by the KEK migration, with write_mu_ and WriteLock held
   int64_t created_at = 0;
-  // Empty until first use and again once the version is forgotten (shredded).
-  mutable std::atomic<std::shared_ptr<const UnwrappedVersion>> unwrapped;
-  // Encryptions begun (may pass the limit: those beyond it were refused) and
-  // reserved in the keystore; used <= reserved for every one that went ahead.
-  std::atomic<uint64_t> used{0};
-  std::atomic<uint64_t> reserved{0};
+  // Empty until first use and again once the version is forgotten (shredded);
+  // atomic: read without the catalog's lock, stored under unwrap_mu_.
+  mutable std::atomic<VersionHandle> unwrapped;
+  // Shared so that an encryption can count after dropping the catalog's lock.
+  const std::shared_ptr<NonceBudget> budget;
 };
 
-struct KeyHierarchy::Key {
+struct Key {
   KeyRecord record;
   // Handle of the token KEK named by record.kek_label; nullopt if the key has
   // none (made before schema 3) or the token no longer has it (shredded).
@@ -55,14 +77,66 @@ struct KeyHierarchy::Key {
   std::vector<std::unique_ptr<Version>> versions;  // versions[i].number == i + 1
 };
 
-struct KeyHierarchy::Tenant {
+struct Tenant {
   TenantRecord record;
   std::optional<pkcs11::ObjectHandle> root;  // nullopt: the token no longer has it
   std::map<std::string, std::unique_ptr<Key>, std::less<>> keys;  // by name
   std::map<std::string, AliasRecord, std::less<>> aliases;        // by alias name
 };
 
-// CKA_LABEL of a key's first KEK: tenants/<tenant>/keys/<key id in hex>.
-std::string KekLabel(std::string_view tenant, const KeyId& id);
+using LabelMap = std::map<std::string, pkcs11::ObjectHandle, std::less<>>;
 
+// The key's KEK, or for a key made before schema 3 its tenant's root;
+// NOT_FOUND when the token no longer has it (shredded).
+Result<pkcs11::ObjectHandle> WrappingKeyOf(const Tenant& tenant, const Key& key);
+
+// KEY_PENDING_DELETION for a key pending deletion.
+Status KeyPendingDeletion(const KeyRecord& key);
+// What every use of a key (encrypt, decrypt) requires.
+Status CheckKeyUsable(const KeyRecord& key);
+
+class Catalog {
+ public:
+  using TenantMap = std::map<std::string, std::unique_ptr<Tenant>, std::less<>>;
+
+  std::shared_lock<std::shared_mutex> ReadLock() const { return std::shared_lock(mu_); }
+  std::unique_lock<std::shared_mutex> WriteLock() { return std::unique_lock(mu_); }
+
+  // Fills an empty catalog from the keystore's records, finding each
+  // tenant's root and key's KEK among the token's objects (WriteLock held).
+  Status Load(KeyStoreSnapshot&& snapshot, const LabelMap& by_label);
+
+  // Lookups (ReadLock or WriteLock held). FindTenant finds a tenant in any
+  // state; ServingTenant one that is not pending deletion.
+  Result<const Tenant*> FindTenant(std::string_view tenant) const;
+  Result<const Tenant*> ServingTenant(std::string_view tenant) const;
+  Result<const Key*> ResolveKey(const Tenant& tenant, std::string_view key_ref) const;
+  // nullptr if no key has that id.
+  const Key* KeyById(const KeyId& id) const;
+  const TenantMap& tenants() const { return tenants_; }
+  size_t TenantCount() const { return tenants_.size(); }
+  size_t KeyCount() const { return keys_by_id_.size(); }
+  TenantInfo DescribeTenant(const Tenant& tenant) const;
+  KeyInfo Describe(const Key& key) const;
+
+  // Changes (WriteLock held).
+  void AddTenant(std::unique_ptr<Tenant> tenant);
+  Key& AddKey(std::string_view tenant, std::unique_ptr<Key> key);
+  // Forgets the key (its aliases go with it) or the tenant (with its keys),
+  // dropping the catalog's hold on their session objects.
+  void ForgetKey(const Key& key);
+  void ForgetTenant(const Tenant& tenant);
+  // For changes to a tenant the caller looked up (write_mu_ held).
+  Tenant& Mutable(const Tenant& tenant) { return const_cast<Tenant&>(tenant); }
+  Key& Mutable(const Key& key) { return const_cast<Key&>(key); }
+
+ private:
+  Status LoadKeys(std::vector<KeyRecord>&& keys, const LabelMap& by_label);
+
+  mutable std::shared_mutex mu_;
+  TenantMap tenants_;                       // guarded by mu_
+  std::map<KeyId, const Key*> keys_by_id_;  // guarded by mu_; points into tenants_
+};
+
+}  // namespace keystore_internal
 }  // namespace kmsd
