@@ -116,6 +116,43 @@ class DueWorkLoop {
   std::jthread thread_;  // requests stop and joins when destroyed
 };
 
+// The request's path (docs/ARCHITECTURE.md) over `hierarchy` until SIGINT or
+// SIGTERM.
+int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hierarchy,
+          pkcs11::Token& token, const BackupDirectory& backups) {
+  AccessPolicy access(config.admin_uids, config.admin_gids);
+  PeerGate gate(
+      access, {config.max_connections_per_uid, std::chrono::milliseconds(config.idle_timeout_ms)});
+  ServiceDeps deps{.hierarchy = &hierarchy, .token = &token, .backups = backups, .gate = &gate};
+  const HandlerTable handlers = AllHandlers();
+  PeerIdentifier identify;
+  AdminAuthorizer authorize(access);
+  LogRecorder record;
+  const Pipeline pipeline(
+      config.max_frame_bytes,
+      {identify, authorize, record, handlers,
+       [&hierarchy](std::string_view tenant) { return hierarchy.CheckNotPendingDeletion(tenant); }},
+      deps);
+  ServerOptions server_options;
+  server_options.socket_path = config.socket_path;
+  server_options.socket_mode = config.socket_mode;
+  server_options.workers = config.workers;
+  server_options.max_frame_bytes = config.max_frame_bytes;
+  auto server = Server::Start(server_options, pipeline, gate);
+  if (!server) {
+    spdlog::critical("{}", server.error().ToString());
+    return kExitStartup;
+  }
+  spdlog::info("kmsd {} ready: token '{}' ({}), keystore {}, backups in {}", KMSD_VERSION,
+               token.info().label, token.info().manufacturer, config.keystore_path, backups.path());
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  spdlog::info("signal {} received, stopping", signal_number);
+  (*server)->Stop();
+  return 0;
+}
+
 // Runs until SIGINT or SIGTERM. The signals are blocked in every thread (set
 // before any thread exists) and taken here with sigwait.
 int Run(const Config& config, const sigset_t& stop_signals) {
@@ -153,37 +190,7 @@ int Run(const Config& config, const sigset_t& stop_signals) {
   // What fell due while kmsd was down is done before anything is served.
   DueWorkLoop::Report((*hierarchy)->RunDueWork());
   DueWorkLoop due_work(**hierarchy, std::chrono::milliseconds(config.due_work_interval_ms));
-  AccessPolicy access(config.admin_uids, config.admin_gids);
-  PeerGate gate(
-      access, {config.max_connections_per_uid, std::chrono::milliseconds(config.idle_timeout_ms)});
-  ServiceDeps deps{
-      .hierarchy = hierarchy->get(), .token = token->get(), .backups = *backups, .gate = &gate};
-  const HandlerTable handlers = AllHandlers();
-  PeerIdentifier identify;
-  AdminAuthorizer authorize(access);
-  LogRecorder record;
-  KeyHierarchy& keys = **hierarchy;
-  const Pipeline pipeline(
-      config.max_frame_bytes,
-      {identify, authorize, record, handlers,
-       [&keys](std::string_view tenant) { return keys.CheckNotPendingDeletion(tenant); }},
-      deps);
-  ServerOptions server_options;
-  server_options.socket_path = config.socket_path;
-  server_options.socket_mode = config.socket_mode;
-  server_options.workers = config.workers;
-  server_options.max_frame_bytes = config.max_frame_bytes;
-  auto server = Server::Start(server_options, pipeline, gate);
-  if (!server) return fail(server.error());
-  spdlog::info("kmsd {} ready: token '{}' ({}), keystore {}, backups in {}", KMSD_VERSION,
-               (*token)->info().label, (*token)->info().manufacturer, config.keystore_path,
-               backups->path());
-
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
-  spdlog::info("signal {} received, stopping", signal_number);
-  (*server)->Stop();
-  return 0;
+  return Serve(config, stop_signals, **hierarchy, **token, *backups);
 }
 
 }  // namespace

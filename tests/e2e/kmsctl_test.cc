@@ -200,6 +200,24 @@ TEST_F(KmsctlTest, BatchAndRandom) {
   EXPECT_EQ(Base64Decode(random["random"]).size(), 24u);
 }
 
+TEST_F(KmsctlTest, ErrorsCarryTheirClass) {
+  MustCall("tenant.create", "acme");
+  json missing = json::parse(Kmsctl({"--json", "tenant", "describe", "nope"}).out);
+  EXPECT_EQ(missing["error"]["class"], "caller");
+  EXPECT_FALSE(missing["error"].contains("retry_after_ms"));
+  ASSERT_EQ(Kmsctl({"key", "disable", "--tenant", "acme", "alias/data"}).exit_code, 0);
+  CommandResult disabled =
+      Kmsctl({"--json", "encrypt", "--tenant", "acme", "--key", "alias/data"}, "x");
+  EXPECT_EQ(disabled.exit_code, ExitCodeFor(Code::kKeyDisabled));
+  json state = json::parse(disabled.out);
+  EXPECT_EQ(state["error"]["code"], "KEY_DISABLED");
+  EXPECT_EQ(state["error"]["class"], "state");
+  // A usage error is kmsctl's own: no protocol class.
+  json usage = json::parse(Kmsctl({"--json", "tenant", "frobnicate"}).out);
+  EXPECT_EQ(usage["error"]["code"], "USAGE");
+  EXPECT_FALSE(usage["error"].contains("class"));
+}
+
 TEST_F(KmsctlTest, ErrorsHaveDocumentedExitCodesAndJsonShape) {
   CommandResult missing = Kmsctl({"tenant", "describe", "nope"});
   EXPECT_EQ(missing.exit_code, ExitCodeFor(Code::kNotFound));

@@ -23,74 +23,63 @@ struct AdminArgs {
 };
 
 constexpr std::array<Column, 3> kTenantColumns = {
-    {{"NAME", "name"}, {"CREATED", "created_at"}, {"STATE", "state"}}};
-constexpr std::array<Column, 8> kKeyColumns = {{{"NAME", "name"},
-                                                {"ID", "id"},
-                                                {"VERSION", "latest_version"},
-                                                {"ENABLED", "enabled"},
-                                                {"STATE", "state"},
-                                                {"CREATED", "created_at"},
-                                                {"ALIASES", "aliases"},
-                                                {"DESCRIPTION", "description"}}};
-constexpr std::array<Column, 3> kVersionColumns = {
-    {{"VERSION", "version"}, {"CREATED", "created_at"}, {"ENCRYPTIONS", "encryptions"}}};
-constexpr std::array<Column, 5> kAliasColumns = {{{"ALIAS", "alias"},
-                                                  {"KEY", "key"},
-                                                  {"KEY_ID", "key_id"},
-                                                  {"CREATED", "created_at"},
-                                                  {"UPDATED", "updated_at"}}};
+    {{"NAME", wire::kName}, {"CREATED", wire::kCreatedAt}, {"STATE", wire::kState}}};
+constexpr std::array<Column, 8> kKeyColumns = {{{"NAME", wire::kName},
+                                                {"ID", wire::kId},
+                                                {"VERSION", wire::kLatestVersion},
+                                                {"ENABLED", wire::kEnabled},
+                                                {"STATE", wire::kState},
+                                                {"CREATED", wire::kCreatedAt},
+                                                {"ALIASES", wire::kAliases},
+                                                {"DESCRIPTION", wire::kDescription}}};
+constexpr std::array<Column, 3> kVersionColumns = {{{"VERSION", wire::kVersion},
+                                                    {"CREATED", wire::kCreatedAt},
+                                                    {"ENCRYPTIONS", wire::kEncryptions}}};
+constexpr std::array<Column, 5> kAliasColumns = {{{"ALIAS", wire::kAlias},
+                                                  {"KEY", wire::kKey},
+                                                  {"KEY_ID", wire::kKeyId},
+                                                  {"CREATED", wire::kCreatedAt},
+                                                  {"UPDATED", wire::kUpdatedAt}}};
 
 // Builds a request's arguments from `args` when the command runs.
 using ArgsBuilder = std::function<Value::Map(const AdminArgs&)>;
 
 Value::Map NoArgs(const AdminArgs&) { return {}; }
 
-Value::Map KeyArg(const AdminArgs& a) {
-  Value::Map map;
-  map.emplace_back("key", a.key);
-  return map;
-}
+Value::Map KeyArg(const AdminArgs& a) { return Encode(ops::KeyArg{.key = a.key}); }
 
-Value::Map AliasArg(const AdminArgs& a) {
-  Value::Map map;
-  map.emplace_back("alias", a.alias);
-  return map;
-}
+Value::Map AliasArg(const AdminArgs& a) { return Encode(ops::AliasArg{.alias = a.alias}); }
 
 // The pending window of a schedule-deletion; kmsd checks its bounds.
 Value::Map WindowArgs(const AdminArgs& a) {
-  Value::Map map;
-  if (a.days) map.emplace_back("pending_window_days", *a.days);
-  if (a.seconds) map.emplace_back("pending_window_seconds", *a.seconds);
-  return map;
+  ops::TenantDeletionRequest request;
+  request.pending_window_days = a.days;
+  request.pending_window_seconds = a.seconds;
+  return Encode(std::move(request));
 }
 
 Value::Map KeyAndWindowArgs(const AdminArgs& a) {
-  Value::Map map = KeyArg(a);
-  for (auto& entry : WindowArgs(a)) map.push_back(std::move(entry));
-  return map;
+  ops::KeyDeletionRequest request;
+  request.key = a.key;
+  request.pending_window_days = a.days;
+  request.pending_window_seconds = a.seconds;
+  return Encode(std::move(request));
 }
 
 // The rotation period; 0 (--off) turns automatic rotation off.
 Value::Map KeyAndRotationArgs(const AdminArgs& a) {
-  Value::Map map = KeyArg(a);
   uint64_t seconds = 0;
   if (a.days) seconds = *a.days > UINT64_MAX / 86400 ? UINT64_MAX : *a.days * 86400;
   if (a.seconds) seconds = *a.seconds;
-  map.emplace_back("rotation_period_seconds", seconds);
-  return map;
+  return Encode(ops::SetRotationRequest{.key = a.key, .rotation_period_seconds = seconds});
 }
 
 Value::Map KeyAndVersionArgs(const AdminArgs& a) {
-  Value::Map map = KeyArg(a);
-  map.emplace_back("version", a.version);
-  return map;
+  return Encode(ops::SetMinDecryptionVersionRequest{.key = a.key, .version = a.version});
 }
 
 Value::Map AliasAndKeyArgs(const AdminArgs& a) {
-  Value::Map map = AliasArg(a);
-  map.emplace_back("key", a.key);
-  return map;
+  return Encode(ops::AliasRequest{.alias = a.alias, .key = a.key});
 }
 
 // A command that sends `op` and prints the result as key: value lines, or as
@@ -151,80 +140,34 @@ void AddTenantCommands(CLI::App& app, Invocation& invocation) {
   group->require_subcommand(1);
   auto args = std::make_shared<AdminArgs>();
   AddSimple(group, invocation, "create", "Create a tenant with its root key, keys and aliases",
-            TenantFrom::kName, {"tenant.create"}, args)
+            TenantFrom::kName, {ops::TenantCreate::Name()}, args)
       ->add_option("NAME", args->name, "Tenant name")
       ->required();
-  AddSimple(group, invocation, "describe", "Show a tenant", TenantFrom::kName, {"tenant.describe"},
-            args)
+  AddSimple(group, invocation, "describe", "Show a tenant", TenantFrom::kName,
+            {ops::TenantDescribe::Name()}, args)
       ->add_option("NAME", args->name, "Tenant name")
       ->required();
   AddSimple(group, invocation, "list", "List tenants", TenantFrom::kNone,
-            {"tenant.list", NoArgs, "tenants", kTenantColumns}, args);
+            {ops::TenantList::Name(), NoArgs, wire::kTenants, kTenantColumns}, args);
   CLI::App* schedule =
       AddSimple(group, invocation, "schedule-deletion",
                 "Schedule a tenant's deletion; it serves nothing during the window",
-                TenantFrom::kName, {"tenant.schedule-deletion", WindowArgs}, args);
+                TenantFrom::kName, {ops::TenantScheduleDeletion::Name(), WindowArgs}, args);
   schedule->add_option("NAME", args->name, "Tenant name")->required();
   AddWindowOptions(schedule, args);
   AddSimple(group, invocation, "cancel-deletion", "Cancel a tenant's scheduled deletion",
-            TenantFrom::kName, {"tenant.cancel-deletion"}, args)
+            TenantFrom::kName, {ops::TenantCancelDeletion::Name()}, args)
       ->add_option("NAME", args->name, "Tenant name")
       ->required();
 }
 
-void AddKeyCommands(CLI::App& app, Invocation& invocation) {
-  CLI::App* group =
-      app.add_subcommand("key", "Create, describe, list, rotate, enable, disable and delete keys");
-  group->require_subcommand(1);
-  auto args = std::make_shared<AdminArgs>();
-
-  CLI::App* create =
-      AddSimple(group, invocation, "create", "Create a key (version 1)", TenantFrom::kOption,
-                {"key.create",
-                 [](const AdminArgs& a) {
-                   Value::Map map;
-                   map.emplace_back("name", a.name);
-                   if (!a.description.empty()) map.emplace_back("description", a.description);
-                   return map;
-                 }},
-                args);
-  create->add_option("NAME", args->name, "Key name")->required();
-  create->add_option("--description", args->description, "What the key is for");
-
-  AddSimple(group, invocation, "describe", "Show a key", TenantFrom::kOption,
-            {"key.describe", KeyArg}, args)
-      ->add_option("KEYREF", args->key, "Key name or alias")
-      ->required();
-  AddSimple(group, invocation, "list", "List the tenant's keys", TenantFrom::kOption,
-            {"key.list", NoArgs, "keys", kKeyColumns}, args);
-  AddSimple(group, invocation, "rotate", "Add a key version used by new encryptions",
-            TenantFrom::kOption, {"key.rotate", KeyArg}, args)
-      ->add_option("KEYREF", args->key, "Key name or alias")
-      ->required();
-  AddSimple(group, invocation, "versions", "List a key's versions", TenantFrom::kOption,
-            {"key.list-versions", KeyArg, "versions", kVersionColumns}, args)
-      ->add_option("KEYREF", args->key, "Key name or alias")
-      ->required();
-  for (const auto& [name, op, description] :
-       {std::tuple{"enable", "key.enable", "Enable a disabled key"},
-        std::tuple{"disable", "key.disable", "Disable a key: it neither encrypts nor decrypts"},
-        std::tuple{"cancel-deletion", "key.cancel-deletion",
-                   "Cancel a key's scheduled deletion; the key stays disabled"}}) {
-    AddSimple(group, invocation, name, description, TenantFrom::kOption, {op, KeyArg}, args)
-        ->add_option("KEYREF", args->key, "Key name or alias")
-        ->required();
-  }
-  CLI::App* schedule =
-      AddSimple(group, invocation, "schedule-deletion",
-                "Schedule a key's deletion; it is unusable during the window", TenantFrom::kOption,
-                {"key.schedule-deletion", KeyAndWindowArgs}, args);
-  schedule->add_option("KEYREF", args->key, "Key name or alias")->required();
-  AddWindowOptions(schedule, args);
-
+// key set-rotation and key set-min-decryption-version.
+void AddKeySettingCommands(CLI::App* group, Invocation& invocation,
+                           const std::shared_ptr<AdminArgs>& args) {
   CLI::App* rotation =
       AddSimple(group, invocation, "set-rotation",
                 "Rotate a key by itself: a new version this long after its newest (or --off)",
-                TenantFrom::kOption, {"key.set-rotation", KeyAndRotationArgs}, args);
+                TenantFrom::kOption, {ops::KeySetRotation::Name(), KeyAndRotationArgs}, args);
   rotation->add_option("KEYREF", args->key, "Key name or alias")->required();
   // Exactly one of the three.
   CLI::Option_group* period = rotation->add_option_group("period");
@@ -243,11 +186,63 @@ void AddKeyCommands(CLI::App& app, Invocation& invocation) {
   CLI::App* min_version = AddSimple(
       group, invocation, "set-min-decryption-version",
       "Refuse to decrypt versions below VERSION (raise after rewrap-all; can be lowered again)",
-      TenantFrom::kOption, {"key.set-min-decryption-version", KeyAndVersionArgs}, args);
+      TenantFrom::kOption, {ops::KeySetMinDecryptionVersion::Name(), KeyAndVersionArgs}, args);
   min_version->add_option("KEYREF", args->key, "Key name or alias")->required();
   min_version->add_option("VERSION", args->version, "Lowest version that still decrypts")
       ->required()
       ->check(UnsignedInteger());
+}
+
+void AddKeyCommands(CLI::App& app, Invocation& invocation) {
+  CLI::App* group =
+      app.add_subcommand("key", "Create, describe, list, rotate, enable, disable and delete keys");
+  group->require_subcommand(1);
+  auto args = std::make_shared<AdminArgs>();
+
+  CLI::App* create =
+      AddSimple(group, invocation, "create", "Create a key (version 1)", TenantFrom::kOption,
+                {ops::KeyCreate::Name(),
+                 [](const AdminArgs& a) {
+                   std::optional<std::string_view> description;
+                   if (!a.description.empty()) description = a.description;
+                   return Encode(ops::KeyCreateRequest{.name = a.name, .description = description});
+                 }},
+                args);
+  create->add_option("NAME", args->name, "Key name")->required();
+  create->add_option("--description", args->description, "What the key is for");
+
+  AddSimple(group, invocation, "describe", "Show a key", TenantFrom::kOption,
+            {ops::KeyDescribe::Name(), KeyArg}, args)
+      ->add_option("KEYREF", args->key, "Key name or alias")
+      ->required();
+  AddSimple(group, invocation, "list", "List the tenant's keys", TenantFrom::kOption,
+            {ops::KeyList::Name(), NoArgs, wire::kKeys, kKeyColumns}, args);
+  AddSimple(group, invocation, "rotate", "Add a key version used by new encryptions",
+            TenantFrom::kOption, {ops::KeyRotate::Name(), KeyArg}, args)
+      ->add_option("KEYREF", args->key, "Key name or alias")
+      ->required();
+  AddSimple(group, invocation, "versions", "List a key's versions", TenantFrom::kOption,
+            {ops::KeyListVersions::Name(), KeyArg, wire::kVersions, kVersionColumns}, args)
+      ->add_option("KEYREF", args->key, "Key name or alias")
+      ->required();
+  for (const auto& [name, op, description] :
+       {std::tuple{"enable", ops::KeyEnable::Name(), "Enable a disabled key"},
+        std::tuple{"disable", ops::KeyDisable::Name(),
+                   "Disable a key: it neither encrypts nor decrypts"},
+        std::tuple{"cancel-deletion", ops::KeyCancelDeletion::Name(),
+                   "Cancel a key's scheduled deletion; the key stays disabled"}}) {
+    AddSimple(group, invocation, name, description, TenantFrom::kOption, {op, KeyArg}, args)
+        ->add_option("KEYREF", args->key, "Key name or alias")
+        ->required();
+  }
+  CLI::App* schedule =
+      AddSimple(group, invocation, "schedule-deletion",
+                "Schedule a key's deletion; it is unusable during the window", TenantFrom::kOption,
+                {ops::KeyScheduleDeletion::Name(), KeyAndWindowArgs}, args);
+  schedule->add_option("KEYREF", args->key, "Key name or alias")->required();
+  AddWindowOptions(schedule, args);
+
+  AddKeySettingCommands(group, invocation, args);
 }
 
 void AddAliasCommands(CLI::App& app, Invocation& invocation) {
@@ -255,19 +250,19 @@ void AddAliasCommands(CLI::App& app, Invocation& invocation) {
   group->require_subcommand(1);
   auto args = std::make_shared<AdminArgs>();
   for (const auto& [name, op, description] :
-       {std::tuple{"create", "alias.create", "Create an alias pointing at a key"},
-        std::tuple{"update", "alias.update", "Point an existing alias at another key"}}) {
+       {std::tuple{"create", ops::AliasCreate::Name(), "Create an alias pointing at a key"},
+        std::tuple{"update", ops::AliasUpdate::Name(), "Point an existing alias at another key"}}) {
     CLI::App* command = AddSimple(group, invocation, name, description, TenantFrom::kOption,
                                   {op, AliasAndKeyArgs}, args);
     command->add_option("ALIAS", args->alias, "Alias name (alias/NAME)")->required();
     command->add_option("KEY", args->key, "Key name (not an alias)")->required();
   }
   AddSimple(group, invocation, "delete", "Delete an alias", TenantFrom::kOption,
-            {"alias.delete", AliasArg}, args)
+            {ops::AliasDelete::Name(), AliasArg}, args)
       ->add_option("ALIAS", args->alias, "Alias name (alias/NAME)")
       ->required();
   AddSimple(group, invocation, "list", "List the tenant's aliases", TenantFrom::kOption,
-            {"alias.list", NoArgs, "aliases", kAliasColumns}, args);
+            {ops::AliasList::Name(), NoArgs, wire::kAliases, kAliasColumns}, args);
 }
 
 // kmsd writes the backup into its backup directory (keystore.backup_dir):
@@ -280,12 +275,8 @@ void AddKeystoreCommands(CLI::App& app, Invocation& invocation) {
             "Write a consistent copy of the keystore to NAME in kmsd's backup directory "
             "(keystore.backup_dir; created by kmsd, mode 0600)",
             TenantFrom::kNone,
-            {"keystore.backup",
-             [](const AdminArgs& a) {
-               Value::Map map;
-               map.emplace_back("path", a.name);
-               return map;
-             }},
+            {ops::KeystoreBackup::Name(),
+             [](const AdminArgs& a) { return Encode(ops::BackupRequest{.path = a.name}); }},
             args)
       ->add_option("NAME", args->name,
                    "A file name in kmsd's backup directory, or an absolute path directly in it; "
@@ -297,10 +288,11 @@ void AddKeystoreCommands(CLI::App& app, Invocation& invocation) {
 
 void AddAdminCommands(CLI::App& app, Invocation& invocation) {
   auto args = std::make_shared<AdminArgs>();
-  AddSimple(&app, invocation, "status", "Show kmsd's version, token, keystore and counts",
-            TenantFrom::kNone, {"status"}, args);
-  AddSimple(&app, invocation, "health", "Check that kmsd and its token answer", TenantFrom::kNone,
-            {"health"}, args);
+  AddSimple(&app, invocation, ops::ServiceStatus::Name(),
+            "Show kmsd's version, token, keystore and counts", TenantFrom::kNone,
+            {ops::ServiceStatus::Name()}, args);
+  AddSimple(&app, invocation, ops::Health::Name(), "Check that kmsd and its token answer",
+            TenantFrom::kNone, {ops::Health::Name()}, args);
   AddTenantCommands(app, invocation);
   AddKeyCommands(app, invocation);
   AddAliasCommands(app, invocation);

@@ -108,23 +108,28 @@ void PrintHuman(const Json& entry, const Status& status) {
 Status CallChunk(Invocation& invocation, const BatchArgs& a, Mode mode,
                  const EncryptionContext& context, std::vector<Item>& items, size_t begin,
                  size_t end, Json& lines, Status& first_failure) {
-  static constexpr std::string_view kOps[] = {"batch-encrypt", "batch-decrypt", "batch-re-encrypt"};
-  const bool encrypt = mode == Mode::kEncrypt;
-  const std::string_view field = mode == Mode::kDecrypt ? "plaintext" : "ciphertext";
-  Value::Array request_items;
-  for (size_t i = begin; i < end; ++i) {
-    Value::Map entry;
-    entry.emplace_back(encrypt ? "plaintext" : "ciphertext", std::move(items[i].input));
-    if (!context.empty()) entry.emplace_back("context", ContextValue(context));
-    request_items.emplace_back(std::move(entry));
-  }
-  Value::Map args;
-  if (encrypt) args.emplace_back("key", a.key);
-  args.emplace_back("items", std::move(request_items));
-  ASSIGN_OR_RETURN(Reply reply,
-                   invocation.Call(kOps[static_cast<int>(mode)], a.tenant, std::move(args)));
+  const std::string_view field = mode == Mode::kDecrypt ? wire::kPlaintext : wire::kCiphertext;
+  auto request = [&]() -> Result<Reply> {
+    if (mode == Mode::kEncrypt) {
+      ops::BatchEncryptRequest batch{.key = a.key, .items = {}};
+      for (size_t i = begin; i < end; ++i) {
+        batch.items.items.push_back({.plaintext = items[i].input.RevealSpan(), .context = context});
+      }
+      return invocation.Send<ops::BatchEncrypt>(a.tenant, std::move(batch));
+    }
+    BatchItems<ops::CiphertextItem> ciphertexts;
+    for (size_t i = begin; i < end; ++i) {
+      ciphertexts.items.push_back({.ciphertext = items[i].input.RevealSpan(), .context = context});
+    }
+    if (mode == Mode::kDecrypt) {
+      return invocation.Send<ops::BatchDecrypt>(a.tenant, {.items = std::move(ciphertexts)});
+    }
+    return invocation.Send<ops::BatchReEncrypt>(
+        a.tenant, {.items = std::move(ciphertexts), .destination_key = std::nullopt});
+  };
+  ASSIGN_OR_RETURN(Reply reply, request());
   ASSIGN_OR_RETURN(std::span<const msgpack::object> results,
-                   FromReply(reply.result().Array("results")));
+                   FromReply(reply.result().Array(wire::kResults)));
   if (results.size() != end - begin) {
     return MalformedReply(Status(Code::kInternal, "'results' does not have one entry per item"));
   }

@@ -19,6 +19,7 @@
 #include "client/connection.h"
 #include "protocol/ciphertext.h"
 #include "protocol/codec.h"
+#include "protocol/limits.h"
 #include "protocol/status.h"
 #include "protocol/value.h"
 #include "tools/kmsctl/output.h"
@@ -28,8 +29,6 @@ namespace kmsd::kmsctl {
 // The code reported for usage errors; exit status 2.
 inline constexpr std::string_view kUsageCode = "USAGE";
 inline constexpr int kUsageExitCode = 2;
-// Items per batch call (docs/PROTOCOL.md).
-inline constexpr size_t kMaxBatchItems = 1024;
 
 // Bounds nng's millisecond timeouts (int32) well inside their range.
 inline constexpr double kMaxTimeoutSeconds = 86400;
@@ -56,6 +55,11 @@ class Invocation {
 
   // Sends one request, dialing kmsd on first use.
   Result<Reply> Call(std::string_view op, std::string_view tenant, Value::Map args = {});
+  // Sends operation Op with its typed request (protocol/operation_types.h).
+  template <typename Op>
+  Result<Reply> Send(std::string_view tenant, typename Op::Request request) {
+    return Call(Op::Name(), tenant, Encode(std::move(request)));
+  }
 
   // Marks a failure found before anything was sent (bad argument value,
   // unreadable input, unusable output path) as a usage error: reported with

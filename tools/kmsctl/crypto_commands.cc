@@ -57,62 +57,63 @@ Result<Prepared> Prepare(Invocation& invocation, const CryptoArgs& a) {
   return prepared;
 }
 
-void AddContextIfAny(Value::Map& args, std::string_view name, const EncryptionContext& context) {
-  if (!context.empty()) args.emplace_back(name, ContextValue(context));
+std::optional<std::string_view> UnlessEmpty(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  return text;
 }
 
 Status Encrypt(Invocation& invocation, const CryptoArgs& a) {
   ASSIGN_OR_RETURN(Prepared prepared, Prepare(invocation, a));
-  Value::Map args;
-  args.emplace_back("key", a.key);
-  args.emplace_back("plaintext", std::move(prepared.input));
-  AddContextIfAny(args, "context", prepared.context);
-  ASSIGN_OR_RETURN(Reply reply, invocation.Call("encrypt", a.tenant, std::move(args)));
-  return Emit(invocation, reply, "ciphertext", a.out);
+  ASSIGN_OR_RETURN(Reply reply, invocation.Send<ops::Encrypt>(
+                                    a.tenant, {.key = a.key,
+                                               .plaintext = prepared.input.RevealSpan(),
+                                               .context = std::move(prepared.context)}));
+  return Emit(invocation, reply, wire::kCiphertext, a.out);
 }
 
 Status Decrypt(Invocation& invocation, const CryptoArgs& a) {
   ASSIGN_OR_RETURN(Prepared prepared, Prepare(invocation, a));
-  Value::Map args;
-  args.emplace_back("ciphertext", std::move(prepared.input));
-  AddContextIfAny(args, "context", prepared.context);
-  if (!a.key.empty()) args.emplace_back("key", a.key);
-  ASSIGN_OR_RETURN(Reply reply, invocation.Call("decrypt", a.tenant, std::move(args)));
-  return Emit(invocation, reply, "plaintext", a.out);
+  ASSIGN_OR_RETURN(Reply reply, invocation.Send<ops::Decrypt>(
+                                    a.tenant, {.ciphertext = prepared.input.RevealSpan(),
+                                               .context = std::move(prepared.context),
+                                               .key = UnlessEmpty(a.key)}));
+  return Emit(invocation, reply, wire::kPlaintext, a.out);
 }
 
 Status ReEncrypt(Invocation& invocation, const CryptoArgs& a) {
   ASSIGN_OR_RETURN(Prepared prepared, Prepare(invocation, a));
   ASSIGN_OR_RETURN(EncryptionContext destination_context,
                    invocation.AsUsage(ParseContext(a.destination_context)));
-  Value::Map args;
-  args.emplace_back("ciphertext", std::move(prepared.input));
-  AddContextIfAny(args, "context", prepared.context);
-  if (!a.destination_key.empty()) args.emplace_back("destination_key", a.destination_key);
-  AddContextIfAny(args, "destination_context", destination_context);
-  ASSIGN_OR_RETURN(Reply reply, invocation.Call("re-encrypt", a.tenant, std::move(args)));
-  return Emit(invocation, reply, "ciphertext", a.out);
+  // No --destination-context sends none: kmsd then uses --context.
+  std::optional<EncryptionContext> destination;
+  if (!destination_context.empty()) destination = std::move(destination_context);
+  ASSIGN_OR_RETURN(Reply reply, invocation.Send<ops::ReEncrypt>(
+                                    a.tenant, {.ciphertext = prepared.input.RevealSpan(),
+                                               .context = std::move(prepared.context),
+                                               .destination_key = UnlessEmpty(a.destination_key),
+                                               .destination_context = std::move(destination)}));
+  return Emit(invocation, reply, wire::kCiphertext, a.out);
 }
 
 Status DataKey(Invocation& invocation, const CryptoArgs& a) {
   ASSIGN_OR_RETURN(EncryptionContext context, invocation.AsUsage(ParseContext(a.context)));
-  Value::Map args;
-  args.emplace_back("key", a.key);
-  AddContextIfAny(args, "context", context);
-  if (a.bytes.has_value()) args.emplace_back("number_of_bytes", *a.bytes);
-  if (!a.key_spec.empty()) args.emplace_back("key_spec", a.key_spec);
-  const std::string_view op =
-      a.no_plaintext ? "generate-data-key-without-plaintext" : "generate-data-key";
-  ASSIGN_OR_RETURN(Reply reply, invocation.Call(op, a.tenant, std::move(args)));
+  ops::DataKeyRequest request{.key = a.key,
+                              .context = std::move(context),
+                              .key_spec = UnlessEmpty(a.key_spec),
+                              .number_of_bytes = a.bytes};
+  ASSIGN_OR_RETURN(
+      Reply reply,
+      a.no_plaintext
+          ? invocation.Send<ops::GenerateDataKeyWithoutPlaintext>(a.tenant, std::move(request))
+          : invocation.Send<ops::GenerateDataKey>(a.tenant, std::move(request)));
   return invocation.output().Object(ToJson(reply.result()));
 }
 
 Status Random(Invocation& invocation, const CryptoArgs& a) {
   RETURN_IF_ERROR(invocation.AsUsage(CheckOutputPath(a.out)));
-  Value::Map args;
-  args.emplace_back("number_of_bytes", a.bytes.value_or(0));
-  ASSIGN_OR_RETURN(Reply reply, invocation.Call("generate-random", {}, std::move(args)));
-  return Emit(invocation, reply, "random", a.out);
+  ASSIGN_OR_RETURN(Reply reply, invocation.Send<ops::GenerateRandom>(
+                                    {}, {.number_of_bytes = a.bytes.value_or(0)}));
+  return Emit(invocation, reply, wire::kRandom, a.out);
 }
 
 using Handler = Status (*)(Invocation&, const CryptoArgs&);
