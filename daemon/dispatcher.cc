@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "protocol/frame_scan.h"
+#include "protocol/lifecycle_limits.h"
 #include "protocol/message.h"
 #include "protocol/names.h"
 
@@ -147,11 +148,14 @@ Result<int64_t> PendingWindowSeconds(Env& e, const Fields& args) {
     }
     return static_cast<int64_t>(*seconds);
   }
-  const uint64_t window_days = days.value_or(30);
-  if (window_days < 7 || window_days > 30) {
-    return Error(Code::kInvalidArgument, "pending_window_days must be 7 to 30");
+  const uint64_t window_days = days.value_or(kDefaultPendingWindowDays);
+  if (window_days < static_cast<uint64_t>(kMinPendingWindowDays) ||
+      window_days > static_cast<uint64_t>(kMaxPendingWindowDays)) {
+    return Error(Code::kInvalidArgument, "pending_window_days must be " +
+                                             std::to_string(kMinPendingWindowDays) + " to " +
+                                             std::to_string(kMaxPendingWindowDays));
   }
-  return static_cast<int64_t>(window_days) * 86400;
+  return static_cast<int64_t>(window_days) * kSecondsPerDay;
 }
 
 Result<Value::Map> SetKeyEnabled(Env& e, Call& c, bool enabled) {

@@ -79,7 +79,8 @@ Result<std::unique_ptr<KeyHierarchy>> KeyHierarchy::Open(pkcs11::Token& token,
                                                          LifecycleOptions lifecycle) {
   if (lifecycle.min_pending_window_seconds < 1 ||
       lifecycle.min_pending_window_seconds > kDefaultMinPendingWindowSeconds) {
-    return Error(Code::kInvalidArgument, "min_pending_window_seconds must be 1 to 604800");
+    return Error(Code::kInvalidArgument, "min_pending_window_seconds must be 1 to " +
+                                             std::to_string(kDefaultMinPendingWindowSeconds));
   }
   if (lifecycle.min_rotation_period_seconds < 1 ||
       lifecycle.min_rotation_period_seconds > kDefaultMinRotationPeriodSeconds) {

@@ -62,6 +62,7 @@
 
 #include "keystore/backup_directory.h"
 #include "keystore/store.h"
+#include "os/paths.h"
 
 namespace kmsd {
 namespace {
@@ -667,13 +668,6 @@ Status LoadSnapshot(sqlite3* db, KeyStoreSnapshot& out) {
 
 Status ErrnoError(Code code, const std::string& what, int error) {
   return Status(code, what + ": " + std::generic_category().message(error));
-}
-
-std::string DirectoryOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
 }
 
 // A temporary file that is removed when this dies, unless released.

@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 
+#include "protocol/lifecycle_limits.h"
 #include "tools/kmsctl/cli.h"
 
 namespace kmsd::kmsctl {
@@ -75,7 +76,8 @@ Value::Map KeyAndWindowArgs(const AdminArgs& a) {
 Value::Map KeyAndRotationArgs(const AdminArgs& a) {
   Value::Map map = KeyArg(a);
   uint64_t seconds = 0;
-  if (a.days) seconds = *a.days > UINT64_MAX / 86400 ? UINT64_MAX : *a.days * 86400;
+  constexpr uint64_t kDay = kSecondsPerDay;
+  if (a.days) seconds = *a.days > UINT64_MAX / kDay ? UINT64_MAX : *a.days * kDay;
   if (a.seconds) seconds = *a.seconds;
   map.emplace_back("rotation_period_seconds", seconds);
   return map;
@@ -135,7 +137,9 @@ void AddWindowOptions(CLI::App* command, const std::shared_ptr<AdminArgs>& args)
   CLI::Option* days = command
                           ->add_option_function<uint64_t>(
                               "--days", [args](const uint64_t& n) { args->days = n; },
-                              "Pending window in days, 7 to 30 (default 30)")
+                              "Pending window in days, " + std::to_string(kMinPendingWindowDays) +
+                                  " to " + std::to_string(kMaxPendingWindowDays) + " (default " +
+                                  std::to_string(kDefaultPendingWindowDays) + ")")
                           ->check(UnsignedInteger());
   CLI::Option* seconds = command
                              ->add_option_function<uint64_t>(
