@@ -7,8 +7,9 @@
 
 namespace kmsd {
 
-// Sets PR_SET_DUMPABLE 0 and RLIMIT_CORE 0, umask 077, and sets up the secure
-// heap. Returns an error only when the process cannot be made non-dumpable.
+// Through the System (os/system.h): sets PR_SET_DUMPABLE 0 and RLIMIT_CORE 0,
+// umask 077; then sets up the secure heap. Returns an error only when the process cannot be made
+// non-dumpable.
 Status HardenProcess();
 
 }  // namespace kmsd

@@ -3,8 +3,8 @@
 // Attached to the REP socket, it sees every pipe (connection) twice: in
 // nng's NNG_PIPE_EV_ADD_PRE callback, before nng reads a byte of a request
 // from it, and at NNG_PIPE_EV_REM_POST, after it closed. At ADD_PRE it reads
-// the peer's credentials (SO_PEERCRED through nng, plus supplementary groups
-// from /proc/<pid>/status, see ReadSupplementaryGroups) and closes the pipe
+// the peer's credentials (System::PeerOfPipe, os/system.h: SO_PEERCRED through
+// nng, plus supplementary groups from /proc/<pid>/status) and closes the pipe
 // when AccessPolicy::MayConnect refuses the peer or when the peer's uid
 // already holds `max_connections_per_uid` pipes. Refusals are counted and
 // logged through a RefusalLog (at most one line per second). kmsd's own
@@ -41,14 +41,6 @@ struct PeerGateOptions {
   size_t max_connections_per_uid = 64;
   std::chrono::milliseconds idle_timeout{30000};
 };
-
-// The supplementary groups in the text of a /proc/<pid>/status file, or an
-// empty list unless its effective uid (the second field of "Uid:") is `uid`:
-// the pid may have exited and been reused since the peer connected, and only a
-// process of the same user is trusted to stand for it.
-std::vector<uint64_t> GroupsFromProcStatus(std::string_view status, uint64_t uid);
-// Reads /proc/<pid>/status; empty when it cannot be read (see above).
-std::vector<uint64_t> ReadSupplementaryGroups(uint64_t pid, uint64_t uid);
 
 class PeerGate {
  public:

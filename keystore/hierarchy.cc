@@ -21,7 +21,8 @@ Status CheckSeconds(std::string_view what, int64_t seconds, int64_t min, int64_t
 Status CheckLifecycleOptions(const LifecycleOptions& lifecycle) {
   if (lifecycle.min_pending_window_seconds < 1 ||
       lifecycle.min_pending_window_seconds > kDefaultMinPendingWindowSeconds) {
-    return Status(Code::kInvalidArgument, "min_pending_window_seconds must be 1 to 604800");
+    return Status(Code::kInvalidArgument, "min_pending_window_seconds must be 1 to " +
+                                             std::to_string(kDefaultMinPendingWindowSeconds));
   }
   if (lifecycle.min_rotation_period_seconds < 1 ||
       lifecycle.min_rotation_period_seconds > kDefaultMinRotationPeriodSeconds) {

@@ -68,6 +68,7 @@
 #include "pkcs11/token.h"
 #include "protocol/ciphertext.h"
 #include "protocol/clock.h"
+#include "protocol/lifecycle_limits.h"
 #include "protocol/secret_buffer.h"
 #include "protocol/status.h"
 
@@ -87,10 +88,10 @@ inline constexpr DefaultKey kDefaultTenantKeys[] = {
     {"api-keys-key", "alias/api-keys"},
 };
 
-// Pending windows: 7 to 30 days as in AWS KMS. The minimum can be lowered
+// Pending windows (protocol/lifecycle_limits.h). The minimum can be lowered
 // (LifecycleOptions), the maximum cannot.
-inline constexpr int64_t kDefaultMinPendingWindowSeconds = 7 * 86400;
-inline constexpr int64_t kMaxPendingWindowSeconds = 30 * 86400;
+inline constexpr int64_t kDefaultMinPendingWindowSeconds = kMinPendingWindowDays * kSecondsPerDay;
+inline constexpr int64_t kMaxPendingWindowSeconds = kMaxPendingWindowDays * kSecondsPerDay;
 
 // Rotation periods: 1 day (lowerable to 1 s) to 10 years.
 inline constexpr int64_t kDefaultMinRotationPeriodSeconds = 86400;

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "pkcs11/internal/text_fields.h"
+
 namespace kmsd::pkcs11 {
 namespace {
 
@@ -14,17 +16,8 @@ std::string RvHex(CK_RV rv) {
   return buf;
 }
 
-// Fixed-width, space-padded PKCS#11 strings.
-std::string Trim(const unsigned char* field, size_t size) {
-  std::string s(reinterpret_cast<const char*>(field), size);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
-  return s;
-}
-
-void PadInto(unsigned char* field, size_t size, std::string_view value) {
-  std::memset(field, ' ', size);
-  std::memcpy(field, value.data(), std::min(size, value.size()));
-}
+using internal::PadInto;
+using internal::Trim;
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "pkcs11/internal/key_templates.h"
+#include "pkcs11/internal/text_fields.h"
 
 namespace kmsd::pkcs11 {
 namespace {
@@ -11,11 +12,7 @@ namespace {
 constexpr CK_ULONG kAesKeyBytes = 32;
 constexpr CK_ULONG kGcmTagBits = 128;
 
-std::string Trim(const unsigned char* field, size_t size) {
-  std::string s(reinterpret_cast<const char*>(field), size);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
-  return s;
-}
+using internal::Trim;
 
 // Modules reject a NULL input pointer even with length 0 (SoftHSM2 2.6:
 // CKR_ARGUMENTS_BAD), and an empty std::vector's data() is NULL.

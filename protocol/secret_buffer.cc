@@ -1,23 +1,18 @@
 #include "protocol/secret_buffer.h"
 
 #include <openssl/crypto.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <new>
 #include <utility>
 
+#include "os/system.h"
+
 namespace kmsd {
 namespace {
 
-size_t PageSize() {
-  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  return page;
-}
-
 size_t RoundUpToPages(size_t n) {
-  const size_t page = PageSize();
+  const size_t page = CurrentSystem().PageSize();
   return (n + page - 1) / page * page;
 }
 
@@ -25,10 +20,11 @@ size_t RoundUpToPages(size_t n) {
 // unprivileged process over RLIMIT_MEMLOCK; the pages are still kept out of
 // core dumps, and the daemon is non-dumpable as well.
 uint8_t* MapLockedPages(size_t capacity) {
-  void* p = mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  (void)madvise(p, capacity, MADV_DONTDUMP);
-  (void)mlock(p, capacity);
+  System& system = CurrentSystem();
+  void* p = system.MapPages(capacity);
+  if (p == nullptr) throw std::bad_alloc();
+  (void)system.ExcludeFromCoreDumps(p, capacity);
+  (void)system.LockMemory(p, capacity);
   return static_cast<uint8_t*>(p);
 }
 
@@ -95,8 +91,9 @@ void SecretBuffer::Release() {
     OPENSSL_secure_clear_free(data_, capacity_);
   } else {
     OPENSSL_cleanse(data_, capacity_);
-    munlock(data_, capacity_);
-    munmap(data_, capacity_);
+    System& system = CurrentSystem();
+    system.UnlockMemory(data_, capacity_);
+    system.UnmapPages(data_, capacity_);
   }
   data_ = nullptr;
   size_ = capacity_ = 0;

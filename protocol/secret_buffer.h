@@ -2,9 +2,9 @@
 // plaintexts, PINs) in kmsd and its clients.
 //
 // Memory comes from OpenSSL's secure heap when it has room (locked in RAM,
-// excluded from core dumps, guard pages), else from its own mmap'd pages that
-// are mlock'ed and marked MADV_DONTDUMP. It is wiped with OPENSSL_cleanse when
-// freed or shrunk. There is no stream or format operator: the bytes leave only
+// excluded from core dumps, guard pages), else from its own pages, which it
+// asks the System (os/system.h) to lock and keep out of core dumps. It is wiped with
+// OPENSSL_cleanse when freed or shrunk. There is no stream or format operator: the bytes leave only
 // through RevealData()/RevealMutableData(), so `grep Reveal` finds every place
 // a secret is read raw. Move-only; not synchronized (one owner at a time).
 #pragma once

@@ -4,11 +4,10 @@
 #include <limits>
 
 #include "daemon/handlers/handler.h"
+#include "protocol/lifecycle_limits.h"
 
 namespace kmsd {
 namespace {
-
-constexpr int64_t kDay = 86400;
 
 // The pending window of a schedule-deletion, in seconds (PROTOCOL.md):
 // pending_window_days, 7 to 30 (default 30), or pending_window_seconds when
@@ -34,14 +33,14 @@ Result<int64_t> PendingWindowSeconds(const KeyHierarchy& hierarchy,
     }
     return static_cast<int64_t>(*seconds);
   }
-  constexpr uint64_t kMinDays = kDefaultMinPendingWindowSeconds / kDay;
-  constexpr uint64_t kMaxDays = kMaxPendingWindowSeconds / kDay;
-  const uint64_t window_days = days.value_or(kMaxDays);
+  constexpr auto kMinDays = static_cast<uint64_t>(kMinPendingWindowDays);
+  constexpr auto kMaxDays = static_cast<uint64_t>(kMaxPendingWindowDays);
+  const uint64_t window_days = days.value_or(kDefaultPendingWindowDays);
   if (window_days < kMinDays || window_days > kMaxDays) {
     return Error(Code::kInvalidArgument, "pending_window_days must be " + std::to_string(kMinDays) +
                                              " to " + std::to_string(kMaxDays));
   }
-  return static_cast<int64_t>(window_days) * kDay;
+  return static_cast<int64_t>(window_days) * kSecondsPerDay;
 }
 
 template <bool kEnabled>

@@ -14,19 +14,13 @@
 #include "keystore/sqlite/db.h"
 #include "keystore/sqlite/records.h"
 #include "keystore/sqlite/schema.h"
+#include "os/paths.h"
 
 namespace kmsd::sqlite {
 namespace {
 
 Status ErrnoError(Code code, const std::string& what, int error) {
   return Status(code, what + ": " + std::generic_category().message(error));
-}
-
-std::string DirectoryOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
 }
 
 // A temporary file that is removed when this dies, unless released.

@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 
+#include "protocol/lifecycle_limits.h"
 #include "tools/kmsctl/cli.h"
 
 namespace kmsd::kmsctl {
@@ -69,7 +70,8 @@ Value::Map KeyAndWindowArgs(const AdminArgs& a) {
 // The rotation period; 0 (--off) turns automatic rotation off.
 Value::Map KeyAndRotationArgs(const AdminArgs& a) {
   uint64_t seconds = 0;
-  if (a.days) seconds = *a.days > UINT64_MAX / 86400 ? UINT64_MAX : *a.days * 86400;
+  constexpr uint64_t kDay = kSecondsPerDay;
+  if (a.days) seconds = *a.days > UINT64_MAX / kDay ? UINT64_MAX : *a.days * kDay;
   if (a.seconds) seconds = *a.seconds;
   return Encode(ops::SetRotationRequest{.key = a.key, .rotation_period_seconds = seconds});
 }
@@ -124,7 +126,9 @@ void AddWindowOptions(CLI::App* command, const std::shared_ptr<AdminArgs>& args)
   CLI::Option* days = command
                           ->add_option_function<uint64_t>(
                               "--days", [args](const uint64_t& n) { args->days = n; },
-                              "Pending window in days, 7 to 30 (default 30)")
+                              "Pending window in days, " + std::to_string(kMinPendingWindowDays) +
+                                  " to " + std::to_string(kMaxPendingWindowDays) + " (default " +
+                                  std::to_string(kDefaultPendingWindowDays) + ")")
                           ->check(UnsignedInteger());
   CLI::Option* seconds = command
                              ->add_option_function<uint64_t>(

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "os/paths.h"
 #include "tools/kmsctl/output.h"
 
 namespace kmsd::kmsctl {
@@ -50,12 +51,6 @@ Result<SecretBuffer> ReadAll(int fd, const std::string& path, size_t size_hint) 
   if (used > kMaxInputBytes) return Error(TooLarge(path));
   buffer.Shrink(used);
   return buffer;
-}
-
-// The directory a new file at `path` would be created in.
-std::string DirectoryOf(const std::string& path) {
-  const std::string parent = std::filesystem::path(path).parent_path().string();
-  return parent.empty() ? "." : parent;
 }
 
 Status WriteError(const std::string& what, const std::string& path, int error) {

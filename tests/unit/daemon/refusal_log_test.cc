@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include "daemon/peer_gate.h"
+#include "os/proc_status.h"
 
 namespace kmsd {
 namespace {

@@ -1,0 +1,93 @@
+// System: everything kmsd asks of the operating system directly, behind one
+// small interface so that the modules above stay free of syscalls
+// (protocol/ does no I/O) and tests can fake the OS.
+//
+// Covered: pages for secret memory (map, lock, keep out of core dumps), the
+// process's own hardening (non-dumpable, no core files, private file mode),
+// who is at the other end of a connection (credentials of an nng IPC pipe,
+// supplementary groups from /proc), and status reports to the service
+// manager. The real implementation is Linux's (os/linux_system.cc).
+//
+// CurrentSystem() is the process's System: the Linux one unless a test has
+// put another in place with TEST_ScopedSystem. Implementations must be safe to
+// call from any thread. An override must outlive everything that used it; a
+// fake should hand out pages from the real System, so that memory mapped
+// under one System and unmapped under the other stays sound.
+//
+// `os` is the bottom of the layering (os <- protocol <- pkcs11 <- keystore <-
+// policy <- daemon): it uses no other kmsd module, so failures are plain
+// values (bool, optional) that the callers turn into Status.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace kmsd {
+
+struct PeerCredentials {
+  uint64_t uid = 0;
+  uint64_t gid = 0;
+  uint64_t pid = 0;
+  std::vector<uint64_t> groups;  // supplementary; empty when unknown
+};
+
+class System {
+ public:
+  System() = default;
+  System(const System&) = delete;
+  System& operator=(const System&) = delete;
+  virtual ~System() = default;
+
+  // --- Memory for secrets.
+  virtual size_t PageSize() const = 0;
+  // Zero-filled, page-aligned private pages; nullptr when none are left.
+  virtual void* MapPages(size_t bytes) = 0;
+  virtual void UnmapPages(void* pages, size_t bytes) = 0;
+  // Keeps the range in RAM (mlock); false when refused (e.g. RLIMIT_MEMLOCK).
+  virtual bool LockMemory(void* data, size_t bytes) = 0;
+  virtual void UnlockMemory(void* data, size_t bytes) = 0;
+  // Leaves the range out of core dumps (MADV_DONTDUMP); false when refused.
+  virtual bool ExcludeFromCoreDumps(void* data, size_t bytes) = 0;
+
+  // --- The process.
+  // Makes the process non-dumpable and not ptrace-attachable by other users
+  // (PR_SET_DUMPABLE 0), sets RLIMIT_CORE to 0 and the umask to 077. False
+  // when the process could not be made non-dumpable; the rest is best effort.
+  virtual bool HardenProcess() = 0;
+
+  // --- Peers.
+  // The credentials of the peer of an nng IPC pipe (SO_PEERCRED), with its
+  // supplementary groups (see ReadSupplementaryGroups); nullopt when the pipe
+  // is gone or not IPC.
+  virtual std::optional<PeerCredentials> PeerOfPipe(uint32_t pipe_id) = 0;
+
+  // --- The service manager.
+  // Reports `state` ("READY=1", "STOPPING=1", ...) as sd_notify(3) does, to
+  // $NOTIFY_SOCKET; nothing when that is unset. Best effort.
+  virtual void Notify(std::string_view state) = 0;
+};
+
+// The process's System (see above).
+System& CurrentSystem();
+// The real System of this platform (Linux). Never destroyed, so secrets may
+// still be released during static destruction; fakes hand out its pages.
+System& PlatformSystem();
+
+// For tests: makes `system` the CurrentSystem() until destroyed, then puts the
+// previous one back. Nest in stack order; not for use while other threads
+// call CurrentSystem() on behalf of the test's subject.
+class TEST_ScopedSystem {
+ public:
+  explicit TEST_ScopedSystem(System& system);
+  ~TEST_ScopedSystem();
+  TEST_ScopedSystem(const TEST_ScopedSystem&) = delete;
+  TEST_ScopedSystem& operator=(const TEST_ScopedSystem&) = delete;
+
+ private:
+  System* previous_;
+};
+
+}  // namespace kmsd

@@ -1,0 +1,82 @@
+// The Linux System: secret pages (mapped zeroed and aligned), peer lookups of unknown pipes,
+// notices to $NOTIFY_SOCKET; TEST_ScopedSystem puts a fake in place and back.
+#include "os/system.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "tests/support/fake_system.h"
+#include "tests/support/temp_dir.h"
+
+namespace kmsd {
+namespace {
+
+using ::testing::ElementsAre;
+
+TEST(LinuxSystemTest, MapsZeroedPagesAndKeepsThemOutOfCoreDumps) {
+  System& system = PlatformSystem();
+  const size_t bytes = 3 * system.PageSize();
+  void* pages = system.MapPages(bytes);
+  ASSERT_NE(pages, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(pages) % system.PageSize(), 0u);
+  for (size_t i = 0; i < bytes; ++i) ASSERT_EQ(static_cast<uint8_t*>(pages)[i], 0);
+  // What the flags do to the mapping, secret_buffer_test checks in smaps.
+  EXPECT_TRUE(system.ExcludeFromCoreDumps(pages, bytes));
+  if (system.LockMemory(pages, bytes)) system.UnlockMemory(pages, bytes);
+  system.UnmapPages(pages, bytes);
+}
+
+TEST(LinuxSystemTest, AnUnknownPipeHasNoPeer) {
+  EXPECT_FALSE(PlatformSystem().PeerOfPipe(0));
+  EXPECT_FALSE(PlatformSystem().PeerOfPipe(0x7fffffff));
+}
+
+TEST(LinuxSystemTest, NotifySendsTheStateToNotifySocket) {
+  testing::TempDir dir;
+  const std::string path = dir / "notify";
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof address.sun_path);
+  std::memcpy(address.sun_path, path.c_str(), path.size());
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(setenv("NOTIFY_SOCKET", path.c_str(), 1), 0);
+  PlatformSystem().Notify("READY=1");
+  unsetenv("NOTIFY_SOCKET");
+  PlatformSystem().Notify("STOPPING=1");  // unset: nothing is sent
+  char received[64] = {};
+  const ssize_t n = recv(fd, received, sizeof received, MSG_DONTWAIT);
+  EXPECT_EQ(std::string(received, n > 0 ? static_cast<size_t>(n) : 0), "READY=1");
+  EXPECT_LT(recv(fd, received, sizeof received, MSG_DONTWAIT), 0);
+  close(fd);
+}
+
+TEST(ScopedSystemTest, PutsTheFakeInPlaceAndThePreviousBack) {
+  System& before = CurrentSystem();
+  testing::FakeSystem fake;
+  {
+    TEST_ScopedSystem scoped(fake);
+    EXPECT_EQ(&CurrentSystem(), &fake);
+    CurrentSystem().Notify("READY=1");
+    {
+      testing::FakeSystem inner;
+      TEST_ScopedSystem nested(inner);
+      EXPECT_EQ(&CurrentSystem(), &inner);
+    }
+    EXPECT_EQ(&CurrentSystem(), &fake);
+  }
+  EXPECT_EQ(&CurrentSystem(), &before);
+  EXPECT_EQ(&before, &PlatformSystem());
+  EXPECT_THAT(fake.calls().notices, ElementsAre("READY=1"));
+}
+
+}  // namespace
+}  // namespace kmsd
