@@ -20,6 +20,7 @@
 #include "protocol/ciphertext.h"
 #include "protocol/codec.h"
 #include "protocol/limits.h"
+#include "protocol/operation_types.h"
 #include "protocol/status.h"
 #include "protocol/value.h"
 #include "tools/kmsctl/output.h"
