@@ -18,14 +18,18 @@
 
 namespace kmsd {
 
+// A reply kmsd sent that does not read as it must (a missing field, a wrong
+// type): kmsd's fault, so INTERNAL, not the INVALID_ARGUMENT the decoder says.
+inline Status MalformedReply(const Status& status) {
+  return Status(Code::kInternal, "malformed reply from kmsd: " + status.message());
+}
+
 template <typename Op>
 Result<typename Op::Reply> CallOp(Connection& connection, std::string_view tenant,
                                   typename Op::Request request) {
   ASSIGN_OR_RETURN(Reply reply, connection.Call(Op::Name(), tenant, Encode(std::move(request))));
   auto decoded = Decode<typename Op::Reply>(reply.result(), Strictness::kLenient);
-  if (!decoded.has_value()) {
-    return Error(Code::kInternal, "malformed reply from kmsd: " + decoded.error().message());
-  }
+  if (!decoded.has_value()) return Error(MalformedReply(decoded.error()));
   return decoded;
 }
 

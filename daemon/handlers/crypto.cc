@@ -92,7 +92,8 @@ template <typename Item, typename Result, typename Check, typename One>
 ::kmsd::Result<ops::BatchReply<Result>> ForEachItem(const BatchItems<Item>& items, Check&& check,
                                                     One&& one) {
   if (items.size() == 0 || items.size() > kMaxBatchItems) {
-    return Error(Code::kInvalidArgument, "items must hold 1 to 1024 entries");
+    return Error(Code::kInvalidArgument,
+                 "items must hold 1 to " + std::to_string(kMaxBatchItems) + " entries");
   }
   RETURN_IF_ERROR(check());
   ops::BatchReply<Result> reply;
@@ -149,9 +150,7 @@ Result<size_t> DataKeySize(const ops::DataKeyRequest& request) {
     return Error(Code::kInvalidArgument, "give key_spec or number_of_bytes, not both");
   }
   if (const auto bytes = request.number_of_bytes) {
-    if (*bytes < 1 || *bytes > kMaxRandomBytes) {
-      return Error(Code::kInvalidArgument, "number_of_bytes must be 1 to 1024");
-    }
+    RETURN_IF_ERROR(CheckNumberOfBytes(*bytes));
     return static_cast<size_t>(*bytes);
   }
   if (!request.key_spec || *request.key_spec == "AES_256") return size_t{32};

@@ -104,5 +104,7 @@ void AddCryptoHandlers(HandlerTable& table);
 ops::KeyDescription DescribeKey(const KeyInfo& key);
 ops::TenantDescription DescribeTenant(const TenantInfo& tenant);
 std::string_view TenantState(const TenantInfo& tenant);
+// INVALID_ARGUMENT unless 1 <= number_of_bytes <= kMaxRandomBytes.
+Status CheckNumberOfBytes(uint64_t number_of_bytes);
 
 }  // namespace kmsd

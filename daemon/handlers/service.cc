@@ -46,9 +46,7 @@ Result<ops::BackupReply> Backup(Call& call, const ops::BackupRequest& request) {
 }
 
 Result<ops::RandomReply> GenerateRandom(Call& call, const ops::RandomRequest& request) {
-  if (request.number_of_bytes < 1 || request.number_of_bytes > kMaxRandomBytes) {
-    return Error(Code::kInvalidArgument, "number_of_bytes must be 1 to 1024");
-  }
+  RETURN_IF_ERROR(CheckNumberOfBytes(request.number_of_bytes));
   Bytes random(request.number_of_bytes);
   RETURN_IF_ERROR(call.token().GenerateRandom(random));
   return ops::RandomReply{.random = std::move(random)};

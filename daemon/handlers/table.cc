@@ -1,4 +1,5 @@
 #include "daemon/handlers/handler.h"
+#include "protocol/limits.h"
 
 namespace kmsd {
 
@@ -38,6 +39,12 @@ ops::KeyDescription DescribeKey(const KeyInfo& key) {
   }
   out.aliases = key.aliases;
   return out;
+}
+
+Status CheckNumberOfBytes(uint64_t number_of_bytes) {
+  if (number_of_bytes >= 1 && number_of_bytes <= kMaxRandomBytes) return OkStatus();
+  return Status(Code::kInvalidArgument,
+                "number_of_bytes must be 1 to " + std::to_string(kMaxRandomBytes));
 }
 
 std::string_view TenantState(const TenantInfo& tenant) {

@@ -207,9 +207,8 @@ void AddKeyCommands(CLI::App& app, Invocation& invocation) {
       AddSimple(group, invocation, "create", "Create a key (version 1)", TenantFrom::kOption,
                 {ops::KeyCreate::Name(),
                  [](const AdminArgs& a) {
-                   std::optional<std::string_view> description;
-                   if (!a.description.empty()) description = a.description;
-                   return Encode(ops::KeyCreateRequest{.name = a.name, .description = description});
+                   return Encode(ops::KeyCreateRequest{.name = a.name,
+                                                       .description = UnlessEmpty(a.description)});
                  }},
                 args);
   create->add_option("NAME", args->name, "Key name")->required();
@@ -292,11 +291,10 @@ void AddKeystoreCommands(CLI::App& app, Invocation& invocation) {
 
 void AddAdminCommands(CLI::App& app, Invocation& invocation) {
   auto args = std::make_shared<AdminArgs>();
-  AddSimple(&app, invocation, "status",
-            "Show kmsd's version, token, keystore and counts", TenantFrom::kNone,
-            {ops::ServiceStatus::Name()}, args);
-  AddSimple(&app, invocation, "health", "Check that kmsd and its token answer",
-            TenantFrom::kNone, {ops::Health::Name()}, args);
+  AddSimple(&app, invocation, "status", "Show kmsd's version, token, keystore and counts",
+            TenantFrom::kNone, {ops::ServiceStatus::Name()}, args);
+  AddSimple(&app, invocation, "health", "Check that kmsd and its token answer", TenantFrom::kNone,
+            {ops::Health::Name()}, args);
   AddTenantCommands(app, invocation);
   AddKeyCommands(app, invocation);
   AddAliasCommands(app, invocation);

@@ -65,10 +65,6 @@ Result<EncryptionContext> ParseContext(const std::vector<std::string>& entries) 
   return context;
 }
 
-Status MalformedReply(const Status& status) {
-  return Status(Code::kInternal, "malformed reply from kmsd: " + status.message());
-}
-
 CLI::Option* AddTenantOption(CLI::App* command, std::string* tenant) {
   return command->add_option("--tenant", *tenant, "Tenant the operation acts in")->required();
 }

@@ -12,11 +12,13 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "client/connection.h"
+#include "client/typed_call.h"
 #include "protocol/ciphertext.h"
 #include "protocol/codec.h"
 #include "protocol/limits.h"
@@ -88,13 +90,17 @@ class Invocation {
 Result<EncryptionContext> ParseContext(const std::vector<std::string>& entries);
 
 // For reading a reply's fields: a field kmsd must send but did not, or sent
-// with the wrong type, is kmsd's fault (INTERNAL), not the caller's
-// (INVALID_ARGUMENT, as Fields reports it).
-Status MalformedReply(const Status& status);
+// with the wrong type, is kmsd's fault (client/typed_call.h's MalformedReply).
 template <typename T>
 Result<T> FromReply(Result<T> field) {
   if (!field.has_value()) return Error(MalformedReply(field.error()));
   return field;
+}
+
+// An empty option value as "not given".
+inline std::optional<std::string_view> UnlessEmpty(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  return text;
 }
 
 // Options shared by several commands.

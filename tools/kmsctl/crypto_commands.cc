@@ -57,11 +57,6 @@ Result<Prepared> Prepare(Invocation& invocation, const CryptoArgs& a) {
   return prepared;
 }
 
-std::optional<std::string_view> UnlessEmpty(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  return text;
-}
-
 Status Encrypt(Invocation& invocation, const CryptoArgs& a) {
   ASSIGN_OR_RETURN(Prepared prepared, Prepare(invocation, a));
   ASSIGN_OR_RETURN(Reply reply, invocation.Send<ops::Encrypt>(
