@@ -4,11 +4,16 @@
 // tenant, then measures for 1 and N concurrent clients, each with its own
 // REQ socket: encrypt and decrypt of a 256-byte plaintext through kmsd, and a
 // bare nng REQ/REP round trip carrying frames of the same sizes to an echo
-// server built like kmsd's (one nng context per worker thread). Prints ops/s,
-// p50 and p99 per case and the kmsd/bare ratio of throughput.
+// server (one nng context per worker thread). Prints ops/s, p50 and p99 per
+// case, the kmsd/bare ratio of throughput, and kmsd's CPU time per operation
+// and context switches per operation (from /proc; 0 for the bare rows). With --baseline-kmsd, a
+// second kmsd (an older build, say) runs beside the first in the same alternating rounds, so that
+// "before and after" are measured under the same noise; its rows are marked "(base)" and a last
+// column gives this kmsd's throughput over the baseline's.
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -16,11 +21,14 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <thread>
 #include <vector>
 
-#include "client/connection.h"
+#include "client/typed_call.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/temp_dir.h"
 
@@ -33,6 +41,8 @@ struct Figures {
   double ops_per_second = 0;
   double p50_us = 0;
   double p99_us = 0;
+  double server_cpu_us = 0;    // kmsd's CPU time per operation
+  double server_switches = 0;  // kmsd's context switches per operation
 };
 
 // Runs `clients` threads, each calling its worker in a loop for `seconds`,
@@ -40,7 +50,40 @@ struct Figures {
 struct Samples {
   std::vector<double> latencies_us;
   double elapsed_seconds = 0;
+  double server_cpu_seconds = 0;  // of the kmsd measured, when there is one
+  double server_switches = 0;     // its threads' context switches
 };
+
+// Context switches, voluntary or not, of all of `pid`'s threads so far.
+double ContextSwitches(pid_t pid) {
+  double total = 0;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
+    std::ifstream in(task.path() / "status");
+    for (std::string line; std::getline(in, line);) {
+      if (line.find("ctxt_switches:") != std::string::npos) {
+        total += std::stod(line.substr(line.find(':') + 1));
+      }
+    }
+  }
+  return total;
+}
+
+// User plus system CPU time `pid` has used so far, from /proc/PID/stat.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces) start after ')':
+  // state is field 3; utime and stime are fields 14 and 15.
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int number = 3; number <= 15 && fields >> field; ++number) {
+    if (number >= 14) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 void RunRound(const std::vector<std::function<bool()>>& workers, double seconds, Samples& out) {
   const size_t clients = workers.size();
@@ -81,6 +124,8 @@ Figures Summarize(Samples& samples) {
   f.ops_per_second = all.size() / samples.elapsed_seconds;
   f.p50_us = all[all.size() / 2];
   f.p99_us = all[std::min(all.size() - 1, all.size() * 99 / 100)];
+  f.server_cpu_us = samples.server_cpu_seconds * 1e6 / static_cast<double>(all.size());
+  f.server_switches = samples.server_switches / static_cast<double>(all.size());
   return f;
 }
 
@@ -144,111 +189,166 @@ std::function<bool()> BareClient(const std::string& url, size_t request_size) {
   };
 }
 
-Value::Map EncryptArgs(const Bytes& plaintext) {
-  Value::Map args;
-  args.emplace_back("key", "alias/data");
-  args.emplace_back("plaintext", plaintext);
-  Value::Map context;
-  context.emplace_back("app", "bench");
-  args.emplace_back("context", std::move(context));
-  return args;
+const EncryptionContext kContext = {{"app", "bench"}};
+
+// One kmsd under test, with a tenant "bench", and what a client sends it.
+struct Target {
+  std::unique_ptr<testing::DaemonProcess> daemon;
+  Bytes ciphertext;  // of the plaintext, under alias/data
+  size_t encrypt_request = 0, encrypt_reply = 0;
+  size_t decrypt_request = 0, decrypt_reply = 0;
+};
+
+size_t RequestBytes(std::string_view op, Value::Map args) {
+  return EncodeValue(BuildRequest(1, op, "bench", std::move(args))).size();
 }
 
-Value::Map DecryptArgs(const Bytes& ciphertext) {
-  Value::Map args;
-  args.emplace_back("ciphertext", ciphertext);
-  Value::Map context;
-  context.emplace_back("app", "bench");
-  args.emplace_back("context", std::move(context));
-  return args;
+// Starts `binary` (empty: this build's kmsd) in DIR/NAME and measures its
+// frames. nullopt, with the reason on stderr, if any step fails.
+std::optional<Target> StartTarget(const testing::TempDir& dir, const std::string& name,
+                                  const std::string& binary, const Bytes& plaintext) {
+  testing::SpawnOptions spawn;
+  spawn.binary = binary;
+  Target target;
+  target.daemon = testing::DaemonProcess::StartDev(dir / name, spawn);
+  auto connection = target.daemon->Connect();
+  auto tenant = CallOp<ops::TenantCreate>(*connection, "bench", {});
+  const ops::EncryptRequest encrypt{
+      .key = "alias/data", .plaintext = plaintext, .context = kContext};
+  target.encrypt_request = RequestBytes(ops::Encrypt::Name(), Encode(ops::EncryptRequest(encrypt)));
+  auto encrypted =
+      connection->Call(ops::Encrypt::Name(), "bench", Encode(ops::EncryptRequest(encrypt)));
+  if (!tenant || !encrypted) {
+    std::fprintf(stderr, "kmsd_bench: %s does not serve: %s\n", name.c_str(),
+                 (!tenant ? tenant.error() : encrypted.error()).ToString().c_str());
+    return std::nullopt;
+  }
+  target.encrypt_reply = encrypted->raw().size();
+  auto reply = Decode<ops::EncryptReply>(encrypted->result(), Strictness::kLenient);
+  if (!reply) return std::nullopt;
+  target.ciphertext = std::move(reply->ciphertext);
+  const ops::DecryptRequest decrypt{
+      .ciphertext = target.ciphertext, .context = kContext, .key = {}};
+  target.decrypt_request = RequestBytes(ops::Decrypt::Name(), Encode(ops::DecryptRequest(decrypt)));
+  auto decrypted =
+      connection->Call(ops::Decrypt::Name(), "bench", Encode(ops::DecryptRequest(decrypt)));
+  if (!decrypted) return std::nullopt;
+  target.decrypt_reply = decrypted->raw().size();
+  return target;
 }
 
-void PrintRow(const char* name, size_t clients, const Figures& f, const Figures& bare) {
-  std::printf("%-12s %7zu %12.0f %9.1f %9.1f %13.2f\n", name, clients, f.ops_per_second, f.p50_us,
-              f.p99_us, f.ops_per_second / bare.ops_per_second);
+// A client of `target` on its own connection, encrypting or decrypting.
+std::function<bool()> KmsdClient(const Target& target, bool encrypt, const Bytes& plaintext) {
+  std::shared_ptr<Connection> connection = target.daemon->Connect();
+  return [connection, encrypt, &target, &plaintext]() {
+    if (encrypt) {
+      return CallOp<ops::Encrypt>(
+                 *connection, "bench",
+                 {.key = "alias/data", .plaintext = plaintext, .context = kContext})
+          .has_value();
+    }
+    return CallOp<ops::Decrypt>(*connection, "bench",
+                                {.ciphertext = target.ciphertext, .context = kContext, .key = {}})
+        .has_value();
+  };
 }
 
-int Main(int argc, char** argv) {
-  CLI::App app{"kmsd_bench: kmsd encrypt/decrypt beside a bare nng REQ/REP round trip"};
+struct Options {
   double seconds = 3;
   size_t plaintext_size = 256;
   size_t max_clients = 8;
   int rounds = 6;
-  app.add_option("--seconds", seconds, "duration of each case")->check(CLI::PositiveNumber);
-  app.add_option("--size", plaintext_size, "plaintext bytes")->check(CLI::Range(1, 65536));
-  app.add_option("--clients", max_clients, "concurrent clients of the second round")
+  std::string kmsd;           // empty: this build's
+  std::string baseline_kmsd;  // empty: none
+};
+
+void PrintRow(const std::string& name, size_t clients, const Figures& f, const Figures& bare,
+              const Figures* over = nullptr) {
+  std::printf("%-15s %7zu %12.0f %9.1f %9.1f %13.2f %11.1f %10.1f", name.c_str(), clients,
+              f.ops_per_second, f.p50_us, f.p99_us, f.ops_per_second / bare.ops_per_second,
+              f.server_cpu_us, f.server_switches);
+  if (over != nullptr) std::printf(" %17.3f", f.ops_per_second / over->ops_per_second);
+  std::printf("\n");
+}
+
+// One case: `clients` clients doing one operation on every target, beside
+// the bare round trip, in alternating short rounds so that noise from the
+// rest of the machine falls on every side alike.
+void RunCase(const Options& options, const testing::TempDir& dir,
+             const std::vector<Target>& targets, size_t clients, bool encrypt,
+             const Bytes& plaintext) {
+  const Target& first = targets.front();
+  const size_t request = encrypt ? first.encrypt_request : first.decrypt_request;
+  const size_t reply = encrypt ? first.encrypt_reply : first.decrypt_reply;
+  const std::string url = "ipc://" + (dir / ("bare-" + std::to_string(clients) + ".sock"));
+  EchoServer echo(url, 8, reply);
+  std::vector<std::function<bool()>> bare_workers;
+  std::vector<std::vector<std::function<bool()>>> kmsd_workers(targets.size());
+  for (size_t i = 0; i < clients; ++i) {
+    bare_workers.push_back(BareClient(url, request));
+    for (size_t t = 0; t < targets.size(); ++t) {
+      kmsd_workers[t].push_back(KmsdClient(targets[t], encrypt, plaintext));
+    }
+  }
+  Samples bare_samples;
+  std::vector<Samples> kmsd_samples(targets.size());
+  for (int round = 0; round < options.rounds; ++round) {
+    const double slice = options.seconds / options.rounds;
+    RunRound(bare_workers, slice, bare_samples);
+    for (size_t t = 0; t < targets.size(); ++t) {
+      const pid_t pid = targets[t].daemon->pid();
+      const double cpu_before = CpuSeconds(pid), switches_before = ContextSwitches(pid);
+      RunRound(kmsd_workers[t], slice, kmsd_samples[t]);
+      kmsd_samples[t].server_cpu_seconds += CpuSeconds(pid) - cpu_before;
+      kmsd_samples[t].server_switches += ContextSwitches(pid) - switches_before;
+    }
+  }
+  const Figures bare = Summarize(bare_samples);
+  const std::string op = encrypt ? "encrypt" : "decrypt";
+  PrintRow("bare(" + op.substr(0, 3) + ")", clients, bare, bare);
+  const Figures real = Summarize(kmsd_samples[0]);
+  if (targets.size() == 1) return PrintRow(op, clients, real, bare);
+  const Figures base = Summarize(kmsd_samples[1]);
+  PrintRow(op + "(base)", clients, base, bare);
+  PrintRow(op, clients, real, bare, &base);
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"kmsd_bench: kmsd encrypt/decrypt beside a bare nng REQ/REP round trip"};
+  Options options;
+  app.add_option("--seconds", options.seconds, "duration of each case")->check(CLI::PositiveNumber);
+  app.add_option("--size", options.plaintext_size, "plaintext bytes")->check(CLI::Range(1, 65536));
+  app.add_option("--clients", options.max_clients, "concurrent clients of the second round")
       ->check(CLI::Range(2, 64));
-  app.add_option("--rounds", rounds, "alternating bare/kmsd rounds per case")
+  app.add_option("--rounds", options.rounds, "alternating rounds per case")
       ->check(CLI::Range(1, 100));
-  testing::SpawnOptions spawn;
-  app.add_option("--kmsd", spawn.binary, "kmsd binary to measure (default: this build's)")
+  app.add_option("--kmsd", options.kmsd, "kmsd binary to measure (default: this build's)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--baseline-kmsd", options.baseline_kmsd,
+                 "a second kmsd binary measured beside the first (before and after)")
       ->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
 
   testing::TempDir dir;
-  auto daemon = testing::DaemonProcess::StartDev(dir / "kmsd", spawn);
-  {
-    auto admin = daemon->Connect();
-    if (!admin->Call("tenant.create", "bench")) return 1;
+  const Bytes plaintext(options.plaintext_size, 0x42);
+  std::vector<Target> targets;
+  for (const std::string& binary : {options.kmsd, options.baseline_kmsd}) {
+    if (!targets.empty() && binary.empty()) break;
+    auto target = StartTarget(dir, "kmsd" + std::to_string(targets.size()), binary, plaintext);
+    if (!target) return 1;
+    targets.push_back(std::move(*target));
   }
-  const Bytes plaintext(plaintext_size, 0x42);
-
-  // Frame sizes of the real operations, so the bare round trip carries the same bytes.
-  auto probe = daemon->Connect();
-  const size_t encrypt_request =
-      EncodeValue(BuildRequest(1, "encrypt", "bench", EncryptArgs(plaintext))).size();
-  auto encrypted = probe->Call("encrypt", "bench", EncryptArgs(plaintext));
-  if (!encrypted) return 1;
-  const size_t encrypt_reply = encrypted->raw().size();
-  const Bytes ciphertext(encrypted->result().Binary("ciphertext")->begin(),
-                         encrypted->result().Binary("ciphertext")->end());
-  const size_t decrypt_request =
-      EncodeValue(BuildRequest(1, "decrypt", "bench", DecryptArgs(ciphertext))).size();
-  auto decrypted = probe->Call("decrypt", "bench", DecryptArgs(ciphertext));
-  if (!decrypted) return 1;
-  const size_t decrypt_reply = decrypted->raw().size();
-
   std::printf(
       "kmsd_bench: %zu-byte plaintext, %.1f s per side per case in %d alternating rounds, "
       "SoftHSM2 token, %u cores\n",
-      plaintext_size, seconds, rounds, std::thread::hardware_concurrency());
-  std::printf("%-12s %7s %12s %9s %9s %13s\n", "case", "clients", "ops/s", "p50 us", "p99 us",
-              "ratio to bare");
-  for (size_t clients : {size_t{1}, max_clients}) {
-    auto kmsd_worker = [&](bool encrypt) {
-      return [&, encrypt](size_t) -> std::function<bool()> {
-        std::shared_ptr<Connection> connection = daemon->Connect();
-        return [connection, encrypt, &plaintext, &ciphertext]() {
-          auto reply = encrypt ? connection->Call("encrypt", "bench", EncryptArgs(plaintext))
-                               : connection->Call("decrypt", "bench", DecryptArgs(ciphertext));
-          return reply.has_value();
-        };
-      };
-    };
-    for (bool encrypt : {true, false}) {
-      const size_t request = encrypt ? encrypt_request : decrypt_request;
-      const size_t reply = encrypt ? encrypt_reply : decrypt_reply;
-      const std::string url = "ipc://" + (dir / ("bare-" + std::to_string(clients) + ".sock"));
-      EchoServer echo(url, 8, reply);
-      std::vector<std::function<bool()>> bare_workers, kmsd_workers;
-      for (size_t i = 0; i < clients; ++i) {
-        bare_workers.push_back(BareClient(url, request));
-        kmsd_workers.push_back(kmsd_worker(encrypt)(i));
-      }
-      // Short alternating rounds, so that noise from the rest of the machine
-      // falls on both sides alike.
-      Samples bare_samples, kmsd_samples;
-      for (int round = 0; round < rounds; ++round) {
-        RunRound(bare_workers, seconds / rounds, bare_samples);
-        RunRound(kmsd_workers, seconds / rounds, kmsd_samples);
-      }
-      const Figures bare = Summarize(bare_samples);
-      const Figures real = Summarize(kmsd_samples);
-      PrintRow(encrypt ? "bare(enc)" : "bare(dec)", clients, bare, bare);
-      PrintRow(encrypt ? "encrypt" : "decrypt", clients, real, bare);
-    }
+      options.plaintext_size, options.seconds, options.rounds, std::thread::hardware_concurrency());
+  std::printf("%-15s %7s %12s %9s %9s %13s %11s %10s%s\n", "case", "clients", "ops/s", "p50 us",
+              "p99 us", "ratio to bare", "kmsd cpu us", "switches",
+              targets.size() > 1 ? "  ratio to (base)" : "");
+  for (size_t clients : {size_t{1}, options.max_clients}) {
+    for (bool encrypt : {true, false}) RunCase(options, dir, targets, clients, encrypt, plaintext);
   }
-  daemon->Stop();
+  for (Target& target : targets) target.daemon->Stop();
   return 0;
 }
 

@@ -92,6 +92,132 @@ bool IsAbsoluteDirectory(std::string_view path) {
 
 }  // namespace
 
+namespace {
+
+// One reader per top-level section; each fills its part of `config`.
+
+Status ReadPkcs11(const ConfigReader& r, const YAML::Node& pkcs11, Config& config) {
+  if (!pkcs11) return r.Fail("pkcs11", "is required");
+  RETURN_IF_ERROR(r.OnlyKnown(pkcs11, "pkcs11", {"module", "token_label", "pin_file"}));
+  RETURN_IF_ERROR(r.String(pkcs11["module"], "pkcs11.module", config.module_path, true));
+  RETURN_IF_ERROR(r.String(pkcs11["token_label"], "pkcs11.token_label", config.token_label, true));
+  RETURN_IF_ERROR(r.String(pkcs11["pin_file"], "pkcs11.pin_file", config.pin_file, true));
+  if (config.token_label.size() > 32) return r.Fail("pkcs11.token_label", "is over 32 bytes");
+  return OkStatus();
+}
+
+Status ReadSocket(const ConfigReader& r, const YAML::Node& socket, Config& config) {
+  if (!socket) return OkStatus();
+  RETURN_IF_ERROR(r.OnlyKnown(socket, "socket", {"path", "mode"}));
+  RETURN_IF_ERROR(r.String(socket["path"], "socket.path", config.socket_path, false));
+  const YAML::Node mode = socket["mode"];
+  if (!mode) return OkStatus();
+  std::string text;
+  RETURN_IF_ERROR(r.String(mode, "socket.mode", text, true));
+  size_t used = 0;
+  unsigned long value = 0;
+  try {
+    value = std::stoul(text, &used, 8);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || value > 0777) {
+    return r.Fail("socket.mode", "must be an octal mode such as \"0660\"");
+  }
+  config.socket_mode = static_cast<uint32_t>(value);
+  return OkStatus();
+}
+
+Status ReadKeystore(const ConfigReader& r, const YAML::Node& keystore, Config& config) {
+  if (!keystore) return OkStatus();
+  RETURN_IF_ERROR(r.OnlyKnown(keystore, "keystore", {"backend", "path", "backup_dir"}));
+  std::string backend = "sqlite";
+  RETURN_IF_ERROR(r.String(keystore["backend"], "keystore.backend", backend, false));
+  if (backend != "sqlite") return r.Fail("keystore.backend", "must be \"sqlite\"");
+  RETURN_IF_ERROR(r.String(keystore["path"], "keystore.path", config.keystore_path, false));
+  RETURN_IF_ERROR(
+      r.String(keystore["backup_dir"], "keystore.backup_dir", config.backup_dir, false));
+  if (!IsAbsoluteDirectory(config.backup_dir)) {
+    return r.Fail("keystore.backup_dir",
+                  "must be an absolute path to a directory, without '.' or '..' "
+                  "components (not \"/\")");
+  }
+  return OkStatus();
+}
+
+Status ReadAdmins(const ConfigReader& r, const YAML::Node& admins, Config& config) {
+  if (!admins) return r.Fail("admins", "is required (list uids or gids)");
+  RETURN_IF_ERROR(r.OnlyKnown(admins, "admins", {"uids", "gids"}));
+  RETURN_IF_ERROR(r.IdList(admins["uids"], "admins.uids", config.admin_uids));
+  return r.IdList(admins["gids"], "admins.gids", config.admin_gids);
+}
+
+// Reads an optional size field into `out`, keeping its value when absent.
+template <typename Number>
+Status ReadNumber(const ConfigReader& r, const YAML::Node& section, const std::string& prefix,
+                  const char* name, uint64_t min, uint64_t max, Number& out) {
+  uint64_t value = static_cast<uint64_t>(out);
+  RETURN_IF_ERROR(r.Unsigned(section[name], prefix + "." + name, min, max, value));
+  out = static_cast<Number>(value);
+  return OkStatus();
+}
+
+Status ReadLimits(const ConfigReader& r, const YAML::Node& limits, Config& config) {
+  if (!limits) return OkStatus();
+  RETURN_IF_ERROR(
+      r.OnlyKnown(limits, "limits",
+                  {"max_frame_bytes", "workers", "max_connections_per_uid", "idle_timeout_ms",
+                   "max_queued_per_tenant", "max_queued", "max_queued_bytes"}));
+  const std::string p = "limits";
+  RETURN_IF_ERROR(
+      ReadNumber(r, limits, p, "max_frame_bytes", 1024, 64ull << 20, config.max_frame_bytes));
+  RETURN_IF_ERROR(ReadNumber(r, limits, p, "workers", 1, 256, config.workers));
+  RETURN_IF_ERROR(ReadNumber(r, limits, p, "max_connections_per_uid", 1, 65536,
+                             config.max_connections_per_uid));
+  RETURN_IF_ERROR(
+      ReadNumber(r, limits, p, "idle_timeout_ms", 100, 3600000, config.idle_timeout_ms));
+  RETURN_IF_ERROR(
+      ReadNumber(r, limits, p, "max_queued_per_tenant", 1, 65536, config.max_queued_per_tenant));
+  RETURN_IF_ERROR(ReadNumber(r, limits, p, "max_queued", 1, 1u << 20, config.max_queued));
+  RETURN_IF_ERROR(
+      ReadNumber(r, limits, p, "max_queued_bytes", 1u << 20, 16ull << 30, config.max_queued_bytes));
+  if (config.max_queued < config.max_queued_per_tenant) {
+    return r.Fail("limits.max_queued", "must be at least limits.max_queued_per_tenant");
+  }
+  return OkStatus();
+}
+
+Status ReadLifecycle(const ConfigReader& r, const YAML::Node& lifecycle, Config& config) {
+  if (!lifecycle) return OkStatus();
+  RETURN_IF_ERROR(r.OnlyKnown(lifecycle, "lifecycle",
+                              {"min_pending_window_seconds", "min_rotation_period_seconds",
+                               "max_encryptions_per_version", "check_interval_ms"}));
+  LifecycleOptions& options = config.lifecycle;
+  const std::string p = "lifecycle";
+  RETURN_IF_ERROR(ReadNumber(r, lifecycle, p, "min_pending_window_seconds", 1,
+                             kDefaultMinPendingWindowSeconds, options.min_pending_window_seconds));
+  RETURN_IF_ERROR(ReadNumber(r, lifecycle, p, "min_rotation_period_seconds", 1,
+                             kDefaultMinRotationPeriodSeconds,
+                             options.min_rotation_period_seconds));
+  RETURN_IF_ERROR(ReadNumber(r, lifecycle, p, "max_encryptions_per_version", 1,
+                             kMaxEncryptionsPerVersion, options.max_encryptions_per_version));
+  return ReadNumber(r, lifecycle, p, "check_interval_ms", 100, 60000, config.due_work_interval_ms);
+}
+
+Status ReadLog(const ConfigReader& r, const YAML::Node& log, Config& config) {
+  if (!log) return OkStatus();
+  RETURN_IF_ERROR(r.OnlyKnown(log, "log", {"level", "file"}));
+  RETURN_IF_ERROR(r.String(log["level"], "log.level", config.log_level, false));
+  RETURN_IF_ERROR(r.String(log["file"], "log.file", config.log_file, false));
+  if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warn" &&
+      config.log_level != "error") {
+    return r.Fail("log.level", "must be debug, info, warn or error");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Result<Config> LoadConfig(const std::string& path) {
   YAML::Node root;
   try {
@@ -101,110 +227,18 @@ Result<Config> LoadConfig(const std::string& path) {
   } catch (const YAML::Exception& e) {
     return Error(Code::kInvalidArgument, "config " + path + ": not valid YAML: " + e.what());
   }
-  ConfigReader r(path);
+  const ConfigReader r(path);
   Config config;
   try {
     RETURN_IF_ERROR(r.OnlyKnown(
         root, "", {"pkcs11", "socket", "keystore", "admins", "limits", "log", "lifecycle"}));
-    const YAML::Node pkcs11 = root["pkcs11"];
-    if (!pkcs11) return Error(r.Fail("pkcs11", "is required"));
-    RETURN_IF_ERROR(r.OnlyKnown(pkcs11, "pkcs11", {"module", "token_label", "pin_file"}));
-    RETURN_IF_ERROR(r.String(pkcs11["module"], "pkcs11.module", config.module_path, true));
-    RETURN_IF_ERROR(
-        r.String(pkcs11["token_label"], "pkcs11.token_label", config.token_label, true));
-    RETURN_IF_ERROR(r.String(pkcs11["pin_file"], "pkcs11.pin_file", config.pin_file, true));
-    if (config.token_label.size() > 32)
-      return Error(r.Fail("pkcs11.token_label", "is over 32 bytes"));
-
-    if (const YAML::Node socket = root["socket"]) {
-      RETURN_IF_ERROR(r.OnlyKnown(socket, "socket", {"path", "mode"}));
-      RETURN_IF_ERROR(r.String(socket["path"], "socket.path", config.socket_path, false));
-      if (const YAML::Node mode = socket["mode"]) {
-        std::string text;
-        RETURN_IF_ERROR(r.String(mode, "socket.mode", text, true));
-        size_t used = 0;
-        unsigned long value = 0;
-        try {
-          value = std::stoul(text, &used, 8);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used != text.size() || value > 0777) {
-          return Error(r.Fail("socket.mode", "must be an octal mode such as \"0660\""));
-        }
-        config.socket_mode = static_cast<uint32_t>(value);
-      }
-    }
-    if (const YAML::Node keystore = root["keystore"]) {
-      RETURN_IF_ERROR(r.OnlyKnown(keystore, "keystore", {"backend", "path", "backup_dir"}));
-      std::string backend = "sqlite";
-      RETURN_IF_ERROR(r.String(keystore["backend"], "keystore.backend", backend, false));
-      if (backend != "sqlite") return Error(r.Fail("keystore.backend", "must be \"sqlite\""));
-      RETURN_IF_ERROR(r.String(keystore["path"], "keystore.path", config.keystore_path, false));
-      RETURN_IF_ERROR(
-          r.String(keystore["backup_dir"], "keystore.backup_dir", config.backup_dir, false));
-      if (!IsAbsoluteDirectory(config.backup_dir)) {
-        return Error(r.Fail("keystore.backup_dir",
-                            "must be an absolute path to a directory, without '.' or '..' "
-                            "components (not \"/\")"));
-      }
-    }
-    const YAML::Node admins = root["admins"];
-    if (!admins) return Error(r.Fail("admins", "is required (list uids or gids)"));
-    RETURN_IF_ERROR(r.OnlyKnown(admins, "admins", {"uids", "gids"}));
-    RETURN_IF_ERROR(r.IdList(admins["uids"], "admins.uids", config.admin_uids));
-    RETURN_IF_ERROR(r.IdList(admins["gids"], "admins.gids", config.admin_gids));
-    if (const YAML::Node limits = root["limits"]) {
-      RETURN_IF_ERROR(r.OnlyKnown(
-          limits, "limits",
-          {"max_frame_bytes", "workers", "max_connections_per_uid", "idle_timeout_ms"}));
-      uint64_t frame = config.max_frame_bytes, workers = config.workers;
-      uint64_t per_uid = config.max_connections_per_uid;
-      uint64_t idle = static_cast<uint64_t>(config.idle_timeout_ms);
-      RETURN_IF_ERROR(r.Unsigned(limits["max_frame_bytes"], "limits.max_frame_bytes", 1024,
-                                 64ull << 20, frame));
-      RETURN_IF_ERROR(r.Unsigned(limits["workers"], "limits.workers", 1, 256, workers));
-      RETURN_IF_ERROR(r.Unsigned(limits["max_connections_per_uid"],
-                                 "limits.max_connections_per_uid", 1, 65536, per_uid));
-      RETURN_IF_ERROR(
-          r.Unsigned(limits["idle_timeout_ms"], "limits.idle_timeout_ms", 100, 3600000, idle));
-      config.max_frame_bytes = frame;
-      config.workers = workers;
-      config.max_connections_per_uid = per_uid;
-      config.idle_timeout_ms = static_cast<int64_t>(idle);
-    }
-    if (const YAML::Node lifecycle = root["lifecycle"]) {
-      RETURN_IF_ERROR(r.OnlyKnown(lifecycle, "lifecycle",
-                                  {"min_pending_window_seconds", "min_rotation_period_seconds",
-                                   "max_encryptions_per_version", "check_interval_ms"}));
-      LifecycleOptions& options = config.lifecycle;
-      uint64_t min_window = static_cast<uint64_t>(options.min_pending_window_seconds);
-      uint64_t min_rotation = static_cast<uint64_t>(options.min_rotation_period_seconds);
-      uint64_t interval = static_cast<uint64_t>(config.due_work_interval_ms);
-      RETURN_IF_ERROR(r.Unsigned(lifecycle["min_pending_window_seconds"],
-                                 "lifecycle.min_pending_window_seconds", 1,
-                                 kDefaultMinPendingWindowSeconds, min_window));
-      RETURN_IF_ERROR(r.Unsigned(lifecycle["min_rotation_period_seconds"],
-                                 "lifecycle.min_rotation_period_seconds", 1,
-                                 kDefaultMinRotationPeriodSeconds, min_rotation));
-      RETURN_IF_ERROR(r.Unsigned(lifecycle["max_encryptions_per_version"],
-                                 "lifecycle.max_encryptions_per_version", 1,
-                                 kMaxEncryptionsPerVersion, options.max_encryptions_per_version));
-      RETURN_IF_ERROR(r.Unsigned(lifecycle["check_interval_ms"], "lifecycle.check_interval_ms", 100,
-                                 60000, interval));
-      options.min_pending_window_seconds = static_cast<int64_t>(min_window);
-      options.min_rotation_period_seconds = static_cast<int64_t>(min_rotation);
-      config.due_work_interval_ms = static_cast<int64_t>(interval);
-    }
-    if (const YAML::Node log = root["log"]) {
-      RETURN_IF_ERROR(r.OnlyKnown(log, "log", {"level", "file"}));
-      RETURN_IF_ERROR(r.String(log["level"], "log.level", config.log_level, false));
-      RETURN_IF_ERROR(r.String(log["file"], "log.file", config.log_file, false));
-      if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warn" &&
-          config.log_level != "error") {
-        return Error(r.Fail("log.level", "must be debug, info, warn or error"));
-      }
-    }
+    RETURN_IF_ERROR(ReadPkcs11(r, root["pkcs11"], config));
+    RETURN_IF_ERROR(ReadSocket(r, root["socket"], config));
+    RETURN_IF_ERROR(ReadKeystore(r, root["keystore"], config));
+    RETURN_IF_ERROR(ReadAdmins(r, root["admins"], config));
+    RETURN_IF_ERROR(ReadLimits(r, root["limits"], config));
+    RETURN_IF_ERROR(ReadLifecycle(r, root["lifecycle"], config));
+    RETURN_IF_ERROR(ReadLog(r, root["log"], config));
   } catch (const YAML::Exception& e) {
     return Error(Code::kInvalidArgument, "config " + path + ": " + e.what());
   }

@@ -31,6 +31,11 @@ struct Config {
   // A connection with no complete request for this long (and none running)
   // is closed; clients reconnect.
   int64_t idle_timeout_ms = 30000;
+  // Admission (daemon/server.h): requests queued for one tenant, for all
+  // tenants, and their frames' bytes; more are THROTTLED.
+  size_t max_queued_per_tenant = 64;
+  size_t max_queued = 256;
+  size_t max_queued_bytes = 64 << 20;
   std::string log_level = "info";
   std::string log_file;  // empty: stderr
   // Pending windows, rotation periods and the encryption limit per version:

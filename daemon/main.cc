@@ -138,6 +138,9 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
   server_options.socket_mode = config.socket_mode;
   server_options.workers = config.workers;
   server_options.max_frame_bytes = config.max_frame_bytes;
+  server_options.max_queued_per_tenant = config.max_queued_per_tenant;
+  server_options.max_queued = config.max_queued;
+  server_options.max_queued_bytes = config.max_queued_bytes;
   auto server = Server::Start(server_options, pipeline, gate);
   if (!server) {
     spdlog::critical("{}", server.error().ToString());

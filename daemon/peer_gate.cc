@@ -24,11 +24,7 @@ void PeerGate::OnPipeEvent(nng_pipe pipe, nng_pipe_ev event, void* self) {
 
 void PeerGate::Admit(nng_pipe pipe) {
   // An unreadable peer is nobody: MayConnect refuses it.
-  Peer peer{.uid = ~uint64_t{0}, .gid = ~uint64_t{0}, .pid = 0, .groups = {}};
-  if (auto credentials = CurrentSystem().PeerOfPipe(nng_pipe_id(pipe))) {
-    peer =
-        Peer{credentials->uid, credentials->gid, credentials->pid, std::move(credentials->groups)};
-  }
+  const Peer peer = CurrentSystem().PeerOfPipe(nng_pipe_id(pipe)).value_or(UnknownPeer());
   const bool self = peer.pid == static_cast<uint64_t>(getpid());
   if (!self && !access_.MayConnect(peer)) {
     Refuse(peer, "not allowed to use kmsd");

@@ -45,13 +45,26 @@ struct MessageDeleter {
 };
 using MessagePtr = std::unique_ptr<nng_msg, MessageDeleter>;
 
-// One admitted request: its frame (the parsed views point into it), where it
-// came from, and its context.
+// One admitted request: its frame (the parsed views point into it), the nng
+// context it came in on (its reply goes out on it), where it came from, and
+// its request context.
 struct Server::Job {
   MessagePtr message;
+  nng_ctx ctx = NNG_CTX_INITIALIZER;
   uint32_t pipe_id = 0;
   RequestContext context;
   ParsedRequest parsed;
+};
+
+// A thread's own aio for its synchronous receives and sends, and the nng
+// context it receives on (taken from the pool, handed on with the request).
+struct Server::ThreadIo {
+  nng_aio* aio = nullptr;
+  std::optional<nng_ctx> ctx;
+  ThreadIo() { nng_aio_alloc(&aio, nullptr, nullptr); }
+  ~ThreadIo() { nng_aio_free(aio); }
+  ThreadIo(const ThreadIo&) = delete;
+  ThreadIo& operator=(const ThreadIo&) = delete;
 };
 
 Server::Server(uint32_t socket_id, const Pipeline& pipeline, PeerGate& gate, ServerOptions options,
@@ -70,18 +83,12 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
                                     .max_queued_per_lane = options.max_queued_per_tenant,
                                     .max_queued_total = options.max_queued}));
   nng_socket socket;
-  if (int rv = nng_rep0_open_raw(&socket); rv != 0) {
-    return Error(NngError(rv, "nng_rep0_open_raw"));
-  }
+  if (int rv = nng_rep0_open(&socket); rv != 0) return Error(NngError(rv, "nng_rep0_open"));
   std::unique_ptr<Server> server(new Server(socket.id, pipeline, gate, options, std::move(queue)));
   // nng allocates the length a frame declares as soon as its header arrives
   // (NOTES.md): the transport drops a frame over the limit from its length
   // alone and closes that connection; nothing larger is ever buffered.
   nng_socket_set_size(socket, NNG_OPT_RECVMAXSZ, options.max_frame_bytes + kReqHeaderBytes);
-  // The receiver wakes this often to see a Stop; a reply that cannot be
-  // queued for sending in 5 s is dropped (its peer is not reading).
-  nng_socket_set_ms(socket, NNG_OPT_RECVTIMEO, 200);
-  nng_socket_set_ms(socket, NNG_OPT_SENDTIMEO, 5000);
   RETURN_IF_ERROR(gate.Attach(socket));
 
   // A socket file left by a crashed kmsd would make listen fail; a live kmsd
@@ -91,13 +98,13 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
   }
   if (std::filesystem::exists(options.socket_path)) unlink(options.socket_path.c_str());
   RETURN_IF_ERROR(server->Listen());
-  for (size_t i = 0; i < workers; ++i) {
-    server->workers_.emplace_back([s = server.get()] { s->Work(); });
+  // One thread more than may execute at once: one always receives.
+  for (size_t i = 0; i <= workers; ++i) {
+    server->workers_.emplace_back([s = server.get()] { s->Serve(); });
   }
-  server->receiver_ = std::thread([s = server.get()] { s->Receive(); });
   server->watchdog_ = std::thread([s = server.get()] { s->Watch(); });
   spdlog::info("listening on {} (mode {:o}, {} workers)", options.socket_path, options.socket_mode,
-               server->workers_.size());
+               workers);
   return server;
 }
 
@@ -189,35 +196,109 @@ void Server::Watch() {
 // Rough time until a throttled caller may find room: a few requests' worth.
 constexpr uint32_t kThrottledRetryAfterMs = 50;
 
-void Server::Receive() {
-  while (!stopping_.load()) {
-    nng_msg* received = nullptr;
-    if (int rv = nng_recvmsg(SocketOf(socket_id_), &received, 0); rv != 0) {
-      if (rv == NNG_ECLOSED) break;
-      continue;  // a timeout: look at stopping_ again
-    }
-    Job job;
-    job.message.reset(received);
-    job.pipe_id = nng_pipe_id(nng_msg_get_pipe(received));
-    job.context.sequence = next_sequence_++;
-    job.context.received = RequestContext::Clock::now();
-    // A pipe the gate does not know closed meanwhile: its peer is nobody,
-    // and gets ACCESS_DENIED if the reply still reaches it.
-    const Peer peer =
-        gate_.BeginRequest(job.pipe_id)
-            .value_or(Peer{.uid = ~uint64_t{0}, .gid = ~uint64_t{0}, .pid = 0, .groups = {}});
-    const std::span<const uint8_t> frame(static_cast<const uint8_t*>(nng_msg_body(received)),
-                                         nng_msg_len(received));
-    if (Status admitted = pipeline_.Intake(job.context, peer, frame, &job.parsed); !admitted.ok()) {
-      Answer(job, pipeline_.Refuse(job.context, std::move(admitted)));
-      continue;
-    }
-    Admit(std::move(job));
+// A receiving thread wakes this often to see a Stop; a reply that cannot be
+// queued for sending in 5 s is dropped (its peer is not reading).
+constexpr nng_duration kReceiveTimeoutMs = 200;
+constexpr nng_duration kSendTimeoutMs = 5000;
+
+void Server::Serve() {
+  ThreadIo io;
+  if (io.aio == nullptr) {
+    spdlog::error("a worker could not start: no memory for its aio");
+    return;
   }
+  {
+    std::lock_guard lock(receivers_mu_);
+    ++receivers_;
+  }
+  while (!stopping_.load()) {
+    std::optional<Job> job = Receive(io);
+    if (!job) continue;  // a timeout, or refused and answered
+    Admit(std::move(*job), io.aio);
+    if (LeaveReceivers()) ExecuteServableAndRejoin(io.aio);
+  }
+  if (io.ctx) ReturnContext(*io.ctx);
+}
+
+// A thread may stop receiving to execute only while another one receives.
+bool Server::LeaveReceivers() {
+  std::lock_guard lock(receivers_mu_);
+  if (receivers_ <= 1) return false;
+  --receivers_;
+  return true;
+}
+
+// Runs what the queue has servable (usually the request this thread just
+// admitted), then receives again. The last look at the queue and the return
+// to the receivers are one critical section, and an admitting thread pushes
+// before it looks at the receivers: so either it sees this thread back and
+// executes its own request, or this thread sees that request here.
+void Server::ExecuteServableAndRejoin(nng_aio* aio) {
+  std::unique_lock lock(receivers_mu_);
+  while (auto popped = queue_->TryPop()) {
+    lock.unlock();
+    Execute(std::move(*popped), aio);
+    lock.lock();
+  }
+  ++receivers_;
+}
+
+// Contexts come from a pool: a request keeps its context until answered, so
+// a thread that receives again while its request waits needs another.
+std::optional<nng_ctx> Server::TakeContext() {
+  {
+    std::lock_guard lock(contexts_mu_);
+    if (!idle_contexts_.empty()) {
+      nng_ctx ctx = idle_contexts_.back();
+      idle_contexts_.pop_back();
+      return ctx;
+    }
+  }
+  nng_ctx ctx;
+  if (int rv = nng_ctx_open(&ctx, SocketOf(socket_id_)); rv != 0) {
+    spdlog::error("{}", NngError(rv, "cannot open an nng context").ToString());
+    return std::nullopt;
+  }
+  return ctx;
+}
+
+void Server::ReturnContext(nng_ctx ctx) {
+  std::lock_guard lock(contexts_mu_);
+  idle_contexts_.push_back(ctx);
+}
+
+// One frame through intake; nullopt when nothing came (a timeout, to look at
+// stopping_ again) or the request was refused and answered already.
+std::optional<Server::Job> Server::Receive(ThreadIo& io) {
+  if (!io.ctx && !(io.ctx = TakeContext())) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(kReceiveTimeoutMs));
+    return std::nullopt;
+  }
+  nng_aio_set_timeout(io.aio, kReceiveTimeoutMs);
+  nng_ctx_recv(*io.ctx, io.aio);
+  nng_aio_wait(io.aio);
+  if (nng_aio_result(io.aio) != 0) return std::nullopt;
+  nng_msg* received = nng_aio_get_msg(io.aio);
+  Job job;
+  job.message.reset(received);
+  job.ctx = *std::exchange(io.ctx, std::nullopt);
+  job.pipe_id = nng_pipe_id(nng_msg_get_pipe(received));
+  job.context.sequence = next_sequence_.fetch_add(1);
+  job.context.received = RequestContext::Clock::now();
+  // A pipe the gate does not know closed meanwhile: its peer is nobody,
+  // and gets ACCESS_DENIED if the reply still reaches it.
+  const Peer peer = gate_.BeginRequest(job.pipe_id).value_or(UnknownPeer());
+  const std::span<const uint8_t> frame(static_cast<const uint8_t*>(nng_msg_body(received)),
+                                       nng_msg_len(received));
+  if (Status admitted = pipeline_.Intake(job.context, peer, frame, &job.parsed); !admitted.ok()) {
+    Answer(job, pipeline_.Refuse(job.context, std::move(admitted)), io.aio);
+    return std::nullopt;
+  }
+  return job;
 }
 
 // The admit stage: the fair queue, and a bound on the bytes it holds.
-void Server::Admit(Job job) {
+void Server::Admit(Job job, nng_aio* aio) {
   const size_t bytes = nng_msg_len(job.message.get());
   Status admitted = OkStatus();
   if (queued_bytes_.load() + bytes > options_.max_queued_bytes) {
@@ -233,32 +314,31 @@ void Server::Admit(Job job) {
     admitted = std::move(admitted).WithRetryAfter(kThrottledRetryAfterMs);
   }
   // Push leaves a refused job as it was.
-  Answer(job, pipeline_.Refuse(job.context, std::move(admitted)));
+  Answer(job, pipeline_.Refuse(job.context, std::move(admitted)), aio);
 }
 
-void Server::Work() {
-  while (auto popped = queue_->Pop()) {
-    Job& job = popped->item;
-    queued_bytes_.fetch_sub(nng_msg_len(job.message.get()));
-    WipingBuffer reply = pipeline_.Execute(job.context, job.parsed);
-    popped->ticket.Release();
-    Answer(job, reply);
-  }
+void Server::Execute(FairQueue<Job>::Popped popped, nng_aio* aio) {
+  Job& job = popped.item;
+  queued_bytes_.fetch_sub(nng_msg_len(job.message.get()));
+  WipingBuffer reply = pipeline_.Execute(job.context, job.parsed);
+  popped.ticket.Release();
+  Answer(job, reply, aio);
 }
 
-// Sends `reply` back on the pipe the job's request came from: a raw REP
-// reply carries the request's header (pipe id, then the REQ's request id).
-void Server::Answer(Job& job, const WipingBuffer& reply) {
-  nng_msg* message = nullptr;
-  if (nng_msg_alloc(&message, reply.size()) == 0) {
-    std::memcpy(nng_msg_body(message), reply.data(), reply.size());
-    nng_msg* request = job.message.get();
-    if (nng_msg_header_append(message, nng_msg_header(request), nng_msg_header_len(request)) != 0 ||
-        nng_sendmsg(SocketOf(socket_id_), message, 0) != 0) {
-      nng_msg_free(message);
-    }
-  }
+// Sends `reply` on the context the job's request came in on (to the pipe it
+// came from), then gives the context back to the pool.
+void Server::Answer(Job& job, const WipingBuffer& reply, nng_aio* aio) {
   job.message.reset();
+  nng_msg* message = nullptr;
+  if (aio != nullptr && nng_msg_alloc(&message, reply.size()) == 0) {
+    std::memcpy(nng_msg_body(message), reply.data(), reply.size());
+    nng_aio_set_msg(aio, message);
+    nng_aio_set_timeout(aio, kSendTimeoutMs);
+    nng_ctx_send(job.ctx, aio);
+    nng_aio_wait(aio);
+    if (nng_aio_result(aio) != 0) nng_msg_free(message);
+  }
+  ReturnContext(job.ctx);
   gate_.EndRequest(job.pipe_id);
 }
 
@@ -270,13 +350,18 @@ void Server::Stop() {
   }
   stop_cv_.notify_all();
   if (watchdog_.joinable()) watchdog_.join();
+  // Threads stop on their own, between requests, and the socket closes only
+  // after: nng 1.5.2 panics (pthread_mutex_lock on a freed context) when a
+  // reply is sent on a context of a socket closed meanwhile.
   stopping_.store(true);
-  if (receiver_.joinable()) receiver_.join();
+  for (auto& worker : workers_) worker.join();
+  ThreadIo io;
   for (Job& job : queue_->Close()) {
     queued_bytes_.fetch_sub(nng_msg_len(job.message.get()));
-    Answer(job, pipeline_.Refuse(job.context, Status(Code::kUnavailable, "kmsd is stopping")));
+    Answer(job, pipeline_.Refuse(job.context, Status(Code::kUnavailable, "kmsd is stopping")),
+           io.aio);
   }
-  for (auto& worker : workers_) worker.join();
+  for (nng_ctx ctx : idle_contexts_) nng_ctx_close(ctx);
   nng_close(SocketOf(socket_id_));
 }
 

@@ -33,10 +33,6 @@ class Fd {
   int fd_;
 };
 
-Status ErrnoError(Code code, const std::string& what, int error) {
-  return Status(code, what + ": " + std::generic_category().message(error));
-}
-
 // The components of an absolute path; INVALID_ARGUMENT unless every one is
 // non-empty and neither "." nor "..". "/" has none.
 Result<std::vector<std::string_view>> Components(std::string_view path) {
@@ -72,7 +68,7 @@ std::pair<std::string, std::string> SplitLast(std::string_view path) {
 Result<Fd> OpenDirectoryNoFollow(const std::string& dir) {
   ASSIGN_OR_RETURN(std::vector<std::string_view> parts, Components(dir));
   Fd current(::open("/", (parts.empty() ? O_RDONLY : O_PATH) | O_DIRECTORY | O_CLOEXEC));
-  if (current.get() < 0) return Error(ErrnoError(Code::kInternal, "cannot open /", errno));
+  if (current.get() < 0) return Error(ErrnoStatus(Code::kInternal, "cannot open /", errno));
   std::string walked;
   for (size_t i = 0; i < parts.size(); ++i) {
     const std::string part(parts[i]);
@@ -88,7 +84,7 @@ Result<Fd> OpenDirectoryNoFollow(const std::string& dir) {
           return Error(Code::kInvalidArgument, walked + " is not a directory");
         }
       }
-      return Error(ErrnoError(Code::kInternal, "cannot open " + walked, error));
+      return Error(ErrnoStatus(Code::kInternal, "cannot open " + walked, error));
     }
     current = std::move(next);
   }
@@ -100,7 +96,7 @@ Result<Fd> OpenDirectoryNoFollow(const std::string& dir) {
 Result<std::string> TemporaryName() {
   uint8_t random[8];
   if (::getrandom(random, sizeof random, 0) != static_cast<ssize_t>(sizeof random)) {
-    return Error(ErrnoError(Code::kInternal, "no randomness for a temporary name", errno));
+    return Error(ErrnoStatus(Code::kInternal, "no randomness for a temporary name", errno));
   }
   std::string name = ".kmsd-backup-";
   char hex[3];
@@ -117,12 +113,12 @@ Status CopyBytes(int from, int to) {
   while (true) {
     const ssize_t n = ::read(from, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(Code::kInternal, "cannot read the copy", errno);
+    if (n < 0) return ErrnoStatus(Code::kInternal, "cannot read the copy", errno);
     if (n == 0) return OkStatus();
     for (ssize_t done = 0; done < n;) {
       const ssize_t w = ::write(to, buffer + done, static_cast<size_t>(n - done));
       if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return ErrnoError(Code::kInternal, "cannot write the backup", errno);
+      if (w < 0) return ErrnoStatus(Code::kInternal, "cannot write the backup", errno);
       done += w;
     }
   }
@@ -139,7 +135,7 @@ class TemporaryFileIn {
                      0600));
       if (fd.get() >= 0) return TemporaryFileIn(dir.get(), std::move(name), std::move(fd));
       if (errno != EEXIST) {
-        return Error(ErrnoError(Code::kInternal, "cannot create a temporary file", errno));
+        return Error(ErrnoStatus(Code::kInternal, "cannot create a temporary file", errno));
       }
     }
     return Error(Code::kInternal, "cannot create a temporary file: every name taken");
@@ -170,7 +166,7 @@ Status CheckNameFree(const Fd& dir, const std::string& path, const std::string& 
   if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
     return Status(Code::kAlreadyExists, path + " already exists");
   }
-  if (errno != ENOENT) return ErrnoError(Code::kInternal, "cannot look up " + path, errno);
+  if (errno != ENOENT) return ErrnoStatus(Code::kInternal, "cannot look up " + path, errno);
   return OkStatus();
 }
 
@@ -229,7 +225,7 @@ Result<BackupDirectory> BackupDirectory::Prepare(const std::string& path) {
   const auto [parent, name] = SplitLast(normal);
   char* resolved = ::realpath(parent.c_str(), nullptr);
   if (resolved == nullptr) {
-    return Error(ErrnoError(Code::kInvalidArgument, what + ": its parent " + parent, errno));
+    return Error(ErrnoStatus(Code::kInvalidArgument, what + ": its parent " + parent, errno));
   }
   std::string real_parent(resolved);
   ::free(resolved);
@@ -238,7 +234,7 @@ Result<BackupDirectory> BackupDirectory::Prepare(const std::string& path) {
   Result<Fd> parent_fd = OpenDirectoryNoFollow(real_parent);
   if (!parent_fd) return Error(Code::kInvalidArgument, what + ": " + parent_fd.error().message());
   if (::mkdirat(parent_fd->get(), name.c_str(), 0700) != 0 && errno != EEXIST) {
-    return Error(ErrnoError(Code::kInvalidArgument, what + ": cannot create it", errno));
+    return Error(ErrnoStatus(Code::kInvalidArgument, what + ": cannot create it", errno));
   }
   Result<Fd> dir = OpenDirectoryNoFollow(real);
   if (!dir) {
@@ -247,7 +243,7 @@ Result<BackupDirectory> BackupDirectory::Prepare(const std::string& path) {
   }
   struct stat st;
   if (::fstat(dir->get(), &st) != 0) {
-    return Error(ErrnoError(Code::kInvalidArgument, what + ": cannot stat it", errno));
+    return Error(ErrnoStatus(Code::kInvalidArgument, what + ": cannot stat it", errno));
   }
   if (st.st_uid != ::geteuid()) {
     return Error(Code::kInvalidArgument, what + " is owned by uid " + std::to_string(st.st_uid) +
@@ -295,28 +291,28 @@ Result<uint64_t> CreateFileNoFollow(int source, const std::string& path) {
   ASSIGN_OR_RETURN(TemporaryFileIn temp, TemporaryFileIn::Create(dir));
   // Mode 0600 whatever the umask (open's mode can only lose bits to it).
   if (::fchmod(temp.fd(), 0600) != 0) {
-    return Error(ErrnoError(Code::kInternal, "cannot chmod the backup", errno));
+    return Error(ErrnoStatus(Code::kInternal, "cannot chmod the backup", errno));
   }
   RETURN_IF_ERROR(CopyBytes(source, temp.fd()));
   if (::fsync(temp.fd()) != 0) {
-    return Error(ErrnoError(Code::kInternal, "cannot fsync the backup", errno));
+    return Error(ErrnoStatus(Code::kInternal, "cannot fsync the backup", errno));
   }
   struct stat st;
   if (::fstat(temp.fd(), &st) != 0) {
-    return Error(ErrnoError(Code::kInternal, "cannot stat the backup", errno));
+    return Error(ErrnoStatus(Code::kInternal, "cannot stat the backup", errno));
   }
   // Flags 0: a symlink at the temporary name would not be followed (there is
   // none: O_EXCL made it), and link() never follows one at the new name.
   if (::linkat(dir.get(), temp.name().c_str(), dir.get(), name.c_str(), 0) != 0) {
     const int error = errno;
     if (error == EEXIST) return Error(Code::kAlreadyExists, path + " already exists");
-    return Error(ErrnoError(Code::kInternal, "cannot create " + path, error));
+    return Error(ErrnoStatus(Code::kInternal, "cannot create " + path, error));
   }
   // The name is what keeps the file; the temporary name goes now, then the
   // directory is made durable.
   temp.Remove();
   if (::fsync(dir.get()) != 0) {
-    return Error(ErrnoError(Code::kInternal, "cannot fsync the backup directory", errno));
+    return Error(ErrnoStatus(Code::kInternal, "cannot fsync the backup directory", errno));
   }
   return static_cast<uint64_t>(st.st_size);
 }

@@ -22,7 +22,7 @@ Status CheckLifecycleOptions(const LifecycleOptions& lifecycle) {
   if (lifecycle.min_pending_window_seconds < 1 ||
       lifecycle.min_pending_window_seconds > kDefaultMinPendingWindowSeconds) {
     return Status(Code::kInvalidArgument, "min_pending_window_seconds must be 1 to " +
-                                             std::to_string(kDefaultMinPendingWindowSeconds));
+                                              std::to_string(kDefaultMinPendingWindowSeconds));
   }
   if (lifecycle.min_rotation_period_seconds < 1 ||
       lifecycle.min_rotation_period_seconds > kDefaultMinRotationPeriodSeconds) {

@@ -25,14 +25,9 @@
 #include <string_view>
 #include <vector>
 
-namespace kmsd {
+#include "os/peer_credentials.h"
 
-struct PeerCredentials {
-  uint64_t uid = 0;
-  uint64_t gid = 0;
-  uint64_t pid = 0;
-  std::vector<uint64_t> groups;  // supplementary; empty when unknown
-};
+namespace kmsd {
 
 class System {
  public:

@@ -14,19 +14,13 @@
 #include <string_view>
 #include <vector>
 
+#include "os/peer_credentials.h"
 #include "protocol/status.h"
 
 namespace kmsd {
 
-// Who is on the other end of the socket, as the kernel reports it.
-struct Peer {
-  uint64_t uid = 0;
-  uint64_t gid = 0;
-  uint64_t pid = 0;
-  // Supplementary groups, read from /proc/<pid>/status when the connection
-  // was made (docs/CONFIG.md says how far to trust them); may be empty.
-  std::vector<uint64_t> groups = {};
-};
+// Who is on the other end of the socket (os/peer_credentials.h).
+using Peer = PeerCredentials;
 
 class AccessPolicy {
  public:

@@ -1,6 +1,7 @@
 #include "protocol/status.h"
 
 #include <array>
+#include <system_error>
 
 namespace kmsd {
 namespace {
@@ -81,6 +82,10 @@ std::string_view ErrorClassName(ErrorClass error_class) {
       return "internal";
   }
   return "internal";
+}
+
+Status ErrnoStatus(Code code, const std::string& what, int error) {
+  return Status(code, what + ": " + std::generic_category().message(error));
 }
 
 std::string Status::ToString() const {

@@ -79,6 +79,10 @@ class [[nodiscard]] Status {
 
 inline Status OkStatus() { return Status(); }
 
+// `code` with "<what>: <the error's description>", for a failed system call
+// whose errno is `error`.
+Status ErrnoStatus(Code code, const std::string& what, int error);
+
 // For test failure messages and logs; codes and messages carry no secrets.
 inline std::ostream& operator<<(std::ostream& out, Code code) { return out << CodeName(code); }
 inline std::ostream& operator<<(std::ostream& out, const Status& s) { return out << s.ToString(); }

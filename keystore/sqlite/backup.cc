@@ -19,10 +19,6 @@
 namespace kmsd::sqlite {
 namespace {
 
-Status ErrnoError(Code code, const std::string& what, int error) {
-  return Status(code, what + ": " + std::generic_category().message(error));
-}
-
 // A temporary file that is removed when this dies, unless released.
 class TempFile {
  public:
@@ -32,7 +28,7 @@ class TempFile {
     std::string name = target + ".tmp-XXXXXX";
     int fd = ::mkostemp(name.data(), O_CLOEXEC);
     if (fd < 0) {
-      return Error(ErrnoError(Code::kInternal, "cannot create a file beside " + target, errno));
+      return Error(ErrnoStatus(Code::kInternal, "cannot create a file beside " + target, errno));
     }
     ::close(fd);
     return TempFile(std::move(name));
@@ -56,11 +52,11 @@ class TempFile {
 
 Status SyncPath(const std::string& path, int flags) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(Code::kInternal, "cannot open " + path, errno);
+  if (fd < 0) return ErrnoStatus(Code::kInternal, "cannot open " + path, errno);
   const int rc = ::fsync(fd);
   const int error = errno;
   ::close(fd);
-  if (rc != 0) return ErrnoError(Code::kInternal, "cannot fsync " + path, error);
+  if (rc != 0) return ErrnoStatus(Code::kInternal, "cannot fsync " + path, error);
   return OkStatus();
 }
 Status SyncFile(const std::string& path) { return SyncPath(path, O_RDONLY); }
@@ -70,21 +66,21 @@ Status SyncDirectoryOf(const std::string& path) {
 
 Result<uint64_t> FileSize(const std::string& path) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return Error(ErrnoError(Code::kInternal, path, errno));
+  if (::stat(path.c_str(), &st) != 0) return Error(ErrnoStatus(Code::kInternal, path, errno));
   return static_cast<uint64_t>(st.st_size);
 }
 
 // Copies the bytes of `from` (open for reading) into the file `to`.
 Status CopyContents(int from, const std::string& to) {
   int out = ::open(to.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
-  if (out < 0) return ErrnoError(Code::kInternal, "cannot open " + to, errno);
+  if (out < 0) return ErrnoStatus(Code::kInternal, "cannot open " + to, errno);
   char buffer[1 << 16];
   Status status = OkStatus();
   for (;;) {
     ssize_t n = ::read(from, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      status = ErrnoError(Code::kInternal, "cannot read the backup", errno);
+      status = ErrnoStatus(Code::kInternal, "cannot read the backup", errno);
       break;
     }
     if (n == 0) break;
@@ -92,7 +88,7 @@ Status CopyContents(int from, const std::string& to) {
       ssize_t w = ::write(out, buffer + done, static_cast<size_t>(n - done));
       if (w < 0 && errno == EINTR) continue;
       if (w < 0) {
-        status = ErrnoError(Code::kInternal, "cannot write " + to, errno);
+        status = ErrnoStatus(Code::kInternal, "cannot write " + to, errno);
         break;
       }
       done += w;
@@ -115,7 +111,7 @@ void CheckpointOldKeystore(const std::string& path) {
 
 Status RemoveIfPresent(const std::string& path) {
   if (::unlink(path.c_str()) == 0 || errno == ENOENT) return OkStatus();
-  return ErrnoError(Code::kInternal, "cannot remove " + path, errno);
+  return ErrnoStatus(Code::kInternal, "cannot remove " + path, errno);
 }
 
 // The labels the keystore at `path` has queued for destruction; none when it
@@ -183,7 +179,7 @@ Result<KeyStoreCopyInfo> WriteBackup(const std::string& keystore_path, const std
   ASSIGN_OR_RETURN(TempFile staged, TempFile::CreateBeside(keystore_path));
   ASSIGN_OR_RETURN(KeyStoreCopyInfo info, CopyInto(staged.path(), copy_live));
   int in = ::open(staged.path().c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) return Error(ErrnoError(Code::kInternal, "cannot open " + staged.path(), errno));
+  if (in < 0) return Error(ErrnoStatus(Code::kInternal, "cannot open " + staged.path(), errno));
   Result<uint64_t> bytes = CreateFileNoFollow(in, target);
   ::close(in);
   if (!bytes) return Error(bytes.error());
@@ -196,8 +192,8 @@ Result<KeyStoreCopyInfo> Restore(const std::string& backup_path, const std::stri
   int in = ::open(backup_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) {
     const int error = errno;
-    return Error(ErrnoError(error == ENOENT ? Code::kNotFound : Code::kInternal,
-                            "cannot open the backup " + backup_path, error));
+    return Error(ErrnoStatus(error == ENOENT ? Code::kNotFound : Code::kInternal,
+                             "cannot open the backup " + backup_path, error));
   }
   Result<TempFile> temp = TempFile::CreateBeside(keystore_path);
   Status copied = temp ? CopyContents(in, temp->path()) : temp.error();
@@ -227,7 +223,7 @@ Result<KeyStoreCopyInfo> Restore(const std::string& backup_path, const std::stri
   RETURN_IF_ERROR(RemoveIfPresent(keystore_path + "-wal"));
   RETURN_IF_ERROR(RemoveIfPresent(keystore_path + "-shm"));
   if (::rename(temp->path().c_str(), keystore_path.c_str()) != 0) {
-    return Error(ErrnoError(Code::kInternal, "cannot replace " + keystore_path, errno));
+    return Error(ErrnoStatus(Code::kInternal, "cannot replace " + keystore_path, errno));
   }
   temp->Release();
   RETURN_IF_ERROR(SyncDirectoryOf(keystore_path));

@@ -45,8 +45,7 @@ Status CreateFileIfMissing(const std::string& path) {
   }
   const int error = errno;
   if (error == EEXIST) return OkStatus();
-  return Status(Code::kInternal,
-                "cannot create the file: " + std::generic_category().message(error));
+  return ErrnoStatus(Code::kInternal, "cannot create the file", error);
 }
 
 Result<Connection> Connect(const std::string& path) {

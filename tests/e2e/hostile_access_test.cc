@@ -17,8 +17,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string Uids(uint64_t uid) { return "[" + std::to_string(uid) + "]"; }
-
 // Every operation of protocol v1 with arguments an admin would be served.
 // `backup_path` (a name in the backup directory) must not exist.
 std::vector<std::tuple<std::string, std::string, Value::Map>> EveryOperation(
@@ -264,6 +262,16 @@ TEST_F(HostileConfigTest, OutOfRangeLimitsExit2) {
                    "field 'limits.idle_timeout_ms' must be between 100 and 3600000");
   options.idle_timeout_ms = 3600001;
   ExpectStartFails(host_.ConfigYaml(options), 2, "field 'limits.idle_timeout_ms' must be between");
+  options = options_;
+  options.max_queued_per_tenant = 65537;
+  ExpectStartFails(host_.ConfigYaml(options), 2,
+                   "field 'limits.max_queued_per_tenant' must be between 1 and 65536");
+  options.max_queued_per_tenant = 8;
+  options.max_queued = 4;
+  ExpectStartFails(host_.ConfigYaml(options), 2,
+                   "field 'limits.max_queued' must be at least limits.max_queued_per_tenant");
+  ExpectStartFails(Good() + "  max_queued_bytes: 1024\n", 2,
+                   "field 'limits.max_queued_bytes' must be between 1048576 and");
 }
 
 TEST_F(HostileConfigTest, MissingAdminsExits2) {

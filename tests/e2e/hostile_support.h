@@ -229,6 +229,9 @@ class RawClient {
 };
 
 // What a config-file daemon needs besides its token: the knobs tests vary.
+// A YAML flow list of one id, for ConfigOptions::admin_uids.
+inline std::string Uids(uint64_t uid) { return "[" + std::to_string(uid) + "]"; }
+
 struct ConfigOptions {
   std::string admin_uids = "[]";  // YAML flow list
   std::string admin_gids;         // empty: no gids key
@@ -237,6 +240,8 @@ struct ConfigOptions {
   size_t workers = 4;
   size_t max_connections_per_uid = 0;  // 0: the default
   size_t idle_timeout_ms = 0;          // 0: the default
+  size_t max_queued_per_tenant = 0;    // 0: the default
+  size_t max_queued = 0;               // 0: the default
 };
 
 // A private SoftHSM2 token, a PIN file (0600), a keystore path and a socket
@@ -281,6 +286,10 @@ class ConfiguredHost {
     if (options.idle_timeout_ms != 0) {
       yaml << "  idle_timeout_ms: " << options.idle_timeout_ms << "\n";
     }
+    if (options.max_queued_per_tenant != 0) {
+      yaml << "  max_queued_per_tenant: " << options.max_queued_per_tenant << "\n";
+    }
+    if (options.max_queued != 0) yaml << "  max_queued: " << options.max_queued << "\n";
     return yaml.str();
   }
 
