@@ -238,18 +238,25 @@ std::optional<Target> StartTarget(const testing::TempDir& dir, const std::string
 }
 
 // A client of `target` on its own connection, encrypting or decrypting.
+// Says why an operation failed (the round then stops the run).
+template <typename Reply>
+bool Succeeded(const Result<Reply>& reply) {
+  if (!reply.has_value()) {
+    std::fprintf(stderr, "kmsd_bench: %s\n", reply.error().ToString().c_str());
+  }
+  return reply.has_value();
+}
+
 std::function<bool()> KmsdClient(const Target& target, bool encrypt, const Bytes& plaintext) {
   std::shared_ptr<Connection> connection = target.daemon->Connect();
   return [connection, encrypt, &target, &plaintext]() {
     if (encrypt) {
-      return CallOp<ops::Encrypt>(
-                 *connection, "bench",
-                 {.key = "alias/data", .plaintext = plaintext, .context = kContext})
-          .has_value();
+      return Succeeded(
+          CallOp<ops::Encrypt>(*connection, "bench",
+                               {.key = "alias/data", .plaintext = plaintext, .context = kContext}));
     }
-    return CallOp<ops::Decrypt>(*connection, "bench",
-                                {.ciphertext = target.ciphertext, .context = kContext, .key = {}})
-        .has_value();
+    return Succeeded(CallOp<ops::Decrypt>(
+        *connection, "bench", {.ciphertext = target.ciphertext, .context = kContext, .key = {}}));
   };
 }
 
