@@ -199,8 +199,25 @@ struct Target {
   size_t decrypt_request = 0, decrypt_reply = 0;
 };
 
-size_t RequestBytes(std::string_view op, Value::Map args) {
-  return EncodeValue(BuildRequest(1, op, "bench", std::move(args))).size();
+// One call of `Op` made to measure its frames: the request's and the
+// reply's sizes on the wire, and the reply. An error names `name` and the op.
+template <typename Op>
+Result<typename Op::Reply> Probe(Connection& connection, const std::string& name,
+                                 const typename Op::Request& request, size_t& request_bytes,
+                                 size_t& reply_bytes) {
+  // Value is move-only: the request is encoded once to measure and once to send.
+  request_bytes =
+      EncodeValue(BuildRequest(1, Op::Name(), "bench", Encode(typename Op::Request(request))))
+          .size();
+  auto reply = connection.Call(Op::Name(), "bench", Encode(typename Op::Request(request)));
+  if (!reply) {
+    return Error(reply.error().code(), name + " does not serve " + std::string(Op::Name()) + ": " +
+                                           reply.error().message());
+  }
+  reply_bytes = reply->raw().size();
+  auto decoded = Decode<typename Op::Reply>(reply->result(), Strictness::kLenient);
+  if (!decoded) return Error(MalformedReply(decoded.error()));
+  return decoded;
 }
 
 // Starts `binary` (empty: this build's kmsd) in DIR/NAME and measures its
@@ -212,32 +229,25 @@ std::optional<Target> StartTarget(const testing::TempDir& dir, const std::string
   Target target;
   target.daemon = testing::DaemonProcess::StartDev(dir / name, spawn);
   auto connection = target.daemon->Connect();
-  auto tenant = CallOp<ops::TenantCreate>(*connection, "bench", {});
-  const ops::EncryptRequest encrypt{
-      .key = "alias/data", .plaintext = plaintext, .context = kContext};
-  target.encrypt_request = RequestBytes(ops::Encrypt::Name(), Encode(ops::EncryptRequest(encrypt)));
-  auto encrypted =
-      connection->Call(ops::Encrypt::Name(), "bench", Encode(ops::EncryptRequest(encrypt)));
-  if (!tenant || !encrypted) {
-    std::fprintf(stderr, "kmsd_bench: %s does not serve: %s\n", name.c_str(),
-                 (!tenant ? tenant.error() : encrypted.error()).ToString().c_str());
+  auto run = [&]() -> Status {
+    RETURN_IF_ERROR(CallOp<ops::TenantCreate>(*connection, "bench", {}));
+    ASSIGN_OR_RETURN(
+        ops::EncryptReply encrypted,
+        Probe<ops::Encrypt>(*connection, name,
+                            {.key = "alias/data", .plaintext = plaintext, .context = kContext},
+                            target.encrypt_request, target.encrypt_reply));
+    target.ciphertext = std::move(encrypted.ciphertext);
+    return StatusOf(Probe<ops::Decrypt>(
+        *connection, name, {.ciphertext = target.ciphertext, .context = kContext, .key = {}},
+        target.decrypt_request, target.decrypt_reply));
+  };
+  if (Status status = run(); !status.ok()) {
+    std::fprintf(stderr, "kmsd_bench: %s\n", status.ToString().c_str());
     return std::nullopt;
   }
-  target.encrypt_reply = encrypted->raw().size();
-  auto reply = Decode<ops::EncryptReply>(encrypted->result(), Strictness::kLenient);
-  if (!reply) return std::nullopt;
-  target.ciphertext = std::move(reply->ciphertext);
-  const ops::DecryptRequest decrypt{
-      .ciphertext = target.ciphertext, .context = kContext, .key = {}};
-  target.decrypt_request = RequestBytes(ops::Decrypt::Name(), Encode(ops::DecryptRequest(decrypt)));
-  auto decrypted =
-      connection->Call(ops::Decrypt::Name(), "bench", Encode(ops::DecryptRequest(decrypt)));
-  if (!decrypted) return std::nullopt;
-  target.decrypt_reply = decrypted->raw().size();
   return target;
 }
 
-// A client of `target` on its own connection, encrypting or decrypting.
 // Says why an operation failed (the round then stops the run).
 template <typename Reply>
 bool Succeeded(const Result<Reply>& reply) {
@@ -247,6 +257,7 @@ bool Succeeded(const Result<Reply>& reply) {
   return reply.has_value();
 }
 
+// A client of `target` on its own connection, encrypting or decrypting.
 std::function<bool()> KmsdClient(const Target& target, bool encrypt, const Bytes& plaintext) {
   std::shared_ptr<Connection> connection = target.daemon->Connect();
   return [connection, encrypt, &target, &plaintext]() {

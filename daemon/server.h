@@ -1,5 +1,5 @@
-// Server: kmsd's nng REP socket, the receiving thread, the admit stage and
-// the worker threads (the request's path: daemon/pipeline.h).
+// Server: kmsd's nng REP socket, its worker threads (which receive, admit
+// and execute) and the admit stage (the request's path: daemon/pipeline.h).
 //
 // The socket (REP) is served by `workers + 1` threads, all of which wait to
 // receive, each on an nng context of its own. The thread that receives a
