@@ -97,13 +97,15 @@ Connection::Connection(uint32_t socket_id, std::chrono::milliseconds timeout,
 
 Result<std::unique_ptr<Connection>> Connection::Dial(const std::string& socket_path,
                                                      std::chrono::milliseconds timeout,
-                                                     size_t max_request_bytes) {
+                                                     size_t max_request_bytes,
+                                                     SecretBuffer api_key) {
   // Replies may carry plaintexts and data keys: give SecretBuffer a locked
   // heap, or every reply would cost its own mmap/mlock/munmap.
   InitSecureHeap(1 << 20);
   nng_socket socket;
   if (int rv = nng_req0_open(&socket); rv != 0) return Error(NngError(rv, "cannot open socket"));
   std::unique_ptr<Connection> connection(new Connection(socket.id, timeout, max_request_bytes));
+  connection->api_key_ = std::move(api_key);
   if (int rv = nng_aio_alloc(&connection->aio_, OnAioDone, connection->watch_.get()); rv != 0) {
     return Error(NngError(rv, "nng_aio_alloc"));
   }
@@ -256,7 +258,12 @@ Result<SecretBuffer> Connection::RoundTrip(std::span<const uint8_t> frame) {
 
 Result<Reply> Connection::Call(std::string_view op, std::string_view tenant, Value::Map args) {
   const uint64_t id = next_id_++;
-  WipingBuffer request = EncodeValue(BuildRequest(id, op, tenant, std::move(args)));
+  std::optional<std::string_view> api_key;
+  if (!api_key_.empty()) {
+    api_key =
+        std::string_view(reinterpret_cast<const char*>(api_key_.RevealData()), api_key_.size());
+  }
+  WipingBuffer request = EncodeValue(BuildRequest(id, op, tenant, std::move(args), api_key));
   ASSIGN_OR_RETURN(SecretBuffer bytes, RoundTrip(request.span()));
   ASSIGN_OR_RETURN(Frame frame, Frame::Decode(bytes.RevealSpan()));
   Reply reply(std::move(bytes), std::move(frame));

@@ -65,11 +65,13 @@ class Reply {
 class Connection {
  public:
   // `max_request_bytes`: the largest request frame Call/CallRaw will send
-  // (match the daemon's limits.max_frame_bytes).
+  // (match the daemon's limits.max_frame_bytes). `api_key`, when not empty,
+  // goes with every request of this connection: the calls are its
+  // principal's (kmsd's identify stage). It is kept in a SecretBuffer.
   static Result<std::unique_ptr<Connection>> Dial(
       const std::string& socket_path,
       std::chrono::milliseconds timeout = std::chrono::milliseconds(30000),
-      size_t max_request_bytes = kDefaultMaxRequestBytes);
+      size_t max_request_bytes = kDefaultMaxRequestBytes, SecretBuffer api_key = SecretBuffer());
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -106,6 +108,7 @@ class Connection {
   std::string url_;
   const std::chrono::milliseconds timeout_;
   const size_t max_request_bytes_;
+  SecretBuffer api_key_;  // empty: none
   nng_aio* aio_ = nullptr;
   std::unique_ptr<internal::CallWatch> watch_;
   uint64_t next_id_ = 1;

@@ -152,6 +152,13 @@ Status ReadAdmins(const ConfigReader& r, const YAML::Node& admins, Config& confi
   return r.IdList(admins["gids"], "admins.gids", config.admin_gids);
 }
 
+Status ReadApiKeyPeers(const ConfigReader& r, const YAML::Node& peers, Config& config) {
+  if (!peers) return OkStatus();
+  RETURN_IF_ERROR(r.OnlyKnown(peers, "api_key_peers", {"uids", "gids"}));
+  RETURN_IF_ERROR(r.IdList(peers["uids"], "api_key_peers.uids", config.api_key_peer_uids));
+  return r.IdList(peers["gids"], "api_key_peers.gids", config.api_key_peer_gids);
+}
+
 // Reads an optional size field into `out`, keeping its value when absent.
 template <typename Number>
 Status ReadNumber(const ConfigReader& r, const YAML::Node& section, const std::string& prefix,
@@ -231,11 +238,13 @@ Result<Config> LoadConfig(const std::string& path) {
   Config config;
   try {
     RETURN_IF_ERROR(r.OnlyKnown(
-        root, "", {"pkcs11", "socket", "keystore", "admins", "limits", "log", "lifecycle"}));
+        root, "",
+        {"pkcs11", "socket", "keystore", "admins", "api_key_peers", "limits", "log", "lifecycle"}));
     RETURN_IF_ERROR(ReadPkcs11(r, root["pkcs11"], config));
     RETURN_IF_ERROR(ReadSocket(r, root["socket"], config));
     RETURN_IF_ERROR(ReadKeystore(r, root["keystore"], config));
     RETURN_IF_ERROR(ReadAdmins(r, root["admins"], config));
+    RETURN_IF_ERROR(ReadApiKeyPeers(r, root["api_key_peers"], config));
     RETURN_IF_ERROR(ReadLimits(r, root["limits"], config));
     RETURN_IF_ERROR(ReadLifecycle(r, root["lifecycle"], config));
     RETURN_IF_ERROR(ReadLog(r, root["log"], config));

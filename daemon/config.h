@@ -24,6 +24,10 @@ struct Config {
   std::string backup_dir = "/var/lib/kmsd/backups";
   std::set<uint64_t> admin_uids;
   std::set<uint64_t> admin_gids;
+  // Peers that may connect to present an API key (admins and peers a
+  // principal is bound to may anyway).
+  std::set<uint64_t> api_key_peer_uids;
+  std::set<uint64_t> api_key_peer_gids;
   size_t max_frame_bytes = 1 << 20;
   size_t workers = 8;
   // Connections one uid may hold open at once; more are refused at connect.

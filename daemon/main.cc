@@ -19,6 +19,7 @@
 #include "daemon/peer_gate.h"
 #include "daemon/pipeline.h"
 #include "daemon/server.h"
+#include "keystore/access_directory.h"
 #include "keystore/backup_directory.h"
 #include "keystore/hierarchy.h"
 #include "keystore/store.h"
@@ -120,13 +121,21 @@ class DueWorkLoop {
 // SIGTERM.
 int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hierarchy,
           pkcs11::Token& token, const BackupDirectory& backups) {
-  AccessPolicy access(config.admin_uids, config.admin_gids);
+  AccessDirectory& directory = hierarchy.access();
+  AccessPolicy access(
+      AccessPolicyOptions{.admins = {config.admin_uids, config.admin_gids},
+                          .api_key_peers = {config.api_key_peer_uids, config.api_key_peer_gids},
+                          .is_bound_peer = [&directory](const Peer& peer) {
+                            std::vector<uint64_t> gids = peer.groups;
+                            gids.push_back(peer.gid);
+                            return directory.IsBoundPeer(peer.uid, gids);
+                          }});
   PeerGate gate(
       access, {config.max_connections_per_uid, std::chrono::milliseconds(config.idle_timeout_ms)});
   ServiceDeps deps{.hierarchy = &hierarchy, .token = &token, .backups = backups, .gate = &gate};
   const HandlerTable handlers = AllHandlers();
-  PeerIdentifier identify;
-  AdminAuthorizer authorize(access);
+  ApiKeyIdentifier identify(directory);
+  PolicyAuthorizer authorize(access);
   LogRecorder record;
   const Pipeline pipeline(
       config.max_frame_bytes,
@@ -153,6 +162,9 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
   sigwait(&stop_signals, &signal_number);
   spdlog::info("signal {} received, stopping", signal_number);
   (*server)->Stop();
+  if (Status flushed = directory.FlushUsage(); !flushed.ok()) {
+    spdlog::error("recording API keys' last use failed: {}", flushed.ToString());
+  }
   return 0;
 }
 

@@ -2,20 +2,47 @@
 
 #include <spdlog/spdlog.h>
 
+#include "keystore/access_directory.h"
 #include "protocol/frame_scan.h"
 #include "protocol/names.h"
 
 namespace kmsd {
 
-Status PeerIdentifier::Identify(RequestContext& context, const Peer& transport_peer) const {
+Status PeerIdentifier::Identify(RequestContext& context, const Peer& transport_peer,
+                                std::optional<std::string_view> api_key) const {
   context.caller = transport_peer;
+  if (api_key) return Status(Code::kAccessDenied, "API keys are not accepted here");
   return OkStatus();
 }
 
-Status AdminAuthorizer::Authorize(RequestContext& context, std::string_view operation,
-                                  std::optional<Permission> permission, std::string_view tenant,
-                                  std::string_view /*resource*/) const {
-  Status allowed = policy_.Authorize(context.caller, operation, tenant);
+Status ApiKeyIdentifier::Identify(RequestContext& context, const Peer& transport_peer,
+                                  std::optional<std::string_view> api_key) const {
+  context.caller = transport_peer;
+  if (!api_key) return OkStatus();
+  ASSIGN_OR_RETURN(AuthenticatedKey key, directory_.Authenticate(*api_key));
+  const PrincipalRecord& principal = *key.principal;
+  if (!principal.uids.empty() || !principal.gids.empty()) {
+    const PeerSet bound{{principal.uids.begin(), principal.uids.end()},
+                        {principal.gids.begin(), principal.gids.end()}};
+    if (!bound.Contains(transport_peer)) {
+      return Status(Code::kAccessDenied, "API key " + key.key_id + " of principal '" +
+                                             principal.name + "' may not be used by uid " +
+                                             std::to_string(transport_peer.uid) +
+                                             ": the principal is bound to other peers");
+    }
+  }
+  context.principal = PrincipalIdentity{.tenant = principal.tenant,
+                                        .name = principal.name,
+                                        .api_key_id = key.key_id,
+                                        .permissions = PermissionsOf(principal.roles)};
+  return OkStatus();
+}
+
+Status PolicyAuthorizer::Authorize(RequestContext& context, std::string_view operation,
+                                   std::optional<Permission> permission, std::string_view tenant,
+                                   std::string_view /*resource*/) const {
+  const PrincipalIdentity* principal = context.principal ? &*context.principal : nullptr;
+  Status allowed = policy_.Authorize(context.caller, principal, operation, permission, tenant);
   // The first denial is the one the request is refused for.
   if (!context.decision.decided || context.decision.allowed) {
     context.decision = {.decided = true,
@@ -32,15 +59,20 @@ void LogRecorder::Record(const RequestContext& context) {
           .count();
   const std::string_view tenant = context.tenant.empty() ? "-" : std::string_view(context.tenant);
   // Identifiers only: never arguments, results or the frame.
+  const std::string_view principal =
+      context.principal ? std::string_view(context.principal->name) : "-";
+  const std::string_view key_id =
+      context.principal ? std::string_view(context.principal->api_key_id) : "-";
   if (context.outcome.ok()) {
-    spdlog::info("request id={} op={} tenant={} uid={} pid={} code=OK us={}",
-                 context.request_id.value_or(0), context.op_name, tenant, context.caller.uid,
-                 context.caller.pid, micros);
+    spdlog::info(
+        "request id={} op={} tenant={} uid={} pid={} principal={} api_key={} code=OK us={}",
+        context.request_id.value_or(0), context.op_name, tenant, context.caller.uid,
+        context.caller.pid, principal, key_id, micros);
     return;
   }
-  spdlog::warn("request id={} op={} tenant={} uid={} pid={} code={} us={}",
+  spdlog::warn("request id={} op={} tenant={} uid={} pid={} principal={} api_key={} code={} us={}",
                context.request_id.value_or(0), context.op_name, tenant, context.caller.uid,
-               context.caller.pid, CodeName(context.outcome.code()), micros);
+               context.caller.pid, principal, key_id, CodeName(context.outcome.code()), micros);
 }
 
 Pipeline::Pipeline(size_t max_frame_bytes, PipelineStages stages, ServiceDeps& deps)
@@ -68,7 +100,12 @@ Status Pipeline::ReadEnvelope(RequestContext& context, const Peer& transport_pee
   const std::string_view scanned_op = scanned.op.value_or("");
   const std::string_view scanned_tenant = scanned.tenant.value_or("");
   const OperationInfo* op = FindOperation(scanned_op);
-  RETURN_IF_ERROR(stages_.identify.Identify(context, transport_peer));
+  if (Status identified = stages_.identify.Identify(context, transport_peer, scanned.api_key);
+      !identified.ok()) {
+    context.request_id = scanned.id;
+    if (op != nullptr) context.op_name = op->name;
+    return identified;
+  }
   std::optional<Permission> permission;
   if (op != nullptr) permission = op->permission;
   if (Status allowed =

@@ -31,17 +31,34 @@
 
 namespace kmsd {
 
-// Stage: who is calling. Today the kernel's word (the peer's uid, gid,
-// groups); API keys and principals come later.
+// Stage: who is calling. The kernel's word (the peer's uid, gid, groups),
+// and the tenant principal of the request's API key when it carries one.
 class Identifier {
  public:
   virtual ~Identifier() = default;
-  virtual Status Identify(RequestContext& context, const Peer& transport_peer) const = 0;
+  // `api_key` is a secret: never logged, never kept past the call.
+  virtual Status Identify(RequestContext& context, const Peer& transport_peer,
+                          std::optional<std::string_view> api_key) const = 0;
 };
 
+// The peer alone: a request with an API key is refused (tests of stages).
 class PeerIdentifier final : public Identifier {
  public:
-  Status Identify(RequestContext& context, const Peer& transport_peer) const override;
+  Status Identify(RequestContext& context, const Peer& transport_peer,
+                  std::optional<std::string_view> api_key) const override;
+};
+
+// The peer, and the principal of an API key (keystore/access_directory.h):
+// ACCESS_DENIED for a key that is not valid, revoked or expired, or one whose
+// principal is bound to peers this one is not.
+class ApiKeyIdentifier final : public Identifier {
+ public:
+  explicit ApiKeyIdentifier(AccessDirectory& directory) : directory_(directory) {}
+  Status Identify(RequestContext& context, const Peer& transport_peer,
+                  std::optional<std::string_view> api_key) const override;
+
+ private:
+  AccessDirectory& directory_;
 };
 
 // Stage: may the caller do this? Records its decision in the context.
@@ -55,10 +72,10 @@ class Authorizer {
                            std::string_view resource) const = 0;
 };
 
-// The admin rule of protocol v1 (policy/access.h).
-class AdminAuthorizer final : public Authorizer {
+// Admins and principals' roles (policy/access.h).
+class PolicyAuthorizer final : public Authorizer {
  public:
-  explicit AdminAuthorizer(const AccessPolicy& policy) : policy_(policy) {}
+  explicit PolicyAuthorizer(const AccessPolicy& policy) : policy_(policy) {}
   Status Authorize(RequestContext& context, std::string_view operation,
                    std::optional<Permission> permission, std::string_view tenant,
                    std::string_view resource) const override;

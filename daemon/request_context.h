@@ -1,8 +1,8 @@
 // RequestContext: what the pipeline knows about one request, from the moment
 // it is received to its record (docs/ARCHITECTURE.md, the request's path).
 //
-// Each stage fills its part: receive (sequence, caller, times), envelope
-// (request id, operation, tenant), authorize (decision), execute (keys and
+// Each stage fills its part: receive (sequence, caller, times), identify
+// (principal), envelope (request id, operation, tenant), authorize (decision), execute (keys and
 // versions touched, outcome), record reads it all. It never holds request
 // arguments or results: what the record stage may write down is exactly
 // what is here. One context per request, owned by the stage running it;
@@ -43,6 +43,8 @@ struct RequestContext {
   uint64_t sequence = 0;               // daemon-wide, in order of receipt
   std::optional<uint64_t> request_id;  // the envelope's id, once read
   Peer caller;
+  // The tenant principal, when the request carried its API key.
+  std::optional<PrincipalIdentity> principal;
   std::string_view op_name = "-";  // the table's name once known
   const OperationInfo* op = nullptr;
   std::string tenant;  // empty for service operations

@@ -4,6 +4,7 @@
 // the daemon was down), and destroying token objects still queued.
 #include <spdlog/spdlog.h>
 
+#include "keystore/access_directory.h"
 #include "keystore/hierarchy.h"
 #include "keystore/internal/catalog.h"
 #include "keystore/internal/destroy_queue.h"
@@ -83,6 +84,9 @@ DueWorkReport KeyHierarchy::RunDueWork() {
     }
   }
   report.token_objects_destroyed = destroy_queue_->DestroyQueued();
+  if (Status status = access_->FlushUsage(); !status.ok()) {
+    spdlog::error("recording API keys' last use failed (will retry): {}", status.ToString());
+  }
   return report;
 }
 

@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "keystore/access_directory.h"
 #include "keystore/internal/catalog.h"
 #include "keystore/internal/destroy_queue.h"
 
@@ -79,8 +80,12 @@ Status KeyHierarchy::Load() {
   for (auto& object : objects) by_label.emplace(object.label, object.handle);
   RETURN_IF_ERROR(EnsureGlobalKey(by_label, kPlatformMasterKeyLabel, /*hmac=*/false));
   RETURN_IF_ERROR(EnsureGlobalKey(by_label, kAuditLogKeyLabel, /*hmac=*/true));
+  RETURN_IF_ERROR(EnsureGlobalKey(by_label, kApiKeyHmacKeyLabel, /*hmac=*/true));
 
   ASSIGN_OR_RETURN(KeyStoreSnapshot snapshot, store_->LoadAll());
+  access_ = std::make_unique<AccessDirectory>(
+      *store_, token_, by_label.at(std::string(kApiKeyHmacKeyLabel)), clock_);
+  access_->Load(std::move(snapshot.principals), std::move(snapshot.api_keys));
   // A shredding a crash interrupted is finished before anything is served.
   if (!snapshot.token_objects_to_destroy.empty()) {
     destroy_queue_->Add(snapshot.token_objects_to_destroy);

@@ -2,6 +2,7 @@
 //
 //   token:    global/platform-master-key   AES-256, non-extractable
 //             global/audit-log-key         HMAC-SHA256, non-extractable
+//             global/api-key-hmac-key      HMAC-SHA256, non-extractable (API keys)
 //             tenants/<tenant>/keys/<id>   AES-256 wrap/unwrap only: one KEK per key
 //   keystore: key versions, each an AES-256 key wrapped under its key's KEK
 //
@@ -76,6 +77,7 @@ namespace kmsd {
 
 inline constexpr std::string_view kPlatformMasterKeyLabel = "global/platform-master-key";
 inline constexpr std::string_view kAuditLogKeyLabel = "global/audit-log-key";
+inline constexpr std::string_view kApiKeyHmacKeyLabel = "global/api-key-hmac-key";
 
 // The keys and aliases every tenant starts with.
 struct DefaultKey {
@@ -171,6 +173,7 @@ struct DecryptOutput {
   uint32_t version = 0;
 };
 
+class AccessDirectory;   // keystore/access_directory.h
 class UnwrappedVersion;  // keystore/internal/catalog.h
 namespace keystore_internal {
 struct Version;
@@ -255,6 +258,9 @@ class KeyHierarchy {
 
   size_t TenantCount() const;
   size_t KeyCount() const;
+  // Each tenant's principals and API keys; a shredded tenant's go with it.
+  AccessDirectory& access() { return *access_; }
+  const AccessDirectory& access() const { return *access_; }
   const KeyStore& store() const { return *store_; }
   // KeyStore::Backup of the store; changes wait while the copy is taken.
   Result<KeyStoreCopyInfo> BackupStore(const std::string& path) { return store_->Backup(path); }
@@ -344,6 +350,7 @@ class KeyHierarchy {
   const LifecycleOptions lifecycle_;
   const std::unique_ptr<keystore_internal::Catalog> catalog_;             // guarded by its own lock
   const std::unique_ptr<keystore_internal::DestroyQueue> destroy_queue_;  // its own lock
+  std::unique_ptr<AccessDirectory> access_;  // set by Load; its own locks
 
   // Lock order: write_mu_, then the catalog's lock, then unwrap_mu_; a
   // version's reservation mutex and the destroy queue's are taken with no

@@ -4,6 +4,7 @@
 // (internal/destroy_queue.h), which a crash leaves to the next start.
 #include <spdlog/spdlog.h>
 
+#include "keystore/access_directory.h"
 #include "keystore/hierarchy.h"
 #include "keystore/internal/catalog.h"
 #include "keystore/internal/destroy_queue.h"
@@ -42,6 +43,8 @@ Status KeyHierarchy::ShredTenant(const Tenant& tenant, int64_t now) {
   destroy_queue_->Add(labels);
   auto lock = catalog_->WriteLock();
   catalog_->ForgetTenant(tenant);  // frees `tenant`
+  lock.unlock();
+  access_->ForgetTenant(tenant_name);
   spdlog::info("tenant {} shredded", tenant_name);
   return OkStatus();
 }

@@ -2,6 +2,7 @@
 // and stores that one process uses alone.
 #include "keystore/store.h"
 
+#include <type_traits>
 #include <variant>
 
 namespace kmsd {
@@ -57,6 +58,10 @@ struct SingleCall {
   }
   Status operator()(const store_change::ReplaceKeks& c) {
     return store.ReplaceKeks(c.change, c.queued_at);
+  }
+  template <typename Change>
+  requires std::is_constructible_v<AccessChange, Change> Status operator()(const Change& c) {
+    return store.WriteAccess(c);
   }
 };
 

@@ -1,4 +1,5 @@
-// KeyStore: durable records of tenants, keys, key versions and aliases.
+// KeyStore: durable records of tenants, keys, key versions and aliases, and
+// of who may use them: each tenant's principals and their API keys.
 //
 // The store holds only wrapped key material: a key version's bytes are an
 // AES-256 key wrapped (RFC 5649) under its key's own KEK in the token (keys
@@ -102,6 +103,33 @@ struct AliasRecord {
   int64_t updated_at = 0;
 };
 
+// A tenant's principal: a caller identity with roles (names the policy
+// defines; the store keeps them as given). When `uids` or `gids` is not
+// empty, the principal is accepted only from a peer with one of those uids,
+// or with one of those gids as its primary or a supplementary group.
+struct PrincipalRecord {
+  std::string tenant;
+  std::string name;
+  std::vector<std::string> roles;
+  std::vector<uint64_t> uids;
+  std::vector<uint64_t> gids;
+  int64_t created_at = 0;
+};
+
+// An API key of a principal. The store never holds the secret: only its
+// HMAC-SHA256 under a token key (`digest`), so a copy of the keystore gives
+// nobody a usable key.
+struct ApiKeyRecord {
+  std::string id;  // 16 lowercase hex digits, also in the secret's text
+  std::string tenant;
+  std::string principal;
+  Bytes digest;
+  int64_t created_at = 0;
+  std::optional<int64_t> expires_at;
+  std::optional<int64_t> revoked_at;
+  std::optional<int64_t> last_used_at;
+};
+
 // What a backup or a restored keystore holds, counted in the copy itself.
 struct KeyStoreCopyInfo {
   std::string path;
@@ -116,6 +144,8 @@ struct KeyStoreSnapshot {
   std::vector<KeyRecord> keys;
   std::vector<KeyVersionRecord> versions;
   std::vector<AliasRecord> aliases;
+  std::vector<PrincipalRecord> principals;
+  std::vector<ApiKeyRecord> api_keys;
   // Labels of token objects queued for destruction and not yet dequeued.
   std::vector<std::string> token_objects_to_destroy;
 };
@@ -189,7 +219,44 @@ struct ReplaceKeks {
   KekReplacement change;
   int64_t queued_at = 0;
 };
+// ALREADY_EXISTS if (tenant, name) is taken; NOT_FOUND if the tenant is not.
+struct CreatePrincipal {
+  PrincipalRecord principal;
+};
+// NOT_FOUND if the principal does not exist.
+struct SetPrincipalRoles {
+  std::string tenant;
+  std::string name;
+  std::vector<std::string> roles;
+};
+// Deletes the principal and all its API keys. NOT_FOUND if it does not exist.
+struct DeletePrincipal {
+  std::string tenant;
+  std::string name;
+};
+// ALREADY_EXISTS if the id is taken; NOT_FOUND if the principal does not exist.
+struct CreateApiKey {
+  ApiKeyRecord key;
+};
+// Sets revoked_at once (a key revoked before keeps its first revoked_at).
+// NOT_FOUND unless the key exists in that tenant.
+struct RevokeApiKey {
+  std::string tenant;
+  std::string id;
+  int64_t revoked_at = 0;
+};
+// Raises last_used_at to `used_at` (never lowers it); a key deleted since is
+// not an error (nothing to record).
+struct ApiKeyUsed {
+  std::string id;
+  int64_t used_at = 0;
+};
 }  // namespace store_change
+
+// The changes to principals and API keys (a KeyStoreChange too).
+using AccessChange = std::variant<store_change::CreatePrincipal, store_change::SetPrincipalRoles,
+                                  store_change::DeletePrincipal, store_change::CreateApiKey,
+                                  store_change::RevokeApiKey, store_change::ApiKeyUsed>;
 
 using KeyStoreChange = std::variant<
     store_change::CreateTenant, store_change::CreateKey, store_change::AddKeyVersion,
@@ -197,7 +264,9 @@ using KeyStoreChange = std::variant<
     store_change::SetKeyEnabled, store_change::ScheduleKeyDeletion, store_change::CancelKeyDeletion,
     store_change::ScheduleTenantDeletion, store_change::CancelTenantDeletion,
     store_change::SetRotationPeriod, store_change::SetMinDecryptionVersion, store_change::ShredKey,
-    store_change::ShredTenant, store_change::TokenObjectDestroyed, store_change::ReplaceKeks>;
+    store_change::ShredTenant, store_change::TokenObjectDestroyed, store_change::ReplaceKeks,
+    store_change::CreatePrincipal, store_change::SetPrincipalRoles, store_change::DeletePrincipal,
+    store_change::CreateApiKey, store_change::RevokeApiKey, store_change::ApiKeyUsed>;
 
 // Several changes committed together by KeyStore::Apply, in the order added:
 // all of them or none.
@@ -269,8 +338,13 @@ class KeyStore {
   // not atomic. SQLite overrides it.
   virtual Status Apply(const UnitOfWork& unit);
 
+  // One change to principals or API keys, in its own transaction, with the
+  // rules of store_change above.
+  virtual Status WriteAccess(const AccessChange& change) = 0;
+
   // Crypto-shredding. One transaction forgets the key (its versions and
-  // aliases) or the tenant (its keys, versions and aliases) and queues
+  // aliases) or the tenant (its keys, versions, aliases, principals and API
+  // keys) and queues
   // `token_labels` for destruction; the caller destroys those token objects
   // and then calls TokenObjectDestroyed for each. A crash in between leaves
   // the queue for the next start (KeyStoreSnapshot::token_objects_to_destroy).

@@ -1,20 +1,37 @@
 // AccessPolicy: who may connect to kmsd and who may call which operation.
 // Pure decisions, no I/O.
 //
-// In protocol v1 a peer is an admin when its uid, its primary gid or one of
-// its supplementary groups is listed; admins may do everything and every other
-// peer is denied (tenant principals, roles and API keys come later). MayConnect
-// is the coarser question asked when a connection is made, before any byte of
-// a request is read: today only admins may, the tenancy work will widen it.
-// Immutable after construction; thread-safe.
+// Callers are peers (the kernel's uid, gid, groups and pid of the socket's
+// other end) and, when the request carries an API key, the tenant principal
+// that key belongs to (daemon's identify stage). The rules:
+//  - A peer is an admin when its uid, its primary gid or one of its
+//    supplementary groups is listed among the config's admins. An admin
+//    without an API key may do everything, in every tenant.
+//  - A request with an API key is the key's principal's, whoever the peer:
+//    the principal's roles (policy/roles.h) must hold the operation's
+//    permission, and the request's tenant must be the principal's own.
+//    Service operations that take no tenant are allowed when a role holds
+//    their permission (status, health, random). A denial names the
+//    principal, the operation and the missing permission, and says nothing
+//    about other tenants or their objects.
+//  - Any other peer is denied.
+// MayConnect is the coarser question asked when a connection is made, before
+// any byte of a request is read: admins, peers the config allows to present
+// API keys, and peers a principal is bound to (the `is_bound_peer` question,
+// answered from the principals of the moment). Immutable after
+// construction; thread-safe when `is_bound_peer` is.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <set>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "os/peer_credentials.h"
+#include "policy/roles.h"
 #include "protocol/status.h"
 
 namespace kmsd {
@@ -22,21 +39,54 @@ namespace kmsd {
 // Who is on the other end of the socket (os/peer_credentials.h).
 using Peer = PeerCredentials;
 
+// A set of peers named by uid, or by gid (primary or supplementary).
+struct PeerSet {
+  std::set<uint64_t> uids;
+  std::set<uint64_t> gids;
+  bool Contains(const Peer& peer) const;
+  bool empty() const { return uids.empty() && gids.empty(); }
+};
+
+// The tenant principal a request was identified as.
+struct PrincipalIdentity {
+  std::string tenant;
+  std::string name;
+  std::string api_key_id;
+  PermissionSet permissions;
+};
+
+struct AccessPolicyOptions {
+  PeerSet admins;
+  // Peers that may connect to present an API key (besides admins and the
+  // peers principals are bound to).
+  PeerSet api_key_peers;
+  // True when some principal is bound to the peer; absent: none is.
+  std::function<bool(const Peer&)> is_bound_peer;
+};
+
 class AccessPolicy {
  public:
+  explicit AccessPolicy(AccessPolicyOptions options) : options_(std::move(options)) {}
   AccessPolicy(std::set<uint64_t> admin_uids, std::set<uint64_t> admin_gids)
-      : admin_uids_(std::move(admin_uids)), admin_gids_(std::move(admin_gids)) {}
+      : AccessPolicy(AccessPolicyOptions{.admins = {std::move(admin_uids), std::move(admin_gids)},
+                                         .api_key_peers = {},
+                                         .is_bound_peer = {}}) {}
 
   // True if `peer` may open a connection at all; a peer refused here never
   // gets a request read.
   bool MayConnect(const Peer& peer) const;
-  // OK or ACCESS_DENIED naming the peer and the op (never the request).
-  Status Authorize(const Peer& peer, std::string_view op, std::string_view tenant) const;
-  bool IsAdmin(const Peer& peer) const;
+  // OK or ACCESS_DENIED. `permission` is the operation's (nullopt for an op
+  // that does not exist: a caller who may call something hears
+  // UNKNOWN_OPERATION later, anyone else ACCESS_DENIED now).
+  Status Authorize(const Peer& peer, const PrincipalIdentity* principal, std::string_view op,
+                   std::optional<Permission> permission, std::string_view tenant) const;
+  bool IsAdmin(const Peer& peer) const { return options_.admins.Contains(peer); }
 
  private:
-  std::set<uint64_t> admin_uids_;
-  std::set<uint64_t> admin_gids_;
+  Status AuthorizePrincipal(const PrincipalIdentity& principal, std::string_view op,
+                            std::optional<Permission> permission, std::string_view tenant) const;
+
+  AccessPolicyOptions options_;
 };
 
 }  // namespace kmsd

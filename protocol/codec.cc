@@ -20,6 +20,13 @@ Result<std::string_view> StringElement(const msgpack::object& object, std::strin
   return std::string_view(object.via.str.ptr, object.via.str.size);
 }
 
+Result<uint64_t> UintElement(const msgpack::object& object, std::string_view name) {
+  if (object.type != msgpack::type::POSITIVE_INTEGER) {
+    return Error(WrongElement(name, "an array of unsigned integers"));
+  }
+  return object.via.u64;
+}
+
 Result<Fields> MapElement(const msgpack::object& object, std::string_view name) {
   return Fields::Of(object, name);
 }

@@ -22,7 +22,8 @@
 // span<const uint8_t> / Bytes / SecretBuffer (bin), uint64_t / uint32_t
 // (uint), int64_t (int), bool, EncryptionContext (map of str; absent or nil
 // means empty, empty is not sent), std::optional<X> (absent or nil means
-// nullopt, nullopt is not sent), std::vector<std::string>, std::vector<T> and
+// nullopt, nullopt is not sent), std::vector<std::string>,
+// std::vector<uint64_t>, std::vector<T> and
 // nested T for types with kFields, BatchItems<T> (an array whose items are
 // decoded one by one, so that one bad item fails alone) and ItemResults<T>
 // (per-item results: {"ok": true, ...T} or {"ok": false, "error": ...}).
@@ -110,6 +111,7 @@ struct IsResults<ItemResults<M>> : std::true_type {};
 // nested map is named by its key.
 Status WrongElement(std::string_view name, std::string_view what);
 Result<std::string_view> StringElement(const msgpack::object& object, std::string_view name);
+Result<uint64_t> UintElement(const msgpack::object& object, std::string_view name);
 Result<Fields> MapElement(const msgpack::object& object, std::string_view name);
 
 template <typename M>
@@ -123,6 +125,9 @@ Status DecodeVector(std::span<const msgpack::object> array, std::string_view nam
     if constexpr (std::is_same_v<M, std::string>) {
       ASSIGN_OR_RETURN(std::string_view text, StringElement(element, name));
       out->emplace_back(text);
+    } else if constexpr (std::is_same_v<M, uint64_t>) {
+      ASSIGN_OR_RETURN(uint64_t number, UintElement(element, name));
+      out->push_back(number);
     } else {
       ASSIGN_OR_RETURN(Fields nested, MapElement(element, name));
       ASSIGN_OR_RETURN(M value, Decode<M>(nested, strictness));
@@ -214,7 +219,8 @@ void EncodeMember(Value::Map& out, std::string_view name, M&& value);
 
 template <typename M>
 Value EncodeElement(M&& value) {
-  if constexpr (std::is_same_v<std::decay_t<M>, std::string>) {
+  if constexpr (std::is_same_v<std::decay_t<M>, std::string> ||
+                std::is_same_v<std::decay_t<M>, uint64_t>) {
     return Value(std::move(value));
   } else {
     return Value(Encode(std::move(value)));

@@ -1,5 +1,6 @@
 #include "protocol/frame_scan.h"
 
+#include <iterator>
 #include <msgpack.hpp>
 #include <string>
 
@@ -26,9 +27,13 @@ class ScanVisitor : public msgpack::null_visitor {
     if (in_root_key_ && depth_ == 1) return RootKey(text);
     if (InRootValue() && key_ == "op") result_.op = text;
     if (InRootValue() && key_ == "tenant") result_.tenant = text;
+    if (InRootValue() && key_ == "api_key") result_.api_key = text;
     return Scalar();
   }
-  bool visit_bin(const char*, uint32_t) { return Scalar(); }
+  bool visit_bin(const char* data, uint32_t size) {
+    if (InRootValue() && key_ == "api_key") result_.api_key = std::string_view(data, size);
+    return Scalar();
+  }
   bool visit_ext(const char*, uint32_t) { return Fail("frame is not valid msgpack: ext values"); }
 
   bool start_array(uint32_t count) { return Container(count, count); }
@@ -72,7 +77,7 @@ class ScanVisitor : public msgpack::null_visitor {
   bool RootKey(std::string_view key) {
     key_ = key;
     int bit = -1;
-    for (int i = 0; i < 5; ++i) {
+    for (int i = 0; i < static_cast<int>(std::size(kEnvelopeKeys)); ++i) {
       if (key == kEnvelopeKeys[i]) bit = i;
     }
     if (bit < 0) return true;
@@ -110,7 +115,8 @@ class ScanVisitor : public msgpack::null_visitor {
     return true;
   }
 
-  static constexpr std::string_view kEnvelopeKeys[5] = {"id", "op", "tenant", "version", "args"};
+  static constexpr std::string_view kEnvelopeKeys[] = {"id",      "op",   "tenant",
+                                                       "version", "args", "api_key"};
 
   const size_t frame_bytes_;
   const ScanLimits limits_;

@@ -7,10 +7,11 @@
 // key and value counts one), judged from the counts containers declare, so a
 // huge declared count is refused at its header; a declared count that the
 // bytes left could not hold; ext values; truncated or trailing bytes. It also
-// returns the top-level map's `id`, `op` and `tenant` when they have the
-// right types, so that the caller can be authorized before the full decode
-// (Frame::Decode) and the envelope checks (ParseRequest). A top-level
-// `id`, `op`, `tenant`, `version` or `args` given twice is refused here.
+// returns the top-level map's `id`, `op`, `tenant` and `api_key` when they
+// have the right types, so that the caller can be identified and authorized
+// before the full decode (Frame::Decode) and the envelope checks
+// (ParseRequest). A top-level `id`, `op`, `tenant`, `version`, `args` or
+// `api_key` given twice is refused here.
 //
 // Errors are INVALID_ARGUMENT, with messages matching Frame::Decode's
 // ("frame is not valid msgpack: ...", "frame has bytes after its msgpack
@@ -37,6 +38,7 @@ struct ScannedRequest {
   std::optional<uint64_t> id = {};
   std::optional<std::string_view> op = {};
   std::optional<std::string_view> tenant = {};
+  std::optional<std::string_view> api_key = {};
   bool top_level_is_map = false;
   size_t values = 0;  // values the frame declares in all
 };

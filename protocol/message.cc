@@ -223,7 +223,7 @@ Result<RequestEnvelope> ParseRequest(const msgpack::object& root, std::optional<
   RequestEnvelope request;
   ASSIGN_OR_RETURN(request.id, envelope.Uint("id"));
   *id_out = request.id;
-  RETURN_IF_ERROR(envelope.OnlyKnown({"version", "id", "op", "tenant", "args"}));
+  RETURN_IF_ERROR(envelope.OnlyKnown({"version", "id", "op", "tenant", "args", "api_key"}));
   ASSIGN_OR_RETURN(uint64_t version, envelope.Uint("version"));
   if (version != kProtocolVersion) {
     return Error(Code::kUnsupportedVersion, "protocol version " + std::to_string(version) +
@@ -235,16 +235,32 @@ Result<RequestEnvelope> ParseRequest(const msgpack::object& root, std::optional<
   if (envelope.Has("args")) {
     ASSIGN_OR_RETURN(request.args, envelope.Map("args"));
   }
+  // A str, or a bin (kmsd's clients send a bin: they keep secrets in
+  // SecretBuffers, which encode as bin).
+  if (envelope.HasValue("api_key")) {
+    if (auto text = envelope.String("api_key"); text.has_value()) {
+      request.api_key = *text;
+    } else {
+      ASSIGN_OR_RETURN(auto bytes, envelope.Binary("api_key"));
+      request.api_key = std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    }
+  }
   return request;
 }
 
-Value BuildRequest(uint64_t id, std::string_view op, std::string_view tenant, Value::Map args) {
+Value BuildRequest(uint64_t id, std::string_view op, std::string_view tenant, Value::Map args,
+                   std::optional<std::string_view> api_key) {
   Value::Map envelope;
   envelope.emplace_back("version", kProtocolVersion);
   envelope.emplace_back("id", id);
   envelope.emplace_back("op", op);
   if (!tenant.empty()) envelope.emplace_back("tenant", tenant);
   envelope.emplace_back("args", std::move(args));
+  if (api_key) {
+    envelope.emplace_back("api_key",
+                          SecretBuffer::CopyOf(std::span<const uint8_t>(
+                              reinterpret_cast<const uint8_t*>(api_key->data()), api_key->size())));
+  }
   return Value(std::move(envelope));
 }
 

@@ -1,6 +1,7 @@
 // Protocol v1 envelopes (docs/PROTOCOL.md is the reference).
 //
-// Request:  {"version": 1, "id": uint, "op": str, "tenant": str?, "args": map?}
+// Request:  {"version": 1, "id": uint, "op": str, "tenant": str?, "args": map?,
+//            "api_key": str|bin?}
 // Reply ok: {"version": 1, "id": uint, "ok": true, "result": map}
 // Reply err:{"version": 1, "id": uint|nil, "ok": false,
 //            "error": {"code": str, "message": str, "class": str,
@@ -90,12 +91,16 @@ struct RequestEnvelope {
   std::string_view op;
   std::string_view tenant;  // empty when absent
   Fields args;
+  std::optional<std::string_view> api_key;  // a secret: never log it
 };
 
 // `id_out` receives the request id as soon as it is readable, so that an
 // error reply can echo it even when a later field is bad.
 Result<RequestEnvelope> ParseRequest(const msgpack::object& root, std::optional<uint64_t>* id_out);
-Value BuildRequest(uint64_t id, std::string_view op, std::string_view tenant, Value::Map args);
+// `api_key`, when given, is copied into the request as a secret (the
+// encoded frame is a WipingBuffer).
+Value BuildRequest(uint64_t id, std::string_view op, std::string_view tenant, Value::Map args,
+                   std::optional<std::string_view> api_key = std::nullopt);
 
 WipingBuffer EncodeOkReply(uint64_t id, Value::Map result);
 // The `error` map of a reply or of a failed batch item, and back: DecodeError

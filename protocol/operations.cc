@@ -44,6 +44,15 @@ constexpr std::array<OperationInfo, kOperationCount> kTable = {{
     {OpId::kGenerateDataKeyWithoutPlaintext, "generate-data-key-without-plaintext", true, false,
      P::kGenerateDataKey, R::kKey},
     {OpId::kGenerateRandom, "generate-random", false, false, P::kGenerateRandom, R::kService},
+    {OpId::kPrincipalCreate, "principal.create", true, false, P::kPrincipalManage, R::kPrincipal},
+    {OpId::kPrincipalDescribe, "principal.describe", true, false, P::kPrincipalRead, R::kPrincipal},
+    {OpId::kPrincipalList, "principal.list", true, false, P::kPrincipalRead, R::kTenant},
+    {OpId::kPrincipalDelete, "principal.delete", true, true, P::kPrincipalManage, R::kPrincipal},
+    {OpId::kPrincipalSetRoles, "principal.set-roles", true, false, P::kPrincipalManage,
+     R::kPrincipal},
+    {OpId::kApiKeyCreate, "apikey.create", true, false, P::kApiKeyManage, R::kPrincipal},
+    {OpId::kApiKeyList, "apikey.list", true, true, P::kApiKeyRead, R::kTenant},
+    {OpId::kApiKeyRevoke, "apikey.revoke", true, true, P::kApiKeyManage, R::kApiKey},
 }};
 
 constexpr bool InOpIdOrder() {
@@ -107,8 +116,24 @@ std::string_view PermissionName(Permission permission) {
       return "crypto:generate-data-key";
     case P::kGenerateRandom:
       return "crypto:generate-random";
+    case P::kPrincipalRead:
+      return "principal:read";
+    case P::kPrincipalManage:
+      return "principal:manage";
+    case P::kApiKeyRead:
+      return "apikey:read";
+    case P::kApiKeyManage:
+      return "apikey:manage";
   }
   return "unknown";
+}
+
+std::optional<Permission> PermissionNamed(std::string_view name) {
+  for (size_t i = 0; i < kPermissionCount; ++i) {
+    const auto permission = static_cast<Permission>(i);
+    if (PermissionName(permission) == name) return permission;
+  }
+  return std::nullopt;
 }
 
 std::string_view ResourceName(Resource resource) {
@@ -121,6 +146,10 @@ std::string_view ResourceName(Resource resource) {
       return "key";
     case R::kAlias:
       return "alias";
+    case R::kPrincipal:
+      return "principal";
+    case R::kApiKey:
+      return "apikey";
   }
   return "unknown";
 }

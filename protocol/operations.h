@@ -52,11 +52,19 @@ enum class OpId : uint8_t {
   kGenerateDataKey,
   kGenerateDataKeyWithoutPlaintext,
   kGenerateRandom,
+  kPrincipalCreate,
+  kPrincipalDescribe,
+  kPrincipalList,
+  kPrincipalDelete,
+  kPrincipalSetRoles,
+  kApiKeyCreate,
+  kApiKeyList,
+  kApiKeyRevoke,
 };
-inline constexpr size_t kOperationCount = 32;
+inline constexpr size_t kOperationCount = 40;
 
-// What a caller must be allowed to do. Roles and grants (later) are sets of
-// these; the admin rule of v1 allows all of them.
+// What a caller must be allowed to do. Roles (policy/roles.h) and grants
+// are sets of these; admins may do all of them.
 enum class Permission : uint8_t {
   kServiceRead,
   kServiceBackup,
@@ -77,11 +85,17 @@ enum class Permission : uint8_t {
   kReEncryptTo,
   kGenerateDataKey,
   kGenerateRandom,
+  kPrincipalRead,
+  kPrincipalManage,
+  kApiKeyRead,
+  kApiKeyManage,
 };
+inline constexpr size_t kPermissionCount = 23;
 
 // What an operation acts on: the service itself, a tenant, a key (named in
-// the request's `key`) or an alias (named in `alias`).
-enum class Resource : uint8_t { kService, kTenant, kKey, kAlias };
+// the request's `key`), an alias (named in `alias`), a principal (`name`) or
+// an API key (`id`).
+enum class Resource : uint8_t { kService, kTenant, kKey, kAlias, kPrincipal, kApiKey };
 
 struct OperationInfo {
   OpId id;
@@ -99,8 +113,10 @@ const OperationInfo& InfoOf(OpId id);
 // nullptr for a name that is not an operation of this version.
 const OperationInfo* FindOperation(std::string_view name);
 
-// "crypto:encrypt", "key:rotate", ... (the names roles will use).
+// "crypto:encrypt", "key:rotate", ... (the names roles use).
 std::string_view PermissionName(Permission permission);
+// The permission named so; nullopt for a name that is not one.
+std::optional<Permission> PermissionNamed(std::string_view name);
 std::string_view ResourceName(Resource resource);
 
 }  // namespace kmsd

@@ -1,5 +1,5 @@
 // Handlers: one function per operation, grouped by family in this directory
-// (service, tenants, keys, aliases, lifecycle, crypto), and the table that
+// (service, tenants, keys, aliases, lifecycle, crypto, access), and the table that
 // finds them by OpId.
 //
 // A handler receives its decoded request (protocol/operation_types.h) and a
@@ -99,6 +99,7 @@ void AddKeyHandlers(HandlerTable& table);
 void AddAliasHandlers(HandlerTable& table);
 void AddLifecycleHandlers(HandlerTable& table);
 void AddCryptoHandlers(HandlerTable& table);
+void AddAccessHandlers(HandlerTable& table);
 
 // Shared by the families: descriptions as the protocol shows them.
 ops::KeyDescription DescribeKey(const KeyInfo& key);

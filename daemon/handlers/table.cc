@@ -18,6 +18,7 @@ HandlerTable AllHandlers() {
   AddAliasHandlers(table);
   AddLifecycleHandlers(table);
   AddCryptoHandlers(table);
+  AddAccessHandlers(table);
   return table;
 }
 

@@ -5,6 +5,7 @@
 #include <set>
 #include <variant>
 
+#include "keystore/sqlite/access_records.h"
 #include "keystore/sqlite/db.h"
 
 namespace kmsd::sqlite {
@@ -274,6 +275,7 @@ struct ChangeWriter {
         Exec(db, "DELETE FROM key_versions WHERE key_id IN (SELECT id FROM keys WHERE tenant = ?)",
              c.tenant));
     RETURN_IF_ERROR(Exec(db, "DELETE FROM keys WHERE tenant = ?", c.tenant));
+    RETURN_IF_ERROR(DeleteTenantAccess(db, c.tenant));
     return Exec(db, "DELETE FROM tenants WHERE name = ?", c.tenant);
   }
   Status operator()(const store_change::TokenObjectDestroyed& c) {
@@ -289,6 +291,13 @@ struct ChangeWriter {
     }
     return QueueDestruction(db, c.change.token_labels_to_destroy, c.queued_at);
   }
+  // Principals and API keys: access_records.h.
+  Status operator()(const store_change::CreatePrincipal& c) { return WriteAccessChange(db, c); }
+  Status operator()(const store_change::SetPrincipalRoles& c) { return WriteAccessChange(db, c); }
+  Status operator()(const store_change::DeletePrincipal& c) { return WriteAccessChange(db, c); }
+  Status operator()(const store_change::CreateApiKey& c) { return WriteAccessChange(db, c); }
+  Status operator()(const store_change::RevokeApiKey& c) { return WriteAccessChange(db, c); }
+  Status operator()(const store_change::ApiKeyUsed& c) { return WriteAccessChange(db, c); }
 };
 
 Status LoadTenants(sqlite3* db, std::vector<TenantRecord>& out) {
@@ -388,6 +397,8 @@ Status LoadSnapshot(sqlite3* db, KeyStoreSnapshot& out) {
                                out.token_objects_to_destroy.push_back(row.Text(0));
                                return OkStatus();
                              }));
+  RETURN_IF_ERROR(LoadPrincipals(db, out.principals));
+  RETURN_IF_ERROR(LoadApiKeys(db, out.api_keys));
   return LoadAliases(db, out.aliases);
 }
 

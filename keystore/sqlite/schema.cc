@@ -87,6 +87,42 @@ CREATE TABLE token_objects_to_destroy (
 -- encryption.
 UPDATE key_versions SET reserved_encryptions = 4294967296;
 )sql"},
+    // Principals and API keys (access_records.h). A principal's lists are
+    // text: the elements joined by ',' in the order given, '' for an empty
+    // list; roles are [a-z0-9_-]+, uids and gids decimal integers. An API
+    // key keeps only the HMAC-SHA256 of its secret (32 bytes), never the
+    // secret; its id is 16 lowercase hex digits. A principal's API keys go
+    // before it (the foreign key), and a tenant's principals before it.
+    {4, R"sql(
+CREATE TABLE principals (
+  tenant     TEXT NOT NULL REFERENCES tenants (name),
+  name       TEXT NOT NULL,
+  roles      TEXT NOT NULL
+    CHECK (roles = '' OR (roles NOT GLOB '*[^a-z0-9_,-]*' AND roles NOT GLOB ',*'
+                          AND roles NOT GLOB '*,' AND roles NOT GLOB '*,,*')),
+  uids       TEXT NOT NULL
+    CHECK (uids = '' OR (uids NOT GLOB '*[^0-9,]*' AND uids NOT GLOB ',*'
+                         AND uids NOT GLOB '*,' AND uids NOT GLOB '*,,*')),
+  gids       TEXT NOT NULL
+    CHECK (gids = '' OR (gids NOT GLOB '*[^0-9,]*' AND gids NOT GLOB ',*'
+                         AND gids NOT GLOB '*,' AND gids NOT GLOB '*,,*')),
+  created_at INTEGER NOT NULL CHECK (typeof(created_at) = 'integer'),
+  PRIMARY KEY (tenant, name)
+);
+CREATE TABLE api_keys (
+  id           TEXT NOT NULL PRIMARY KEY
+    CHECK (typeof(id) = 'text' AND length(id) = 16 AND id NOT GLOB '*[^0-9a-f]*'),
+  tenant       TEXT NOT NULL,
+  principal    TEXT NOT NULL,
+  digest       BLOB NOT NULL CHECK (typeof(digest) = 'blob' AND length(digest) = 32),
+  created_at   INTEGER NOT NULL CHECK (typeof(created_at) = 'integer'),
+  expires_at   INTEGER CHECK (expires_at IS NULL OR typeof(expires_at) = 'integer'),
+  revoked_at   INTEGER CHECK (revoked_at IS NULL OR typeof(revoked_at) = 'integer'),
+  last_used_at INTEGER CHECK (last_used_at IS NULL OR typeof(last_used_at) = 'integer'),
+  FOREIGN KEY (tenant, principal) REFERENCES principals (tenant, name)
+);
+CREATE INDEX api_keys_by_principal ON api_keys (tenant, principal);
+)sql"},
 };
 
 constexpr bool MigrationsAreNumberedInOrder() {

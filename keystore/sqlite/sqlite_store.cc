@@ -1,9 +1,9 @@
 // SqliteKeyStore: the KeyStore of store.h kept in one SQLite database.
 //
 // Parts: db.h (statements, transactions), schema.h (identity, schema and
-// migrations), records.h (reading and writing records), backup.h (backup
-// and restore). This file opens the store and maps each KeyStore call to one
-// transaction.
+// migrations), records.h (reading and writing records), access_records.h
+// (principals and API keys), backup.h (backup and restore). This file opens
+// the store and maps each KeyStore call to one transaction.
 //
 // Durability. The database is in WAL mode; the connection uses
 // synchronous=FULL, foreign_keys=ON and a 5 s busy timeout. Every write is
@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "keystore/sqlite/access_records.h"
 #include "keystore/sqlite/backup.h"
 #include "keystore/sqlite/db.h"
 #include "keystore/sqlite/records.h"
@@ -128,6 +129,9 @@ class SqliteKeyStore final : public KeyStore {
   }
   Status ReplaceKeks(const KekReplacement& change, int64_t queued_at) override {
     return WriteOne(store_change::ReplaceKeks{change, queued_at});
+  }
+  Status WriteAccess(const AccessChange& change) override {
+    return Write([&](sqlite3* db) { return sqlite::WriteAccessChange(db, change); });
   }
 
   Status ReserveEncryptions(const KeyId& key_id, uint32_t version, uint64_t reserved) override {

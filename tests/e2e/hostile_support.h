@@ -242,6 +242,7 @@ struct ConfigOptions {
   size_t idle_timeout_ms = 0;          // 0: the default
   size_t max_queued_per_tenant = 0;    // 0: the default
   size_t max_queued = 0;               // 0: the default
+  std::string api_key_peer_uids;       // YAML flow list; empty: no api_key_peers
 };
 
 // A private SoftHSM2 token, a PIN file (0600), a keystore path and a socket
@@ -277,6 +278,9 @@ class ConfiguredHost {
          << "admins:\n"
          << "  uids: " << options.admin_uids << "\n";
     if (!options.admin_gids.empty()) yaml << "  gids: " << options.admin_gids << "\n";
+    if (!options.api_key_peer_uids.empty()) {
+      yaml << "api_key_peers:\n  uids: " << options.api_key_peer_uids << "\n";
+    }
     yaml << "limits:\n"
          << "  max_frame_bytes: " << options.max_frame_bytes << "\n"
          << "  workers: " << options.workers << "\n";

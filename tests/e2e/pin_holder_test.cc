@@ -32,6 +32,7 @@ constexpr char kFastLifecycle[] =
     "  check_interval_ms: 100\n";
 constexpr char kPlatformMasterKey[] = "global/platform-master-key";
 constexpr char kAuditLogKey[] = "global/audit-log-key";
+constexpr char kApiKeyHmacKey[] = "global/api-key-hmac-key";
 
 // How many routes PinHolder tries per target; a route that unexpectedly
 // works adds a follow-up attempt, which has no expected code and fails.
@@ -164,6 +165,7 @@ class PinHolderTest : public ConfiguredKmsdTest {
     std::set<std::string> expected_labels = keystore.token_labels;
     expected_labels.insert(kPlatformMasterKey);
     expected_labels.insert(kAuditLogKey);
+    expected_labels.insert(kApiKeyHmacKey);
     const std::vector<TokenKey> keys = attacker.SecretKeys();
     std::set<std::string> labels;
     for (const TokenKey& key : keys) labels.insert(key.label);
@@ -183,7 +185,7 @@ class PinHolderTest : public ConfiguredKmsdTest {
     }
     for (const TokenKey& key : keys) {
       SCOPED_TRACE(key.label);
-      const bool hmac = key.label == kAuditLogKey;
+      const bool hmac = key.label == kAuditLogKey || key.label == kApiKeyHmacKey;
       EXPECT_EQ(key.key_type, hmac ? CKK_GENERIC_SECRET : CKK_AES);
       ExpectCodes(attacker.AttackTokenKey(key), hmac ? kHmacKeyRoutes : kWrappingKeyRoutes);
     }
@@ -317,7 +319,7 @@ TEST_F(PinHolderTest, AKeystoreCopyFromBeforeShreddingGivesNothing) {
   attacker = Attacker();
   EXPECT_TRUE(attacker->FindKeys(kek_label).empty());
   const std::vector<TokenKey> keys = attacker->SecretKeys();
-  EXPECT_EQ(keys.size(), old.token_labels.size() - 1 + 2);  // one KEK fewer; the two globals
+  EXPECT_EQ(keys.size(), old.token_labels.size() - 1 + 3);  // one KEK fewer; the three globals
   for (const StoredVersion& v : doomed_versions) {
     for (const TokenKey& key : keys) {
       if (key.key_type != CKK_AES) continue;

@@ -1,13 +1,80 @@
 #include "tools/kmsctl/cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 namespace kmsd::kmsctl {
+namespace {
+
+Status ApiKeyFileError(const std::string& path, std::string_view problem) {
+  return Status(Code::kInvalidArgument, "API key file '" + path + "' " + std::string(problem));
+}
+
+// Reads at most kMaxApiKeyFileBytes + 1 bytes of `fd` straight into a
+// SecretBuffer; the returned buffer is cut to what was read.
+Result<SecretBuffer> ReadKeyBytes(int fd, const std::string& path) {
+  SecretBuffer buffer(kMaxApiKeyFileBytes + 1);
+  size_t used = 0;
+  while (used < buffer.size()) {
+    const ssize_t n = ::read(fd, buffer.RevealMutableData() + used, buffer.size() - used);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return Error(ApiKeyFileError(path, "cannot be read: " + std::string(strerror(errno))));
+    }
+    if (n == 0) break;
+    used += static_cast<size_t>(n);
+  }
+  buffer.Shrink(used);
+  return buffer;
+}
+
+// The key in `path`: its content without one trailing newline. The file must
+// be readable, not empty and not accessible by group or others.
+Result<SecretBuffer> ReadApiKeyFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    return Error(ApiKeyFileError(path, "cannot be read: " + std::string(strerror(errno))));
+  }
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return Error(ApiKeyFileError(path, "cannot be read: " + std::string(strerror(error))));
+  }
+  if ((info.st_mode & 077) != 0) {
+    ::close(fd);
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(info.st_mode & 07777));
+    return Error(ApiKeyFileError(path, "is accessible by group or others (mode " +
+                                           std::string(mode) + "); make it private: chmod 600 '" +
+                                           path + "'"));
+  }
+  Result<SecretBuffer> key = ReadKeyBytes(fd, path);
+  ::close(fd);
+  if (!key.has_value()) return key;
+  if (key->size() > kMaxApiKeyFileBytes) {
+    return Error(ApiKeyFileError(
+        path, "is larger than " + std::to_string(kMaxApiKeyFileBytes) + " bytes: not an API key"));
+  }
+  if (!key->empty() && key->RevealData()[key->size() - 1] == '\n') key->Shrink(key->size() - 1);
+  if (key->empty()) return Error(ApiKeyFileError(path, "is empty"));
+  return key;
+}
+
+}  // namespace
 
 int Invocation::Run() {
   if (!action_) return ReportUsage("no command given", options_.json);
-  Status status = action_();
+  Status status = AsUsage(LoadApiKey());
+  if (status.ok()) status = action_();
   if (status.ok()) return 0;
   switch (failure_) {
     case Failure::kReported:
@@ -34,9 +101,22 @@ Result<Reply> Invocation::Call(std::string_view op, std::string_view tenant, Val
     const auto timeout = std::chrono::milliseconds(
         std::max<long long>(1, std::llround(options_.timeout_seconds * 1000)));
     ASSIGN_OR_RETURN(connection_, Connection::Dial(ResolveSocketPath(options_.socket), timeout,
-                                                   options_.max_frame_bytes));
+                                                   options_.max_frame_bytes, std::move(api_key_)));
   }
   return connection_->Call(op, tenant, std::move(args));
+}
+
+Status Invocation::LoadApiKey() {
+  if (options_.api_key_file) {
+    ASSIGN_OR_RETURN(api_key_, ReadApiKeyFile(*options_.api_key_file));
+    return OkStatus();
+  }
+  // getenv's string is the environment's own memory: copied, not wiped.
+  const char* from_environment = std::getenv(std::string(kApiKeyEnvironment).c_str());
+  if (from_environment != nullptr && *from_environment != '\0') {
+    api_key_ = SecretBuffer::CopyOf(std::string_view(from_environment));
+  }
+  return OkStatus();
 }
 
 Status Invocation::AsUsage(Status status) {

@@ -2,6 +2,11 @@
 // tool: the selected command, the connection to kmsd, how a failure is
 // reported) and the helpers every command uses.
 //
+// The API key, when one is given, is read before the command runs: from the
+// file --api-key-file names (which must be private to its owner), else from
+// $KMSD_API_KEY. It is held in a SecretBuffer and handed to the Connection,
+// which sends it with every request. Never a command-line argument.
+//
 // A run parses the command line (CLI11), whose callback selects one action;
 // Invocation::Run() then runs it and turns its Status into output and an exit
 // status (docs/CLI.md): 0 on success, 2 for a usage error, ExitCodeFor(code)
@@ -23,6 +28,7 @@
 #include "protocol/codec.h"
 #include "protocol/limits.h"
 #include "protocol/operation_types.h"
+#include "protocol/secret_buffer.h"
 #include "protocol/status.h"
 #include "protocol/value.h"
 #include "tools/kmsctl/output.h"
@@ -36,12 +42,19 @@ inline constexpr int kUsageExitCode = 2;
 // Bounds nng's millisecond timeouts (int32) well inside their range.
 inline constexpr double kMaxTimeoutSeconds = 86400;
 
+// The environment variable an API key is read from without --api-key-file.
+inline constexpr std::string_view kApiKeyEnvironment = "KMSD_API_KEY";
+// An API key file larger than this is not an API key (they are 68 bytes).
+inline constexpr size_t kMaxApiKeyFileBytes = 1024;
+
 struct GlobalOptions {
   std::string socket;  // --socket; empty means $KMSD_SOCKET, else the default
   bool json = false;
   double timeout_seconds = 30;
   // The largest request frame sent; match kmsd's limits.max_frame_bytes.
   size_t max_frame_bytes = kmsd::kDefaultMaxRequestBytes;
+  // --api-key-file; absent means $KMSD_API_KEY, else no API key.
+  std::optional<std::string> api_key_file;
 };
 
 class Invocation {
@@ -79,7 +92,12 @@ class Invocation {
 
  private:
   enum class Failure { kStatus, kUsage, kReported };
+  // Reads the API key into api_key_ (see the top of this file); a file that
+  // cannot be used is INVALID_ARGUMENT, reported as a usage error.
+  Status LoadApiKey();
+
   GlobalOptions options_;
+  SecretBuffer api_key_;  // empty: none; moved into the Connection at dial
   std::function<Status()> action_;
   std::unique_ptr<Connection> connection_;
   Failure failure_ = Failure::kStatus;
@@ -117,6 +135,8 @@ CLI::Validator UnsignedInteger();
 void AddAdminCommands(CLI::App& app, Invocation& invocation);
 void AddCryptoCommands(CLI::App& app, Invocation& invocation);
 void AddBatchCommands(CLI::App& app, Invocation& invocation);
+// principal and apikey.
+void AddAccessCommands(CLI::App& app, Invocation& invocation);
 // kmsctl key rewrap-all, under the `key` group AddAdminCommands made.
 void AddRewrapCommand(CLI::App& key_group, Invocation& invocation);
 

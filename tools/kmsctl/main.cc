@@ -1,6 +1,6 @@
 // kmsctl: the operator command line of kmsd (docs/CLI.md).
 //
-//   kmsctl [--socket PATH] [--json] [--timeout SECONDS] GROUP VERB ...
+//   kmsctl [--socket PATH] [--api-key-file FILE] [--json] [--timeout SECONDS] GROUP VERB ...
 #include <CLI/CLI.hpp>
 #include <exception>
 #include <string_view>
@@ -32,6 +32,10 @@ int Main(int argc, char** argv) {
   app.add_option(
       "--socket", options.socket,
       "kmsd's socket (default: $KMSD_SOCKET, else " + std::string(kmsd::kDefaultSocketPath) + ")");
+  app.add_option_function<std::string>(
+      "--api-key-file", [&options](const std::string& path) { options.api_key_file = path; },
+      "File holding the API key to call as (mode 0600 or stricter; default: $" +
+          std::string(kApiKeyEnvironment) + ", else none)");
   app.add_flag("--json", options.json, "Print one JSON object on stdout");
   app.add_option("--timeout", options.timeout_seconds, "Seconds to wait for kmsd")
       ->check(CLI::Range(0.001, kMaxTimeoutSeconds))
@@ -43,6 +47,7 @@ int Main(int argc, char** argv) {
   AddAdminCommands(app, invocation);
   AddCryptoCommands(app, invocation);
   AddBatchCommands(app, invocation);
+  AddAccessCommands(app, invocation);
   AddRewrapCommand(*app.get_subcommand("key"), invocation);
 
   try {

@@ -63,6 +63,7 @@ class FlakyStore final : public KeyStore {
   std::atomic<bool> fail_shred{false};
   std::atomic<bool> fail_dequeue{false};
   std::atomic<bool> fail_replace_keks{false};
+  std::atomic<bool> fail_access{false};
 
   Result<KeyStoreSnapshot> LoadAll() override { return inner_->LoadAll(); }
   int SchemaVersion() const override { return inner_->SchemaVersion(); }
@@ -143,6 +144,10 @@ class FlakyStore final : public KeyStore {
   Status ReplaceKeks(const KekReplacement& change, int64_t queued_at) override {
     if (fail_replace_keks) return Injected();
     return inner_->ReplaceKeks(change, queued_at);
+  }
+  Status WriteAccess(const AccessChange& change) override {
+    if (fail_access) return Injected();
+    return inner_->WriteAccess(change);
   }
 
  private:

@@ -18,12 +18,13 @@ using ::testing::StartsWith;
 
 TEST_F(HierarchyTest, OpenCreatesTheGlobalKeysOnceAndAnEmptyCatalog) {
   EXPECT_EQ(TokenLabels(), (std::multiset<std::string>{std::string(kPlatformMasterKeyLabel),
-                                                       std::string(kAuditLogKeyLabel)}));
+                                                       std::string(kAuditLogKeyLabel),
+                                                       std::string(kApiKeyHmacKeyLabel)}));
   EXPECT_EQ(hierarchy_->TenantCount(), 0u);
   EXPECT_EQ(hierarchy_->KeyCount(), 0u);
   EXPECT_TRUE(hierarchy_->ListTenants().empty());
   Reopen();
-  EXPECT_EQ(TokenLabels().size(), 2u);  // found again, not created twice
+  EXPECT_EQ(TokenLabels().size(), 3u);  // found again, not created twice
 }
 
 TEST_F(HierarchyTest, CreateTenantMakesThreeKeysWithAliasesAndAKekEach) {

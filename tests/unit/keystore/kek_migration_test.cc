@@ -103,7 +103,8 @@ TEST_F(KekMigrationTest, OpenMovesEveryKeyToAHardenedKekAndEveryCiphertextStillD
 
   EXPECT_EQ(TokenLabels(), (std::multiset<std::string>{
                                std::string(kPlatformMasterKeyLabel), std::string(kAuditLogKeyLabel),
-                               KekLabel("old", rooted_) + "/2", KekLabel("old", own_) + "/2"}));
+                               std::string(kApiKeyHmacKeyLabel), KekLabel("old", rooted_) + "/2",
+                               KekLabel("old", own_) + "/2"}));
   ExpectEveryTokenObjectHardened();
   const KeyStoreSnapshot snapshot = Snapshot();
   ASSERT_EQ(snapshot.tenants.size(), 1u);

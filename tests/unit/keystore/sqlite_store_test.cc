@@ -180,6 +180,8 @@ class SqliteKeyStoreTest : public ::testing::Test {
             .keys = {Key("acme", "orders", 1)},
             .versions = {Version(1, 1), Version(1, 2)},
             .aliases = {Alias("acme", "alias/orders", 1)},
+            .principals = {},
+            .api_keys = {},
             .token_objects_to_destroy = {}};
   }
 
@@ -201,7 +203,7 @@ class SqliteKeyStoreOpenTest : public ::testing::Test {
 TEST_F(SqliteKeyStoreOpenTest, CreatesFreshKeystoreWhenFileIsMissing) {
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 3);
+  EXPECT_EQ((*store)->SchemaVersion(), 4);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value());
   EXPECT_EQ(Dump(*snapshot), "");
@@ -211,7 +213,7 @@ TEST_F(SqliteKeyStoreOpenTest, InitialisesEmptyFile) {
   WriteFile(path_, "");
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 3);
+  EXPECT_EQ((*store)->SchemaVersion(), 4);
 }
 
 TEST_F(SqliteKeyStoreOpenTest, NewKeystoreFileIsOwnerOnly) {
@@ -225,7 +227,7 @@ TEST_F(SqliteKeyStoreOpenTest, MarksFileAsKmsdAndRecordsMigrations) {
   ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
   RawDb raw(path_);
   EXPECT_EQ(raw.Text("PRAGMA application_id"), std::to_string(kKmsdApplicationId));
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4");
   EXPECT_NE(raw.Text("SELECT applied_at FROM schema_migrations WHERE version = 1"), "");
 }
 
@@ -299,13 +301,13 @@ TEST_F(SqliteKeyStoreOpenTest, RefusesNewerSchema) {
   ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
   {
     RawDb raw(path_);
-    raw.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (4, 0)");
+    raw.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (5, 0)");
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_FALSE(store.has_value());
   EXPECT_EQ(store.error().code(), Code::kInternal);
   EXPECT_THAT(store.error().message(), HasSubstr("written by a newer kmsd"));
-  EXPECT_THAT(store.error().message(), HasSubstr("schema version 4"));
+  EXPECT_THAT(store.error().message(), HasSubstr("schema version 5"));
 }
 
 TEST_F(SqliteKeyStoreOpenTest, RefusesKeystoreWithoutSchemaVersion) {
@@ -356,7 +358,7 @@ TEST_F(SqliteKeyStoreTest, ReopenKeepsEverything) {
   KeyStoreSnapshot before = Load();
 
   Reopen();
-  EXPECT_EQ(store_->SchemaVersion(), 3);
+  EXPECT_EQ(store_->SchemaVersion(), 4);
   EXPECT_EQ(Dump(Load()), Dump(before));
 }
 
@@ -390,6 +392,8 @@ TEST_F(SqliteKeyStoreTest, LoadAllReturnsRecordsInOrder) {
       .versions = {Version(1, 1), Version(1, 2), Version(2, 1), Version(3, 1), Version(3, 2)},
       .aliases = {Alias("acme", "alias/x", 2), Alias("acme", "alias/y", 1),
                   Alias("zeta", "alias/x", 3)},
+      .principals = {},
+      .api_keys = {},
       .token_objects_to_destroy = {}};
   EXPECT_EQ(Dump(Load()), Dump(expected));
 }
@@ -771,7 +775,7 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 3);
+  EXPECT_EQ((*store)->SchemaVersion(), 4);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value()) << snapshot.error().ToString();
   // Keys from before schema 3 have no KEK of their own.
@@ -786,6 +790,8 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
                             .versions = {{Id(1), 1, {1, 2}, 1700000200, kAllEncryptionsReserved},
                                          {Id(2), 1, {3, 4}, 1700000200, kAllEncryptionsReserved}},
                             .aliases = {Alias("acme", "alias/orders", 1)},
+                            .principals = {},
+                            .api_keys = {},
                             .token_objects_to_destroy = {}};
   EXPECT_EQ(Dump(*snapshot), Dump(expected));
 
@@ -794,7 +800,7 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   ASSERT_TRUE((*store)->ScheduleTenantDeletion("acme", 1800000001).ok());
   store->reset();
   RawDb raw(path_);
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4");
   EXPECT_EQ(raw.Text("SELECT enabled || ',' || deletion_due_at FROM keys WHERE name = 'orders'"),
             "0,1800000000");
   EXPECT_EQ(raw.Text("SELECT deletion_due_at FROM tenants"), "1800000001");
@@ -874,6 +880,8 @@ TEST_F(SqliteKeyStoreTest, CreateTenantKeepsLifecycleFieldsOfItsRecords) {
                                 .keys = {key},
                                 .versions = {Version(1, 1)},
                                 .aliases = {},
+                                .principals = {},
+                                .api_keys = {},
                                 .token_objects_to_destroy = {}}));
 }
 
@@ -907,7 +915,7 @@ TEST_F(SqliteKeyStoreTest, BackupCopiesEveryRecordIntoOneOwnerOnlyFile) {
   ASSERT_TRUE(info.has_value()) << info.error().ToString();
   EXPECT_EQ(info->path, backup);
   EXPECT_EQ(info->bytes, std::filesystem::file_size(backup));
-  EXPECT_EQ(info->schema_version, 3);
+  EXPECT_EQ(info->schema_version, 4);
   EXPECT_EQ(info->tenants, 2);
   EXPECT_EQ(info->keys, 2);
   struct stat st;

@@ -17,21 +17,22 @@ const AccessPolicy kPolicy({1000, 0}, {2000});
 TEST(AccessPolicyTest, AdminUidMayCallAnything) {
   const Peer peer{.uid = 1000, .gid = 5, .pid = 1};
   EXPECT_TRUE(kPolicy.IsAdmin(peer));
-  EXPECT_TRUE(kPolicy.Authorize(peer, "encrypt", "acme").ok());
-  EXPECT_TRUE(kPolicy.Authorize(peer, "tenant.create", "").ok());
-  EXPECT_TRUE(kPolicy.Authorize({.uid = 0, .gid = 0, .pid = 1}, "status", "").ok());
+  EXPECT_TRUE(kPolicy.Authorize(peer, nullptr, "encrypt", std::nullopt, "acme").ok());
+  EXPECT_TRUE(kPolicy.Authorize(peer, nullptr, "tenant.create", std::nullopt, "").ok());
+  EXPECT_TRUE(
+      kPolicy.Authorize({.uid = 0, .gid = 0, .pid = 1}, nullptr, "status", std::nullopt, "").ok());
 }
 
 TEST(AccessPolicyTest, AdminGidMayCallAnything) {
   const Peer peer{.uid = 4242, .gid = 2000, .pid = 1};
   EXPECT_TRUE(kPolicy.IsAdmin(peer));
-  EXPECT_TRUE(kPolicy.Authorize(peer, "decrypt", "acme").ok());
+  EXPECT_TRUE(kPolicy.Authorize(peer, nullptr, "decrypt", std::nullopt, "acme").ok());
 }
 
 TEST(AccessPolicyTest, OtherPeersAreDeniedWithUidAndOpInTheMessage) {
   const Peer peer{.uid = 4242, .gid = 4343, .pid = 99};
   EXPECT_FALSE(kPolicy.IsAdmin(peer));
-  Status s = kPolicy.Authorize(peer, "encrypt", "acme");
+  Status s = kPolicy.Authorize(peer, nullptr, "encrypt", std::nullopt, "acme");
   EXPECT_EQ(s.code(), Code::kAccessDenied);
   EXPECT_THAT(s.message(), HasSubstr("uid 4242"));
   EXPECT_THAT(s.message(), HasSubstr("gid 4343"));
@@ -40,7 +41,8 @@ TEST(AccessPolicyTest, OtherPeersAreDeniedWithUidAndOpInTheMessage) {
 }
 
 TEST(AccessPolicyTest, DeniedMessageOmitsAnEmptyTenant) {
-  Status s = kPolicy.Authorize({.uid = 7, .gid = 7, .pid = 7}, "tenant.list", "");
+  Status s =
+      kPolicy.Authorize({.uid = 7, .gid = 7, .pid = 7}, nullptr, "tenant.list", std::nullopt, "");
   EXPECT_EQ(s.code(), Code::kAccessDenied);
   EXPECT_THAT(s.message(), HasSubstr("'tenant.list'"));
   EXPECT_THAT(s.message(), Not(HasSubstr("tenant '")));
@@ -50,19 +52,20 @@ TEST(AccessPolicyTest, AdminUidDoesNotMatchAsGidNorGidAsUid) {
   // uid 2000 is only an admin gid; gid 1000 is only an admin uid.
   const Peer peer{.uid = 2000, .gid = 1000, .pid = 1};
   EXPECT_FALSE(kPolicy.IsAdmin(peer));
-  EXPECT_EQ(kPolicy.Authorize(peer, "status", "").code(), Code::kAccessDenied);
+  EXPECT_EQ(kPolicy.Authorize(peer, nullptr, "status", std::nullopt, "").code(),
+            Code::kAccessDenied);
 }
 
 TEST(AccessPolicyTest, EmptyPolicyDeniesEveryoneIncludingRoot) {
   const AccessPolicy nobody({}, {});
-  Status s = nobody.Authorize({.uid = 0, .gid = 0, .pid = 1}, "status", "");
+  Status s = nobody.Authorize({.uid = 0, .gid = 0, .pid = 1}, nullptr, "status", std::nullopt, "");
   EXPECT_EQ(s.code(), Code::kAccessDenied);
   EXPECT_THAT(s.message(), HasSubstr("uid 0"));
 }
 
 TEST(AccessPolicyTest, DeniedMessageBoundsHostileOpAndTenant) {
   const std::string op(10000, 'o'), tenant(10000, 't');
-  Status s = kPolicy.Authorize({.uid = 1, .gid = 1, .pid = 1}, op, tenant);
+  Status s = kPolicy.Authorize({.uid = 1, .gid = 1, .pid = 1}, nullptr, op, std::nullopt, tenant);
   EXPECT_EQ(s.code(), Code::kAccessDenied);
   EXPECT_LT(s.message().size(), 300u);
 }
@@ -71,7 +74,8 @@ TEST(AccessPolicyTest, LargeIdsAreComparedExactly) {
   const AccessPolicy policy({UINT64_MAX}, {});
   EXPECT_TRUE(policy.IsAdmin({.uid = UINT64_MAX, .gid = 0, .pid = 0}));
   EXPECT_FALSE(policy.IsAdmin({.uid = UINT32_MAX, .gid = 0, .pid = 0}));
-  Status s = policy.Authorize({.uid = UINT32_MAX, .gid = 0, .pid = 0}, "status", "");
+  Status s = policy.Authorize({.uid = UINT32_MAX, .gid = 0, .pid = 0}, nullptr, "status",
+                              std::nullopt, "");
   EXPECT_EQ(s.code(), Code::kAccessDenied);
   EXPECT_THAT(s.message(), HasSubstr("uid 4294967295"));
 }
@@ -80,7 +84,7 @@ TEST(AccessPolicyTest, SupplementaryGroupListedAsAdminGidMakesAnAdmin) {
   const Peer peer{.uid = 4242, .gid = 4343, .pid = 1, .groups = {10, 2000, 30}};
   EXPECT_TRUE(kPolicy.IsAdmin(peer));
   EXPECT_TRUE(kPolicy.MayConnect(peer));
-  EXPECT_TRUE(kPolicy.Authorize(peer, "encrypt", "acme").ok());
+  EXPECT_TRUE(kPolicy.Authorize(peer, nullptr, "encrypt", std::nullopt, "acme").ok());
 }
 
 TEST(AccessPolicyTest, SupplementaryGroupsNotListedDoNotMakeAnAdmin) {
@@ -88,7 +92,8 @@ TEST(AccessPolicyTest, SupplementaryGroupsNotListedDoNotMakeAnAdmin) {
   const Peer peer{.uid = 4242, .gid = 4343, .pid = 1, .groups = {10, 1000, 30}};
   EXPECT_FALSE(kPolicy.IsAdmin(peer));
   EXPECT_FALSE(kPolicy.MayConnect(peer));
-  EXPECT_EQ(kPolicy.Authorize(peer, "status", "").code(), Code::kAccessDenied);
+  EXPECT_EQ(kPolicy.Authorize(peer, nullptr, "status", std::nullopt, "").code(),
+            Code::kAccessDenied);
 }
 
 TEST(AccessPolicyTest, OnlyAdminsMayConnect) {

@@ -1,0 +1,139 @@
+// Access handlers: a tenant's principals (principal.create, .describe,
+// .list, .delete, .set-roles) and their API keys (apikey.create, .list,
+// .revoke). Roles are checked against the policy's roles here; the directory
+// (keystore/access_directory.h) stores them.
+#include <spdlog/spdlog.h>
+
+#include "daemon/handlers/handler.h"
+#include "keystore/access_directory.h"
+#include "policy/roles.h"
+#include "protocol/access_types.h"
+#include "protocol/names.h"
+
+namespace kmsd {
+namespace {
+
+ops::PrincipalDescription DescribePrincipal(const PrincipalRecord& record) {
+  return {.tenant = record.tenant,
+          .name = record.name,
+          .roles = record.roles,
+          .uids = record.uids,
+          .gids = record.gids,
+          .created_at = record.created_at};
+}
+
+ops::ApiKeyDescription DescribeApiKey(const ApiKeyRecord& record, int64_t now) {
+  ops::ApiKeyDescription out;
+  out.id = record.id;
+  out.tenant = record.tenant;
+  out.principal = record.principal;
+  out.state = std::string(ApiKeyStateName(StateOf(record, now)));
+  out.created_at = record.created_at;
+  out.expires_at = record.expires_at;
+  out.revoked_at = record.revoked_at;
+  out.last_used_at = record.last_used_at;
+  return out;
+}
+
+AccessDirectory& Directory(Call& call) { return call.hierarchy().access(); }
+
+int64_t Now(Call& call) { return Directory(call).Now(); }
+
+Result<ops::PrincipalDescription> Create(Call& call, const ops::PrincipalCreateRequest& request) {
+  RETURN_IF_ERROR(ValidatePrincipalName(request.name));
+  RETURN_IF_ERROR(ValidateTenantRoles(request.roles));
+  PrincipalRecord record;
+  record.tenant = std::string(call.tenant());
+  record.name = std::string(request.name);
+  record.roles = request.roles;
+  record.uids = request.uids.value_or(std::vector<uint64_t>{});
+  record.gids = request.gids.value_or(std::vector<uint64_t>{});
+  ASSIGN_OR_RETURN(PrincipalRecord created, Directory(call).CreatePrincipal(std::move(record)));
+  spdlog::info("tenant {}: principal {} created", created.tenant, created.name);
+  return DescribePrincipal(created);
+}
+
+Result<ops::PrincipalDescription> Describe(Call& call, const ops::PrincipalArg& request) {
+  RETURN_IF_ERROR(ValidatePrincipalName(request.name));
+  ASSIGN_OR_RETURN(PrincipalRecord record,
+                   Directory(call).DescribePrincipal(call.tenant(), request.name));
+  return DescribePrincipal(record);
+}
+
+Result<ops::PrincipalListReply> List(Call& call, const NoFields&) {
+  // An unknown tenant is NOT_FOUND, not an empty list.
+  RETURN_IF_ERROR(StatusOf(call.hierarchy().DescribeTenant(call.tenant())));
+  ops::PrincipalListReply out;
+  for (const PrincipalRecord& record : Directory(call).ListPrincipals(call.tenant())) {
+    out.principals.push_back(DescribePrincipal(record));
+  }
+  return out;
+}
+
+Result<NoFields> Delete(Call& call, const ops::PrincipalArg& request) {
+  RETURN_IF_ERROR(ValidatePrincipalName(request.name));
+  RETURN_IF_ERROR(Directory(call).DeletePrincipal(call.tenant(), request.name));
+  spdlog::info("tenant {}: principal {} deleted with its API keys", call.tenant(), request.name);
+  return NoFields{};
+}
+
+Result<ops::PrincipalDescription> SetRoles(Call& call,
+                                           const ops::PrincipalSetRolesRequest& request) {
+  RETURN_IF_ERROR(ValidatePrincipalName(request.name));
+  RETURN_IF_ERROR(ValidateTenantRoles(request.roles));
+  ASSIGN_OR_RETURN(PrincipalRecord record,
+                   Directory(call).SetPrincipalRoles(call.tenant(), request.name, request.roles));
+  return DescribePrincipal(record);
+}
+
+Result<ops::ApiKeyCreateReply> CreateKey(Call& call, const ops::ApiKeyCreateRequest& request) {
+  RETURN_IF_ERROR(ValidatePrincipalName(request.principal));
+  std::optional<int64_t> lifetime;
+  if (request.expires_in_seconds) {
+    if (*request.expires_in_seconds > static_cast<uint64_t>(kMaxApiKeyLifetimeSeconds)) {
+      return Error(Code::kInvalidArgument,
+                   "expires_in_seconds must be 1 to " + std::to_string(kMaxApiKeyLifetimeSeconds));
+    }
+    lifetime = static_cast<int64_t>(*request.expires_in_seconds);
+  }
+  ASSIGN_OR_RETURN(NewApiKey key,
+                   Directory(call).CreateApiKey(call.tenant(), request.principal, lifetime));
+  spdlog::info("tenant {}: API key {} created for principal {}", call.tenant(), key.record.id,
+               request.principal);
+  ops::ApiKeyCreateReply out;
+  static_cast<ops::ApiKeyDescription&>(out) = DescribeApiKey(key.record, Now(call));
+  out.secret = std::move(key.secret);
+  return out;
+}
+
+Result<ops::ApiKeyListReply> ListKeys(Call& call, const ops::ApiKeyListRequest& request) {
+  if (request.principal) RETURN_IF_ERROR(ValidatePrincipalName(*request.principal));
+  RETURN_IF_ERROR(StatusOf(call.hierarchy().DescribeTenant(call.tenant())));
+  ASSIGN_OR_RETURN(std::vector<ApiKeyRecord> keys,
+                   Directory(call).ListApiKeys(call.tenant(), request.principal));
+  ops::ApiKeyListReply out;
+  const int64_t now = Now(call);
+  for (const ApiKeyRecord& key : keys) out.api_keys.push_back(DescribeApiKey(key, now));
+  return out;
+}
+
+Result<ops::ApiKeyDescription> Revoke(Call& call, const ops::ApiKeyArg& request) {
+  ASSIGN_OR_RETURN(ApiKeyRecord key, Directory(call).RevokeApiKey(call.tenant(), request.id));
+  spdlog::info("tenant {}: API key {} revoked", call.tenant(), key.id);
+  return DescribeApiKey(key, Now(call));
+}
+
+}  // namespace
+
+void AddAccessHandlers(HandlerTable& table) {
+  table.Add<ops::PrincipalCreate, Create>();
+  table.Add<ops::PrincipalDescribe, Describe>();
+  table.Add<ops::PrincipalList, List>();
+  table.Add<ops::PrincipalDelete, Delete>();
+  table.Add<ops::PrincipalSetRoles, SetRoles>();
+  table.Add<ops::ApiKeyCreate, CreateKey>();
+  table.Add<ops::ApiKeyList, ListKeys>();
+  table.Add<ops::ApiKeyRevoke, Revoke>();
+}
+
+}  // namespace kmsd

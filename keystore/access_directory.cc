@@ -1,0 +1,381 @@
+#include "keystore/access_directory.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+
+namespace kmsd {
+
+// One API key in memory. `record` and `verified` change only under the
+// directory's mu_ held for writing; `last_used` is atomic.
+struct AccessDirectory::KeyEntry {
+  ApiKeyRecord record;
+  // SHA-256 of the secret once the token's HMAC has matched it.
+  std::optional<Digest> verified;
+  std::atomic<int64_t> last_used{0};
+  int64_t flushed_last_used = 0;  // guarded by write_mu_
+};
+
+namespace {
+
+constexpr size_t kIdHexDigits = 16;
+constexpr size_t kSecretRandomBytes = 32;
+constexpr size_t kSecretRandomChars = 43;  // base64url of 32 bytes, unpadded
+constexpr size_t kSecretLength = kApiKeySecretPrefix.size() + kIdHexDigits + 1 + kSecretRandomChars;
+
+Status NotValid() { return Status(Code::kAccessDenied, "the API key is not valid"); }
+
+bool IsLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+bool IsBase64Url(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_';
+}
+
+// The id in a secret of the right shape, else nullopt.
+std::optional<std::string_view> IdOf(std::string_view secret) {
+  if (secret.size() != kSecretLength || !secret.starts_with(kApiKeySecretPrefix)) {
+    return std::nullopt;
+  }
+  const std::string_view id = secret.substr(kApiKeySecretPrefix.size(), kIdHexDigits);
+  const std::string_view random = secret.substr(kSecretLength - kSecretRandomChars);
+  if (secret[kApiKeySecretPrefix.size() + kIdHexDigits] != '_') return std::nullopt;
+  if (!std::all_of(id.begin(), id.end(), IsLowerHex)) return std::nullopt;
+  if (!std::all_of(random.begin(), random.end(), IsBase64Url)) return std::nullopt;
+  return id;
+}
+
+std::string Hex(std::span<const uint8_t> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (uint8_t b : bytes) {
+    out += kDigits[b >> 4];
+    out += kDigits[b & 0xf];
+  }
+  return out;
+}
+
+void AppendBase64Url(std::span<const uint8_t> bytes, uint8_t* out) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (uint8_t b : bytes) {
+    buffer = (buffer << 8) | b;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      *out++ = static_cast<uint8_t>(kAlphabet[(buffer >> bits) & 0x3f]);
+    }
+  }
+  if (bits > 0) *out++ = static_cast<uint8_t>(kAlphabet[(buffer << (6 - bits)) & 0x3f]);
+  buffer = 0;
+}
+
+std::span<const uint8_t> BytesOf(std::string_view text) {
+  return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
+}
+
+std::string Shown(std::string_view name) { return std::string(name.substr(0, 64)); }
+
+Status PrincipalNotFound(std::string_view tenant, std::string_view name) {
+  return Status(Code::kNotFound,
+                "principal '" + Shown(name) + "' not found in tenant '" + Shown(tenant) + "'");
+}
+
+}  // namespace
+
+std::string_view ApiKeyStateName(ApiKeyState state) {
+  switch (state) {
+    case ApiKeyState::kActive:
+      return "active";
+    case ApiKeyState::kRevoked:
+      return "revoked";
+    case ApiKeyState::kExpired:
+      return "expired";
+  }
+  return "unknown";
+}
+
+ApiKeyState StateOf(const ApiKeyRecord& key, int64_t now) {
+  if (key.revoked_at) return ApiKeyState::kRevoked;
+  if (key.expires_at && *key.expires_at <= now) return ApiKeyState::kExpired;
+  return ApiKeyState::kActive;
+}
+
+AccessDirectory::AccessDirectory(KeyStore& store, pkcs11::Token& token,
+                                 pkcs11::ObjectHandle hmac_key, const Clock& clock)
+    : store_(store), token_(token), hmac_key_(hmac_key), clock_(clock) {}
+
+AccessDirectory::~AccessDirectory() = default;
+
+void AccessDirectory::Load(std::vector<PrincipalRecord> principals,
+                           std::vector<ApiKeyRecord> api_keys) {
+  std::unique_lock lock(mu_);
+  for (PrincipalRecord& p : principals) {
+    PrincipalKey key{p.tenant, p.name};
+    principals_[std::move(key)] = std::make_shared<const PrincipalRecord>(std::move(p));
+  }
+  for (ApiKeyRecord& k : api_keys) {
+    auto entry = std::make_shared<KeyEntry>();
+    const int64_t last_used = k.last_used_at.value_or(0);
+    entry->record = std::move(k);
+    entry->last_used = last_used;
+    entry->flushed_last_used = last_used;
+    keys_[entry->record.id] = std::move(entry);
+  }
+  RebuildBoundPeers();
+}
+
+void AccessDirectory::RebuildBoundPeers() {
+  bound_uids_.clear();
+  bound_gids_.clear();
+  for (const auto& [key, principal] : principals_) {
+    bound_uids_.insert(bound_uids_.end(), principal->uids.begin(), principal->uids.end());
+    bound_gids_.insert(bound_gids_.end(), principal->gids.begin(), principal->gids.end());
+  }
+}
+
+bool AccessDirectory::IsBoundPeer(uint64_t uid, std::span<const uint64_t> gids) const {
+  std::shared_lock lock(mu_);
+  if (std::find(bound_uids_.begin(), bound_uids_.end(), uid) != bound_uids_.end()) return true;
+  return std::any_of(gids.begin(), gids.end(), [&](uint64_t gid) {
+    return std::find(bound_gids_.begin(), bound_gids_.end(), gid) != bound_gids_.end();
+  });
+}
+
+Result<PrincipalRecord> AccessDirectory::CreatePrincipal(PrincipalRecord record) {
+  std::lock_guard write(write_mu_);
+  record.created_at = clock_.NowSeconds();
+  {
+    std::shared_lock lock(mu_);
+    if (principals_.contains(PrincipalKey{record.tenant, record.name})) {
+      return Error(Code::kAlreadyExists, "principal '" + record.name +
+                                             "' already exists in tenant '" + record.tenant + "'");
+    }
+  }
+  RETURN_IF_ERROR(store_.WriteAccess(store_change::CreatePrincipal{record}));
+  std::unique_lock lock(mu_);
+  principals_[PrincipalKey{record.tenant, record.name}] =
+      std::make_shared<const PrincipalRecord>(record);
+  RebuildBoundPeers();
+  return record;
+}
+
+Result<PrincipalRecord> AccessDirectory::DescribePrincipal(std::string_view tenant,
+                                                           std::string_view name) const {
+  std::shared_lock lock(mu_);
+  auto it = principals_.find(PrincipalKey{tenant, name});
+  if (it == principals_.end()) return Error(PrincipalNotFound(tenant, name));
+  return *it->second;
+}
+
+std::vector<PrincipalRecord> AccessDirectory::ListPrincipals(std::string_view tenant) const {
+  std::shared_lock lock(mu_);
+  std::vector<PrincipalRecord> out;
+  for (auto it = principals_.lower_bound(PrincipalKey{tenant, ""});
+       it != principals_.end() && it->first.first == tenant; ++it) {
+    out.push_back(*it->second);
+  }
+  return out;
+}
+
+Status AccessDirectory::DeletePrincipal(std::string_view tenant, std::string_view name) {
+  std::lock_guard write(write_mu_);
+  {
+    std::shared_lock lock(mu_);
+    if (!principals_.contains(PrincipalKey{tenant, name})) return PrincipalNotFound(tenant, name);
+  }
+  RETURN_IF_ERROR(
+      store_.WriteAccess(store_change::DeletePrincipal{std::string(tenant), std::string(name)}));
+  std::unique_lock lock(mu_);
+  principals_.erase(PrincipalKey{tenant, name});
+  std::erase_if(keys_, [&](const auto& entry) {
+    return entry.second->record.tenant == tenant && entry.second->record.principal == name;
+  });
+  RebuildBoundPeers();
+  return OkStatus();
+}
+
+Result<PrincipalRecord> AccessDirectory::SetPrincipalRoles(std::string_view tenant,
+                                                           std::string_view name,
+                                                           std::vector<std::string> roles) {
+  std::lock_guard write(write_mu_);
+  PrincipalRecord updated;
+  {
+    std::shared_lock lock(mu_);
+    auto it = principals_.find(PrincipalKey{tenant, name});
+    if (it == principals_.end()) return Error(PrincipalNotFound(tenant, name));
+    updated = *it->second;
+  }
+  updated.roles = std::move(roles);
+  RETURN_IF_ERROR(store_.WriteAccess(
+      store_change::SetPrincipalRoles{updated.tenant, updated.name, updated.roles}));
+  std::unique_lock lock(mu_);
+  principals_[PrincipalKey{updated.tenant, updated.name}] =
+      std::make_shared<const PrincipalRecord>(updated);
+  return updated;
+}
+
+Result<NewApiKey> AccessDirectory::CreateApiKey(std::string_view tenant, std::string_view principal,
+                                                std::optional<int64_t> lifetime_seconds) {
+  if (lifetime_seconds && (*lifetime_seconds < kMinApiKeyLifetimeSeconds ||
+                           *lifetime_seconds > kMaxApiKeyLifetimeSeconds)) {
+    return Error(Code::kInvalidArgument, "an API key's lifetime must be 1 second to 3650 days");
+  }
+  std::lock_guard write(write_mu_);
+  {
+    std::shared_lock lock(mu_);
+    if (!principals_.contains(PrincipalKey{tenant, principal})) {
+      return Error(PrincipalNotFound(tenant, principal));
+    }
+  }
+  uint8_t id_bytes[kIdHexDigits / 2];
+  RETURN_IF_ERROR(token_.GenerateRandom(id_bytes));
+  SecretBuffer random(kSecretRandomBytes);
+  RETURN_IF_ERROR(token_.GenerateRandom({random.RevealMutableData(), random.size()}));
+  NewApiKey out;
+  out.record.id = Hex(id_bytes);
+  const std::string head = std::string(kApiKeySecretPrefix) + out.record.id + "_";
+  out.secret = SecretBuffer(kSecretLength);
+  std::copy(head.begin(), head.end(), out.secret.RevealMutableData());
+  AppendBase64Url(random.RevealSpan(), out.secret.RevealMutableData() + head.size());
+  const std::string_view secret_text(reinterpret_cast<const char*>(out.secret.RevealData()),
+                                     out.secret.size());
+  ASSIGN_OR_RETURN(out.record.digest, HmacOf(secret_text));
+  out.record.tenant = std::string(tenant);
+  out.record.principal = std::string(principal);
+  out.record.created_at = clock_.NowSeconds();
+  if (lifetime_seconds) out.record.expires_at = out.record.created_at + *lifetime_seconds;
+  RETURN_IF_ERROR(store_.WriteAccess(store_change::CreateApiKey{out.record}));
+  auto entry = std::make_shared<KeyEntry>();
+  entry->record = out.record;
+  std::unique_lock lock(mu_);
+  keys_[out.record.id] = std::move(entry);
+  return out;
+}
+
+Result<std::vector<ApiKeyRecord>> AccessDirectory::ListApiKeys(
+    std::string_view tenant, std::optional<std::string_view> principal) const {
+  std::shared_lock lock(mu_);
+  if (principal && !principals_.contains(PrincipalKey{tenant, *principal})) {
+    return Error(PrincipalNotFound(tenant, *principal));
+  }
+  std::vector<ApiKeyRecord> out;
+  for (const auto& [id, entry] : keys_) {
+    const ApiKeyRecord& record = entry->record;
+    if (record.tenant != tenant || (principal && record.principal != *principal)) continue;
+    out.push_back(record);
+    if (int64_t used = entry->last_used.load(); used > 0) out.back().last_used_at = used;
+  }
+  return out;
+}
+
+Result<ApiKeyRecord> AccessDirectory::RevokeApiKey(std::string_view tenant, std::string_view id) {
+  std::lock_guard write(write_mu_);
+  std::shared_ptr<KeyEntry> entry;
+  {
+    std::shared_lock lock(mu_);
+    auto it = keys_.find(id);
+    if (it == keys_.end() || it->second->record.tenant != tenant) {
+      return Error(Code::kNotFound,
+                   "API key '" + Shown(id) + "' not found in tenant '" + Shown(tenant) + "'");
+    }
+    entry = it->second;
+    if (entry->record.revoked_at) return entry->record;
+  }
+  const int64_t now = clock_.NowSeconds();
+  RETURN_IF_ERROR(
+      store_.WriteAccess(store_change::RevokeApiKey{std::string(tenant), std::string(id), now}));
+  std::unique_lock lock(mu_);
+  entry->record.revoked_at = now;
+  entry->verified.reset();
+  return entry->record;
+}
+
+Result<Bytes> AccessDirectory::HmacOf(std::string_view secret) const {
+  return token_.HmacSha256(hmac_key_, BytesOf(secret));
+}
+
+Status AccessDirectory::CheckUsable(const KeyEntry& entry, int64_t now) const {
+  switch (StateOf(entry.record, now)) {
+    case ApiKeyState::kActive:
+      return OkStatus();
+    case ApiKeyState::kRevoked:
+      return Status(Code::kAccessDenied, "API key " + entry.record.id + " was revoked");
+    case ApiKeyState::kExpired:
+      return Status(Code::kAccessDenied, "API key " + entry.record.id + " has expired");
+  }
+  return NotValid();
+}
+
+Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret) {
+  const std::optional<std::string_view> id = IdOf(secret);
+  if (!id) return Error(NotValid());
+  Digest digest;
+  SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), digest.data());
+  std::shared_ptr<KeyEntry> entry;
+  std::optional<Digest> verified;
+  Bytes stored;
+  {
+    std::shared_lock lock(mu_);
+    auto it = keys_.find(*id);
+    if (it == keys_.end()) return Error(NotValid());
+    entry = it->second;
+    verified = entry->verified;
+    if (!verified) stored = entry->record.digest;
+  }
+  if (verified) {
+    if (CRYPTO_memcmp(verified->data(), digest.data(), digest.size()) != 0)
+      return Error(NotValid());
+  } else {
+    ASSIGN_OR_RETURN(Bytes hmac, HmacOf(secret));
+    if (hmac.size() != stored.size() ||
+        CRYPTO_memcmp(hmac.data(), stored.data(), stored.size()) != 0) {
+      return Error(NotValid());
+    }
+  }
+  const int64_t now = clock_.NowSeconds();
+  std::shared_ptr<const PrincipalRecord> principal;
+  {
+    std::unique_lock lock(mu_);
+    RETURN_IF_ERROR(CheckUsable(*entry, now));
+    auto it = principals_.find(PrincipalKey{entry->record.tenant, entry->record.principal});
+    if (it == principals_.end()) return Error(NotValid());
+    principal = it->second;
+    if (!verified) entry->verified = digest;
+  }
+  entry->last_used.store(now, std::memory_order_relaxed);
+  OPENSSL_cleanse(digest.data(), digest.size());
+  return AuthenticatedKey{entry->record.id, std::move(principal)};
+}
+
+Status AccessDirectory::FlushUsage() {
+  std::lock_guard write(write_mu_);
+  std::vector<std::shared_ptr<KeyEntry>> changed;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [id, entry] : keys_) {
+      if (entry->last_used.load() > entry->flushed_last_used) changed.push_back(entry);
+    }
+  }
+  for (const auto& entry : changed) {
+    const int64_t used = entry->last_used.load();
+    RETURN_IF_ERROR(store_.WriteAccess(store_change::ApiKeyUsed{entry->record.id, used}));
+    entry->flushed_last_used = used;
+  }
+  return OkStatus();
+}
+
+void AccessDirectory::ForgetTenant(std::string_view tenant) {
+  std::lock_guard write(write_mu_);
+  std::unique_lock lock(mu_);
+  std::erase_if(principals_, [&](const auto& entry) { return entry.first.first == tenant; });
+  std::erase_if(keys_, [&](const auto& entry) { return entry.second->record.tenant == tenant; });
+  RebuildBoundPeers();
+}
+
+}  // namespace kmsd
