@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "client/typed_call.h"
+#include "protocol/access_types.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/temp_dir.h"
 
@@ -194,6 +195,9 @@ const EncryptionContext kContext = {{"app", "bench"}};
 // One kmsd under test, with a tenant "bench", and what a client sends it.
 struct Target {
   std::unique_ptr<testing::DaemonProcess> daemon;
+  // An API key of a principal of "bench" with role user; empty for a kmsd
+  // without principals (a baseline from before them).
+  std::string api_key;
   Bytes ciphertext;  // of the plaintext, under alias/data
   size_t encrypt_request = 0, encrypt_reply = 0;
   size_t decrypt_request = 0, decrypt_reply = 0;
@@ -241,8 +245,23 @@ std::optional<Target> StartTarget(const testing::TempDir& dir, const std::string
         *connection, name, {.ciphertext = target.ciphertext, .context = kContext, .key = {}},
         target.decrypt_request, target.decrypt_reply));
   };
+  auto make_api_key = [&]() -> Status {
+    RETURN_IF_ERROR(StatusOf(CallOp<ops::PrincipalCreate>(
+        *connection, "bench", {.name = "app", .roles = {"user"}, .uids = {}, .gids = {}})));
+    ASSIGN_OR_RETURN(ops::ApiKeyCreateReply key,
+                     CallOp<ops::ApiKeyCreate>(*connection, "bench",
+                                               {.principal = "app", .expires_in_seconds = {}}));
+    const auto secret = key.secret.RevealSpan();
+    target.api_key.assign(secret.begin(), secret.end());
+    return OkStatus();
+  };
   if (Status status = run(); !status.ok()) {
     std::fprintf(stderr, "kmsd_bench: %s\n", status.ToString().c_str());
+    return std::nullopt;
+  }
+  if (Status status = make_api_key(); !status.ok() && status.code() != Code::kUnknownOperation) {
+    std::fprintf(stderr, "kmsd_bench: %s: no API key: %s\n", name.c_str(),
+                 status.ToString().c_str());
     return std::nullopt;
   }
   return target;
@@ -257,9 +276,15 @@ bool Succeeded(const Result<Reply>& reply) {
   return reply.has_value();
 }
 
-// A client of `target` on its own connection, encrypting or decrypting.
-std::function<bool()> KmsdClient(const Target& target, bool encrypt, const Bytes& plaintext) {
-  std::shared_ptr<Connection> connection = target.daemon->Connect();
+// A client of `target` on its own connection, encrypting or decrypting, as
+// an admin or (`with_api_key`) as the target's principal.
+std::function<bool()> KmsdClient(const Target& target, bool encrypt, const Bytes& plaintext,
+                                 bool with_api_key) {
+  std::shared_ptr<Connection> connection =
+      with_api_key ? std::move(*Connection::Dial(
+                         target.daemon->socket_path(), std::chrono::milliseconds(30000),
+                         kDefaultMaxRequestBytes, SecretBuffer::CopyOf(target.api_key)))
+                   : target.daemon->Connect();
   return [connection, encrypt, &target, &plaintext]() {
     if (encrypt) {
       return Succeeded(
@@ -289,9 +314,36 @@ void PrintRow(const std::string& name, size_t clients, const Figures& f, const F
   std::printf("\n");
 }
 
-// One case: `clients` clients doing one operation on every target, beside
-// the bare round trip, in alternating short rounds so that noise from the
-// rest of the machine falls on every side alike.
+// One measured side of a case: a kmsd (or the echo server) and its clients.
+struct Side {
+  std::string name;
+  pid_t pid = 0;  // 0: not a kmsd
+  std::vector<std::function<bool()>> workers;
+  Samples samples;
+};
+
+// The kmsd sides of a case: this build's, the baseline's, and this build's
+// again with its clients calling as an API key's principal.
+std::vector<Side> KmsdSides(const std::vector<Target>& targets, size_t clients, bool encrypt,
+                            const Bytes& plaintext) {
+  const std::string op = encrypt ? "encrypt" : "decrypt";
+  std::vector<Side> sides;
+  auto add = [&](const std::string& name, const Target& target, bool with_api_key) {
+    Side side{.name = name, .pid = target.daemon->pid(), .workers = {}, .samples = {}};
+    for (size_t i = 0; i < clients; ++i) {
+      side.workers.push_back(KmsdClient(target, encrypt, plaintext, with_api_key));
+    }
+    sides.push_back(std::move(side));
+  };
+  add(op, targets[0], false);
+  if (targets.size() > 1) add(op + "(base)", targets[1], false);
+  if (!targets[0].api_key.empty()) add(op + "(apikey)", targets[0], true);
+  return sides;
+}
+
+// One case: `clients` clients doing one operation on every side, beside the
+// bare round trip, in alternating short rounds so that noise from the rest
+// of the machine falls on every side alike.
 void RunCase(const Options& options, const testing::TempDir& dir,
              const std::vector<Target>& targets, size_t clients, bool encrypt,
              const Bytes& plaintext) {
@@ -300,35 +352,29 @@ void RunCase(const Options& options, const testing::TempDir& dir,
   const size_t reply = encrypt ? first.encrypt_reply : first.decrypt_reply;
   const std::string url = "ipc://" + (dir / ("bare-" + std::to_string(clients) + ".sock"));
   EchoServer echo(url, 8, reply);
-  std::vector<std::function<bool()>> bare_workers;
-  std::vector<std::vector<std::function<bool()>>> kmsd_workers(targets.size());
-  for (size_t i = 0; i < clients; ++i) {
-    bare_workers.push_back(BareClient(url, request));
-    for (size_t t = 0; t < targets.size(); ++t) {
-      kmsd_workers[t].push_back(KmsdClient(targets[t], encrypt, plaintext));
-    }
-  }
-  Samples bare_samples;
-  std::vector<Samples> kmsd_samples(targets.size());
+  Side bare_side{.name = "bare", .pid = 0, .workers = {}, .samples = {}};
+  for (size_t i = 0; i < clients; ++i) bare_side.workers.push_back(BareClient(url, request));
+  std::vector<Side> sides = KmsdSides(targets, clients, encrypt, plaintext);
   for (int round = 0; round < options.rounds; ++round) {
     const double slice = options.seconds / options.rounds;
-    RunRound(bare_workers, slice, bare_samples);
-    for (size_t t = 0; t < targets.size(); ++t) {
-      const pid_t pid = targets[t].daemon->pid();
-      const double cpu_before = CpuSeconds(pid), switches_before = ContextSwitches(pid);
-      RunRound(kmsd_workers[t], slice, kmsd_samples[t]);
-      kmsd_samples[t].server_cpu_seconds += CpuSeconds(pid) - cpu_before;
-      kmsd_samples[t].server_switches += ContextSwitches(pid) - switches_before;
+    RunRound(bare_side.workers, slice, bare_side.samples);
+    for (Side& side : sides) {
+      const double cpu_before = CpuSeconds(side.pid), switches_before = ContextSwitches(side.pid);
+      RunRound(side.workers, slice, side.samples);
+      side.samples.server_cpu_seconds += CpuSeconds(side.pid) - cpu_before;
+      side.samples.server_switches += ContextSwitches(side.pid) - switches_before;
     }
   }
-  const Figures bare = Summarize(bare_samples);
-  const std::string op = encrypt ? "encrypt" : "decrypt";
-  PrintRow("bare(" + op.substr(0, 3) + ")", clients, bare, bare);
-  const Figures real = Summarize(kmsd_samples[0]);
-  if (targets.size() == 1) return PrintRow(op, clients, real, bare);
-  const Figures base = Summarize(kmsd_samples[1]);
-  PrintRow(op + "(base)", clients, base, bare);
-  PrintRow(op, clients, real, bare, &base);
+  const Figures bare = Summarize(bare_side.samples);
+  PrintRow(std::string("bare(") + (encrypt ? "enc" : "dec") + ")", clients, bare, bare);
+  const bool with_base = targets.size() > 1;
+  std::vector<Figures> figures;
+  for (Side& side : sides) figures.push_back(Summarize(side.samples));
+  for (size_t i = 0; i < sides.size(); ++i) {
+    // This build's row is compared with the baseline's (sides[1]).
+    const Figures* over = with_base && i == 0 ? &figures[1] : nullptr;
+    PrintRow(sides[i].name, clients, figures[i], bare, over);
+  }
 }
 
 int Main(int argc, char** argv) {

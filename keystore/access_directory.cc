@@ -341,12 +341,17 @@ Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret) 
   const int64_t now = clock_.NowSeconds();
   std::shared_ptr<const PrincipalRecord> principal;
   {
-    std::unique_lock lock(mu_);
+    std::shared_lock lock(mu_);
     RETURN_IF_ERROR(CheckUsable(*entry, now));
     auto it = principals_.find(PrincipalKey{entry->record.tenant, entry->record.principal});
     if (it == principals_.end()) return Error(NotValid());
     principal = it->second;
-    if (!verified) entry->verified = digest;
+  }
+  // Caching the digest of a key revoked meanwhile is harmless: every request
+  // checks the record's state above.
+  if (!verified) {
+    std::unique_lock lock(mu_);
+    entry->verified = digest;
   }
   entry->last_used.store(now, std::memory_order_relaxed);
   OPENSSL_cleanse(digest.data(), digest.size());

@@ -387,7 +387,10 @@ Result<std::unique_ptr<KeyStore>> OpenSqliteKeyStore(const std::string& path);
 // becomes kAllEncryptionsReserved (encryptions made after the backup was
 // taken are not in it, so every key rotates on its next encryption), and the
 // token objects the replaced keystore still had queued for destruction are
-// queued in the copy too (so a backup cannot bring a shredded key back). The
+// queued in the copy too (so a backup cannot bring a shredded key back), and
+// the copy's API keys that the replaced keystore no longer honours (revoked,
+// or deleted with their principal or tenant) are revoked in the copy (so a
+// backup cannot bring a revoked key back either). The
 // copy is then made durable and renamed over the keystore; the old keystore's -wal and -shm
 // files are removed first so that SQLite cannot replay them onto the restored
 // file. Any failure leaves the keystore as it was: NOT_FOUND for a missing

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
+#include <set>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -132,12 +134,51 @@ std::vector<std::string> QueuedDestructionsOf(const std::string& path) {
   return labels;
 }
 
-Status AdjustRestoredCopy(const std::string& path, const std::vector<std::string>& queued) {
+// The ids of the API keys the keystore at `path` still honours (not revoked);
+// nullopt when it is missing, not a keystore, or older than schema 4 (best
+// effort, as above).
+std::optional<std::set<std::string>> UsableApiKeysOf(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  Result<Connection> db = Connect(path);
+  if (!db) return std::nullopt;
+  std::set<std::string> ids;
+  Status read = ForEachRow(db->get(), "SELECT id FROM api_keys WHERE revoked_at IS NULL",
+                           [&](const Statement& row) -> Status {
+                             ids.insert(row.Text(0));
+                             return OkStatus();
+                           });
+  if (!read.ok()) return std::nullopt;
+  return ids;
+}
+
+// A backup must not bring back an API key revoked (or deleted with its
+// principal or tenant) since it was taken: every key of the copy that the
+// replaced keystore does not honour is revoked in the copy.
+Status RevokeApiKeysNotIn(sqlite3* db, const std::set<std::string>& usable) {
+  std::vector<std::string> revoke;
+  RETURN_IF_ERROR(ForEachRow(db, "SELECT id FROM api_keys WHERE revoked_at IS NULL",
+                             [&](const Statement& row) -> Status {
+                               if (!usable.contains(row.Text(0))) revoke.push_back(row.Text(0));
+                               return OkStatus();
+                             }));
+  for (const std::string& id : revoke) {
+    RETURN_IF_ERROR(Exec(db,
+                         "UPDATE api_keys SET revoked_at = CAST(strftime('%s', 'now') AS INTEGER) "
+                         "WHERE id = ?",
+                         id));
+  }
+  return OkStatus();
+}
+
+Status AdjustRestoredCopy(const std::string& path, const std::vector<std::string>& queued,
+                          const std::optional<std::set<std::string>>& usable_api_keys) {
   ASSIGN_OR_RETURN(Connection db, Connect(path));
   RETURN_IF_ERROR(Migrate(db.get()));
   return InTransaction(db.get(), "BEGIN IMMEDIATE", [&]() -> Status {
     RETURN_IF_ERROR(Exec(db.get(), "UPDATE key_versions SET reserved_encryptions = ?",
                          static_cast<int64_t>(kAllEncryptionsReserved)));
+    if (usable_api_keys) RETURN_IF_ERROR(RevokeApiKeysNotIn(db.get(), *usable_api_keys));
     return QueueDestruction(db.get(), queued, 0);
   });
 }
@@ -211,7 +252,8 @@ Result<KeyStoreCopyInfo> Restore(const std::string& backup_path, const std::stri
   if (!info) {
     return Error(Code::kInvalidArgument, "backup " + backup_path + ": " + info.error().message());
   }
-  RETURN_IF_ERROR(AdjustRestoredCopy(temp->path(), QueuedDestructionsOf(keystore_path)));
+  RETURN_IF_ERROR(AdjustRestoredCopy(temp->path(), QueuedDestructionsOf(keystore_path),
+                                     UsableApiKeysOf(keystore_path)));
   RETURN_IF_ERROR(RemoveIfPresent(temp->path() + "-wal"));
   RETURN_IF_ERROR(RemoveIfPresent(temp->path() + "-shm"));
   RETURN_IF_ERROR(SyncFile(temp->path()));

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -573,7 +574,6 @@ TEST_F(SqliteAccessTest, BackupAndRestoreKeepPrincipalsAndApiKeys) {
   const std::string backup = dir_ / "backup.db";
   ASSERT_TRUE(store_->Backup(backup).has_value());
   const std::string before = DumpAccess(Load());
-  MustWrite(store_change::DeletePrincipal{"acme", "alice"});
   MustWrite(store_change::CreatePrincipal{Principal("beta", "later")});
   store_.reset();
 
@@ -584,6 +584,31 @@ TEST_F(SqliteAccessTest, BackupAndRestoreKeepPrincipalsAndApiKeys) {
   EXPECT_EQ(DumpAccess(Load()), before);
   EXPECT_THAT(before, HasSubstr("acme/alice"));
   EXPECT_THAT(before, Not(HasSubstr("later")));
+}
+
+// A backup from before a revocation (or a deletion) must not make the key
+// usable again.
+TEST_F(SqliteAccessTest, RestoreRevokesKeysRevokedOrDeletedSinceTheBackup) {
+  MustWrite(store_change::CreatePrincipal{Principal("acme", "alice")});
+  MustWrite(store_change::CreatePrincipal{Principal("acme", "bob")});
+  for (int n : {1, 2}) MustWrite(store_change::CreateApiKey{ApiKey(n, "acme", "alice")});
+  MustWrite(store_change::CreateApiKey{ApiKey(3, "acme", "bob")});
+  const std::string backup = dir_ / "backup.db";
+  ASSERT_TRUE(store_->Backup(backup).has_value());
+  MustWrite(store_change::RevokeApiKey{"acme", KeyIdText(1), 1700000100});
+  MustWrite(store_change::DeletePrincipal{"acme", "bob"});
+  store_.reset();
+
+  ASSERT_TRUE(RestoreSqliteKeyStore(backup, path_).has_value());
+  Reopen();
+  const KeyStoreSnapshot restored = Load();
+  ASSERT_EQ(restored.principals.size(), 2u);  // bob is back, but his key is not usable
+  std::map<std::string, std::optional<int64_t>> revoked;
+  for (const ApiKeyRecord& k : restored.api_keys) revoked[k.id] = k.revoked_at;
+  ASSERT_EQ(revoked.size(), 3u);
+  EXPECT_TRUE(revoked[KeyIdText(1)].has_value());
+  EXPECT_FALSE(revoked[KeyIdText(2)].has_value());
+  EXPECT_TRUE(revoked[KeyIdText(3)].has_value());
 }
 
 }  // namespace
