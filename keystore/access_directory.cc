@@ -72,7 +72,7 @@ void AppendBase64Url(std::span<const uint8_t> bytes, uint8_t* out) {
     }
   }
   if (bits > 0) *out++ = static_cast<uint8_t>(kAlphabet[(buffer << (6 - bits)) & 0x3f]);
-  buffer = 0;
+  OPENSSL_cleanse(&buffer, sizeof buffer);
 }
 
 std::span<const uint8_t> BytesOf(std::string_view text) {
@@ -134,17 +134,16 @@ void AccessDirectory::RebuildBoundPeers() {
   bound_uids_.clear();
   bound_gids_.clear();
   for (const auto& [key, principal] : principals_) {
-    bound_uids_.insert(bound_uids_.end(), principal->uids.begin(), principal->uids.end());
-    bound_gids_.insert(bound_gids_.end(), principal->gids.begin(), principal->gids.end());
+    bound_uids_.insert(principal->uids.begin(), principal->uids.end());
+    bound_gids_.insert(principal->gids.begin(), principal->gids.end());
   }
 }
 
 bool AccessDirectory::IsBoundPeer(uint64_t uid, std::span<const uint64_t> gids) const {
   std::shared_lock lock(mu_);
-  if (std::find(bound_uids_.begin(), bound_uids_.end(), uid) != bound_uids_.end()) return true;
-  return std::any_of(gids.begin(), gids.end(), [&](uint64_t gid) {
-    return std::find(bound_gids_.begin(), bound_gids_.end(), gid) != bound_gids_.end();
-  });
+  if (bound_uids_.contains(uid)) return true;
+  return std::any_of(gids.begin(), gids.end(),
+                     [&](uint64_t gid) { return bound_gids_.contains(gid); });
 }
 
 Result<PrincipalRecord> AccessDirectory::CreatePrincipal(PrincipalRecord record) {
@@ -292,7 +291,6 @@ Result<ApiKeyRecord> AccessDirectory::RevokeApiKey(std::string_view tenant, std:
       store_.WriteAccess(store_change::RevokeApiKey{std::string(tenant), std::string(id), now}));
   std::unique_lock lock(mu_);
   entry->record.revoked_at = now;
-  entry->verified.reset();
   return entry->record;
 }
 
@@ -315,6 +313,7 @@ Status AccessDirectory::CheckUsable(const KeyEntry& entry, int64_t now) const {
 Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret) {
   const std::optional<std::string_view> id = IdOf(secret);
   if (!id) return Error(NotValid());
+  const int64_t now = clock_.NowSeconds();
   Digest digest;
   SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), digest.data());
   std::shared_ptr<KeyEntry> entry;
@@ -326,36 +325,39 @@ Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret) 
     if (it == keys_.end()) return Error(NotValid());
     entry = it->second;
     verified = entry->verified;
+    // A key that can no longer be used is never worth a token call: without
+    // a proof of its secret in memory it is just not valid.
+    if (!verified && !CheckUsable(*entry, now).ok()) return Error(NotValid());
     if (!verified) stored = entry->record.digest;
   }
-  if (verified) {
-    if (CRYPTO_memcmp(verified->data(), digest.data(), digest.size()) != 0)
-      return Error(NotValid());
-  } else {
-    ASSIGN_OR_RETURN(Bytes hmac, HmacOf(secret));
-    if (hmac.size() != stored.size() ||
-        CRYPTO_memcmp(hmac.data(), stored.data(), stored.size()) != 0) {
-      return Error(NotValid());
-    }
+  const bool matches = verified ? CRYPTO_memcmp(verified->data(), digest.data(), digest.size()) == 0
+                                : VerifyWithToken(secret, stored);
+  if (!matches) {
+    OPENSSL_cleanse(digest.data(), digest.size());
+    return Error(NotValid());
   }
-  const int64_t now = clock_.NowSeconds();
   std::shared_ptr<const PrincipalRecord> principal;
   {
-    std::shared_lock lock(mu_);
+    std::unique_lock lock(mu_);
+    // Deleted (with its principal) while the token checked it: a principal
+    // made since under the same name is not this key's.
+    auto key = keys_.find(*id);
+    if (key == keys_.end() || key->second != entry) return Error(NotValid());
     RETURN_IF_ERROR(CheckUsable(*entry, now));
     auto it = principals_.find(PrincipalKey{entry->record.tenant, entry->record.principal});
     if (it == principals_.end()) return Error(NotValid());
     principal = it->second;
-  }
-  // Caching the digest of a key revoked meanwhile is harmless: every request
-  // checks the record's state above.
-  if (!verified) {
-    std::unique_lock lock(mu_);
-    entry->verified = digest;
+    if (!verified) entry->verified = digest;
   }
   entry->last_used.store(now, std::memory_order_relaxed);
   OPENSSL_cleanse(digest.data(), digest.size());
   return AuthenticatedKey{entry->record.id, std::move(principal)};
+}
+
+bool AccessDirectory::VerifyWithToken(std::string_view secret, const Bytes& stored) const {
+  Result<Bytes> hmac = HmacOf(secret);
+  if (!hmac.has_value() || hmac->size() != stored.size()) return false;
+  return CRYPTO_memcmp(hmac->data(), stored.data(), stored.size()) == 0;
 }
 
 Status AccessDirectory::FlushUsage() {

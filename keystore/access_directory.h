@@ -9,9 +9,10 @@
 // (hierarchy.h's kApiKeyHmacKeyLabel, non-extractable): a copy of the keystore gives
 // nobody a usable key. Authenticate() looks the key up by the id in the
 // secret; the first time a key is presented it is checked with the token's
-// HMAC (a token round trip) and, once it matches, the SHA-256 of the secret
-// is kept in memory, so later requests cost a SHA-256 and a constant-time
-// comparison, not a token call. A revoked or expired key is refused at once.
+// HMAC (a token round trip, on the receiving thread: the identify stage) and,
+// once it matches, the SHA-256 of the secret is kept in memory, so later
+// requests cost a SHA-256 and a constant-time comparison, not a token call.
+// A revoked or expired key is refused at once, without a token call.
 // Its last use is kept in memory and written to the keystore by FlushUsage().
 //
 // Roles are stored as given: which names are roles is the policy's rule
@@ -27,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -94,8 +96,9 @@ class AccessDirectory {
 
   // ACCESS_DENIED "the API key is not valid" for a malformed, unknown or
   // wrong secret (the same words for each), or naming the key when it is
-  // revoked or expired. TOKEN_UNAVAILABLE when the first check cannot reach
-  // the token.
+  // revoked or expired and its secret was proven before (a revoked or expired
+  // key never proven costs no token call: it is just not valid). A token
+  // that does not answer the first check also makes the key not valid.
   Result<AuthenticatedKey> Authenticate(std::string_view secret);
 
   // True when some principal is bound to `uid` or to one of `gids`.
@@ -115,6 +118,8 @@ class AccessDirectory {
   Result<std::shared_ptr<KeyEntry>> FindKeyEntry(std::string_view id) const;
   // The secret's HMAC under the token key.
   Result<Bytes> HmacOf(std::string_view secret) const;
+  // True when the token's HMAC of `secret` is `stored` (constant time).
+  bool VerifyWithToken(std::string_view secret, const Bytes& stored) const;
   Status CheckUsable(const KeyEntry& entry, int64_t now) const;
   void RebuildBoundPeers();  // mu_ held for writing
 
@@ -128,8 +133,8 @@ class AccessDirectory {
   std::map<PrincipalKey, std::shared_ptr<const PrincipalRecord>, std::less<>>
       principals_;                                                      // guarded by mu_
   std::map<std::string, std::shared_ptr<KeyEntry>, std::less<>> keys_;  // guarded by mu_
-  std::vector<uint64_t> bound_uids_;                                    // guarded by mu_
-  std::vector<uint64_t> bound_gids_;                                    // guarded by mu_
+  std::set<uint64_t> bound_uids_;                                       // guarded by mu_
+  std::set<uint64_t> bound_gids_;                                       // guarded by mu_
 };
 
 }  // namespace kmsd

@@ -2,6 +2,11 @@
 // .list, .delete, .set-roles) and their API keys (apikey.create, .list,
 // .revoke). Roles are checked against the policy's roles here; the directory
 // (keystore/access_directory.h) stores them.
+//
+// No escalation: a principal (a manager) may grant only permissions it holds
+// itself, may not change its own roles, and may create API keys only for
+// principals whose permissions it holds. So a manager, who may not use keys,
+// cannot make itself or anyone it controls a user; only admins can.
 #include <spdlog/spdlog.h>
 
 #include "daemon/handlers/handler.h"
@@ -37,11 +42,42 @@ ops::ApiKeyDescription DescribeApiKey(const ApiKeyRecord& record, int64_t now) {
 
 AccessDirectory& Directory(Call& call) { return call.hierarchy().access(); }
 
+// How many uids and gids a principal may be bound to (each list).
+constexpr size_t kMaxBoundPeers = 64;
+
+Status CheckBoundPeers(const std::optional<std::vector<uint64_t>>& ids, std::string_view field) {
+  if (!ids || ids->size() <= kMaxBoundPeers) return OkStatus();
+  return Status(Code::kInvalidArgument, std::string(field) + " may list at most " +
+                                            std::to_string(kMaxBoundPeers) + " ids");
+}
+
+// ACCESS_DENIED unless the calling principal (an admin always may) holds
+// every permission of `roles`: `what` says what it tried.
+Status CheckNoEscalation(Call& call, const std::vector<std::string>& roles,
+                         const std::string& what) {
+  const PrincipalIdentity* caller = call.principal();
+  if (caller == nullptr) return OkStatus();
+  const PermissionSet beyond = PermissionsOf(roles) & ~caller->permissions;
+  if (beyond.none()) return OkStatus();
+  for (size_t i = 0; i < kPermissionCount; ++i) {
+    if (!beyond.test(i)) continue;
+    return Status(Code::kAccessDenied, "principal '" + caller->name + "' may not " + what +
+                                           ": that grants the permission '" +
+                                           std::string(PermissionName(static_cast<Permission>(i))) +
+                                           "', which its own roles lack");
+  }
+  return OkStatus();
+}
+
 int64_t Now(Call& call) { return Directory(call).Now(); }
 
 Result<ops::PrincipalDescription> Create(Call& call, const ops::PrincipalCreateRequest& request) {
   RETURN_IF_ERROR(ValidatePrincipalName(request.name));
   RETURN_IF_ERROR(ValidateTenantRoles(request.roles));
+  RETURN_IF_ERROR(CheckBoundPeers(request.uids, "uids"));
+  RETURN_IF_ERROR(CheckBoundPeers(request.gids, "gids"));
+  RETURN_IF_ERROR(CheckNoEscalation(call, request.roles,
+                                    "create principal '" + std::string(request.name) + "'"));
   PrincipalRecord record;
   record.tenant = std::string(call.tenant());
   record.name = std::string(request.name);
@@ -81,6 +117,13 @@ Result<ops::PrincipalDescription> SetRoles(Call& call,
                                            const ops::PrincipalSetRolesRequest& request) {
   RETURN_IF_ERROR(ValidatePrincipalName(request.name));
   RETURN_IF_ERROR(ValidateTenantRoles(request.roles));
+  if (const PrincipalIdentity* caller = call.principal();
+      caller != nullptr && caller->name == request.name) {
+    return Error(Code::kAccessDenied,
+                 "principal '" + caller->name + "' may not change its own roles");
+  }
+  RETURN_IF_ERROR(CheckNoEscalation(
+      call, request.roles, "give principal '" + std::string(request.name) + "' these roles"));
   ASSIGN_OR_RETURN(PrincipalRecord record,
                    Directory(call).SetPrincipalRoles(call.tenant(), request.name, request.roles));
   return DescribePrincipal(record);
@@ -95,6 +138,12 @@ Result<ops::ApiKeyCreateReply> CreateKey(Call& call, const ops::ApiKeyCreateRequ
                    "expires_in_seconds must be 1 to " + std::to_string(kMaxApiKeyLifetimeSeconds));
     }
     lifetime = static_cast<int64_t>(*request.expires_in_seconds);
+  }
+  if (call.principal() != nullptr) {
+    ASSIGN_OR_RETURN(PrincipalRecord target,
+                     Directory(call).DescribePrincipal(call.tenant(), request.principal));
+    RETURN_IF_ERROR(CheckNoEscalation(call, target.roles,
+                                      "create an API key of principal '" + target.name + "'"));
   }
   ASSIGN_OR_RETURN(NewApiKey key,
                    Directory(call).CreateApiKey(call.tenant(), request.principal, lifetime));

@@ -50,6 +50,10 @@ class Call {
   Call(ServiceDeps& deps, RequestContext& context, const ItemAuthorizer& authorize)
       : deps_(deps), context_(context), authorize_(authorize) {}
   std::string_view tenant() const { return context_.tenant; }
+  // The tenant principal calling, or nullptr for an admin.
+  const PrincipalIdentity* principal() const {
+    return context_.principal ? &*context_.principal : nullptr;
+  }
   KeyHierarchy& hierarchy() { return *deps_.hierarchy; }
   pkcs11::Token& token() { return *deps_.token; }
   ServiceDeps& deps() { return deps_; }

@@ -225,6 +225,12 @@ TEST_F(KmsctlAccessTest, AnUnusableKeyFileIsAUsageError) {
   CommandResult empty = EncryptWithFile(KeyFile("empty.key", "\n", 0600));
   EXPECT_EQ(empty.exit_code, kUsageExit);
   EXPECT_THAT(empty.err, HasSubstr("is empty"));
+  // A FIFO in the file's place is refused, not waited on.
+  const std::string fifo = dir_ / "fifo.key";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  CommandResult from_fifo = EncryptWithFile(fifo);
+  EXPECT_EQ(from_fifo.exit_code, kUsageExit);
+  EXPECT_THAT(from_fifo.err, HasSubstr("not a regular file"));
   CommandResult missing = EncryptWithFile(dir_ / "absent.key");
   EXPECT_EQ(missing.exit_code, kUsageExit);
   EXPECT_THAT(missing.err, HasSubstr("cannot be read"));
@@ -251,8 +257,16 @@ TEST_F(KmsctlAccessTest, RevokedAndExpiredKeysAreRefused) {
   EXPECT_THAT(after_revoke.err, HasSubstr("ACCESS_DENIED"));
   EXPECT_THAT(after_revoke.err, HasSubstr("revoked"));
 
-  const std::string short_lived = MakeKey("app", {"--expires-in", "1s"});
-  std::this_thread::sleep_for(std::chrono::milliseconds(2200));
+  // Used once (its secret proven), then past its expiry: named as expired.
+  // A key never used before it expired is just not valid (no token call).
+  // Expiry counts whole seconds: 2 s leaves at least one to use the key in.
+  const std::string short_lived = MakeKey("app", {"--expires-in", "2s"});
+  EXPECT_EQ(EncryptWithEnvironment(short_lived).exit_code, 0);
+  const std::string unused = MakeKey("app", {"--expires-in", "1s"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(3200));
+  CommandResult never_used = EncryptWithEnvironment(unused);
+  EXPECT_EQ(never_used.exit_code, ExitCodeFor(Code::kAccessDenied)) << never_used.err;
+  EXPECT_THAT(never_used.err, HasSubstr("the API key is not valid"));
   CommandResult after_expiry = EncryptWithEnvironment(short_lived);
   EXPECT_EQ(after_expiry.exit_code, ExitCodeFor(Code::kAccessDenied)) << after_expiry.err;
   EXPECT_THAT(after_expiry.err, HasSubstr("expired"));

@@ -39,7 +39,9 @@ Result<SecretBuffer> ReadKeyBytes(int fd, const std::string& path) {
 // The key in `path`: its content without one trailing newline. The file must
 // be readable, not empty and not accessible by group or others.
 Result<SecretBuffer> ReadApiKeyFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  // O_NONBLOCK: a FIFO put in the key file's place must not hang kmsctl
+  // (it is refused below as not a regular file).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
     return Error(ApiKeyFileError(path, "cannot be read: " + std::string(strerror(errno))));
   }
@@ -48,6 +50,10 @@ Result<SecretBuffer> ReadApiKeyFile(const std::string& path) {
     const int error = errno;
     ::close(fd);
     return Error(ApiKeyFileError(path, "cannot be read: " + std::string(strerror(error))));
+  }
+  if (!S_ISREG(info.st_mode)) {
+    ::close(fd);
+    return Error(ApiKeyFileError(path, "is not a regular file"));
   }
   if ((info.st_mode & 077) != 0) {
     ::close(fd);

@@ -98,10 +98,16 @@ TEST_F(AccessDirectoryTest, WrongMalformedRevokedAndExpiredSecretsAreRefused) {
     }
     ASSERT_TRUE(directory().Authenticate(secret).has_value());
   }
+  const std::string never_used = MustKey("acme", "app", 60);
+  ASSERT_TRUE(directory().Authenticate(short_lived).has_value());
   clock_.Advance(60);
   auto expired = directory().Authenticate(short_lived);
   ASSERT_FALSE(expired.has_value());
   EXPECT_THAT(expired.error().message(), HasSubstr("has expired"));
+  // Never proven: not worth a token call, just not valid.
+  auto unproven = directory().Authenticate(never_used);
+  ASSERT_FALSE(unproven.has_value());
+  EXPECT_EQ(unproven.error().message(), "the API key is not valid");
 
   auto revoked = directory().RevokeApiKey("acme", secret.substr(8, 16));
   ASSERT_TRUE(revoked.has_value()) << revoked.error();

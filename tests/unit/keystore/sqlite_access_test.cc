@@ -16,6 +16,7 @@
 
 #include "keystore/store.h"
 #include "tests/support/temp_dir.h"
+#include "tests/unit/keystore/frozen_schemas.h"
 
 namespace kmsd {
 namespace {
@@ -453,64 +454,6 @@ TEST_F(SqliteAccessTest, TenantRecreatedAfterShreddingHasNoPrincipals) {
 
 // --- Migration, backup and restore -------------------------------------------
 
-// A schema-3 keystore exactly as kmsd wrote it: migrations 1 to 3 as they
-// were released (frozen here on purpose: the test must not follow schema.cc).
-constexpr char kSchemaVersion3[] = R"sql(
-CREATE TABLE schema_migrations (
-  version    INTEGER PRIMARY KEY,
-  applied_at INTEGER NOT NULL
-);
-CREATE TABLE tenants (
-  name       TEXT NOT NULL PRIMARY KEY,
-  root_label TEXT NOT NULL,
-  created_at INTEGER NOT NULL
-);
-CREATE TABLE keys (
-  id          BLOB NOT NULL PRIMARY KEY CHECK (typeof(id) = 'blob' AND length(id) = 16),
-  tenant      TEXT NOT NULL REFERENCES tenants (name),
-  name        TEXT NOT NULL,
-  description TEXT NOT NULL,
-  created_at  INTEGER NOT NULL,
-  enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
-  UNIQUE (tenant, name)
-);
-CREATE TABLE key_versions (
-  key_id     BLOB NOT NULL REFERENCES keys (id),
-  version    INTEGER NOT NULL CHECK (version BETWEEN 1 AND 4294967295),
-  wrapped    BLOB NOT NULL,
-  created_at INTEGER NOT NULL,
-  PRIMARY KEY (key_id, version)
-);
-CREATE TABLE aliases (
-  tenant     TEXT NOT NULL REFERENCES tenants (name),
-  name       TEXT NOT NULL,
-  key_id     BLOB NOT NULL REFERENCES keys (id),
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  PRIMARY KEY (tenant, name)
-);
-INSERT INTO schema_migrations (version, applied_at) VALUES (1, 1700000000);
-ALTER TABLE keys ADD COLUMN deletion_due_at INTEGER
-  CHECK (deletion_due_at IS NULL OR (typeof(deletion_due_at) = 'integer' AND enabled = 0));
-ALTER TABLE tenants ADD COLUMN deletion_due_at INTEGER
-  CHECK (deletion_due_at IS NULL OR typeof(deletion_due_at) = 'integer');
-INSERT INTO schema_migrations (version, applied_at) VALUES (2, 1700000001);
-ALTER TABLE keys ADD COLUMN kek_label TEXT NOT NULL DEFAULT '';
-ALTER TABLE keys ADD COLUMN rotation_period_seconds INTEGER
-  CHECK (rotation_period_seconds IS NULL
-         OR (typeof(rotation_period_seconds) = 'integer' AND rotation_period_seconds > 0));
-ALTER TABLE keys ADD COLUMN min_decryption_version INTEGER NOT NULL DEFAULT 1
-  CHECK (typeof(min_decryption_version) = 'integer' AND min_decryption_version >= 1);
-ALTER TABLE key_versions ADD COLUMN reserved_encryptions INTEGER NOT NULL DEFAULT 0
-  CHECK (typeof(reserved_encryptions) = 'integer' AND reserved_encryptions >= 0);
-CREATE TABLE token_objects_to_destroy (
-  label     TEXT NOT NULL PRIMARY KEY,
-  queued_at INTEGER NOT NULL
-);
-UPDATE key_versions SET reserved_encryptions = 4294967296;
-INSERT INTO schema_migrations (version, applied_at) VALUES (3, 1700000002);
-)sql";
-
 TEST(SqliteAccessMigrationTest, MigratesSchemaThreeKeystoreKeepingItsRecords) {
   testing::TempDir dir;
   const std::string path = dir / "keystore.db";
@@ -518,7 +461,8 @@ TEST(SqliteAccessMigrationTest, MigratesSchemaThreeKeystoreKeepingItsRecords) {
     RawDb raw(path);
     raw.Exec("PRAGMA application_id = " + std::to_string(kKmsdApplicationId));
     raw.Exec("PRAGMA journal_mode = WAL");
-    raw.Exec(kSchemaVersion3);
+    raw.Exec(frozen_schema::kVersion1);
+    raw.Exec(frozen_schema::kVersions2And3);
     raw.Exec("INSERT INTO tenants VALUES ('acme', '', 1700000000, NULL)");
     raw.Exec(
         "INSERT INTO keys VALUES (x'a0000000000000000000000000000001', 'acme', 'orders', "

@@ -16,6 +16,7 @@
 
 #include "keystore/store.h"
 #include "tests/support/temp_dir.h"
+#include "tests/unit/keystore/frozen_schemas.h"
 
 namespace kmsd {
 namespace {
@@ -712,50 +713,12 @@ namespace {
 
 // --- Schema migration ----------------------------------------------------------
 
-// Schema version 1 exactly as kmsd 0.1 wrote it (migration 1 of sqlite_store.cc).
-constexpr char kSchemaVersion1[] = R"sql(
-CREATE TABLE schema_migrations (
-  version    INTEGER PRIMARY KEY,
-  applied_at INTEGER NOT NULL
-);
-CREATE TABLE tenants (
-  name       TEXT NOT NULL PRIMARY KEY,
-  root_label TEXT NOT NULL,
-  created_at INTEGER NOT NULL
-);
-CREATE TABLE keys (
-  id          BLOB NOT NULL PRIMARY KEY CHECK (typeof(id) = 'blob' AND length(id) = 16),
-  tenant      TEXT NOT NULL REFERENCES tenants (name),
-  name        TEXT NOT NULL,
-  description TEXT NOT NULL,
-  created_at  INTEGER NOT NULL,
-  enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
-  UNIQUE (tenant, name)
-);
-CREATE TABLE key_versions (
-  key_id     BLOB NOT NULL REFERENCES keys (id),
-  version    INTEGER NOT NULL CHECK (version BETWEEN 1 AND 4294967295),
-  wrapped    BLOB NOT NULL,
-  created_at INTEGER NOT NULL,
-  PRIMARY KEY (key_id, version)
-);
-CREATE TABLE aliases (
-  tenant     TEXT NOT NULL REFERENCES tenants (name),
-  name       TEXT NOT NULL,
-  key_id     BLOB NOT NULL REFERENCES keys (id),
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  PRIMARY KEY (tenant, name)
-);
-INSERT INTO schema_migrations (version, applied_at) VALUES (1, 1700000000);
-)sql";
-
 TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   {
     RawDb raw(path_);
     raw.Exec("PRAGMA application_id = " + std::to_string(kKmsdApplicationId));
     raw.Exec("PRAGMA journal_mode = WAL");
-    raw.Exec(kSchemaVersion1);
+    raw.Exec(frozen_schema::kVersion1);
     raw.Exec("INSERT INTO tenants VALUES ('acme', 'root/acme', 1700000000)");
     raw.Exec(
         "INSERT INTO keys VALUES (x'a0000000000000000000000000000001', 'acme', 'orders', "
