@@ -25,7 +25,7 @@
 //    decrypts to its plaintext through the socket and every tenant still
 //    encrypts; after a clean stop, every token key is hardened, every key's
 //    KEK is its second label (`<KekLabel>/2`: moved exactly once), the token
-//    holds exactly the two global keys and one KEK per key (no tenant root,
+//    holds exactly the three global keys and one KEK per key (no tenant root,
 //    old KEK or leftover of an interrupted attempt), and the destroy queue is
 //    empty.
 //
@@ -66,6 +66,7 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr char kTokenLabel[] = "kmsd-dev";  // daemon/dev_mode.h
 constexpr char kPlatformMasterKey[] = "global/platform-master-key";
 constexpr char kAuditLogKey[] = "global/audit-log-key";
+constexpr char kApiKeyHmacKey[] = "global/api-key-hmac-key";
 constexpr auto kCallTimeout = std::chrono::milliseconds(30000);
 // How long after a logged step a kill may come (SleepUntilEvent): about one
 // old object's destruction on a loaded machine.
@@ -197,6 +198,7 @@ void CheckNothingLeft(PinHolder& holder, const KeystoreCopy& keystore, const Tok
   std::set<std::string> expected = keystore.token_labels;
   expected.insert(kPlatformMasterKey);
   expected.insert(kAuditLogKey);
+  expected.insert(kApiKeyHmacKey);
   size_t keks = 0;
   for (const auto& [label, objects] : token) {
     if (label.starts_with("tenants/")) keks += objects.size();
