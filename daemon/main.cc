@@ -135,7 +135,7 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
   ServiceDeps deps{.hierarchy = &hierarchy, .token = &token, .backups = backups, .gate = &gate};
   const HandlerTable handlers = AllHandlers();
   ApiKeyIdentifier identify(directory);
-  PolicyAuthorizer authorize(access);
+  PolicyAuthorizer authorize(access, [&directory] { return directory.Now(); });
   LogRecorder record;
   const Pipeline pipeline(
       config.max_frame_bytes,

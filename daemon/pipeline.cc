@@ -31,24 +31,68 @@ Status ApiKeyIdentifier::Identify(RequestContext& context, const Peer& transport
                                              ": the principal is bound to other peers");
     }
   }
+  Derived derived;
+  {
+    std::lock_guard lock(cache_mu_);
+    if (auto tenant = cache_.find(principal.tenant); tenant != cache_.end()) {
+      auto it = tenant->second.find(principal.name);
+      if (it != tenant->second.end() && it->second.generation == key.generation) {
+        derived = it->second;
+      }
+    }
+  }
+  if (derived.generation != key.generation) {
+    derived = DeriveAccess(principal, key.generation);
+    std::lock_guard lock(cache_mu_);
+    Derived& slot = cache_[principal.tenant][principal.name];
+    if (slot.generation < derived.generation) slot = derived;
+  }
   context.principal = PrincipalIdentity{.tenant = principal.tenant,
                                         .name = principal.name,
                                         .api_key_id = key.key_id,
-                                        .permissions = PermissionsOf(principal.roles)};
+                                        .permissions = derived.everywhere,
+                                        .access = std::move(derived.access)};
   return OkStatus();
 }
 
-Status PolicyAuthorizer::Authorize(RequestContext& context, std::string_view operation,
-                                   std::optional<Permission> permission, std::string_view tenant,
-                                   std::string_view /*resource*/) const {
+// The roles of `principal` with the tenant's custom roles, and its grants, as
+// the directory holds them at `generation` or later (a later one is only
+// newer: the cache keeps the generation it was asked for, so it is redone).
+ApiKeyIdentifier::Derived ApiKeyIdentifier::DeriveAccess(const PrincipalRecord& principal,
+                                                         uint64_t generation) const {
+  PrincipalAccessRecords records = directory_.AccessRecordsOf(principal.tenant, principal.name);
+  auto access = std::make_shared<PrincipalAccess>();
+  access->roles = Resolve(principal.roles, *records.roles);
+  access->grants = std::move(records.grants);
+  Derived derived;
+  derived.generation = generation;
+  derived.everywhere = access->roles.everywhere;
+  derived.access = std::move(access);
+  return derived;
+}
+
+Status PolicyAuthorizer::Authorize(RequestContext& context, const AccessQuestion& question) const {
   const PrincipalIdentity* principal = context.principal ? &*context.principal : nullptr;
-  Status allowed = policy_.Authorize(context.caller, principal, operation, permission, tenant);
+  Status allowed;
+  if (question.resource == nullptr) {
+    bool pending = false;
+    allowed = policy_.Authorize(context.caller, principal, question.operation, question.permission,
+                                question.tenant, question.acts_on, &pending);
+    if (allowed.ok() && pending) context.decision.resource_pending = true;
+  } else if (principal == nullptr || !question.permission) {
+    allowed = policy_.Authorize(context.caller, principal, question.operation, question.permission,
+                                question.tenant);
+  } else {
+    allowed = policy_.AuthorizeResource(*principal, question.operation, *question.permission,
+                                        *question.resource, now_());
+  }
+  if (allowed.ok() && question.resource != nullptr) context.decision.resource_checked = true;
   // The first denial is the one the request is refused for.
   if (!context.decision.decided || context.decision.allowed) {
-    context.decision = {.decided = true,
-                        .allowed = allowed.ok(),
-                        .permission = permission,
-                        .reason = allowed.ok() ? std::string() : allowed.message()};
+    context.decision.decided = true;
+    context.decision.allowed = allowed.ok();
+    context.decision.permission = question.permission;
+    context.decision.reason = allowed.ok() ? std::string() : allowed.message();
   }
   return allowed;
 }
@@ -79,11 +123,14 @@ Pipeline::Pipeline(size_t max_frame_bytes, PipelineStages stages, ServiceDeps& d
     : max_frame_bytes_(max_frame_bytes),
       stages_(std::move(stages)),
       deps_(deps),
-      item_authorizer_(
-          [this](RequestContext& context, Permission permission, std::string_view resource) {
-            return stages_.authorize.Authorize(context, context.op_name, permission, context.tenant,
-                                               resource);
-          }) {}
+      item_authorizer_([this](RequestContext& context, Permission permission,
+                              const ResourceFacts& resource) {
+        return stages_.authorize.Authorize(context, {.operation = context.op_name,
+                                                     .permission = permission,
+                                                     .acts_on = resource.kind,
+                                                     .tenant = context.tenant,
+                                                     .resource = &resource});
+      }) {}
 
 // The envelope stage, with identify and authorize where they belong: after the
 // scan (nothing is built from a frame before its shape and size are known)
@@ -106,11 +153,14 @@ Status Pipeline::ReadEnvelope(RequestContext& context, const Peer& transport_pee
     if (op != nullptr) context.op_name = op->name;
     return identified;
   }
-  std::optional<Permission> permission;
-  if (op != nullptr) permission = op->permission;
-  if (Status allowed =
-          stages_.authorize.Authorize(context, scanned_op, permission, scanned_tenant, {});
-      !allowed.ok()) {
+  AccessQuestion question;
+  question.operation = scanned_op;
+  question.tenant = scanned_tenant;
+  if (op != nullptr) {
+    question.permission = op->permission;
+    question.acts_on = op->resource;
+  }
+  if (Status allowed = stages_.authorize.Authorize(context, question); !allowed.ok()) {
     context.request_id = scanned.id;
     if (op != nullptr) context.op_name = op->name;
     return allowed;
@@ -162,7 +212,13 @@ Result<Value::Map> Pipeline::Run(RequestContext& context, ParsedRequest& parsed)
     return Error(Code::kInternal, "no handler for '" + std::string(op.name) + "'");
   }
   Call call(deps_, context, item_authorizer_);
-  return handler(call, parsed.envelope.args);
+  Result<Value::Map> result = handler(call, parsed.envelope.args);
+  if (result && context.decision.resource_pending && !context.decision.resource_checked) {
+    // A handler that forgot its resource check: nothing leaves (a bug).
+    return Error(Code::kInternal,
+                 "operation '" + std::string(op.name) + "' did not check the key it acted on");
+  }
+  return result;
 }
 
 WipingBuffer Pipeline::Execute(RequestContext& context, ParsedRequest& parsed) const {

@@ -19,6 +19,9 @@
 
 #include <cstddef>
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -50,7 +53,8 @@ class PeerIdentifier final : public Identifier {
 
 // The peer, and the principal of an API key (keystore/access_directory.h):
 // ACCESS_DENIED for a key that is not valid, revoked or expired, or one whose
-// principal is bound to peers this one is not.
+// principal is bound to peers this one is not. What the principal's roles
+// and grants give is derived once per change of the directory and cached.
 class ApiKeyIdentifier final : public Identifier {
  public:
   explicit ApiKeyIdentifier(AccessDirectory& directory) : directory_(directory) {}
@@ -58,30 +62,53 @@ class ApiKeyIdentifier final : public Identifier {
                   std::optional<std::string_view> api_key) const override;
 
  private:
+  struct Derived {
+    uint64_t generation = 0;
+    PermissionSet everywhere;
+    std::shared_ptr<const PrincipalAccess> access;
+  };
+  Derived DeriveAccess(const PrincipalRecord& principal, uint64_t generation) const;
+
   AccessDirectory& directory_;
+  mutable std::mutex cache_mu_;
+  // By tenant, then principal name. Entries of deleted principals stay
+  // (stale by generation) until kmsd restarts: a few bytes each.
+  mutable std::map<std::string, std::map<std::string, Derived, std::less<>>, std::less<>> cache_;
 };
 
-// Stage: may the caller do this? Records its decision in the context.
-// `operation` is the request's op name as sent (it may not exist: a caller
-// that may not call anything hears ACCESS_DENIED before UNKNOWN_OPERATION).
+// What the authorize stage is asked: the whole request at intake, or one
+// key or alias of it during execution.
+struct AccessQuestion {
+  std::string_view operation;            // the request's op name as sent
+  std::optional<Permission> permission;  // nullopt: no such operation
+  std::optional<Resource> acts_on;       // what kind of thing the operation acts on
+  std::string_view tenant;
+  const ResourceFacts* resource = nullptr;  // set when asked about one key or alias
+};
+
+// Stage: may the caller do this? Records its decision in the context (the
+// first denial stands). `operation` may not exist: a caller that may not call
+// anything hears ACCESS_DENIED before UNKNOWN_OPERATION. At intake, a
+// principal that may act on some keys or aliases only is let in with
+// context.decision.resource_pending set; the execute stage then asks about
+// the resource (Call::AuthorizeKey), which sets resource_checked.
 class Authorizer {
  public:
   virtual ~Authorizer() = default;
-  virtual Status Authorize(RequestContext& context, std::string_view operation,
-                           std::optional<Permission> permission, std::string_view tenant,
-                           std::string_view resource) const = 0;
+  virtual Status Authorize(RequestContext& context, const AccessQuestion& question) const = 0;
 };
 
-// Admins and principals' roles (policy/access.h).
+// Admins, principals' roles and grants (policy/access.h); `now` is the clock
+// grants expire by.
 class PolicyAuthorizer final : public Authorizer {
  public:
-  explicit PolicyAuthorizer(const AccessPolicy& policy) : policy_(policy) {}
-  Status Authorize(RequestContext& context, std::string_view operation,
-                   std::optional<Permission> permission, std::string_view tenant,
-                   std::string_view resource) const override;
+  PolicyAuthorizer(const AccessPolicy& policy, std::function<int64_t()> now)
+      : policy_(policy), now_(std::move(now)) {}
+  Status Authorize(RequestContext& context, const AccessQuestion& question) const override;
 
  private:
   const AccessPolicy& policy_;
+  const std::function<int64_t()> now_;
 };
 
 // Stage: what is written down about each request. Never arguments or results.

@@ -33,6 +33,10 @@ struct KeyTouched {
 struct Decision {
   bool decided = false;
   bool allowed = false;
+  // Let in for some keys or aliases only: the execute stage must check the
+  // one it acts on (resource_checked) before anything leaves.
+  bool resource_pending = false;
+  bool resource_checked = false;
   std::optional<Permission> permission;  // the permission asked for
   std::string reason;                    // why not, when denied
 };

@@ -112,14 +112,13 @@ AccessDirectory::AccessDirectory(KeyStore& store, pkcs11::Token& token,
 
 AccessDirectory::~AccessDirectory() = default;
 
-void AccessDirectory::Load(std::vector<PrincipalRecord> principals,
-                           std::vector<ApiKeyRecord> api_keys) {
+void AccessDirectory::Load(KeyStoreSnapshot& snapshot) {
   std::unique_lock lock(mu_);
-  for (PrincipalRecord& p : principals) {
+  for (PrincipalRecord& p : snapshot.principals) {
     PrincipalKey key{p.tenant, p.name};
     principals_[std::move(key)] = std::make_shared<const PrincipalRecord>(std::move(p));
   }
-  for (ApiKeyRecord& k : api_keys) {
+  for (ApiKeyRecord& k : snapshot.api_keys) {
     auto entry = std::make_shared<KeyEntry>();
     const int64_t last_used = k.last_used_at.value_or(0);
     entry->record = std::move(k);
@@ -127,7 +126,21 @@ void AccessDirectory::Load(std::vector<PrincipalRecord> principals,
     entry->flushed_last_used = last_used;
     keys_[entry->record.id] = std::move(entry);
   }
+  std::map<std::string, RoleCatalog, std::less<>> roles;
+  for (RoleRecord& role : snapshot.roles) {
+    std::string tenant = role.tenant;
+    std::string name = role.name;
+    roles[tenant][std::move(name)] = std::move(role);
+  }
+  for (auto& [tenant, catalog] : roles) {
+    roles_[tenant] = std::make_shared<const RoleCatalog>(std::move(catalog));
+  }
+  for (GrantRecord& grant : snapshot.grants) {
+    std::string id = grant.id;
+    grants_[std::move(id)] = std::move(grant);
+  }
   RebuildBoundPeers();
+  Changed();
 }
 
 void AccessDirectory::RebuildBoundPeers() {
@@ -161,6 +174,7 @@ Result<PrincipalRecord> AccessDirectory::CreatePrincipal(PrincipalRecord record)
   principals_[PrincipalKey{record.tenant, record.name}] =
       std::make_shared<const PrincipalRecord>(record);
   RebuildBoundPeers();
+  Changed();
   return record;
 }
 
@@ -195,7 +209,11 @@ Status AccessDirectory::DeletePrincipal(std::string_view tenant, std::string_vie
   std::erase_if(keys_, [&](const auto& entry) {
     return entry.second->record.tenant == tenant && entry.second->record.principal == name;
   });
+  std::erase_if(grants_, [&](const auto& entry) {
+    return entry.second.tenant == tenant && entry.second.principal == name;
+  });
   RebuildBoundPeers();
+  Changed();
   return OkStatus();
 }
 
@@ -216,6 +234,7 @@ Result<PrincipalRecord> AccessDirectory::SetPrincipalRoles(std::string_view tena
   std::unique_lock lock(mu_);
   principals_[PrincipalKey{updated.tenant, updated.name}] =
       std::make_shared<const PrincipalRecord>(updated);
+  Changed();
   return updated;
 }
 
@@ -232,12 +251,10 @@ Result<NewApiKey> AccessDirectory::CreateApiKey(std::string_view tenant, std::st
       return Error(PrincipalNotFound(tenant, principal));
     }
   }
-  uint8_t id_bytes[kIdHexDigits / 2];
-  RETURN_IF_ERROR(token_.GenerateRandom(id_bytes));
+  NewApiKey out;
+  ASSIGN_OR_RETURN(out.record.id, RandomId());
   SecretBuffer random(kSecretRandomBytes);
   RETURN_IF_ERROR(token_.GenerateRandom({random.RevealMutableData(), random.size()}));
-  NewApiKey out;
-  out.record.id = Hex(id_bytes);
   const std::string head = std::string(kApiKeySecretPrefix) + out.record.id + "_";
   out.secret = SecretBuffer(kSecretLength);
   std::copy(head.begin(), head.end(), out.secret.RevealMutableData());
@@ -294,6 +311,17 @@ Result<ApiKeyRecord> AccessDirectory::RevokeApiKey(std::string_view tenant, std:
   return entry->record;
 }
 
+Result<std::string> AccessDirectory::RandomId() const {
+  uint8_t id_bytes[kIdHexDigits / 2];
+  RETURN_IF_ERROR(token_.GenerateRandom(id_bytes));
+  return Hex(id_bytes);
+}
+
+Status AccessDirectory::CheckPrincipalHere(std::string_view tenant, std::string_view name) const {
+  if (!principals_.contains(PrincipalKey{tenant, name})) return PrincipalNotFound(tenant, name);
+  return OkStatus();
+}
+
 Result<Bytes> AccessDirectory::HmacOf(std::string_view secret) const {
   return token_.HmacSha256(hmac_key_, BytesOf(secret));
 }
@@ -337,6 +365,7 @@ Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret) 
     return Error(NotValid());
   }
   std::shared_ptr<const PrincipalRecord> principal;
+  uint64_t generation = 0;
   {
     std::unique_lock lock(mu_);
     // Deleted (with its principal) while the token checked it: a principal
@@ -347,11 +376,12 @@ Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret) 
     auto it = principals_.find(PrincipalKey{entry->record.tenant, entry->record.principal});
     if (it == principals_.end()) return Error(NotValid());
     principal = it->second;
+    generation = this->generation();  // under the lock: it matches `principal`
     if (!verified) entry->verified = digest;
   }
   entry->last_used.store(now, std::memory_order_relaxed);
   OPENSSL_cleanse(digest.data(), digest.size());
-  return AuthenticatedKey{entry->record.id, std::move(principal)};
+  return AuthenticatedKey{entry->record.id, std::move(principal), generation};
 }
 
 bool AccessDirectory::VerifyWithToken(std::string_view secret, const Bytes& stored) const {
@@ -382,7 +412,10 @@ void AccessDirectory::ForgetTenant(std::string_view tenant) {
   std::unique_lock lock(mu_);
   std::erase_if(principals_, [&](const auto& entry) { return entry.first.first == tenant; });
   std::erase_if(keys_, [&](const auto& entry) { return entry.second->record.tenant == tenant; });
+  std::erase_if(grants_, [&](const auto& entry) { return entry.second.tenant == tenant; });
+  if (auto it = roles_.find(tenant); it != roles_.end()) roles_.erase(it);
   RebuildBoundPeers();
+  Changed();
 }
 
 }  // namespace kmsd

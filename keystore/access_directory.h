@@ -1,5 +1,6 @@
-// AccessDirectory: each tenant's principals and their API keys, kept in the
-// keystore (store.h) and in memory, and the check of an API key's secret.
+// AccessDirectory: each tenant's principals and their API keys, custom roles
+// and grants, kept in the keystore (store.h) and in memory, and the check of
+// an API key's secret.
 //
 // An API key's secret is text that secret scanners can find:
 //
@@ -15,15 +16,21 @@
 // A revoked or expired key is refused at once, without a token call.
 // Its last use is kept in memory and written to the keystore by FlushUsage().
 //
-// Roles are stored as given: which names are roles is the policy's rule
-// (policy/roles.h), checked by the caller. Every change is durable (one
+// Roles, permission statements and grant operations are stored as given:
+// what they mean is the policy's rule (policy/roles.h, policy/grants.h),
+// checked by the caller; a role change is checked against the tenant's roles
+// of the moment by a validator the caller passes. generation() changes with
+// every change of principals, roles or grants, so a caller may cache what it
+// derives from them. Every change is durable (one
 // keystore transaction) before memory changes; a failed write changes
 // nothing. Thread-safe; holds references to the store, token and clock,
 // which must outlive it.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,10 +64,30 @@ struct NewApiKey {
   SecretBuffer secret;
 };
 
-// The principal an API key belongs to, as Authenticate() found it.
+// The principal an API key belongs to, as Authenticate() found it, and the
+// directory's generation when it did.
 struct AuthenticatedKey {
   std::string key_id;
   std::shared_ptr<const PrincipalRecord> principal;
+  uint64_t generation = 0;
+};
+
+// Checks a new or changed role against the tenant's roles (which hold it
+// already when it is a change).
+using RoleValidator = std::function<Status(const RoleRecord& role, const RoleCatalog& roles)>;
+
+// What decides a principal's access: the tenant's custom roles and the
+// principal's grants (retired ones left out), at a generation.
+struct PrincipalAccessRecords {
+  std::shared_ptr<const RoleCatalog> roles;
+  std::vector<GrantRecord> grants;
+  uint64_t generation = 0;
+};
+
+// Which grants grant.list shows.
+struct GrantFilter {
+  std::optional<KeyId> key_id;
+  std::optional<std::string> principal;
 };
 
 class AccessDirectory {
@@ -72,7 +99,9 @@ class AccessDirectory {
   int64_t Now() const { return clock_.NowSeconds(); }
 
   // Start-up only, before any other call.
-  void Load(std::vector<PrincipalRecord> principals, std::vector<ApiKeyRecord> api_keys);
+  void Load(KeyStoreSnapshot& snapshot);
+
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
   // `record.created_at` is set here. ALREADY_EXISTS, or NOT_FOUND for a
   // tenant the keystore does not have.
@@ -104,11 +133,36 @@ class AccessDirectory {
   // True when some principal is bound to `uid` or to one of `gids`.
   bool IsBoundPeer(uint64_t uid, std::span<const uint64_t> gids) const;
 
+  // Custom roles. ALREADY_EXISTS / NOT_FOUND as store.h; `validate` runs
+  // under the directory's write lock with the tenant's roles (for an update,
+  // holding the old definition). Timestamps are set here.
+  Result<RoleRecord> CreateRole(RoleRecord role, const RoleValidator& validate);
+  Result<RoleRecord> UpdateRole(RoleRecord role, const RoleValidator& validate);
+  Result<RoleRecord> DescribeRole(std::string_view tenant, std::string_view name) const;
+  std::vector<RoleRecord> ListRoles(std::string_view tenant) const;
+  // INVALID_ARGUMENT while a principal holds the role or a role inherits it.
+  Status DeleteRole(std::string_view tenant, std::string_view name);
+  std::shared_ptr<const RoleCatalog> RolesOf(std::string_view tenant) const;
+
+  // Grants. `grant.id` and `created_at` are set here; NOT_FOUND for a
+  // principal or key the tenant does not have.
+  Result<GrantRecord> CreateGrant(GrantRecord grant);
+  std::vector<GrantRecord> ListGrants(std::string_view tenant, const GrantFilter& filter) const;
+  Result<GrantRecord> DescribeGrant(std::string_view tenant, std::string_view id) const;
+  // Retiring a retired grant is a no-op; NOT_FOUND for another tenant's.
+  Result<GrantRecord> RetireGrant(std::string_view tenant, std::string_view id);
+  // The roles and grants that decide `principal`'s access.
+  PrincipalAccessRecords AccessRecordsOf(std::string_view tenant,
+                                         std::string_view principal) const;
+
   // Writes the last-use times changed since the last flush; errors are
   // returned and the times kept for the next flush.
   Status FlushUsage();
-  // Forgets a shredded tenant's principals and keys (the keystore already did).
+  // Forgets a shredded tenant's principals, keys, roles and grants (the
+  // keystore already did).
   void ForgetTenant(std::string_view tenant);
+  // Forgets a shredded key's grants (the keystore already did).
+  void ForgetKeyGrants(const KeyId& key_id);
 
  private:
   struct KeyEntry;
@@ -122,6 +176,12 @@ class AccessDirectory {
   bool VerifyWithToken(std::string_view secret, const Bytes& stored) const;
   Status CheckUsable(const KeyEntry& entry, int64_t now) const;
   void RebuildBoundPeers();  // mu_ held for writing
+  void Changed() { generation_.fetch_add(1, std::memory_order_acq_rel); }
+  // NOT_FOUND unless the principal exists; mu_ held.
+  Status CheckPrincipalHere(std::string_view tenant, std::string_view name) const;
+  // 16 random lowercase hex digits (API key and grant ids).
+  Result<std::string> RandomId() const;
+  Result<RoleRecord> WriteRole(RoleRecord role, const RoleValidator& validate, bool create);
 
   KeyStore& store_;
   pkcs11::Token& token_;
@@ -135,6 +195,10 @@ class AccessDirectory {
   std::map<std::string, std::shared_ptr<KeyEntry>, std::less<>> keys_;  // guarded by mu_
   std::set<uint64_t> bound_uids_;                                       // guarded by mu_
   std::set<uint64_t> bound_gids_;                                       // guarded by mu_
+  // Copy on write: a reader keeps the catalog it was given.
+  std::map<std::string, std::shared_ptr<const RoleCatalog>, std::less<>> roles_;  // by tenant
+  std::map<std::string, GrantRecord, std::less<>> grants_;                        // by id
+  std::atomic<uint64_t> generation_{1};
 };
 
 }  // namespace kmsd

@@ -85,7 +85,7 @@ Status KeyHierarchy::Load() {
   ASSIGN_OR_RETURN(KeyStoreSnapshot snapshot, store_->LoadAll());
   access_ = std::make_unique<AccessDirectory>(
       *store_, token_, by_label.at(std::string(kApiKeyHmacKeyLabel)), clock_);
-  access_->Load(std::move(snapshot.principals), std::move(snapshot.api_keys));
+  access_->Load(snapshot);
   // A shredding a crash interrupted is finished before anything is served.
   if (!snapshot.token_objects_to_destroy.empty()) {
     destroy_queue_->Add(snapshot.token_objects_to_destroy);

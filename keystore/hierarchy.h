@@ -212,6 +212,8 @@ class KeyHierarchy {
   Result<KeyInfo> CreateKey(std::string_view tenant, std::string_view name,
                             std::string_view description);
   Result<KeyInfo> DescribeKey(std::string_view tenant, std::string_view key_ref) const;
+  // NOT_FOUND unless the tenant has a key with that id.
+  Result<KeyInfo> DescribeKeyById(std::string_view tenant, const KeyId& id) const;
   Result<std::vector<KeyInfo>> ListKeys(std::string_view tenant) const;
   Result<KeyInfo> RotateKey(std::string_view tenant, std::string_view key_ref);
   Result<std::vector<VersionInfo>> ListVersions(std::string_view tenant,

@@ -28,6 +28,8 @@ Status KeyHierarchy::ShredKey(const Key& key, int64_t now) {
   const KeyId key_id = key.record.id;
   auto lock = catalog_->WriteLock();
   catalog_->ForgetKey(key);  // frees `key`
+  lock.unlock();
+  access_->ForgetKeyGrants(key_id);
   spdlog::info("tenant {}: key {} ({}) shredded", tenant_name, key_name, KeyIdToHex(key_id));
   return OkStatus();
 }

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -130,6 +131,35 @@ struct ApiKeyRecord {
   std::optional<int64_t> last_used_at;
 };
 
+// A tenant's custom role: the roles it inherits (built-in or custom) and the
+// permission statements it adds, as given (policy/roles.h parses them).
+struct RoleRecord {
+  std::string tenant;
+  std::string name;
+  std::vector<std::string> inherits;
+  std::vector<std::string> allow;
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+};
+
+// A tenant's custom roles, by name.
+using RoleCatalog = std::map<std::string, RoleRecord, std::less<>>;
+
+// A grant, as in AWS KMS: `principal` may do `operations` (grant operation
+// names, policy/grants.h) with one key, while the request's encryption
+// context holds every pair of `context`, until `expires_at` or retirement.
+struct GrantRecord {
+  std::string id;  // 16 lowercase hex digits
+  std::string tenant;
+  std::string principal;
+  KeyId key_id{};
+  std::vector<std::string> operations;
+  std::map<std::string, std::string> context;
+  int64_t created_at = 0;
+  std::optional<int64_t> expires_at;
+  std::optional<int64_t> retired_at;
+};
+
 // What a backup or a restored keystore holds, counted in the copy itself.
 struct KeyStoreCopyInfo {
   std::string path;
@@ -146,6 +176,8 @@ struct KeyStoreSnapshot {
   std::vector<AliasRecord> aliases;
   std::vector<PrincipalRecord> principals;
   std::vector<ApiKeyRecord> api_keys;
+  std::vector<RoleRecord> roles;
+  std::vector<GrantRecord> grants;
   // Labels of token objects queued for destruction and not yet dequeued.
   std::vector<std::string> token_objects_to_destroy;
 };
@@ -229,7 +261,8 @@ struct SetPrincipalRoles {
   std::string name;
   std::vector<std::string> roles;
 };
-// Deletes the principal and all its API keys. NOT_FOUND if it does not exist.
+// Deletes the principal, its API keys and the grants it holds. NOT_FOUND if
+// it does not exist.
 struct DeletePrincipal {
   std::string tenant;
   std::string name;
@@ -251,12 +284,39 @@ struct ApiKeyUsed {
   std::string id;
   int64_t used_at = 0;
 };
+// ALREADY_EXISTS if (tenant, name) is taken; NOT_FOUND if the tenant is not.
+struct CreateRole {
+  RoleRecord role;
+};
+// Replaces inherits, allow and updated_at. NOT_FOUND if the role does not exist.
+struct UpdateRole {
+  RoleRecord role;
+};
+// NOT_FOUND if the role does not exist.
+struct DeleteRole {
+  std::string tenant;
+  std::string name;
+};
+// ALREADY_EXISTS if the id is taken; NOT_FOUND if the principal or the key
+// (in that tenant) does not exist.
+struct CreateGrant {
+  GrantRecord grant;
+};
+// Sets retired_at once. NOT_FOUND unless the grant exists in that tenant.
+struct RetireGrant {
+  std::string tenant;
+  std::string id;
+  int64_t retired_at = 0;
+};
 }  // namespace store_change
 
-// The changes to principals and API keys (a KeyStoreChange too).
-using AccessChange = std::variant<store_change::CreatePrincipal, store_change::SetPrincipalRoles,
-                                  store_change::DeletePrincipal, store_change::CreateApiKey,
-                                  store_change::RevokeApiKey, store_change::ApiKeyUsed>;
+// The changes to principals, API keys, roles and grants (a KeyStoreChange too).
+using AccessChange =
+    std::variant<store_change::CreatePrincipal, store_change::SetPrincipalRoles,
+                 store_change::DeletePrincipal, store_change::CreateApiKey,
+                 store_change::RevokeApiKey, store_change::ApiKeyUsed, store_change::CreateRole,
+                 store_change::UpdateRole, store_change::DeleteRole, store_change::CreateGrant,
+                 store_change::RetireGrant>;
 
 using KeyStoreChange = std::variant<
     store_change::CreateTenant, store_change::CreateKey, store_change::AddKeyVersion,
@@ -266,7 +326,9 @@ using KeyStoreChange = std::variant<
     store_change::SetRotationPeriod, store_change::SetMinDecryptionVersion, store_change::ShredKey,
     store_change::ShredTenant, store_change::TokenObjectDestroyed, store_change::ReplaceKeks,
     store_change::CreatePrincipal, store_change::SetPrincipalRoles, store_change::DeletePrincipal,
-    store_change::CreateApiKey, store_change::RevokeApiKey, store_change::ApiKeyUsed>;
+    store_change::CreateApiKey, store_change::RevokeApiKey, store_change::ApiKeyUsed,
+    store_change::CreateRole, store_change::UpdateRole, store_change::DeleteRole,
+    store_change::CreateGrant, store_change::RetireGrant>;
 
 // Several changes committed together by KeyStore::Apply, in the order added:
 // all of them or none.

@@ -8,6 +8,27 @@ namespace {
 
 std::string Shown(std::string_view text) { return std::string(text.substr(0, 64)); }
 
+// True when a grant that has not been retired gives the permission at all
+// (its expiry is checked with the resource).
+bool GrantHolds(const GrantRecord& grant, size_t bit) {
+  for (const std::string& operation : grant.operations) {
+    const auto permission = GrantOperationPermission(operation);
+    if (permission && static_cast<size_t>(*permission) == bit) return true;
+  }
+  return false;
+}
+
+// True when a narrowed permission covers the key or alias.
+bool Covers(const ScopedPermission& held, const ResourceFacts& facts) {
+  if (held.scope == Scope::kKey) {
+    return facts.kind == Resource::kKey &&
+           (held.name == facts.name || (facts.key_id && held.name == KeyIdToHex(*facts.key_id)));
+  }
+  if (held.scope != Scope::kAlias) return false;
+  if (facts.kind == Resource::kAlias) return held.name == facts.name;
+  return std::find(facts.aliases.begin(), facts.aliases.end(), held.name) != facts.aliases.end();
+}
+
 }  // namespace
 
 bool PeerSet::Contains(const Peer& peer) const {
@@ -23,8 +44,11 @@ bool AccessPolicy::MayConnect(const Peer& peer) const {
 
 Status AccessPolicy::Authorize(const Peer& peer, const PrincipalIdentity* principal,
                                std::string_view op, std::optional<Permission> permission,
-                               std::string_view tenant) const {
-  if (principal != nullptr) return AuthorizePrincipal(*principal, op, permission, tenant);
+                               std::string_view tenant, std::optional<Resource> resource,
+                               bool* resource_pending) const {
+  if (principal != nullptr) {
+    return AuthorizePrincipal(*principal, op, permission, tenant, resource, resource_pending);
+  }
   if (IsAdmin(peer)) return OkStatus();
   std::string message = "uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) +
                         ") may not call '" + Shown(op) + "'";
@@ -35,7 +59,8 @@ Status AccessPolicy::Authorize(const Peer& peer, const PrincipalIdentity* princi
 
 Status AccessPolicy::AuthorizePrincipal(const PrincipalIdentity& principal, std::string_view op,
                                         std::optional<Permission> permission,
-                                        std::string_view tenant) const {
+                                        std::string_view tenant, std::optional<Resource> resource,
+                                        bool* resource_pending) const {
   const std::string who = "principal '" + principal.name + "' of tenant '" + principal.tenant + "'";
   if (!tenant.empty() && tenant != principal.tenant) {
     return Status(Code::kAccessDenied, who + " may not call '" + Shown(op) + "' in tenant '" +
@@ -43,12 +68,44 @@ Status AccessPolicy::AuthorizePrincipal(const PrincipalIdentity& principal, std:
                                            "': a principal acts in its own tenant only");
   }
   if (!permission) return OkStatus();  // UNKNOWN_OPERATION follows
-  if (!principal.permissions.test(static_cast<size_t>(*permission))) {
-    return Status(Code::kAccessDenied, who + " may not call '" + Shown(op) +
-                                           "': its roles lack the permission '" +
-                                           std::string(PermissionName(*permission)) + "'");
+  const size_t bit = static_cast<size_t>(*permission);
+  if (principal.permissions.test(bit)) return OkStatus();
+  const bool on_one = resource == Resource::kKey || resource == Resource::kAlias;
+  if (on_one && principal.access != nullptr && resource_pending != nullptr) {
+    bool somewhere = principal.access->roles.Anywhere().test(bit);
+    for (const GrantRecord& grant : principal.access->grants) {
+      somewhere = somewhere || GrantHolds(grant, bit);
+    }
+    if (somewhere) {
+      *resource_pending = true;
+      return OkStatus();
+    }
   }
-  return OkStatus();
+  return Status(Code::kAccessDenied, who + " may not call '" + Shown(op) +
+                                         "': its roles and grants lack the permission '" +
+                                         std::string(PermissionName(*permission)) + "'");
+}
+
+Status AccessPolicy::AuthorizeResource(const PrincipalIdentity& principal, std::string_view op,
+                                       Permission permission, const ResourceFacts& facts,
+                                       int64_t now) const {
+  if (principal.permissions.test(static_cast<size_t>(permission))) return OkStatus();
+  if (principal.access != nullptr) {
+    for (const ScopedPermission& held : principal.access->roles.scoped) {
+      if (held.permission == permission && Covers(held, facts)) return OkStatus();
+    }
+    if (facts.kind == Resource::kKey && facts.key_id) {
+      for (const GrantRecord& grant : principal.access->grants) {
+        if (GrantAllows(grant, permission, *facts.key_id, facts.context, now)) return OkStatus();
+      }
+    }
+  }
+  return Status(Code::kAccessDenied,
+                "principal '" + principal.name + "' of tenant '" + principal.tenant +
+                    "' may not call '" + Shown(op) + "' on " +
+                    std::string(ResourceName(facts.kind)) + " '" + Shown(facts.name) +
+                    "': no role or grant gives it the permission '" +
+                    std::string(PermissionName(permission)) + "' there");
 }
 
 }  // namespace kmsd

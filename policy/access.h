@@ -10,6 +10,11 @@
 //  - A request with an API key is the key's principal's, whoever the peer:
 //    the principal's roles (policy/roles.h) must hold the operation's
 //    permission, and the request's tenant must be the principal's own.
+//    For an operation on a key or alias, a permission the principal holds
+//    on some keys or aliases only (a narrowed statement of a custom role, or
+//    a grant, policy/grants.h) lets the request in with the resource check
+//    pending: the execute stage asks AuthorizeResource() once it knows the
+//    key or alias (and, for a grant, the request's encryption context).
 //    Service operations that take no tenant are allowed when a role holds
 //    their permission (status, health, random). A denial names the
 //    principal, the operation and the missing permission, and says nothing
@@ -24,6 +29,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <span>
 #include <optional>
 #include <set>
 #include <string>
@@ -31,6 +38,7 @@
 #include <vector>
 
 #include "os/peer_credentials.h"
+#include "policy/grants.h"
 #include "policy/roles.h"
 #include "protocol/status.h"
 
@@ -47,12 +55,30 @@ struct PeerSet {
   bool empty() const { return uids.empty() && gids.empty(); }
 };
 
+// What a principal holds beyond its permissions everywhere: its roles'
+// narrowed statements and its grants (retired ones left out).
+struct PrincipalAccess {
+  EffectivePermissions roles;
+  std::vector<GrantRecord> grants;
+};
+
 // The tenant principal a request was identified as.
 struct PrincipalIdentity {
   std::string tenant;
   std::string name;
   std::string api_key_id;
-  PermissionSet permissions;
+  PermissionSet permissions;  // everywhere in its tenant
+  std::shared_ptr<const PrincipalAccess> access;  // may be null: nothing more
+};
+
+// The key or alias a request acts on, as the execute stage found it.
+struct ResourceFacts {
+  Resource kind = Resource::kKey;  // kKey or kAlias
+  std::string_view name;           // the key's name, or the alias ("alias/...")
+  std::optional<KeyId> key_id;     // a key's id
+  std::span<const std::string> aliases;  // a key's aliases
+  // The request's encryption context, for grants with constraints.
+  const EncryptionContext* context = nullptr;
 };
 
 struct AccessPolicyOptions {
@@ -79,12 +105,24 @@ class AccessPolicy {
   // that does not exist: a caller who may call something hears
   // UNKNOWN_OPERATION later, anyone else ACCESS_DENIED now).
   Status Authorize(const Peer& peer, const PrincipalIdentity* principal, std::string_view op,
-                   std::optional<Permission> permission, std::string_view tenant) const;
+                   std::optional<Permission> permission, std::string_view tenant) const {
+    return Authorize(peer, principal, op, permission, tenant, std::nullopt, nullptr);
+  }
+  // As above for an operation acting on `resource`: `resource_pending` is set
+  // when the principal may do it on some keys or aliases only.
+  Status Authorize(const Peer& peer, const PrincipalIdentity* principal, std::string_view op,
+                   std::optional<Permission> permission, std::string_view tenant,
+                   std::optional<Resource> resource, bool* resource_pending) const;
+  // OK or ACCESS_DENIED for `principal` to use `permission` on one key or
+  // alias at `now` (seconds).
+  Status AuthorizeResource(const PrincipalIdentity& principal, std::string_view op,
+                           Permission permission, const ResourceFacts& facts, int64_t now) const;
   bool IsAdmin(const Peer& peer) const { return options_.admins.Contains(peer); }
 
  private:
   Status AuthorizePrincipal(const PrincipalIdentity& principal, std::string_view op,
-                            std::optional<Permission> permission, std::string_view tenant) const;
+                            std::optional<Permission> permission, std::string_view tenant,
+                            std::optional<Resource> resource, bool* resource_pending) const;
 
   AccessPolicyOptions options_;
 };

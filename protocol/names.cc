@@ -35,6 +35,7 @@ Status CheckShape(std::string_view what, std::string_view name) {
 Status ValidateTenantName(std::string_view name) { return CheckShape("tenant name", name); }
 Status ValidateKeyName(std::string_view name) { return CheckShape("key name", name); }
 Status ValidatePrincipalName(std::string_view name) { return CheckShape("principal name", name); }
+Status ValidateRoleName(std::string_view name) { return CheckShape("role name", name); }
 
 Status ValidateAliasName(std::string_view name) {
   if (!IsAliasReference(name)) {

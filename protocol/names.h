@@ -19,6 +19,7 @@ Status ValidateTenantName(std::string_view name);
 Status ValidateKeyName(std::string_view name);
 Status ValidateAliasName(std::string_view name);
 Status ValidatePrincipalName(std::string_view name);
+Status ValidateRoleName(std::string_view name);
 // A key name or an alias name.
 Status ValidateKeyReference(std::string_view ref);
 bool IsAliasReference(std::string_view ref);

@@ -6,71 +6,14 @@ namespace {
 using P = Permission;
 using R = Resource;
 
-// The one table of operations. Order follows OpId (checked below).
-constexpr std::array<OperationInfo, kOperationCount> kTable = {{
-    {OpId::kStatus, "status", false, false, P::kServiceRead, R::kService},
-    {OpId::kHealth, "health", false, false, P::kServiceRead, R::kService},
-    {OpId::kKeystoreBackup, "keystore.backup", false, false, P::kServiceBackup, R::kService},
-    {OpId::kTenantCreate, "tenant.create", true, true, P::kTenantCreate, R::kTenant},
-    {OpId::kTenantDescribe, "tenant.describe", true, true, P::kTenantRead, R::kTenant},
-    {OpId::kTenantScheduleDeletion, "tenant.schedule-deletion", true, false, P::kTenantDelete,
-     R::kTenant},
-    {OpId::kTenantCancelDeletion, "tenant.cancel-deletion", true, true, P::kTenantDelete,
-     R::kTenant},
-    {OpId::kTenantList, "tenant.list", false, false, P::kTenantList, R::kService},
-    {OpId::kKeyCreate, "key.create", true, false, P::kKeyCreate, R::kTenant},
-    {OpId::kKeyDescribe, "key.describe", true, false, P::kKeyRead, R::kKey},
-    {OpId::kKeyList, "key.list", true, false, P::kKeyRead, R::kTenant},
-    {OpId::kKeyRotate, "key.rotate", true, false, P::kKeyRotate, R::kKey},
-    {OpId::kKeyEnable, "key.enable", true, false, P::kKeyManage, R::kKey},
-    {OpId::kKeyDisable, "key.disable", true, false, P::kKeyManage, R::kKey},
-    {OpId::kKeyScheduleDeletion, "key.schedule-deletion", true, false, P::kKeyDelete, R::kKey},
-    {OpId::kKeyCancelDeletion, "key.cancel-deletion", true, false, P::kKeyDelete, R::kKey},
-    {OpId::kKeySetRotation, "key.set-rotation", true, false, P::kKeyRotate, R::kKey},
-    {OpId::kKeySetMinDecryptionVersion, "key.set-min-decryption-version", true, false,
-     P::kKeyManage, R::kKey},
-    {OpId::kKeyListVersions, "key.list-versions", true, false, P::kKeyRead, R::kKey},
-    {OpId::kAliasCreate, "alias.create", true, false, P::kAliasManage, R::kAlias},
-    {OpId::kAliasUpdate, "alias.update", true, false, P::kAliasManage, R::kAlias},
-    {OpId::kAliasDelete, "alias.delete", true, false, P::kAliasManage, R::kAlias},
-    {OpId::kAliasList, "alias.list", true, false, P::kAliasRead, R::kTenant},
-    {OpId::kEncrypt, "encrypt", true, false, P::kEncrypt, R::kKey},
-    {OpId::kDecrypt, "decrypt", true, false, P::kDecrypt, R::kKey},
-    {OpId::kReEncrypt, "re-encrypt", true, false, P::kReEncryptFrom, R::kKey},
-    {OpId::kBatchEncrypt, "batch-encrypt", true, false, P::kEncrypt, R::kKey},
-    {OpId::kBatchDecrypt, "batch-decrypt", true, false, P::kDecrypt, R::kKey},
-    {OpId::kBatchReEncrypt, "batch-re-encrypt", true, false, P::kReEncryptFrom, R::kKey},
-    {OpId::kGenerateDataKey, "generate-data-key", true, false, P::kGenerateDataKey, R::kKey},
-    {OpId::kGenerateDataKeyWithoutPlaintext, "generate-data-key-without-plaintext", true, false,
-     P::kGenerateDataKey, R::kKey},
-    {OpId::kGenerateRandom, "generate-random", false, false, P::kGenerateRandom, R::kService},
-    {OpId::kPrincipalCreate, "principal.create", true, false, P::kPrincipalManage, R::kPrincipal},
-    {OpId::kPrincipalDescribe, "principal.describe", true, false, P::kPrincipalRead, R::kPrincipal},
-    {OpId::kPrincipalList, "principal.list", true, false, P::kPrincipalRead, R::kTenant},
-    {OpId::kPrincipalDelete, "principal.delete", true, true, P::kPrincipalManage, R::kPrincipal},
-    {OpId::kPrincipalSetRoles, "principal.set-roles", true, false, P::kPrincipalManage,
-     R::kPrincipal},
-    {OpId::kApiKeyCreate, "apikey.create", true, false, P::kApiKeyManage, R::kPrincipal},
-    {OpId::kApiKeyList, "apikey.list", true, true, P::kApiKeyRead, R::kTenant},
-    {OpId::kApiKeyRevoke, "apikey.revoke", true, true, P::kApiKeyManage, R::kApiKey},
-}};
-
-constexpr bool InOpIdOrder() {
-  for (size_t i = 0; i < kTable.size(); ++i) {
-    if (static_cast<size_t>(kTable[i].id) != i) return false;
-  }
-  return true;
-}
-static_assert(InOpIdOrder(), "kTable must list the operations in OpId order");
-
 }  // namespace
 
-const std::array<OperationInfo, kOperationCount>& Operations() { return kTable; }
+const std::array<OperationInfo, kOperationCount>& Operations() { return kOperationTable; }
 
-const OperationInfo& InfoOf(OpId id) { return kTable[static_cast<size_t>(id)]; }
+const OperationInfo& InfoOf(OpId id) { return kOperationTable[static_cast<size_t>(id)]; }
 
 const OperationInfo* FindOperation(std::string_view name) {
-  for (const auto& info : kTable) {
+  for (const auto& info : kOperationTable) {
     if (info.name == name) return &info;
   }
   return nullptr;
@@ -124,6 +67,14 @@ std::string_view PermissionName(Permission permission) {
       return "apikey:read";
     case P::kApiKeyManage:
       return "apikey:manage";
+    case P::kRoleRead:
+      return "role:read";
+    case P::kRoleManage:
+      return "role:manage";
+    case P::kGrantRead:
+      return "grant:read";
+    case P::kGrantManage:
+      return "grant:manage";
   }
   return "unknown";
 }
@@ -150,6 +101,10 @@ std::string_view ResourceName(Resource resource) {
       return "principal";
     case R::kApiKey:
       return "apikey";
+    case R::kRole:
+      return "role";
+    case R::kGrant:
+      return "grant";
   }
   return "unknown";
 }

@@ -60,8 +60,16 @@ enum class OpId : uint8_t {
   kApiKeyCreate,
   kApiKeyList,
   kApiKeyRevoke,
+  kRoleCreate,
+  kRoleUpdate,
+  kRoleDescribe,
+  kRoleList,
+  kRoleDelete,
+  kGrantCreate,
+  kGrantList,
+  kGrantRetire,
 };
-inline constexpr size_t kOperationCount = 40;
+inline constexpr size_t kOperationCount = 48;
 
 // What a caller must be allowed to do. Roles (policy/roles.h) and grants
 // are sets of these; admins may do all of them.
@@ -89,13 +97,28 @@ enum class Permission : uint8_t {
   kPrincipalManage,
   kApiKeyRead,
   kApiKeyManage,
+  kRoleRead,
+  kRoleManage,
+  kGrantRead,
+  kGrantManage,
 };
-inline constexpr size_t kPermissionCount = 23;
+inline constexpr size_t kPermissionCount = 27;
 
 // What an operation acts on: the service itself, a tenant, a key (named in
-// the request's `key`), an alias (named in `alias`), a principal (`name`) or
-// an API key (`id`).
-enum class Resource : uint8_t { kService, kTenant, kKey, kAlias, kPrincipal, kApiKey };
+// the request's `key`, or by its ciphertext), an alias (named in `alias`), a
+// principal (`name`), an API key (`id`), a custom role (`name`) or a grant
+// (`id`). Roles may scope a permission to one key or alias (policy/roles.h):
+// that applies to the operations on keys and aliases only.
+enum class Resource : uint8_t {
+  kService,
+  kTenant,
+  kKey,
+  kAlias,
+  kPrincipal,
+  kApiKey,
+  kRole,
+  kGrant
+};
 
 struct OperationInfo {
   OpId id;
@@ -107,6 +130,73 @@ struct OperationInfo {
   Permission permission;
   Resource resource;
 };
+
+// The one table of operations. Order follows OpId (checked below).
+// clang-format off
+inline constexpr std::array<OperationInfo, kOperationCount> kOperationTable = {{
+    {OpId::kStatus, "status", false, false, Permission::kServiceRead, Resource::kService},
+    {OpId::kHealth, "health", false, false, Permission::kServiceRead, Resource::kService},
+    {OpId::kKeystoreBackup, "keystore.backup", false, false, Permission::kServiceBackup, Resource::kService},
+    {OpId::kTenantCreate, "tenant.create", true, true, Permission::kTenantCreate, Resource::kTenant},
+    {OpId::kTenantDescribe, "tenant.describe", true, true, Permission::kTenantRead, Resource::kTenant},
+    {OpId::kTenantScheduleDeletion, "tenant.schedule-deletion", true, false, Permission::kTenantDelete,
+     Resource::kTenant},
+    {OpId::kTenantCancelDeletion, "tenant.cancel-deletion", true, true, Permission::kTenantDelete,
+     Resource::kTenant},
+    {OpId::kTenantList, "tenant.list", false, false, Permission::kTenantList, Resource::kService},
+    {OpId::kKeyCreate, "key.create", true, false, Permission::kKeyCreate, Resource::kTenant},
+    {OpId::kKeyDescribe, "key.describe", true, false, Permission::kKeyRead, Resource::kKey},
+    {OpId::kKeyList, "key.list", true, false, Permission::kKeyRead, Resource::kTenant},
+    {OpId::kKeyRotate, "key.rotate", true, false, Permission::kKeyRotate, Resource::kKey},
+    {OpId::kKeyEnable, "key.enable", true, false, Permission::kKeyManage, Resource::kKey},
+    {OpId::kKeyDisable, "key.disable", true, false, Permission::kKeyManage, Resource::kKey},
+    {OpId::kKeyScheduleDeletion, "key.schedule-deletion", true, false, Permission::kKeyDelete, Resource::kKey},
+    {OpId::kKeyCancelDeletion, "key.cancel-deletion", true, false, Permission::kKeyDelete, Resource::kKey},
+    {OpId::kKeySetRotation, "key.set-rotation", true, false, Permission::kKeyRotate, Resource::kKey},
+    {OpId::kKeySetMinDecryptionVersion, "key.set-min-decryption-version", true, false,
+     Permission::kKeyManage, Resource::kKey},
+    {OpId::kKeyListVersions, "key.list-versions", true, false, Permission::kKeyRead, Resource::kKey},
+    {OpId::kAliasCreate, "alias.create", true, false, Permission::kAliasManage, Resource::kAlias},
+    {OpId::kAliasUpdate, "alias.update", true, false, Permission::kAliasManage, Resource::kAlias},
+    {OpId::kAliasDelete, "alias.delete", true, false, Permission::kAliasManage, Resource::kAlias},
+    {OpId::kAliasList, "alias.list", true, false, Permission::kAliasRead, Resource::kTenant},
+    {OpId::kEncrypt, "encrypt", true, false, Permission::kEncrypt, Resource::kKey},
+    {OpId::kDecrypt, "decrypt", true, false, Permission::kDecrypt, Resource::kKey},
+    {OpId::kReEncrypt, "re-encrypt", true, false, Permission::kReEncryptFrom, Resource::kKey},
+    {OpId::kBatchEncrypt, "batch-encrypt", true, false, Permission::kEncrypt, Resource::kKey},
+    {OpId::kBatchDecrypt, "batch-decrypt", true, false, Permission::kDecrypt, Resource::kKey},
+    {OpId::kBatchReEncrypt, "batch-re-encrypt", true, false, Permission::kReEncryptFrom, Resource::kKey},
+    {OpId::kGenerateDataKey, "generate-data-key", true, false, Permission::kGenerateDataKey, Resource::kKey},
+    {OpId::kGenerateDataKeyWithoutPlaintext, "generate-data-key-without-plaintext", true, false,
+     Permission::kGenerateDataKey, Resource::kKey},
+    {OpId::kGenerateRandom, "generate-random", false, false, Permission::kGenerateRandom, Resource::kService},
+    {OpId::kPrincipalCreate, "principal.create", true, false, Permission::kPrincipalManage, Resource::kPrincipal},
+    {OpId::kPrincipalDescribe, "principal.describe", true, false, Permission::kPrincipalRead, Resource::kPrincipal},
+    {OpId::kPrincipalList, "principal.list", true, false, Permission::kPrincipalRead, Resource::kTenant},
+    {OpId::kPrincipalDelete, "principal.delete", true, true, Permission::kPrincipalManage, Resource::kPrincipal},
+    {OpId::kPrincipalSetRoles, "principal.set-roles", true, false, Permission::kPrincipalManage,
+     Resource::kPrincipal},
+    {OpId::kApiKeyCreate, "apikey.create", true, false, Permission::kApiKeyManage, Resource::kPrincipal},
+    {OpId::kApiKeyList, "apikey.list", true, true, Permission::kApiKeyRead, Resource::kTenant},
+    {OpId::kApiKeyRevoke, "apikey.revoke", true, true, Permission::kApiKeyManage, Resource::kApiKey},
+    {OpId::kRoleCreate, "role.create", true, false, Permission::kRoleManage, Resource::kRole},
+    {OpId::kRoleUpdate, "role.update", true, false, Permission::kRoleManage, Resource::kRole},
+    {OpId::kRoleDescribe, "role.describe", true, false, Permission::kRoleRead, Resource::kRole},
+    {OpId::kRoleList, "role.list", true, false, Permission::kRoleRead, Resource::kTenant},
+    {OpId::kRoleDelete, "role.delete", true, true, Permission::kRoleManage, Resource::kRole},
+    {OpId::kGrantCreate, "grant.create", true, false, Permission::kGrantManage, Resource::kKey},
+    {OpId::kGrantList, "grant.list", true, true, Permission::kGrantRead, Resource::kTenant},
+    {OpId::kGrantRetire, "grant.retire", true, true, Permission::kGrantManage, Resource::kGrant},
+}};
+
+constexpr bool OperationsInOpIdOrder() {
+  for (size_t i = 0; i < kOperationTable.size(); ++i) {
+    if (static_cast<size_t>(kOperationTable[i].id) != i) return false;
+  }
+  return true;
+}
+// clang-format on
+static_assert(OperationsInOpIdOrder(), "kOperationTable must list the operations in OpId order");
 
 const std::array<OperationInfo, kOperationCount>& Operations();
 const OperationInfo& InfoOf(OpId id);

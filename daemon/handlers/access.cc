@@ -3,14 +3,15 @@
 // .revoke). Roles are checked against the policy's roles here; the directory
 // (keystore/access_directory.h) stores them.
 //
-// No escalation: a principal (a manager) may grant only permissions it holds
-// itself, may not change its own roles, and may create API keys only for
-// principals whose permissions it holds. So a manager, who may not use keys,
-// cannot make itself or anyone it controls a user; only admins can.
+// No escalation (access_rules.h): a principal (a manager) may give only
+// permissions it holds itself, may not change its own roles, and may create
+// API keys only for principals whose permissions, with their grants', it
+// holds. So a manager, who may not use keys, cannot make itself or anyone it
+// controls a user; only admins can.
 #include <spdlog/spdlog.h>
 
-#include "daemon/handlers/handler.h"
-#include "keystore/access_directory.h"
+#include "daemon/handlers/access_rules.h"
+#include "policy/grants.h"
 #include "policy/roles.h"
 #include "protocol/access_types.h"
 #include "protocol/names.h"
@@ -40,8 +41,6 @@ ops::ApiKeyDescription DescribeApiKey(const ApiKeyRecord& record, int64_t now) {
   return out;
 }
 
-AccessDirectory& Directory(Call& call) { return call.hierarchy().access(); }
-
 // How many uids and gids a principal may be bound to (each list).
 constexpr size_t kMaxBoundPeers = 64;
 
@@ -51,32 +50,20 @@ Status CheckBoundPeers(const std::optional<std::vector<uint64_t>>& ids, std::str
                                             std::to_string(kMaxBoundPeers) + " ids");
 }
 
-// ACCESS_DENIED unless the calling principal (an admin always may) holds
-// every permission of `roles`: `what` says what it tried.
-Status CheckNoEscalation(Call& call, const std::vector<std::string>& roles,
-                         const std::string& what) {
-  const PrincipalIdentity* caller = call.principal();
-  if (caller == nullptr) return OkStatus();
-  const PermissionSet beyond = PermissionsOf(roles) & ~caller->permissions;
-  if (beyond.none()) return OkStatus();
-  for (size_t i = 0; i < kPermissionCount; ++i) {
-    if (!beyond.test(i)) continue;
-    return Status(Code::kAccessDenied, "principal '" + caller->name + "' may not " + what +
-                                           ": that grants the permission '" +
-                                           std::string(PermissionName(static_cast<Permission>(i))) +
-                                           "', which its own roles lack");
-  }
-  return OkStatus();
+// Everything a principal holding `roles` and `grants` may do somewhere.
+PermissionSet HeldAnywhere(Call& call, const std::vector<std::string>& roles,
+                           const std::vector<GrantRecord>& grants = {}) {
+  PermissionSet held = Resolve(roles, *Directory(call).RolesOf(call.tenant())).Anywhere();
+  for (const GrantRecord& grant : grants) held |= PermissionsOf(grant, Now(call));
+  return held;
 }
-
-int64_t Now(Call& call) { return Directory(call).Now(); }
 
 Result<ops::PrincipalDescription> Create(Call& call, const ops::PrincipalCreateRequest& request) {
   RETURN_IF_ERROR(ValidatePrincipalName(request.name));
-  RETURN_IF_ERROR(ValidateTenantRoles(request.roles));
+  RETURN_IF_ERROR(ValidateTenantRoles(request.roles, *Directory(call).RolesOf(call.tenant())));
   RETURN_IF_ERROR(CheckBoundPeers(request.uids, "uids"));
   RETURN_IF_ERROR(CheckBoundPeers(request.gids, "gids"));
-  RETURN_IF_ERROR(CheckNoEscalation(call, request.roles,
+  RETURN_IF_ERROR(CheckNoEscalation(call, HeldAnywhere(call, request.roles),
                                     "create principal '" + std::string(request.name) + "'"));
   PrincipalRecord record;
   record.tenant = std::string(call.tenant());
@@ -116,14 +103,14 @@ Result<NoFields> Delete(Call& call, const ops::PrincipalArg& request) {
 Result<ops::PrincipalDescription> SetRoles(Call& call,
                                            const ops::PrincipalSetRolesRequest& request) {
   RETURN_IF_ERROR(ValidatePrincipalName(request.name));
-  RETURN_IF_ERROR(ValidateTenantRoles(request.roles));
+  RETURN_IF_ERROR(ValidateTenantRoles(request.roles, *Directory(call).RolesOf(call.tenant())));
   if (const PrincipalIdentity* caller = call.principal();
       caller != nullptr && caller->name == request.name) {
     return Error(Code::kAccessDenied,
                  "principal '" + caller->name + "' may not change its own roles");
   }
-  RETURN_IF_ERROR(CheckNoEscalation(
-      call, request.roles, "give principal '" + std::string(request.name) + "' these roles"));
+  RETURN_IF_ERROR(CheckNoEscalation(call, HeldAnywhere(call, request.roles),
+                                    "give principal '" + std::string(request.name) + "' these roles"));
   ASSIGN_OR_RETURN(PrincipalRecord record,
                    Directory(call).SetPrincipalRoles(call.tenant(), request.name, request.roles));
   return DescribePrincipal(record);
@@ -142,7 +129,9 @@ Result<ops::ApiKeyCreateReply> CreateKey(Call& call, const ops::ApiKeyCreateRequ
   if (call.principal() != nullptr) {
     ASSIGN_OR_RETURN(PrincipalRecord target,
                      Directory(call).DescribePrincipal(call.tenant(), request.principal));
-    RETURN_IF_ERROR(CheckNoEscalation(call, target.roles,
+    const std::vector<GrantRecord> grants =
+        Directory(call).AccessRecordsOf(call.tenant(), target.name).grants;
+    RETURN_IF_ERROR(CheckNoEscalation(call, HeldAnywhere(call, target.roles, grants),
                                       "create an API key of principal '" + target.name + "'"));
   }
   ASSIGN_OR_RETURN(NewApiKey key,

@@ -1,7 +1,8 @@
 // Cryptographic handlers: encrypt, decrypt, re-encrypt, their batch forms,
 // generate-data-key(-without-plaintext). Each notes the key versions it used
-// in the request's context; batch items and re-encrypt's destination are
-// authorized one by one.
+// in the request's context. The table checks the key of encrypt and data-key
+// requests; the others check each key here: a ciphertext's (by its id, with
+// the request's context), each batch item's, re-encrypt's destination.
 #include <optional>
 
 #include "daemon/handlers/handler.h"
@@ -21,11 +22,13 @@ Out& NoteKey(Call& call, Out& out, const KeyId& id, std::string key_name, uint32
   return out;
 }
 
-// The key a ciphertext names, as the authorize stage sees it (empty when the
-// ciphertext is too broken to name one: decrypting it then fails anyway).
-std::string KeyNamedBy(std::span<const uint8_t> ciphertext) {
-  auto parsed = ParseCiphertext(ciphertext);
-  return parsed ? KeyIdToHex(parsed->key_id) : std::string();
+// The authorize stage's word on the key `ciphertext` names; a ciphertext too
+// broken to name one is refused as decrypting it would be.
+Status AuthorizeCiphertextKey(Call& call, Permission permission,
+                              std::span<const uint8_t> ciphertext,
+                              const EncryptionContext& context) {
+  ASSIGN_OR_RETURN(ParsedCiphertext parsed, ParseCiphertext(ciphertext));
+  return call.AuthorizeKeyId(permission, parsed.key_id, &context);
 }
 
 Result<ops::EncryptReply> EncryptOne(Call& call, std::string_view key,
@@ -56,10 +59,11 @@ Result<ops::ReEncryptReply> ReEncryptOne(Call& call, std::span<const uint8_t> ci
                                          std::optional<std::string_view> destination,
                                          const EncryptionContext& destination_context) {
   if (destination) RETURN_IF_ERROR(ValidateKeyReference(*destination));
+  RETURN_IF_ERROR(AuthorizeCiphertextKey(call, Permission::kReEncryptFrom, ciphertext, context));
   ASSIGN_OR_RETURN(ops::DecryptReply source,
                    DecryptOne(call, ciphertext, context, std::nullopt, "source"));
   const std::string target = destination ? std::string(*destination) : source.key_name;
-  RETURN_IF_ERROR(call.Authorize(Permission::kReEncryptTo, target));
+  RETURN_IF_ERROR(call.AuthorizeKey(Permission::kReEncryptTo, target, &destination_context));
   ASSIGN_OR_RETURN(
       ops::EncryptReply encrypted,
       EncryptOne(call, target, source.plaintext.RevealSpan(), destination_context, "destination"));
@@ -76,6 +80,8 @@ Result<ops::EncryptReply> Encrypt(Call& call, const ops::EncryptRequest& request
 }
 
 Result<ops::DecryptReply> Decrypt(Call& call, const ops::DecryptRequest& request) {
+  RETURN_IF_ERROR(
+      AuthorizeCiphertextKey(call, Permission::kDecrypt, request.ciphertext, request.context));
   return DecryptOne(call, request.ciphertext, request.context, request.key);
 }
 
@@ -112,7 +118,7 @@ Result<ops::BatchReply<ops::BatchEncryptResult>> BatchEncrypt(
   auto check = [&] { return StatusOf(call.hierarchy().DescribeKey(call.tenant(), request.key)); };
   return ForEachItem<ops::PlaintextItem, ops::BatchEncryptResult>(
       request.items, check, [&](const ops::PlaintextItem& item) -> Result<ops::BatchEncryptResult> {
-        RETURN_IF_ERROR(call.Authorize(Permission::kEncrypt, request.key));
+        RETURN_IF_ERROR(call.AuthorizeKey(Permission::kEncrypt, request.key, &item.context));
         ASSIGN_OR_RETURN(ops::EncryptReply out,
                          EncryptOne(call, request.key, item.plaintext, item.context));
         return ops::BatchEncryptResult{.ciphertext = std::move(out.ciphertext),
@@ -125,7 +131,8 @@ Result<ops::BatchReply<ops::DecryptReply>> BatchDecrypt(Call& call,
   auto check = [&] { return StatusOf(call.hierarchy().DescribeTenant(call.tenant())); };
   return ForEachItem<ops::CiphertextItem, ops::DecryptReply>(
       request.items, check, [&](const ops::CiphertextItem& item) -> Result<ops::DecryptReply> {
-        RETURN_IF_ERROR(call.Authorize(Permission::kDecrypt, KeyNamedBy(item.ciphertext)));
+        RETURN_IF_ERROR(
+            AuthorizeCiphertextKey(call, Permission::kDecrypt, item.ciphertext, item.context));
         return DecryptOne(call, item.ciphertext, item.context, std::nullopt);
       });
 }
@@ -139,7 +146,6 @@ Result<ops::BatchReply<ops::ReEncryptReply>> BatchReEncrypt(
   };
   return ForEachItem<ops::CiphertextItem, ops::ReEncryptReply>(
       request.items, check, [&](const ops::CiphertextItem& item) -> Result<ops::ReEncryptReply> {
-        RETURN_IF_ERROR(call.Authorize(Permission::kReEncryptFrom, KeyNamedBy(item.ciphertext)));
         return ReEncryptOne(call, item.ciphertext, item.context, destination, item.context);
       });
 }
@@ -175,12 +181,13 @@ Result<ops::DataKeyReply> GenerateDataKey(Call& call, const ops::DataKeyRequest&
 }  // namespace
 
 void AddCryptoHandlers(HandlerTable& table) {
+  constexpr auto kHere = ResourceCheck::kHandlerChecks;
   table.Add<ops::Encrypt, Encrypt>();
-  table.Add<ops::Decrypt, Decrypt>();
-  table.Add<ops::ReEncrypt, ReEncrypt>();
-  table.Add<ops::BatchEncrypt, BatchEncrypt>();
-  table.Add<ops::BatchDecrypt, BatchDecrypt>();
-  table.Add<ops::BatchReEncrypt, BatchReEncrypt>();
+  table.Add<ops::Decrypt, Decrypt, kHere>();
+  table.Add<ops::ReEncrypt, ReEncrypt, kHere>();
+  table.Add<ops::BatchEncrypt, BatchEncrypt, kHere>();
+  table.Add<ops::BatchDecrypt, BatchDecrypt, kHere>();
+  table.Add<ops::BatchReEncrypt, BatchReEncrypt, kHere>();
   table.Add<ops::GenerateDataKey, GenerateDataKey<true>>();
   table.Add<ops::GenerateDataKeyWithoutPlaintext, GenerateDataKey<false>>();
 }

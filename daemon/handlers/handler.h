@@ -1,6 +1,6 @@
 // Handlers: one function per operation, grouped by family in this directory
-// (service, tenants, keys, aliases, lifecycle, crypto, access), and the table that
-// finds them by OpId.
+// (service, tenants, keys, aliases, lifecycle, crypto, access, roles and
+// grants), and the table that finds them by OpId.
 //
 // A handler receives its decoded request (protocol/operation_types.h) and a
 // Call: the tenant, the services it may use, and the request's context,
@@ -14,6 +14,7 @@
 
 #include <array>
 #include <chrono>
+#include <concepts>
 #include <functional>
 #include <optional>
 #include <string_view>
@@ -41,9 +42,9 @@ struct ServiceDeps {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
-// The authorize stage, as handlers reach it for their items.
+// The authorize stage, as handlers reach it for one key or alias.
 using ItemAuthorizer =
-    std::function<Status(RequestContext&, Permission permission, std::string_view resource)>;
+    std::function<Status(RequestContext&, Permission permission, const ResourceFacts& resource)>;
 
 class Call {
  public:
@@ -57,31 +58,53 @@ class Call {
   KeyHierarchy& hierarchy() { return *deps_.hierarchy; }
   pkcs11::Token& token() { return *deps_.token; }
   ServiceDeps& deps() { return deps_; }
-  // OK or ACCESS_DENIED for one more resource of this request.
-  Status Authorize(Permission permission, std::string_view resource) {
-    return authorize_(context_, permission, resource);
-  }
+  // OK or ACCESS_DENIED for `permission` on the key `key_ref` names (NOT_FOUND
+  // when it names none and the caller holds the permission on some keys
+  // only); `context` is the request's encryption context, for grants.
+  Status AuthorizeKey(Permission permission, std::string_view key_ref,
+                      const EncryptionContext* context = nullptr);
+  // The same for the key a ciphertext names (by id).
+  Status AuthorizeKeyId(Permission permission, const KeyId& key_id,
+                        const EncryptionContext* context);
+  // The same for an alias.
+  Status AuthorizeAlias(Permission permission, std::string_view alias);
   void Touched(const std::string& key_id, const std::string& key_name, uint64_t version,
                std::string_view role = {}) {
     context_.keys.push_back({key_id, key_name, version, role});
   }
 
  private:
+  // True when the caller holds `permission` only on some keys or aliases:
+  // then the resource must be looked up to decide.
+  bool NeedsFacts(Permission permission) const;
+  Status AuthorizeFound(Permission permission, Result<KeyInfo> key,
+                        const EncryptionContext* context);
+
   ServiceDeps& deps_;
   RequestContext& context_;
   const ItemAuthorizer& authorize_;
 };
+
+// Whether HandlerTable::Add checks the request's key or alias itself, before
+// the handler runs: the default for operations on a key named in `key` (with
+// the request's `context`, if any) or an alias named in `alias`. Operations
+// whose key comes from a ciphertext, or whose items carry their own context,
+// check each key in the handler (kHandlerChecks).
+enum class ResourceCheck { kByTable, kHandlerChecks };
 
 using Handler = Result<Value::Map> (*)(Call& call, const Fields& args);
 
 class HandlerTable {
  public:
   // Registers `Fn`: Result<Op::Reply> Fn(Call&, const Op::Request&).
-  template <typename Op, auto Fn>
+  template <typename Op, auto Fn, ResourceCheck kCheck = ResourceCheck::kByTable>
   void Add() {
     handlers_[static_cast<size_t>(Op::kId)] = [](Call& call,
                                                  const Fields& args) -> Result<Value::Map> {
       ASSIGN_OR_RETURN(typename Op::Request request, Decode<typename Op::Request>(args));
+      if constexpr (kCheck == ResourceCheck::kByTable) {
+        RETURN_IF_ERROR(CheckResource<Op>(call, request));
+      }
       ASSIGN_OR_RETURN(typename Op::Reply reply, Fn(call, request));
       return Encode(std::move(reply));
     };
@@ -91,6 +114,31 @@ class HandlerTable {
   std::optional<OpId> Missing() const;
 
  private:
+  template <typename Op>
+  static Status CheckResource(Call& call, const typename Op::Request& request) {
+    constexpr const OperationInfo& kInfo = kOperationTable[static_cast<size_t>(Op::kId)];
+    if constexpr (kInfo.resource == Resource::kKey) {
+      static_assert(requires { std::string_view(request.key); },
+                    "an operation on a key names it in `key`, or its handler checks it");
+      if constexpr (requires {
+                      { request.context } -> std::convertible_to<const EncryptionContext&>;
+                    }) {
+        return call.AuthorizeKey(kInfo.permission, request.key, &request.context);
+      } else {
+        return call.AuthorizeKey(kInfo.permission, request.key);
+      }
+    } else if constexpr (kInfo.resource == Resource::kAlias) {
+      RETURN_IF_ERROR(call.AuthorizeAlias(kInfo.permission, request.alias));
+      // Pointing an alias at a key needs the permission on the key too.
+      if constexpr (requires { std::string_view(request.key); }) {
+        return call.AuthorizeKey(kInfo.permission, request.key);
+      }
+      return OkStatus();
+    } else {
+      return OkStatus();
+    }
+  }
+
   std::array<Handler, kOperationCount> handlers_{};
 };
 
@@ -104,6 +152,7 @@ void AddAliasHandlers(HandlerTable& table);
 void AddLifecycleHandlers(HandlerTable& table);
 void AddCryptoHandlers(HandlerTable& table);
 void AddAccessHandlers(HandlerTable& table);
+void AddRoleAndGrantHandlers(HandlerTable& table);
 
 // Shared by the families: descriptions as the protocol shows them.
 ops::KeyDescription DescribeKey(const KeyInfo& key);

@@ -19,6 +19,7 @@ HandlerTable AllHandlers() {
   AddLifecycleHandlers(table);
   AddCryptoHandlers(table);
   AddAccessHandlers(table);
+  AddRoleAndGrantHandlers(table);
   return table;
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "keystore/sqlite/db.h"
+#include "keystore/sqlite/records.h"
 
 namespace kmsd::sqlite {
 namespace {
@@ -23,23 +24,39 @@ std::string PrincipalName(const std::string& tenant, const std::string& name) {
 bool IsRoleChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
 }
+bool IsStatementChar(char c) {
+  return IsRoleChar(c) || c == ':' || c == '@' || c == '/' || c == '*';
+}
+bool IsOperationChar(char c) { return (c >= 'a' && c <= 'z') || c == '-'; }
 
-// Each role must be [a-z0-9_-]+, so that the joined text splits back into
-// the same list.
-Status CheckRoles(const std::vector<std::string>& roles) {
-  for (const std::string& role : roles) {
-    if (role.empty() || !std::all_of(role.begin(), role.end(), IsRoleChar)) {
-      return Status(Code::kInvalidArgument, "role \"" + role + "\" is not [a-z0-9_-]+");
+// The characters each kind of list element may hold: never ',', so that the
+// joined text splits back into the same list.
+struct ListKind {
+  std::string_view what;     // "role", "permission statement", ...
+  std::string_view pattern;  // for the message
+  bool (*allowed)(char);
+};
+constexpr ListKind kRoleList{"role", "[a-z0-9_-]+", IsRoleChar};
+constexpr ListKind kStatementList{"permission statement", "[a-z0-9:@/*_-]+", IsStatementChar};
+constexpr ListKind kOperationList{"grant operation", "[a-z-]+", IsOperationChar};
+
+Status CheckList(const std::vector<std::string>& elements, const ListKind& kind) {
+  for (const std::string& element : elements) {
+    if (element.empty() || !std::all_of(element.begin(), element.end(), kind.allowed)) {
+      return Status(Code::kInvalidArgument, std::string(kind.what) + " \"" +
+                                                element.substr(0, 64) + "\" is not " +
+                                                std::string(kind.pattern));
     }
   }
   return OkStatus();
 }
+Status CheckRoles(const std::vector<std::string>& roles) { return CheckList(roles, kRoleList); }
 
-std::string JoinRoles(const std::vector<std::string>& roles) {
+std::string JoinList(const std::vector<std::string>& elements) {
   std::string text;
-  for (const std::string& role : roles) {
+  for (const std::string& element : elements) {
     if (!text.empty()) text += ',';
-    text += role;
+    text += element;
   }
   return text;
 }
@@ -66,21 +83,30 @@ bool SplitList(std::string_view text, OnElement on_element) {
   }
 }
 
+// `owner` names the row: "principal acme/app", "role acme/ops", "grant 0123...".
+Status Corrupt(const std::string& owner, std::string_view column) {
+  return Status(Code::kInternal,
+                "corrupt keystore: " + owner + " has a malformed " + std::string(column) + " list");
+}
 Status Corrupt(const std::string& tenant, const std::string& name, std::string_view column) {
-  return Status(Code::kInternal, "corrupt keystore: principal " + PrincipalName(tenant, name) +
-                                     " has a malformed " + std::string(column) + " list");
+  return Corrupt("principal " + PrincipalName(tenant, name), column);
+}
+
+Result<std::vector<std::string>> SplitNames(std::string_view text, const ListKind& kind,
+                                            const std::string& owner, std::string_view column) {
+  std::vector<std::string> elements;
+  const bool ok = SplitList(text, [&](std::string_view element) {
+    if (!std::all_of(element.begin(), element.end(), kind.allowed)) return false;
+    elements.emplace_back(element);
+    return true;
+  });
+  if (!ok) return Error(Corrupt(owner, column));
+  return elements;
 }
 
 Result<std::vector<std::string>> SplitRoles(std::string_view text, const std::string& tenant,
                                             const std::string& name) {
-  std::vector<std::string> roles;
-  const bool ok = SplitList(text, [&](std::string_view role) {
-    if (!std::all_of(role.begin(), role.end(), IsRoleChar)) return false;
-    roles.emplace_back(role);
-    return true;
-  });
-  if (!ok) return Error(Corrupt(tenant, name, "roles"));
-  return roles;
+  return SplitNames(text, kRoleList, "principal " + PrincipalName(tenant, name), "roles");
 }
 
 Result<std::vector<uint64_t>> SplitIds(std::string_view text, const std::string& tenant,
@@ -132,7 +158,7 @@ Status InsertPrincipal(sqlite3* db, const PrincipalRecord& principal) {
   return Exec(db,
               "INSERT INTO principals (tenant, name, roles, uids, gids, created_at) "
               "VALUES (?, ?, ?, ?, ?, ?)",
-              principal.tenant, principal.name, JoinRoles(principal.roles), JoinIds(principal.uids),
+              principal.tenant, principal.name, JoinList(principal.roles), JoinIds(principal.uids),
               JoinIds(principal.gids), principal.created_at);
 }
 
@@ -147,6 +173,76 @@ Status InsertApiKey(sqlite3* db, const ApiKeyRecord& key) {
               key.revoked_at, key.last_used_at);
 }
 
+Status CheckRoleLists(const RoleRecord& role) {
+  RETURN_IF_ERROR(CheckList(role.inherits, kRoleList));
+  return CheckList(role.allow, kStatementList);
+}
+
+std::string RoleName(const std::string& tenant, const std::string& name) {
+  return "role " + tenant + "/" + name;
+}
+
+Result<bool> RoleExists(sqlite3* db, const std::string& tenant, const std::string& name) {
+  return Exists(db, "SELECT 1 FROM roles WHERE tenant = ? AND name = ?", tenant, name);
+}
+
+Status CheckRoleExists(sqlite3* db, const std::string& tenant, const std::string& name) {
+  ASSIGN_OR_RETURN(bool exists, RoleExists(db, tenant, name));
+  if (!exists) return Status(Code::kNotFound, RoleName(tenant, name) + " does not exist");
+  return OkStatus();
+}
+
+Status InsertRole(sqlite3* db, const RoleRecord& role) {
+  RETURN_IF_ERROR(CheckRoleLists(role));
+  RETURN_IF_ERROR(CheckTenantExists(db, role.tenant));
+  ASSIGN_OR_RETURN(bool taken, RoleExists(db, role.tenant, role.name));
+  if (taken) return Status(Code::kAlreadyExists, RoleName(role.tenant, role.name) + " already exists");
+  return Exec(db,
+              "INSERT INTO roles (tenant, name, inherits, allow, created_at, updated_at) "
+              "VALUES (?, ?, ?, ?, ?, ?)",
+              role.tenant, role.name, JoinList(role.inherits), JoinList(role.allow),
+              role.created_at, role.updated_at);
+}
+
+Status InsertGrant(sqlite3* db, const GrantRecord& grant) {
+  RETURN_IF_ERROR(CheckList(grant.operations, kOperationList));
+  if (grant.operations.empty()) {
+    return Status(Code::kInvalidArgument, "grant " + grant.id + " has no operations");
+  }
+  RETURN_IF_ERROR(CheckPrincipalExists(db, grant.tenant, grant.principal));
+  ASSIGN_OR_RETURN(bool key_exists, Exists(db, "SELECT 1 FROM keys WHERE id = ? AND tenant = ?",
+                                           grant.key_id, grant.tenant));
+  if (!key_exists) {
+    return Status(Code::kNotFound,
+                  "key " + KeyIdToHex(grant.key_id) + " does not exist in tenant " + grant.tenant);
+  }
+  ASSIGN_OR_RETURN(bool taken, Exists(db, "SELECT 1 FROM grants WHERE id = ?", grant.id));
+  if (taken) return Status(Code::kAlreadyExists, "grant " + grant.id + " already exists");
+  RETURN_IF_ERROR(Exec(db,
+                       "INSERT INTO grants (id, tenant, principal, key_id, operations, "
+                       "created_at, expires_at, retired_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       grant.id, grant.tenant, grant.principal, grant.key_id,
+                       JoinList(grant.operations), grant.created_at, grant.expires_at,
+                       grant.retired_at));
+  for (const auto& [name, value] : grant.context) {
+    RETURN_IF_ERROR(
+        Exec(db, "INSERT INTO grant_constraints (grant_id, name, value) VALUES (?, ?, ?)",
+             grant.id, name, value));
+  }
+  return OkStatus();
+}
+
+// Deletes the grants a query's ids select (their constraints first).
+template <typename... Args>
+Status DeleteGrantsWhere(sqlite3* db, const std::string& where, const Args&... args) {
+  RETURN_IF_ERROR(Exec(db,
+                       "DELETE FROM grant_constraints WHERE grant_id IN "
+                       "(SELECT id FROM grants WHERE " +
+                           where + ")",
+                       args...));
+  return Exec(db, "DELETE FROM grants WHERE " + where, args...);
+}
+
 // Writes each access change; see store.h for the rules.
 struct AccessWriter {
   sqlite3* db;
@@ -158,13 +254,14 @@ struct AccessWriter {
     RETURN_IF_ERROR(CheckRoles(c.roles));
     RETURN_IF_ERROR(CheckPrincipalExists(db, c.tenant, c.name));
     return Exec(db, "UPDATE principals SET roles = ? WHERE tenant = ? AND name = ?",
-                JoinRoles(c.roles), c.tenant, c.name);
+                JoinList(c.roles), c.tenant, c.name);
   }
   Status operator()(const store_change::DeletePrincipal& c) {
     RETURN_IF_ERROR(CheckPrincipalExists(db, c.tenant, c.name));
-    // Its API keys first: they refer to it.
+    // Its API keys and grants first: they refer to it.
     RETURN_IF_ERROR(
         Exec(db, "DELETE FROM api_keys WHERE tenant = ? AND principal = ?", c.tenant, c.name));
+    RETURN_IF_ERROR(DeleteGrantsWhere(db, "tenant = ? AND principal = ?", c.tenant, c.name));
     return Exec(db, "DELETE FROM principals WHERE tenant = ? AND name = ?", c.tenant, c.name);
   }
   Status operator()(const store_change::CreateApiKey& c) { return InsertApiKey(db, c.key); }
@@ -186,6 +283,31 @@ struct AccessWriter {
                 "UPDATE api_keys SET last_used_at = ? "
                 "WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
                 c.used_at, c.id, c.used_at);
+  }
+  Status operator()(const store_change::CreateRole& c) { return InsertRole(db, c.role); }
+  Status operator()(const store_change::UpdateRole& c) {
+    RETURN_IF_ERROR(CheckRoleLists(c.role));
+    RETURN_IF_ERROR(CheckRoleExists(db, c.role.tenant, c.role.name));
+    return Exec(db,
+                "UPDATE roles SET inherits = ?, allow = ?, updated_at = ? "
+                "WHERE tenant = ? AND name = ?",
+                JoinList(c.role.inherits), JoinList(c.role.allow), c.role.updated_at,
+                c.role.tenant, c.role.name);
+  }
+  Status operator()(const store_change::DeleteRole& c) {
+    RETURN_IF_ERROR(CheckRoleExists(db, c.tenant, c.name));
+    return Exec(db, "DELETE FROM roles WHERE tenant = ? AND name = ?", c.tenant, c.name);
+  }
+  Status operator()(const store_change::CreateGrant& c) { return InsertGrant(db, c.grant); }
+  Status operator()(const store_change::RetireGrant& c) {
+    ASSIGN_OR_RETURN(bool exists, Exists(db, "SELECT 1 FROM grants WHERE id = ? AND tenant = ?",
+                                         c.id, c.tenant));
+    if (!exists) {
+      return Status(Code::kNotFound, "grant " + c.id + " does not exist in tenant " + c.tenant);
+    }
+    return Exec(db,
+                "UPDATE grants SET retired_at = coalesce(retired_at, ?) WHERE id = ? AND tenant = ?",
+                c.retired_at, c.id, c.tenant);
   }
 };
 
@@ -227,11 +349,70 @@ Status LoadApiKeys(sqlite3* db, std::vector<ApiKeyRecord>& out) {
                     });
 }
 
+Status LoadRoles(sqlite3* db, std::vector<RoleRecord>& out) {
+  return ForEachRow(
+      db,
+      "SELECT tenant, name, inherits, allow, created_at, updated_at FROM roles "
+      "ORDER BY tenant, name",
+      [&](const Statement& row) -> Status {
+        RoleRecord role;
+        role.tenant = row.Text(0);
+        role.name = row.Text(1);
+        const std::string owner = RoleName(role.tenant, role.name);
+        ASSIGN_OR_RETURN(role.inherits, SplitNames(row.Text(2), kRoleList, owner, "inherits"));
+        ASSIGN_OR_RETURN(role.allow, SplitNames(row.Text(3), kStatementList, owner, "allow"));
+        role.created_at = row.Int(4);
+        role.updated_at = row.Int(5);
+        out.push_back(std::move(role));
+        return OkStatus();
+      });
+}
+
+Status LoadGrants(sqlite3* db, std::vector<GrantRecord>& out) {
+  RETURN_IF_ERROR(ForEachRow(
+      db,
+      "SELECT id, tenant, principal, key_id, operations, created_at, expires_at, retired_at "
+      "FROM grants ORDER BY id",
+      [&](const Statement& row) -> Status {
+        GrantRecord grant;
+        grant.id = row.Text(0);
+        grant.tenant = row.Text(1);
+        grant.principal = row.Text(2);
+        ASSIGN_OR_RETURN(grant.key_id, ReadKeyId(row, 3));
+        ASSIGN_OR_RETURN(grant.operations,
+                         SplitNames(row.Text(4), kOperationList, "grant " + grant.id, "operations"));
+        grant.created_at = row.Int(5);
+        grant.expires_at = row.OptionalInt(6);
+        grant.retired_at = row.OptionalInt(7);
+        out.push_back(std::move(grant));
+        return OkStatus();
+      }));
+  // Constraints, joined to their grants (both ordered by id).
+  size_t next = 0;
+  return ForEachRow(db, "SELECT grant_id, name, value FROM grant_constraints ORDER BY grant_id",
+                    [&](const Statement& row) -> Status {
+                      const std::string id = row.Text(0);
+                      while (next < out.size() && out[next].id < id) ++next;
+                      if (next == out.size() || out[next].id != id) {
+                        return Status(Code::kInternal,
+                                      "corrupt keystore: a constraint of no grant " + id);
+                      }
+                      out[next].context[row.Text(1)] = row.Text(2);
+                      return OkStatus();
+                    });
+}
+
+Status DeleteKeyGrants(sqlite3* db, const KeyId& key_id) {
+  return DeleteGrantsWhere(db, "key_id = ?", key_id);
+}
+
 Status WriteAccessChange(sqlite3* db, const AccessChange& change) {
   return std::visit(AccessWriter{db}, change);
 }
 
 Status DeleteTenantAccess(sqlite3* db, const std::string& tenant) {
+  RETURN_IF_ERROR(DeleteGrantsWhere(db, "tenant = ?", tenant));
+  RETURN_IF_ERROR(Exec(db, "DELETE FROM roles WHERE tenant = ?", tenant));
   RETURN_IF_ERROR(Exec(db, "DELETE FROM api_keys WHERE tenant = ?", tenant));
   return Exec(db, "DELETE FROM principals WHERE tenant = ?", tenant);
 }

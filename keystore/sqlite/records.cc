@@ -15,17 +15,6 @@ std::string KeyName(const std::string& tenant, const std::string& name) {
   return tenant + "/" + name;
 }
 
-Result<KeyId> ReadKeyId(const Statement& row, int column) {
-  Bytes bytes = row.Blob(column);
-  if (bytes.size() != kKeyIdSize) {
-    return Error(Code::kInternal,
-                 "corrupt keystore: a key id of " + std::to_string(bytes.size()) + " bytes");
-  }
-  KeyId id;
-  std::copy(bytes.begin(), bytes.end(), id.begin());
-  return id;
-}
-
 Status CheckVersionNumber(const KeyVersionRecord& version) {
   if (version.version == 0) {
     return Status(Code::kInvalidArgument, "key versions start at 1");
@@ -264,6 +253,7 @@ struct ChangeWriter {
     RETURN_IF_ERROR(CheckKeyExists(db, c.key_id));
     RETURN_IF_ERROR(QueueDestruction(db, c.token_labels, c.queued_at));
     RETURN_IF_ERROR(Exec(db, "DELETE FROM aliases WHERE key_id = ?", c.key_id));
+    RETURN_IF_ERROR(DeleteKeyGrants(db, c.key_id));
     RETURN_IF_ERROR(Exec(db, "DELETE FROM key_versions WHERE key_id = ?", c.key_id));
     return Exec(db, "DELETE FROM keys WHERE id = ?", c.key_id);
   }
@@ -292,12 +282,12 @@ struct ChangeWriter {
     return QueueDestruction(db, c.change.token_labels_to_destroy, c.queued_at);
   }
   // Principals and API keys: access_records.h.
-  Status operator()(const store_change::CreatePrincipal& c) { return WriteAccessChange(db, c); }
-  Status operator()(const store_change::SetPrincipalRoles& c) { return WriteAccessChange(db, c); }
-  Status operator()(const store_change::DeletePrincipal& c) { return WriteAccessChange(db, c); }
-  Status operator()(const store_change::CreateApiKey& c) { return WriteAccessChange(db, c); }
-  Status operator()(const store_change::RevokeApiKey& c) { return WriteAccessChange(db, c); }
-  Status operator()(const store_change::ApiKeyUsed& c) { return WriteAccessChange(db, c); }
+  // The access changes: access_records.h.
+  template <typename Change>
+    requires std::is_constructible_v<AccessChange, const Change&>
+  Status operator()(const Change& c) {
+    return WriteAccessChange(db, c);
+  }
 };
 
 Status LoadTenants(sqlite3* db, std::vector<TenantRecord>& out) {
@@ -377,6 +367,17 @@ Status LoadAliases(sqlite3* db, std::vector<AliasRecord>& out) {
 
 }  // namespace
 
+Result<KeyId> ReadKeyId(const Statement& row, int column) {
+  Bytes bytes = row.Blob(column);
+  if (bytes.size() != kKeyIdSize) {
+    return Error(Code::kInternal,
+                 "corrupt keystore: a key id of " + std::to_string(bytes.size()) + " bytes");
+  }
+  KeyId id;
+  std::copy(bytes.begin(), bytes.end(), id.begin());
+  return id;
+}
+
 Status QueueDestruction(sqlite3* db, const std::vector<std::string>& labels, int64_t queued_at) {
   for (const std::string& label : labels) {
     if (label.empty()) return Status(Code::kInvalidArgument, "empty token object label");
@@ -399,6 +400,8 @@ Status LoadSnapshot(sqlite3* db, KeyStoreSnapshot& out) {
                              }));
   RETURN_IF_ERROR(LoadPrincipals(db, out.principals));
   RETURN_IF_ERROR(LoadApiKeys(db, out.api_keys));
+  RETURN_IF_ERROR(LoadRoles(db, out.roles));
+  RETURN_IF_ERROR(LoadGrants(db, out.grants));
   return LoadAliases(db, out.aliases);
 }
 

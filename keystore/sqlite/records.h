@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "keystore/sqlite/db.h"
 #include "keystore/store.h"
 #include "protocol/status.h"
 
@@ -42,6 +43,9 @@ Result<uint64_t> ReserveRange(sqlite3* db, const KeyId& key_id, uint32_t version
 // Raises a version's reservation to `reserved`, never lowering it
 // (KeyStore::ReserveEncryptions).
 Status RaiseReservation(sqlite3* db, const KeyId& key_id, uint32_t version, uint64_t reserved);
+
+// A key id column; INTERNAL (a corrupt keystore) unless it is 16 bytes.
+Result<KeyId> ReadKeyId(const Statement& row, int column);
 
 // Queues token objects for destruction; a label already queued stays as it was.
 Status QueueDestruction(sqlite3* db, const std::vector<std::string>& labels, int64_t queued_at);

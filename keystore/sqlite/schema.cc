@@ -123,6 +123,48 @@ CREATE TABLE api_keys (
 );
 CREATE INDEX api_keys_by_principal ON api_keys (tenant, principal);
 )sql"},
+    // Custom roles and grants (access_records.h). A role's lists are text as
+    // a principal's: inherited role names, and permission statements
+    // ([a-z0-9:@/*_-]+, policy/roles.h). A grant names its key by id and
+    // its operations as text; its encryption-context constraints are rows
+    // of grant_constraints. A principal's grants go before it.
+    {5, R"sql(
+CREATE TABLE roles (
+  tenant     TEXT NOT NULL REFERENCES tenants (name),
+  name       TEXT NOT NULL,
+  inherits   TEXT NOT NULL
+    CHECK (inherits = '' OR (inherits NOT GLOB '*[^a-z0-9_,-]*' AND inherits NOT GLOB ',*'
+                             AND inherits NOT GLOB '*,' AND inherits NOT GLOB '*,,*')),
+  allow      TEXT NOT NULL
+    CHECK (allow = '' OR (allow NOT GLOB '*[^a-z0-9:@/*_,-]*' AND allow NOT GLOB ',*'
+                          AND allow NOT GLOB '*,' AND allow NOT GLOB '*,,*')),
+  created_at INTEGER NOT NULL CHECK (typeof(created_at) = 'integer'),
+  updated_at INTEGER NOT NULL CHECK (typeof(updated_at) = 'integer'),
+  PRIMARY KEY (tenant, name)
+);
+CREATE TABLE grants (
+  id         TEXT NOT NULL PRIMARY KEY
+    CHECK (typeof(id) = 'text' AND length(id) = 16 AND id NOT GLOB '*[^0-9a-f]*'),
+  tenant     TEXT NOT NULL,
+  principal  TEXT NOT NULL,
+  key_id     BLOB NOT NULL CHECK (typeof(key_id) = 'blob' AND length(key_id) = 16),
+  operations TEXT NOT NULL
+    CHECK (operations <> '' AND operations NOT GLOB '*[^a-z,-]*' AND operations NOT GLOB ',*'
+           AND operations NOT GLOB '*,' AND operations NOT GLOB '*,,*'),
+  created_at INTEGER NOT NULL CHECK (typeof(created_at) = 'integer'),
+  expires_at INTEGER CHECK (expires_at IS NULL OR typeof(expires_at) = 'integer'),
+  retired_at INTEGER CHECK (retired_at IS NULL OR typeof(retired_at) = 'integer'),
+  FOREIGN KEY (tenant, principal) REFERENCES principals (tenant, name)
+);
+CREATE INDEX grants_by_principal ON grants (tenant, principal);
+CREATE INDEX grants_by_key ON grants (key_id);
+CREATE TABLE grant_constraints (
+  grant_id TEXT NOT NULL REFERENCES grants (id),
+  name     TEXT NOT NULL,
+  value    TEXT NOT NULL,
+  PRIMARY KEY (grant_id, name)
+);
+)sql"},
 };
 
 constexpr bool MigrationsAreNumberedInOrder() {

@@ -18,15 +18,14 @@ using testing::MapOf;
 
 class FakeAuthorizer final : public Authorizer {
  public:
-  Status Authorize(RequestContext& context, std::string_view operation,
-                   std::optional<Permission> permission, std::string_view tenant,
-                   std::string_view resource) const override {
-    asked.push_back(
-        {std::string(operation), permission, std::string(tenant), std::string(resource)});
+  Status Authorize(RequestContext& context, const AccessQuestion& question) const override {
+    const std::string resource = question.resource ? std::string(question.resource->name) : "";
+    asked.push_back({std::string(question.operation), question.permission,
+                     std::string(question.tenant), resource});
     const bool allowed = !deny_all && resource != denied_resource;
     context.decision.decided = true;
     context.decision.allowed = allowed;
-    context.decision.permission = permission;
+    context.decision.permission = question.permission;
     if (allowed) return OkStatus();
     return Status(Code::kAccessDenied, "denied by the fake");
   }
@@ -79,7 +78,7 @@ Result<ops::BatchReply<ops::BatchEncryptResult>> FakeBatch(
   for (size_t i = 0; i < request.items.size(); ++i) {
     auto item = DecodeItem(request.items, i);
     const std::string resource = item ? std::string(item->context.at("key")) : "";
-    Status allowed = call.Authorize(Permission::kEncrypt, resource);
+    Status allowed = call.AuthorizeKey(Permission::kEncrypt, resource);
     if (allowed.ok()) {
       reply.results.emplace_back(ops::BatchEncryptResult{.ciphertext = {}, .version = 1});
     } else {
@@ -99,7 +98,7 @@ class PipelineTest : public ::testing::Test {
   PipelineTest() {
     handler_runs = 0;
     handlers_.Add<ops::Encrypt, FakeEncrypt>();
-    handlers_.Add<ops::BatchEncrypt, FakeBatch>();
+    handlers_.Add<ops::BatchEncrypt, FakeBatch, ResourceCheck::kHandlerChecks>();
     handlers_.Add<ops::Health, FakeHealth>();
     handlers_.Add<ops::TenantCancelDeletion, FakeTenantOp>();
     handlers_.Add<ops::TenantScheduleDeletion, FakeScheduleOp>();
@@ -171,8 +170,12 @@ TEST_F(PipelineTest, AGoodRequestRunsItsHandlerAndIsRecordedOnceWithItsKeys) {
   EXPECT_EQ(entry.keys, 1u);
   EXPECT_TRUE(entry.allowed);
   EXPECT_EQ(last_context_.caller.uid, 1000u);
-  ASSERT_EQ(authorize_.asked.size(), 1u);
+  // The request at intake, then its key before the handler ran.
+  ASSERT_EQ(authorize_.asked.size(), 2u);
   EXPECT_EQ(authorize_.asked[0].permission, std::optional<Permission>(Permission::kEncrypt));
+  EXPECT_EQ(authorize_.asked[0].resource, "");
+  EXPECT_EQ(authorize_.asked[1].permission, std::optional<Permission>(Permission::kEncrypt));
+  EXPECT_EQ(authorize_.asked[1].resource, "k");
   EXPECT_EQ(checked_, (std::vector<std::string>{"acme"}));
 }
 

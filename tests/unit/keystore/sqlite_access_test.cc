@@ -474,7 +474,7 @@ TEST(SqliteAccessMigrationTest, MigratesSchemaThreeKeystoreKeepingItsRecords) {
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 4);
+  EXPECT_EQ((*store)->SchemaVersion(), 5);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value()) << snapshot.error().ToString();
   EXPECT_EQ(DumpTenants(*snapshot), "acme,");
@@ -523,7 +523,7 @@ TEST_F(SqliteAccessTest, BackupAndRestoreKeepPrincipalsAndApiKeys) {
 
   Result<KeyStoreCopyInfo> info = RestoreSqliteKeyStore(backup, path_);
   ASSERT_TRUE(info.has_value()) << info.error().ToString();
-  EXPECT_EQ(info->schema_version, 4);
+  EXPECT_EQ(info->schema_version, 5);
   Reopen();
   EXPECT_EQ(DumpAccess(Load()), before);
   EXPECT_THAT(before, HasSubstr("acme/alice"));

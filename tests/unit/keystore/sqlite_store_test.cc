@@ -183,6 +183,8 @@ class SqliteKeyStoreTest : public ::testing::Test {
             .aliases = {Alias("acme", "alias/orders", 1)},
             .principals = {},
             .api_keys = {},
+            .roles = {},
+            .grants = {},
             .token_objects_to_destroy = {}};
   }
 
@@ -204,7 +206,7 @@ class SqliteKeyStoreOpenTest : public ::testing::Test {
 TEST_F(SqliteKeyStoreOpenTest, CreatesFreshKeystoreWhenFileIsMissing) {
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 4);
+  EXPECT_EQ((*store)->SchemaVersion(), 5);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value());
   EXPECT_EQ(Dump(*snapshot), "");
@@ -214,7 +216,7 @@ TEST_F(SqliteKeyStoreOpenTest, InitialisesEmptyFile) {
   WriteFile(path_, "");
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 4);
+  EXPECT_EQ((*store)->SchemaVersion(), 5);
 }
 
 TEST_F(SqliteKeyStoreOpenTest, NewKeystoreFileIsOwnerOnly) {
@@ -228,7 +230,7 @@ TEST_F(SqliteKeyStoreOpenTest, MarksFileAsKmsdAndRecordsMigrations) {
   ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
   RawDb raw(path_);
   EXPECT_EQ(raw.Text("PRAGMA application_id"), std::to_string(kKmsdApplicationId));
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5");
   EXPECT_NE(raw.Text("SELECT applied_at FROM schema_migrations WHERE version = 1"), "");
 }
 
@@ -359,7 +361,7 @@ TEST_F(SqliteKeyStoreTest, ReopenKeepsEverything) {
   KeyStoreSnapshot before = Load();
 
   Reopen();
-  EXPECT_EQ(store_->SchemaVersion(), 4);
+  EXPECT_EQ(store_->SchemaVersion(), 5);
   EXPECT_EQ(Dump(Load()), Dump(before));
 }
 
@@ -395,6 +397,8 @@ TEST_F(SqliteKeyStoreTest, LoadAllReturnsRecordsInOrder) {
                   Alias("zeta", "alias/x", 3)},
       .principals = {},
       .api_keys = {},
+      .roles = {},
+      .grants = {},
       .token_objects_to_destroy = {}};
   EXPECT_EQ(Dump(Load()), Dump(expected));
 }
@@ -738,7 +742,7 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 4);
+  EXPECT_EQ((*store)->SchemaVersion(), 5);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value()) << snapshot.error().ToString();
   // Keys from before schema 3 have no KEK of their own.
@@ -755,6 +759,8 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
                             .aliases = {Alias("acme", "alias/orders", 1)},
                             .principals = {},
                             .api_keys = {},
+                            .roles = {},
+                            .grants = {},
                             .token_objects_to_destroy = {}};
   EXPECT_EQ(Dump(*snapshot), Dump(expected));
 
@@ -763,7 +769,7 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   ASSERT_TRUE((*store)->ScheduleTenantDeletion("acme", 1800000001).ok());
   store->reset();
   RawDb raw(path_);
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5");
   EXPECT_EQ(raw.Text("SELECT enabled || ',' || deletion_due_at FROM keys WHERE name = 'orders'"),
             "0,1800000000");
   EXPECT_EQ(raw.Text("SELECT deletion_due_at FROM tenants"), "1800000001");
@@ -845,6 +851,8 @@ TEST_F(SqliteKeyStoreTest, CreateTenantKeepsLifecycleFieldsOfItsRecords) {
                                 .aliases = {},
                                 .principals = {},
                                 .api_keys = {},
+                                .roles = {},
+                                .grants = {},
                                 .token_objects_to_destroy = {}}));
 }
 
@@ -878,7 +886,7 @@ TEST_F(SqliteKeyStoreTest, BackupCopiesEveryRecordIntoOneOwnerOnlyFile) {
   ASSERT_TRUE(info.has_value()) << info.error().ToString();
   EXPECT_EQ(info->path, backup);
   EXPECT_EQ(info->bytes, std::filesystem::file_size(backup));
-  EXPECT_EQ(info->schema_version, 4);
+  EXPECT_EQ(info->schema_version, 5);
   EXPECT_EQ(info->tenants, 2);
   EXPECT_EQ(info->keys, 2);
   struct stat st;
