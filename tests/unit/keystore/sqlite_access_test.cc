@@ -494,7 +494,7 @@ TEST(SqliteAccessMigrationTest, MigratesSchemaThreeKeystoreKeepingItsRecords) {
             Code::kNotFound);
   store->reset();
   RawDb raw(path);
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5");
   EXPECT_EQ(raw.Text("SELECT roles || '|' || uids || '|' || gids FROM principals"), "reader||");
   EXPECT_EQ(raw.Text("PRAGMA integrity_check"), "ok");
   EXPECT_EQ(raw.Text("PRAGMA foreign_key_check"), "");

@@ -304,13 +304,13 @@ TEST_F(SqliteKeyStoreOpenTest, RefusesNewerSchema) {
   ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
   {
     RawDb raw(path_);
-    raw.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (5, 0)");
+    raw.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (6, 0)");
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_FALSE(store.has_value());
   EXPECT_EQ(store.error().code(), Code::kInternal);
   EXPECT_THAT(store.error().message(), HasSubstr("written by a newer kmsd"));
-  EXPECT_THAT(store.error().message(), HasSubstr("schema version 5"));
+  EXPECT_THAT(store.error().message(), HasSubstr("schema version 6"));
 }
 
 TEST_F(SqliteKeyStoreOpenTest, RefusesKeystoreWithoutSchemaVersion) {
