@@ -42,36 +42,6 @@ constexpr std::array<Column, 6> kApiKeyColumns = {{{"ID", wire::kId},
                                                    {"EXPIRES", wire::kExpiresAt},
                                                    {"LAST_USED", wire::kLastUsedAt}}};
 
-Status BadDuration(std::string_view text, std::string_view why) {
-  return Status(Code::kInvalidArgument, "--expires-in '" + std::string(text) + "' " +
-                                            std::string(why) +
-                                            ": give a positive whole number followed by s, m, h "
-                                            "or d (30s, 15m, 12h, 90d)");
-}
-
-// "90d", "12h", "15m", "30s": seconds. INVALID_ARGUMENT for anything else,
-// zero, or more seconds than a uint64 holds; kmsd checks the bounds.
-Result<uint64_t> ParseDuration(std::string_view text) {
-  constexpr std::array<std::pair<char, uint64_t>, 4> kUnits = {
-      {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}}};
-  if (text.size() < 2) return Error(BadDuration(text, "is not a duration"));
-  const auto unit = std::find_if(kUnits.begin(), kUnits.end(),
-                                 [&](const auto& entry) { return entry.first == text.back(); });
-  if (unit == kUnits.end()) return Error(BadDuration(text, "has no unit s, m, h or d"));
-  const std::string_view digits = text.substr(0, text.size() - 1);
-  if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return Error(BadDuration(text, "is not a duration"));
-  }
-  uint64_t count = 0;
-  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), count);
-  if (error != std::errc() || end != digits.data() + digits.size() ||
-      count > UINT64_MAX / unit->second) {
-    return Error(BadDuration(text, "is too long"));
-  }
-  if (count == 0) return Error(BadDuration(text, "is not positive"));
-  return count * unit->second;
-}
-
 Status PrincipalCreate(Invocation& invocation, const AccessArgs& a) {
   // No --uid and no --gid sends none: the principal is bound to no peer.
   using Ids = std::optional<std::vector<uint64_t>>;
@@ -166,7 +136,7 @@ CLI::App* AddCommand(CLI::App* group, Invocation& invocation, std::string name,
 void AddRolesOption(CLI::App* command, AccessArgs* args) {
   command
       ->add_option("--role", args->roles,
-                   "Role to hold: manager, user or viewer (repeatable; at least one)")
+                   "Role to hold: manager, user, viewer or a custom role (repeatable; at least one)")
       ->type_name("ROLE")
       ->allow_extra_args(false)
       ->required();

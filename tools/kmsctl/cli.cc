@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -171,6 +173,38 @@ CLI::Validator UnsignedInteger() {
         return digits ? std::string() : "'" + value + "' is not a non-negative integer";
       },
       "");
+}
+
+namespace {
+
+Status BadDuration(std::string_view text, std::string_view why) {
+  return Status(Code::kInvalidArgument, "--expires-in '" + std::string(text) + "' " +
+                                            std::string(why) +
+                                            ": give a positive whole number followed by s, m, h "
+                                            "or d (30s, 15m, 12h, 90d)");
+}
+
+}  // namespace
+
+Result<uint64_t> ParseDuration(std::string_view text) {
+  constexpr std::array<std::pair<char, uint64_t>, 4> kUnits = {
+      {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}}};
+  if (text.size() < 2) return Error(BadDuration(text, "is not a duration"));
+  const auto unit = std::find_if(kUnits.begin(), kUnits.end(),
+                                 [&](const auto& entry) { return entry.first == text.back(); });
+  if (unit == kUnits.end()) return Error(BadDuration(text, "has no unit s, m, h or d"));
+  const std::string_view digits = text.substr(0, text.size() - 1);
+  if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return Error(BadDuration(text, "is not a duration"));
+  }
+  uint64_t count = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), count);
+  if (error != std::errc() || end != digits.data() + digits.size() ||
+      count > UINT64_MAX / unit->second) {
+    return Error(BadDuration(text, "is too long"));
+  }
+  if (count == 0) return Error(BadDuration(text, "is not positive"));
+  return count * unit->second;
 }
 
 }  // namespace kmsd::kmsctl

@@ -107,6 +107,10 @@ class Invocation {
 // for an entry without '=' or a key given twice.
 Result<EncryptionContext> ParseContext(const std::vector<std::string>& entries);
 
+// "90d", "12h", "15m", "30s": seconds. INVALID_ARGUMENT for anything else,
+// zero, or more seconds than a uint64 holds; kmsd checks the bounds.
+Result<uint64_t> ParseDuration(std::string_view text);
+
 // For reading a reply's fields: a field kmsd must send but did not, or sent
 // with the wrong type, is kmsd's fault (client/typed_call.h's MalformedReply).
 template <typename T>
@@ -137,6 +141,7 @@ void AddCryptoCommands(CLI::App& app, Invocation& invocation);
 void AddBatchCommands(CLI::App& app, Invocation& invocation);
 // principal and apikey.
 void AddAccessCommands(CLI::App& app, Invocation& invocation);
+void AddRoleAndGrantCommands(CLI::App& app, Invocation& invocation);
 // kmsctl key rewrap-all, under the `key` group AddAdminCommands made.
 void AddRewrapCommand(CLI::App& key_group, Invocation& invocation);
 

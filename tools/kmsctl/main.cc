@@ -48,6 +48,7 @@ int Main(int argc, char** argv) {
   AddCryptoCommands(app, invocation);
   AddBatchCommands(app, invocation);
   AddAccessCommands(app, invocation);
+  AddRoleAndGrantCommands(app, invocation);
   AddRewrapCommand(*app.get_subcommand("key"), invocation);
 
   try {
