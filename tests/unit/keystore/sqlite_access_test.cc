@@ -1,6 +1,7 @@
-// Principals and API keys in the SQLite keystore (schema 4): every access
-// change and its error codes, the round trip through LoadAll, units of work,
-// shredding a tenant, migration from schema 3, and backup and restore.
+// Principals and API keys in the SQLite keystore (schema 4), custom roles and
+// grants (schema 5): every access change and its error codes, the round trip
+// through LoadAll, units of work, shredding a key or a tenant, migration from
+// schema 3, and backup and restore.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -553,6 +554,192 @@ TEST_F(SqliteAccessTest, RestoreRevokesKeysRevokedOrDeletedSinceTheBackup) {
   EXPECT_TRUE(revoked[KeyIdText(1)].has_value());
   EXPECT_FALSE(revoked[KeyIdText(2)].has_value());
   EXPECT_TRUE(revoked[KeyIdText(3)].has_value());
+}
+
+}  // namespace
+}  // namespace kmsd
+
+namespace kmsd {
+namespace {
+
+// --- Custom roles and grants (schema 5) ---------------------------------------
+
+RoleRecord StoredRole(const std::string& tenant, const std::string& name,
+                      std::vector<std::string> inherits, std::vector<std::string> allow) {
+  return {.tenant = tenant,
+          .name = name,
+          .inherits = std::move(inherits),
+          .allow = std::move(allow),
+          .created_at = 1700000300,
+          .updated_at = 1700000301};
+}
+
+KeyId NumberedKeyId(uint8_t n) {
+  KeyId id{};
+  id[0] = 0x10;
+  id[15] = n;
+  return id;
+}
+
+GrantRecord Grant(int n, const std::string& tenant, const std::string& principal, uint8_t key) {
+  return {.id = KeyIdText(n),
+          .tenant = tenant,
+          .principal = principal,
+          .key_id = NumberedKeyId(key),
+          .operations = {"encrypt", "decrypt"},
+          .context = {{"purpose", "billing, the \"main\" one"}, {"tier", ""}},
+          .created_at = 1700000400,
+          .expires_at = 1800000000,
+          .retired_at = std::nullopt};
+}
+
+std::string DumpRolesAndGrants(const KeyStoreSnapshot& s) {
+  std::ostringstream out;
+  for (const auto& r : s.roles) {
+    out << "role " << r.tenant << "/" << r.name << " inherits=" << Join(r.inherits)
+        << " allow=" << Join(r.allow) << " at=" << r.created_at << "," << r.updated_at << "\n";
+  }
+  for (const auto& g : s.grants) {
+    out << "grant " << g.id << " " << g.tenant << "/" << g.principal << " key="
+        << KeyIdToHex(g.key_id) << " ops=" << Join(g.operations) << " context=";
+    for (const auto& [k, v] : g.context) out << "[" << k << "=" << v << "]";
+    out << " at=" << g.created_at << " expires=" << Time(g.expires_at)
+        << " retired=" << Time(g.retired_at) << "\n";
+  }
+  return out.str();
+}
+
+class SqliteRolesGrantsTest : public SqliteAccessTest {
+ protected:
+  void SetUp() override {
+    SqliteAccessTest::SetUp();
+    for (uint8_t n : {1, 2}) {
+      KeyRecord key{.id = NumberedKeyId(n),
+                    .tenant = "acme",
+                    .name = "key-" + std::to_string(n),
+                    .description = "",
+                    .created_at = 1700000000,
+                    .enabled = true,
+                    .deletion_due_at = {},
+                    .kek_label = "tenants/acme/keys/" + std::to_string(n),
+                    .rotation_period_seconds = {},
+                    .min_decryption_version = 1};
+      KeyVersionRecord version{.key_id = key.id,
+                               .version = 1,
+                               .wrapped = Bytes(40, n),
+                               .created_at = 1700000000,
+                               .reserved_encryptions = 0};
+      ASSERT_TRUE(store_->CreateKey(key, version).ok());
+    }
+    MustWrite(store_change::CreatePrincipal{Principal("acme", "alice")});
+    MustWrite(store_change::CreatePrincipal{Principal("acme", "bob")});
+  }
+};
+
+TEST_F(SqliteRolesGrantsTest, RolesAndGrantsRoundTripEveryField) {
+  const RoleRecord role = StoredRole("acme", "clerk", {"viewer", "base"},
+                                     {"crypto:encrypt@key/key-1", "crypto:*@alias/cur", "*"});
+  MustWrite(store_change::CreateRole{StoredRole("acme", "base", {}, {"key:read"})});
+  MustWrite(store_change::CreateRole{role});
+  MustWrite(store_change::CreateGrant{Grant(1, "acme", "alice", 1)});
+  GrantRecord open_ended = Grant(2, "acme", "bob", 2);
+  open_ended.context.clear();
+  open_ended.expires_at.reset();
+  MustWrite(store_change::CreateGrant{open_ended});
+  Reopen();
+  KeyStoreSnapshot expected;
+  expected.roles = {StoredRole("acme", "base", {}, {"key:read"}), role};
+  expected.grants = {Grant(1, "acme", "alice", 1), open_ended};
+  EXPECT_EQ(DumpRolesAndGrants(Load()), DumpRolesAndGrants(expected));
+}
+
+TEST_F(SqliteRolesGrantsTest, EachRoleAndGrantChangeHasItsCode) {
+  MustWrite(store_change::CreateRole{StoredRole("acme", "r", {"viewer"}, {})});
+  EXPECT_EQ(Write(store_change::CreateRole{StoredRole("acme", "r", {"user"}, {})}).code(),
+            Code::kAlreadyExists);
+  EXPECT_EQ(Write(store_change::CreateRole{StoredRole("nope", "r", {"user"}, {})}).code(),
+            Code::kNotFound);
+  EXPECT_EQ(Write(store_change::UpdateRole{StoredRole("acme", "ghost", {"user"}, {})}).code(),
+            Code::kNotFound);
+  EXPECT_EQ(Write(store_change::DeleteRole{"acme", "ghost"}).code(), Code::kNotFound);
+  // Elements the comma-joined text could not hold.
+  EXPECT_EQ(Write(store_change::CreateRole{StoredRole("acme", "s", {"a,b"}, {})}).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(Write(store_change::CreateRole{StoredRole("acme", "s", {}, {"key:read,x"})}).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(Write(store_change::CreateRole{StoredRole("acme", "s", {}, {""})}).code(),
+            Code::kInvalidArgument);
+  GrantRecord grant = Grant(1, "acme", "alice", 1);
+  MustWrite(store_change::CreateGrant{grant});
+  EXPECT_EQ(Write(store_change::CreateGrant{grant}).code(), Code::kAlreadyExists);
+  EXPECT_EQ(Write(store_change::CreateGrant{Grant(2, "acme", "ghost", 1)}).code(),
+            Code::kNotFound);
+  EXPECT_EQ(Write(store_change::CreateGrant{Grant(3, "acme", "alice", 9)}).code(),
+            Code::kNotFound);
+  EXPECT_EQ(Write(store_change::CreateGrant{Grant(4, "beta", "alice", 1)}).code(),
+            Code::kNotFound);  // beta has no alice and no such key
+  GrantRecord no_ops = Grant(5, "acme", "alice", 1);
+  no_ops.operations.clear();
+  EXPECT_EQ(Write(store_change::CreateGrant{no_ops}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Write(store_change::RetireGrant{"beta", grant.id, 1}).code(), Code::kNotFound);
+  MustWrite(store_change::RetireGrant{"acme", grant.id, 1700000500});
+  MustWrite(store_change::RetireGrant{"acme", grant.id, 1700000900});  // keeps the first
+  Reopen();
+  KeyStoreSnapshot snapshot = Load();
+  ASSERT_EQ(snapshot.grants.size(), 1u);
+  EXPECT_EQ(snapshot.grants[0].retired_at, std::optional<int64_t>(1700000500));
+  ASSERT_EQ(snapshot.roles.size(), 1u);
+  MustWrite(store_change::UpdateRole{StoredRole("acme", "r", {"user"}, {"key:read@key/x"})});
+  MustWrite(store_change::DeleteRole{"acme", "r"});
+  EXPECT_TRUE(Load().roles.empty());
+}
+
+TEST_F(SqliteRolesGrantsTest, DeletingThePrincipalOrShreddingTheKeyOrTenantDropsItsGrants) {
+  MustWrite(store_change::CreateGrant{Grant(1, "acme", "alice", 1)});
+  MustWrite(store_change::CreateGrant{Grant(2, "acme", "alice", 2)});
+  MustWrite(store_change::CreateGrant{Grant(3, "acme", "bob", 2)});
+  MustWrite(store_change::CreateRole{StoredRole("acme", "r", {"viewer"}, {})});
+  MustWrite(store_change::DeletePrincipal{"acme", "alice"});
+  KeyStoreSnapshot snapshot = Load();
+  ASSERT_EQ(snapshot.grants.size(), 1u);
+  EXPECT_EQ(snapshot.grants[0].principal, "bob");
+  ASSERT_TRUE(store_->ShredKey(NumberedKeyId(2), {"tenants/acme/keys/2"}, 1800000000).ok());
+  EXPECT_TRUE(Load().grants.empty());
+  MustWrite(store_change::CreateGrant{Grant(4, "acme", "bob", 1)});
+  ASSERT_TRUE(store_->ShredTenant("acme", {}, 1800000000).ok());
+  Reopen();
+  snapshot = Load();
+  EXPECT_TRUE(snapshot.grants.empty());
+  EXPECT_TRUE(snapshot.roles.empty());
+  RawDb raw(path_);
+  EXPECT_EQ(raw.Text("SELECT count(*) FROM grant_constraints"), "0");
+  EXPECT_EQ(raw.Text("PRAGMA foreign_key_check"), "");
+}
+
+TEST_F(SqliteRolesGrantsTest, TableConstraintsBackTheCallersChecks) {
+  store_.reset();
+  auto fails = [&](const std::string& sql) {
+    sqlite3* db = nullptr;
+    sqlite3_open(path_.c_str(), &db);
+    sqlite3_exec(db, "PRAGMA foreign_keys = ON", nullptr, nullptr, nullptr);
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    return rc != SQLITE_OK;
+  };
+  EXPECT_TRUE(fails("INSERT INTO roles VALUES ('acme', 'r', 'a,,b', '', 1, 1)"));
+  EXPECT_TRUE(fails("INSERT INTO roles VALUES ('acme', 'r', '', 'key:read;drop', 1, 1)"));
+  EXPECT_TRUE(fails("INSERT INTO roles VALUES ('ghost', 'r', '', '', 1, 1)"));
+  EXPECT_TRUE(fails("INSERT INTO grants VALUES ('zz', 'acme', 'alice', zeroblob(16), 'encrypt', "
+                    "1, NULL, NULL)"));
+  EXPECT_TRUE(fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'alice', "
+                    "zeroblob(15), 'encrypt', 1, NULL, NULL)"));
+  EXPECT_TRUE(fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'alice', "
+                    "zeroblob(16), '', 1, NULL, NULL)"));
+  EXPECT_TRUE(fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'carol', "
+                    "zeroblob(16), 'encrypt', 1, NULL, NULL)"));
+  EXPECT_TRUE(fails("INSERT INTO grant_constraints VALUES ('0123456789abcdef', 'a', 'b')"));
+  EXPECT_FALSE(fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'alice', "
+                     "zeroblob(16), 'encrypt,describe-key', 1, NULL, NULL)"));
 }
 
 }  // namespace
