@@ -1,4 +1,4 @@
-// End-to-end: kmsctl's principal and apikey commands and its API key input
+// End-to-end: kmsctl's principal, apikey, role and grant commands and its API key input
 // ($KMSD_API_KEY, --api-key-file) against a real kmsd (docs/CLI.md). The
 // test's uid is the dev daemon's admin; with an API key its kmsctl runs are
 // the key's principal's.
@@ -316,6 +316,97 @@ TEST_F(KmsctlAccessTest, BadInputsHaveTheirExitCodes) {
   EXPECT_EQ(
       exit_of({"principal", "create", "--tenant", "acme", "p5", "--role", "user", "--uid", "-1"}),
       kUsageExit);
+}
+
+TEST_F(KmsctlAccessTest, RolesAreCreatedChangedDescribedListedAndDeleted) {
+  json created = KmsctlJson({"role", "create", "--tenant", "acme", "clerk", "--inherits", "viewer",
+                             "--allow", "crypto:encrypt@key/orders"});
+  EXPECT_EQ(created["inherits"], json({"viewer"}));
+  EXPECT_EQ(created["narrowed"], json({"crypto:encrypt@key/orders"}));
+  EXPECT_THAT(created["permissions"].dump(), HasSubstr("key:read"));
+  json changed = KmsctlJson({"role", "update", "--tenant", "acme", "clerk", "--allow",
+                             "crypto:decrypt@alias/data"});
+  EXPECT_EQ(changed["inherits"], json::array());
+  EXPECT_EQ(changed["narrowed"], json({"crypto:decrypt@alias/data"}));
+  CommandResult table = Kmsctl({"role", "list", "--tenant", "acme"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("NAME   INHERITS  ALLOW"));
+  EXPECT_THAT(table.out, HasSubstr("crypto:decrypt@alias/data"));
+  EXPECT_EQ(KmsctlJson({"role", "describe", "--tenant", "acme", "clerk"})["name"], "clerk");
+
+  CommandResult cycle = Kmsctl({"role", "update", "--tenant", "acme", "clerk", "--inherits",
+                                "clerk"});
+  EXPECT_EQ(cycle.exit_code, ExitCodeFor(Code::kInvalidArgument));
+  EXPECT_THAT(cycle.err, HasSubstr("clerk -> clerk"));
+  CommandResult bad = Kmsctl({"role", "create", "--tenant", "acme", "x", "--allow", "crypto:fly"});
+  EXPECT_EQ(bad.exit_code, ExitCodeFor(Code::kInvalidArgument));
+  EXPECT_THAT(bad.err, HasSubstr("permission statement 'crypto:fly'"));
+  EXPECT_EQ(Kmsctl({"role", "create", "--tenant", "acme", "x"}).exit_code,
+            ExitCodeFor(Code::kInvalidArgument));  // nothing inherited or allowed
+
+  MakePrincipal("app", "clerk");
+  EXPECT_EQ(Kmsctl({"role", "delete", "--tenant", "acme", "clerk"}).exit_code,
+            ExitCodeFor(Code::kInvalidArgument));  // held by app
+  ASSERT_EQ(Kmsctl({"principal", "delete", "--tenant", "acme", "app"}).exit_code, 0);
+  CommandResult deleted = Kmsctl({"role", "delete", "--tenant", "acme", "clerk"});
+  EXPECT_EQ(deleted.exit_code, 0) << deleted.err;
+  EXPECT_EQ(Kmsctl({"role", "describe", "--tenant", "acme", "clerk"}).exit_code,
+            ExitCodeFor(Code::kNotFound));
+}
+
+TEST_F(KmsctlAccessTest, AGrantLetsItsPrincipalEncryptWithinItsContextUntilRetired) {
+  MakePrincipal("app", "viewer");
+  const std::string secret = MakeKey("app");
+  auto encrypt = [&](std::vector<std::string> context) {
+    std::vector<std::string> args = {"encrypt", "--tenant", "acme", "--key", "alias/data"};
+    for (const std::string& pair : context) {
+      args.push_back("--context");
+      args.push_back(pair);
+    }
+    return Kmsctl(args, {{"KMSD_API_KEY", secret}}, "plaintext");
+  };
+  EXPECT_EQ(encrypt({}).exit_code, ExitCodeFor(Code::kAccessDenied));
+
+  json grant = KmsctlJson({"grant", "create", "--tenant", "acme", "--key", "alias/data",
+                           "--principal", "app", "--operations", "encrypt,decrypt", "--context",
+                           "purpose=billing", "--expires-in", "1h"});
+  EXPECT_EQ(grant["state"], "active");
+  EXPECT_EQ(grant["operations"], json({"encrypt", "decrypt"}));
+  EXPECT_EQ(grant["context"], json({{"purpose", "billing"}}));
+  EXPECT_TRUE(grant["expires_at"].is_number());
+  const std::string id = grant["id"];
+
+  CommandResult allowed = encrypt({"purpose=billing"});
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.err;
+  EXPECT_EQ(encrypt({"purpose=other"}).exit_code, ExitCodeFor(Code::kAccessDenied));
+
+  CommandResult table = Kmsctl({"grant", "list", "--tenant", "acme", "--principal", "app"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr(id));
+  EXPECT_THAT(table.out, HasSubstr("encrypt, decrypt"));
+  EXPECT_EQ(KmsctlJson({"grant", "retire", "--tenant", "acme", id})["state"], "retired");
+  EXPECT_EQ(encrypt({"purpose=billing"}).exit_code, ExitCodeFor(Code::kAccessDenied));
+
+  // kmsctl's own syntax is a usage error; kmsd's refusals have their codes.
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{"--context", "no-equals"},
+        std::vector<std::string>{"--expires-in", "1y"}}) {
+    std::vector<std::string> args = {"grant", "create", "--tenant", "acme", "--key",
+                                     "alias/data", "--principal", "app", "--operations",
+                                     "encrypt"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    EXPECT_EQ(Kmsctl(args).exit_code, kUsageExit) << extra[1];
+  }
+  CommandResult unknown = Kmsctl({"grant", "create", "--tenant", "acme", "--key", "alias/data",
+                                  "--principal", "app", "--operations", "encrypt,fly"});
+  EXPECT_EQ(unknown.exit_code, ExitCodeFor(Code::kInvalidArgument));
+  EXPECT_THAT(unknown.err, HasSubstr("unknown grant operation 'fly'"));
+  EXPECT_EQ(Kmsctl({"grant", "retire", "--tenant", "acme", "0123456789abcdef"}).exit_code,
+            ExitCodeFor(Code::kNotFound));
+  EXPECT_EQ(Kmsctl({"grant", "create", "--tenant", "acme", "--key", "alias/data", "--principal",
+                    "app"})
+                .exit_code,
+            kUsageExit);  // --operations is required
 }
 
 }  // namespace
