@@ -86,7 +86,6 @@ Status PolicyAuthorizer::Authorize(RequestContext& context, const AccessQuestion
     allowed = policy_.AuthorizeResource(*principal, question.operation, *question.permission,
                                         *question.resource, now_());
   }
-  if (allowed.ok() && question.resource != nullptr) context.decision.resource_checked = true;
   // The first denial is the one the request is refused for.
   if (!context.decision.decided || context.decision.allowed) {
     context.decision.decided = true;
@@ -123,14 +122,16 @@ Pipeline::Pipeline(size_t max_frame_bytes, PipelineStages stages, ServiceDeps& d
     : max_frame_bytes_(max_frame_bytes),
       stages_(std::move(stages)),
       deps_(deps),
-      item_authorizer_([this](RequestContext& context, Permission permission,
-                              const ResourceFacts& resource) {
-        return stages_.authorize.Authorize(context, {.operation = context.op_name,
-                                                     .permission = permission,
-                                                     .acts_on = resource.kind,
-                                                     .tenant = context.tenant,
-                                                     .resource = &resource});
-      }) {}
+      item_authorizer_(
+          [this](RequestContext& context, Permission permission, const ResourceFacts& resource) {
+            // Asked, whatever the answer: a batch whose every item is refused did check.
+            context.decision.resource_checked = true;
+            return stages_.authorize.Authorize(context, {.operation = context.op_name,
+                                                         .permission = permission,
+                                                         .acts_on = resource.kind,
+                                                         .tenant = context.tenant,
+                                                         .resource = &resource});
+          }) {}
 
 // The envelope stage, with identify and authorize where they belong: after the
 // scan (nothing is built from a frame before its shape and size are known)

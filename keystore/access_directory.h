@@ -152,8 +152,7 @@ class AccessDirectory {
   // Retiring a retired grant is a no-op; NOT_FOUND for another tenant's.
   Result<GrantRecord> RetireGrant(std::string_view tenant, std::string_view id);
   // The roles and grants that decide `principal`'s access.
-  PrincipalAccessRecords AccessRecordsOf(std::string_view tenant,
-                                         std::string_view principal) const;
+  PrincipalAccessRecords AccessRecordsOf(std::string_view tenant, std::string_view principal) const;
 
   // Writes the last-use times changed since the last flush; errors are
   // returned and the times kept for the next flush.

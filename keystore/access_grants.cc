@@ -156,8 +156,8 @@ Result<GrantRecord> AccessDirectory::RetireGrant(std::string_view tenant, std::s
   ASSIGN_OR_RETURN(GrantRecord grant, DescribeGrant(tenant, id));
   if (grant.retired_at) return grant;
   grant.retired_at = clock_.NowSeconds();
-  RETURN_IF_ERROR(store_.WriteAccess(
-      store_change::RetireGrant{grant.tenant, grant.id, *grant.retired_at}));
+  RETURN_IF_ERROR(
+      store_.WriteAccess(store_change::RetireGrant{grant.tenant, grant.id, *grant.retired_at}));
   std::unique_lock lock(mu_);
   grants_[grant.id] = grant;
   Changed();

@@ -103,14 +103,13 @@ Result<KeyInfo> KeyHierarchy::DescribeKey(std::string_view tenant_name,
   return catalog_->Describe(*key);
 }
 
-Result<KeyInfo> KeyHierarchy::DescribeKeyById(std::string_view tenant_name,
-                                              const KeyId& id) const {
+Result<KeyInfo> KeyHierarchy::DescribeKeyById(std::string_view tenant_name, const KeyId& id) const {
   auto lock = catalog_->ReadLock();
   ASSIGN_OR_RETURN(const Tenant* tenant, catalog_->ServingTenant(tenant_name));
   const Key* key = catalog_->KeyById(id);
   if (key == nullptr || key->record.tenant != tenant->record.name) {
-    return Error(Code::kNotFound, "key " + KeyIdToHex(id) + " not found in tenant '" +
-                                      tenant->record.name + "'");
+    return Error(Code::kNotFound,
+                 "key " + KeyIdToHex(id) + " not found in tenant '" + tenant->record.name + "'");
   }
   return catalog_->Describe(*key);
 }

@@ -100,12 +100,12 @@ Status AccessPolicy::AuthorizeResource(const PrincipalIdentity& principal, std::
       }
     }
   }
-  return Status(Code::kAccessDenied,
-                "principal '" + principal.name + "' of tenant '" + principal.tenant +
-                    "' may not call '" + Shown(op) + "' on " +
-                    std::string(ResourceName(facts.kind)) + " '" + Shown(facts.name) +
-                    "': no role or grant gives it the permission '" +
-                    std::string(PermissionName(permission)) + "' there");
+  return Status(Code::kAccessDenied, "principal '" + principal.name + "' of tenant '" +
+                                         principal.tenant + "' may not call '" + Shown(op) +
+                                         "' on " + std::string(ResourceName(facts.kind)) + " '" +
+                                         Shown(facts.name) +
+                                         "': no role or grant gives it the permission '" +
+                                         std::string(PermissionName(permission)) + "' there");
 }
 
 }  // namespace kmsd

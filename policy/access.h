@@ -30,9 +30,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <span>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -67,15 +67,15 @@ struct PrincipalIdentity {
   std::string tenant;
   std::string name;
   std::string api_key_id;
-  PermissionSet permissions;  // everywhere in its tenant
+  PermissionSet permissions;                      // everywhere in its tenant
   std::shared_ptr<const PrincipalAccess> access;  // may be null: nothing more
 };
 
 // The key or alias a request acts on, as the execute stage found it.
 struct ResourceFacts {
-  Resource kind = Resource::kKey;  // kKey or kAlias
-  std::string_view name;           // the key's name, or the alias ("alias/...")
-  std::optional<KeyId> key_id;     // a key's id
+  Resource kind = Resource::kKey;        // kKey or kAlias
+  std::string_view name;                 // the key's name, or the alias ("alias/...")
+  std::optional<KeyId> key_id;           // a key's id
   std::span<const std::string> aliases;  // a key's aliases
   // The request's encryption context, for grants with constraints.
   const EncryptionContext* context = nullptr;

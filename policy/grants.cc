@@ -18,9 +18,9 @@ constexpr std::array<std::pair<std::string_view, Permission>, 6> kOperations = {
     {"describe-key", P::kKeyRead},
 }};
 
-constexpr std::array<std::string_view, 6> kNames = {
-    kOperations[0].first, kOperations[1].first, kOperations[2].first,
-    kOperations[3].first, kOperations[4].first, kOperations[5].first};
+constexpr std::array<std::string_view, 6> kNames = {kOperations[0].first, kOperations[1].first,
+                                                    kOperations[2].first, kOperations[3].first,
+                                                    kOperations[4].first, kOperations[5].first};
 
 }  // namespace
 
@@ -42,8 +42,8 @@ Status ValidateGrantOperations(const std::vector<std::string>& operations) {
     if (!GrantOperationPermission(operation)) {
       std::string known;
       for (std::string_view name : kNames) known += (known.empty() ? "" : ", ") + std::string(name);
-      return Status(Code::kInvalidArgument, "unknown grant operation '" +
-                                                operation.substr(0, 64) + "': known are " + known);
+      return Status(Code::kInvalidArgument, "unknown grant operation '" + operation.substr(0, 64) +
+                                                "': known are " + known);
     }
     if (std::count(operations.begin(), operations.end(), operation) > 1) {
       return Status(Code::kInvalidArgument, "grant operation '" + operation + "' is given twice");

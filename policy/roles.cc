@@ -52,7 +52,8 @@ std::string Shown(std::string_view text) { return std::string(text.substr(0, 64)
 
 std::string KnownRoles(const RoleCatalog& custom) {
   std::string known;
-  for (std::string_view name : kTenantRoles) known += (known.empty() ? "" : ", ") + std::string(name);
+  for (std::string_view name : kTenantRoles)
+    known += (known.empty() ? "" : ", ") + std::string(name);
   for (const auto& [name, role] : custom) known += ", " + name;
   return known;
 }
@@ -173,9 +174,9 @@ Status ValidateTenantRoles(const std::vector<std::string>& roles, const RoleCata
                       "names; a tenant principal may hold " +
                           KnownRoles(custom));
       }
-      return Status(Code::kInvalidArgument, "unknown role '" + Shown(role) +
-                                                "': a tenant principal may hold " +
-                                                KnownRoles(custom));
+      return Status(
+          Code::kInvalidArgument,
+          "unknown role '" + Shown(role) + "': a tenant principal may hold " + KnownRoles(custom));
     }
     if (std::find(roles.begin(), roles.begin() + static_cast<std::ptrdiff_t>(i), role) !=
         roles.begin() + static_cast<std::ptrdiff_t>(i)) {
@@ -216,7 +217,8 @@ Result<std::vector<ScopedPermission>> ParseStatement(std::string_view statement)
     }
     out.push_back({.permission = permission, .scope = scope, .name = resource});
   }
-  if (out.empty()) return Error(BadStatement(statement, "none of its permissions fits that resource"));
+  if (out.empty())
+    return Error(BadStatement(statement, "none of its permissions fits that resource"));
   return out;
 }
 
@@ -237,10 +239,10 @@ Status ValidateCustomRole(const RoleRecord& role, const RoleCatalog& roles) {
                   "role '" + role.name + "' inherits nothing and allows nothing");
   }
   if (role.inherits.size() > kMaxRoleInherits || role.allow.size() > kMaxRoleStatements) {
-    return Status(Code::kInvalidArgument,
-                  "a role inherits at most " + std::to_string(kMaxRoleInherits) +
-                      " roles and allows at most " + std::to_string(kMaxRoleStatements) +
-                      " statements");
+    return Status(Code::kInvalidArgument, "a role inherits at most " +
+                                              std::to_string(kMaxRoleInherits) +
+                                              " roles and allows at most " +
+                                              std::to_string(kMaxRoleStatements) + " statements");
   }
   for (size_t i = 0; i < role.inherits.size(); ++i) {
     const std::string& parent = role.inherits[i];
@@ -261,7 +263,8 @@ Status ValidateCustomRole(const RoleRecord& role, const RoleCatalog& roles) {
   }
   std::vector<std::string> path;
   if (auto cycle = FindCycle(role.name, roles, path)) {
-    return Status(Code::kInvalidArgument, "role '" + role.name + "' would inherit itself: " + *cycle);
+    return Status(Code::kInvalidArgument,
+                  "role '" + role.name + "' would inherit itself: " + *cycle);
   }
   return OkStatus();
 }

@@ -173,14 +173,15 @@ struct RoleDescription {
   std::vector<std::string> narrowed;
   int64_t created_at = 0;
   int64_t updated_at = 0;
-  static constexpr auto kFields = std::tuple{Field{wire::kTenant, &RoleDescription::tenant},
-                                             Field{wire::kName, &RoleDescription::name},
-                                             Field{wire::kInherits, &RoleDescription::inherits},
-                                             Field{wire::kAllow, &RoleDescription::allow},
-                                             Field{wire::kPermissions, &RoleDescription::permissions},
-                                             Field{wire::kNarrowed, &RoleDescription::narrowed},
-                                             Field{wire::kCreatedAt, &RoleDescription::created_at},
-                                             Field{wire::kUpdatedAt, &RoleDescription::updated_at}};
+  static constexpr auto kFields =
+      std::tuple{Field{wire::kTenant, &RoleDescription::tenant},
+                 Field{wire::kName, &RoleDescription::name},
+                 Field{wire::kInherits, &RoleDescription::inherits},
+                 Field{wire::kAllow, &RoleDescription::allow},
+                 Field{wire::kPermissions, &RoleDescription::permissions},
+                 Field{wire::kNarrowed, &RoleDescription::narrowed},
+                 Field{wire::kCreatedAt, &RoleDescription::created_at},
+                 Field{wire::kUpdatedAt, &RoleDescription::updated_at}};
 };
 
 struct RoleListReply {

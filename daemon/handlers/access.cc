@@ -109,8 +109,9 @@ Result<ops::PrincipalDescription> SetRoles(Call& call,
     return Error(Code::kAccessDenied,
                  "principal '" + caller->name + "' may not change its own roles");
   }
-  RETURN_IF_ERROR(CheckNoEscalation(call, HeldAnywhere(call, request.roles),
-                                    "give principal '" + std::string(request.name) + "' these roles"));
+  RETURN_IF_ERROR(
+      CheckNoEscalation(call, HeldAnywhere(call, request.roles),
+                        "give principal '" + std::string(request.name) + "' these roles"));
   ASSIGN_OR_RETURN(PrincipalRecord record,
                    Directory(call).SetPrincipalRoles(call.tenant(), request.name, request.roles));
   return DescribePrincipal(record);

@@ -118,8 +118,9 @@ class HandlerTable {
   static Status CheckResource(Call& call, const typename Op::Request& request) {
     constexpr const OperationInfo& kInfo = kOperationTable[static_cast<size_t>(Op::kId)];
     if constexpr (kInfo.resource == Resource::kKey) {
-      static_assert(requires { std::string_view(request.key); },
-                    "an operation on a key names it in `key`, or its handler checks it");
+      static_assert(
+          requires { std::string_view(request.key); },
+          "an operation on a key names it in `key`, or its handler checks it");
       if constexpr (requires {
                       { request.context } -> std::convertible_to<const EncryptionContext&>;
                     }) {

@@ -162,8 +162,7 @@ Result<ops::GrantDescription> CreateGrant(Call& call, const ops::GrantCreateRequ
   }
   if (const PrincipalIdentity* caller = call.principal();
       caller != nullptr && caller->name == request.principal) {
-    return Error(Code::kAccessDenied,
-                 "principal '" + caller->name + "' may not grant to itself");
+    return Error(Code::kAccessDenied, "principal '" + caller->name + "' may not grant to itself");
   }
   ASSIGN_OR_RETURN(KeyInfo key, call.hierarchy().DescribeKey(call.tenant(), request.key));
   GrantRecord grant;
@@ -176,8 +175,8 @@ Result<ops::GrantDescription> CreateGrant(Call& call, const ops::GrantCreateRequ
     grant.expires_at = Now(call) + static_cast<int64_t>(*request.expires_in_seconds);
   }
   ASSIGN_OR_RETURN(GrantRecord created, Directory(call).CreateGrant(std::move(grant)));
-  spdlog::info("tenant {}: grant {} on key {} created for principal {}", created.tenant,
-               created.id, key.name, created.principal);
+  spdlog::info("tenant {}: grant {} on key {} created for principal {}", created.tenant, created.id,
+               key.name, created.principal);
   return DescribeGrant(call, created);
 }
 
@@ -190,8 +189,7 @@ Result<ops::GrantListReply> ListGrants(Call& call, const ops::GrantListRequest& 
   }
   if (request.principal) {
     RETURN_IF_ERROR(ValidatePrincipalName(*request.principal));
-    RETURN_IF_ERROR(
-        StatusOf(Directory(call).DescribePrincipal(call.tenant(), *request.principal)));
+    RETURN_IF_ERROR(StatusOf(Directory(call).DescribePrincipal(call.tenant(), *request.principal)));
     filter.principal = std::string(*request.principal);
   }
   ops::GrantListReply out;

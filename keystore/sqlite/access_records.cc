@@ -43,9 +43,8 @@ constexpr ListKind kOperationList{"grant operation", "[a-z-]+", IsOperationChar}
 Status CheckList(const std::vector<std::string>& elements, const ListKind& kind) {
   for (const std::string& element : elements) {
     if (element.empty() || !std::all_of(element.begin(), element.end(), kind.allowed)) {
-      return Status(Code::kInvalidArgument, std::string(kind.what) + " \"" +
-                                                element.substr(0, 64) + "\" is not " +
-                                                std::string(kind.pattern));
+      return Status(Code::kInvalidArgument, std::string(kind.what) + " \"" + element.substr(0, 64) +
+                                                "\" is not " + std::string(kind.pattern));
     }
   }
   return OkStatus();
@@ -196,7 +195,8 @@ Status InsertRole(sqlite3* db, const RoleRecord& role) {
   RETURN_IF_ERROR(CheckRoleLists(role));
   RETURN_IF_ERROR(CheckTenantExists(db, role.tenant));
   ASSIGN_OR_RETURN(bool taken, RoleExists(db, role.tenant, role.name));
-  if (taken) return Status(Code::kAlreadyExists, RoleName(role.tenant, role.name) + " already exists");
+  if (taken)
+    return Status(Code::kAlreadyExists, RoleName(role.tenant, role.name) + " already exists");
   return Exec(db,
               "INSERT INTO roles (tenant, name, inherits, allow, created_at, updated_at) "
               "VALUES (?, ?, ?, ?, ?, ?)",
@@ -225,9 +225,9 @@ Status InsertGrant(sqlite3* db, const GrantRecord& grant) {
                        JoinList(grant.operations), grant.created_at, grant.expires_at,
                        grant.retired_at));
   for (const auto& [name, value] : grant.context) {
-    RETURN_IF_ERROR(
-        Exec(db, "INSERT INTO grant_constraints (grant_id, name, value) VALUES (?, ?, ?)",
-             grant.id, name, value));
+    RETURN_IF_ERROR(Exec(db,
+                         "INSERT INTO grant_constraints (grant_id, name, value) VALUES (?, ?, ?)",
+                         grant.id, name, value));
   }
   return OkStatus();
 }
@@ -291,8 +291,8 @@ struct AccessWriter {
     return Exec(db,
                 "UPDATE roles SET inherits = ?, allow = ?, updated_at = ? "
                 "WHERE tenant = ? AND name = ?",
-                JoinList(c.role.inherits), JoinList(c.role.allow), c.role.updated_at,
-                c.role.tenant, c.role.name);
+                JoinList(c.role.inherits), JoinList(c.role.allow), c.role.updated_at, c.role.tenant,
+                c.role.name);
   }
   Status operator()(const store_change::DeleteRole& c) {
     RETURN_IF_ERROR(CheckRoleExists(db, c.tenant, c.name));
@@ -305,9 +305,9 @@ struct AccessWriter {
     if (!exists) {
       return Status(Code::kNotFound, "grant " + c.id + " does not exist in tenant " + c.tenant);
     }
-    return Exec(db,
-                "UPDATE grants SET retired_at = coalesce(retired_at, ?) WHERE id = ? AND tenant = ?",
-                c.retired_at, c.id, c.tenant);
+    return Exec(
+        db, "UPDATE grants SET retired_at = coalesce(retired_at, ?) WHERE id = ? AND tenant = ?",
+        c.retired_at, c.id, c.tenant);
   }
 };
 
@@ -379,8 +379,8 @@ Status LoadGrants(sqlite3* db, std::vector<GrantRecord>& out) {
         grant.tenant = row.Text(1);
         grant.principal = row.Text(2);
         ASSIGN_OR_RETURN(grant.key_id, ReadKeyId(row, 3));
-        ASSIGN_OR_RETURN(grant.operations,
-                         SplitNames(row.Text(4), kOperationList, "grant " + grant.id, "operations"));
+        ASSIGN_OR_RETURN(grant.operations, SplitNames(row.Text(4), kOperationList,
+                                                      "grant " + grant.id, "operations"));
         grant.created_at = row.Int(5);
         grant.expires_at = row.OptionalInt(6);
         grant.retired_at = row.OptionalInt(7);

@@ -134,51 +134,67 @@ std::vector<std::string> QueuedDestructionsOf(const std::string& path) {
   return labels;
 }
 
-// The ids of the API keys the keystore at `path` still honours (not revoked);
-// nullopt when it is missing, not a keystore, or older than schema 4 (best
+// What a restore must not bring back: an API key revoked, or a grant
+// retired, since the backup was taken (or deleted with its principal, key or
+// tenant). Each table's ids the replaced keystore still honours; nullopt for
+// a table it does not have (missing, not a keystore, or an older schema: best
 // effort, as above).
-std::optional<std::set<std::string>> UsableApiKeysOf(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
-  Result<Connection> db = Connect(path);
-  if (!db) return std::nullopt;
+struct Honoured {
+  std::optional<std::set<std::string>> api_keys;
+  std::optional<std::set<std::string>> grants;
+};
+
+constexpr std::string_view kUsableApiKeys = "SELECT id FROM api_keys WHERE revoked_at IS NULL";
+constexpr std::string_view kUsableGrants = "SELECT id FROM grants WHERE retired_at IS NULL";
+
+std::optional<std::set<std::string>> IdsOf(sqlite3* db, std::string_view query) {
   std::set<std::string> ids;
-  Status read = ForEachRow(db->get(), "SELECT id FROM api_keys WHERE revoked_at IS NULL",
-                           [&](const Statement& row) -> Status {
-                             ids.insert(row.Text(0));
-                             return OkStatus();
-                           });
+  Status read = ForEachRow(db, query, [&](const Statement& row) -> Status {
+    ids.insert(row.Text(0));
+    return OkStatus();
+  });
   if (!read.ok()) return std::nullopt;
   return ids;
 }
 
-// A backup must not bring back an API key revoked (or deleted with its
-// principal or tenant) since it was taken: every key of the copy that the
-// replaced keystore does not honour is revoked in the copy.
-Status RevokeApiKeysNotIn(sqlite3* db, const std::set<std::string>& usable) {
-  std::vector<std::string> revoke;
-  RETURN_IF_ERROR(ForEachRow(db, "SELECT id FROM api_keys WHERE revoked_at IS NULL",
-                             [&](const Statement& row) -> Status {
-                               if (!usable.contains(row.Text(0))) revoke.push_back(row.Text(0));
-                               return OkStatus();
-                             }));
-  for (const std::string& id : revoke) {
-    RETURN_IF_ERROR(Exec(db,
-                         "UPDATE api_keys SET revoked_at = CAST(strftime('%s', 'now') AS INTEGER) "
-                         "WHERE id = ?",
-                         id));
-  }
+Honoured HonouredBy(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return {};
+  Result<Connection> db = Connect(path);
+  if (!db) return {};
+  return {.api_keys = IdsOf(db->get(), kUsableApiKeys), .grants = IdsOf(db->get(), kUsableGrants)};
+}
+
+// Ends, in the copy, every row `query` selects that `honoured` lacks, with
+// `end` (an UPDATE ... WHERE id = ?).
+Status EndRowsNotIn(sqlite3* db, std::string_view query, const std::set<std::string>& honoured,
+                    std::string_view end) {
+  std::vector<std::string> ending;
+  RETURN_IF_ERROR(ForEachRow(db, query, [&](const Statement& row) -> Status {
+    if (!honoured.contains(row.Text(0))) ending.push_back(row.Text(0));
+    return OkStatus();
+  }));
+  for (const std::string& id : ending) RETURN_IF_ERROR(Exec(db, end, id));
   return OkStatus();
 }
 
 Status AdjustRestoredCopy(const std::string& path, const std::vector<std::string>& queued,
-                          const std::optional<std::set<std::string>>& usable_api_keys) {
+                          const Honoured& honoured) {
   ASSIGN_OR_RETURN(Connection db, Connect(path));
   RETURN_IF_ERROR(Migrate(db.get()));
   return InTransaction(db.get(), "BEGIN IMMEDIATE", [&]() -> Status {
     RETURN_IF_ERROR(Exec(db.get(), "UPDATE key_versions SET reserved_encryptions = ?",
                          static_cast<int64_t>(kAllEncryptionsReserved)));
-    if (usable_api_keys) RETURN_IF_ERROR(RevokeApiKeysNotIn(db.get(), *usable_api_keys));
+    if (honoured.api_keys) {
+      RETURN_IF_ERROR(EndRowsNotIn(db.get(), kUsableApiKeys, *honoured.api_keys,
+                                   "UPDATE api_keys SET revoked_at = "
+                                   "CAST(strftime('%s', 'now') AS INTEGER) WHERE id = ?"));
+    }
+    if (honoured.grants) {
+      RETURN_IF_ERROR(EndRowsNotIn(db.get(), kUsableGrants, *honoured.grants,
+                                   "UPDATE grants SET retired_at = "
+                                   "CAST(strftime('%s', 'now') AS INTEGER) WHERE id = ?"));
+    }
     return QueueDestruction(db.get(), queued, 0);
   });
 }
@@ -253,7 +269,7 @@ Result<KeyStoreCopyInfo> Restore(const std::string& backup_path, const std::stri
     return Error(Code::kInvalidArgument, "backup " + backup_path + ": " + info.error().message());
   }
   RETURN_IF_ERROR(AdjustRestoredCopy(temp->path(), QueuedDestructionsOf(keystore_path),
-                                     UsableApiKeysOf(keystore_path)));
+                                     HonouredBy(keystore_path)));
   RETURN_IF_ERROR(RemoveIfPresent(temp->path() + "-wal"));
   RETURN_IF_ERROR(RemoveIfPresent(temp->path() + "-shm"));
   RETURN_IF_ERROR(SyncFile(temp->path()));

@@ -284,8 +284,7 @@ struct ChangeWriter {
   // Principals and API keys: access_records.h.
   // The access changes: access_records.h.
   template <typename Change>
-    requires std::is_constructible_v<AccessChange, const Change&>
-  Status operator()(const Change& c) {
+  requires std::is_constructible_v<AccessChange, const Change&> Status operator()(const Change& c) {
     return WriteAccessChange(db, c);
   }
 };

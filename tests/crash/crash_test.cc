@@ -1052,8 +1052,8 @@ int Main(int argc, char** argv) {
         "kill %d/%d after %d ms: %llu acknowledged, %llu unknown; restarted in %.2f s; "
         "%llu items checked (%llu of %zu ciphertexts and data keys) in %.2f s\n",
         round, options.kills, delay_ms, static_cast<unsigned long long>(stats.acked.load()),
-        static_cast<unsigned long long>(stats.unknown.load()),
-        Seconds(restarted - restart_started), static_cast<unsigned long long>(items),
+        static_cast<unsigned long long>(stats.unknown.load()), Seconds(restarted - restart_started),
+        static_cast<unsigned long long>(items),
         static_cast<unsigned long long>(verifier.secrets_checked()), model.secrets.size(),
         Seconds(SteadyClock::now() - verify_started));
     std::fflush(stdout);

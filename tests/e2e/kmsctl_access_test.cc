@@ -324,8 +324,8 @@ TEST_F(KmsctlAccessTest, RolesAreCreatedChangedDescribedListedAndDeleted) {
   EXPECT_EQ(created["inherits"], json({"viewer"}));
   EXPECT_EQ(created["narrowed"], json({"crypto:encrypt@key/orders"}));
   EXPECT_THAT(created["permissions"].dump(), HasSubstr("key:read"));
-  json changed = KmsctlJson({"role", "update", "--tenant", "acme", "clerk", "--allow",
-                             "crypto:decrypt@alias/data"});
+  json changed = KmsctlJson(
+      {"role", "update", "--tenant", "acme", "clerk", "--allow", "crypto:decrypt@alias/data"});
   EXPECT_EQ(changed["inherits"], json::array());
   EXPECT_EQ(changed["narrowed"], json({"crypto:decrypt@alias/data"}));
   CommandResult table = Kmsctl({"role", "list", "--tenant", "acme"});
@@ -334,8 +334,8 @@ TEST_F(KmsctlAccessTest, RolesAreCreatedChangedDescribedListedAndDeleted) {
   EXPECT_THAT(table.out, HasSubstr("crypto:decrypt@alias/data"));
   EXPECT_EQ(KmsctlJson({"role", "describe", "--tenant", "acme", "clerk"})["name"], "clerk");
 
-  CommandResult cycle = Kmsctl({"role", "update", "--tenant", "acme", "clerk", "--inherits",
-                                "clerk"});
+  CommandResult cycle =
+      Kmsctl({"role", "update", "--tenant", "acme", "clerk", "--inherits", "clerk"});
   EXPECT_EQ(cycle.exit_code, ExitCodeFor(Code::kInvalidArgument));
   EXPECT_THAT(cycle.err, HasSubstr("clerk -> clerk"));
   CommandResult bad = Kmsctl({"role", "create", "--tenant", "acme", "x", "--allow", "crypto:fly"});
@@ -388,12 +388,11 @@ TEST_F(KmsctlAccessTest, AGrantLetsItsPrincipalEncryptWithinItsContextUntilRetir
   EXPECT_EQ(encrypt({"purpose=billing"}).exit_code, ExitCodeFor(Code::kAccessDenied));
 
   // kmsctl's own syntax is a usage error; kmsd's refusals have their codes.
-  for (const std::vector<std::string>& extra :
-       {std::vector<std::string>{"--context", "no-equals"},
-        std::vector<std::string>{"--expires-in", "1y"}}) {
-    std::vector<std::string> args = {"grant", "create", "--tenant", "acme", "--key",
-                                     "alias/data", "--principal", "app", "--operations",
-                                     "encrypt"};
+  for (const std::vector<std::string>& extra : {std::vector<std::string>{"--context", "no-equals"},
+                                                std::vector<std::string>{"--expires-in", "1y"}}) {
+    std::vector<std::string> args = {"grant",        "create",     "--tenant",    "acme",
+                                     "--key",        "alias/data", "--principal", "app",
+                                     "--operations", "encrypt"};
     args.insert(args.end(), extra.begin(), extra.end());
     EXPECT_EQ(Kmsctl(args).exit_code, kUsageExit) << extra[1];
   }
@@ -403,10 +402,10 @@ TEST_F(KmsctlAccessTest, AGrantLetsItsPrincipalEncryptWithinItsContextUntilRetir
   EXPECT_THAT(unknown.err, HasSubstr("unknown grant operation 'fly'"));
   EXPECT_EQ(Kmsctl({"grant", "retire", "--tenant", "acme", "0123456789abcdef"}).exit_code,
             ExitCodeFor(Code::kNotFound));
-  EXPECT_EQ(Kmsctl({"grant", "create", "--tenant", "acme", "--key", "alias/data", "--principal",
-                    "app"})
-                .exit_code,
-            kUsageExit);  // --operations is required
+  EXPECT_EQ(
+      Kmsctl({"grant", "create", "--tenant", "acme", "--key", "alias/data", "--principal", "app"})
+          .exit_code,
+      kUsageExit);  // --operations is required
 }
 
 }  // namespace

@@ -41,11 +41,11 @@ class RolesGrantsTest : public KmsdTest {
 
   Result<ops::RoleDescription> MakeRole(const std::string& tenant, const std::string& name,
                                         Strings inherits, Strings allow, Connection* as = nullptr) {
-    return CallOp<ops::RoleCreate>(as ? *as : *connection_, tenant,
-                                   {.name = name,
-                                    .inherits = inherits.empty() ? std::nullopt
-                                                                 : std::optional(inherits),
-                                    .allow = allow.empty() ? std::nullopt : std::optional(allow)});
+    return CallOp<ops::RoleCreate>(
+        as ? *as : *connection_, tenant,
+        {.name = name,
+         .inherits = inherits.empty() ? std::nullopt : std::optional(inherits),
+         .allow = allow.empty() ? std::nullopt : std::optional(allow)});
   }
 
   void AddPrincipal(const std::string& tenant, const std::string& name, Strings roles) {
@@ -62,9 +62,9 @@ class RolesGrantsTest : public KmsdTest {
     auto key = CallOp<ops::ApiKeyCreate>(*connection_, tenant,
                                          {.principal = name, .expires_in_seconds = std::nullopt});
     EXPECT_TRUE(key) << key.error();
-    auto dialed = Connection::Dial(daemon_->socket_path(), std::chrono::milliseconds(10000),
-                                   kDefaultMaxRequestBytes,
-                                   SecretBuffer::CopyOf(SecretText(key->secret)));
+    auto dialed =
+        Connection::Dial(daemon_->socket_path(), std::chrono::milliseconds(10000),
+                         kDefaultMaxRequestBytes, SecretBuffer::CopyOf(SecretText(key->secret)));
     EXPECT_TRUE(dialed) << dialed.error();
     return std::move(*dialed);
   }
@@ -82,8 +82,8 @@ class RolesGrantsTest : public KmsdTest {
 
   static Result<ops::DecryptReply> DecryptAs(Connection& as, const Bytes& ciphertext,
                                              EncryptionContext context = {}) {
-    return CallOp<ops::Decrypt>(as, "acme",
-                                {.ciphertext = ciphertext, .context = std::move(context), .key = {}});
+    return CallOp<ops::Decrypt>(
+        as, "acme", {.ciphertext = ciphertext, .context = std::move(context), .key = {}});
   }
 
   Bytes AdminCiphertext(const std::string& key, EncryptionContext context = {}) {
@@ -116,9 +116,9 @@ std::string MessageOf(const Result<T>& result) {
 }
 
 TEST_F(RolesGrantsTest, ARoleNarrowedToOneKeyUsesThatKeyOnly) {
-  ASSERT_TRUE(MakeRole("acme", "orders-clerk", {},
-                       {"crypto:encrypt@key/orders", "crypto:decrypt@key/orders",
-                        "key:rotate@key/orders"}));
+  ASSERT_TRUE(MakeRole(
+      "acme", "orders-clerk", {},
+      {"crypto:encrypt@key/orders", "crypto:decrypt@key/orders", "key:rotate@key/orders"}));
   auto clerk = Principal("acme", "clerk", {"orders-clerk"});
   const Bytes billing_ciphertext = AdminCiphertext("billing");
 
@@ -151,8 +151,8 @@ TEST_F(RolesGrantsTest, ARoleNarrowedToOneKeyUsesThatKeyOnly) {
 
   // In a batch, each item is decided on its own key.
   Value::Array items;
-  for (const Bytes* ciphertext : std::array<const Bytes*, 2>{&encrypted->ciphertext,
-                                                              &billing_ciphertext}) {
+  for (const Bytes* ciphertext :
+       std::array<const Bytes*, 2>{&encrypted->ciphertext, &billing_ciphertext}) {
     Value::Map item;
     item.emplace_back("ciphertext", *ciphertext);
     items.emplace_back(std::move(item));
@@ -167,19 +167,39 @@ TEST_F(RolesGrantsTest, ARoleNarrowedToOneKeyUsesThatKeyOnly) {
   auto denied = Fields::Of((*results)[1], "item")->Map("error");
   ASSERT_TRUE(denied.has_value());
   EXPECT_EQ(*denied->String("code"), "ACCESS_DENIED");
+
+  // A batch whose every item is refused answers each item so.
+  Value::Array plaintexts;
+  for (int i = 0; i < 2; ++i) {
+    Value::Map item;
+    item.emplace_back("plaintext", Bytes{1, 2, 3});
+    plaintexts.emplace_back(std::move(item));
+  }
+  Value::Map batch_args;
+  batch_args.emplace_back("key", "billing");
+  batch_args.emplace_back("items", std::move(plaintexts));
+  auto refused = clerk->Call("batch-encrypt", "acme", std::move(batch_args));
+  ASSERT_TRUE(refused) << refused.error();
+  auto refused_items = refused->result().Array("results");
+  ASSERT_TRUE(refused_items && refused_items->size() == 2);
+  for (const auto& item : *refused_items) {
+    auto error = Fields::Of(item, "item")->Map("error");
+    ASSERT_TRUE(error.has_value());
+    EXPECT_EQ(*error->String("code"), "ACCESS_DENIED");
+  }
 }
 
 TEST_F(RolesGrantsTest, AnAliasStatementFollowsTheKeyTheAliasNames) {
-  ASSERT_TRUE(CallOp<ops::AliasCreate>(*connection_, "acme",
-                                       {.alias = "alias/current", .key = "orders"}));
+  ASSERT_TRUE(
+      CallOp<ops::AliasCreate>(*connection_, "acme", {.alias = "alias/current", .key = "orders"}));
   ASSERT_TRUE(MakeRole("acme", "current-user", {}, {"crypto:encrypt@alias/current"}));
   auto user = Principal("acme", "app", {"current-user"});
   EXPECT_TRUE(EncryptAs(*user, "alias/current"));
   EXPECT_TRUE(EncryptAs(*user, "orders"));  // the key the alias names
   EXPECT_EQ(CodeOf(EncryptAs(*user, "billing")), Code::kAccessDenied);
 
-  ASSERT_TRUE(CallOp<ops::AliasUpdate>(*connection_, "acme",
-                                       {.alias = "alias/current", .key = "billing"}));
+  ASSERT_TRUE(
+      CallOp<ops::AliasUpdate>(*connection_, "acme", {.alias = "alias/current", .key = "billing"}));
   EXPECT_TRUE(EncryptAs(*user, "billing"));
   EXPECT_EQ(CodeOf(EncryptAs(*user, "orders")), Code::kAccessDenied);
 
@@ -194,10 +214,11 @@ TEST_F(RolesGrantsTest, AnAliasStatementFollowsTheKeyTheAliasNames) {
       {.name = "alias-keeper",
        .inherits = std::nullopt,
        .allow = Strings{"alias:manage@alias/current", "alias:manage@key/orders"}}));
-  EXPECT_TRUE(CallOp<ops::AliasUpdate>(*keeper, "acme", {.alias = "alias/current", .key = "orders"}));
-  EXPECT_EQ(CodeOf(CallOp<ops::AliasCreate>(*keeper, "acme",
-                                            {.alias = "alias/other", .key = "orders"})),
-            Code::kAccessDenied);
+  EXPECT_TRUE(
+      CallOp<ops::AliasUpdate>(*keeper, "acme", {.alias = "alias/current", .key = "orders"}));
+  EXPECT_EQ(
+      CodeOf(CallOp<ops::AliasCreate>(*keeper, "acme", {.alias = "alias/other", .key = "orders"})),
+      Code::kAccessDenied);
 }
 
 TEST_F(RolesGrantsTest, RolesInheritAndACycleIsRefusedChangingNothing) {
@@ -229,8 +250,8 @@ TEST_F(RolesGrantsTest, RolesInheritAndACycleIsRefusedChangingNothing) {
             Code::kInvalidArgument);
   EXPECT_EQ(CodeOf(CallOp<ops::RoleDelete>(*connection_, "acme", {.name = "base"})),
             Code::kInvalidArgument);
-  ASSERT_TRUE(CallOp<ops::PrincipalSetRoles>(*connection_, "acme",
-                                             {.name = "app", .roles = {"viewer"}}));
+  ASSERT_TRUE(
+      CallOp<ops::PrincipalSetRoles>(*connection_, "acme", {.name = "app", .roles = {"viewer"}}));
   EXPECT_TRUE(CallOp<ops::RoleDelete>(*connection_, "acme", {.name = "derived"}));
   EXPECT_EQ(CodeOf(CallOp<ops::RoleDescribe>(*connection_, "acme", {.name = "derived"})),
             Code::kNotFound);
@@ -239,17 +260,17 @@ TEST_F(RolesGrantsTest, RolesInheritAndACycleIsRefusedChangingNothing) {
 
 TEST_F(RolesGrantsTest, EveryBadRoleDefinitionIsInvalidArgumentAndChangesNothing) {
   const std::vector<std::pair<Strings, Strings>> bad = {
-      {{}, {}},                                   // nothing at all
-      {{"owner"}, {}},                            // unknown role
-      {{"admin"}, {}},                            // admin is no tenant role
-      {{"viewer", "viewer"}, {}},                 // twice
-      {{}, {"crypto:everything"}},                // unknown permission
-      {{}, {"tenant:create"}},                    // admins only
-      {{}, {"principal:manage@key/orders"}},      // does not act on a key
-      {{}, {"crypto:encrypt@keys/orders"}},       // not a resource
-      {{}, {"crypto:encrypt@key/Bad Name"}},      // not a key name
-      {{}, {"crypto:encrypt@alias/"}},            // not an alias
-      {{}, {"bogus:*"}},                          // no such family
+      {{}, {}},                               // nothing at all
+      {{"owner"}, {}},                        // unknown role
+      {{"admin"}, {}},                        // admin is no tenant role
+      {{"viewer", "viewer"}, {}},             // twice
+      {{}, {"crypto:everything"}},            // unknown permission
+      {{}, {"tenant:create"}},                // admins only
+      {{}, {"principal:manage@key/orders"}},  // does not act on a key
+      {{}, {"crypto:encrypt@keys/orders"}},   // not a resource
+      {{}, {"crypto:encrypt@key/Bad Name"}},  // not a key name
+      {{}, {"crypto:encrypt@alias/"}},        // not an alias
+      {{}, {"bogus:*"}},                      // no such family
   };
   for (const auto& [inherits, allow] : bad) {
     auto made = MakeRole("acme", "bad", inherits, allow);
@@ -263,19 +284,17 @@ TEST_F(RolesGrantsTest, EveryBadRoleDefinitionIsInvalidArgumentAndChangesNothing
   ASSERT_TRUE(roles);
   EXPECT_TRUE(roles->roles.empty());
   // A principal may hold only roles that exist.
-  EXPECT_EQ(CodeOf(CallOp<ops::PrincipalCreate>(*connection_, "acme",
-                                                {.name = "p",
-                                                 .roles = {"bad"},
-                                                 .uids = std::nullopt,
-                                                 .gids = std::nullopt})),
+  EXPECT_EQ(CodeOf(CallOp<ops::PrincipalCreate>(
+                *connection_, "acme",
+                {.name = "p", .roles = {"bad"}, .uids = std::nullopt, .gids = std::nullopt})),
             Code::kInvalidArgument);
   EXPECT_EQ(CodeOf(MakeRole("nope", "r", {"viewer"}, {})), Code::kNotFound);
   ASSERT_TRUE(MakeRole("acme", "r", {"viewer"}, {}));
   EXPECT_EQ(CodeOf(MakeRole("acme", "r", {"viewer"}, {})), Code::kAlreadyExists);
-  EXPECT_EQ(CodeOf(CallOp<ops::RoleUpdate>(*connection_, "acme",
-                                           {.name = "ghost", .inherits = Strings{"viewer"},
-                                            .allow = {}})),
-            Code::kNotFound);
+  EXPECT_EQ(
+      CodeOf(CallOp<ops::RoleUpdate>(
+          *connection_, "acme", {.name = "ghost", .inherits = Strings{"viewer"}, .allow = {}})),
+      Code::kNotFound);
 }
 
 TEST_F(RolesGrantsTest, AManagerManagesRolesAndGrantsButNeverUsesOrEscalates) {
@@ -285,8 +304,7 @@ TEST_F(RolesGrantsTest, AManagerManagesRolesAndGrantsButNeverUsesOrEscalates) {
   EXPECT_EQ(CodeOf(EncryptAs(*manager, "payments")), Code::kAccessDenied);
   EXPECT_EQ(CodeOf(MakeGrant(*manager, "payments", "boss", {"encrypt"})), Code::kAccessDenied);
   // A role with permissions the manager lacks is escalation.
-  EXPECT_EQ(CodeOf(MakeRole("acme", "user-ish", {"user"}, {}, manager.get())),
-            Code::kAccessDenied);
+  EXPECT_EQ(CodeOf(MakeRole("acme", "user-ish", {"user"}, {}, manager.get())), Code::kAccessDenied);
   EXPECT_EQ(CodeOf(MakeRole("acme", "enc", {}, {"crypto:encrypt@key/payments"}, manager.get())),
             Code::kAccessDenied);
   ASSERT_TRUE(MakeRole("acme", "reader", {"viewer"}, {}, manager.get()));
@@ -406,8 +424,8 @@ TEST_F(RolesGrantsTest, AnotherTenantsPrincipalGetsNothingAndLearnsNothing) {
 TEST_F(RolesGrantsTest, RolesAndGrantsSurviveARestart) {
   ASSERT_TRUE(MakeRole("acme", "clerk", {"viewer"}, {"crypto:encrypt@key/orders"}));
   AddPrincipal("acme", "app", {"viewer"});
-  auto grant = MakeGrant(*connection_, "billing", "app", {"encrypt"},
-                         EncryptionContext{{"a", "b"}});
+  auto grant =
+      MakeGrant(*connection_, "billing", "app", {"encrypt"}, EncryptionContext{{"a", "b"}});
   ASSERT_TRUE(grant);
   auto clerk = Principal("acme", "clerk-1", {"clerk"});
   auto key = CallOp<ops::ApiKeyCreate>(*connection_, "acme",

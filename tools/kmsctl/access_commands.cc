@@ -118,25 +118,12 @@ Status ApiKeyRevoke(Invocation& invocation, const AccessArgs& a) {
   return invocation.output().Object(ToJson(reply.result()));
 }
 
-using Handler = Status (*)(Invocation&, const AccessArgs&);
-
-// Adds `name` under `group`, with --tenant; when chosen, it runs `handler`.
-CLI::App* AddCommand(CLI::App* group, Invocation& invocation, std::string name,
-                     std::string description, Handler handler,
-                     const std::shared_ptr<AccessArgs>& args) {
-  CLI::App* command = group->add_subcommand(std::move(name), std::move(description));
-  AddTenantOption(command, &args->tenant);
-  command->callback([&invocation, handler, args] {
-    invocation.Select([&invocation, handler, args] { return handler(invocation, *args); });
-  });
-  return command;
-}
-
 // Repeatable --role ROLE, one value per occurrence (never swallowing NAME).
 void AddRolesOption(CLI::App* command, AccessArgs* args) {
   command
-      ->add_option("--role", args->roles,
-                   "Role to hold: manager, user, viewer or a custom role (repeatable; at least one)")
+      ->add_option(
+          "--role", args->roles,
+          "Role to hold: manager, user, viewer or a custom role (repeatable; at least one)")
       ->type_name("ROLE")
       ->allow_extra_args(false)
       ->required();
@@ -153,8 +140,8 @@ void AddPrincipalCommands(CLI::App& app, Invocation& invocation) {
   auto args = std::make_shared<AccessArgs>();
 
   CLI::App* create =
-      AddCommand(group, invocation, "create", "Create a principal holding roles in the tenant",
-                 PrincipalCreate, args);
+      AddTenantCommand(group, invocation, "create",
+                       "Create a principal holding roles in the tenant", PrincipalCreate, args);
   AddNameArgument(create, args.get());
   AddRolesOption(create, args.get());
   create
@@ -171,16 +158,17 @@ void AddPrincipalCommands(CLI::App& app, Invocation& invocation) {
       ->check(UnsignedInteger());
 
   AddNameArgument(
-      AddCommand(group, invocation, "describe", "Show a principal", PrincipalDescribe, args),
+      AddTenantCommand(group, invocation, "describe", "Show a principal", PrincipalDescribe, args),
       args.get());
-  AddCommand(group, invocation, "list", "List the tenant's principals", PrincipalList, args);
-  AddNameArgument(AddCommand(group, invocation, "delete", "Delete a principal and all its API keys",
-                             PrincipalDelete, args),
-                  args.get());
+  AddTenantCommand(group, invocation, "list", "List the tenant's principals", PrincipalList, args);
+  AddNameArgument(
+      AddTenantCommand(group, invocation, "delete", "Delete a principal and all its API keys",
+                       PrincipalDelete, args),
+      args.get());
   CLI::App* set_roles =
-      AddCommand(group, invocation, "set-roles",
-                 "Replace a principal's roles (its API keys keep working with the new roles)",
-                 PrincipalSetRoles, args);
+      AddTenantCommand(group, invocation, "set-roles",
+                       "Replace a principal's roles (its API keys keep working with the new roles)",
+                       PrincipalSetRoles, args);
   AddNameArgument(set_roles, args.get());
   AddRolesOption(set_roles, args.get());
 }
@@ -191,7 +179,7 @@ void AddApiKeyCommands(CLI::App& app, Invocation& invocation) {
   group->require_subcommand(1);
   auto args = std::make_shared<AccessArgs>();
 
-  CLI::App* create = AddCommand(
+  CLI::App* create = AddTenantCommand(
       group, invocation, "create",
       "Create an API key for a principal and print its secret, this once only", ApiKeyCreate, args);
   create->add_option("--principal", args->principal, "Principal the key belongs to")->required();
@@ -202,10 +190,11 @@ void AddApiKeyCommands(CLI::App& app, Invocation& invocation) {
           "3650d (default: never expires)")
       ->type_name("DURATION");
 
-  AddCommand(group, invocation, "list", "List API keys (never their secrets)", ApiKeyList, args)
+  AddTenantCommand(group, invocation, "list", "List API keys (never their secrets)", ApiKeyList,
+                   args)
       ->add_option("--principal", args->principal, "Only this principal's keys");
-  AddCommand(group, invocation, "revoke", "Revoke an API key at once; it cannot be undone",
-             ApiKeyRevoke, args)
+  AddTenantCommand(group, invocation, "revoke", "Revoke an API key at once; it cannot be undone",
+                   ApiKeyRevoke, args)
       ->add_option("ID", args->id, "API key id (16 hex digits, as apikey list shows)")
       ->required();
 }

@@ -127,6 +127,20 @@ inline std::optional<std::string_view> UnlessEmpty(const std::string& text) {
 
 // Options shared by several commands.
 CLI::Option* AddTenantOption(CLI::App* command, std::string* tenant);
+
+// Adds `name` under `group`, with --tenant; when chosen, it runs `handler` on
+// the command's values (`args`, kept alive by the callback).
+template <typename Args>
+CLI::App* AddTenantCommand(CLI::App* group, Invocation& invocation, std::string name,
+                           std::string description, Status (*handler)(Invocation&, const Args&),
+                           const std::shared_ptr<Args>& args) {
+  CLI::App* command = group->add_subcommand(std::move(name), std::move(description));
+  AddTenantOption(command, &args->tenant);
+  command->callback([&invocation, handler, args] {
+    invocation.Select([&invocation, handler, args] { return handler(invocation, *args); });
+  });
+  return command;
+}
 // Repeatable --NAME k=v; one value per occurrence, so that it never swallows
 // the positional arguments after it.
 CLI::Option* AddContextOption(CLI::App* command, std::string name, std::vector<std::string>* out,

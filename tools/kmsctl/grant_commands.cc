@@ -107,28 +107,15 @@ Status GrantCreate(Invocation& invocation, const RoleGrantArgs& a) {
 }
 
 Status GrantList(Invocation& invocation, const RoleGrantArgs& a) {
-  ASSIGN_OR_RETURN(Reply reply,
-                   invocation.Send<ops::GrantList>(
-                       a.tenant, {.key = UnlessEmpty(a.key), .principal = UnlessEmpty(a.principal)}));
+  ASSIGN_OR_RETURN(Reply reply, invocation.Send<ops::GrantList>(
+                                    a.tenant, {.key = UnlessEmpty(a.key),
+                                               .principal = UnlessEmpty(a.principal)}));
   return invocation.output().Table(ToJson(reply.result()), wire::kGrants, kGrantColumns);
 }
 
 Status GrantRetire(Invocation& invocation, const RoleGrantArgs& a) {
   ASSIGN_OR_RETURN(Reply reply, invocation.Send<ops::GrantRetire>(a.tenant, {.id = a.id}));
   return invocation.output().Object(ToJson(reply.result()));
-}
-
-using Handler = Status (*)(Invocation&, const RoleGrantArgs&);
-
-CLI::App* AddCommand(CLI::App* group, Invocation& invocation, std::string name,
-                     std::string description, Handler handler,
-                     const std::shared_ptr<RoleGrantArgs>& args) {
-  CLI::App* command = group->add_subcommand(std::move(name), std::move(description));
-  AddTenantOption(command, &args->tenant);
-  command->callback([&invocation, handler, args] {
-    invocation.Select([&invocation, handler, args] { return handler(invocation, *args); });
-  });
-  return command;
 }
 
 // A repeatable option taking one value per occurrence.
@@ -142,8 +129,7 @@ CLI::Option* AddRepeatable(CLI::App* command, std::string flag, std::vector<std:
 void AddRoleDefinition(CLI::App* command, RoleGrantArgs* args) {
   command->add_option("NAME", args->name, "Role name")->required();
   AddRepeatable(command, "--inherits", &args->inherits,
-                "Role whose permissions this one has too: built-in or custom (repeatable)",
-                "ROLE");
+                "Role whose permissions this one has too: built-in or custom (repeatable)", "ROLE");
   AddRepeatable(command, "--allow", &args->allow,
                 "Permission statement PERMISSION[@RESOURCE], e.g. crypto:encrypt@key/orders "
                 "(repeatable; docs/POLICY.md)",
@@ -155,22 +141,24 @@ void AddRoleCommands(CLI::App& app, Invocation& invocation) {
       "role", "Create, change, describe, list and delete a tenant's custom roles");
   group->require_subcommand(1);
   auto args = std::make_shared<RoleGrantArgs>();
-  AddRoleDefinition(AddCommand(group, invocation, "create",
-                               "Create a custom role: roles it inherits and statements it allows",
-                               RoleCreate, args),
-                    args.get());
   AddRoleDefinition(
-      AddCommand(group, invocation, "update",
-                 "Replace a custom role's inherited roles and statements (cycles are refused)",
-                 RoleUpdate, args),
+      AddTenantCommand(group, invocation, "create",
+                       "Create a custom role: roles it inherits and statements it allows",
+                       RoleCreate, args),
       args.get());
-  AddCommand(group, invocation, "describe", "Show a custom role and what it gives", RoleDescribe,
-             args)
+  AddRoleDefinition(
+      AddTenantCommand(
+          group, invocation, "update",
+          "Replace a custom role's inherited roles and statements (cycles are refused)", RoleUpdate,
+          args),
+      args.get());
+  AddTenantCommand(group, invocation, "describe", "Show a custom role and what it gives",
+                   RoleDescribe, args)
       ->add_option("NAME", args->name, "Role name")
       ->required();
-  AddCommand(group, invocation, "list", "List the tenant's custom roles", RoleList, args);
-  AddCommand(group, invocation, "delete",
-             "Delete a custom role no principal holds and no role inherits", RoleDelete, args)
+  AddTenantCommand(group, invocation, "list", "List the tenant's custom roles", RoleList, args);
+  AddTenantCommand(group, invocation, "delete",
+                   "Delete a custom role no principal holds and no role inherits", RoleDelete, args)
       ->add_option("NAME", args->name, "Role name")
       ->required();
 }
@@ -180,8 +168,9 @@ void AddGrantCommands(CLI::App& app, Invocation& invocation) {
       app.add_subcommand("grant", "Create, list and retire grants: use of one key by a principal");
   group->require_subcommand(1);
   auto args = std::make_shared<RoleGrantArgs>();
-  CLI::App* create = AddCommand(group, invocation, "create",
-                                "Let a principal use one key for some operations", GrantCreate, args);
+  CLI::App* create =
+      AddTenantCommand(group, invocation, "create",
+                       "Let a principal use one key for some operations", GrantCreate, args);
   create->add_option("--key", args->key, "Key name or alias")->required();
   create->add_option("--principal", args->principal, "Principal the grant is for")->required();
   AddRepeatable(create, "--operations", &args->operations,
@@ -189,19 +178,19 @@ void AddGrantCommands(CLI::App& app, Invocation& invocation) {
                 "generate-data-key, describe-key",
                 "OPS")
       ->required();
-  AddRepeatable(create, "--context", &args->context,
-                "Only for requests whose encryption context holds k=v (repeatable)", "K=V");
+  AddContextOption(create, "--context", &args->context,
+                   "Only for requests whose encryption context holds k=v (repeatable)");
   create
       ->add_option_function<std::string>(
           "--expires-in", [args](const std::string& text) { args->expires_in = text; },
           "Lifetime: a positive number and a unit s, m, h or d (1h, 30d); 1s to 3650d "
           "(default: until retired)")
       ->type_name("DURATION");
-  CLI::App* list = AddCommand(group, invocation, "list", "List grants", GrantList, args);
+  CLI::App* list = AddTenantCommand(group, invocation, "list", "List grants", GrantList, args);
   list->add_option("--key", args->key, "Only grants on this key");
   list->add_option("--principal", args->principal, "Only this principal's grants");
-  AddCommand(group, invocation, "retire", "Retire a grant at once; it cannot be undone",
-             GrantRetire, args)
+  AddTenantCommand(group, invocation, "retire", "Retire a grant at once; it cannot be undone",
+                   GrantRetire, args)
       ->add_option("ID", args->id, "Grant id (16 hex digits, as grant list shows)")
       ->required();
 }

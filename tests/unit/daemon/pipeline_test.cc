@@ -23,6 +23,7 @@ class FakeAuthorizer final : public Authorizer {
     asked.push_back({std::string(question.operation), question.permission,
                      std::string(question.tenant), resource});
     const bool allowed = !deny_all && resource != denied_resource;
+    if (question.resource == nullptr && let_in_pending) context.decision.resource_pending = true;
     context.decision.decided = true;
     context.decision.allowed = allowed;
     context.decision.permission = question.permission;
@@ -37,6 +38,9 @@ class FakeAuthorizer final : public Authorizer {
   };
   mutable std::vector<Asked> asked;
   bool deny_all = false;
+  // Lets requests in with the resource check pending, as for a principal
+  // allowed on some keys only.
+  bool let_in_pending = false;
   std::string denied_resource = "forbidden";
 };
 
@@ -88,6 +92,14 @@ Result<ops::BatchReply<ops::BatchEncryptResult>> FakeBatch(
   return reply;
 }
 
+// Acts on a key without asking about it: a handler with a bug.
+Result<ops::DecryptReply> ForgetfulDecrypt(Call&, const ops::DecryptRequest&) {
+  ++handler_runs;
+  ops::DecryptReply reply;
+  reply.plaintext = SecretBuffer::CopyOf(Bytes{1, 2, 3});
+  return reply;
+}
+
 Result<ops::HealthReply> FakeHealth(Call&, const NoFields&) {
   ++handler_runs;
   return ops::HealthReply{.healthy = true};
@@ -100,6 +112,7 @@ class PipelineTest : public ::testing::Test {
     handlers_.Add<ops::Encrypt, FakeEncrypt>();
     handlers_.Add<ops::BatchEncrypt, FakeBatch, ResourceCheck::kHandlerChecks>();
     handlers_.Add<ops::Health, FakeHealth>();
+    handlers_.Add<ops::Decrypt, ForgetfulDecrypt, ResourceCheck::kHandlerChecks>();
     handlers_.Add<ops::TenantCancelDeletion, FakeTenantOp>();
     handlers_.Add<ops::TenantScheduleDeletion, FakeScheduleOp>();
   }
@@ -279,6 +292,26 @@ TEST(HandlerTableTest, EveryOperationHasAHandler) {
 TEST(HandlerTableTest, AnEmptyTableNamesTheFirstMissingOperation) {
   HandlerTable table;
   EXPECT_EQ(table.Missing(), std::optional<OpId>(OpId::kStatus));
+}
+
+TEST_F(PipelineTest, APendingDecisionIsCheckedOnTheKeyOrNothingLeaves) {
+  authorize_.let_in_pending = true;
+  // The table checks an encrypt's key: asked, then allowed or refused by name.
+  Status allowed = Run(RequestFrame("encrypt", "acme", MapOf("key", "k", "plaintext", Bytes{1})));
+  EXPECT_TRUE(allowed.ok()) << allowed;
+  EXPECT_TRUE(last_context_.decision.resource_checked);
+  Status refused =
+      Run(RequestFrame("encrypt", "acme", MapOf("key", "forbidden", "plaintext", Bytes{1})));
+  EXPECT_EQ(refused.code(), Code::kAccessDenied);
+  EXPECT_EQ(handler_runs, 1);
+  // A handler that never asks about its key: its reply never leaves.
+  Status forgot = Run(RequestFrame("decrypt", "acme", MapOf("ciphertext", Bytes{1, 2})));
+  EXPECT_EQ(forgot.code(), Code::kInternal);
+  EXPECT_THAT(forgot.message(), HasSubstr("did not check the key"));
+  EXPECT_EQ(handler_runs, 2);
+  // Without a pending decision the same handler's reply goes out.
+  authorize_.let_in_pending = false;
+  EXPECT_TRUE(Run(RequestFrame("decrypt", "acme", MapOf("ciphertext", Bytes{1, 2}))).ok());
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "keystore/store.h"
 #include "tests/support/temp_dir.h"
 #include "tests/unit/keystore/frozen_schemas.h"
+#include "tests/unit/keystore/raw_db.h"
 
 namespace kmsd {
 namespace {
@@ -117,41 +118,9 @@ std::string DumpTenants(const KeyStoreSnapshot& s) {
   return names;
 }
 
-// --- Raw SQLite access, to build or inspect a file ---------------------------
+// --- Raw SQLite access: tests/unit/keystore/raw_db.h ---------------------------
 
-class RawDb {
- public:
-  explicit RawDb(const std::string& path) {
-    EXPECT_EQ(
-        sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr),
-        SQLITE_OK);
-  }
-  ~RawDb() { sqlite3_close_v2(db_); }
-  RawDb(const RawDb&) = delete;
-  RawDb& operator=(const RawDb&) = delete;
-
-  void Exec(const std::string& sql) {
-    char* error = nullptr;
-    EXPECT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK)
-        << (error ? error : "");
-    sqlite3_free(error);
-  }
-  std::string Text(const std::string& sql) {
-    sqlite3_stmt* stmt = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
-        << sqlite3_errmsg(db_);
-    std::string value;
-    if (sqlite3_step(stmt) == SQLITE_ROW) {
-      const unsigned char* text = sqlite3_column_text(stmt, 0);
-      value = text ? reinterpret_cast<const char*>(text) : "";
-    }
-    sqlite3_finalize(stmt);
-    return value;
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-};
+using testing::RawDb;
 
 // --- Fixture -----------------------------------------------------------------
 
@@ -600,8 +569,8 @@ std::string DumpRolesAndGrants(const KeyStoreSnapshot& s) {
         << " allow=" << Join(r.allow) << " at=" << r.created_at << "," << r.updated_at << "\n";
   }
   for (const auto& g : s.grants) {
-    out << "grant " << g.id << " " << g.tenant << "/" << g.principal << " key="
-        << KeyIdToHex(g.key_id) << " ops=" << Join(g.operations) << " context=";
+    out << "grant " << g.id << " " << g.tenant << "/" << g.principal
+        << " key=" << KeyIdToHex(g.key_id) << " ops=" << Join(g.operations) << " context=";
     for (const auto& [k, v] : g.context) out << "[" << k << "=" << v << "]";
     out << " at=" << g.created_at << " expires=" << Time(g.expires_at)
         << " retired=" << Time(g.retired_at) << "\n";
@@ -672,10 +641,8 @@ TEST_F(SqliteRolesGrantsTest, EachRoleAndGrantChangeHasItsCode) {
   GrantRecord grant = Grant(1, "acme", "alice", 1);
   MustWrite(store_change::CreateGrant{grant});
   EXPECT_EQ(Write(store_change::CreateGrant{grant}).code(), Code::kAlreadyExists);
-  EXPECT_EQ(Write(store_change::CreateGrant{Grant(2, "acme", "ghost", 1)}).code(),
-            Code::kNotFound);
-  EXPECT_EQ(Write(store_change::CreateGrant{Grant(3, "acme", "alice", 9)}).code(),
-            Code::kNotFound);
+  EXPECT_EQ(Write(store_change::CreateGrant{Grant(2, "acme", "ghost", 1)}).code(), Code::kNotFound);
+  EXPECT_EQ(Write(store_change::CreateGrant{Grant(3, "acme", "alice", 9)}).code(), Code::kNotFound);
   EXPECT_EQ(Write(store_change::CreateGrant{Grant(4, "beta", "alice", 1)}).code(),
             Code::kNotFound);  // beta has no alice and no such key
   GrantRecord no_ops = Grant(5, "acme", "alice", 1);
@@ -716,6 +683,25 @@ TEST_F(SqliteRolesGrantsTest, DeletingThePrincipalOrShreddingTheKeyOrTenantDrops
   EXPECT_EQ(raw.Text("PRAGMA foreign_key_check"), "");
 }
 
+TEST_F(SqliteRolesGrantsTest, RestoreRetiresGrantsRetiredOrDeletedSinceTheBackup) {
+  for (int n : {1, 2}) MustWrite(store_change::CreateGrant{Grant(n, "acme", "alice", 1)});
+  MustWrite(store_change::CreateGrant{Grant(3, "acme", "bob", 2)});
+  const std::string backup = dir_ / "backup.db";
+  ASSERT_TRUE(store_->Backup(backup).has_value());
+  MustWrite(store_change::RetireGrant{"acme", KeyIdText(1), 1700000500});
+  MustWrite(store_change::DeletePrincipal{"acme", "bob"});
+  store_.reset();
+
+  ASSERT_TRUE(RestoreSqliteKeyStore(backup, path_).has_value());
+  Reopen();
+  std::map<std::string, std::optional<int64_t>> retired;
+  for (const GrantRecord& g : Load().grants) retired[g.id] = g.retired_at;
+  ASSERT_EQ(retired.size(), 3u);  // bob and his grant are back, but it allows nothing
+  EXPECT_TRUE(retired[KeyIdText(1)].has_value());
+  EXPECT_FALSE(retired[KeyIdText(2)].has_value());
+  EXPECT_TRUE(retired[KeyIdText(3)].has_value());
+}
+
 TEST_F(SqliteRolesGrantsTest, TableConstraintsBackTheCallersChecks) {
   store_.reset();
   auto fails = [&](const std::string& sql) {
@@ -729,17 +715,22 @@ TEST_F(SqliteRolesGrantsTest, TableConstraintsBackTheCallersChecks) {
   EXPECT_TRUE(fails("INSERT INTO roles VALUES ('acme', 'r', 'a,,b', '', 1, 1)"));
   EXPECT_TRUE(fails("INSERT INTO roles VALUES ('acme', 'r', '', 'key:read;drop', 1, 1)"));
   EXPECT_TRUE(fails("INSERT INTO roles VALUES ('ghost', 'r', '', '', 1, 1)"));
-  EXPECT_TRUE(fails("INSERT INTO grants VALUES ('zz', 'acme', 'alice', zeroblob(16), 'encrypt', "
-                    "1, NULL, NULL)"));
-  EXPECT_TRUE(fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'alice', "
-                    "zeroblob(15), 'encrypt', 1, NULL, NULL)"));
-  EXPECT_TRUE(fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'alice', "
-                    "zeroblob(16), '', 1, NULL, NULL)"));
-  EXPECT_TRUE(fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'carol', "
-                    "zeroblob(16), 'encrypt', 1, NULL, NULL)"));
+  EXPECT_TRUE(
+      fails("INSERT INTO grants VALUES ('zz', 'acme', 'alice', zeroblob(16), 'encrypt', "
+            "1, NULL, NULL)"));
+  EXPECT_TRUE(
+      fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'alice', "
+            "zeroblob(15), 'encrypt', 1, NULL, NULL)"));
+  EXPECT_TRUE(
+      fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'alice', "
+            "zeroblob(16), '', 1, NULL, NULL)"));
+  EXPECT_TRUE(
+      fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'carol', "
+            "zeroblob(16), 'encrypt', 1, NULL, NULL)"));
   EXPECT_TRUE(fails("INSERT INTO grant_constraints VALUES ('0123456789abcdef', 'a', 'b')"));
-  EXPECT_FALSE(fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'alice', "
-                     "zeroblob(16), 'encrypt,describe-key', 1, NULL, NULL)"));
+  EXPECT_FALSE(
+      fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'alice', "
+            "zeroblob(16), 'encrypt,describe-key', 1, NULL, NULL)"));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "keystore/store.h"
 #include "tests/support/temp_dir.h"
 #include "tests/unit/keystore/frozen_schemas.h"
+#include "tests/unit/keystore/raw_db.h"
 
 namespace kmsd {
 namespace {
@@ -101,43 +102,9 @@ std::string Dump(const KeyStoreSnapshot& s) {
   return out.str();
 }
 
-// --- Raw SQLite access, to inspect or tamper with a file ---------------------
+// --- Raw SQLite access: tests/unit/keystore/raw_db.h ---------------------------
 
-class RawDb {
- public:
-  explicit RawDb(const std::string& path) {
-    EXPECT_EQ(
-        sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr),
-        SQLITE_OK);
-  }
-  ~RawDb() { sqlite3_close_v2(db_); }
-  RawDb(const RawDb&) = delete;
-  RawDb& operator=(const RawDb&) = delete;
-
-  void Exec(const std::string& sql) {
-    char* error = nullptr;
-    EXPECT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK)
-        << (error ? error : "");
-    sqlite3_free(error);
-  }
-  std::string Text(const std::string& sql) { return Query(db_, sql); }
-
-  static std::string Query(sqlite3* db, const std::string& sql) {
-    sqlite3_stmt* stmt = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
-        << sqlite3_errmsg(db);
-    std::string value;
-    if (sqlite3_step(stmt) == SQLITE_ROW) {
-      const unsigned char* text = sqlite3_column_text(stmt, 0);
-      value = text ? reinterpret_cast<const char*>(text) : "";
-    }
-    sqlite3_finalize(stmt);
-    return value;
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-};
+using testing::RawDb;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -70,11 +70,11 @@ TEST(StatementTest, APermissionAFamilyOrEverythingNarrowedOrNot) {
 }
 
 TEST(StatementTest, EveryBadStatementIsInvalidArgumentNamingIt) {
-  for (const char* bad : {"", "crypto", "crypto:everything", "tenant:create", "service:backup",
-                          "bogus:*", "principal:manage@key/orders", "crypto:encrypt@",
-                          "crypto:encrypt@key/", "crypto:encrypt@key/Orders",
-                          "crypto:encrypt@alias/", "crypto:encrypt@tenant/acme",
-                          "crypto:generate-random@key/orders", "tenant:*@key/orders"}) {
+  for (const char* bad :
+       {"", "crypto", "crypto:everything", "tenant:create", "service:backup", "bogus:*",
+        "principal:manage@key/orders", "crypto:encrypt@", "crypto:encrypt@key/",
+        "crypto:encrypt@key/Orders", "crypto:encrypt@alias/", "crypto:encrypt@tenant/acme",
+        "crypto:generate-random@key/orders", "tenant:*@key/orders"}) {
     auto parsed = ParseStatement(bad);
     ASSERT_FALSE(parsed) << bad;
     EXPECT_EQ(parsed.error().code(), Code::kInvalidArgument) << bad;
@@ -162,8 +162,9 @@ class ResourcePolicyTest : public ::testing::Test {
  protected:
   ResourcePolicyTest() {
     auto access = std::make_shared<PrincipalAccess>();
-    access->roles = Resolve({"clerk"}, Catalog({Role("clerk", {}, {"crypto:encrypt@key/orders",
-                                                                   "crypto:decrypt@alias/cur"})}));
+    access->roles = Resolve(
+        {"clerk"},
+        Catalog({Role("clerk", {}, {"crypto:encrypt@key/orders", "crypto:decrypt@alias/cur"})}));
     access->grants.push_back({.id = "0123456789abcdef",
                               .tenant = "acme",
                               .principal = "app",
@@ -185,7 +186,8 @@ class ResourcePolicyTest : public ::testing::Test {
     return facts;
   }
 
-  AccessPolicy policy_{AccessPolicyOptions{.admins = {{0}, {}}, .api_key_peers = {}, .is_bound_peer = {}}};
+  AccessPolicy policy_{
+      AccessPolicyOptions{.admins = {{0}, {}}, .api_key_peers = {}, .is_bound_peer = {}}};
   PrincipalIdentity app_{.tenant = "acme",
                          .name = "app",
                          .api_key_id = "0123456789abcdef",
@@ -198,28 +200,24 @@ class ResourcePolicyTest : public ::testing::Test {
 
 TEST_F(ResourcePolicyTest, IntakeLetsInWhatSomeResourceAllowsAndMarksItPending) {
   bool pending = false;
-  EXPECT_TRUE(policy_
-                  .Authorize(peer_, &app_, "encrypt", P::kEncrypt, "acme", Resource::kKey,
-                             &pending)
-                  .ok());
+  EXPECT_TRUE(
+      policy_.Authorize(peer_, &app_, "encrypt", P::kEncrypt, "acme", Resource::kKey, &pending)
+          .ok());
   EXPECT_TRUE(pending);
   pending = false;
-  EXPECT_TRUE(policy_
-                  .Authorize(peer_, &app_, "key.describe", P::kKeyRead, "acme", Resource::kKey,
-                             &pending)
-                  .ok());
+  EXPECT_TRUE(
+      policy_.Authorize(peer_, &app_, "key.describe", P::kKeyRead, "acme", Resource::kKey, &pending)
+          .ok());
   EXPECT_FALSE(pending);  // held everywhere
   // Narrowed permissions never open tenant-wide operations.
-  EXPECT_EQ(policy_
-                .Authorize(peer_, &app_, "key.rotate", P::kKeyRotate, "acme", Resource::kKey,
-                           &pending)
-                .code(),
-            Code::kAccessDenied);
-  EXPECT_EQ(policy_
-                .Authorize(peer_, &app_, "encrypt", P::kEncrypt, "acme", Resource::kTenant,
-                           &pending)
-                .code(),
-            Code::kAccessDenied);
+  EXPECT_EQ(
+      policy_.Authorize(peer_, &app_, "key.rotate", P::kKeyRotate, "acme", Resource::kKey, &pending)
+          .code(),
+      Code::kAccessDenied);
+  EXPECT_EQ(
+      policy_.Authorize(peer_, &app_, "encrypt", P::kEncrypt, "acme", Resource::kTenant, &pending)
+          .code(),
+      Code::kAccessDenied);
 }
 
 TEST_F(ResourcePolicyTest, TheResourceDecidesByKeyAliasAndGrant) {
