@@ -50,7 +50,7 @@ Status ApiKeyIdentifier::Identify(RequestContext& context, const Peer& transport
   context.principal = PrincipalIdentity{.tenant = principal.tenant,
                                         .name = principal.name,
                                         .api_key_id = key.key_id,
-                                        .permissions = derived.everywhere,
+                                        .permissions = derived.access->roles.everywhere,
                                         .access = std::move(derived.access)};
   return OkStatus();
 }
@@ -61,14 +61,7 @@ Status ApiKeyIdentifier::Identify(RequestContext& context, const Peer& transport
 ApiKeyIdentifier::Derived ApiKeyIdentifier::DeriveAccess(const PrincipalRecord& principal,
                                                          uint64_t generation) const {
   PrincipalAccessRecords records = directory_.AccessRecordsOf(principal.tenant, principal.name);
-  auto access = std::make_shared<PrincipalAccess>();
-  access->roles = Resolve(principal.roles, *records.roles);
-  access->grants = std::move(records.grants);
-  Derived derived;
-  derived.generation = generation;
-  derived.everywhere = access->roles.everywhere;
-  derived.access = std::move(access);
-  return derived;
+  return {generation, AccessOf(principal.roles, *records.roles, std::move(records.grants))};
 }
 
 Status PolicyAuthorizer::Authorize(RequestContext& context, const AccessQuestion& question) const {

@@ -64,7 +64,6 @@ class ApiKeyIdentifier final : public Identifier {
  private:
   struct Derived {
     uint64_t generation = 0;
-    PermissionSet everywhere;
     std::shared_ptr<const PrincipalAccess> access;
   };
   Derived DeriveAccess(const PrincipalRecord& principal, uint64_t generation) const;

@@ -8,16 +8,6 @@ namespace {
 
 std::string Shown(std::string_view text) { return std::string(text.substr(0, 64)); }
 
-// True when a grant that has not been retired gives the permission at all
-// (its expiry is checked with the resource).
-bool GrantHolds(const GrantRecord& grant, size_t bit) {
-  for (const std::string& operation : grant.operations) {
-    const auto permission = GrantOperationPermission(operation);
-    if (permission && static_cast<size_t>(*permission) == bit) return true;
-  }
-  return false;
-}
-
 // True when a narrowed permission covers the key or alias.
 bool Covers(const ScopedPermission& held, const ResourceFacts& facts) {
   if (held.scope == Scope::kKey) {
@@ -30,6 +20,17 @@ bool Covers(const ScopedPermission& held, const ResourceFacts& facts) {
 }
 
 }  // namespace
+
+std::shared_ptr<const PrincipalAccess> AccessOf(const std::vector<std::string>& roles,
+                                                const RoleCatalog& custom,
+                                                std::vector<GrantRecord> grants) {
+  auto access = std::make_shared<PrincipalAccess>();
+  access->roles = Resolve(roles, custom);
+  access->grants = std::move(grants);
+  access->somewhere = access->roles.Anywhere();
+  for (const GrantRecord& grant : access->grants) access->somewhere |= OperationsOf(grant);
+  return access;
+}
 
 bool PeerSet::Contains(const Peer& peer) const {
   if (uids.contains(peer.uid) || gids.contains(peer.gid)) return true;
@@ -71,15 +72,10 @@ Status AccessPolicy::AuthorizePrincipal(const PrincipalIdentity& principal, std:
   const size_t bit = static_cast<size_t>(*permission);
   if (principal.permissions.test(bit)) return OkStatus();
   const bool on_one = resource == Resource::kKey || resource == Resource::kAlias;
-  if (on_one && principal.access != nullptr && resource_pending != nullptr) {
-    bool somewhere = principal.access->roles.Anywhere().test(bit);
-    for (const GrantRecord& grant : principal.access->grants) {
-      somewhere = somewhere || GrantHolds(grant, bit);
-    }
-    if (somewhere) {
-      *resource_pending = true;
-      return OkStatus();
-    }
+  if (on_one && principal.access != nullptr && resource_pending != nullptr &&
+      principal.access->somewhere.test(bit)) {
+    *resource_pending = true;
+    return OkStatus();
   }
   return Status(Code::kAccessDenied, who + " may not call '" + Shown(op) +
                                          "': its roles and grants lack the permission '" +

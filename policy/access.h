@@ -56,11 +56,20 @@ struct PeerSet {
 };
 
 // What a principal holds beyond its permissions everywhere: its roles'
-// narrowed statements and its grants (retired ones left out).
+// narrowed statements and its grants (retired ones left out), and every
+// permission either gives on some key or alias (`somewhere`: the intake's
+// question; a grant's expiry is checked with the resource).
 struct PrincipalAccess {
   EffectivePermissions roles;
   std::vector<GrantRecord> grants;
+  PermissionSet somewhere;
 };
+
+// Derives a principal's access from its roles, its tenant's custom roles and
+// its grants.
+std::shared_ptr<const PrincipalAccess> AccessOf(const std::vector<std::string>& roles,
+                                                const RoleCatalog& custom,
+                                                std::vector<GrantRecord> grants);
 
 // The tenant principal a request was identified as.
 struct PrincipalIdentity {

@@ -79,15 +79,19 @@ GrantState StateOf(const GrantRecord& grant, int64_t now) {
   return GrantState::kActive;
 }
 
-PermissionSet PermissionsOf(const GrantRecord& grant, int64_t now) {
+PermissionSet OperationsOf(const GrantRecord& grant) {
   PermissionSet set;
-  if (StateOf(grant, now) != GrantState::kActive) return set;
   for (const std::string& operation : grant.operations) {
     if (auto permission = GrantOperationPermission(operation)) {
       set.set(static_cast<size_t>(*permission));
     }
   }
   return set;
+}
+
+PermissionSet PermissionsOf(const GrantRecord& grant, int64_t now) {
+  if (StateOf(grant, now) != GrantState::kActive) return {};
+  return OperationsOf(grant);
 }
 
 bool GrantAllows(const GrantRecord& grant, Permission permission, const KeyId& key_id,

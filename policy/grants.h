@@ -41,6 +41,8 @@ enum class GrantState { kActive, kRetired, kExpired };
 std::string_view GrantStateName(GrantState state);
 GrantState StateOf(const GrantRecord& grant, int64_t now);
 
+// The permissions a grant's operations name, whatever its state.
+PermissionSet OperationsOf(const GrantRecord& grant);
 // The permissions of an active grant's operations (none once it is not).
 PermissionSet PermissionsOf(const GrantRecord& grant, int64_t now);
 

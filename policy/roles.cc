@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <functional>
 #include <initializer_list>
 #include <set>
 
@@ -269,18 +268,36 @@ Status ValidateCustomRole(const RoleRecord& role, const RoleCatalog& roles) {
   return OkStatus();
 }
 
+std::set<std::string, std::less<>> RolesReached(const std::vector<std::string>& roles,
+                                                const RoleCatalog& custom) {
+  std::set<std::string, std::less<>> reached;
+  std::vector<std::string> pending = roles;
+  while (!pending.empty()) {
+    std::string role = std::move(pending.back());
+    pending.pop_back();
+    if (auto it = custom.find(role); reached.insert(role).second && it != custom.end()) {
+      pending.insert(pending.end(), it->second.inherits.begin(), it->second.inherits.end());
+    }
+  }
+  return reached;
+}
+
+std::string StatementOf(const ScopedPermission& p) {
+  std::string statement(PermissionName(p.permission));
+  if (p.scope == Scope::kKey) statement += "@key/" + p.name;
+  if (p.scope == Scope::kAlias) statement += "@" + p.name;
+  return statement;
+}
+
 EffectivePermissions Resolve(const std::vector<std::string>& roles, const RoleCatalog& custom) {
   EffectivePermissions out;
-  std::set<std::string, std::less<>> seen;
-  std::function<void(const std::string&)> add = [&](const std::string& role) {
-    if (!seen.insert(role).second) return;  // also stops a cycle
+  for (const std::string& role : RolesReached(roles, custom)) {
     if (auto permissions = TenantRolePermissions(role)) {
       out.everywhere |= *permissions;
-      return;
+      continue;
     }
     auto it = custom.find(role);
-    if (it == custom.end()) return;
-    for (const std::string& parent : it->second.inherits) add(parent);
+    if (it == custom.end()) continue;
     for (const std::string& statement : it->second.allow) {
       auto parsed = ParseStatement(statement);
       if (!parsed) continue;  // validated when written
@@ -292,8 +309,7 @@ EffectivePermissions Resolve(const std::vector<std::string>& roles, const RoleCa
         }
       }
     }
-  };
-  for (const std::string& role : roles) add(role);
+  }
   // Narrowed permissions also held everywhere add nothing.
   std::erase_if(out.scoped, [&](const ScopedPermission& p) {
     return out.everywhere.test(static_cast<size_t>(p.permission));

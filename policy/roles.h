@@ -33,6 +33,7 @@
 
 #include <bitset>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -92,6 +93,13 @@ struct EffectivePermissions {
 // allowed; and no cycle (named as a path). `roles` holds the role itself
 // when it is a change of an existing one.
 Status ValidateCustomRole(const RoleRecord& role, const RoleCatalog& roles);
+
+// `roles` and every role they inherit, directly or not (a cycle ends).
+std::set<std::string, std::less<>> RolesReached(const std::vector<std::string>& roles,
+                                                const RoleCatalog& custom);
+
+// A narrowed permission written as a statement: "crypto:encrypt@key/orders".
+std::string StatementOf(const ScopedPermission& permission);
 
 // The permissions of `roles` with what the custom ones inherit.
 EffectivePermissions Resolve(const std::vector<std::string>& roles, const RoleCatalog& custom);

@@ -10,8 +10,6 @@
 // the separation of duties of docs/POLICY.md), and never grants to itself.
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-
 #include "daemon/handlers/access_rules.h"
 #include "policy/grants.h"
 #include "protocol/access_types.h"
@@ -37,10 +35,7 @@ ops::RoleDescription DescribeRole(const RoleRecord& role, const RoleCatalog& rol
       out.permissions.emplace_back(PermissionName(static_cast<Permission>(i)));
     }
   }
-  for (const ScopedPermission& p : gives.scoped) {
-    out.narrowed.push_back(std::string(PermissionName(p.permission)) + "@" +
-                           (p.scope == Scope::kKey ? "key/" : "") + p.name);
-  }
+  for (const ScopedPermission& p : gives.scoped) out.narrowed.push_back(StatementOf(p));
   return out;
 }
 
@@ -50,20 +45,7 @@ bool CallerHolds(Call& call, const std::string& role, const RoleCatalog& roles) 
   const PrincipalIdentity* caller = call.principal();
   if (caller == nullptr) return false;
   auto record = Directory(call).DescribePrincipal(call.tenant(), caller->name);
-  if (!record) return false;
-  std::vector<std::string> pending = record->roles;
-  std::vector<std::string> seen;
-  while (!pending.empty()) {
-    std::string next = std::move(pending.back());
-    pending.pop_back();
-    if (next == role) return true;
-    if (std::find(seen.begin(), seen.end(), next) != seen.end()) continue;
-    seen.push_back(next);
-    if (auto it = roles.find(next); it != roles.end()) {
-      pending.insert(pending.end(), it->second.inherits.begin(), it->second.inherits.end());
-    }
-  }
-  return false;
+  return record && RolesReached(record->roles, roles).contains(role);
 }
 
 Result<ops::RoleDescription> WriteRole(Call& call, const ops::RoleRequest& request, bool create) {

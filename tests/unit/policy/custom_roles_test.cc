@@ -161,20 +161,19 @@ TEST(GrantTest, OperationsStatesAndConstraints) {
 class ResourcePolicyTest : public ::testing::Test {
  protected:
   ResourcePolicyTest() {
-    auto access = std::make_shared<PrincipalAccess>();
-    access->roles = Resolve(
+    std::vector<GrantRecord> grants = {{.id = "0123456789abcdef",
+                                        .tenant = "acme",
+                                        .principal = "app",
+                                        .key_id = IdOf(9),
+                                        .operations = {"generate-data-key"},
+                                        .context = {},
+                                        .created_at = 0,
+                                        .expires_at = std::nullopt,
+                                        .retired_at = std::nullopt}};
+    app_.access = AccessOf(
         {"clerk"},
-        Catalog({Role("clerk", {}, {"crypto:encrypt@key/orders", "crypto:decrypt@alias/cur"})}));
-    access->grants.push_back({.id = "0123456789abcdef",
-                              .tenant = "acme",
-                              .principal = "app",
-                              .key_id = IdOf(9),
-                              .operations = {"generate-data-key"},
-                              .context = {},
-                              .created_at = 0,
-                              .expires_at = std::nullopt,
-                              .retired_at = std::nullopt});
-    app_.access = access;
+        Catalog({Role("clerk", {}, {"crypto:encrypt@key/orders", "crypto:decrypt@alias/cur"})}),
+        std::move(grants));
   }
 
   ResourceFacts Key(std::string_view name, uint8_t id, std::vector<std::string>* aliases) {
