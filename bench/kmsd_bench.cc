@@ -30,6 +30,7 @@
 
 #include "client/typed_call.h"
 #include "protocol/access_types.h"
+#include "protocol/policy_types.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/temp_dir.h"
 
@@ -296,6 +297,89 @@ std::function<bool()> KmsdClient(const Target& target, bool encrypt, const Bytes
   };
 }
 
+// The fairness case: tenant B ("steady") calls at a steady pace, under its
+// policy's limit, alone and then while tenant A ("flood") floods far past
+// its own from `flooders` connections. Each tenant has a principal with an
+// API key and a policy; A's refused requests are THROTTLED at intake.
+struct FloodTenants {
+  std::string flood_key, steady_key;
+};
+
+std::optional<FloodTenants> SetUpFlood(Connection& admin) {
+  FloodTenants out;
+  auto make = [&](const std::string& tenant, const std::string& policy,
+                  std::string& secret) -> Status {
+    RETURN_IF_ERROR(CallOp<ops::TenantCreate>(admin, tenant, {}));
+    RETURN_IF_ERROR(CallOp<ops::TenantPutPolicy>(admin, tenant, {.document = policy}));
+    RETURN_IF_ERROR(StatusOf(CallOp<ops::PrincipalCreate>(
+        admin, tenant, {.name = "app", .roles = {"user"}, .uids = {}, .gids = {}})));
+    ASSIGN_OR_RETURN(
+        ops::ApiKeyCreateReply key,
+        CallOp<ops::ApiKeyCreate>(admin, tenant, {.principal = "app", .expires_in_seconds = {}}));
+    const auto bytes = key.secret.RevealSpan();
+    secret.assign(bytes.begin(), bytes.end());
+    return OkStatus();
+  };
+  Status status = make("flood",
+                       "security_policies:\n  rate_limiting:\n    requests_per_minute: 6000\n"
+                       "    burst_size: 100\n",
+                       out.flood_key);
+  if (status.ok()) {
+    status = make("steady",
+                  "security_policies:\n  rate_limiting:\n    requests_per_minute: 60000\n"
+                  "    burst_size: 1000\n",
+                  out.steady_key);
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "kmsd_bench: flood case: %s\n", status.ToString().c_str());
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::unique_ptr<Connection> DialWithKey(const Target& target, const std::string& key) {
+  return std::move(*Connection::Dial(target.daemon->socket_path(), std::chrono::milliseconds(30000),
+                                     kDefaultMaxRequestBytes, SecretBuffer::CopyOf(key)));
+}
+
+// B's latencies over `seconds`, one encrypt every `interval`; with
+// `flooders` > 0, A's connections flood for the same time. Counts A's
+// admitted and throttled requests.
+void SteadyRound(const Target& target, const FloodTenants& tenants, Connection& steady,
+                 size_t flooders, double seconds, const Bytes& plaintext, Samples& out,
+                 uint64_t& flood_admitted, uint64_t& flood_throttled) {
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> admitted{0}, throttled{0};
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < flooders; ++i) {
+    threads.emplace_back([&] {
+      auto connection = DialWithKey(target, tenants.flood_key);
+      while (!stop.load()) {
+        auto reply = CallOp<ops::Encrypt>(
+            *connection, "flood", {.key = "alias/data", .plaintext = plaintext, .context = {}});
+        ++(reply ? admitted : throttled);
+      }
+    });
+  }
+  const auto interval = std::chrono::microseconds(2000);
+  const auto start = Clock::now();
+  const auto end = start + std::chrono::duration<double>(seconds);
+  for (auto next = start; next < end; next += interval) {
+    std::this_thread::sleep_until(next);
+    const auto before = Clock::now();
+    auto reply = CallOp<ops::Encrypt>(steady, "steady",
+                                      {.key = "alias/data", .plaintext = plaintext, .context = {}});
+    if (!Succeeded(reply)) std::exit(1);  // B is never refused
+    out.latencies_us.push_back(
+        std::chrono::duration<double, std::micro>(Clock::now() - before).count());
+  }
+  out.elapsed_seconds += std::chrono::duration<double>(Clock::now() - start).count();
+  stop = true;
+  for (auto& thread : threads) thread.join();
+  flood_admitted += admitted.load();
+  flood_throttled += throttled.load();
+}
+
 struct Options {
   double seconds = 3;
   size_t plaintext_size = 256;
@@ -377,6 +461,37 @@ void RunCase(const Options& options, const testing::TempDir& dir,
   }
 }
 
+void RunFloodCase(const Options& options, const Target& target, const Bytes& plaintext) {
+  auto admin = target.daemon->Connect();
+  std::optional<FloodTenants> tenants = SetUpFlood(*admin);
+  if (!tenants) std::exit(1);
+  auto steady = DialWithKey(target, tenants->steady_key);
+  Samples alone, flooded;
+  uint64_t unused_admitted = 0, unused_throttled = 0, admitted = 0, throttled = 0;
+  const double slice = options.seconds / options.rounds;
+  for (int round = 0; round < options.rounds; ++round) {
+    SteadyRound(target, *tenants, *steady, 0, slice, plaintext, alone, unused_admitted,
+                unused_throttled);
+    SteadyRound(target, *tenants, *steady, options.max_clients, slice, plaintext, flooded, admitted,
+                throttled);
+  }
+  const Figures quiet = Summarize(alone), loud = Summarize(flooded);
+  std::printf(
+      "\nfairness: tenant B encrypts every 2 ms (limit 1000/s); tenant A floods from %zu "
+      "connections (limit 100/s, burst 100)\n",
+      options.max_clients);
+  std::printf("%-24s %9s %9s %9s\n", "case", "B p50 us", "B p99 us", "B calls");
+  std::printf("%-24s %9.1f %9.1f %9zu\n", "B alone", quiet.p50_us, quiet.p99_us,
+              alone.latencies_us.size());
+  std::printf("%-24s %9.1f %9.1f %9zu\n", "B during A's flood", loud.p50_us, loud.p99_us,
+              flooded.latencies_us.size());
+  std::printf(
+      "B p99 flooded / alone: %.2f (goal: at most 2); A: %.0f admitted/s, %.0f "
+      "throttled/s\n",
+      loud.p99_us / quiet.p99_us, admitted / flooded.elapsed_seconds,
+      throttled / flooded.elapsed_seconds);
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"kmsd_bench: kmsd encrypt/decrypt beside a bare nng REQ/REP round trip"};
   Options options;
@@ -412,6 +527,7 @@ int Main(int argc, char** argv) {
   for (size_t clients : {size_t{1}, options.max_clients}) {
     for (bool encrypt : {true, false}) RunCase(options, dir, targets, clients, encrypt, plaintext);
   }
+  if (!targets[0].api_key.empty()) RunFloodCase(options, targets[0], plaintext);
   for (Target& target : targets) target.daemon->Stop();
   return 0;
 }

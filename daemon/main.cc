@@ -19,6 +19,7 @@
 #include "daemon/peer_gate.h"
 #include "daemon/pipeline.h"
 #include "daemon/server.h"
+#include "daemon/tenant_rules.h"
 #include "keystore/access_directory.h"
 #include "keystore/backup_directory.h"
 #include "keystore/hierarchy.h"
@@ -132,7 +133,18 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
                           }});
   PeerGate gate(
       access, {config.max_connections_per_uid, std::chrono::milliseconds(config.idle_timeout_ms)});
-  ServiceDeps deps{.hierarchy = &hierarchy, .token = &token, .backups = backups, .gate = &gate};
+  // Unix time read once, then advanced by the monotonic clock: a wall clock
+  // stepped back (NTP, an operator) must not hold a tenant's rate limit.
+  const auto wall_at_start = std::chrono::system_clock::now().time_since_epoch();
+  const auto steady_at_start = std::chrono::steady_clock::now();
+  TenantRules rules(directory, hierarchy, [wall_at_start, steady_at_start] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               wall_at_start + (std::chrono::steady_clock::now() - steady_at_start))
+        .count();
+  });
+  rules.Load();
+  ServiceDeps deps{
+      .hierarchy = &hierarchy, .token = &token, .backups = backups, .gate = &gate, .rules = &rules};
   const HandlerTable handlers = AllHandlers();
   ApiKeyIdentifier identify(directory);
   PolicyAuthorizer authorize(access, [&directory] { return directory.Now(); });
@@ -140,7 +152,8 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
   const Pipeline pipeline(
       config.max_frame_bytes,
       {identify, authorize, record, handlers,
-       [&hierarchy](std::string_view tenant) { return hierarchy.CheckNotPendingDeletion(tenant); }},
+       [&hierarchy](std::string_view tenant) { return hierarchy.CheckNotPendingDeletion(tenant); },
+       [&rules](RequestContext& context) { return rules.Admit(context); }},
       deps);
   ServerOptions server_options;
   server_options.socket_path = config.socket_path;

@@ -193,6 +193,9 @@ Status Pipeline::Intake(RequestContext& context, const Peer& transport_peer,
   }
   RETURN_IF_ERROR(ValidateTenantName(tenant));
   context.tenant = std::string(tenant);
+  if (stages_.admit) {
+    ASSIGN_OR_RETURN(parsed->admission, stages_.admit(context));
+  }
   return OkStatus();
 }
 

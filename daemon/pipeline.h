@@ -2,12 +2,13 @@
 //
 //   receive → envelope → identify → authorize → admit → execute → record → reply
 //
-// The server (daemon/server.h) receives frames and replies; admission is its
-// fair queue (daemon/fair_queue.h). This file holds the rest, each stage a
+// The server (daemon/server.h) receives frames and replies; admission is the
+// tenant's rules (here, at intake) then its fair queue (daemon/fair_queue.h). This file holds the rest, each stage a
 // small replaceable unit passing one RequestContext:
 //  - Intake() runs on the receiving thread: the envelope (frame size, a scan
 //    before anything is built from the frame, then the decode), identify,
-//    authorize, and the operation's tenant rules. It is cheap and does no
+//    authorize, the operation's tenant rules and the tenant's own (its
+//    policy's conditions and limits: the first half of admit). It is cheap and does no
 //    keystore or token work, so receiving never waits on execution.
 //  - Execute() runs on a worker: the pending-tenant check, the operation's
 //    handler, then record.
@@ -26,6 +27,7 @@
 #include <span>
 #include <string_view>
 
+#include "daemon/admission.h"
 #include "daemon/handlers/handler.h"
 #include "daemon/request_context.h"
 #include "policy/access.h"
@@ -128,7 +130,13 @@ class LogRecorder final : public Recorder {
 struct ParsedRequest {
   std::optional<Frame> frame;
   RequestEnvelope envelope;
+  Admission admission;  // the admit stage's, until the reply
 };
+
+// Stage: the tenant's own rules at intake (daemon/tenant_rules.h): its
+// policy's conditions and limits. OK with the request's Admission, or why
+// not (ACCESS_DENIED, THROTTLED with a retry-after, ...).
+using AdmitStage = std::function<Result<Admission>(RequestContext& context)>;
 
 struct PipelineStages {
   const Identifier& identify;
@@ -137,6 +145,8 @@ struct PipelineStages {
   const HandlerTable& handlers;
   // OK, or why the tenant is not served now (pending deletion).
   std::function<Status(std::string_view tenant)> check_tenant_serving;
+  // Absent: no tenant rules (tests of other stages).
+  AdmitStage admit = nullptr;
 };
 
 class Pipeline {

@@ -139,6 +139,11 @@ void AccessDirectory::Load(KeyStoreSnapshot& snapshot) {
     std::string id = grant.id;
     grants_[std::move(id)] = std::move(grant);
   }
+  for (TenantPolicyRecord& policy : snapshot.policies) {
+    std::string tenant = policy.tenant;
+    policies_[std::move(tenant)] = std::make_shared<const TenantPolicyRecord>(std::move(policy));
+  }
+  policy_count_.store(policies_.size(), std::memory_order_release);
   RebuildBoundPeers();
   Changed();
 }
@@ -414,6 +419,8 @@ void AccessDirectory::ForgetTenant(std::string_view tenant) {
   std::erase_if(keys_, [&](const auto& entry) { return entry.second->record.tenant == tenant; });
   std::erase_if(grants_, [&](const auto& entry) { return entry.second.tenant == tenant; });
   if (auto it = roles_.find(tenant); it != roles_.end()) roles_.erase(it);
+  if (auto it = policies_.find(tenant); it != policies_.end()) policies_.erase(it);
+  policy_count_.store(policies_.size(), std::memory_order_release);
   RebuildBoundPeers();
   Changed();
 }

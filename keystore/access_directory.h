@@ -16,7 +16,8 @@
 // A revoked or expired key is refused at once, without a token call.
 // Its last use is kept in memory and written to the keystore by FlushUsage().
 //
-// Roles, permission statements and grant operations are stored as given:
+// Roles, permission statements, grant operations and tenant policy
+// documents are stored as given:
 // what they mean is the policy's rule (policy/roles.h, policy/grants.h),
 // checked by the caller; a role change is checked against the tenant's roles
 // of the moment by a validator the caller passes. generation() changes with
@@ -154,11 +155,24 @@ class AccessDirectory {
   // The roles and grants that decide `principal`'s access.
   PrincipalAccessRecords AccessRecordsOf(std::string_view tenant, std::string_view principal) const;
 
+  // Tenant policies, as put (policy/tenant_policy.h reads them; the caller
+  // checks a document before putting it). A put replaces the tenant's
+  // document; NOT_FOUND for a tenant the keystore does not have.
+  Result<std::shared_ptr<const TenantPolicyRecord>> PutTenantPolicy(std::string_view tenant,
+                                                                    std::string document);
+  // nullptr when the tenant has none. A record is never changed once
+  // returned: a new put makes a new one, so a caller may cache what it
+  // derives from a record by its address while it holds the pointer.
+  std::shared_ptr<const TenantPolicyRecord> PolicyOf(std::string_view tenant) const;
+  std::vector<std::shared_ptr<const TenantPolicyRecord>> AllPolicies() const;
+  // True when some tenant has a policy (cheap: no lock).
+  bool AnyPolicy() const { return policy_count_.load(std::memory_order_acquire) > 0; }
+
   // Writes the last-use times changed since the last flush; errors are
   // returned and the times kept for the next flush.
   Status FlushUsage();
-  // Forgets a shredded tenant's principals, keys, roles and grants (the
-  // keystore already did).
+  // Forgets a shredded tenant's principals, keys, roles, grants and policy
+  // (the keystore already did).
   void ForgetTenant(std::string_view tenant);
   // Forgets a shredded key's grants (the keystore already did).
   void ForgetKeyGrants(const KeyId& key_id);
@@ -197,6 +211,9 @@ class AccessDirectory {
   // Copy on write: a reader keeps the catalog it was given.
   std::map<std::string, std::shared_ptr<const RoleCatalog>, std::less<>> roles_;  // by tenant
   std::map<std::string, GrantRecord, std::less<>> grants_;                        // by id
+  std::map<std::string, std::shared_ptr<const TenantPolicyRecord>, std::less<>>
+      policies_;  // by tenant; guarded by mu_
+  std::atomic<size_t> policy_count_{0};
   std::atomic<uint64_t> generation_{1};
 };
 

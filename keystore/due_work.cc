@@ -22,10 +22,9 @@ struct DueWork {
 };
 
 bool RotationDue(const Tenant& tenant, const Key& key, int64_t now) {
-  const KeyRecord& record = key.record;
+  const std::optional<int64_t> period = keystore_internal::EffectiveRotationPeriod(tenant, key);
   return !tenant.record.deletion_due_at &&  // a pending tenant does not rotate
-         record.enabled && record.rotation_period_seconds &&
-         key.versions.back()->created_at + *record.rotation_period_seconds <= now &&
+         key.record.enabled && period && key.versions.back()->created_at + *period <= now &&
          keystore_internal::WrappingKeyOf(tenant, key).has_value();  // not when shredded
 }
 

@@ -209,8 +209,11 @@ class KeyHierarchy {
   Result<TenantInfo> ScheduleTenantDeletion(std::string_view tenant, int64_t window_seconds);
   Result<TenantInfo> CancelTenantDeletion(std::string_view tenant);
 
+  // QUOTA_EXCEEDED when the tenant already holds `max_keys` keys (checked
+  // under the lock that serializes creations).
   Result<KeyInfo> CreateKey(std::string_view tenant, std::string_view name,
-                            std::string_view description);
+                            std::string_view description,
+                            std::optional<uint64_t> max_keys = std::nullopt);
   Result<KeyInfo> DescribeKey(std::string_view tenant, std::string_view key_ref) const;
   // NOT_FOUND unless the tenant has a key with that id.
   Result<KeyInfo> DescribeKeyById(std::string_view tenant, const KeyId& id) const;
@@ -230,6 +233,12 @@ class KeyHierarchy {
   // [min_rotation_period_seconds, kMaxRotationPeriodSeconds] (INVALID_ARGUMENT).
   Result<KeyInfo> SetRotationPeriod(std::string_view tenant, std::string_view key_ref,
                                     std::optional<int64_t> period_seconds);
+  // The tenant policy's key_rotation_days, in seconds (nullopt: none): every
+  // key of the tenant, with or without a period of its own, gets a new
+  // version at least that often (RunDueWork; next_rotation_at shows it).
+  // Kept in memory: the daemon sets it from the stored policy at start.
+  // NOT_FOUND for a tenant that does not exist.
+  Status SetRotationCeiling(std::string_view tenant, std::optional<int64_t> seconds);
   // 1 .. latest version (INVALID_ARGUMENT); may be raised and lowered again.
   Result<KeyInfo> SetMinDecryptionVersion(std::string_view tenant, std::string_view key_ref,
                                           uint32_t version);

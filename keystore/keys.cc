@@ -69,7 +69,8 @@ std::unique_ptr<KeyHierarchy::Key> KeyHierarchy::CatalogKey(NewKeyParts&& parts)
 }
 
 Result<KeyInfo> KeyHierarchy::CreateKey(std::string_view tenant_name, std::string_view name,
-                                        std::string_view description) {
+                                        std::string_view description,
+                                        std::optional<uint64_t> max_keys) {
   RETURN_IF_ERROR(ValidateKeyName(name));
   if (description.size() > 1024) {
     return Error(Code::kInvalidArgument, "key description is longer than 1024 bytes");
@@ -82,6 +83,12 @@ Result<KeyInfo> KeyHierarchy::CreateKey(std::string_view tenant_name, std::strin
       return Error(Code::kAlreadyExists, "key '" + std::string(name) +
                                              "' already exists in tenant '" +
                                              std::string(tenant_name) + "'");
+    }
+    if (max_keys && tenant->keys.size() >= *max_keys) {
+      return Error(Code::kQuotaExceeded, "tenant '" + std::string(tenant_name) + "' holds " +
+                                             std::to_string(tenant->keys.size()) +
+                                             " keys: its policy's max_keys is " +
+                                             std::to_string(*max_keys));
     }
   }
   ASSIGN_OR_RETURN(NewKeyParts parts, MakeKey(tenant_name, name, description, clock_.NowSeconds()));

@@ -142,6 +142,14 @@ struct RoleRecord {
   int64_t updated_at = 0;
 };
 
+// A tenant's policy document (the seeds' security_policies and
+// resource_quotas, YAML), as put: policy/tenant_policy.h reads it.
+struct TenantPolicyRecord {
+  std::string tenant;
+  std::string document;
+  int64_t updated_at = 0;
+};
+
 // A tenant's custom roles, by name.
 using RoleCatalog = std::map<std::string, RoleRecord, std::less<>>;
 
@@ -178,6 +186,7 @@ struct KeyStoreSnapshot {
   std::vector<ApiKeyRecord> api_keys;
   std::vector<RoleRecord> roles;
   std::vector<GrantRecord> grants;
+  std::vector<TenantPolicyRecord> policies;
   // Labels of token objects queued for destruction and not yet dequeued.
   std::vector<std::string> token_objects_to_destroy;
 };
@@ -308,15 +317,21 @@ struct RetireGrant {
   std::string id;
   int64_t retired_at = 0;
 };
+// Puts (creates or replaces) a tenant's policy. NOT_FOUND unless the tenant
+// exists.
+struct PutTenantPolicy {
+  TenantPolicyRecord policy;
+};
 }  // namespace store_change
 
-// The changes to principals, API keys, roles and grants (a KeyStoreChange too).
+// The changes to principals, API keys, roles, grants and tenant policies (a
+// KeyStoreChange too).
 using AccessChange =
     std::variant<store_change::CreatePrincipal, store_change::SetPrincipalRoles,
                  store_change::DeletePrincipal, store_change::CreateApiKey,
                  store_change::RevokeApiKey, store_change::ApiKeyUsed, store_change::CreateRole,
                  store_change::UpdateRole, store_change::DeleteRole, store_change::CreateGrant,
-                 store_change::RetireGrant>;
+                 store_change::RetireGrant, store_change::PutTenantPolicy>;
 
 using KeyStoreChange = std::variant<
     store_change::CreateTenant, store_change::CreateKey, store_change::AddKeyVersion,
@@ -328,7 +343,7 @@ using KeyStoreChange = std::variant<
     store_change::CreatePrincipal, store_change::SetPrincipalRoles, store_change::DeletePrincipal,
     store_change::CreateApiKey, store_change::RevokeApiKey, store_change::ApiKeyUsed,
     store_change::CreateRole, store_change::UpdateRole, store_change::DeleteRole,
-    store_change::CreateGrant, store_change::RetireGrant>;
+    store_change::CreateGrant, store_change::RetireGrant, store_change::PutTenantPolicy>;
 
 // Several changes committed together by KeyStore::Apply, in the order added:
 // all of them or none.

@@ -110,4 +110,12 @@ Result<TenantInfo> KeyHierarchy::CancelTenantDeletion(std::string_view name) {
   return catalog_->DescribeTenant(*tenant);
 }
 
+Status KeyHierarchy::SetRotationCeiling(std::string_view name, std::optional<int64_t> seconds) {
+  std::lock_guard write(write_mu_);
+  ASSIGN_OR_RETURN(Tenant * tenant, TenantToChange(name, /*serving=*/false));
+  auto lock = catalog_->WriteLock();
+  tenant->rotation_ceiling_seconds = seconds;
+  return OkStatus();
+}
+
 }  // namespace kmsd

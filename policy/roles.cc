@@ -21,7 +21,7 @@ PermissionSet Of(std::initializer_list<Permission> permissions) {
 const PermissionSet& Viewer() {
   static const PermissionSet kSet =
       Of({P::kServiceRead, P::kTenantRead, P::kKeyRead, P::kAliasRead, P::kPrincipalRead,
-          P::kApiKeyRead, P::kRoleRead, P::kGrantRead});
+          P::kApiKeyRead, P::kRoleRead, P::kGrantRead, P::kPolicyRead});
   return kSet;
 }
 
@@ -35,7 +35,8 @@ const PermissionSet& User() {
 const PermissionSet& Manager() {
   static const PermissionSet kSet =
       Viewer() | Of({P::kKeyCreate, P::kKeyRotate, P::kKeyManage, P::kKeyDelete, P::kAliasManage,
-                     P::kPrincipalManage, P::kApiKeyManage, P::kRoleManage, P::kGrantManage});
+                     P::kPrincipalManage, P::kApiKeyManage, P::kRoleManage, P::kGrantManage,
+                     P::kPolicyManage});
   return kSet;
 }
 

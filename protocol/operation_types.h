@@ -49,6 +49,9 @@ inline constexpr std::string_view kKeys = "keys";
 inline constexpr std::string_view kKeystore = "keystore";
 inline constexpr std::string_view kLabel = "label";
 inline constexpr std::string_view kLatestVersion = "latest_version";
+inline constexpr std::string_view kMaxDataSize = "max_data_size";
+inline constexpr std::string_view kMaxFileCount = "max_file_count";
+inline constexpr std::string_view kMaxFileSize = "max_file_size";
 inline constexpr std::string_view kManufacturer = "manufacturer";
 inline constexpr std::string_view kMinDecryptionVersion = "min_decryption_version";
 inline constexpr std::string_view kModel = "model";
@@ -123,13 +126,21 @@ struct TenantDescription {
   std::optional<int64_t> deletion_date;
   uint64_t keys = 0;
   uint64_t aliases = 0;
+  // The tenant policy's storage quotas (resource_quotas.storage), for the
+  // client library's per-tenant storage; absent when the policy sets none.
+  std::optional<uint64_t> max_data_size;  // bytes
+  std::optional<uint64_t> max_file_count;
+  std::optional<uint64_t> max_file_size;  // bytes
   static constexpr auto kFields =
       std::tuple{Field{wire::kName, &TenantDescription::name},
                  Field{wire::kCreatedAt, &TenantDescription::created_at},
                  Field{wire::kState, &TenantDescription::state},
                  Field{wire::kDeletionDate, &TenantDescription::deletion_date},
                  Field{wire::kKeys, &TenantDescription::keys},
-                 Field{wire::kAliases, &TenantDescription::aliases}};
+                 Field{wire::kAliases, &TenantDescription::aliases},
+                 Field{wire::kMaxDataSize, &TenantDescription::max_data_size},
+                 Field{wire::kMaxFileCount, &TenantDescription::max_file_count},
+                 Field{wire::kMaxFileSize, &TenantDescription::max_file_size}};
 };
 
 struct AliasDescription {

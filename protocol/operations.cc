@@ -75,6 +75,10 @@ std::string_view PermissionName(Permission permission) {
       return "grant:read";
     case P::kGrantManage:
       return "grant:manage";
+    case P::kPolicyRead:
+      return "policy:read";
+    case P::kPolicyManage:
+      return "policy:manage";
   }
   return "unknown";
 }

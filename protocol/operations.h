@@ -68,8 +68,10 @@ enum class OpId : uint8_t {
   kGrantCreate,
   kGrantList,
   kGrantRetire,
+  kTenantPutPolicy,
+  kTenantGetPolicy,
 };
-inline constexpr size_t kOperationCount = 48;
+inline constexpr size_t kOperationCount = 50;
 
 // What a caller must be allowed to do. Roles (policy/roles.h) and grants
 // are sets of these; admins may do all of them.
@@ -101,8 +103,10 @@ enum class Permission : uint8_t {
   kRoleManage,
   kGrantRead,
   kGrantManage,
+  kPolicyRead,
+  kPolicyManage,
 };
-inline constexpr size_t kPermissionCount = 27;
+inline constexpr size_t kPermissionCount = 29;
 
 // What an operation acts on: the service itself, a tenant, a key (named in
 // the request's `key`, or by its ciphertext), an alias (named in `alias`), a
@@ -187,6 +191,8 @@ inline constexpr std::array<OperationInfo, kOperationCount> kOperationTable = {{
     {OpId::kGrantCreate, "grant.create", true, false, Permission::kGrantManage, Resource::kKey},
     {OpId::kGrantList, "grant.list", true, true, Permission::kGrantRead, Resource::kTenant},
     {OpId::kGrantRetire, "grant.retire", true, true, Permission::kGrantManage, Resource::kGrant},
+    {OpId::kTenantPutPolicy, "tenant.put-policy", true, false, Permission::kPolicyManage, Resource::kTenant},
+    {OpId::kTenantGetPolicy, "tenant.get-policy", true, true, Permission::kPolicyRead, Resource::kTenant},
 }};
 
 constexpr bool OperationsInOpIdOrder() {

@@ -18,7 +18,8 @@ constexpr ErrorClass kState = ErrorClass::kState;
 constexpr ErrorClass kTransient = ErrorClass::kTransient;
 
 // Exit codes group codes by what a script does next: 3 fix the request,
-// 4 fix permissions, 5 the data is bad, 6 key state, 7 retry later, 1 bug.
+// 4 fix permissions, 5 the data is bad, 6 key state, 7 retry later (the token),
+// 8 quota, 12 throttled (retry after the time kmsd names), 1 bug.
 constexpr std::array<CodeInfo, 16> kCodes = {{
     {Code::kOk, "OK", 0, ErrorClass::kNone},
     {Code::kInvalidArgument, "INVALID_ARGUMENT", 3, kCaller},
@@ -31,7 +32,7 @@ constexpr std::array<CodeInfo, 16> kCodes = {{
     {Code::kFrameTooLarge, "FRAME_TOO_LARGE", 3, kCaller},
     {Code::kUnsupportedVersion, "UNSUPPORTED_VERSION", 3, kCaller},
     {Code::kUnknownOperation, "UNKNOWN_OPERATION", 3, kCaller},
-    {Code::kThrottled, "THROTTLED", 7, kTransient},
+    {Code::kThrottled, "THROTTLED", 12, kTransient},
     {Code::kQuotaExceeded, "QUOTA_EXCEEDED", 8, kCaller},
     {Code::kTokenUnavailable, "TOKEN_UNAVAILABLE", 7, kTransient},
     {Code::kUnavailable, "UNAVAILABLE", 9, kTransient},

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "daemon/handlers/handler.h"
+#include "daemon/tenant_rules.h"
 #include "protocol/limits.h"
 #include "protocol/names.h"
 
@@ -167,6 +168,8 @@ Result<size_t> DataKeySize(const ops::DataKeyRequest& request) {
 template <bool kWithPlaintext>
 Result<ops::DataKeyReply> GenerateDataKey(Call& call, const ops::DataKeyRequest& request) {
   ASSIGN_OR_RETURN(size_t size, DataKeySize(request));
+  // Counted when asked for: a data key refused later still counts.
+  if (TenantRules* rules = call.deps().rules) RETURN_IF_ERROR(rules->TakeDataKeys(call.tenant(), 1));
   SecretBuffer data_key(size);
   RETURN_IF_ERROR(call.token().GenerateRandom({data_key.RevealMutableData(), data_key.size()}));
   ASSIGN_OR_RETURN(ops::EncryptReply encrypted,

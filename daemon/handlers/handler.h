@@ -1,6 +1,6 @@
 // Handlers: one function per operation, grouped by family in this directory
 // (service, tenants, keys, aliases, lifecycle, crypto, access, roles and
-// grants), and the table that finds them by OpId.
+// grants, tenant policies), and the table that finds them by OpId.
 //
 // A handler receives its decoded request (protocol/operation_types.h) and a
 // Call: the tenant, the services it may use, and the request's context,
@@ -29,6 +29,7 @@
 namespace kmsd {
 
 class PeerGate;
+class TenantRules;
 
 // What handlers use. Outlives every request; never null in kmsd (tests of
 // stages that never reach a handler leave them null).
@@ -39,6 +40,9 @@ struct ServiceDeps {
   std::optional<BackupDirectory> backups;
   // Where `status` reads the count of refused connections; may be null.
   const PeerGate* gate = nullptr;
+  // Tenant policies and their quotas; without them, tenant.put-policy and
+  // tenant.get-policy are refused and no quota applies.
+  TenantRules* rules = nullptr;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
@@ -154,6 +158,7 @@ void AddLifecycleHandlers(HandlerTable& table);
 void AddCryptoHandlers(HandlerTable& table);
 void AddAccessHandlers(HandlerTable& table);
 void AddRoleAndGrantHandlers(HandlerTable& table);
+void AddPolicyHandlers(HandlerTable& table);
 
 // Shared by the families: descriptions as the protocol shows them.
 ops::KeyDescription DescribeKey(const KeyInfo& key);

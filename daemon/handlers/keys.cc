@@ -1,13 +1,17 @@
 // Key handlers: key.create, key.describe, key.list, key.rotate,
 // key.list-versions (state changes are in lifecycle.cc).
 #include "daemon/handlers/handler.h"
+#include "daemon/tenant_rules.h"
 
 namespace kmsd {
 namespace {
 
 Result<ops::KeyDescription> Create(Call& call, const ops::KeyCreateRequest& request) {
-  ASSIGN_OR_RETURN(KeyInfo key, call.hierarchy().CreateKey(call.tenant(), request.name,
-                                                           request.description.value_or("")));
+  const std::optional<uint64_t> max_keys =
+      call.deps().rules ? call.deps().rules->MaxKeys(call.tenant()) : std::nullopt;
+  ASSIGN_OR_RETURN(KeyInfo key,
+                   call.hierarchy().CreateKey(call.tenant(), request.name,
+                                              request.description.value_or(""), max_keys));
   return DescribeKey(key);
 }
 

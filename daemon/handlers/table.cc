@@ -20,6 +20,7 @@ HandlerTable AllHandlers() {
   AddCryptoHandlers(table);
   AddAccessHandlers(table);
   AddRoleAndGrantHandlers(table);
+  AddPolicyHandlers(table);
   return table;
 }
 
@@ -35,10 +36,9 @@ ops::KeyDescription DescribeKey(const KeyInfo& key) {
   out.deletion_date = key.deletion_date;
   out.latest_version = key.latest_version;
   out.min_decryption_version = key.min_decryption_version;
-  if (key.rotation_period_seconds) {
-    out.rotation_period_seconds = key.rotation_period_seconds;
-    out.next_rotation_at = key.next_rotation_at;
-  }
+  out.rotation_period_seconds = key.rotation_period_seconds;
+  // Also set by the tenant policy's key_rotation_days alone.
+  out.next_rotation_at = key.next_rotation_at;
   out.aliases = key.aliases;
   return out;
 }
@@ -59,7 +59,10 @@ ops::TenantDescription DescribeTenant(const TenantInfo& tenant) {
           .state = std::string(TenantState(tenant)),
           .deletion_date = tenant.deletion_date,
           .keys = tenant.key_count,
-          .aliases = tenant.alias_count};
+          .aliases = tenant.alias_count,
+          .max_data_size = std::nullopt,
+          .max_file_count = std::nullopt,
+          .max_file_size = std::nullopt};
 }
 
 }  // namespace kmsd

@@ -1,6 +1,7 @@
 // Tenant handlers: tenant.create, tenant.describe, tenant.list (the
 // deletion operations are in lifecycle.cc).
 #include "daemon/handlers/handler.h"
+#include "daemon/tenant_rules.h"
 
 namespace kmsd {
 namespace {
@@ -10,9 +11,18 @@ Result<ops::TenantDescription> Create(Call& call, const NoFields&) {
   return DescribeTenant(info);
 }
 
+// With the policy's storage quotas, which the client library enforces.
 Result<ops::TenantDescription> Describe(Call& call, const NoFields&) {
   ASSIGN_OR_RETURN(TenantInfo info, call.hierarchy().DescribeTenant(call.tenant()));
-  return DescribeTenant(info);
+  ops::TenantDescription out = DescribeTenant(info);
+  if (call.deps().rules != nullptr) {
+    if (auto policy = call.deps().rules->PolicyOf(call.tenant())) {
+      out.max_data_size = policy->max_data_size;
+      out.max_file_count = policy->max_file_count;
+      out.max_file_size = policy->max_file_size;
+    }
+  }
+  return out;
 }
 
 Result<ops::TenantListReply> List(Call& call, const NoFields&) {

@@ -152,6 +152,13 @@ TenantInfo Catalog::DescribeTenant(const Tenant& tenant) const {
                     tenant.aliases.size(), tenant.record.deletion_due_at};
 }
 
+std::optional<int64_t> EffectiveRotationPeriod(const Tenant& tenant, const Key& key) {
+  const std::optional<int64_t>& own = key.record.rotation_period_seconds;
+  const std::optional<int64_t>& ceiling = tenant.rotation_ceiling_seconds;
+  if (own && ceiling) return std::min(*own, *ceiling);
+  return own ? own : ceiling;
+}
+
 KeyInfo Catalog::Describe(const Key& key) const {
   KeyInfo info{key.record.id,
                key.record.tenant,
@@ -168,10 +175,10 @@ KeyInfo Catalog::Describe(const Key& key) const {
                key.record.rotation_period_seconds,
                std::nullopt,
                {}};
-  if (key.record.rotation_period_seconds) {
-    info.next_rotation_at = key.versions.back()->created_at + *key.record.rotation_period_seconds;
-  }
   const Tenant& tenant = *tenants_.find(key.record.tenant)->second;
+  if (auto period = EffectiveRotationPeriod(tenant, key)) {
+    info.next_rotation_at = key.versions.back()->created_at + *period;
+  }
   for (const auto& [alias, record] : tenant.aliases) {
     if (record.key_id == key.record.id) info.aliases.push_back(alias);
   }

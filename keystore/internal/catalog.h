@@ -82,6 +82,9 @@ struct Tenant {
   std::optional<pkcs11::ObjectHandle> root;  // nullopt: the token no longer has it
   std::map<std::string, std::unique_ptr<Key>, std::less<>> keys;  // by name
   std::map<std::string, AliasRecord, std::less<>> aliases;        // by alias name
+  // The tenant policy's key_rotation_days, in seconds: no key of the tenant
+  // goes longer without a new version (set by the daemon; not stored here).
+  std::optional<int64_t> rotation_ceiling_seconds;
 };
 
 using LabelMap = std::map<std::string, pkcs11::ObjectHandle, std::less<>>;
@@ -89,6 +92,10 @@ using LabelMap = std::map<std::string, pkcs11::ObjectHandle, std::less<>>;
 // The key's KEK, or for a key made before schema 3 its tenant's root;
 // NOT_FOUND when the token no longer has it (shredded).
 Result<pkcs11::ObjectHandle> WrappingKeyOf(const Tenant& tenant, const Key& key);
+
+// How often `key` rotates: its own period or the tenant's ceiling,
+// whichever is shorter; nullopt when neither is set.
+std::optional<int64_t> EffectiveRotationPeriod(const Tenant& tenant, const Key& key);
 
 // KEY_PENDING_DELETION for a key pending deletion.
 Status KeyPendingDeletion(const KeyRecord& key);

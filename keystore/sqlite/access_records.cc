@@ -309,6 +309,19 @@ struct AccessWriter {
         db, "UPDATE grants SET retired_at = coalesce(retired_at, ?) WHERE id = ? AND tenant = ?",
         c.retired_at, c.id, c.tenant);
   }
+  Status operator()(const store_change::PutTenantPolicy& c) {
+    const TenantPolicyRecord& policy = c.policy;
+    ASSIGN_OR_RETURN(bool tenant_exists,
+                     Exists(db, "SELECT 1 FROM tenants WHERE name = ?", policy.tenant));
+    if (!tenant_exists) {
+      return Status(Code::kNotFound, "tenant " + policy.tenant + " does not exist");
+    }
+    return Exec(db,
+                "INSERT INTO tenant_policies (tenant, document, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (tenant) DO UPDATE SET document = excluded.document, "
+                "updated_at = excluded.updated_at",
+                policy.tenant, policy.document, policy.updated_at);
+  }
 };
 
 }  // namespace
@@ -402,6 +415,16 @@ Status LoadGrants(sqlite3* db, std::vector<GrantRecord>& out) {
                     });
 }
 
+Status LoadTenantPolicies(sqlite3* db, std::vector<TenantPolicyRecord>& out) {
+  return ForEachRow(db, "SELECT tenant, document, updated_at FROM tenant_policies ORDER BY tenant",
+                    [&](const Statement& row) -> Status {
+                      out.push_back({.tenant = row.Text(0),
+                                     .document = row.Text(1),
+                                     .updated_at = row.Int(2)});
+                      return OkStatus();
+                    });
+}
+
 Status DeleteKeyGrants(sqlite3* db, const KeyId& key_id) {
   return DeleteGrantsWhere(db, "key_id = ?", key_id);
 }
@@ -412,6 +435,7 @@ Status WriteAccessChange(sqlite3* db, const AccessChange& change) {
 
 Status DeleteTenantAccess(sqlite3* db, const std::string& tenant) {
   RETURN_IF_ERROR(DeleteGrantsWhere(db, "tenant = ?", tenant));
+  RETURN_IF_ERROR(Exec(db, "DELETE FROM tenant_policies WHERE tenant = ?", tenant));
   RETURN_IF_ERROR(Exec(db, "DELETE FROM roles WHERE tenant = ?", tenant));
   RETURN_IF_ERROR(Exec(db, "DELETE FROM api_keys WHERE tenant = ?", tenant));
   return Exec(db, "DELETE FROM principals WHERE tenant = ?", tenant);

@@ -1,5 +1,5 @@
 // Principals and API keys (schema migration 4), custom roles and grants
-// (migration 5) in SQLite: reading them into the snapshot and writing each
+// (migration 5) and tenant policies (migration 6) in SQLite: reading them into the snapshot and writing each
 // access change of store.h (AccessChange).
 //
 // Contract: as records.h. Every function runs inside a transaction the caller
@@ -35,13 +35,16 @@ Status LoadRoles(sqlite3* db, std::vector<RoleRecord>& out);
 // Every grant with its constraints, ordered by id.
 Status LoadGrants(sqlite3* db, std::vector<GrantRecord>& out);
 
+// Every tenant policy, ordered by tenant.
+Status LoadTenantPolicies(sqlite3* db, std::vector<TenantPolicyRecord>& out);
+
 // Deletes a key's grants (part of shredding the key).
 Status DeleteKeyGrants(sqlite3* db, const KeyId& key_id);
 
 // Writes one access change (inside a write transaction).
 Status WriteAccessChange(sqlite3* db, const AccessChange& change);
 
-// Forgets a tenant's grants, roles, API keys and principals (part of
+// Forgets a tenant's grants, policy, roles, API keys and principals (part of
 // shredding the tenant);
 // the caller checks that the tenant exists and deletes it afterwards.
 Status DeleteTenantAccess(sqlite3* db, const std::string& tenant);

@@ -401,6 +401,7 @@ Status LoadSnapshot(sqlite3* db, KeyStoreSnapshot& out) {
   RETURN_IF_ERROR(LoadApiKeys(db, out.api_keys));
   RETURN_IF_ERROR(LoadRoles(db, out.roles));
   RETURN_IF_ERROR(LoadGrants(db, out.grants));
+  RETURN_IF_ERROR(LoadTenantPolicies(db, out.policies));
   return LoadAliases(db, out.aliases);
 }
 

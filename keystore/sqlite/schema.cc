@@ -165,6 +165,15 @@ CREATE TABLE grant_constraints (
   PRIMARY KEY (grant_id, name)
 );
 )sql"},
+    // Tenant policies: the YAML document as put (policy/tenant_policy.h
+    // reads it; the keystore does not).
+    {6, R"sql(
+CREATE TABLE tenant_policies (
+  tenant     TEXT NOT NULL PRIMARY KEY REFERENCES tenants (name),
+  document   TEXT NOT NULL CHECK (typeof(document) = 'text' AND length(document) <= 65536),
+  updated_at INTEGER NOT NULL CHECK (typeof(updated_at) = 'integer')
+);
+)sql"},
 };
 
 constexpr bool MigrationsAreNumberedInOrder() {

@@ -140,7 +140,7 @@ void AddWindowOptions(CLI::App* command, const std::shared_ptr<AdminArgs>& args)
 
 void AddTenantCommands(CLI::App& app, Invocation& invocation) {
   CLI::App* group =
-      app.add_subcommand("tenant", "Create, describe, list and schedule deletion of tenants");
+      app.add_subcommand("tenant", "Create, describe, list and schedule deletion of tenants; their policies");
   group->require_subcommand(1);
   auto args = std::make_shared<AdminArgs>();
   AddSimple(group, invocation, "create", "Create a tenant with its root key, keys and aliases",
@@ -163,6 +163,7 @@ void AddTenantCommands(CLI::App& app, Invocation& invocation) {
             TenantFrom::kName, {ops::TenantCancelDeletion::Name()}, args)
       ->add_option("NAME", args->name, "Tenant name")
       ->required();
+  AddPolicyCommands(group, invocation);
 }
 
 // key set-rotation and key set-min-decryption-version.

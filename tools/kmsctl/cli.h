@@ -156,6 +156,8 @@ void AddBatchCommands(CLI::App& app, Invocation& invocation);
 // principal and apikey.
 void AddAccessCommands(CLI::App& app, Invocation& invocation);
 void AddRoleAndGrantCommands(CLI::App& app, Invocation& invocation);
+// kmsctl tenant policy, under the `tenant` group AddAdminCommands made.
+void AddPolicyCommands(CLI::App* tenant_group, Invocation& invocation);
 // kmsctl key rewrap-all, under the `key` group AddAdminCommands made.
 void AddRewrapCommand(CLI::App& key_group, Invocation& invocation);
 

@@ -444,7 +444,7 @@ TEST(SqliteAccessMigrationTest, MigratesSchemaThreeKeystoreKeepingItsRecords) {
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 5);
+  EXPECT_EQ((*store)->SchemaVersion(), 6);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value()) << snapshot.error().ToString();
   EXPECT_EQ(DumpTenants(*snapshot), "acme,");
@@ -464,7 +464,7 @@ TEST(SqliteAccessMigrationTest, MigratesSchemaThreeKeystoreKeepingItsRecords) {
             Code::kNotFound);
   store->reset();
   RawDb raw(path);
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5,6");
   EXPECT_EQ(raw.Text("SELECT roles || '|' || uids || '|' || gids FROM principals"), "reader||");
   EXPECT_EQ(raw.Text("PRAGMA integrity_check"), "ok");
   EXPECT_EQ(raw.Text("PRAGMA foreign_key_check"), "");
@@ -493,7 +493,7 @@ TEST_F(SqliteAccessTest, BackupAndRestoreKeepPrincipalsAndApiKeys) {
 
   Result<KeyStoreCopyInfo> info = RestoreSqliteKeyStore(backup, path_);
   ASSERT_TRUE(info.has_value()) << info.error().ToString();
-  EXPECT_EQ(info->schema_version, 5);
+  EXPECT_EQ(info->schema_version, 6);
   Reopen();
   EXPECT_EQ(DumpAccess(Load()), before);
   EXPECT_THAT(before, HasSubstr("acme/alice"));
@@ -731,6 +731,43 @@ TEST_F(SqliteRolesGrantsTest, TableConstraintsBackTheCallersChecks) {
   EXPECT_FALSE(
       fails("INSERT INTO grants VALUES ('0123456789abcdef', 'acme', 'alice', "
             "zeroblob(16), 'encrypt,describe-key', 1, NULL, NULL)"));
+}
+
+// --- Tenant policies (schema 6) ---------------------------------------------
+
+TEST_F(SqliteAccessTest, TenantPoliciesArePutReplacedAndGoWithTheirTenant) {
+  const std::string document = "security_policies:\n  tenant_id: acme  # \u00e9\n";
+  MustWrite(store_change::PutTenantPolicy{{"acme", "resource_quotas: {}\n", 1700000000}});
+  MustWrite(store_change::PutTenantPolicy{{"acme", document, 1700000100}});
+  MustWrite(store_change::PutTenantPolicy{{"beta", "resource_quotas: {}\n", 1700000200}});
+  EXPECT_EQ(Write(store_change::PutTenantPolicy{{"ghost", document, 1}}).code(), Code::kNotFound);
+  Reopen();
+  KeyStoreSnapshot snapshot = Load();
+  ASSERT_EQ(snapshot.policies.size(), 2u);
+  EXPECT_EQ(snapshot.policies[0].tenant, "acme");
+  EXPECT_EQ(snapshot.policies[0].document, document);  // byte for byte
+  EXPECT_EQ(snapshot.policies[0].updated_at, 1700000100);
+  EXPECT_EQ(snapshot.policies[1].tenant, "beta");
+
+  // A backup carries them; shredding the tenant drops its policy.
+  const std::string backup = dir_ / "backup.db";
+  ASSERT_TRUE(store_->Backup(backup).has_value());
+  ASSERT_TRUE(store_->ShredTenant("acme", {}, 1800000000).ok());
+  snapshot = Load();
+  ASSERT_EQ(snapshot.policies.size(), 1u);
+  EXPECT_EQ(snapshot.policies[0].tenant, "beta");
+  RawDb raw(path_);
+  EXPECT_EQ(raw.Text("PRAGMA foreign_key_check"), "");
+  store_.reset();
+  ASSERT_TRUE(RestoreSqliteKeyStore(backup, path_).has_value());
+  Reopen();
+  EXPECT_EQ(Load().policies.size(), 2u);
+}
+
+TEST_F(SqliteAccessTest, TheTenantPolicyTableRefusesWhatTheDaemonWouldNotWrite) {
+  MustWrite(store_change::PutTenantPolicy{{"acme", std::string(65536, '#'), 1}});
+  EXPECT_FALSE(Write(store_change::PutTenantPolicy{{"acme", std::string(65537, '#'), 2}}).ok());
+  EXPECT_EQ(Load().policies.at(0).updated_at, 1);  // the refused write changed nothing
 }
 
 }  // namespace

@@ -152,6 +152,7 @@ class SqliteKeyStoreTest : public ::testing::Test {
             .api_keys = {},
             .roles = {},
             .grants = {},
+            .policies = {},
             .token_objects_to_destroy = {}};
   }
 
@@ -173,7 +174,7 @@ class SqliteKeyStoreOpenTest : public ::testing::Test {
 TEST_F(SqliteKeyStoreOpenTest, CreatesFreshKeystoreWhenFileIsMissing) {
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 5);
+  EXPECT_EQ((*store)->SchemaVersion(), 6);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value());
   EXPECT_EQ(Dump(*snapshot), "");
@@ -183,7 +184,7 @@ TEST_F(SqliteKeyStoreOpenTest, InitialisesEmptyFile) {
   WriteFile(path_, "");
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 5);
+  EXPECT_EQ((*store)->SchemaVersion(), 6);
 }
 
 TEST_F(SqliteKeyStoreOpenTest, NewKeystoreFileIsOwnerOnly) {
@@ -197,7 +198,7 @@ TEST_F(SqliteKeyStoreOpenTest, MarksFileAsKmsdAndRecordsMigrations) {
   ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
   RawDb raw(path_);
   EXPECT_EQ(raw.Text("PRAGMA application_id"), std::to_string(kKmsdApplicationId));
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5,6");
   EXPECT_NE(raw.Text("SELECT applied_at FROM schema_migrations WHERE version = 1"), "");
 }
 
@@ -268,16 +269,24 @@ TEST_F(SqliteKeyStoreOpenTest, RejectsSqliteDatabaseOfAnotherApplication) {
 }
 
 TEST_F(SqliteKeyStoreOpenTest, RefusesNewerSchema) {
-  ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
+  int latest = 0;
+  {
+    auto opened = OpenSqliteKeyStore(path_);
+    ASSERT_TRUE(opened.has_value());
+    latest = (*opened)->SchemaVersion();
+  }
   {
     RawDb raw(path_);
-    raw.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (6, 0)");
+    raw.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (" +
+             std::to_string(latest + 1) + ", 0)");
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_FALSE(store.has_value());
   EXPECT_EQ(store.error().code(), Code::kInternal);
   EXPECT_THAT(store.error().message(), HasSubstr("written by a newer kmsd"));
-  EXPECT_THAT(store.error().message(), HasSubstr("schema version 6"));
+  EXPECT_THAT(store.error().message(),
+              HasSubstr("schema version " + std::to_string(latest + 1) +
+                        ", this kmsd knows up to " + std::to_string(latest)));
 }
 
 TEST_F(SqliteKeyStoreOpenTest, RefusesKeystoreWithoutSchemaVersion) {
@@ -328,7 +337,7 @@ TEST_F(SqliteKeyStoreTest, ReopenKeepsEverything) {
   KeyStoreSnapshot before = Load();
 
   Reopen();
-  EXPECT_EQ(store_->SchemaVersion(), 5);
+  EXPECT_EQ(store_->SchemaVersion(), 6);
   EXPECT_EQ(Dump(Load()), Dump(before));
 }
 
@@ -366,6 +375,7 @@ TEST_F(SqliteKeyStoreTest, LoadAllReturnsRecordsInOrder) {
       .api_keys = {},
       .roles = {},
       .grants = {},
+      .policies = {},
       .token_objects_to_destroy = {}};
   EXPECT_EQ(Dump(Load()), Dump(expected));
 }
@@ -709,7 +719,7 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 5);
+  EXPECT_EQ((*store)->SchemaVersion(), 6);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value()) << snapshot.error().ToString();
   // Keys from before schema 3 have no KEK of their own.
@@ -728,6 +738,7 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
                             .api_keys = {},
                             .roles = {},
                             .grants = {},
+                            .policies = {},
                             .token_objects_to_destroy = {}};
   EXPECT_EQ(Dump(*snapshot), Dump(expected));
 
@@ -736,7 +747,7 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   ASSERT_TRUE((*store)->ScheduleTenantDeletion("acme", 1800000001).ok());
   store->reset();
   RawDb raw(path_);
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5,6");
   EXPECT_EQ(raw.Text("SELECT enabled || ',' || deletion_due_at FROM keys WHERE name = 'orders'"),
             "0,1800000000");
   EXPECT_EQ(raw.Text("SELECT deletion_due_at FROM tenants"), "1800000001");
@@ -820,6 +831,7 @@ TEST_F(SqliteKeyStoreTest, CreateTenantKeepsLifecycleFieldsOfItsRecords) {
                                 .api_keys = {},
                                 .roles = {},
                                 .grants = {},
+                                .policies = {},
                                 .token_objects_to_destroy = {}}));
 }
 
@@ -853,7 +865,7 @@ TEST_F(SqliteKeyStoreTest, BackupCopiesEveryRecordIntoOneOwnerOnlyFile) {
   ASSERT_TRUE(info.has_value()) << info.error().ToString();
   EXPECT_EQ(info->path, backup);
   EXPECT_EQ(info->bytes, std::filesystem::file_size(backup));
-  EXPECT_EQ(info->schema_version, 5);
+  EXPECT_EQ(info->schema_version, 6);
   EXPECT_EQ(info->tenants, 2);
   EXPECT_EQ(info->keys, 2);
   struct stat st;

@@ -37,7 +37,7 @@ const std::vector<CodeRow>& AllCodes() {
       {Code::kFrameTooLarge, "FRAME_TOO_LARGE", 3},
       {Code::kUnsupportedVersion, "UNSUPPORTED_VERSION", 3},
       {Code::kUnknownOperation, "UNKNOWN_OPERATION", 3},
-      {Code::kThrottled, "THROTTLED", 7},
+      {Code::kThrottled, "THROTTLED", 12},
       {Code::kQuotaExceeded, "QUOTA_EXCEEDED", 8},
       {Code::kTokenUnavailable, "TOKEN_UNAVAILABLE", 7},
       {Code::kUnavailable, "UNAVAILABLE", 9},
