@@ -1,6 +1,7 @@
 // Admission: what the admit stage hands a request it lets in (a place among
-// its tenant's requests in flight, daemon/tenant_rules.h), held until the
-// reply is sent. Move-only; not synchronized.
+// its tenant's requests in flight, daemon/tenant_rules.h), held until it is
+// executed (the server frees it before sending the reply). Move-only; not
+// synchronized.
 #pragma once
 
 #include <functional>

@@ -121,7 +121,7 @@ class DueWorkLoop {
 // The request's path (docs/ARCHITECTURE.md) over `hierarchy` until SIGINT or
 // SIGTERM.
 int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hierarchy,
-          pkcs11::Token& token, const BackupDirectory& backups) {
+          pkcs11::Token& token, const BackupDirectory& backups, TenantRules& rules) {
   AccessDirectory& directory = hierarchy.access();
   AccessPolicy access(
       AccessPolicyOptions{.admins = {config.admin_uids, config.admin_gids},
@@ -133,16 +133,6 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
                           }});
   PeerGate gate(
       access, {config.max_connections_per_uid, std::chrono::milliseconds(config.idle_timeout_ms)});
-  // Unix time read once, then advanced by the monotonic clock: a wall clock
-  // stepped back (NTP, an operator) must not hold a tenant's rate limit.
-  const auto wall_at_start = std::chrono::system_clock::now().time_since_epoch();
-  const auto steady_at_start = std::chrono::steady_clock::now();
-  TenantRules rules(directory, hierarchy, [wall_at_start, steady_at_start] {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               wall_at_start + (std::chrono::steady_clock::now() - steady_at_start))
-        .count();
-  });
-  rules.Load();
   ServiceDeps deps{
       .hierarchy = &hierarchy, .token = &token, .backups = backups, .gate = &gate, .rules = &rules};
   const HandlerTable handlers = AllHandlers();
@@ -215,10 +205,17 @@ int Run(const Config& config, const sigset_t& stop_signals) {
   SystemClock clock;
   auto hierarchy = KeyHierarchy::Open(**token, std::move(*store), clock, config.lifecycle);
   if (!hierarchy) return fail(hierarchy.error());
+  // The tenant policies' rotation ceilings hold from the first due work.
+  TenantRules rules((*hierarchy)->access(), **hierarchy, [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  });
+  rules.Load();
   // What fell due while kmsd was down is done before anything is served.
   DueWorkLoop::Report((*hierarchy)->RunDueWork());
   DueWorkLoop due_work(**hierarchy, std::chrono::milliseconds(config.due_work_interval_ms));
-  return Serve(config, stop_signals, **hierarchy, **token, *backups);
+  return Serve(config, stop_signals, **hierarchy, **token, *backups, rules);
 }
 
 }  // namespace

@@ -185,6 +185,10 @@ Status Pipeline::Intake(RequestContext& context, const Peer& transport_peer,
       return Status(Code::kInvalidArgument,
                     "operation '" + std::string(op.name) + "' takes no tenant");
     }
+    // A principal's request is its tenant's, with or without a tenant.
+    if (stages_.admit) {
+      ASSIGN_OR_RETURN(parsed->admission, stages_.admit(context));
+    }
     return OkStatus();
   }
   if (tenant.empty()) {

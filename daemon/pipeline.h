@@ -3,8 +3,8 @@
 //   receive → envelope → identify → authorize → admit → execute → record → reply
 //
 // The server (daemon/server.h) receives frames and replies; admission is the
-// tenant's rules (here, at intake) then its fair queue (daemon/fair_queue.h). This file holds the rest, each stage a
-// small replaceable unit passing one RequestContext:
+// tenant's rules (here, at intake) then its fair queue (daemon/fair_queue.h). This file holds the
+// rest, each stage a small replaceable unit passing one RequestContext:
 //  - Intake() runs on the receiving thread: the envelope (frame size, a scan
 //    before anything is built from the frame, then the decode), identify,
 //    authorize, the operation's tenant rules and the tenant's own (its
@@ -130,7 +130,7 @@ class LogRecorder final : public Recorder {
 struct ParsedRequest {
   std::optional<Frame> frame;
   RequestEnvelope envelope;
-  Admission admission;  // the admit stage's, until the reply
+  Admission admission;  // the admit stage's, until executed
 };
 
 // Stage: the tenant's own rules at intake (daemon/tenant_rules.h): its

@@ -314,6 +314,7 @@ void Server::Admit(Job job, nng_aio* aio) {
     admitted = std::move(admitted).WithRetryAfter(kThrottledRetryAfterMs);
   }
   // Push leaves a refused job as it was.
+  job.parsed.admission = Admission();
   Answer(job, pipeline_.Refuse(job.context, std::move(admitted)), aio);
 }
 
@@ -322,6 +323,9 @@ void Server::Execute(FairQueue<Job>::Popped popped, nng_aio* aio) {
   queued_bytes_.fetch_sub(nng_msg_len(job.message.get()));
   WipingBuffer reply = pipeline_.Execute(job.context, job.parsed);
   popped.ticket.Release();
+  // Executed: its place among the tenant's requests in flight is free before
+  // the reply is sent (a caller waiting for it may send its next at once).
+  job.parsed.admission = Admission();
   Answer(job, reply, aio);
 }
 

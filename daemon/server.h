@@ -42,6 +42,8 @@
 // process lock every client out.
 #pragma once
 
+#include <nng/nng.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -51,8 +53,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nng/nng.h>
 
 #include "daemon/fair_queue.h"
 #include "daemon/peer_gate.h"

@@ -126,4 +126,109 @@ Status DailyQuota::Take(std::optional<uint64_t> per_day, int64_t unix_seconds, u
   return OkStatus();
 }
 
+void DailyQuota::Give(int64_t unix_seconds, uint64_t count) {
+  if (FloorDiv(unix_seconds, 86400) * 86400 != day_start_) return;
+  used_ -= std::min(count, used_);
+}
+
+void RateLimiter::Rebase(const RateLimits& limits, int64_t unix_nanos) {
+  const int64_t now = std::max(unix_nanos, last_nanos_);
+  if (!limits.per_minute) {
+    theoretical_arrival_ = 0;
+    return;
+  }
+  const uint64_t per_minute = std::max<uint64_t>(*limits.per_minute, 1);
+  const uint64_t burst = std::max<uint64_t>(limits.burst.value_or(per_minute), 1);
+  const int64_t interval = std::max<int64_t>(
+      static_cast<int64_t>(60 * static_cast<uint64_t>(kNanosPerSecond) / per_minute), 1);
+  // At most a full bucket spent: the next request waits one interval at most
+  // beyond the new tolerance.
+  int64_t full;
+  if (__builtin_mul_overflow(static_cast<int64_t>(burst), interval, &full)) return;
+  theoretical_arrival_ = std::min(theoretical_arrival_, SaturatingAdd(now, full));
+}
+
+namespace {
+
+// Absent is no limit: looser than any.
+bool Looser(const std::optional<uint64_t>& current, const std::optional<uint64_t>& proposed) {
+  return current && (!proposed || *proposed > *current);
+}
+template <typename T>
+std::optional<uint64_t> Widen(const std::optional<T>& value) {
+  return value ? std::optional<uint64_t>(*value) : std::nullopt;
+}
+
+// True when `proposed` lets in a peer `current` does not.
+bool MorePeers(const std::optional<PeerSet>& current, const std::optional<PeerSet>& proposed) {
+  if (!current) return false;
+  if (!proposed) return true;
+  return !std::includes(current->uids.begin(), current->uids.end(), proposed->uids.begin(),
+                        proposed->uids.end()) ||
+         !std::includes(current->gids.begin(), current->gids.end(), proposed->gids.begin(),
+                        proposed->gids.end());
+}
+
+bool SameWindows(const std::vector<TimeWindow>& a, const std::vector<TimeWindow>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+    return x.days == y.days && x.from_minute == y.from_minute && x.until_minute == y.until_minute &&
+           x.utc_offset_minutes == y.utc_offset_minutes;
+  });
+}
+
+}  // namespace
+
+std::optional<std::string> LoosenedField(const TenantPolicy& current,
+                                         const TenantPolicy& proposed) {
+  const std::string sp = "security_policies.", rq = "resource_quotas.";
+  struct Limit {
+    std::string field;
+    std::optional<uint64_t> current, proposed;
+  };
+  const Limit limits[] = {
+      {sp + "data_protection.key_rotation_days", Widen(current.key_rotation_days),
+       Widen(proposed.key_rotation_days)},
+      {sp + "access_control.max_concurrent_sessions", Widen(current.max_concurrent_sessions),
+       Widen(proposed.max_concurrent_sessions)},
+      {sp + "access_control.session_timeout_minutes", Widen(current.session_timeout_minutes),
+       Widen(proposed.session_timeout_minutes)},
+      {sp + "rate_limiting.requests_per_minute", current.rate.per_minute, proposed.rate.per_minute},
+      {sp + "rate_limiting.burst_size", current.rate.burst, proposed.rate.burst},
+      {sp + "rate_limiting.requests_per_hour", current.rate.per_hour, proposed.rate.per_hour},
+      {rq + "api.requests_per_day", current.rate.per_day, proposed.rate.per_day},
+      {rq + "compute.max_concurrent_requests", Widen(current.max_concurrent_requests),
+       Widen(proposed.max_concurrent_requests)},
+      {rq + "storage.max_data_size", current.max_data_size, proposed.max_data_size},
+      {rq + "storage.max_file_count", current.max_file_count, proposed.max_file_count},
+      {rq + "storage.max_file_size", current.max_file_size, proposed.max_file_size},
+      {rq + "keys.max_keys", current.max_keys, proposed.max_keys},
+      {rq + "keys.max_data_keys_per_day", current.max_data_keys_per_day,
+       proposed.max_data_keys_per_day},
+  };
+  for (const Limit& limit : limits) {
+    if (Looser(limit.current, limit.proposed)) return limit.field;
+  }
+  if (current.mfa_required && !proposed.mfa_required) return sp + "access_control.mfa_required";
+  if (MorePeers(current.allowed_peers, proposed.allowed_peers)) {
+    return sp + "access_control.allowed_peers";
+  }
+  // Windows are not compared for inclusion: a change of the ones in force
+  // is a loosening unless there were none.
+  if (!current.time_windows.empty() && !SameWindows(current.time_windows, proposed.time_windows)) {
+    return sp + "access_control.time_windows";
+  }
+  // Audit: keeping records for less time, or logging less, is looser.
+  if (current.audit_retention_days &&
+      (!proposed.audit_retention_days ||
+       *proposed.audit_retention_days < *current.audit_retention_days)) {
+    return sp + "audit_logging.retention_days";
+  }
+  if ((current.log_all_operations && !proposed.log_all_operations) ||
+      (current.log_data_access && !proposed.log_data_access) ||
+      (current.log_admin_actions && !proposed.log_admin_actions)) {
+    return sp + "audit_logging";
+  }
+  return std::nullopt;
+}
+
 }  // namespace kmsd

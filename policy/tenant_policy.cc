@@ -27,6 +27,7 @@ constexpr std::string_view kLabel =
     "a label: kmsd sees keys and opaque plaintext, no data fields to classify or redact";
 constexpr std::string_view kNoCosts = "one host has no costs to count or bill";
 constexpr std::string_view kAudit = "kept for the audit log (being built), which applies it";
+constexpr std::string_view kSessions = "kept for sessions and MFA (being built): not applied yet";
 constexpr std::string_view kStorage =
     "served to the client library's per-tenant storage by tenant.describe";
 
@@ -449,10 +450,13 @@ Status PolicyReader::DataProtection(const YAML::Node& node, const std::string& p
 
 Status PolicyReader::AccessControl(const YAML::Node& node, const std::string& path) {
   return Walk(node, path,
-              {{"max_concurrent_sessions", Into(policy().max_concurrent_sessions, 1, 100000)},
-               {"session_timeout_minutes", Into(policy().session_timeout_minutes, 1, 525600)},
+              {{"max_concurrent_sessions", Noted(Into(policy().max_concurrent_sessions, 1, 100000),
+                                                 PolicyNoteKind::kServedElsewhere, kSessions)},
+               {"session_timeout_minutes", Noted(Into(policy().session_timeout_minutes, 1, 525600),
+                                                 PolicyNoteKind::kServedElsewhere, kSessions)},
                {"ip_whitelist", Section(&PolicyReader::IpWhitelist)},
-               {"mfa_required", Into(policy().mfa_required)},
+               {"mfa_required",
+                Noted(Into(policy().mfa_required), PolicyNoteKind::kServedElsewhere, kSessions)},
                {"allowed_peers", Section(&PolicyReader::AllowedPeers)},
                {"time_windows", Section(&PolicyReader::TimeWindows)}});
 }
@@ -708,6 +712,18 @@ Result<ParsedTenantPolicy> ParseTenantPolicy(std::string_view yaml, std::string_
     return Error(Code::kInvalidArgument,
                  "tenant policy: the document is " + std::to_string(yaml.size()) +
                      " bytes, over the limit of " + std::to_string(kMaxPolicyDocumentBytes));
+  }
+  // The document is shown as it is (kmsctl tenant policy get): no terminal
+  // control sequences, C0 (but tab and line ends), DEL or C1 (as UTF-8).
+  for (size_t i = 0; i < yaml.size(); ++i) {
+    const auto c = static_cast<unsigned char>(yaml[i]);
+    const bool c1 = c == 0xc2 && i + 1 < yaml.size() &&
+                    static_cast<unsigned char>(yaml[i + 1]) >= 0x80 &&
+                    static_cast<unsigned char>(yaml[i + 1]) <= 0x9f;
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f || c1) {
+      return Error(Code::kInvalidArgument, "tenant policy: a control character at byte " +
+                                               std::to_string(i) + " (only tab and line ends)");
+    }
   }
   try {
     ASSIGN_OR_RETURN(const YAML::Node root, LoadOne(yaml));

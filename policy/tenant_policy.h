@@ -103,6 +103,12 @@ struct ParsedTenantPolicy {
 // kMaxPolicyDocumentBytes, or for one with neither section.
 Result<ParsedTenantPolicy> ParseTenantPolicy(std::string_view yaml, std::string_view tenant);
 
+// The first field in which `proposed` allows more than `current` (a higher
+// or removed limit or quota, a longer rotation or session, fewer conditions,
+// less audit), as its dotted path; nullopt when `proposed` is as strict or
+// stricter everywhere. Who may only tighten a policy is the caller's rule.
+std::optional<std::string> LoosenedField(const TenantPolicy& current, const TenantPolicy& proposed);
+
 // True when `windows` is empty or `unix_seconds` falls in one of them.
 bool WithinTimeWindows(const std::vector<TimeWindow>& windows, int64_t unix_seconds);
 
@@ -116,6 +122,11 @@ class RateLimiter {
   // `unix_nanos` must not go backwards by more than the caller tolerates:
   // an earlier time is treated as the last one seen.
   Status Take(const RateLimits& limits, int64_t unix_nanos);
+  // For a new document: the bucket keeps what was spent, but never more
+  // than the new limits' burst (a tenant whose burst was lowered is not held
+  // back for the old one's length; one whose limit is gone starts afresh).
+  // The hour's and day's counts stay.
+  void Rebase(const RateLimits& limits, int64_t unix_nanos);
 
  private:
   int64_t last_nanos_ = 0;
@@ -131,6 +142,9 @@ class RateLimiter {
 class DailyQuota {
  public:
   Status Take(std::optional<uint64_t> per_day, int64_t unix_seconds, uint64_t count = 1);
+  // Gives back `count` taken earlier the same UTC day (a data key that was
+  // not made after all); nothing for another day.
+  void Give(int64_t unix_seconds, uint64_t count = 1);
 
  private:
   int64_t day_start_ = -1;

@@ -168,12 +168,23 @@ Result<size_t> DataKeySize(const ops::DataKeyRequest& request) {
 template <bool kWithPlaintext>
 Result<ops::DataKeyReply> GenerateDataKey(Call& call, const ops::DataKeyRequest& request) {
   ASSIGN_OR_RETURN(size_t size, DataKeySize(request));
-  // Counted when asked for: a data key refused later still counts.
-  if (TenantRules* rules = call.deps().rules) RETURN_IF_ERROR(rules->TakeDataKeys(call.tenant(), 1));
+  // Taken before the key is made (two requests cannot both have the last
+  // one), given back when it is not made.
+  TenantRules* rules = call.deps().rules;
+  if (rules != nullptr) RETURN_IF_ERROR(rules->TakeDataKeys(call.tenant(), 1));
   SecretBuffer data_key(size);
-  RETURN_IF_ERROR(call.token().GenerateRandom({data_key.RevealMutableData(), data_key.size()}));
-  ASSIGN_OR_RETURN(ops::EncryptReply encrypted,
-                   EncryptOne(call, request.key, data_key.RevealSpan(), request.context));
+  Result<ops::EncryptReply> made = Error(Code::kInternal, "no data key made");
+  if (Status random = call.token().GenerateRandom({data_key.RevealMutableData(), data_key.size()});
+      random.ok()) {
+    made = EncryptOne(call, request.key, data_key.RevealSpan(), request.context);
+  } else {
+    made = Error(std::move(random));
+  }
+  if (!made) {
+    if (rules != nullptr) rules->GiveDataKeys(call.tenant(), 1);
+    return Error(std::move(made).error());
+  }
+  ops::EncryptReply encrypted = std::move(*made);
   ops::DataKeyReply reply;
   reply.ciphertext = std::move(encrypted.ciphertext);
   static_cast<ops::KeyUsed&>(reply) = std::move(static_cast<ops::KeyUsed&>(encrypted));

@@ -7,8 +7,10 @@ namespace kmsd {
 namespace {
 
 Result<ops::KeyDescription> Create(Call& call, const ops::KeyCreateRequest& request) {
-  const std::optional<uint64_t> max_keys =
-      call.deps().rules ? call.deps().rules->MaxKeys(call.tenant()) : std::nullopt;
+  std::optional<uint64_t> max_keys;
+  if (call.deps().rules != nullptr) {
+    ASSIGN_OR_RETURN(max_keys, call.deps().rules->MaxKeys(call.tenant()));
+  }
   ASSIGN_OR_RETURN(KeyInfo key,
                    call.hierarchy().CreateKey(call.tenant(), request.name,
                                               request.description.value_or(""), max_keys));

@@ -33,7 +33,8 @@ Result<ops::PolicyDescription> Put(Call& call, const ops::PolicyPutRequest& requ
   ASSIGN_OR_RETURN(TenantRules * rules, RulesOf(call));
   // The tenant must exist (and be served) before its document is read.
   RETURN_IF_ERROR(call.hierarchy().DescribeTenant(call.tenant()));
-  ASSIGN_OR_RETURN(TenantPolicyView view, rules->Put(call.tenant(), request.document));
+  ASSIGN_OR_RETURN(TenantPolicyView view, rules->Put(call.tenant(), request.document,
+                                                     /*may_loosen=*/call.principal() == nullptr));
   return DescribePolicy(call.tenant(), view);
 }
 

@@ -16,7 +16,9 @@ Result<ops::TenantDescription> Describe(Call& call, const NoFields&) {
   ASSIGN_OR_RETURN(TenantInfo info, call.hierarchy().DescribeTenant(call.tenant()));
   ops::TenantDescription out = DescribeTenant(info);
   if (call.deps().rules != nullptr) {
-    if (auto policy = call.deps().rules->PolicyOf(call.tenant())) {
+    ASSIGN_OR_RETURN(std::shared_ptr<const TenantPolicy> policy,
+                     call.deps().rules->PolicyOf(call.tenant()));
+    if (policy != nullptr) {
       out.max_data_size = policy->max_data_size;
       out.max_file_count = policy->max_file_count;
       out.max_file_size = policy->max_file_size;

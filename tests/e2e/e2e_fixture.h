@@ -9,8 +9,11 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "client/connection.h"
+#include "client/typed_call.h"
+#include "protocol/access_types.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/temp_dir.h"
 
@@ -62,6 +65,40 @@ class KmsdTest : public ::testing::Test {
     ASSIGN_OR_RETURN(Reply reply, Call("decrypt", tenant, std::move(args)));
     ASSIGN_OR_RETURN(auto plaintext, reply.result().Binary("plaintext"));
     return ToString(plaintext);
+  }
+
+  // Makes principal `name` of `tenant` holding `roles` (as the admin).
+  void AddPrincipal(const std::string& tenant, const std::string& name,
+                    std::vector<std::string> roles) {
+    auto created = CallOp<ops::PrincipalCreate>(
+        *connection_, tenant,
+        {.name = name, .roles = std::move(roles), .uids = std::nullopt, .gids = std::nullopt});
+    EXPECT_TRUE(created) << created.error();
+  }
+
+  // A connection presenting a new API key of an existing principal.
+  std::unique_ptr<Connection> DialWithNewKey(const std::string& tenant,
+                                             const std::string& principal) {
+    auto key = CallOp<ops::ApiKeyCreate>(
+        *connection_, tenant, {.principal = principal, .expires_in_seconds = std::nullopt});
+    EXPECT_TRUE(key) << key.error();
+    if (!key) return nullptr;
+    auto dialed =
+        Connection::Dial(daemon_->socket_path(), std::chrono::milliseconds(10000),
+                         kDefaultMaxRequestBytes, SecretBuffer::CopyOf(SecretText(key->secret)));
+    EXPECT_TRUE(dialed) << dialed.error();
+    return dialed ? std::move(*dialed) : nullptr;
+  }
+
+  // A principal of `tenant` holding `roles`, and a connection using its key.
+  std::unique_ptr<Connection> Principal(const std::string& tenant, const std::string& name,
+                                        std::vector<std::string> roles) {
+    AddPrincipal(tenant, name, std::move(roles));
+    return DialWithNewKey(tenant, name);
+  }
+
+  static std::string SecretText(const SecretBuffer& secret) {
+    return std::string(reinterpret_cast<const char*>(secret.RevealData()), secret.size());
   }
 
   TempDir dir_;

@@ -25,10 +25,6 @@ namespace {
 using ::testing::HasSubstr;
 using Strings = std::vector<std::string>;
 
-std::string SecretText(const SecretBuffer& secret) {
-  return std::string(reinterpret_cast<const char*>(secret.RevealData()), secret.size());
-}
-
 class RolesGrantsTest : public KmsdTest {
  protected:
   void SetUp() override {
@@ -46,27 +42,6 @@ class RolesGrantsTest : public KmsdTest {
         {.name = name,
          .inherits = inherits.empty() ? std::nullopt : std::optional(inherits),
          .allow = allow.empty() ? std::nullopt : std::optional(allow)});
-  }
-
-  void AddPrincipal(const std::string& tenant, const std::string& name, Strings roles) {
-    auto created = CallOp<ops::PrincipalCreate>(
-        *connection_, tenant,
-        {.name = name, .roles = std::move(roles), .uids = std::nullopt, .gids = std::nullopt});
-    EXPECT_TRUE(created) << created.error();
-  }
-
-  // A principal of `tenant` holding `roles`, and a connection using its key.
-  std::unique_ptr<Connection> Principal(const std::string& tenant, const std::string& name,
-                                        Strings roles) {
-    AddPrincipal(tenant, name, std::move(roles));
-    auto key = CallOp<ops::ApiKeyCreate>(*connection_, tenant,
-                                         {.principal = name, .expires_in_seconds = std::nullopt});
-    EXPECT_TRUE(key) << key.error();
-    auto dialed =
-        Connection::Dial(daemon_->socket_path(), std::chrono::milliseconds(10000),
-                         kDefaultMaxRequestBytes, SecretBuffer::CopyOf(SecretText(key->secret)));
-    EXPECT_TRUE(dialed) << dialed.error();
-    return std::move(*dialed);
   }
 
   static Result<ops::EncryptReply> EncryptAs(Connection& as, const std::string& key,

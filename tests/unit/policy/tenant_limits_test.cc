@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "policy/tenant_policy.h"
@@ -302,6 +305,110 @@ TEST(DailyQuotaTest, AnEarlierDayCountsAsTheDayLastSeen) {
   Status refused = quota.Take(1, kMonday + kDay - 1);
   EXPECT_EQ(refused.code(), Code::kQuotaExceeded);
   EXPECT_GE(refused.retry_after_ms().value_or(0), 1u);
+}
+
+TEST(RateLimiterTest, ANewDocumentHoldsNoMoreThanItsOwnBurstBack) {
+  RateLimiter limiter;
+  const RateLimits generous = PerMinute(60, 1000);
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(limiter.Take(generous, kT0).ok()) << i;
+  // Under the old document the next request waits 1 s; the spent burst of
+  // 1000 is not carried into a burst of 10 (which would wait ~1000 s).
+  const RateLimits tight = PerMinute(60, 10);
+  limiter.Rebase(tight, kT0);
+  EXPECT_EQ(limiter.Take(tight, kT0).retry_after_ms(), 1000u);
+  EXPECT_TRUE(limiter.Take(tight, kT0 + kSecond).ok());
+  EXPECT_EQ(limiter.Take(tight, kT0 + kSecond).code(), Code::kThrottled);
+  // A document without a rate per minute forgets the bucket: the next one
+  // starts with its whole burst.
+  limiter.Rebase(RateLimits{}, kT0 + kSecond);
+  limiter.Rebase(PerMinute(60, 5), kT0 + kSecond);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(limiter.Take(PerMinute(60, 5), kT0 + kSecond).ok()) << i;
+  EXPECT_EQ(limiter.Take(PerMinute(60, 5), kT0 + kSecond).code(), Code::kThrottled);
+  // A bucket with room left keeps what it has: rebasing gives no new burst.
+  RateLimiter fresh;
+  ASSERT_TRUE(fresh.Take(PerMinute(60, 3), kT0).ok());
+  fresh.Rebase(PerMinute(60, 3), kT0);
+  EXPECT_TRUE(fresh.Take(PerMinute(60, 3), kT0).ok());
+  EXPECT_TRUE(fresh.Take(PerMinute(60, 3), kT0).ok());
+  EXPECT_EQ(fresh.Take(PerMinute(60, 3), kT0).code(), Code::kThrottled);
+}
+
+TEST(DailyQuotaTest, GivingBackFreesTheSameDayOnly) {
+  DailyQuota quota;
+  ASSERT_TRUE(quota.Take(2, kMonday).ok());
+  ASSERT_TRUE(quota.Take(2, kMonday).ok());
+  EXPECT_EQ(quota.Take(2, kMonday).code(), Code::kQuotaExceeded);
+  quota.Give(kMonday + kHour);
+  EXPECT_TRUE(quota.Take(2, kMonday + kHour).ok());
+  EXPECT_EQ(quota.Take(2, kMonday + kHour).code(), Code::kQuotaExceeded);
+  quota.Give(kMonday + kDay, 5);  // another day: nothing to give back
+  EXPECT_EQ(quota.Take(2, kMonday + kHour).code(), Code::kQuotaExceeded);
+  quota.Give(kMonday + kHour, 5);  // never below zero
+  EXPECT_TRUE(quota.Take(2, kMonday + kHour, 2).ok());
+}
+
+// --- Who may only tighten ---------------------------------------------------
+
+TEST(LoosenedFieldTest, TighterOrEqualIsNotLooser) {
+  TenantPolicy current;
+  current.rate.per_minute = 100;
+  current.max_keys = 10;
+  current.allowed_peers = PeerSet{{1000, 1001}, {}};
+  EXPECT_EQ(LoosenedField(current, current), std::nullopt);
+  TenantPolicy tighter = current;
+  tighter.rate.per_minute = 50;
+  tighter.max_keys = 5;
+  tighter.allowed_peers = PeerSet{{1000}, {}};
+  tighter.max_concurrent_requests = 4;  // a new limit
+  tighter.mfa_required = true;
+  tighter.time_windows.push_back({.days = 1, .from_minute = 0, .until_minute = 60});
+  EXPECT_EQ(LoosenedField(current, tighter), std::nullopt);
+  EXPECT_EQ(LoosenedField(TenantPolicy{}, tighter), std::nullopt);  // none in force
+}
+
+TEST(LoosenedFieldTest, EachLooserFieldIsNamed) {
+  TenantPolicy current;
+  current.key_rotation_days = 30;
+  current.rate.per_minute = 100;
+  current.rate.burst = 10;
+  current.rate.per_day = 1000;
+  current.max_concurrent_requests = 4;
+  current.max_keys = 10;
+  current.max_data_keys_per_day = 100;
+  current.max_data_size = 1000;
+  current.mfa_required = true;
+  current.allowed_peers = PeerSet{{1000}, {}};
+  current.time_windows.push_back({.days = 1, .from_minute = 0, .until_minute = 60});
+  current.audit_retention_days = 365;
+  struct Case {
+    std::function<void(TenantPolicy&)> loosen;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {[](TenantPolicy& p) { p.key_rotation_days = 31; }, "data_protection.key_rotation_days"},
+      {[](TenantPolicy& p) { p.key_rotation_days.reset(); }, "data_protection.key_rotation_days"},
+      {[](TenantPolicy& p) { p.rate.per_minute = 101; }, "rate_limiting.requests_per_minute"},
+      {[](TenantPolicy& p) { p.rate.burst.reset(); }, "rate_limiting.burst_size"},
+      {[](TenantPolicy& p) { p.rate.per_day.reset(); }, "api.requests_per_day"},
+      {[](TenantPolicy& p) { p.max_concurrent_requests = 5; }, "compute.max_concurrent_requests"},
+      {[](TenantPolicy& p) { p.max_keys.reset(); }, "keys.max_keys"},
+      {[](TenantPolicy& p) { p.max_data_keys_per_day = 101; }, "keys.max_data_keys_per_day"},
+      {[](TenantPolicy& p) { p.max_data_size = 1001; }, "storage.max_data_size"},
+      {[](TenantPolicy& p) { p.mfa_required = false; }, "access_control.mfa_required"},
+      {[](TenantPolicy& p) { p.allowed_peers.reset(); }, "access_control.allowed_peers"},
+      {[](TenantPolicy& p) { p.allowed_peers->gids.insert(100); }, "access_control.allowed_peers"},
+      {[](TenantPolicy& p) { p.time_windows.clear(); }, "access_control.time_windows"},
+      {[](TenantPolicy& p) { p.time_windows[0].until_minute = 61; }, "access_control.time_windows"},
+      {[](TenantPolicy& p) { p.audit_retention_days = 30; }, "audit_logging.retention_days"},
+      {[](TenantPolicy& p) { p.log_data_access = false; }, "audit_logging"},
+  };
+  for (const Case& c : cases) {
+    TenantPolicy proposed = current;
+    c.loosen(proposed);
+    const std::optional<std::string> field = LoosenedField(current, proposed);
+    ASSERT_TRUE(field.has_value()) << c.field;
+    EXPECT_THAT(*field, HasSubstr(c.field));
+  }
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/seed_policies.h"
+
 namespace kmsd {
 
 // For gtest's messages: the note kind by its wire name.
@@ -19,63 +21,11 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using testing::kQuotaSeed;
+using testing::kSecuritySeed;
 using ::testing::Not;
 
 constexpr std::string_view kTenant = "acme-manufacturing";
-
-// The seed documents, verbatim.
-constexpr std::string_view kSecuritySeed = R"(security_policies:
-  tenant_id: "acme-manufacturing"
-  version: "1.0.0"
-  data_protection:
-    encryption_level: "AES-256"
-    key_rotation_days: 90
-    data_locality: ["us-east-1", "us-west-2"]
-    cross_region_encryption: true
-  access_control:
-    max_concurrent_sessions: 100
-    session_timeout_minutes: 480
-    ip_whitelist: ["10.0.0.0/8", "172.16.0.0/12"]
-    mfa_required: true
-  audit_logging:
-    log_all_operations: true
-    log_data_access: true
-    log_admin_actions: true
-    retention_days: 2555  # 7 years for compliance
-  compliance:
-    frameworks: ["SOX", "GDPR", "ISO27001"]
-    data_classification: "confidential"
-    pii_handling: "encrypt_and_redact"
-  rate_limiting:
-    requests_per_minute: 1000
-    requests_per_hour: 50000
-    burst_size: 100
-    cost_threshold: 5000
-)";
-
-constexpr std::string_view kQuotaSeed = R"(resource_quotas:
-  tenant_id: "acme-manufacturing"
-  compute:
-    max_concurrent_requests: 100
-    max_request_duration: 300000  # 5 minutes
-    max_memory_usage: "2GB"
-  storage:
-    max_data_size: "100GB"
-    max_file_count: 10000
-    max_file_size: "1GB"
-  api:
-    requests_per_minute: 1000
-    requests_per_hour: 50000
-    requests_per_day: 1000000
-  cost:
-    monthly_budget: 5000
-    daily_limit: 200
-    cost_alert_threshold: 0.8  # 80% of budget
-  domains:
-    manufacturing: true
-    finance: false
-    pharma: false
-)";
 
 using NoteRow = std::pair<std::string, PolicyNoteKind>;
 constexpr auto kNa = PolicyNoteKind::kNotApplicable;
@@ -86,7 +36,10 @@ const std::vector<NoteRow> kSecurityNotes = {
     {"security_policies.version", kNa},
     {"security_policies.data_protection.data_locality", kNa},
     {"security_policies.data_protection.cross_region_encryption", kNa},
+    {"security_policies.access_control.max_concurrent_sessions", kElsewhere},
+    {"security_policies.access_control.session_timeout_minutes", kElsewhere},
     {"security_policies.access_control.ip_whitelist", kNa},
+    {"security_policies.access_control.mfa_required", kElsewhere},
     {"security_policies.audit_logging.log_all_operations", kElsewhere},
     {"security_policies.audit_logging.log_data_access", kElsewhere},
     {"security_policies.audit_logging.log_admin_actions", kElsewhere},
@@ -211,7 +164,8 @@ TEST(TenantPolicyTest, NotesSayWhy) {
   const ParsedTenantPolicy parsed = MustParse(kSecuritySeed);
   ASSERT_GE(parsed.notes.size(), 4u);
   EXPECT_EQ(parsed.notes[0].note, "kept as written; kmsd versions the stored document by time");
-  EXPECT_EQ(parsed.notes[3].note,
+  EXPECT_EQ(parsed.notes[4].note, "kept for sessions and MFA (being built): not applied yet");
+  EXPECT_EQ(parsed.notes[5].note,
             "applies to network front ends only; the IPC socket has no addresses");
   EXPECT_EQ(PolicyNoteKindName(PolicyNoteKind::kUnknown), "unknown");
   EXPECT_EQ(PolicyNoteKindName(PolicyNoteKind::kNotApplicable), "not_applicable");
@@ -379,7 +333,7 @@ security_policies:
     vpn_required: true
     zones: [a, b]
   access_control:
-    mfa_required: true
+    allowed_peers: {uids: [7]}
 resource_quotas:
   tenant_id: acme-manufacturing
   gpu: {count: 2}
@@ -395,7 +349,7 @@ resource_quotas:
   EXPECT_EQ(parsed.notes[0].note,
             "not a field kmsd knows; kept in the stored document, not applied");
   EXPECT_EQ(parsed.policy.key_rotation_days, 30u);
-  EXPECT_TRUE(parsed.policy.mfa_required);
+  ASSERT_TRUE(parsed.policy.allowed_peers.has_value());
   EXPECT_EQ(parsed.policy.max_keys, 5u);
 }
 
@@ -778,6 +732,22 @@ TEST(TenantPolicyTest, ComputeStorageCostDomainAndKeyFields) {
   EXPECT_EQ(p.max_keys, 1000000u);
   EXPECT_EQ(p.max_data_keys_per_day, 1u);
   EXPECT_EQ(MustParse(Quota("storage", "max_file_count: 0")).policy.max_file_count, 0u);
+}
+
+TEST(TenantPolicyTest, ControlCharactersAreRefusedBeforeAnythingIsRead) {
+  for (const std::string& bad : {std::string("security_policies:\n  version: \"\x1b[2J\"\n"),
+                                 std::string("security_policies:\n  version: \"a\x7f\"\n"),
+                                 std::string("security_policies:\n  version: \"\xc2\x9b"
+                                             "31m\"\n"),
+                                 std::string("security_policies:\n  version: \"a\0b\"\n", 36)}) {
+    auto parsed = ParseTenantPolicy(bad, kTenant);
+    ASSERT_FALSE(parsed) << bad;
+    EXPECT_EQ(parsed.error().code(), Code::kInvalidArgument);
+    EXPECT_THAT(parsed.error().message(), HasSubstr("control character"));
+  }
+  // Tabs, line ends (also CRLF) and other UTF-8 are fine.
+  EXPECT_TRUE(
+      ParseTenantPolicy("security_policies:\r\n  version: \"caf\xc3\xa9\t1\"\r\n", kTenant));
 }
 
 }  // namespace
