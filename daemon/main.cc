@@ -133,10 +133,17 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
                           }});
   PeerGate gate(
       access, {config.max_connections_per_uid, std::chrono::milliseconds(config.idle_timeout_ms)});
-  ServiceDeps deps{
-      .hierarchy = &hierarchy, .token = &token, .backups = backups, .gate = &gate, .rules = &rules};
+  SessionTable sessions(directory.clock());
+  AuthLockout lockout({}, [&access](const Peer& peer) { return access.IsAdmin(peer); });
+  ServiceDeps deps{.hierarchy = &hierarchy,
+                   .token = &token,
+                   .backups = backups,
+                   .gate = &gate,
+                   .rules = &rules,
+                   .sessions = &sessions,
+                   .lockout = &lockout};
   const HandlerTable handlers = AllHandlers();
-  ApiKeyIdentifier identify(directory);
+  ApiKeyIdentifier identify(directory, sessions, lockout);
   PolicyAuthorizer authorize(access, [&directory] { return directory.Now(); });
   LogRecorder record;
   const Pipeline pipeline(

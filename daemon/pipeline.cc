@@ -19,7 +19,20 @@ Status ApiKeyIdentifier::Identify(RequestContext& context, const Peer& transport
                                   std::optional<std::string_view> api_key) const {
   context.caller = transport_peer;
   if (!api_key) return OkStatus();
-  ASSIGN_OR_RETURN(AuthenticatedKey key, directory_.Authenticate(*api_key));
+  RETURN_IF_ERROR(lockout_.CheckPeer(transport_peer));
+  std::optional<SessionInfo> session;
+  Result<AuthenticatedKey> authenticated = Authenticate(*api_key, &session);
+  if (!authenticated) {
+    // A credential nobody holds is a guess; a revoked, expired or idle one
+    // is not (its holder is told why, and is not locked out for it).
+    const std::string& why = authenticated.error().message();
+    if (why.ends_with(" is not valid")) {
+      lockout_.Failed(transport_peer, directory_.OwnerOfKey(*api_key),
+                      IsSessionToken(*api_key) ? "a session token" : "an API key");
+    }
+    return authenticated.error();
+  }
+  AuthenticatedKey key = std::move(*authenticated);
   const PrincipalRecord& principal = *key.principal;
   if (!principal.uids.empty() || !principal.gids.empty()) {
     const PeerSet bound{{principal.uids.begin(), principal.uids.end()},
@@ -50,9 +63,22 @@ Status ApiKeyIdentifier::Identify(RequestContext& context, const Peer& transport
   context.principal = PrincipalIdentity{.tenant = principal.tenant,
                                         .name = principal.name,
                                         .api_key_id = key.key_id,
+                                        .session_id = session ? session->id : std::string(),
+                                        .mfa = session && session->mfa,
                                         .permissions = derived.access->roles.everywhere,
                                         .access = std::move(derived.access)};
   return OkStatus();
+}
+
+Result<AuthenticatedKey> ApiKeyIdentifier::Authenticate(std::string_view credential,
+                                                        std::optional<SessionInfo>* session) const {
+  if (IsSessionToken(credential)) {
+    Result<SessionInfo> found = sessions_.Authenticate(credential);
+    if (!found) return Error(std::move(found).error());
+    *session = std::move(*found);
+    return directory_.AuthenticateProven((*session)->api_key_id);
+  }
+  return directory_.Authenticate(credential);
 }
 
 // The roles of `principal` with the tenant's custom roles, and its grants, as

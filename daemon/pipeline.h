@@ -30,6 +30,8 @@
 #include "daemon/admission.h"
 #include "daemon/handlers/handler.h"
 #include "daemon/request_context.h"
+#include "daemon/sessions.h"
+#include "keystore/access_directory.h"
 #include "policy/access.h"
 #include "protocol/message.h"
 #include "protocol/value.h"
@@ -53,17 +55,27 @@ class PeerIdentifier final : public Identifier {
                   std::optional<std::string_view> api_key) const override;
 };
 
-// The peer, and the principal of an API key (keystore/access_directory.h):
-// ACCESS_DENIED for a key that is not valid, revoked or expired, or one whose
-// principal is bound to peers this one is not. What the principal's roles
+// The peer, and the principal of an API key (keystore/access_directory.h)
+// or of a session token (daemon/sessions.h: the API key it was opened with):
+// ACCESS_DENIED for a credential that is not valid, revoked or expired (a
+// session ends with its key), or one whose principal is bound to peers this
+// one is not. A credential that is not valid counts as a failed attempt of
+// the peer (and of the principal it names); a peer locked out for them is
+// refused before its credential is looked at. Admins are neither counted
+// nor held: they may do everything without a credential, so guessing one
+// gains them nothing. What the principal's roles
 // and grants give is derived once per change of the directory and cached.
 class ApiKeyIdentifier final : public Identifier {
  public:
-  explicit ApiKeyIdentifier(AccessDirectory& directory) : directory_(directory) {}
+  ApiKeyIdentifier(AccessDirectory& directory, SessionTable& sessions, AuthLockout& lockout)
+      : directory_(directory), sessions_(sessions), lockout_(lockout) {}
   Status Identify(RequestContext& context, const Peer& transport_peer,
                   std::optional<std::string_view> api_key) const override;
 
  private:
+  // The key (and session) a credential stands for.
+  Result<AuthenticatedKey> Authenticate(std::string_view credential,
+                                        std::optional<SessionInfo>* session) const;
   struct Derived {
     uint64_t generation = 0;
     std::shared_ptr<const PrincipalAccess> access;
@@ -71,6 +83,8 @@ class ApiKeyIdentifier final : public Identifier {
   Derived DeriveAccess(const PrincipalRecord& principal, uint64_t generation) const;
 
   AccessDirectory& directory_;
+  SessionTable& sessions_;
+  AuthLockout& lockout_;
   mutable std::mutex cache_mu_;
   // By tenant, then principal name. Entries of deleted principals stay
   // (stale by generation) until kmsd restarts: a few bytes each.

@@ -166,6 +166,12 @@ Result<Admission> TenantRules::Admit(RequestContext& context) {
     return Error(
         Denied(context, "tenant '" + tenant + "' is outside its policy's time_windows now"));
   }
+  if (policy.mfa_required && context.op != nullptr && NeedsMfa(context.op->permission) &&
+      !context.principal->mfa) {
+    return Error(Denied(context, "tenant '" + tenant + "' requires MFA for '" +
+                                     std::string(context.op->name) +
+                                     "': open a session with a TOTP code (kmsctl login --totp)"));
+  }
   if (policy.max_concurrent_requests && state->in_flight >= *policy.max_concurrent_requests) {
     return Error(Status(Code::kThrottled, "tenant '" + tenant + "' has " +
                                               std::to_string(state->in_flight) +

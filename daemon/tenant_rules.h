@@ -6,7 +6,9 @@
 //  - Admit(): the admit stage, at intake (cheap: memory only). For every
 //    request of a tenant principal (never an admin's), with or without a
 //    tenant in its envelope (status, generate-random): the policy's allowed
-//    peers and time windows (ACCESS_DENIED, recorded as the decision), then
+//    peers and time windows, and mfa_required for the operations that
+//    change things (policy/tenant_policy.h's NeedsMfa: a session opened with
+//    a TOTP code is needed) (ACCESS_DENIED, recorded as the decision), then
 //    its request rates and max_concurrent_requests (THROTTLED with a
 //    retry-after). The Admission it returns holds the request's place among
 //    the tenant's requests in flight until it is destroyed, once executed.

@@ -144,6 +144,10 @@ void AccessDirectory::Load(KeyStoreSnapshot& snapshot) {
     policies_[std::move(tenant)] = std::make_shared<const TenantPolicyRecord>(std::move(policy));
   }
   policy_count_.store(policies_.size(), std::memory_order_release);
+  for (MfaSeedRecord& seed : snapshot.mfa_seeds) {
+    PrincipalKey key{seed.tenant, seed.principal};
+    mfa_seeds_[std::move(key)] = std::move(seed);
+  }
   RebuildBoundPeers();
   Changed();
 }
@@ -217,6 +221,7 @@ Status AccessDirectory::DeletePrincipal(std::string_view tenant, std::string_vie
   std::erase_if(grants_, [&](const auto& entry) {
     return entry.second.tenant == tenant && entry.second.principal == name;
   });
+  mfa_seeds_.erase(PrincipalKey{tenant, name});
   RebuildBoundPeers();
   Changed();
   return OkStatus();
@@ -389,6 +394,28 @@ Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret) 
   return AuthenticatedKey{entry->record.id, std::move(principal), generation};
 }
 
+Result<AuthenticatedKey> AccessDirectory::AuthenticateProven(std::string_view key_id) {
+  const int64_t now = clock_.NowSeconds();
+  std::shared_lock lock(mu_);
+  auto it = keys_.find(key_id);
+  if (it == keys_.end() || !it->second->verified) return Error(NotValid());
+  const std::shared_ptr<KeyEntry>& entry = it->second;
+  RETURN_IF_ERROR(CheckUsable(*entry, now));
+  auto principal = principals_.find(PrincipalKey{entry->record.tenant, entry->record.principal});
+  if (principal == principals_.end()) return Error(NotValid());
+  entry->last_used.store(now, std::memory_order_relaxed);
+  return AuthenticatedKey{entry->record.id, principal->second, generation()};
+}
+
+std::optional<std::string> AccessDirectory::OwnerOfKey(std::string_view secret) const {
+  const std::optional<std::string_view> id = IdOf(secret);
+  if (!id) return std::nullopt;
+  std::shared_lock lock(mu_);
+  auto it = keys_.find(*id);
+  if (it == keys_.end()) return std::nullopt;
+  return it->second->record.tenant + "/" + it->second->record.principal;
+}
+
 bool AccessDirectory::VerifyWithToken(std::string_view secret, const Bytes& stored) const {
   Result<Bytes> hmac = HmacOf(secret);
   if (!hmac.has_value() || hmac->size() != stored.size()) return false;
@@ -420,6 +447,7 @@ void AccessDirectory::ForgetTenant(std::string_view tenant) {
   std::erase_if(grants_, [&](const auto& entry) { return entry.second.tenant == tenant; });
   if (auto it = roles_.find(tenant); it != roles_.end()) roles_.erase(it);
   if (auto it = policies_.find(tenant); it != policies_.end()) policies_.erase(it);
+  std::erase_if(mfa_seeds_, [&](const auto& entry) { return entry.first.first == tenant; });
   policy_count_.store(policies_.size(), std::memory_order_release);
   RebuildBoundPeers();
   Changed();

@@ -98,6 +98,7 @@ class AccessDirectory {
   ~AccessDirectory();
 
   int64_t Now() const { return clock_.NowSeconds(); }
+  const Clock& clock() const { return clock_; }
 
   // Start-up only, before any other call.
   void Load(KeyStoreSnapshot& snapshot);
@@ -130,6 +131,20 @@ class AccessDirectory {
   // key never proven costs no token call: it is just not valid). A token
   // that does not answer the first check also makes the key not valid.
   Result<AuthenticatedKey> Authenticate(std::string_view secret);
+
+  // For a session opened with the key `key_id` (whose secret was proven
+  // then): its principal, while the key is usable. ACCESS_DENIED naming the
+  // key when it is revoked or expired (sessions end with their key), "not
+  // valid" when it or its principal is gone. No token call.
+  Result<AuthenticatedKey> AuthenticateProven(std::string_view key_id);
+  // "TENANT/PRINCIPAL" of the key a secret names by its id, proven or not
+  // (to count failed attempts against the principal); nullopt for none.
+  std::optional<std::string> OwnerOfKey(std::string_view secret) const;
+
+  // A principal's TOTP seed, wrapped by the caller (mfa.enroll); replaces
+  // the one before. NOT_FOUND for a principal that does not exist.
+  Status SetMfaSeed(std::string_view tenant, std::string_view principal, Bytes wrapped);
+  std::optional<MfaSeedRecord> MfaSeedOf(std::string_view tenant, std::string_view principal) const;
 
   // True when some principal is bound to `uid` or to one of `gids`.
   bool IsBoundPeer(uint64_t uid, std::span<const uint64_t> gids) const;
@@ -214,6 +229,7 @@ class AccessDirectory {
   std::map<std::string, std::shared_ptr<const TenantPolicyRecord>, std::less<>>
       policies_;  // by tenant; guarded by mu_
   std::atomic<size_t> policy_count_{0};
+  std::map<PrincipalKey, MfaSeedRecord, std::less<>> mfa_seeds_;  // guarded by mu_
   std::atomic<uint64_t> generation_{1};
 };
 

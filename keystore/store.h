@@ -150,6 +150,15 @@ struct TenantPolicyRecord {
   int64_t updated_at = 0;
 };
 
+// A principal's TOTP seed, wrapped by the daemon under the tenant's
+// secrets-key (the keystore holds no usable seed).
+struct MfaSeedRecord {
+  std::string tenant;
+  std::string principal;
+  Bytes wrapped;
+  int64_t created_at = 0;
+};
+
 // A tenant's custom roles, by name.
 using RoleCatalog = std::map<std::string, RoleRecord, std::less<>>;
 
@@ -187,6 +196,7 @@ struct KeyStoreSnapshot {
   std::vector<RoleRecord> roles;
   std::vector<GrantRecord> grants;
   std::vector<TenantPolicyRecord> policies;
+  std::vector<MfaSeedRecord> mfa_seeds;
   // Labels of token objects queued for destruction and not yet dequeued.
   std::vector<std::string> token_objects_to_destroy;
 };
@@ -322,6 +332,11 @@ struct RetireGrant {
 struct PutTenantPolicy {
   TenantPolicyRecord policy;
 };
+// Sets (creates or replaces) a principal's TOTP seed. NOT_FOUND unless the
+// principal exists.
+struct SetMfaSeed {
+  MfaSeedRecord seed;
+};
 }  // namespace store_change
 
 // The changes to principals, API keys, roles, grants and tenant policies (a
@@ -331,7 +346,8 @@ using AccessChange =
                  store_change::DeletePrincipal, store_change::CreateApiKey,
                  store_change::RevokeApiKey, store_change::ApiKeyUsed, store_change::CreateRole,
                  store_change::UpdateRole, store_change::DeleteRole, store_change::CreateGrant,
-                 store_change::RetireGrant, store_change::PutTenantPolicy>;
+                 store_change::RetireGrant, store_change::PutTenantPolicy,
+                 store_change::SetMfaSeed>;
 
 using KeyStoreChange = std::variant<
     store_change::CreateTenant, store_change::CreateKey, store_change::AddKeyVersion,
@@ -343,7 +359,8 @@ using KeyStoreChange = std::variant<
     store_change::CreatePrincipal, store_change::SetPrincipalRoles, store_change::DeletePrincipal,
     store_change::CreateApiKey, store_change::RevokeApiKey, store_change::ApiKeyUsed,
     store_change::CreateRole, store_change::UpdateRole, store_change::DeleteRole,
-    store_change::CreateGrant, store_change::RetireGrant, store_change::PutTenantPolicy>;
+    store_change::CreateGrant, store_change::RetireGrant, store_change::PutTenantPolicy,
+    store_change::SetMfaSeed>;
 
 // Several changes committed together by KeyStore::Apply, in the order added:
 // all of them or none.

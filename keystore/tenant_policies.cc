@@ -1,5 +1,6 @@
-// AccessDirectory's tenant policies (access_directory.h): documents as put,
-// one record per tenant, replaced whole.
+// AccessDirectory's tenant policies (documents as put, one record per
+// tenant, replaced whole) and principals' wrapped TOTP seeds
+// (access_directory.h).
 #include "keystore/access_directory.h"
 
 namespace kmsd {
@@ -28,6 +29,28 @@ std::vector<std::shared_ptr<const TenantPolicyRecord>> AccessDirectory::AllPolic
   out.reserve(policies_.size());
   for (const auto& [tenant, record] : policies_) out.push_back(record);
   return out;
+}
+
+Status AccessDirectory::SetMfaSeed(std::string_view tenant, std::string_view principal,
+                                   Bytes wrapped) {
+  std::lock_guard write(write_mu_);
+  MfaSeedRecord seed{.tenant = std::string(tenant),
+                     .principal = std::string(principal),
+                     .wrapped = std::move(wrapped),
+                     .created_at = Now()};
+  RETURN_IF_ERROR(store_.WriteAccess(store_change::SetMfaSeed{seed}));
+  std::unique_lock lock(mu_);
+  PrincipalKey key{seed.tenant, seed.principal};
+  mfa_seeds_[std::move(key)] = std::move(seed);
+  return OkStatus();
+}
+
+std::optional<MfaSeedRecord> AccessDirectory::MfaSeedOf(std::string_view tenant,
+                                                        std::string_view principal) const {
+  std::shared_lock lock(mu_);
+  auto it = mfa_seeds_.find(PrincipalKey{tenant, principal});
+  if (it == mfa_seeds_.end()) return std::nullopt;
+  return it->second;
 }
 
 }  // namespace kmsd

@@ -76,6 +76,8 @@ struct PrincipalIdentity {
   std::string tenant;
   std::string name;
   std::string api_key_id;
+  std::string session_id;                         // set when the request came with a session token
+  bool mfa = false;                               // that session was opened with a TOTP code
   PermissionSet permissions;                      // everywhere in its tenant
   std::shared_ptr<const PrincipalAccess> access;  // may be null: nothing more
 };

@@ -21,14 +21,15 @@ PermissionSet Of(std::initializer_list<Permission> permissions) {
 const PermissionSet& Viewer() {
   static const PermissionSet kSet =
       Of({P::kServiceRead, P::kTenantRead, P::kKeyRead, P::kAliasRead, P::kPrincipalRead,
-          P::kApiKeyRead, P::kRoleRead, P::kGrantRead, P::kPolicyRead});
+          P::kApiKeyRead, P::kRoleRead, P::kGrantRead, P::kPolicyRead, P::kSessionLogin,
+          P::kSessionRead});
   return kSet;
 }
 
 const PermissionSet& User() {
   static const PermissionSet kSet =
       Of({P::kServiceRead, P::kEncrypt, P::kDecrypt, P::kReEncryptFrom, P::kReEncryptTo,
-          P::kGenerateDataKey, P::kGenerateRandom});
+          P::kGenerateDataKey, P::kGenerateRandom, P::kSessionLogin});
   return kSet;
 }
 
@@ -36,7 +37,7 @@ const PermissionSet& Manager() {
   static const PermissionSet kSet =
       Viewer() | Of({P::kKeyCreate, P::kKeyRotate, P::kKeyManage, P::kKeyDelete, P::kAliasManage,
                      P::kPrincipalManage, P::kApiKeyManage, P::kRoleManage, P::kGrantManage,
-                     P::kPolicyManage});
+                     P::kPolicyManage, P::kSessionManage, P::kMfaManage});
   return kSet;
 }
 

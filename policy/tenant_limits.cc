@@ -126,6 +126,33 @@ Status DailyQuota::Take(std::optional<uint64_t> per_day, int64_t unix_seconds, u
   return OkStatus();
 }
 
+bool NeedsMfa(Permission permission) {
+  using P = Permission;
+  switch (permission) {
+    case P::kServiceRead:
+    case P::kTenantRead:
+    case P::kTenantList:
+    case P::kKeyRead:
+    case P::kAliasRead:
+    case P::kEncrypt:
+    case P::kDecrypt:
+    case P::kReEncryptFrom:
+    case P::kReEncryptTo:
+    case P::kGenerateDataKey:
+    case P::kGenerateRandom:
+    case P::kPrincipalRead:
+    case P::kApiKeyRead:
+    case P::kRoleRead:
+    case P::kGrantRead:
+    case P::kPolicyRead:
+    case P::kSessionLogin:
+    case P::kSessionRead:
+      return false;
+    default:
+      return true;
+  }
+}
+
 void DailyQuota::Give(int64_t unix_seconds, uint64_t count) {
   if (FloorDiv(unix_seconds, 86400) * 86400 != day_start_) return;
   used_ -= std::min(count, used_);

@@ -27,7 +27,6 @@ constexpr std::string_view kLabel =
     "a label: kmsd sees keys and opaque plaintext, no data fields to classify or redact";
 constexpr std::string_view kNoCosts = "one host has no costs to count or bill";
 constexpr std::string_view kAudit = "kept for the audit log (being built), which applies it";
-constexpr std::string_view kSessions = "kept for sessions and MFA (being built): not applied yet";
 constexpr std::string_view kStorage =
     "served to the client library's per-tenant storage by tenant.describe";
 
@@ -450,13 +449,10 @@ Status PolicyReader::DataProtection(const YAML::Node& node, const std::string& p
 
 Status PolicyReader::AccessControl(const YAML::Node& node, const std::string& path) {
   return Walk(node, path,
-              {{"max_concurrent_sessions", Noted(Into(policy().max_concurrent_sessions, 1, 100000),
-                                                 PolicyNoteKind::kServedElsewhere, kSessions)},
-               {"session_timeout_minutes", Noted(Into(policy().session_timeout_minutes, 1, 525600),
-                                                 PolicyNoteKind::kServedElsewhere, kSessions)},
+              {{"max_concurrent_sessions", Into(policy().max_concurrent_sessions, 1, 100000)},
+               {"session_timeout_minutes", Into(policy().session_timeout_minutes, 1, 525600)},
                {"ip_whitelist", Section(&PolicyReader::IpWhitelist)},
-               {"mfa_required",
-                Noted(Into(policy().mfa_required), PolicyNoteKind::kServedElsewhere, kSessions)},
+               {"mfa_required", Into(policy().mfa_required)},
                {"allowed_peers", Section(&PolicyReader::AllowedPeers)},
                {"time_windows", Section(&PolicyReader::TimeWindows)}});
 }

@@ -109,6 +109,11 @@ Result<ParsedTenantPolicy> ParseTenantPolicy(std::string_view yaml, std::string_
 // stricter everywhere. Who may only tighten a policy is the caller's rule.
 std::optional<std::string> LoosenedField(const TenantPolicy& current, const TenantPolicy& proposed);
 
+// True for the permissions mfa_required guards: changing anything (keys,
+// aliases, principals, API keys, roles, grants, policies, sessions, MFA);
+// false for crypto use, reads and opening a session.
+bool NeedsMfa(Permission permission);
+
 // True when `windows` is empty or `unix_seconds` falls in one of them.
 bool WithinTimeWindows(const std::vector<TimeWindow>& windows, int64_t unix_seconds);
 

@@ -79,6 +79,14 @@ std::string_view PermissionName(Permission permission) {
       return "policy:read";
     case P::kPolicyManage:
       return "policy:manage";
+    case P::kSessionLogin:
+      return "session:login";
+    case P::kSessionRead:
+      return "session:read";
+    case P::kSessionManage:
+      return "session:manage";
+    case P::kMfaManage:
+      return "mfa:manage";
   }
   return "unknown";
 }

@@ -70,8 +70,13 @@ enum class OpId : uint8_t {
   kGrantRetire,
   kTenantPutPolicy,
   kTenantGetPolicy,
+  kSessionLogin,
+  kSessionLogout,
+  kSessionList,
+  kSessionRevoke,
+  kMfaEnroll,
 };
-inline constexpr size_t kOperationCount = 50;
+inline constexpr size_t kOperationCount = 55;
 
 // What a caller must be allowed to do. Roles (policy/roles.h) and grants
 // are sets of these; admins may do all of them.
@@ -105,8 +110,12 @@ enum class Permission : uint8_t {
   kGrantManage,
   kPolicyRead,
   kPolicyManage,
+  kSessionLogin,
+  kSessionRead,
+  kSessionManage,
+  kMfaManage,
 };
-inline constexpr size_t kPermissionCount = 29;
+inline constexpr size_t kPermissionCount = 33;
 
 // What an operation acts on: the service itself, a tenant, a key (named in
 // the request's `key`, or by its ciphertext), an alias (named in `alias`), a
@@ -193,6 +202,11 @@ inline constexpr std::array<OperationInfo, kOperationCount> kOperationTable = {{
     {OpId::kGrantRetire, "grant.retire", true, true, Permission::kGrantManage, Resource::kGrant},
     {OpId::kTenantPutPolicy, "tenant.put-policy", true, false, Permission::kPolicyManage, Resource::kTenant},
     {OpId::kTenantGetPolicy, "tenant.get-policy", true, true, Permission::kPolicyRead, Resource::kTenant},
+    {OpId::kSessionLogin, "session.login", true, false, Permission::kSessionLogin, Resource::kTenant},
+    {OpId::kSessionLogout, "session.logout", true, true, Permission::kSessionLogin, Resource::kTenant},
+    {OpId::kSessionList, "session.list", true, true, Permission::kSessionRead, Resource::kTenant},
+    {OpId::kSessionRevoke, "session.revoke", true, true, Permission::kSessionManage, Resource::kTenant},
+    {OpId::kMfaEnroll, "mfa.enroll", true, false, Permission::kMfaManage, Resource::kPrincipal},
 }};
 
 constexpr bool OperationsInOpIdOrder() {

@@ -1,6 +1,6 @@
 // Handlers: one function per operation, grouped by family in this directory
 // (service, tenants, keys, aliases, lifecycle, crypto, access, roles and
-// grants, tenant policies), and the table that finds them by OpId.
+// grants, tenant policies, sessions and MFA), and the table that finds them by OpId.
 //
 // A handler receives its decoded request (protocol/operation_types.h) and a
 // Call: the tenant, the services it may use, and the request's context,
@@ -28,7 +28,9 @@
 
 namespace kmsd {
 
+class AuthLockout;
 class PeerGate;
+class SessionTable;
 class TenantRules;
 
 // What handlers use. Outlives every request; never null in kmsd (tests of
@@ -43,6 +45,10 @@ struct ServiceDeps {
   // Tenant policies and their quotas; without them, tenant.put-policy and
   // tenant.get-policy are refused and no quota applies.
   TenantRules* rules = nullptr;
+  // Sessions and failed attempts; without them, the session operations are
+  // refused.
+  SessionTable* sessions = nullptr;
+  AuthLockout* lockout = nullptr;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
@@ -59,6 +65,7 @@ class Call {
   const PrincipalIdentity* principal() const {
     return context_.principal ? &*context_.principal : nullptr;
   }
+  const Peer& caller() const { return context_.caller; }
   KeyHierarchy& hierarchy() { return *deps_.hierarchy; }
   pkcs11::Token& token() { return *deps_.token; }
   ServiceDeps& deps() { return deps_; }
@@ -159,6 +166,7 @@ void AddCryptoHandlers(HandlerTable& table);
 void AddAccessHandlers(HandlerTable& table);
 void AddRoleAndGrantHandlers(HandlerTable& table);
 void AddPolicyHandlers(HandlerTable& table);
+void AddSessionHandlers(HandlerTable& table);
 
 // Shared by the families: descriptions as the protocol shows them.
 ops::KeyDescription DescribeKey(const KeyInfo& key);

@@ -21,6 +21,7 @@ HandlerTable AllHandlers() {
   AddAccessHandlers(table);
   AddRoleAndGrantHandlers(table);
   AddPolicyHandlers(table);
+  AddSessionHandlers(table);
   return table;
 }
 

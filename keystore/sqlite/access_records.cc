@@ -258,9 +258,11 @@ struct AccessWriter {
   }
   Status operator()(const store_change::DeletePrincipal& c) {
     RETURN_IF_ERROR(CheckPrincipalExists(db, c.tenant, c.name));
-    // Its API keys and grants first: they refer to it.
+    // Its API keys, grants and TOTP seed first: they refer to it.
     RETURN_IF_ERROR(
         Exec(db, "DELETE FROM api_keys WHERE tenant = ? AND principal = ?", c.tenant, c.name));
+    RETURN_IF_ERROR(
+        Exec(db, "DELETE FROM mfa_seeds WHERE tenant = ? AND principal = ?", c.tenant, c.name));
     RETURN_IF_ERROR(DeleteGrantsWhere(db, "tenant = ? AND principal = ?", c.tenant, c.name));
     return Exec(db, "DELETE FROM principals WHERE tenant = ? AND name = ?", c.tenant, c.name);
   }
@@ -308,6 +310,16 @@ struct AccessWriter {
     return Exec(
         db, "UPDATE grants SET retired_at = coalesce(retired_at, ?) WHERE id = ? AND tenant = ?",
         c.retired_at, c.id, c.tenant);
+  }
+  Status operator()(const store_change::SetMfaSeed& c) {
+    const MfaSeedRecord& seed = c.seed;
+    RETURN_IF_ERROR(CheckPrincipalExists(db, seed.tenant, seed.principal));
+    return Exec(
+        db,
+        "INSERT INTO mfa_seeds (tenant, principal, wrapped, created_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (tenant, principal) DO UPDATE SET wrapped = excluded.wrapped, "
+        "created_at = excluded.created_at",
+        seed.tenant, seed.principal, seed.wrapped, seed.created_at);
   }
   Status operator()(const store_change::PutTenantPolicy& c) {
     const TenantPolicyRecord& policy = c.policy;
@@ -416,13 +428,24 @@ Status LoadGrants(sqlite3* db, std::vector<GrantRecord>& out) {
 }
 
 Status LoadTenantPolicies(sqlite3* db, std::vector<TenantPolicyRecord>& out) {
-  return ForEachRow(db, "SELECT tenant, document, updated_at FROM tenant_policies ORDER BY tenant",
-                    [&](const Statement& row) -> Status {
-                      out.push_back({.tenant = row.Text(0),
-                                     .document = row.Text(1),
-                                     .updated_at = row.Int(2)});
-                      return OkStatus();
-                    });
+  return ForEachRow(
+      db, "SELECT tenant, document, updated_at FROM tenant_policies ORDER BY tenant",
+      [&](const Statement& row) -> Status {
+        out.push_back({.tenant = row.Text(0), .document = row.Text(1), .updated_at = row.Int(2)});
+        return OkStatus();
+      });
+}
+
+Status LoadMfaSeeds(sqlite3* db, std::vector<MfaSeedRecord>& out) {
+  return ForEachRow(
+      db, "SELECT tenant, principal, wrapped, created_at FROM mfa_seeds ORDER BY tenant, principal",
+      [&](const Statement& row) -> Status {
+        out.push_back({.tenant = row.Text(0),
+                       .principal = row.Text(1),
+                       .wrapped = row.Blob(2),
+                       .created_at = row.Int(3)});
+        return OkStatus();
+      });
 }
 
 Status DeleteKeyGrants(sqlite3* db, const KeyId& key_id) {
@@ -436,6 +459,7 @@ Status WriteAccessChange(sqlite3* db, const AccessChange& change) {
 Status DeleteTenantAccess(sqlite3* db, const std::string& tenant) {
   RETURN_IF_ERROR(DeleteGrantsWhere(db, "tenant = ?", tenant));
   RETURN_IF_ERROR(Exec(db, "DELETE FROM tenant_policies WHERE tenant = ?", tenant));
+  RETURN_IF_ERROR(Exec(db, "DELETE FROM mfa_seeds WHERE tenant = ?", tenant));
   RETURN_IF_ERROR(Exec(db, "DELETE FROM roles WHERE tenant = ?", tenant));
   RETURN_IF_ERROR(Exec(db, "DELETE FROM api_keys WHERE tenant = ?", tenant));
   return Exec(db, "DELETE FROM principals WHERE tenant = ?", tenant);

@@ -1,5 +1,5 @@
 // Principals and API keys (schema migration 4), custom roles and grants
-// (migration 5) and tenant policies (migration 6) in SQLite: reading them into the snapshot and writing each
+// (migration 5) and tenant policies (migration 6) and TOTP seeds (migration 7) in SQLite: reading them into the snapshot and writing each
 // access change of store.h (AccessChange).
 //
 // Contract: as records.h. Every function runs inside a transaction the caller
@@ -37,6 +37,9 @@ Status LoadGrants(sqlite3* db, std::vector<GrantRecord>& out);
 
 // Every tenant policy, ordered by tenant.
 Status LoadTenantPolicies(sqlite3* db, std::vector<TenantPolicyRecord>& out);
+
+// Every principal's wrapped TOTP seed, ordered by tenant and principal.
+Status LoadMfaSeeds(sqlite3* db, std::vector<MfaSeedRecord>& out);
 
 // Deletes a key's grants (part of shredding the key).
 Status DeleteKeyGrants(sqlite3* db, const KeyId& key_id);

@@ -402,6 +402,7 @@ Status LoadSnapshot(sqlite3* db, KeyStoreSnapshot& out) {
   RETURN_IF_ERROR(LoadRoles(db, out.roles));
   RETURN_IF_ERROR(LoadGrants(db, out.grants));
   RETURN_IF_ERROR(LoadTenantPolicies(db, out.policies));
+  RETURN_IF_ERROR(LoadMfaSeeds(db, out.mfa_seeds));
   return LoadAliases(db, out.aliases);
 }
 

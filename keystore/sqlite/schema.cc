@@ -174,6 +174,18 @@ CREATE TABLE tenant_policies (
   updated_at INTEGER NOT NULL CHECK (typeof(updated_at) = 'integer')
 );
 )sql"},
+    // Principals' TOTP seeds, wrapped under the tenant's secrets-key by the
+    // daemon (a ciphertext of protocol/ciphertext.h).
+    {7, R"sql(
+CREATE TABLE mfa_seeds (
+  tenant     TEXT NOT NULL,
+  principal  TEXT NOT NULL,
+  wrapped    BLOB NOT NULL CHECK (typeof(wrapped) = 'blob' AND length(wrapped) BETWEEN 1 AND 1024),
+  created_at INTEGER NOT NULL CHECK (typeof(created_at) = 'integer'),
+  PRIMARY KEY (tenant, principal),
+  FOREIGN KEY (tenant, principal) REFERENCES principals (tenant, name)
+);
+)sql"},
 };
 
 constexpr bool MigrationsAreNumberedInOrder() {

@@ -347,6 +347,33 @@ TEST_F(AccessTest, APeerNeitherAdminNorBoundNorListedIsRefusedAtConnection) {
   EXPECT_THAT(refused.err, HasSubstr("closed the connection"));
 }
 
+// Guessed API keys lock the guessing peer out (nobody, here), with an
+// alert; the admin is never held; the lockout ends after its delay.
+TEST_F(AccessTest, GuessingKeysLocksThePeerOutWithAnAlert) {
+  Start("[" + std::to_string(kNobodyUid) + "]");
+  MakePrincipal("acme", "app", {"user"});
+  const std::string secret = SecretText(MakeKey("acme", "app").secret);
+  ASSERT_EQ(KmsctlAsNobody({"random", "--bytes", "8"}, secret).exit_code, 0);
+  for (int i = 0; i < 5; ++i) {
+    std::string guess = secret;
+    guess[guess.size() - 1 - i] = guess[guess.size() - 1 - i] == 'A' ? 'B' : 'A';
+    CommandResult refused = KmsctlAsNobody({"random", "--bytes", "8"}, guess);
+    EXPECT_EQ(refused.exit_code, kAccessDeniedExit) << refused.err;
+    EXPECT_THAT(refused.err, HasSubstr("not valid")) << i;
+  }
+  // Locked out: the good key is refused too, before it is looked at.
+  CommandResult locked = KmsctlAsNobody({"--json", "random", "--bytes", "8"}, secret);
+  EXPECT_EQ(locked.exit_code, kAccessDeniedExit);
+  EXPECT_THAT(locked.out, HasSubstr("uid 65534 is locked out"));
+  EXPECT_THAT(locked.out, HasSubstr("retry_after_ms"));
+  EXPECT_TRUE(admin_->Call("status"));
+  EXPECT_THAT(daemon_->ReadLog(), HasSubstr("ALERT: uid 65534 locked out after 5 failed attempts"));
+  EXPECT_THAT(daemon_->ReadLog(), Not(HasSubstr(secret)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  CommandResult again = KmsctlAsNobody({"random", "--bytes", "8"}, secret);
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+}
+
 TEST_F(AccessTest, AListedPeerMayPresentAKeyAndIsThenItsPrincipal) {
   Start("[" + std::to_string(kNobodyUid) + "]");
   MakePrincipal("acme", "app", {"user"});

@@ -106,6 +106,12 @@ class KmsdTest : public ::testing::Test {
   std::unique_ptr<Connection> connection_;
 };
 
+// OK or the code a call failed with, for EXPECT_EQ.
+template <typename T>
+Code CodeOf(const Result<T>& result) {
+  return result.has_value() ? Code::kOk : result.error().code();
+}
+
 // Polls `done` every 50 ms for at most `limit`; true once it is.
 inline bool Eventually(const std::function<bool()>& done,
                        std::chrono::milliseconds limit = std::chrono::seconds(10)) {

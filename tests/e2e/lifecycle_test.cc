@@ -26,11 +26,6 @@ using json = nlohmann::json;
 
 constexpr int64_t kDay = 86400;
 
-template <typename T>
-Code CodeOf(const Result<T>& result) {
-  return result.has_value() ? Code::kOk : result.error().code();
-}
-
 // Request arguments as plain copyable values (Value is move-only).
 struct OneItem {  // a batch's items: [{field: value}]
   std::string field;

@@ -81,11 +81,6 @@ class RolesGrantsTest : public KmsdTest {
 };
 
 template <typename T>
-Code CodeOf(const Result<T>& result) {
-  return result ? Code::kOk : result.error().code();
-}
-
-template <typename T>
 std::string MessageOf(const Result<T>& result) {
   return result ? std::string() : result.error().message();
 }

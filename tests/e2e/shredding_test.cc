@@ -28,11 +28,6 @@ constexpr char kFastLifecycle[] =
     "lifecycle:\n  min_pending_window_seconds: 1\n  min_rotation_period_seconds: 1\n"
     "  check_interval_ms: 100\n";
 
-template <typename T>
-Code CodeOf(const Result<T>& result) {
-  return result.has_value() ? Code::kOk : result.error().code();
-}
-
 Bytes ToBytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
 class ShreddingTest : public ConfiguredKmsdTest {

@@ -33,11 +33,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-template <typename T>
-Code CodeOf(const Result<T>& result) {
-  return result ? Code::kOk : result.error().code();
-}
-
 class TenantPolicyTest : public KmsdTest {
  protected:
   void SetUp() override {

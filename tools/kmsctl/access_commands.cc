@@ -76,19 +76,6 @@ Status PrincipalSetRoles(Invocation& invocation, const AccessArgs& a) {
   return invocation.output().Object(ToJson(reply.result()));
 }
 
-// The reply as JSON with `secret` as the text it is: ToJson() made it base64,
-// as it does for every binary field. The base64 copy is wiped; Object()
-// wipes the text after printing it.
-Result<Json> WithSecretAsText(const Reply& reply) {
-  ASSIGN_OR_RETURN(std::span<const uint8_t> secret,
-                   FromReply(reply.result().Binary(wire::kSecret)));
-  Json object = ToJson(reply.result());
-  Json& field = object[std::string(wire::kSecret)];
-  WipeJson(field);
-  field = std::string(reinterpret_cast<const char*>(secret.data()), secret.size());
-  return object;
-}
-
 Status ApiKeyCreate(Invocation& invocation, const AccessArgs& a) {
   std::optional<uint64_t> expires_in;
   if (a.expires_in) {
@@ -97,7 +84,8 @@ Status ApiKeyCreate(Invocation& invocation, const AccessArgs& a) {
   ASSIGN_OR_RETURN(Reply reply,
                    invocation.Send<ops::ApiKeyCreate>(
                        a.tenant, {.principal = a.principal, .expires_in_seconds = expires_in}));
-  ASSIGN_OR_RETURN(Json object, WithSecretAsText(reply));
+  constexpr std::array<std::string_view, 1> kAsText = {wire::kSecret};
+  ASSIGN_OR_RETURN(Json object, WithBinaryAsText(reply, kAsText));
   const Output output = invocation.output();
   RETURN_IF_ERROR(output.Object(std::move(object)));
   if (!output.json()) {

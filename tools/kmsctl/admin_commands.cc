@@ -139,8 +139,8 @@ void AddWindowOptions(CLI::App* command, const std::shared_ptr<AdminArgs>& args)
 }
 
 void AddTenantCommands(CLI::App& app, Invocation& invocation) {
-  CLI::App* group =
-      app.add_subcommand("tenant", "Create, describe, list and schedule deletion of tenants; their policies");
+  CLI::App* group = app.add_subcommand(
+      "tenant", "Create, describe, list and schedule deletion of tenants; their policies");
   group->require_subcommand(1);
   auto args = std::make_shared<AdminArgs>();
   AddSimple(group, invocation, "create", "Create a tenant with its root key, keys and aliases",

@@ -16,20 +16,24 @@
 namespace kmsd::kmsctl {
 namespace {
 
-Status ApiKeyFileError(const std::string& path, std::string_view problem) {
-  return Status(Code::kInvalidArgument, "API key file '" + path + "' " + std::string(problem));
+// What a credential file is called in messages: "API key file", "session file".
+Status CredentialFileError(std::string_view kind, const std::string& path,
+                           std::string_view problem) {
+  return Status(Code::kInvalidArgument,
+                std::string(kind) + " '" + path + "' " + std::string(problem));
 }
 
-// Reads at most kMaxApiKeyFileBytes + 1 bytes of `fd` straight into a
+// Reads at most kMaxCredentialFileBytes + 1 bytes of `fd` straight into a
 // SecretBuffer; the returned buffer is cut to what was read.
-Result<SecretBuffer> ReadKeyBytes(int fd, const std::string& path) {
-  SecretBuffer buffer(kMaxApiKeyFileBytes + 1);
+Result<SecretBuffer> ReadCredentialBytes(int fd, std::string_view kind, const std::string& path) {
+  SecretBuffer buffer(kMaxCredentialFileBytes + 1);
   size_t used = 0;
   while (used < buffer.size()) {
     const ssize_t n = ::read(fd, buffer.RevealMutableData() + used, buffer.size() - used);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      return Error(ApiKeyFileError(path, "cannot be read: " + std::string(strerror(errno))));
+      return Error(
+          CredentialFileError(kind, path, "cannot be read: " + std::string(strerror(errno))));
     }
     if (n == 0) break;
     used += static_cast<size_t>(n);
@@ -38,50 +42,67 @@ Result<SecretBuffer> ReadKeyBytes(int fd, const std::string& path) {
   return buffer;
 }
 
-// The key in `path`: its content without one trailing newline. The file must
-// be readable, not empty and not accessible by group or others.
-Result<SecretBuffer> ReadApiKeyFile(const std::string& path) {
-  // O_NONBLOCK: a FIFO put in the key file's place must not hang kmsctl
-  // (it is refused below as not a regular file).
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) {
-    return Error(ApiKeyFileError(path, "cannot be read: " + std::string(strerror(errno))));
-  }
+// The open file `fd` must be a regular file not accessible by group or others.
+Status CheckCredentialFile(int fd, std::string_view kind, const std::string& path) {
   struct stat info {};
   if (::fstat(fd, &info) != 0) {
-    const int error = errno;
-    ::close(fd);
-    return Error(ApiKeyFileError(path, "cannot be read: " + std::string(strerror(error))));
+    return CredentialFileError(kind, path, "cannot be read: " + std::string(strerror(errno)));
   }
-  if (!S_ISREG(info.st_mode)) {
-    ::close(fd);
-    return Error(ApiKeyFileError(path, "is not a regular file"));
-  }
+  if (!S_ISREG(info.st_mode)) return CredentialFileError(kind, path, "is not a regular file");
   if ((info.st_mode & 077) != 0) {
-    ::close(fd);
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(info.st_mode & 07777));
-    return Error(ApiKeyFileError(path, "is accessible by group or others (mode " +
-                                           std::string(mode) + "); make it private: chmod 600 '" +
-                                           path + "'"));
+    return CredentialFileError(kind, path,
+                               "is accessible by group or others (mode " + std::string(mode) +
+                                   "); make it private: chmod 600 '" + path + "'");
   }
-  Result<SecretBuffer> key = ReadKeyBytes(fd, path);
+  return OkStatus();
+}
+
+// The credential in `path`, an API key or a session token: its content
+// without one trailing newline. The file must be readable, not empty and not
+// accessible by group or others.
+Result<SecretBuffer> ReadCredentialFile(std::string_view kind, const std::string& path) {
+  // O_NONBLOCK: a FIFO put in the file's place must not hang kmsctl (it is
+  // refused as not a regular file).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    return Error(
+        CredentialFileError(kind, path, "cannot be read: " + std::string(strerror(errno))));
+  }
+  Status usable = CheckCredentialFile(fd, kind, path);
+  Result<SecretBuffer> secret =
+      usable.ok() ? ReadCredentialBytes(fd, kind, path) : Error(std::move(usable));
   ::close(fd);
-  if (!key.has_value()) return key;
-  if (key->size() > kMaxApiKeyFileBytes) {
-    return Error(ApiKeyFileError(
-        path, "is larger than " + std::to_string(kMaxApiKeyFileBytes) + " bytes: not an API key"));
+  if (!secret.has_value()) return secret;
+  if (secret->size() > kMaxCredentialFileBytes) {
+    return Error(CredentialFileError(
+        kind, path,
+        "is larger than " + std::to_string(kMaxCredentialFileBytes) + " bytes: not a credential"));
   }
-  if (!key->empty() && key->RevealData()[key->size() - 1] == '\n') key->Shrink(key->size() - 1);
-  if (key->empty()) return Error(ApiKeyFileError(path, "is empty"));
-  return key;
+  if (!secret->empty() && secret->RevealData()[secret->size() - 1] == '\n') {
+    secret->Shrink(secret->size() - 1);
+  }
+  if (secret->empty()) return Error(CredentialFileError(kind, path, "is empty"));
+  return secret;
+}
+
+constexpr std::string_view kApiKeyFile = "API key file";
+constexpr std::string_view kSessionFile = "session file";
+
+// The environment variable `name` when set and not empty.
+std::optional<std::string_view> Environment(std::string_view name) {
+  // getenv's string is the environment's own memory: copied, not wiped.
+  const char* value = std::getenv(std::string(name).c_str());
+  if (value == nullptr || *value == '\0') return std::nullopt;
+  return std::string_view(value);
 }
 
 }  // namespace
 
 int Invocation::Run() {
   if (!action_) return ReportUsage("no command given", options_.json);
-  Status status = AsUsage(LoadApiKey());
+  Status status = AsUsage(LoadCredential());
   if (status.ok()) status = action_();
   if (status.ok()) return 0;
   switch (failure_) {
@@ -108,23 +129,49 @@ Result<Reply> Invocation::Call(std::string_view op, std::string_view tenant, Val
   if (connection_ == nullptr) {
     const auto timeout = std::chrono::milliseconds(
         std::max<long long>(1, std::llround(options_.timeout_seconds * 1000)));
-    ASSIGN_OR_RETURN(connection_, Connection::Dial(ResolveSocketPath(options_.socket), timeout,
-                                                   options_.max_frame_bytes, std::move(api_key_)));
+    ASSIGN_OR_RETURN(connection_,
+                     Connection::Dial(ResolveSocketPath(options_.socket), timeout,
+                                      options_.max_frame_bytes, std::move(credential_)));
   }
   return connection_->Call(op, tenant, std::move(args));
 }
 
-Status Invocation::LoadApiKey() {
+Status Invocation::LoadCredential() {
+  if (credentials_ == Credentials::kByCommand) return OkStatus();
   if (options_.api_key_file) {
-    ASSIGN_OR_RETURN(api_key_, ReadApiKeyFile(*options_.api_key_file));
+    ASSIGN_OR_RETURN(credential_, ReadCredentialFile(kApiKeyFile, *options_.api_key_file));
     return OkStatus();
   }
-  // getenv's string is the environment's own memory: copied, not wiped.
-  const char* from_environment = std::getenv(std::string(kApiKeyEnvironment).c_str());
-  if (from_environment != nullptr && *from_environment != '\0') {
-    api_key_ = SecretBuffer::CopyOf(std::string_view(from_environment));
+  const bool sessions = credentials_ == Credentials::kAny;
+  if (sessions && options_.session_file) return UseSessionFile(*options_.session_file);
+  if (const auto api_key = Environment(kApiKeyEnvironment)) {
+    credential_ = SecretBuffer::CopyOf(*api_key);
+    return OkStatus();
+  }
+  if (const auto session_file = Environment(kSessionFileEnvironment); sessions && session_file) {
+    return UseSessionFile(std::string(*session_file));
   }
   return OkStatus();
+}
+
+Status Invocation::UseSessionFile(const std::string& path) {
+  ASSIGN_OR_RETURN(credential_, AsUsage(ReadCredentialFile(kSessionFile, path)));
+  return OkStatus();
+}
+
+Result<Json> WithBinaryAsText(const Reply& reply, std::span<const std::string_view> fields) {
+  Json object = ToJson(reply.result());
+  for (const std::string_view name : fields) {
+    Result<std::span<const uint8_t>> bytes = FromReply(reply.result().Binary(name));
+    if (!bytes.has_value()) {
+      WipeJson(object);
+      return Error(bytes.error());
+    }
+    Json& field = object[std::string(name)];
+    WipeJson(field);
+    field = std::string(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+  }
+  return object;
 }
 
 Status Invocation::AsUsage(Status status) {

@@ -2,10 +2,13 @@
 // tool: the selected command, the connection to kmsd, how a failure is
 // reported) and the helpers every command uses.
 //
-// The API key, when one is given, is read before the command runs: from the
-// file --api-key-file names (which must be private to its owner), else from
-// $KMSD_API_KEY. It is held in a SecretBuffer and handed to the Connection,
-// which sends it with every request. Never a command-line argument.
+// The credential, when one is given, is read before the command runs: an API
+// key or a session token (kmsctl login), whichever is found first of the file
+// --api-key-file names, the file --session-file names, $KMSD_API_KEY and the
+// file $KMSD_SESSION_FILE names (files must be private to their owner). It is
+// held in a SecretBuffer and handed to the Connection, which sends it with
+// every request. Never a command-line argument. login reads only an API key,
+// logout only its session file (Credentials).
 //
 // A run parses the command line (CLI11), whose callback selects one action;
 // Invocation::Run() then runs it and turns its Status into output and an exit
@@ -18,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,8 +48,11 @@ inline constexpr double kMaxTimeoutSeconds = 86400;
 
 // The environment variable an API key is read from without --api-key-file.
 inline constexpr std::string_view kApiKeyEnvironment = "KMSD_API_KEY";
-// An API key file larger than this is not an API key (they are 68 bytes).
-inline constexpr size_t kMaxApiKeyFileBytes = 1024;
+// The environment variable naming a session file, the last one looked at.
+inline constexpr std::string_view kSessionFileEnvironment = "KMSD_SESSION_FILE";
+// A credential file larger than this holds no API key or session token (both
+// are 68 bytes).
+inline constexpr size_t kMaxCredentialFileBytes = 1024;
 
 struct GlobalOptions {
   std::string socket;  // --socket; empty means $KMSD_SOCKET, else the default
@@ -53,8 +60,16 @@ struct GlobalOptions {
   double timeout_seconds = 30;
   // The largest request frame sent; match kmsd's limits.max_frame_bytes.
   size_t max_frame_bytes = kmsd::kDefaultMaxRequestBytes;
-  // --api-key-file; absent means $KMSD_API_KEY, else no API key.
+  // --api-key-file and --session-file; see the top of this file.
   std::optional<std::string> api_key_file;
+  std::optional<std::string> session_file;
+};
+
+// Which credential Run() reads before the selected command runs.
+enum class Credentials {
+  kAny,         // --api-key-file, --session-file, $KMSD_API_KEY, $KMSD_SESSION_FILE
+  kApiKeyOnly,  // --api-key-file, $KMSD_API_KEY (login: --session-file is its output)
+  kByCommand,   // none: the command calls UseSessionFile() (logout)
 };
 
 class Invocation {
@@ -63,7 +78,15 @@ class Invocation {
   Output output() const { return Output(options_.json); }
 
   // The command chosen on the command line; Run() calls it.
-  void Select(std::function<Status()> action) { action_ = std::move(action); }
+  void Select(std::function<Status()> action, Credentials credentials = Credentials::kAny) {
+    action_ = std::move(action);
+    credentials_ = credentials;
+  }
+  // Whether a credential was read (before the first call sends it).
+  bool has_credential() const { return !credential_.empty(); }
+  // Reads the session token in `path` as the credential, before the first
+  // call; an unusable file is a usage error.
+  Status UseSessionFile(const std::string& path);
   // Runs the selected command, reports its failure, returns the exit status.
   int Run();
   // Reports a command line the parser rejected; returns kUsageExitCode.
@@ -92,13 +115,14 @@ class Invocation {
 
  private:
   enum class Failure { kStatus, kUsage, kReported };
-  // Reads the API key into api_key_ (see the top of this file); a file that
-  // cannot be used is INVALID_ARGUMENT, reported as a usage error.
-  Status LoadApiKey();
+  // Reads the credential into credential_ (see the top of this file); a file
+  // that cannot be used is INVALID_ARGUMENT, reported as a usage error.
+  Status LoadCredential();
 
   GlobalOptions options_;
-  SecretBuffer api_key_;  // empty: none; moved into the Connection at dial
+  SecretBuffer credential_;  // empty: none; moved into the Connection at dial
   std::function<Status()> action_;
+  Credentials credentials_ = Credentials::kAny;
   std::unique_ptr<Connection> connection_;
   Failure failure_ = Failure::kStatus;
 };
@@ -119,6 +143,12 @@ Result<T> FromReply(Result<T> field) {
   return field;
 }
 
+// The reply as JSON with its binary `fields` as the text they hold (an API
+// key's secret, a session token, a TOTP seed): ToJson() makes every binary
+// field base64. The base64 copies are wiped; Output::Object() wipes the text
+// after printing it. A field missing or not binary is a malformed reply.
+Result<Json> WithBinaryAsText(const Reply& reply, std::span<const std::string_view> fields);
+
 // An empty option value as "not given".
 inline std::optional<std::string_view> UnlessEmpty(const std::string& text) {
   if (text.empty()) return std::nullopt;
@@ -133,11 +163,13 @@ CLI::Option* AddTenantOption(CLI::App* command, std::string* tenant);
 template <typename Args>
 CLI::App* AddTenantCommand(CLI::App* group, Invocation& invocation, std::string name,
                            std::string description, Status (*handler)(Invocation&, const Args&),
-                           const std::shared_ptr<Args>& args) {
+                           const std::shared_ptr<Args>& args,
+                           Credentials credentials = Credentials::kAny) {
   CLI::App* command = group->add_subcommand(std::move(name), std::move(description));
   AddTenantOption(command, &args->tenant);
-  command->callback([&invocation, handler, args] {
-    invocation.Select([&invocation, handler, args] { return handler(invocation, *args); });
+  command->callback([&invocation, handler, args, credentials] {
+    invocation.Select([&invocation, handler, args] { return handler(invocation, *args); },
+                      credentials);
   });
   return command;
 }
@@ -160,5 +192,7 @@ void AddRoleAndGrantCommands(CLI::App& app, Invocation& invocation);
 void AddPolicyCommands(CLI::App* tenant_group, Invocation& invocation);
 // kmsctl key rewrap-all, under the `key` group AddAdminCommands made.
 void AddRewrapCommand(CLI::App& key_group, Invocation& invocation);
+// login, logout, session and mfa.
+void AddSessionCommands(CLI::App& app, Invocation& invocation);
 
 }  // namespace kmsd::kmsctl

@@ -1,6 +1,7 @@
 // kmsctl: the operator command line of kmsd (docs/CLI.md).
 //
-//   kmsctl [--socket PATH] [--api-key-file FILE] [--json] [--timeout SECONDS] GROUP VERB ...
+//   kmsctl [--socket PATH] [--api-key-file FILE | --session-file FILE] [--json]
+//          [--timeout SECONDS] GROUP VERB ...
 #include <CLI/CLI.hpp>
 #include <exception>
 #include <string_view>
@@ -32,10 +33,16 @@ int Main(int argc, char** argv) {
   app.add_option(
       "--socket", options.socket,
       "kmsd's socket (default: $KMSD_SOCKET, else " + std::string(kmsd::kDefaultSocketPath) + ")");
+  const std::string credential_order = "; used first: --api-key-file, --session-file, $" +
+                                       std::string(kApiKeyEnvironment) + ", $" +
+                                       std::string(kSessionFileEnvironment) + ")";
   app.add_option_function<std::string>(
       "--api-key-file", [&options](const std::string& path) { options.api_key_file = path; },
-      "File holding the API key to call as (mode 0600 or stricter; default: $" +
-          std::string(kApiKeyEnvironment) + ", else none)");
+      "File holding the API key to call as (mode 0600 or stricter" + credential_order);
+  app.add_option_function<std::string>(
+      "--session-file", [&options](const std::string& path) { options.session_file = path; },
+      "File holding the session token (kmsctl login) to call with (mode 0600 or stricter" +
+          credential_order);
   app.add_flag("--json", options.json, "Print one JSON object on stdout");
   app.add_option("--timeout", options.timeout_seconds, "Seconds to wait for kmsd")
       ->check(CLI::Range(0.001, kMaxTimeoutSeconds))
@@ -49,6 +56,7 @@ int Main(int argc, char** argv) {
   AddBatchCommands(app, invocation);
   AddAccessCommands(app, invocation);
   AddRoleAndGrantCommands(app, invocation);
+  AddSessionCommands(app, invocation);
   AddRewrapCommand(*app.get_subcommand("key"), invocation);
 
   try {

@@ -444,7 +444,7 @@ TEST(SqliteAccessMigrationTest, MigratesSchemaThreeKeystoreKeepingItsRecords) {
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 6);
+  EXPECT_EQ((*store)->SchemaVersion(), 7);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value()) << snapshot.error().ToString();
   EXPECT_EQ(DumpTenants(*snapshot), "acme,");
@@ -464,7 +464,7 @@ TEST(SqliteAccessMigrationTest, MigratesSchemaThreeKeystoreKeepingItsRecords) {
             Code::kNotFound);
   store->reset();
   RawDb raw(path);
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5,6");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5,6,7");
   EXPECT_EQ(raw.Text("SELECT roles || '|' || uids || '|' || gids FROM principals"), "reader||");
   EXPECT_EQ(raw.Text("PRAGMA integrity_check"), "ok");
   EXPECT_EQ(raw.Text("PRAGMA foreign_key_check"), "");
@@ -493,7 +493,7 @@ TEST_F(SqliteAccessTest, BackupAndRestoreKeepPrincipalsAndApiKeys) {
 
   Result<KeyStoreCopyInfo> info = RestoreSqliteKeyStore(backup, path_);
   ASSERT_TRUE(info.has_value()) << info.error().ToString();
-  EXPECT_EQ(info->schema_version, 6);
+  EXPECT_EQ(info->schema_version, 7);
   Reopen();
   EXPECT_EQ(DumpAccess(Load()), before);
   EXPECT_THAT(before, HasSubstr("acme/alice"));
@@ -768,6 +768,33 @@ TEST_F(SqliteAccessTest, TheTenantPolicyTableRefusesWhatTheDaemonWouldNotWrite) 
   MustWrite(store_change::PutTenantPolicy{{"acme", std::string(65536, '#'), 1}});
   EXPECT_FALSE(Write(store_change::PutTenantPolicy{{"acme", std::string(65537, '#'), 2}}).ok());
   EXPECT_EQ(Load().policies.at(0).updated_at, 1);  // the refused write changed nothing
+}
+
+// --- TOTP seeds (schema 7) ----------------------------------------------------
+
+TEST_F(SqliteAccessTest, TotpSeedsAreSetReplacedAndGoWithTheirPrincipal) {
+  MustWrite(store_change::CreatePrincipal{Principal("acme", "app")});
+  MustWrite(store_change::CreatePrincipal{Principal("acme", "ops")});
+  MustWrite(store_change::SetMfaSeed{{"acme", "app", Bytes(60, 1), 1700000000}});
+  MustWrite(store_change::SetMfaSeed{{"acme", "app", Bytes(61, 2), 1700000100}});
+  MustWrite(store_change::SetMfaSeed{{"acme", "ops", Bytes(60, 3), 1700000200}});
+  EXPECT_EQ(Write(store_change::SetMfaSeed{{"acme", "ghost", Bytes(60, 1), 1}}).code(),
+            Code::kNotFound);
+  EXPECT_FALSE(Write(store_change::SetMfaSeed{{"acme", "app", Bytes(), 1}}).ok());
+  Reopen();
+  KeyStoreSnapshot snapshot = Load();
+  ASSERT_EQ(snapshot.mfa_seeds.size(), 2u);
+  EXPECT_EQ(snapshot.mfa_seeds[0].principal, "app");
+  EXPECT_EQ(snapshot.mfa_seeds[0].wrapped, Bytes(61, 2));
+  EXPECT_EQ(snapshot.mfa_seeds[0].created_at, 1700000100);
+  MustWrite(store_change::DeletePrincipal{"acme", "app"});
+  snapshot = Load();
+  ASSERT_EQ(snapshot.mfa_seeds.size(), 1u);
+  EXPECT_EQ(snapshot.mfa_seeds[0].principal, "ops");
+  ASSERT_TRUE(store_->ShredTenant("acme", {}, 1800000000).ok());
+  EXPECT_TRUE(Load().mfa_seeds.empty());
+  RawDb raw(path_);
+  EXPECT_EQ(raw.Text("PRAGMA foreign_key_check"), "");
 }
 
 }  // namespace

@@ -153,6 +153,7 @@ class SqliteKeyStoreTest : public ::testing::Test {
             .roles = {},
             .grants = {},
             .policies = {},
+            .mfa_seeds = {},
             .token_objects_to_destroy = {}};
   }
 
@@ -174,7 +175,7 @@ class SqliteKeyStoreOpenTest : public ::testing::Test {
 TEST_F(SqliteKeyStoreOpenTest, CreatesFreshKeystoreWhenFileIsMissing) {
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 6);
+  EXPECT_EQ((*store)->SchemaVersion(), 7);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value());
   EXPECT_EQ(Dump(*snapshot), "");
@@ -184,7 +185,7 @@ TEST_F(SqliteKeyStoreOpenTest, InitialisesEmptyFile) {
   WriteFile(path_, "");
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 6);
+  EXPECT_EQ((*store)->SchemaVersion(), 7);
 }
 
 TEST_F(SqliteKeyStoreOpenTest, NewKeystoreFileIsOwnerOnly) {
@@ -198,7 +199,7 @@ TEST_F(SqliteKeyStoreOpenTest, MarksFileAsKmsdAndRecordsMigrations) {
   ASSERT_TRUE(OpenSqliteKeyStore(path_).has_value());
   RawDb raw(path_);
   EXPECT_EQ(raw.Text("PRAGMA application_id"), std::to_string(kKmsdApplicationId));
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5,6");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5,6,7");
   EXPECT_NE(raw.Text("SELECT applied_at FROM schema_migrations WHERE version = 1"), "");
 }
 
@@ -337,7 +338,7 @@ TEST_F(SqliteKeyStoreTest, ReopenKeepsEverything) {
   KeyStoreSnapshot before = Load();
 
   Reopen();
-  EXPECT_EQ(store_->SchemaVersion(), 6);
+  EXPECT_EQ(store_->SchemaVersion(), 7);
   EXPECT_EQ(Dump(Load()), Dump(before));
 }
 
@@ -376,6 +377,7 @@ TEST_F(SqliteKeyStoreTest, LoadAllReturnsRecordsInOrder) {
       .roles = {},
       .grants = {},
       .policies = {},
+      .mfa_seeds = {},
       .token_objects_to_destroy = {}};
   EXPECT_EQ(Dump(Load()), Dump(expected));
 }
@@ -719,7 +721,7 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   }
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
-  EXPECT_EQ((*store)->SchemaVersion(), 6);
+  EXPECT_EQ((*store)->SchemaVersion(), 7);
   Result<KeyStoreSnapshot> snapshot = (*store)->LoadAll();
   ASSERT_TRUE(snapshot.has_value()) << snapshot.error().ToString();
   // Keys from before schema 3 have no KEK of their own.
@@ -739,6 +741,7 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
                             .roles = {},
                             .grants = {},
                             .policies = {},
+                            .mfa_seeds = {},
                             .token_objects_to_destroy = {}};
   EXPECT_EQ(Dump(*snapshot), Dump(expected));
 
@@ -747,7 +750,7 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   ASSERT_TRUE((*store)->ScheduleTenantDeletion("acme", 1800000001).ok());
   store->reset();
   RawDb raw(path_);
-  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5,6");
+  EXPECT_EQ(raw.Text("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4,5,6,7");
   EXPECT_EQ(raw.Text("SELECT enabled || ',' || deletion_due_at FROM keys WHERE name = 'orders'"),
             "0,1800000000");
   EXPECT_EQ(raw.Text("SELECT deletion_due_at FROM tenants"), "1800000001");
@@ -832,6 +835,7 @@ TEST_F(SqliteKeyStoreTest, CreateTenantKeepsLifecycleFieldsOfItsRecords) {
                                 .roles = {},
                                 .grants = {},
                                 .policies = {},
+                                .mfa_seeds = {},
                                 .token_objects_to_destroy = {}}));
 }
 
@@ -865,7 +869,7 @@ TEST_F(SqliteKeyStoreTest, BackupCopiesEveryRecordIntoOneOwnerOnlyFile) {
   ASSERT_TRUE(info.has_value()) << info.error().ToString();
   EXPECT_EQ(info->path, backup);
   EXPECT_EQ(info->bytes, std::filesystem::file_size(backup));
-  EXPECT_EQ(info->schema_version, 6);
+  EXPECT_EQ(info->schema_version, 7);
   EXPECT_EQ(info->tenants, 2);
   EXPECT_EQ(info->keys, 2);
   struct stat st;

@@ -71,6 +71,8 @@ class PrincipalPolicyTest : public ::testing::Test {
   PrincipalIdentity app_{.tenant = "acme",
                          .name = "app",
                          .api_key_id = "0123456789abcdef",
+                         .session_id = {},
+                         .mfa = false,
                          .permissions = *TenantRolePermissions("user"),
                          .access = nullptr};
   Peer peer_{.uid = 1001, .gid = 1001, .pid = 7};

@@ -36,10 +36,7 @@ const std::vector<NoteRow> kSecurityNotes = {
     {"security_policies.version", kNa},
     {"security_policies.data_protection.data_locality", kNa},
     {"security_policies.data_protection.cross_region_encryption", kNa},
-    {"security_policies.access_control.max_concurrent_sessions", kElsewhere},
-    {"security_policies.access_control.session_timeout_minutes", kElsewhere},
     {"security_policies.access_control.ip_whitelist", kNa},
-    {"security_policies.access_control.mfa_required", kElsewhere},
     {"security_policies.audit_logging.log_all_operations", kElsewhere},
     {"security_policies.audit_logging.log_data_access", kElsewhere},
     {"security_policies.audit_logging.log_admin_actions", kElsewhere},
@@ -164,8 +161,7 @@ TEST(TenantPolicyTest, NotesSayWhy) {
   const ParsedTenantPolicy parsed = MustParse(kSecuritySeed);
   ASSERT_GE(parsed.notes.size(), 4u);
   EXPECT_EQ(parsed.notes[0].note, "kept as written; kmsd versions the stored document by time");
-  EXPECT_EQ(parsed.notes[4].note, "kept for sessions and MFA (being built): not applied yet");
-  EXPECT_EQ(parsed.notes[5].note,
+  EXPECT_EQ(parsed.notes[3].note,
             "applies to network front ends only; the IPC socket has no addresses");
   EXPECT_EQ(PolicyNoteKindName(PolicyNoteKind::kUnknown), "unknown");
   EXPECT_EQ(PolicyNoteKindName(PolicyNoteKind::kNotApplicable), "not_applicable");
