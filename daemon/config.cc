@@ -174,7 +174,8 @@ Status ReadLimits(const ConfigReader& r, const YAML::Node& limits, Config& confi
   RETURN_IF_ERROR(
       r.OnlyKnown(limits, "limits",
                   {"max_frame_bytes", "workers", "max_connections_per_uid", "idle_timeout_ms",
-                   "max_queued_per_tenant", "max_queued", "max_queued_bytes"}));
+                   "max_queued_per_tenant", "max_queued", "max_queued_bytes",
+                   "failed_attempts_before_lockout", "first_lockout_ms"}));
   const std::string p = "limits";
   RETURN_IF_ERROR(
       ReadNumber(r, limits, p, "max_frame_bytes", 1024, 64ull << 20, config.max_frame_bytes));
@@ -188,6 +189,10 @@ Status ReadLimits(const ConfigReader& r, const YAML::Node& limits, Config& confi
   RETURN_IF_ERROR(ReadNumber(r, limits, p, "max_queued", 1, 1u << 20, config.max_queued));
   RETURN_IF_ERROR(
       ReadNumber(r, limits, p, "max_queued_bytes", 1u << 20, 16ull << 30, config.max_queued_bytes));
+  RETURN_IF_ERROR(ReadNumber(r, limits, p, "failed_attempts_before_lockout", 1, 1000,
+                             config.failed_attempts_before_lockout));
+  RETURN_IF_ERROR(
+      ReadNumber(r, limits, p, "first_lockout_ms", 100, 900000, config.first_lockout_ms));
   if (config.max_queued < config.max_queued_per_tenant) {
     return r.Fail("limits.max_queued", "must be at least limits.max_queued_per_tenant");
   }

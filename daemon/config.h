@@ -40,6 +40,10 @@ struct Config {
   size_t max_queued_per_tenant = 64;
   size_t max_queued = 256;
   size_t max_queued_bytes = 64 << 20;
+  // Failed attempts (guessed API keys, session tokens, TOTP codes) before a
+  // peer is locked out, and its first lockout (doubling, at most 15 min).
+  uint32_t failed_attempts_before_lockout = 5;
+  int64_t first_lockout_ms = 1000;
   std::string log_level = "info";
   std::string log_file;  // empty: stderr
   // Pending windows, rotation periods and the encryption limit per version:

@@ -134,7 +134,9 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
   PeerGate gate(
       access, {config.max_connections_per_uid, std::chrono::milliseconds(config.idle_timeout_ms)});
   SessionTable sessions(directory.clock());
-  AuthLockout lockout({}, [&access](const Peer& peer) { return access.IsAdmin(peer); });
+  AuthLockout lockout(LockoutOptions{.threshold = config.failed_attempts_before_lockout,
+                                     .first_delay_ms = config.first_lockout_ms},
+                      [&access](const Peer& peer) { return access.IsAdmin(peer); });
   ServiceDeps deps{.hierarchy = &hierarchy,
                    .token = &token,
                    .backups = backups,

@@ -21,12 +21,12 @@ Status ApiKeyIdentifier::Identify(RequestContext& context, const Peer& transport
   if (!api_key) return OkStatus();
   RETURN_IF_ERROR(lockout_.CheckPeer(transport_peer));
   std::optional<SessionInfo> session;
-  Result<AuthenticatedKey> authenticated = Authenticate(*api_key, &session);
+  bool guessed = false;
+  Result<AuthenticatedKey> authenticated = Authenticate(*api_key, &session, &guessed);
   if (!authenticated) {
-    // A credential nobody holds is a guess; a revoked, expired or idle one
-    // is not (its holder is told why, and is not locked out for it).
-    const std::string& why = authenticated.error().message();
-    if (why.ends_with(" is not valid")) {
+    // A credential nobody holds is a guess; a revoked, expired, idle or
+    // ended one is not (its holder is told why, and is not locked out).
+    if (guessed) {
       lockout_.Failed(transport_peer, directory_.OwnerOfKey(*api_key),
                       IsSessionToken(*api_key) ? "a session token" : "an API key");
     }
@@ -71,14 +71,15 @@ Status ApiKeyIdentifier::Identify(RequestContext& context, const Peer& transport
 }
 
 Result<AuthenticatedKey> ApiKeyIdentifier::Authenticate(std::string_view credential,
-                                                        std::optional<SessionInfo>* session) const {
+                                                        std::optional<SessionInfo>* session,
+                                                        bool* guessed) const {
   if (IsSessionToken(credential)) {
-    Result<SessionInfo> found = sessions_.Authenticate(credential);
+    Result<SessionInfo> found = sessions_.Authenticate(credential, guessed);
     if (!found) return Error(std::move(found).error());
     *session = std::move(*found);
     return directory_.AuthenticateProven((*session)->api_key_id);
   }
-  return directory_.Authenticate(credential);
+  return directory_.Authenticate(credential, guessed);
 }
 
 // The roles of `principal` with the tenant's custom roles, and its grants, as

@@ -74,8 +74,9 @@ class ApiKeyIdentifier final : public Identifier {
 
  private:
   // The key (and session) a credential stands for.
+  // `guessed` is set for a failed attempt (daemon/sessions.h).
   Result<AuthenticatedKey> Authenticate(std::string_view credential,
-                                        std::optional<SessionInfo>* session) const;
+                                        std::optional<SessionInfo>* session, bool* guessed) const;
   struct Derived {
     uint64_t generation = 0;
     std::shared_ptr<const PrincipalAccess> access;

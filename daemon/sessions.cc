@@ -16,7 +16,8 @@ namespace {
 constexpr size_t kIdHexDigits = 16;
 constexpr size_t kSecretBytes = 32;
 constexpr size_t kSecretChars = 43;  // base64url of 32 bytes, unpadded
-constexpr size_t kTokenSize = kSessionTokenPrefix.size() + kIdHexDigits + 1 + kSecretChars;
+constexpr size_t kTokenSize = kSessionTokenSize;
+static_assert(kTokenSize == kSessionTokenPrefix.size() + kIdHexDigits + 1 + kSecretChars);
 
 Status NotValid() { return Status(Code::kAccessDenied, "the session is not valid"); }
 
@@ -41,6 +42,7 @@ std::string Base64Url(std::span<const uint8_t> bytes) {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   std::string out;
+  out.reserve(kSecretChars + 1);  // no reallocation leaves a copy behind
   uint32_t buffer = 0;
   int bits = 0;
   for (uint8_t byte : bytes) {
@@ -83,16 +85,7 @@ Result<NewSession> SessionTable::Open(SessionInfo info, std::optional<uint32_t> 
   const int64_t now = clock_.NowSeconds();
   std::lock_guard lock(mu_);
   PurgeExpired(now);
-  if (max_sessions) {
-    const auto live = std::count_if(sessions_.begin(), sessions_.end(), [&](const auto& s) {
-      return s.second.info.tenant == out.info.tenant;
-    });
-    if (static_cast<uint64_t>(live) >= *max_sessions) {
-      return Error(Code::kQuotaExceeded, "tenant '" + out.info.tenant + "' has " +
-                                             std::to_string(live) +
-                                             " sessions: its policy's max_concurrent_sessions");
-    }
-  }
+  RETURN_IF_ERROR(Room(out.info.tenant, max_sessions));
   out.info.id = id;
   out.info.created_at = now;
   out.info.last_used_at = now;
@@ -103,15 +96,39 @@ Result<NewSession> SessionTable::Open(SessionInfo info, std::optional<uint32_t> 
   return out;
 }
 
-Result<SessionInfo> SessionTable::Authenticate(std::string_view token) {
+Status SessionTable::CheckRoom(std::string_view tenant, std::optional<uint32_t> max_sessions) {
+  std::lock_guard lock(mu_);
+  PurgeExpired(clock_.NowSeconds());
+  return Room(tenant, max_sessions);
+}
+
+Status SessionTable::Room(std::string_view tenant, std::optional<uint32_t> max_sessions) const {
+  if (sessions_.size() >= kMaxSessions) {
+    return Status(Code::kQuotaExceeded,
+                  "kmsd holds " + std::to_string(sessions_.size()) + " sessions, its most");
+  }
+  if (!max_sessions) return OkStatus();
+  const auto live = std::count_if(sessions_.begin(), sessions_.end(),
+                                  [&](const auto& s) { return s.second.info.tenant == tenant; });
+  if (static_cast<uint64_t>(live) < *max_sessions) return OkStatus();
+  return Status(Code::kQuotaExceeded, "tenant '" + std::string(tenant) + "' has " +
+                                          std::to_string(live) +
+                                          " sessions: its policy's max_concurrent_sessions");
+}
+
+Result<SessionInfo> SessionTable::Authenticate(std::string_view token, bool* forged) {
   const std::optional<std::string_view> id = IdOf(token);
-  if (!id) return Error(NotValid());
+  if (!id) {
+    if (forged != nullptr) *forged = true;
+    return Error(NotValid());
+  }
   const std::array<uint8_t, 32> digest = DigestOf(token);
   const int64_t now = clock_.NowSeconds();
   std::lock_guard lock(mu_);
   auto it = sessions_.find(*id);
-  if (it == sessions_.end() ||
-      CRYPTO_memcmp(it->second.digest.data(), digest.data(), digest.size()) != 0) {
+  if (it == sessions_.end()) return Error(NotValid());
+  if (CRYPTO_memcmp(it->second.digest.data(), digest.data(), digest.size()) != 0) {
+    if (forged != nullptr) *forged = true;
     return Error(NotValid());
   }
   if (Expired(it->second, now)) {
@@ -128,8 +145,8 @@ Result<SessionInfo> SessionTable::Close(std::string_view tenant, std::string_vie
   PurgeExpired(clock_.NowSeconds());
   auto it = sessions_.find(id);
   if (it == sessions_.end() || it->second.info.tenant != tenant) {
-    return Error(Code::kNotFound, "no session " + std::string(id.substr(0, 32)) + " in tenant '" +
-                                      std::string(tenant) + "'");
+    return Error(Code::kNotFound, "no session " + std::string(id.substr(0, kIdHexDigits)) +
+                                      " in tenant '" + std::string(tenant) + "'");
   }
   SessionInfo info = it->second.info;
   sessions_.erase(it);
@@ -144,6 +161,11 @@ std::vector<SessionInfo> SessionTable::List(std::string_view tenant) {
     if (entry.info.tenant == tenant) out.push_back(entry.info);
   }
   return out;
+}
+
+void SessionTable::Prune(const std::function<bool(const SessionInfo&)>& dead) {
+  std::lock_guard lock(mu_);
+  std::erase_if(sessions_, [&](const auto& entry) { return dead(entry.second.info); });
 }
 
 void SessionTable::PurgeExpired(int64_t now) {
@@ -161,8 +183,29 @@ Status SessionTable::CheckTotp(std::string_view tenant, std::string_view princip
   return OkStatus();
 }
 
+Status AuthLockout::CheckTotp(const Peer& peer, const std::string& principal) {
+  RETURN_IF_ERROR(CheckPeer(peer));
+  if (!any_failure_.load(std::memory_order_acquire)) return OkStatus();
+  std::lock_guard lock(mu_);
+  return attempts_.Check("TOTP codes of principal " + principal, NowMs());
+}
+
+void AuthLockout::FailedTotp(const Peer& peer, const std::string& principal) {
+  Failed(peer, principal, "a TOTP code");
+  FailedAttempts::Counted counted;
+  {
+    std::lock_guard lock(mu_);
+    any_failure_.store(true, std::memory_order_release);
+    counted = attempts_.Failed("TOTP codes of principal " + principal, NowMs());
+  }
+  if (counted.newly_locked) {
+    spdlog::warn("ALERT: TOTP codes of principal {} locked out after {} failed attempts", principal,
+                 counted.failures);
+  }
+}
+
 Status AuthLockout::CheckPeer(const Peer& who) {
-  if (Exempt(who)) return OkStatus();
+  if (!any_failure_.load(std::memory_order_acquire) || Exempt(who)) return OkStatus();
   std::lock_guard lock(mu_);
   return attempts_.Check("uid " + std::to_string(who.uid), NowMs());
 }
@@ -171,19 +214,21 @@ void AuthLockout::Failed(const Peer& who, const std::optional<std::string>& prin
                          std::string_view what) {
   if (Exempt(who)) return;
   const int64_t now = NowMs();
-  std::lock_guard lock(mu_);
   const std::string peer = "uid " + std::to_string(who.uid);
-  FailedAttempts::Counted counted = attempts_.Failed(peer, now);
+  FailedAttempts::Counted counted, named;
+  {
+    std::lock_guard lock(mu_);
+    any_failure_.store(true, std::memory_order_release);
+    counted = attempts_.Failed(peer, now);
+    if (principal) named = attempts_.Failed("principal " + *principal, now);
+  }
   if (counted.newly_locked) {
     spdlog::warn("ALERT: {} locked out after {} failed attempts (last: {})", peer, counted.failures,
                  what);
   }
-  if (principal) {
-    FailedAttempts::Counted named = attempts_.Failed("principal " + *principal, now);
-    if (named.newly_locked) {
-      spdlog::warn("ALERT: {} failed attempts in the name of principal {} (last: {} from {})",
-                   named.failures, *principal, what, peer);
-    }
+  if (named.newly_locked) {
+    spdlog::warn("ALERT: {} failed attempts in the name of principal {} (last: {} from {})",
+                 named.failures, *principal, what, peer);
   }
 }
 

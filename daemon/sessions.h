@@ -26,6 +26,7 @@
 // Both thread-safe (one mutex each); times from the clock given.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -41,12 +42,14 @@
 #include "policy/lockout.h"
 #include "protocol/clock.h"
 #include "protocol/secret_buffer.h"
+#include "protocol/session_types.h"
 #include "protocol/status.h"
 
 namespace kmsd {
 
-inline constexpr std::string_view kSessionTokenPrefix = "kmsd_st_";
 inline constexpr int64_t kDefaultSessionTimeoutSeconds = 3600;
+// Live sessions of all tenants (each a few hundred bytes).
+inline constexpr size_t kMaxSessions = 100000;
 
 struct SessionInfo {
   std::string id;
@@ -70,12 +73,20 @@ class SessionTable {
  public:
   explicit SessionTable(const Clock& clock) : clock_(clock) {}
 
-  // QUOTA_EXCEEDED when the tenant has `max_sessions` live ones.
+  // QUOTA_EXCEEDED when the tenant has `max_sessions` live ones, or kmsd
+  // kMaxSessions in all.
   Result<NewSession> Open(SessionInfo info, std::optional<uint32_t> max_sessions);
+  // Open's refusal, asked before anything is spent on a login.
+  Status CheckRoom(std::string_view tenant, std::optional<uint32_t> max_sessions);
   // The live session `token` names, its last use now. ACCESS_DENIED "the
   // session is not valid" for a malformed, unknown or wrong token, "session
-  // ID expired" for one idle too long (then forgotten).
-  Result<SessionInfo> Authenticate(std::string_view token);
+  // ID expired" for one idle too long (then forgotten). `forged`, when
+  // given, is set for a malformed token or a wrong secret for a live id (a
+  // failed attempt); an unknown id is most likely a session that ended.
+  Result<SessionInfo> Authenticate(std::string_view token, bool* forged = nullptr);
+  // Forgets the sessions `dead` says are over (their key revoked, expired or
+  // gone with its principal or tenant).
+  void Prune(const std::function<bool(const SessionInfo&)>& dead);
   // Ends a session; NOT_FOUND unless it is the tenant's and live.
   Result<SessionInfo> Close(std::string_view tenant, std::string_view id);
   std::vector<SessionInfo> List(std::string_view tenant);
@@ -93,7 +104,8 @@ class SessionTable {
   bool Expired(const Entry& entry, int64_t now) const {
     return now - entry.info.last_used_at > entry.info.idle_timeout_seconds;
   }
-  void PurgeExpired(int64_t now);  // mu_ held
+  void PurgeExpired(int64_t now);                                                    // mu_ held
+  Status Room(std::string_view tenant, std::optional<uint32_t> max_sessions) const;  // mu_ held
 
   const Clock& clock_;
   std::mutex mu_;
@@ -112,6 +124,11 @@ class AuthLockout {
   // A failed attempt of the peer, in the name of `principal`
   // ("TENANT/NAME") when it is known; `what` says which (for the alert).
   void Failed(const Peer& peer, const std::optional<std::string>& principal, std::string_view what);
+  // TOTP codes are also counted and held per principal ("TENANT/NAME"),
+  // whatever the peer: only a holder of its API key can try one, so its
+  // failures are no one else's.
+  Status CheckTotp(const Peer& peer, const std::string& principal);
+  void FailedTotp(const Peer& peer, const std::string& principal);
 
  private:
   static int64_t NowMs() {
@@ -124,6 +141,8 @@ class AuthLockout {
   std::mutex mu_;
   FailedAttempts attempts_;
   const std::function<bool(const Peer&)> exempt_;
+  // No failure yet: every check passes without the lock (the common case).
+  std::atomic<bool> any_failure_{false};
 };
 
 }  // namespace kmsd

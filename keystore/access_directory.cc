@@ -348,9 +348,13 @@ Status AccessDirectory::CheckUsable(const KeyEntry& entry, int64_t now) const {
   return NotValid();
 }
 
-Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret) {
+Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret, bool* guessed) {
+  auto guess = [guessed] {
+    if (guessed != nullptr) *guessed = true;
+    return Error(NotValid());
+  };
   const std::optional<std::string_view> id = IdOf(secret);
-  if (!id) return Error(NotValid());
+  if (!id) return guess();
   const int64_t now = clock_.NowSeconds();
   Digest digest;
   SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), digest.data());
@@ -360,7 +364,7 @@ Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret) 
   {
     std::shared_lock lock(mu_);
     auto it = keys_.find(*id);
-    if (it == keys_.end()) return Error(NotValid());
+    if (it == keys_.end()) return guess();
     entry = it->second;
     verified = entry->verified;
     // A key that can no longer be used is never worth a token call: without
@@ -372,7 +376,7 @@ Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret) 
                                 : VerifyWithToken(secret, stored);
   if (!matches) {
     OPENSSL_cleanse(digest.data(), digest.size());
-    return Error(NotValid());
+    return guess();
   }
   std::shared_ptr<const PrincipalRecord> principal;
   uint64_t generation = 0;
@@ -405,6 +409,12 @@ Result<AuthenticatedKey> AccessDirectory::AuthenticateProven(std::string_view ke
   if (principal == principals_.end()) return Error(NotValid());
   entry->last_used.store(now, std::memory_order_relaxed);
   return AuthenticatedKey{entry->record.id, principal->second, generation()};
+}
+
+bool AccessDirectory::KeyUsable(std::string_view key_id) const {
+  std::shared_lock lock(mu_);
+  auto it = keys_.find(key_id);
+  return it != keys_.end() && CheckUsable(*it->second, clock_.NowSeconds()).ok();
 }
 
 std::optional<std::string> AccessDirectory::OwnerOfKey(std::string_view secret) const {

@@ -130,7 +130,12 @@ class AccessDirectory {
   // revoked or expired and its secret was proven before (a revoked or expired
   // key never proven costs no token call: it is just not valid). A token
   // that does not answer the first check also makes the key not valid.
-  Result<AuthenticatedKey> Authenticate(std::string_view secret);
+  // `guessed`, when given, is set when the secret is one nobody holds
+  // (malformed, unknown id, wrong secret): a failed attempt, where a
+  // revoked or expired key is not.
+  Result<AuthenticatedKey> Authenticate(std::string_view secret, bool* guessed = nullptr);
+  // True while the key exists and is neither revoked nor expired.
+  bool KeyUsable(std::string_view key_id) const;
 
   // For a session opened with the key `key_id` (whose secret was proven
   // then): its principal, while the key is usable. ACCESS_DENIED naming the

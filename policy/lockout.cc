@@ -1,7 +1,7 @@
-// Failed attempts counted per subject in a window that starts at the first
-// failure counted: once `window_ms` has passed since then, the failures are
-// forgotten and the next one counts as the first (a lockout already earned is
-// kept to its end, never shortened).
+// Failed attempts counted per subject until it has been quiet for `window_ms`:
+// no failure, and no lockout, for that long. Then the failures are forgotten
+// and the next one counts as the first. A guesser that waits out each delay
+// and tries again is never quiet, so its delay keeps doubling to the maximum.
 #include "policy/lockout.h"
 
 #include <algorithm>
@@ -24,6 +24,11 @@ int64_t DelayFor(const LockoutOptions& options, uint32_t failures, uint32_t thre
 
 FailedAttempts::FailedAttempts(LockoutOptions options) : options_(options) {}
 
+bool FailedAttempts::Quiet(const Subject& s, int64_t now_ms) const {
+  const int64_t since = std::max(s.last_failure_ms, s.locked_until_ms);
+  return now_ms - since >= options_.window_ms;
+}
+
 Status FailedAttempts::Check(std::string_view subject, int64_t now_ms) const {
   auto it = subjects_.find(subject);
   if (it == subjects_.end() || now_ms >= it->second.locked_until_ms) return OkStatus();
@@ -44,7 +49,7 @@ FailedAttempts::Counted FailedAttempts::Failed(std::string_view subject, int64_t
     it = subjects_.emplace(std::string(subject), Subject{}).first;
   }
   Subject& s = it->second;
-  if (s.failures > 0 && now_ms - s.first_failure_ms >= options_.window_ms) s.failures = 0;
+  if (s.failures > 0 && Quiet(s, now_ms)) s.failures = 0;
   if (s.failures == 0) s.first_failure_ms = now_ms;
   if (s.failures < std::numeric_limits<uint32_t>::max()) ++s.failures;
   s.last_failure_ms = now_ms;
@@ -78,7 +83,7 @@ void FailedAttempts::Evict(int64_t now_ms) {
   if (subjects_.size() < capacity) return;
   std::erase_if(subjects_, [&](const auto& entry) {
     const Subject& s = entry.second;
-    return now_ms - s.first_failure_ms >= options_.window_ms && now_ms >= s.locked_until_ms;
+    return Quiet(s, now_ms) && now_ms >= s.locked_until_ms;
   });
   while (subjects_.size() >= capacity) {
     auto victim = subjects_.end();

@@ -3,7 +3,9 @@
 // lockout they earn: from the `threshold`-th failure within `window` on, the
 // subject is locked out for a delay that doubles with each further failure
 // (first_delay, 2 x first_delay, ...), at most max_delay. A success forgets
-// the subject's failures; failures older than the window no longer count.
+// the subject's failures, and so does a quiet `window`: no failure and no
+// lockout for that long (a guesser that waits out each delay is never quiet,
+// so its delay keeps doubling).
 // Memory is bounded: at most `max_subjects` are remembered (the one least
 // recently failed is forgotten first, never one that is locked out while
 // another is not).
@@ -55,6 +57,7 @@ class FailedAttempts {
     int64_t locked_until_ms = 0;
   };
   void Evict(int64_t now_ms);
+  bool Quiet(const Subject& s, int64_t now_ms) const;
 
   LockoutOptions options_;
   std::map<std::string, Subject, std::less<>> subjects_;

@@ -65,4 +65,9 @@ std::vector<uint8_t> BuildAad(std::span<const uint8_t> bound_header, std::string
 // values 0-4096 bytes.
 Status ValidateEncryptionContext(const EncryptionContext& context);
 
+// Encryption context keys kmsd keeps for itself (a TOTP seed's wrapping):
+// a request carrying one is INVALID_ARGUMENT, so no caller can decrypt what
+// kmsd encrypted for its own use.
+inline constexpr std::string_view kReservedContextPrefix = "kmsd:";
+
 }  // namespace kmsd

@@ -157,6 +157,11 @@ Result<EncryptionContext> Fields::Context(std::string_view key) const {
     if (kv.key.type != object_type::STR || kv.val.type != object_type::STR) {
       return Error(WrongType(what_, key, "a map of strings"));
     }
+    if (AsView(kv.key).starts_with(kReservedContextPrefix)) {
+      return Error(Code::kInvalidArgument, "encryption context keys starting with '" +
+                                               std::string(kReservedContextPrefix) +
+                                               "' are kmsd's own");
+    }
     if (!context.emplace(std::string(AsView(kv.key)), std::string(AsView(kv.val))).second) {
       return Error(Code::kInvalidArgument, "encryption context repeats a key");
     }

@@ -58,6 +58,19 @@ PermissionSet HeldAnywhere(Call& call, const std::vector<std::string>& roles,
   return held;
 }
 
+}  // namespace
+
+Status CheckMayActAs(Call& call, std::string_view target, const std::string& what) {
+  if (call.principal() == nullptr) return OkStatus();
+  ASSIGN_OR_RETURN(PrincipalRecord record,
+                   Directory(call).DescribePrincipal(call.tenant(), target));
+  const std::vector<GrantRecord> grants =
+      Directory(call).AccessRecordsOf(call.tenant(), record.name).grants;
+  return CheckNoEscalation(call, HeldAnywhere(call, record.roles, grants), what);
+}
+
+namespace {
+
 Result<ops::PrincipalDescription> Create(Call& call, const ops::PrincipalCreateRequest& request) {
   RETURN_IF_ERROR(ValidatePrincipalName(request.name));
   RETURN_IF_ERROR(ValidateTenantRoles(request.roles, *Directory(call).RolesOf(call.tenant())));
@@ -127,14 +140,9 @@ Result<ops::ApiKeyCreateReply> CreateKey(Call& call, const ops::ApiKeyCreateRequ
     }
     lifetime = static_cast<int64_t>(*request.expires_in_seconds);
   }
-  if (call.principal() != nullptr) {
-    ASSIGN_OR_RETURN(PrincipalRecord target,
-                     Directory(call).DescribePrincipal(call.tenant(), request.principal));
-    const std::vector<GrantRecord> grants =
-        Directory(call).AccessRecordsOf(call.tenant(), target.name).grants;
-    RETURN_IF_ERROR(CheckNoEscalation(call, HeldAnywhere(call, target.roles, grants),
-                                      "create an API key of principal '" + target.name + "'"));
-  }
+  RETURN_IF_ERROR(
+      CheckMayActAs(call, request.principal,
+                    "create an API key of principal '" + std::string(request.principal) + "'"));
   ASSIGN_OR_RETURN(NewApiKey key,
                    Directory(call).CreateApiKey(call.tenant(), request.principal, lifetime));
   spdlog::info("tenant {}: API key {} created for principal {}", call.tenant(), key.record.id,

@@ -33,4 +33,9 @@ inline Status CheckNoEscalation(Call& call, const PermissionSet& given, const st
   return OkStatus();
 }
 
+// The same for acting as principal `target` (an API key of it, its TOTP
+// seed): the calling principal must hold everything `target`'s roles and
+// grants give. NOT_FOUND when there is no such principal.
+Status CheckMayActAs(Call& call, std::string_view target, const std::string& what);
+
 }  // namespace kmsd

@@ -3,6 +3,9 @@
 // seed is kept wrapped under the tenant's secrets-key).
 #include "daemon/sessions.h"
 
+#include <spdlog/spdlog.h>
+
+#include "daemon/handlers/access_rules.h"
 #include "daemon/handlers/handler.h"
 #include "daemon/tenant_rules.h"
 #include "keystore/access_directory.h"
@@ -12,18 +15,24 @@
 namespace kmsd {
 namespace {
 
-// The key a principal's TOTP seed is wrapped under, and the context that
-// binds the wrapped seed to its principal.
-constexpr std::string_view kSeedKey = "alias/secrets";
+// The key a principal's TOTP seed is wrapped under (by name: an alias can be
+// pointed elsewhere), and the context that binds the wrapped seed to its
+// principal (its keys are reserved: no request can name them).
+constexpr std::string_view kSeedKey = "secrets-key";
 
 EncryptionContext SeedContext(std::string_view principal) {
   return {{"kmsd:purpose", "totp-seed"}, {"kmsd:principal", std::string(principal)}};
 }
 
+// The session table, without the sessions whose API key is no longer
+// usable (revoked, expired, or gone with its principal or tenant).
 Result<SessionTable*> SessionsOf(Call& call) {
   if (call.deps().sessions == nullptr || call.deps().lockout == nullptr) {
     return Error(Code::kInternal, "sessions are not served here");
   }
+  const AccessDirectory& directory = call.hierarchy().access();
+  call.deps().sessions->Prune(
+      [&directory](const SessionInfo& info) { return !directory.KeyUsable(info.api_key_id); });
   return call.deps().sessions;
 }
 
@@ -42,11 +51,15 @@ ops::SessionDescription Describe(const SessionInfo& info) {
 // a failed attempt of the peer and the principal.
 Status CheckTotp(Call& call, const PrincipalIdentity& principal, std::string_view code) {
   SessionTable& sessions = *call.deps().sessions;
+  AuthLockout& lockout = *call.deps().lockout;
   const std::string who = principal.tenant + "/" + principal.name;
+  // Checked again here, right before the code: requests queued before a
+  // lockout began do not get through.
+  RETURN_IF_ERROR(lockout.CheckTotp(call.caller(), who));
   std::optional<MfaSeedRecord> seed =
       call.hierarchy().access().MfaSeedOf(principal.tenant, principal.name);
   if (!seed) {
-    call.deps().lockout->Failed(call.caller(), who, "a TOTP code");
+    lockout.FailedTotp(call.caller(), who);
     return Status(Code::kAccessDenied,
                   "principal '" + principal.name + "' has no TOTP seed: enroll it first");
   }
@@ -55,7 +68,7 @@ Status CheckTotp(Call& call, const PrincipalIdentity& principal, std::string_vie
                                             SeedContext(principal.name), kSeedKey));
   Status checked =
       sessions.CheckTotp(principal.tenant, principal.name, unwrapped.plaintext.RevealSpan(), code);
-  if (!checked.ok()) call.deps().lockout->Failed(call.caller(), who, "a TOTP code");
+  if (!checked.ok()) lockout.FailedTotp(call.caller(), who);
   return checked;
 }
 
@@ -71,7 +84,6 @@ Result<ops::SessionLoginReply> Login(Call& call, const ops::SessionLoginRequest&
     return Error(Code::kInvalidArgument, "the API key is not principal '" +
                                              std::string(request.principal.substr(0, 64)) + "''s");
   }
-  if (request.totp) RETURN_IF_ERROR(CheckTotp(call, *principal, *request.totp));
   int64_t idle_timeout = kDefaultSessionTimeoutSeconds;
   std::optional<uint32_t> max_sessions;
   if (TenantRules* rules = call.deps().rules) {
@@ -81,6 +93,9 @@ Result<ops::SessionLoginReply> Login(Call& call, const ops::SessionLoginRequest&
     }
     if (policy) max_sessions = policy->max_concurrent_sessions;
   }
+  // No room: refused before a code is spent on it.
+  RETURN_IF_ERROR(sessions->CheckRoom(principal->tenant, max_sessions));
+  if (request.totp) RETURN_IF_ERROR(CheckTotp(call, *principal, *request.totp));
   ASSIGN_OR_RETURN(NewSession opened, sessions->Open({.id = {},
                                                       .tenant = principal->tenant,
                                                       .principal = principal->name,
@@ -121,9 +136,15 @@ Result<ops::SessionDescription> Revoke(Call& call, const ops::SessionArg& reques
   return Describe(closed);
 }
 
+// A new seed ends the principal's sessions: those opened with a code of the
+// old one are not MFA any more.
 Result<ops::MfaEnrollReply> Enroll(Call& call, const ops::MfaEnrollRequest& request) {
+  ASSIGN_OR_RETURN(SessionTable * sessions, SessionsOf(call));
   AccessDirectory& directory = call.hierarchy().access();
   RETURN_IF_ERROR(directory.DescribePrincipal(call.tenant(), request.principal));
+  RETURN_IF_ERROR(
+      CheckMayActAs(call, request.principal,
+                    "enroll the TOTP seed of principal '" + std::string(request.principal) + "'"));
   SecretBuffer seed(kTotpSeedBytes);
   RETURN_IF_ERROR(call.token().GenerateRandom({seed.RevealMutableData(), seed.size()}));
   ASSIGN_OR_RETURN(EncryptOutput wrapped,
@@ -131,6 +152,10 @@ Result<ops::MfaEnrollReply> Enroll(Call& call, const ops::MfaEnrollRequest& requ
                                             SeedContext(request.principal)));
   RETURN_IF_ERROR(
       directory.SetMfaSeed(call.tenant(), request.principal, std::move(wrapped.ciphertext)));
+  sessions->Prune([&](const SessionInfo& info) {
+    return info.tenant == call.tenant() && info.principal == request.principal;
+  });
+  spdlog::info("tenant {}: TOTP seed enrolled for principal {}", call.tenant(), request.principal);
   ops::MfaEnrollReply reply;
   reply.tenant = std::string(call.tenant());
   reply.principal = std::string(request.principal);

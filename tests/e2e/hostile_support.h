@@ -243,6 +243,7 @@ struct ConfigOptions {
   size_t max_queued_per_tenant = 0;    // 0: the default
   size_t max_queued = 0;               // 0: the default
   std::string api_key_peer_uids;       // YAML flow list; empty: no api_key_peers
+  int64_t first_lockout_ms = 0;        // 0: the default
 };
 
 // A private SoftHSM2 token, a PIN file (0600), a keystore path and a socket
@@ -294,6 +295,9 @@ class ConfiguredHost {
       yaml << "  max_queued_per_tenant: " << options.max_queued_per_tenant << "\n";
     }
     if (options.max_queued != 0) yaml << "  max_queued: " << options.max_queued << "\n";
+    if (options.first_lockout_ms != 0) {
+      yaml << "  first_lockout_ms: " << options.first_lockout_ms << "\n";
+    }
     return yaml.str();
   }
 

@@ -274,6 +274,19 @@ TEST_F(KmsctlSessionTest, LogoutEndsTheSessionAndRemovesItsFile) {
   EXPECT_THAT(key_gone.err, HasSubstr("revoked"));
   EXPECT_FALSE(Exists(second));
 
+  // A file that holds no session token (an API key named by mistake) is
+  // never sent, and never removed.
+  const std::string not_a_session = dir_ / "key.file";
+  {
+    std::ofstream out(not_a_session);
+    out << NewKey("app") << "\n";
+  }
+  ::chmod(not_a_session.c_str(), 0600);
+  CommandResult mistaken = Kmsctl({"logout", "--tenant", "acme", "--session-file", not_a_session});
+  EXPECT_EQ(mistaken.exit_code, kUsageExit) << mistaken.err;
+  EXPECT_THAT(mistaken.err, HasSubstr("does not hold a kmsd session token"));
+  EXPECT_TRUE(Exists(not_a_session));
+
   // Without a file to end, logout is a usage error.
   EXPECT_EQ(Kmsctl({"logout", "--tenant", "acme"}).exit_code, kUsageExit);
   EXPECT_EQ(Kmsctl({"logout", "--tenant", "acme", "--principal", "app"}).exit_code, kUsageExit);

@@ -162,7 +162,11 @@ TEST_F(SessionsTest, TotpCodesFromOathtoolOpenMfaSessionsOnce) {
   auto manager = Principal("acme", "ops", {"manager"});
   // Not enrolled yet: a code is refused.
   EXPECT_EQ(CodeOf(Login(*with_key, "app", std::string("123456"))), Code::kAccessDenied);
-  auto enrolled = CallOp<ops::MfaEnroll>(*manager, "acme", {.principal = "app"});
+  // A manager holds no crypto: it may not enroll a user, who may use keys
+  // (no escalation); an admin may.
+  EXPECT_EQ(CodeOf(CallOp<ops::MfaEnroll>(*manager, "acme", {.principal = "app"})),
+            Code::kAccessDenied);
+  auto enrolled = CallOp<ops::MfaEnroll>(*connection_, "acme", {.principal = "app"});
   ASSERT_TRUE(enrolled) << enrolled.error();
   const std::string secret = Text(enrolled->secret);
   EXPECT_TRUE(std::regex_match(secret, std::regex("[A-Z2-7]{32}")));
@@ -182,7 +186,7 @@ TEST_F(SessionsTest, TotpCodesFromOathtoolOpenMfaSessionsOnce) {
   ASSERT_FALSE(replayed);
   EXPECT_EQ(replayed.error().code(), Code::kAccessDenied);
   EXPECT_THAT(replayed.error().message(), HasSubstr("already used"));
-  // A code two steps ahead, or not six digits: not valid.
+  // A code three steps ahead, or not six digits: not valid.
   auto ahead = Login(*with_key, "app", Oathtool(secret, 3));
   ASSERT_FALSE(ahead);
   EXPECT_THAT(ahead.error().message(), HasSubstr("not valid"));
@@ -231,6 +235,73 @@ TEST_F(SessionsTest, AnAdminPeerIsNeverLockedOut) {
   }
   EXPECT_TRUE(EncryptAs(*with_key));
   EXPECT_THAT(daemon_->ReadLog(), Not(HasSubstr("ALERT")));
+}
+
+// Review findings, each its own attack.
+TEST_F(SessionsTest, WrongTotpCodesHoldThePrincipalsCodesForEveryone) {
+  auto with_key = Principal("acme", "app", {"user"});
+  auto enrolled = CallOp<ops::MfaEnroll>(*connection_, "acme", {.principal = "app"});
+  ASSERT_TRUE(enrolled) << enrolled.error();
+  const std::string good = Oathtool(Text(enrolled->secret));
+  const std::string wrong = good == "000000" ? "111111" : "000000";
+  for (int i = 0; i < 5; ++i) {
+    auto refused = Login(*with_key, "app", wrong);
+    ASSERT_FALSE(refused);
+    EXPECT_THAT(refused.error().message(), HasSubstr("not valid")) << i;
+  }
+  // Even the right code waits now (the peer, an admin, is not held itself).
+  auto held = Login(*with_key, "app", good);
+  ASSERT_FALSE(held);
+  EXPECT_EQ(held.error().code(), Code::kAccessDenied);
+  EXPECT_THAT(held.error().message(), HasSubstr("TOTP codes of principal acme/app is locked out"));
+  EXPECT_TRUE(held.error().retry_after_ms().has_value());
+  EXPECT_THAT(daemon_->ReadLog(), HasSubstr("ALERT: TOTP codes of principal acme/app"));
+  EXPECT_TRUE(Login(*with_key, "app"));  // without a code: no MFA, not held
+}
+
+TEST_F(SessionsTest, EnrollingNeedsEverythingTheTargetHoldsAndEndsItsSessions) {
+  auto manager = Principal("acme", "ops", {"manager"});
+  auto app = Principal("acme", "app", {"user"});
+  ASSERT_TRUE(CallOp<ops::RoleCreate>(*connection_, "acme",
+                                      {.name = "enroller",
+                                       .inherits = std::nullopt,
+                                       .allow = std::vector<std::string>{"mfa:manage"}}));
+  auto enroller = Principal("acme", "helpdesk", {"enroller"});
+  auto refused = CallOp<ops::MfaEnroll>(*enroller, "acme", {.principal = "ops"});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), Code::kAccessDenied);
+  EXPECT_THAT(refused.error().message(), HasSubstr("enroll the TOTP seed of principal 'ops'"));
+  // Re-enrolling ends the principal's sessions.
+  auto opened = Login(*app, "app");
+  ASSERT_TRUE(opened) << opened.error();
+  auto session = DialWith(Text(opened->session));
+  ASSERT_TRUE(EncryptAs(*session));
+  ASSERT_TRUE(CallOp<ops::MfaEnroll>(*connection_, "acme", {.principal = "app"}));
+  EXPECT_EQ(CodeOf(EncryptAs(*session)), Code::kAccessDenied);
+  // A manager enrolls a manager.
+  AddPrincipal("acme", "ops2", {"manager"});
+  EXPECT_TRUE(CallOp<ops::MfaEnroll>(*manager, "acme", {.principal = "ops2"}));
+}
+
+TEST_F(SessionsTest, KmsdContextKeysAreNobodysButKmsds) {
+  static constexpr uint8_t kPlaintext[] = {'x'};
+  auto encrypted = CallOp<ops::Encrypt>(
+      *connection_, "acme",
+      {.key = "secrets-key", .plaintext = kPlaintext, .context = {{"kmsd:purpose", "totp-seed"}}});
+  ASSERT_FALSE(encrypted);
+  EXPECT_EQ(encrypted.error().code(), Code::kInvalidArgument);
+  EXPECT_THAT(encrypted.error().message(), HasSubstr("kmsd:"));
+}
+
+TEST_F(SessionsTest, SessionsOfARevokedKeyLeaveTheListAndTheCap) {
+  auto with_key = Principal("acme", "app", {"user"});
+  ASSERT_TRUE(PutPolicy("security_policies:\n  access_control:\n    max_concurrent_sessions: 1\n"));
+  auto opened = Login(*with_key, "app");
+  ASSERT_TRUE(opened) << opened.error();
+  ASSERT_TRUE(CallOp<ops::ApiKeyRevoke>(*connection_, "acme", {.id = opened->api_key_id}));
+  EXPECT_TRUE(CallOp<ops::SessionList>(*connection_, "acme", {})->sessions.empty());
+  auto fresh = DialWithNewKey("acme", "app");
+  EXPECT_TRUE(Login(*fresh, "app"));  // the revoked key's session no longer counts
 }
 
 }  // namespace

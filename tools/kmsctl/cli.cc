@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "protocol/session_types.h"
+
 namespace kmsd::kmsctl {
 namespace {
 
@@ -154,8 +156,16 @@ Status Invocation::LoadCredential() {
   return OkStatus();
 }
 
+// Only a file that holds a session token is one: anything else (a key
+// file named by mistake) is never sent, and never removed by logout.
 Status Invocation::UseSessionFile(const std::string& path) {
-  ASSIGN_OR_RETURN(credential_, AsUsage(ReadCredentialFile(kSessionFile, path)));
+  ASSIGN_OR_RETURN(SecretBuffer token, AsUsage(ReadCredentialFile(kSessionFile, path)));
+  const std::string_view text(reinterpret_cast<const char*>(token.RevealData()), token.size());
+  if (text.size() != kSessionTokenSize || !text.starts_with(kSessionTokenPrefix)) {
+    return AsUsage(Status(Code::kInvalidArgument,
+                          "session file '" + path + "' does not hold a kmsd session token"));
+  }
+  credential_ = std::move(token);
   return OkStatus();
 }
 

@@ -3,7 +3,7 @@
 //
 // login sends session.login with the principal's API key, never with a
 // session, and stores the token kmsd gives once in a session file: the
-// --session-file FILE, else $XDG_RUNTIME_DIR/kmsctl/session-TENANT-PRINCIPAL
+// --session-file FILE, else $XDG_RUNTIME_DIR/kmsctl/session-TENANT.PRINCIPAL
 // (the directory made 0700 when missing, and refused unless it is this
 // user's and private). The file is written 0600 through a new temporary file
 // renamed over it (io.h's WriteOutput), never through a symlink. The token is
@@ -74,7 +74,7 @@ Status CheckPrivateDirectory(const std::string& directory) {
   return OkStatus();
 }
 
-// $XDG_RUNTIME_DIR/kmsctl/session-TENANT-PRINCIPAL; with `create`, the
+// $XDG_RUNTIME_DIR/kmsctl/session-TENANT.PRINCIPAL; with `create`, the
 // directory is made when missing and must be private. `otherwise` says what
 // to give instead when XDG_RUNTIME_DIR is not set.
 Result<std::string> DefaultSessionPath(const SessionArgs& a, bool create,
@@ -333,7 +333,7 @@ void AddLoginCommands(CLI::App& app, Invocation& invocation,
       ->type_name("CODE");
   AddSessionFileOption(login, invocation,
                        "File to store the token in, made 0600 (default: "
-                       "$XDG_RUNTIME_DIR/kmsctl/session-TENANT-PRINCIPAL)");
+                       "$XDG_RUNTIME_DIR/kmsctl/session-TENANT.PRINCIPAL)");
 
   CLI::App* logout = AddTenantCommand(&app, invocation, "logout",
                                       "End the session of a session file and remove the file",
@@ -342,7 +342,7 @@ void AddLoginCommands(CLI::App& app, Invocation& invocation,
                      /*required=*/false);
   AddSessionFileOption(logout, invocation,
                        "Session file (default: $" + std::string(kSessionFileEnvironment) +
-                           ", else $XDG_RUNTIME_DIR/kmsctl/session-TENANT-PRINCIPAL)");
+                           ", else $XDG_RUNTIME_DIR/kmsctl/session-TENANT.PRINCIPAL)");
 }
 
 }  // namespace

@@ -95,44 +95,46 @@ TEST(FailedAttemptsTest, DelayIsCappedWhenNotAPowerOfTwoOfTheFirst) {
   EXPECT_EQ(delays.back(), 5000);
 }
 
-TEST(FailedAttemptsTest, FailuresOlderThanTheWindowNoLongerCount) {
+TEST(FailedAttemptsTest, AQuietWindowForgetsTheFailures) {
   FailedAttempts attempts(Small());  // window 60 s
   attempts.Failed("p", 0);
   attempts.Failed("p", 30'000);
-  // The window, counted from the first failure, has passed: this one is the first.
-  FailedAttempts::Counted c = attempts.Failed("p", 60'000);
+  // Quiet for a whole window since the last failure: this one is the first.
+  FailedAttempts::Counted c = attempts.Failed("p", 90'000);
   EXPECT_EQ(c.failures, 1u);
   EXPECT_FALSE(c.locked_until_ms);
-  EXPECT_TRUE(attempts.Check("p", 60'000).ok());
-  EXPECT_EQ(attempts.Failed("p", 60'001).failures, 2u);
-  EXPECT_TRUE(attempts.Failed("p", 119'999).newly_locked);  // still within its window
-
-  // Just inside the window, the failures all count.
+  EXPECT_TRUE(attempts.Check("p", 90'000).ok());
+  // Failures closer together than the window all count, however long the run.
   attempts.Failed("q", 0);
-  attempts.Failed("q", 30'000);
-  FailedAttempts::Counted inside = attempts.Failed("q", 59'999);
+  attempts.Failed("q", 59'999);
+  FailedAttempts::Counted inside = attempts.Failed("q", 119'998);
   EXPECT_EQ(inside.failures, 3u);
   EXPECT_TRUE(inside.newly_locked);
-  EXPECT_EQ(inside.locked_until_ms, 60'999);
+  EXPECT_EQ(inside.locked_until_ms, 120'998);
 }
 
-TEST(FailedAttemptsTest, ALockoutOutlivesTheWindowOfItsFailures) {
+// A guesser that waits out each lockout and tries again is never quiet: its
+// delay keeps doubling to the maximum instead of starting over.
+TEST(FailedAttemptsTest, WaitingOutEachLockoutDoesNotResetTheCount) {
   LockoutOptions options = Small();
   options.threshold = 2;
   options.window_ms = 1000;
   options.first_delay_ms = 5000;
+  options.max_delay_ms = 40000;
   FailedAttempts attempts(options);
   attempts.Failed("p", 0);
-  EXPECT_EQ(attempts.Failed("p", 1).locked_until_ms, 5001);
-  // A failure after the window starts a new count but does not shorten the lockout.
-  FailedAttempts::Counted c = attempts.Failed("p", 2000);
-  EXPECT_EQ(c.failures, 1u);
-  EXPECT_FALSE(c.newly_locked);
-  ExpectLocked(attempts, "p", 2000, 3001);
-  // The next crossing locks for the later of the two ends.
-  c = attempts.Failed("p", 2001);
-  EXPECT_TRUE(c.newly_locked);
-  EXPECT_EQ(c.locked_until_ms, 7001);
+  int64_t until = *attempts.Failed("p", 1).locked_until_ms;
+  EXPECT_EQ(until, 5001);
+  std::vector<int64_t> delays;
+  for (int i = 0; i < 5; ++i) {
+    const int64_t now = until;  // the moment the lockout ends
+    ASSERT_TRUE(attempts.Check("p", now).ok());
+    until = *attempts.Failed("p", now).locked_until_ms;
+    delays.push_back(until - now);
+  }
+  EXPECT_EQ(delays, (std::vector<int64_t>{10000, 20000, 40000, 40000, 40000}));
+  // Quiet for a window after the last lockout: forgotten.
+  EXPECT_EQ(attempts.Failed("p", until + 1000).failures, 1u);
 }
 
 TEST(FailedAttemptsTest, SuccessForgetsTheFailures) {
