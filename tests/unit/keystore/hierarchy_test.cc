@@ -944,6 +944,33 @@ TEST_F(HierarchyTest, RotationPeriodAddsAVersionWhenDueOnceAfterDowntime) {
   EXPECT_FALSE(hierarchy_->DescribeKey("acme", "alias/data")->rotation_period_seconds);
 }
 
+// A tenant policy's key_rotation_days: every key of the tenant rotates at
+// least that often, with or without a period of its own; a shorter period
+// of its own still holds.
+TEST_F(HierarchyTest, ATenantsRotationCeilingRotatesEveryKeyOfIt) {
+  MustCreateTenant("acme");
+  MustCreateTenant("globex");
+  ASSERT_TRUE(hierarchy_->SetRotationPeriod("acme", "alias/secrets", 10 * kDay).has_value());
+  ASSERT_TRUE(hierarchy_->SetRotationCeiling("acme", 30 * kDay).ok());
+  EXPECT_EQ(hierarchy_->SetRotationCeiling("initech", 30 * kDay).code(), Code::kNotFound);
+  auto data = hierarchy_->DescribeKey("acme", "alias/data");
+  EXPECT_FALSE(data->rotation_period_seconds);
+  EXPECT_EQ(data->next_rotation_at, kStart + 30 * kDay);
+  EXPECT_EQ(hierarchy_->DescribeKey("acme", "alias/secrets")->next_rotation_at, kStart + 10 * kDay);
+  clock_.Advance(10 * kDay);
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_rotated, 1u);  // secrets, by its own period
+  clock_.Advance(20 * kDay);
+  // The other two keys of acme by the ceiling, secrets by its own period
+  // again; globex has no ceiling.
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_rotated, 3u);
+  EXPECT_EQ(hierarchy_->DescribeKey("acme", "alias/data")->latest_version, 2u);
+  EXPECT_EQ(hierarchy_->DescribeKey("globex", "alias/data")->latest_version, 1u);
+  // Lifted: no more rotation but by a key's own period.
+  ASSERT_TRUE(hierarchy_->SetRotationCeiling("acme", std::nullopt).ok());
+  clock_.Advance(100 * kDay);
+  EXPECT_EQ(hierarchy_->RunDueWork().keys_rotated, 1u);  // secrets again
+}
+
 TEST_F(HierarchyTest, MinimumDecryptionVersionCanBeRaisedAndLowered) {
   MustCreateTenant("acme");
   const Bytes v1 = MustEncrypt("acme", "alias/data", "v1");
