@@ -207,23 +207,19 @@ Status Pipeline::Intake(RequestContext& context, const Peer& transport_peer,
   RETURN_IF_ERROR(ReadEnvelope(context, transport_peer, frame, parsed));
   const OperationInfo& op = *context.op;
   const std::string_view tenant = parsed->envelope.tenant;
-  if (!op.needs_tenant) {
-    if (!tenant.empty()) {
-      return Status(Code::kInvalidArgument,
-                    "operation '" + std::string(op.name) + "' takes no tenant");
-    }
-    // A principal's request is its tenant's, with or without a tenant.
-    if (stages_.admit) {
-      ASSIGN_OR_RETURN(parsed->admission, stages_.admit(context));
-    }
-    return OkStatus();
-  }
-  if (tenant.empty()) {
+  if (!op.needs_tenant && !tenant.empty()) {
     return Status(Code::kInvalidArgument,
-                  "operation '" + std::string(op.name) + "' needs the request's 'tenant' field");
+                  "operation '" + std::string(op.name) + "' takes no tenant");
   }
-  RETURN_IF_ERROR(ValidateTenantName(tenant));
-  context.tenant = std::string(tenant);
+  if (op.needs_tenant) {
+    if (tenant.empty()) {
+      return Status(Code::kInvalidArgument,
+                    "operation '" + std::string(op.name) + "' needs the request's 'tenant' field");
+    }
+    RETURN_IF_ERROR(ValidateTenantName(tenant));
+    context.tenant = std::string(tenant);
+  }
+  // A principal's request is its tenant's, with or without a tenant.
   if (stages_.admit) {
     ASSIGN_OR_RETURN(parsed->admission, stages_.admit(context));
   }

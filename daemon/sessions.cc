@@ -9,15 +9,10 @@
 #include <array>
 
 #include "policy/totp.h"
+#include "protocol/credential_text.h"
 
 namespace kmsd {
 namespace {
-
-constexpr size_t kIdHexDigits = 16;
-constexpr size_t kSecretBytes = 32;
-constexpr size_t kSecretChars = 43;  // base64url of 32 bytes, unpadded
-constexpr size_t kTokenSize = kSessionTokenSize;
-static_assert(kTokenSize == kSessionTokenPrefix.size() + kIdHexDigits + 1 + kSecretChars);
 
 Status NotValid() { return Status(Code::kAccessDenied, "the session is not valid"); }
 
@@ -29,32 +24,7 @@ std::array<uint8_t, 32> DigestOf(std::string_view token) {
 
 // The id of a well-formed token.
 std::optional<std::string_view> IdOf(std::string_view token) {
-  if (token.size() != kTokenSize || !token.starts_with(kSessionTokenPrefix)) return std::nullopt;
-  const std::string_view id = token.substr(kSessionTokenPrefix.size(), kIdHexDigits);
-  const bool hex = std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-  });
-  if (!hex || token[kSessionTokenPrefix.size() + kIdHexDigits] != '_') return std::nullopt;
-  return id;
-}
-
-std::string Base64Url(std::span<const uint8_t> bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  out.reserve(kSecretChars + 1);  // no reallocation leaves a copy behind
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (uint8_t byte : bytes) {
-    buffer = (buffer << 8) | byte;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(buffer >> bits) & 0x3f]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 0x3f]);
-  return out;
+  return CredentialIdOf(token, kSessionTokenPrefix);
 }
 
 }  // namespace
@@ -64,23 +34,19 @@ bool IsSessionToken(std::string_view credential) {
 }
 
 Result<NewSession> SessionTable::Open(SessionInfo info, std::optional<uint32_t> max_sessions) {
-  std::array<uint8_t, 8 + kSecretBytes> random{};
-  if (RAND_bytes(random.data(), static_cast<int>(random.size())) != 1) {
+  std::array<uint8_t, kCredentialIdBytes> id_bytes{};
+  SecretBuffer secret(kCredentialSecretBytes);
+  if (RAND_bytes(id_bytes.data(), static_cast<int>(id_bytes.size())) != 1 ||
+      RAND_bytes(secret.RevealMutableData(), static_cast<int>(secret.size())) != 1) {
     return Error(Code::kInternal, "no random bytes for a session token");
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id;
-  for (size_t i = 0; i < 8; ++i) {
-    id.push_back(kHex[random[i] >> 4]);
-    id.push_back(kHex[random[i] & 0xf]);
-  }
-  std::string secret = Base64Url(std::span(random).subspan(8));
-  OPENSSL_cleanse(random.data(), random.size());
-  std::string text = std::string(kSessionTokenPrefix) + id + "_" + secret;
-  OPENSSL_cleanse(secret.data(), secret.size());
-  NewSession out{.token = SecretBuffer::CopyOf(text), .info = std::move(info)};
-  Entry entry{.info = out.info, .digest = DigestOf(text)};
-  OPENSSL_cleanse(text.data(), text.size());
+  std::string id(2 * kCredentialIdBytes, '\0');
+  HexEncode(id_bytes, id.data());
+  NewSession out{.token = CredentialText(kSessionTokenPrefix, id, secret.RevealSpan()),
+                 .info = std::move(info)};
+  Entry entry{.info = out.info,
+              .digest = DigestOf(
+                  {reinterpret_cast<const char*>(out.token.RevealData()), out.token.size()})};
 
   const int64_t now = clock_.NowSeconds();
   std::lock_guard lock(mu_);
@@ -145,7 +111,8 @@ Result<SessionInfo> SessionTable::Close(std::string_view tenant, std::string_vie
   PurgeExpired(clock_.NowSeconds());
   auto it = sessions_.find(id);
   if (it == sessions_.end() || it->second.info.tenant != tenant) {
-    return Error(Code::kNotFound, "no session " + std::string(id.substr(0, kIdHexDigits)) +
+    return Error(Code::kNotFound, "no session " +
+                                      std::string(id.substr(0, 2 * kCredentialIdBytes)) +
                                       " in tenant '" + std::string(tenant) + "'");
   }
   SessionInfo info = it->second.info;
@@ -183,11 +150,18 @@ Status SessionTable::CheckTotp(std::string_view tenant, std::string_view princip
   return OkStatus();
 }
 
+namespace {
+// The lockout's subject for a principal's TOTP codes.
+std::string TotpSubject(const std::string& principal) {
+  return "TOTP codes of principal " + principal;
+}
+}  // namespace
+
 Status AuthLockout::CheckTotp(const Peer& peer, const std::string& principal) {
   RETURN_IF_ERROR(CheckPeer(peer));
   if (!any_failure_.load(std::memory_order_acquire)) return OkStatus();
   std::lock_guard lock(mu_);
-  return attempts_.Check("TOTP codes of principal " + principal, NowMs());
+  return attempts_.Check(TotpSubject(principal), NowMs());
 }
 
 void AuthLockout::FailedTotp(const Peer& peer, const std::string& principal) {
@@ -196,10 +170,10 @@ void AuthLockout::FailedTotp(const Peer& peer, const std::string& principal) {
   {
     std::lock_guard lock(mu_);
     any_failure_.store(true, std::memory_order_release);
-    counted = attempts_.Failed("TOTP codes of principal " + principal, NowMs());
+    counted = attempts_.Failed(TotpSubject(principal), NowMs());
   }
   if (counted.newly_locked) {
-    spdlog::warn("ALERT: TOTP codes of principal {} locked out after {} failed attempts", principal,
+    spdlog::warn("ALERT: {} locked out after {} failed attempts", TotpSubject(principal),
                  counted.failures);
   }
 }

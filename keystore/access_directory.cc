@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <atomic>
 
+#include "protocol/credential_text.h"
+
 namespace kmsd {
 
 // One API key in memory. `record` and `verified` change only under the
@@ -22,57 +24,11 @@ struct AccessDirectory::KeyEntry {
 
 namespace {
 
-constexpr size_t kIdHexDigits = 16;
-constexpr size_t kSecretRandomBytes = 32;
-constexpr size_t kSecretRandomChars = 43;  // base64url of 32 bytes, unpadded
-constexpr size_t kSecretLength = kApiKeySecretPrefix.size() + kIdHexDigits + 1 + kSecretRandomChars;
-
 Status NotValid() { return Status(Code::kAccessDenied, "the API key is not valid"); }
-
-bool IsLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
-bool IsBase64Url(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '_';
-}
 
 // The id in a secret of the right shape, else nullopt.
 std::optional<std::string_view> IdOf(std::string_view secret) {
-  if (secret.size() != kSecretLength || !secret.starts_with(kApiKeySecretPrefix)) {
-    return std::nullopt;
-  }
-  const std::string_view id = secret.substr(kApiKeySecretPrefix.size(), kIdHexDigits);
-  const std::string_view random = secret.substr(kSecretLength - kSecretRandomChars);
-  if (secret[kApiKeySecretPrefix.size() + kIdHexDigits] != '_') return std::nullopt;
-  if (!std::all_of(id.begin(), id.end(), IsLowerHex)) return std::nullopt;
-  if (!std::all_of(random.begin(), random.end(), IsBase64Url)) return std::nullopt;
-  return id;
-}
-
-std::string Hex(std::span<const uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : bytes) {
-    out += kDigits[b >> 4];
-    out += kDigits[b & 0xf];
-  }
-  return out;
-}
-
-void AppendBase64Url(std::span<const uint8_t> bytes, uint8_t* out) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (uint8_t b : bytes) {
-    buffer = (buffer << 8) | b;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      *out++ = static_cast<uint8_t>(kAlphabet[(buffer >> bits) & 0x3f]);
-    }
-  }
-  if (bits > 0) *out++ = static_cast<uint8_t>(kAlphabet[(buffer << (6 - bits)) & 0x3f]);
-  OPENSSL_cleanse(&buffer, sizeof buffer);
+  return CredentialIdOf(secret, kApiKeySecretPrefix);
 }
 
 std::span<const uint8_t> BytesOf(std::string_view text) {
@@ -263,12 +219,9 @@ Result<NewApiKey> AccessDirectory::CreateApiKey(std::string_view tenant, std::st
   }
   NewApiKey out;
   ASSIGN_OR_RETURN(out.record.id, RandomId());
-  SecretBuffer random(kSecretRandomBytes);
+  SecretBuffer random(kCredentialSecretBytes);
   RETURN_IF_ERROR(token_.GenerateRandom({random.RevealMutableData(), random.size()}));
-  const std::string head = std::string(kApiKeySecretPrefix) + out.record.id + "_";
-  out.secret = SecretBuffer(kSecretLength);
-  std::copy(head.begin(), head.end(), out.secret.RevealMutableData());
-  AppendBase64Url(random.RevealSpan(), out.secret.RevealMutableData() + head.size());
+  out.secret = CredentialText(kApiKeySecretPrefix, out.record.id, random.RevealSpan());
   const std::string_view secret_text(reinterpret_cast<const char*>(out.secret.RevealData()),
                                      out.secret.size());
   ASSIGN_OR_RETURN(out.record.digest, HmacOf(secret_text));
@@ -322,9 +275,11 @@ Result<ApiKeyRecord> AccessDirectory::RevokeApiKey(std::string_view tenant, std:
 }
 
 Result<std::string> AccessDirectory::RandomId() const {
-  uint8_t id_bytes[kIdHexDigits / 2];
+  uint8_t id_bytes[kCredentialIdBytes];
   RETURN_IF_ERROR(token_.GenerateRandom(id_bytes));
-  return Hex(id_bytes);
+  std::string id(2 * kCredentialIdBytes, '\0');
+  HexEncode(id_bytes, id.data());
+  return id;
 }
 
 Status AccessDirectory::CheckPrincipalHere(std::string_view tenant, std::string_view name) const {

@@ -29,9 +29,9 @@ inline constexpr std::string_view kTotp = "totp";
 inline constexpr std::string_view kApiKeyId = "api_key_id";
 }  // namespace wire
 
-// A session token's text: kmsd_st_<16 hex digits>_<43 base64url characters>.
+// A session token's text: kmsd_st_<16 hex digits>_<43 base64url characters>
+// (protocol/credential_text.h).
 inline constexpr std::string_view kSessionTokenPrefix = "kmsd_st_";
-inline constexpr size_t kSessionTokenSize = kSessionTokenPrefix.size() + 16 + 1 + 43;
 
 namespace ops {
 

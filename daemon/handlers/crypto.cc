@@ -173,13 +173,11 @@ Result<ops::DataKeyReply> GenerateDataKey(Call& call, const ops::DataKeyRequest&
   TenantRules* rules = call.deps().rules;
   if (rules != nullptr) RETURN_IF_ERROR(rules->TakeDataKeys(call.tenant(), 1));
   SecretBuffer data_key(size);
-  Result<ops::EncryptReply> made = Error(Code::kInternal, "no data key made");
-  if (Status random = call.token().GenerateRandom({data_key.RevealMutableData(), data_key.size()});
-      random.ok()) {
-    made = EncryptOne(call, request.key, data_key.RevealSpan(), request.context);
-  } else {
-    made = Error(std::move(random));
-  }
+  auto make = [&]() -> Result<ops::EncryptReply> {
+    RETURN_IF_ERROR(call.token().GenerateRandom({data_key.RevealMutableData(), data_key.size()}));
+    return EncryptOne(call, request.key, data_key.RevealSpan(), request.context);
+  };
+  Result<ops::EncryptReply> made = make();
   if (!made) {
     if (rules != nullptr) rules->GiveDataKeys(call.tenant(), 1);
     return Error(std::move(made).error());

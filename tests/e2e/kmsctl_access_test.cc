@@ -37,9 +37,7 @@ class KmsctlAccessTest : public KmsdTest {
   CommandResult Kmsctl(const std::vector<std::string>& args,
                        const std::map<std::string, std::string>& env = {},
                        const std::string& input = "") {
-    std::vector<std::string> argv = {KMSCTL_BINARY, "--socket", daemon_->socket_path()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv, input, env);
+    return RunKmsctl(daemon_->socket_path(), args, input, env);
   }
 
   json KmsctlJson(const std::vector<std::string>& args) {

@@ -77,10 +77,8 @@ class KmsctlSessionTest : public KmsdTest {
   // the environment.
   CommandResult Kmsctl(const std::vector<std::string>& args, Env env = {},
                        const std::string& input = "") {
-    std::vector<std::string> argv = {KMSCTL_BINARY, "--socket", daemon_->socket_path()};
-    argv.insert(argv.end(), args.begin(), args.end());
     env.emplace("XDG_RUNTIME_DIR", runtime_);
-    return RunCommand(argv, input, env);
+    return RunKmsctl(daemon_->socket_path(), args, input, env);
   }
 
   // A new API key of `principal`, as text.

@@ -25,10 +25,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string Text(const SecretBuffer& secret) {
-  return std::string(reinterpret_cast<const char*>(secret.RevealData()), secret.size());
-}
-
 class SessionsTest : public KmsdTest {
  protected:
   void SetUp() override {
@@ -83,7 +79,7 @@ TEST_F(SessionsTest, ASessionActsAsItsKeyUntilLogout) {
   auto with_key = Principal("acme", "app", {"user"});
   auto opened = Login(*with_key, "app");
   ASSERT_TRUE(opened) << opened.error();
-  const std::string token = Text(opened->session);
+  const std::string token = SecretText(opened->session);
   EXPECT_TRUE(std::regex_match(token, std::regex("kmsd_st_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")));
   EXPECT_EQ(opened->principal, "app");
   EXPECT_FALSE(opened->mfa);
@@ -115,7 +111,7 @@ TEST_F(SessionsTest, LoginIsTheKeysOwnAndEndsWithTheKey) {
   EXPECT_EQ(CodeOf(Login(*with_key, "someone-else")), Code::kInvalidArgument);
   auto opened = Login(*with_key, "app");
   ASSERT_TRUE(opened) << opened.error();
-  auto session = DialWith(Text(opened->session));
+  auto session = DialWith(SecretText(opened->session));
   EXPECT_EQ(CodeOf(Login(*session, "app")), Code::kInvalidArgument);  // not with a session
   EXPECT_EQ(CodeOf(CallOp<ops::SessionLogout>(*with_key, "acme", {})), Code::kInvalidArgument);
   // Another tenant's session: not found, and nothing revoked.
@@ -129,7 +125,7 @@ TEST_F(SessionsTest, LoginIsTheKeysOwnAndEndsWithTheKey) {
   EXPECT_EQ(ended.error().code(), Code::kAccessDenied);
   EXPECT_THAT(ended.error().message(), HasSubstr("revoked"));
   // A forged token of the right shape is not valid.
-  std::string forged = Text(opened->session);
+  std::string forged = SecretText(opened->session);
   forged.back() = forged.back() == 'A' ? 'B' : 'A';
   EXPECT_THAT(EncryptAs(*DialWith(forged)).error().message(), HasSubstr("session is not valid"));
 }
@@ -150,7 +146,7 @@ TEST_F(SessionsTest, ManagersRevokeSessionsAndThePolicyCapsThem) {
   EXPECT_THAT(third.error().message(), HasSubstr("max_concurrent_sessions"));
   auto revoked = CallOp<ops::SessionRevoke>(*manager, "acme", {.id = first->id});
   ASSERT_TRUE(revoked) << revoked.error();
-  EXPECT_EQ(CodeOf(EncryptAs(*DialWith(Text(first->session)))), Code::kAccessDenied);
+  EXPECT_EQ(CodeOf(EncryptAs(*DialWith(SecretText(first->session)))), Code::kAccessDenied);
   EXPECT_TRUE(Login(*with_key, "app"));
   // A user may not list or revoke sessions.
   EXPECT_EQ(CodeOf(CallOp<ops::SessionRevoke>(*with_key, "acme", {.id = second->id})),
@@ -168,10 +164,11 @@ TEST_F(SessionsTest, TotpCodesFromOathtoolOpenMfaSessionsOnce) {
             Code::kAccessDenied);
   auto enrolled = CallOp<ops::MfaEnroll>(*connection_, "acme", {.principal = "app"});
   ASSERT_TRUE(enrolled) << enrolled.error();
-  const std::string secret = Text(enrolled->secret);
+  const std::string secret = SecretText(enrolled->secret);
   EXPECT_TRUE(std::regex_match(secret, std::regex("[A-Z2-7]{32}")));
-  EXPECT_EQ(Text(enrolled->otpauth_uri), "otpauth://totp/kmsd:acme%2Fapp?secret=" + secret +
-                                             "&issuer=kmsd&algorithm=SHA1&digits=6&period=30");
+  EXPECT_EQ(SecretText(enrolled->otpauth_uri),
+            "otpauth://totp/kmsd:acme%2Fapp?secret=" + secret +
+                "&issuer=kmsd&algorithm=SHA1&digits=6&period=30");
   EXPECT_EQ(CodeOf(CallOp<ops::MfaEnroll>(*with_key, "acme", {.principal = "app"})),
             Code::kAccessDenied);  // a user does not enroll
   EXPECT_EQ(CodeOf(CallOp<ops::MfaEnroll>(*connection_, "acme", {.principal = "ghost"})),
@@ -210,13 +207,13 @@ TEST_F(SessionsTest, MfaRequiredGuardsChangesNotCrypto) {
   EXPECT_THAT(refused.error().message(), HasSubstr("requires MFA"));
   auto plain = Login(*manager, "ops");
   ASSERT_TRUE(plain) << plain.error();
-  EXPECT_EQ(CodeOf(CreateKeyAs(*DialWith(Text(plain->session)), "one")), Code::kAccessDenied);
+  EXPECT_EQ(CodeOf(CreateKeyAs(*DialWith(SecretText(plain->session)), "one")), Code::kAccessDenied);
   // The admin enrolls the manager (admins are not bound by the policy).
   auto enrolled = CallOp<ops::MfaEnroll>(*connection_, "acme", {.principal = "ops"});
   ASSERT_TRUE(enrolled) << enrolled.error();
-  auto strong = Login(*manager, "ops", Oathtool(Text(enrolled->secret)));
+  auto strong = Login(*manager, "ops", Oathtool(SecretText(enrolled->secret)));
   ASSERT_TRUE(strong) << strong.error();
-  auto with_mfa = DialWith(Text(strong->session));
+  auto with_mfa = DialWith(SecretText(strong->session));
   EXPECT_TRUE(CreateKeyAs(*with_mfa, "one"));
   // Without MFA in force, the same change goes through with the key.
   ASSERT_TRUE(PutPolicy("security_policies:\n  access_control:\n    mfa_required: false\n"));
@@ -242,7 +239,7 @@ TEST_F(SessionsTest, WrongTotpCodesHoldThePrincipalsCodesForEveryone) {
   auto with_key = Principal("acme", "app", {"user"});
   auto enrolled = CallOp<ops::MfaEnroll>(*connection_, "acme", {.principal = "app"});
   ASSERT_TRUE(enrolled) << enrolled.error();
-  const std::string good = Oathtool(Text(enrolled->secret));
+  const std::string good = Oathtool(SecretText(enrolled->secret));
   const std::string wrong = good == "000000" ? "111111" : "000000";
   for (int i = 0; i < 5; ++i) {
     auto refused = Login(*with_key, "app", wrong);
@@ -274,7 +271,7 @@ TEST_F(SessionsTest, EnrollingNeedsEverythingTheTargetHoldsAndEndsItsSessions) {
   // Re-enrolling ends the principal's sessions.
   auto opened = Login(*app, "app");
   ASSERT_TRUE(opened) << opened.error();
-  auto session = DialWith(Text(opened->session));
+  auto session = DialWith(SecretText(opened->session));
   ASSERT_TRUE(EncryptAs(*session));
   ASSERT_TRUE(CallOp<ops::MfaEnroll>(*connection_, "acme", {.principal = "app"}));
   EXPECT_EQ(CodeOf(EncryptAs(*session)), Code::kAccessDenied);

@@ -481,9 +481,9 @@ TEST_F(TenantPolicyTest, KmsctlPutsAndGetsPoliciesAndExitsWithTheirCodes) {
                 .exit_code,
             0);
   auto data_key = [&](const std::map<std::string, std::string>& env) {
-    return RunCommand({KMSCTL_BINARY, "--socket", daemon_->socket_path(), "data-key", "--tenant",
-                       "acme", "--key", "orders", "--no-plaintext"},
-                      "", env);
+    return RunKmsctl(daemon_->socket_path(),
+                     {"data-key", "--tenant", "acme", "--key", "orders", "--no-plaintext"}, "",
+                     env);
   };
   EXPECT_EQ(data_key({}).exit_code, 0);
   CommandResult spent = data_key({});
@@ -498,9 +498,8 @@ TEST_F(TenantPolicyTest, KmsctlPutsAndGetsPoliciesAndExitsWithTheirCodes) {
   ASSERT_TRUE(secret) << secret.error();
   ASSERT_TRUE(Put("security_policies:\n  rate_limiting:\n    requests_per_minute: 1\n"));
   auto encrypt = [&] {
-    return RunCommand({KMSCTL_BINARY, "--socket", daemon_->socket_path(), "encrypt", "--tenant",
-                       "acme", "--key", "orders"},
-                      "plaintext", {{"KMSD_API_KEY", SecretText(secret->secret)}});
+    return RunKmsctl(daemon_->socket_path(), {"encrypt", "--tenant", "acme", "--key", "orders"},
+                     "plaintext", {{"KMSD_API_KEY", SecretText(secret->secret)}});
   };
   EXPECT_EQ(encrypt().exit_code, 0);
   CommandResult throttled = encrypt();

@@ -207,10 +207,11 @@ CommandResult RunCommand(const std::vector<std::string>& argv_in, const std::str
 }
 
 CommandResult RunKmsctl(const std::string& socket, const std::vector<std::string>& args,
-                        const std::string& stdin_data) {
+                        const std::string& stdin_data,
+                        const std::map<std::string, std::string>& env) {
   std::vector<std::string> argv = {KMSCTL_BINARY, "--socket", socket};
   argv.insert(argv.end(), args.begin(), args.end());
-  return RunCommand(argv, stdin_data);
+  return RunCommand(argv, stdin_data, env);
 }
 
 CommandResult RunKmsd(const std::vector<std::string>& args,

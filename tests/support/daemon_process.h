@@ -71,9 +71,10 @@ struct CommandResult {
 };
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_data = "",
                          const std::map<std::string, std::string>& env = {});
-// kmsctl --socket SOCKET args...
+// kmsctl --socket SOCKET args..., with `env` added to the environment.
 CommandResult RunKmsctl(const std::string& socket, const std::vector<std::string>& args,
-                        const std::string& stdin_data = "");
+                        const std::string& stdin_data = "",
+                        const std::map<std::string, std::string>& env = {});
 
 // Runs kmsd with `args` to its exit (for start-up errors): exit code and output.
 CommandResult RunKmsd(const std::vector<std::string>& args,

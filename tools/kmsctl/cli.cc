@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "protocol/credential_text.h"
 #include "protocol/session_types.h"
 
 namespace kmsd::kmsctl {
@@ -161,7 +162,7 @@ Status Invocation::LoadCredential() {
 Status Invocation::UseSessionFile(const std::string& path) {
   ASSIGN_OR_RETURN(SecretBuffer token, AsUsage(ReadCredentialFile(kSessionFile, path)));
   const std::string_view text(reinterpret_cast<const char*>(token.RevealData()), token.size());
-  if (text.size() != kSessionTokenSize || !text.starts_with(kSessionTokenPrefix)) {
+  if (!CredentialIdOf(text, kSessionTokenPrefix)) {
     return AsUsage(Status(Code::kInvalidArgument,
                           "session file '" + path + "' does not hold a kmsd session token"));
   }
