@@ -169,6 +169,31 @@ Status ReadNumber(const ConfigReader& r, const YAML::Node& section, const std::s
   return OkStatus();
 }
 
+Status ReadAudit(const ConfigReader& r, const YAML::Node& audit, Config& config) {
+  if (!audit) return OkStatus();
+  RETURN_IF_ERROR(r.OnlyKnown(
+      audit, "audit", {"dir", "commit_interval_ms", "max_file_bytes", "reserve_bytes", "discard"}));
+  RETURN_IF_ERROR(r.String(audit["dir"], "audit.dir", config.audit_dir, false));
+  if (!config.audit_dir.empty() && !IsAbsoluteDirectory(config.audit_dir)) {
+    return r.Fail("audit.dir",
+                  "must be an absolute path to a directory, without '.' or '..' "
+                  "components (not \"/\")");
+  }
+  RETURN_IF_ERROR(ReadNumber(r, audit, "audit", "commit_interval_ms", 10, 60000,
+                             config.audit_commit_interval_ms));
+  RETURN_IF_ERROR(ReadNumber(r, audit, "audit", "max_file_bytes", 4096, 1ull << 40,
+                             config.audit_max_file_bytes));
+  RETURN_IF_ERROR(
+      ReadNumber(r, audit, "audit", "reserve_bytes", 4096, 1ull << 30, config.audit_reserve_bytes));
+  if (const YAML::Node discard = audit["discard"]) {
+    if (!discard.IsScalar() || (discard.Scalar() != "true" && discard.Scalar() != "false")) {
+      return r.Fail("audit.discard", "must be true or false");
+    }
+    config.audit_discard = discard.Scalar() == "true";
+  }
+  return OkStatus();
+}
+
 Status ReadLimits(const ConfigReader& r, const YAML::Node& limits, Config& config) {
   if (!limits) return OkStatus();
   RETURN_IF_ERROR(
@@ -242,9 +267,9 @@ Result<Config> LoadConfig(const std::string& path) {
   const ConfigReader r(path);
   Config config;
   try {
-    RETURN_IF_ERROR(r.OnlyKnown(
-        root, "",
-        {"pkcs11", "socket", "keystore", "admins", "api_key_peers", "limits", "log", "lifecycle"}));
+    RETURN_IF_ERROR(r.OnlyKnown(root, "",
+                                {"pkcs11", "socket", "keystore", "admins", "api_key_peers",
+                                 "limits", "log", "lifecycle", "audit"}));
     RETURN_IF_ERROR(ReadPkcs11(r, root["pkcs11"], config));
     RETURN_IF_ERROR(ReadSocket(r, root["socket"], config));
     RETURN_IF_ERROR(ReadKeystore(r, root["keystore"], config));
@@ -253,10 +278,19 @@ Result<Config> LoadConfig(const std::string& path) {
     RETURN_IF_ERROR(ReadLimits(r, root["limits"], config));
     RETURN_IF_ERROR(ReadLifecycle(r, root["lifecycle"], config));
     RETURN_IF_ERROR(ReadLog(r, root["log"], config));
+    RETURN_IF_ERROR(ReadAudit(r, root["audit"], config));
   } catch (const YAML::Exception& e) {
     return Error(Code::kInvalidArgument, "config " + path + ": " + e.what());
   }
   return config;
+}
+
+std::string AuditDirOf(const Config& config) {
+  if (!config.audit_dir.empty()) return config.audit_dir;
+  const size_t slash = config.keystore_path.rfind('/');
+  const std::string parent =
+      slash == std::string::npos ? "." : config.keystore_path.substr(0, slash == 0 ? 1 : slash);
+  return parent == "/" ? "/audit" : parent + "/audit";
 }
 
 Result<SecretBuffer> ReadPinFile(const std::string& path) {

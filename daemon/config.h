@@ -51,7 +51,18 @@ struct Config {
   LifecycleOptions lifecycle;
   // How often kmsd looks for windows that ended and keys due to rotate.
   int64_t due_work_interval_ms = 1000;
+  // The audit log (docs/AUDIT.md): its directory (empty: "audit" beside the
+  // keystore), how often it is fsynced and sealed, when a file rotates, and
+  // (benchmarks only) entries written to /dev/null.
+  std::string audit_dir;
+  int64_t audit_commit_interval_ms = 200;
+  uint64_t audit_max_file_bytes = 64ull << 20;
+  uint64_t audit_reserve_bytes = 1ull << 20;  // disk kept allocated ahead of the entries
+  bool audit_discard = false;
 };
+
+// The audit directory `config` names, or its default.
+std::string AuditDirOf(const Config& config);
 
 // INVALID_ARGUMENT naming the file and the field when anything is missing,
 // mistyped, unknown or out of range.

@@ -76,6 +76,7 @@ Result<Config> PrepareDevDirectory(const std::string& dir_arg) {
   const fs::path real_dir = fs::canonical(dir, ec);
   if (ec) return Error(Fail("cannot resolve " + dir.string() + ": " + ec.message()));
   config.backup_dir = (real_dir / "backups").string();
+  config.audit_dir = (real_dir / "audit").string();
   config.admin_uids = {getuid()};
 
   if (fs::exists(user_pin_file)) return config;

@@ -12,6 +12,9 @@
 #include <mutex>
 #include <thread>
 
+#include "daemon/audit/log.h"
+#include "daemon/audit/recorder.h"
+#include "daemon/audit/sealer.h"
 #include "daemon/config.h"
 #include "daemon/dev_mode.h"
 #include "daemon/handlers/handler.h"
@@ -121,7 +124,8 @@ class DueWorkLoop {
 // The request's path (docs/ARCHITECTURE.md) over `hierarchy` until SIGINT or
 // SIGTERM.
 int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hierarchy,
-          pkcs11::Token& token, const BackupDirectory& backups, TenantRules& rules) {
+          pkcs11::Token& token, const BackupDirectory& backups, TenantRules& rules,
+          audit::Log& audit_log, audit::Sealer& audit_sealer) {
   AccessDirectory& directory = hierarchy.access();
   AccessPolicy access(
       AccessPolicyOptions{.admins = {config.admin_uids, config.admin_gids},
@@ -143,11 +147,13 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
                    .gate = &gate,
                    .rules = &rules,
                    .sessions = &sessions,
-                   .lockout = &lockout};
+                   .lockout = &lockout,
+                   .audit_log = &audit_log,
+                   .audit_sealer = &audit_sealer};
   const HandlerTable handlers = AllHandlers();
   ApiKeyIdentifier identify(directory, sessions, lockout);
   PolicyAuthorizer authorize(access, [&directory] { return directory.Now(); });
-  LogRecorder record;
+  AuditRecorder record(audit_log);
   const Pipeline pipeline(
       config.max_frame_bytes,
       {identify, authorize, record, handlers,
@@ -201,6 +207,12 @@ int Run(const Config& config, const sigset_t& stop_signals) {
     fail(backups.error());
     return kExitUsage;
   }
+  // So is an audit directory kmsd cannot trust (the same rules).
+  auto audit_dir = BackupDirectory::Prepare(AuditDirOf(config));
+  if (!audit_dir) {
+    fail(audit_dir.error());
+    return kExitUsage;
+  }
   auto module = pkcs11::Module::Load(config.module_path);
   if (!module) return fail(module.error());
   auto token = pkcs11::Token::Open(*module, config.token_label, *pin, config.workers + 2);
@@ -221,10 +233,22 @@ int Run(const Config& config, const sigset_t& stop_signals) {
         .count();
   });
   rules.Load();
+  auto sealer = audit::TokenSealer::Open(**token);
+  if (!sealer) return fail(sealer.error());
+  auto audit_log = audit::Log::Open(
+      {.dir = audit_dir->path(),
+       .commit_interval = std::chrono::milliseconds(config.audit_commit_interval_ms),
+       .max_file_bytes = config.audit_max_file_bytes,
+       .reserve_bytes = config.audit_reserve_bytes,
+       .discard = config.audit_discard,
+       .kmsd_version = KMSD_VERSION,
+       .now_nanos = nullptr},
+      **sealer);
+  if (!audit_log) return fail(audit_log.error());
   // What fell due while kmsd was down is done before anything is served.
   DueWorkLoop::Report((*hierarchy)->RunDueWork());
   DueWorkLoop due_work(**hierarchy, std::chrono::milliseconds(config.due_work_interval_ms));
-  return Serve(config, stop_signals, **hierarchy, **token, *backups, rules);
+  return Serve(config, stop_signals, **hierarchy, **token, *backups, rules, **audit_log, **sealer);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "keystore/access_directory.h"
 #include "protocol/frame_scan.h"
 #include "protocol/names.h"
@@ -103,8 +105,13 @@ Status PolicyAuthorizer::Authorize(RequestContext& context, const AccessQuestion
     allowed = policy_.Authorize(context.caller, principal, question.operation, question.permission,
                                 question.tenant);
   } else {
+    std::string grant;
     allowed = policy_.AuthorizeResource(*principal, question.operation, *question.permission,
-                                        *question.resource, now_());
+                                        *question.resource, now_(), &grant);
+    if (!grant.empty() && std::find(context.decision.grants.begin(), context.decision.grants.end(),
+                                    grant) == context.decision.grants.end()) {
+      context.decision.grants.push_back(std::move(grant));
+    }
   }
   // The first denial is the one the request is refused for.
   if (!context.decision.decided || context.decision.allowed) {
@@ -116,7 +123,7 @@ Status PolicyAuthorizer::Authorize(RequestContext& context, const AccessQuestion
   return allowed;
 }
 
-void LogRecorder::Record(const RequestContext& context) {
+Status LogRecorder::Record(const RequestContext& context) {
   const auto micros =
       std::chrono::duration_cast<std::chrono::microseconds>(context.finished - context.received)
           .count();
@@ -131,11 +138,12 @@ void LogRecorder::Record(const RequestContext& context) {
         "request id={} op={} tenant={} uid={} pid={} principal={} api_key={} code=OK us={}",
         context.request_id.value_or(0), context.op_name, tenant, context.caller.uid,
         context.caller.pid, principal, key_id, micros);
-    return;
+    return OkStatus();
   }
   spdlog::warn("request id={} op={} tenant={} uid={} pid={} principal={} api_key={} code={} us={}",
                context.request_id.value_or(0), context.op_name, tenant, context.caller.uid,
                context.caller.pid, principal, key_id, CodeName(context.outcome.code()), micros);
+  return OkStatus();
 }
 
 Pipeline::Pipeline(size_t max_frame_bytes, PipelineStages stages, ServiceDeps& deps)
@@ -204,6 +212,11 @@ Status Pipeline::ReadEnvelope(RequestContext& context, const Peer& transport_pee
 
 Status Pipeline::Intake(RequestContext& context, const Peer& transport_peer,
                         std::span<const uint8_t> frame, ParsedRequest* parsed) const {
+  context.request_bytes = frame.size();
+  if (Status ready = stages_.record.Ready(); !ready.ok()) {
+    context.caller = transport_peer;
+    return ready;
+  }
   RETURN_IF_ERROR(ReadEnvelope(context, transport_peer, frame, parsed));
   const OperationInfo& op = *context.op;
   const std::string_view tenant = parsed->envelope.tenant;
@@ -256,10 +269,16 @@ WipingBuffer Pipeline::Refuse(RequestContext& context, Status status) const {
 
 WipingBuffer Pipeline::Finish(RequestContext& context, Result<Value::Map> result) const {
   context.outcome = result ? OkStatus() : result.error();
+  WipingBuffer reply = result ? EncodeOkReply(*context.request_id, std::move(*result))
+                              : EncodeErrorReply(context.request_id, context.outcome);
+  context.reply_bytes = reply.size();
   context.finished = RequestContext::Clock::now();
-  stages_.record.Record(context);
-  if (result) return EncodeOkReply(*context.request_id, std::move(*result));
-  return EncodeErrorReply(context.request_id, context.outcome);
+  // Nothing is served unrecorded: the reply is dropped (and wiped) when its
+  // record cannot be written.
+  if (Status recorded = stages_.record.Record(context); !recorded.ok() && context.outcome.ok()) {
+    return EncodeErrorReply(context.request_id, recorded);
+  }
+  return reply;
 }
 
 }  // namespace kmsd

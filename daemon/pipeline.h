@@ -128,16 +128,21 @@ class PolicyAuthorizer final : public Authorizer {
 };
 
 // Stage: what is written down about each request. Never arguments or results.
+// A request is served only when its record is written (invariant 7): Ready()
+// is asked before anything else is done for a request, Record() before its
+// reply is sent; an error from either (AUDIT_UNAVAILABLE) is the reply.
 class Recorder {
  public:
   virtual ~Recorder() = default;
-  virtual void Record(const RequestContext& context) = 0;
+  virtual Status Ready() const { return OkStatus(); }
+  virtual Status Record(const RequestContext& context) = 0;
 };
 
-// Today's record: one log line of identifiers per request.
+// One log line of identifiers per request (the daemon's log, beside the
+// audit log: daemon/audit/recorder.h).
 class LogRecorder final : public Recorder {
  public:
-  void Record(const RequestContext& context) override;
+  Status Record(const RequestContext& context) override;
 };
 
 // A request past intake: its decoded frame (views into the caller's bytes,

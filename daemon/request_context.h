@@ -27,7 +27,8 @@ struct KeyTouched {
   std::string key_id;  // hex
   std::string key_name;
   uint64_t version = 0;
-  std::string_view role;  // "source", "destination" or "" (the one key)
+  std::string_view role;         // "source", "destination" or "" (the one key)
+  std::optional<uint32_t> item;  // the batch item that used it
 };
 
 struct Decision {
@@ -39,6 +40,7 @@ struct Decision {
   bool resource_checked = false;
   std::optional<Permission> permission;  // the permission asked for
   std::string reason;                    // why not, when denied
+  std::vector<std::string> grants;       // the grants that let a key in (ids)
 };
 
 struct RequestContext {
@@ -54,7 +56,10 @@ struct RequestContext {
   std::string tenant;  // empty for service operations
   Decision decision;
   std::vector<KeyTouched> keys;
+  std::vector<Code> item_outcomes;  // a batch's, in item order
   Status outcome;
+  size_t request_bytes = 0;
+  size_t reply_bytes = 0;
   Clock::time_point received{};
   Clock::time_point started{};  // when a worker took it
   Clock::time_point finished{};

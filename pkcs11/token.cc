@@ -107,7 +107,11 @@ void Token::ReleaseSession(CK_SESSION_HANDLE session) {
 
 Result<std::vector<ObjectHandle>> Token::FindTokenSecretKeys(
     std::optional<std::string_view> label) {
-  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  return FindTokenObjects(CKO_SECRET_KEY, label);
+}
+
+Result<std::vector<ObjectHandle>> Token::FindTokenObjects(CK_OBJECT_CLASS cls,
+                                                          std::optional<std::string_view> label) {
   CK_BBOOL yes = CK_TRUE;
   CK_ATTRIBUTE query[] = {{CKA_CLASS, &cls, sizeof cls},
                           {CKA_TOKEN, &yes, sizeof yes},
@@ -359,6 +363,38 @@ Result<Bytes> Token::HmacSha256(ObjectHandle key, std::span<const uint8_t> data)
       fn_->C_Sign(session.get(), InputPointer(data), data.size(), mac.data(), &mac_len), "C_Sign"));
   mac.resize(mac_len);
   return mac;
+}
+
+Result<std::vector<ObjectHandle>> Token::FindTokenDataObjects(std::string_view label) {
+  std::lock_guard lock(holder_mu_);
+  return FindTokenObjects(CKO_DATA, label);
+}
+
+Result<ObjectHandle> Token::CreateTokenDataObject(std::string_view label,
+                                                  std::span<const uint8_t> value) {
+  CK_OBJECT_CLASS cls = CKO_DATA;
+  CK_BBOOL yes = CK_TRUE;
+  static constexpr char kApplication[] = "kmsd";
+  CK_ATTRIBUTE attributes[] = {
+      {CKA_CLASS, &cls, sizeof cls},
+      {CKA_TOKEN, &yes, sizeof yes},
+      {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_MODIFIABLE, &yes, sizeof yes},
+      {CKA_LABEL, const_cast<char*>(label.data()), static_cast<CK_ULONG>(label.size())},
+      {CKA_APPLICATION, const_cast<char*>(kApplication), sizeof kApplication - 1},
+      {CKA_VALUE, InputPointer(value), static_cast<CK_ULONG>(value.size())}};
+  std::lock_guard lock(holder_mu_);
+  CK_OBJECT_HANDLE handle;
+  RETURN_IF_ERROR(FromRv(fn_->C_CreateObject(holder_session_, attributes,
+                                             sizeof attributes / sizeof attributes[0], &handle),
+                         "C_CreateObject"));
+  return handle;
+}
+
+Result<Bytes> Token::ReadDataObject(ObjectHandle object) {
+  std::lock_guard lock(holder_mu_);
+  ASSIGN_OR_RETURN(std::string value, ReadAttributeLocked(object, CKA_VALUE));
+  return Bytes(value.begin(), value.end());
 }
 
 Status Token::GenerateRandom(std::span<uint8_t> out) {

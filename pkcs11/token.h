@@ -112,6 +112,17 @@ class Token {
   // HMAC-SHA256 with a token key.
   Result<Bytes> HmacSha256(ObjectHandle key, std::span<const uint8_t> data);
 
+  // Persistent private data objects (CKO_DATA, application "kmsd"): small
+  // values kmsd keeps in the token beside its keys (the audit log's sealed
+  // head). Readable and replaceable by whoever is logged in: they are a
+  // witness against someone without the PIN, not a secret. A data object's
+  // value cannot change (SoftHSM2 refuses it, as PKCS#11 allows): a new value
+  // is a new object, then the old one is destroyed.
+  Result<std::vector<ObjectHandle>> FindTokenDataObjects(std::string_view label);
+  Result<ObjectHandle> CreateTokenDataObject(std::string_view label,
+                                             std::span<const uint8_t> value);
+  Result<Bytes> ReadDataObject(ObjectHandle object);
+
   Status GenerateRandom(std::span<uint8_t> out);
   // TOKEN_UNAVAILABLE when the token no longer answers.
   Status Ping();
@@ -122,6 +133,9 @@ class Token {
   Result<CK_SESSION_HANDLE> AcquireSession();
   // C_FindObjects over persistent secret keys, by label if given; holder_mu_ held.
   Result<std::vector<ObjectHandle>> FindTokenSecretKeys(std::optional<std::string_view> label);
+  // C_FindObjects over persistent objects of `cls` matching `label` if given; holder_mu_ held.
+  Result<std::vector<ObjectHandle>> FindTokenObjects(CK_OBJECT_CLASS cls,
+                                                     std::optional<std::string_view> label);
   void ReleaseSession(CK_SESSION_HANDLE session);
   // C_GenerateKey on the holder session with `attributes` (a KeyTemplate).
   Result<ObjectHandle> GenerateKey(std::vector<CK_ATTRIBUTE>& attributes, CK_MECHANISM_TYPE mech);

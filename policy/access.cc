@@ -84,7 +84,7 @@ Status AccessPolicy::AuthorizePrincipal(const PrincipalIdentity& principal, std:
 
 Status AccessPolicy::AuthorizeResource(const PrincipalIdentity& principal, std::string_view op,
                                        Permission permission, const ResourceFacts& facts,
-                                       int64_t now) const {
+                                       int64_t now, std::string* grant_used) const {
   if (principal.permissions.test(static_cast<size_t>(permission))) return OkStatus();
   if (principal.access != nullptr) {
     for (const ScopedPermission& held : principal.access->roles.scoped) {
@@ -92,7 +92,10 @@ Status AccessPolicy::AuthorizeResource(const PrincipalIdentity& principal, std::
     }
     if (facts.kind == Resource::kKey && facts.key_id) {
       for (const GrantRecord& grant : principal.access->grants) {
-        if (GrantAllows(grant, permission, *facts.key_id, facts.context, now)) return OkStatus();
+        if (GrantAllows(grant, permission, *facts.key_id, facts.context, now)) {
+          if (grant_used != nullptr) *grant_used = grant.id;
+          return OkStatus();
+        }
       }
     }
   }

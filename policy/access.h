@@ -125,9 +125,11 @@ class AccessPolicy {
                    std::optional<Permission> permission, std::string_view tenant,
                    std::optional<Resource> resource, bool* resource_pending) const;
   // OK or ACCESS_DENIED for `principal` to use `permission` on one key or
-  // alias at `now` (seconds).
+  // alias at `now` (seconds). When a grant (and no role) lets it in, its id
+  // goes to `grant_used` (if given).
   Status AuthorizeResource(const PrincipalIdentity& principal, std::string_view op,
-                           Permission permission, const ResourceFacts& facts, int64_t now) const;
+                           Permission permission, const ResourceFacts& facts, int64_t now,
+                           std::string* grant_used = nullptr) const;
   bool IsAdmin(const Peer& peer) const { return options_.admins.Contains(peer); }
 
  private:

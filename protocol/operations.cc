@@ -87,6 +87,8 @@ std::string_view PermissionName(Permission permission) {
       return "session:manage";
     case P::kMfaManage:
       return "mfa:manage";
+    case P::kAuditVerify:
+      return "audit:verify";
   }
   return "unknown";
 }

@@ -75,8 +75,9 @@ enum class OpId : uint8_t {
   kSessionList,
   kSessionRevoke,
   kMfaEnroll,
+  kAuditVerify,
 };
-inline constexpr size_t kOperationCount = 55;
+inline constexpr size_t kOperationCount = 56;
 
 // What a caller must be allowed to do. Roles (policy/roles.h) and grants
 // are sets of these; admins may do all of them.
@@ -114,8 +115,9 @@ enum class Permission : uint8_t {
   kSessionRead,
   kSessionManage,
   kMfaManage,
+  kAuditVerify,
 };
-inline constexpr size_t kPermissionCount = 33;
+inline constexpr size_t kPermissionCount = 34;
 
 // What an operation acts on: the service itself, a tenant, a key (named in
 // the request's `key`, or by its ciphertext), an alias (named in `alias`), a
@@ -207,6 +209,7 @@ inline constexpr std::array<OperationInfo, kOperationCount> kOperationTable = {{
     {OpId::kSessionList, "session.list", true, true, Permission::kSessionRead, Resource::kTenant},
     {OpId::kSessionRevoke, "session.revoke", true, true, Permission::kSessionManage, Resource::kTenant},
     {OpId::kMfaEnroll, "mfa.enroll", true, false, Permission::kMfaManage, Resource::kPrincipal},
+    {OpId::kAuditVerify, "audit.verify", false, false, Permission::kAuditVerify, Resource::kService},
 }};
 
 constexpr bool OperationsInOpIdOrder() {

@@ -19,8 +19,9 @@ constexpr ErrorClass kTransient = ErrorClass::kTransient;
 
 // Exit codes group codes by what a script does next: 3 fix the request,
 // 4 fix permissions, 5 the data is bad, 6 key state, 7 retry later (the token),
-// 8 quota, 12 throttled (retry after the time kmsd names), 1 bug.
-constexpr std::array<CodeInfo, 16> kCodes = {{
+// 8 quota, 12 throttled (retry after the time kmsd names), 13 the audit log
+// cannot be written (an operator must act), 1 bug.
+constexpr std::array<CodeInfo, 17> kCodes = {{
     {Code::kOk, "OK", 0, ErrorClass::kNone},
     {Code::kInvalidArgument, "INVALID_ARGUMENT", 3, kCaller},
     {Code::kNotFound, "NOT_FOUND", 10, kCaller},
@@ -37,6 +38,7 @@ constexpr std::array<CodeInfo, 16> kCodes = {{
     {Code::kTokenUnavailable, "TOKEN_UNAVAILABLE", 7, kTransient},
     {Code::kUnavailable, "UNAVAILABLE", 9, kTransient},
     {Code::kInternal, "INTERNAL", 1, ErrorClass::kInternal},
+    {Code::kAuditUnavailable, "AUDIT_UNAVAILABLE", 13, kTransient},
 }};
 
 }  // namespace

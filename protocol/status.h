@@ -38,6 +38,7 @@ enum class Code {
   kTokenUnavailable,    // transient: PKCS#11 token not usable
   kUnavailable,         // transient: daemon not reachable / shutting down
   kInternal,            // bug or environment failure
+  kAuditUnavailable,    // transient: the audit log cannot be written; nothing is served
 };
 
 // What a caller does about an error: fix the request (caller), change the

@@ -96,8 +96,8 @@ Result<ops::ReEncryptReply> ReEncrypt(Call& call, const ops::ReEncryptRequest& r
 // known to be right: what it refuses (an unknown tenant or key) fails the
 // whole call rather than every item alike.
 template <typename Item, typename Result, typename Check, typename One>
-::kmsd::Result<ops::BatchReply<Result>> ForEachItem(const BatchItems<Item>& items, Check&& check,
-                                                    One&& one) {
+::kmsd::Result<ops::BatchReply<Result>> ForEachItem(Call& call, const BatchItems<Item>& items,
+                                                    Check&& check, One&& one) {
   if (items.size() == 0 || items.size() > kMaxBatchItems) {
     return Error(Code::kInvalidArgument,
                  "items must hold 1 to " + std::to_string(kMaxBatchItems) + " entries");
@@ -106,10 +106,12 @@ template <typename Item, typename Result, typename Check, typename One>
   ops::BatchReply<Result> reply;
   reply.results.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
+    call.BeginItem(static_cast<uint32_t>(i));
     reply.results.push_back([&]() -> ::kmsd::Result<Result> {
       ASSIGN_OR_RETURN(Item item, DecodeItem(items, i));
       return one(item);
     }());
+    call.ItemDone(reply.results.back() ? Code::kOk : reply.results.back().error().code());
   }
   return reply;
 }
@@ -118,7 +120,8 @@ Result<ops::BatchReply<ops::BatchEncryptResult>> BatchEncrypt(
     Call& call, const ops::BatchEncryptRequest& request) {
   auto check = [&] { return StatusOf(call.hierarchy().DescribeKey(call.tenant(), request.key)); };
   return ForEachItem<ops::PlaintextItem, ops::BatchEncryptResult>(
-      request.items, check, [&](const ops::PlaintextItem& item) -> Result<ops::BatchEncryptResult> {
+      call, request.items, check,
+      [&](const ops::PlaintextItem& item) -> Result<ops::BatchEncryptResult> {
         RETURN_IF_ERROR(call.AuthorizeKey(Permission::kEncrypt, request.key, &item.context));
         ASSIGN_OR_RETURN(ops::EncryptReply out,
                          EncryptOne(call, request.key, item.plaintext, item.context));
@@ -131,7 +134,8 @@ Result<ops::BatchReply<ops::DecryptReply>> BatchDecrypt(Call& call,
                                                         const ops::BatchDecryptRequest& request) {
   auto check = [&] { return StatusOf(call.hierarchy().DescribeTenant(call.tenant())); };
   return ForEachItem<ops::CiphertextItem, ops::DecryptReply>(
-      request.items, check, [&](const ops::CiphertextItem& item) -> Result<ops::DecryptReply> {
+      call, request.items, check,
+      [&](const ops::CiphertextItem& item) -> Result<ops::DecryptReply> {
         RETURN_IF_ERROR(
             AuthorizeCiphertextKey(call, Permission::kDecrypt, item.ciphertext, item.context));
         return DecryptOne(call, item.ciphertext, item.context, std::nullopt);
@@ -146,7 +150,8 @@ Result<ops::BatchReply<ops::ReEncryptReply>> BatchReEncrypt(
                        : StatusOf(call.hierarchy().DescribeTenant(call.tenant()));
   };
   return ForEachItem<ops::CiphertextItem, ops::ReEncryptReply>(
-      request.items, check, [&](const ops::CiphertextItem& item) -> Result<ops::ReEncryptReply> {
+      call, request.items, check,
+      [&](const ops::CiphertextItem& item) -> Result<ops::ReEncryptReply> {
         return ReEncryptOne(call, item.ciphertext, item.context, destination, item.context);
       });
 }

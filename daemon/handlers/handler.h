@@ -27,6 +27,10 @@
 #include "protocol/operation_types.h"
 
 namespace kmsd {
+namespace audit {
+class Log;
+class Sealer;
+}  // namespace audit
 
 class AuthLockout;
 class PeerGate;
@@ -49,6 +53,10 @@ struct ServiceDeps {
   // refused.
   SessionTable* sessions = nullptr;
   AuthLockout* lockout = nullptr;
+  // The audit log and its seals in the token; without them, audit.verify is
+  // refused.
+  audit::Log* audit_log = nullptr;
+  audit::Sealer* audit_sealer = nullptr;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
@@ -81,7 +89,13 @@ class Call {
   Status AuthorizeAlias(Permission permission, std::string_view alias);
   void Touched(const std::string& key_id, const std::string& key_name, uint64_t version,
                std::string_view role = {}) {
-    context_.keys.push_back({key_id, key_name, version, role});
+    context_.keys.push_back({key_id, key_name, version, role, item_});
+  }
+  // Batch items: what follows belongs to item `index`, until ItemDone.
+  void BeginItem(uint32_t index) { item_ = index; }
+  void ItemDone(Code outcome) {
+    context_.item_outcomes.push_back(outcome);
+    item_.reset();
   }
 
  private:
@@ -94,6 +108,7 @@ class Call {
   ServiceDeps& deps_;
   RequestContext& context_;
   const ItemAuthorizer& authorize_;
+  std::optional<uint32_t> item_;
 };
 
 // Whether HandlerTable::Add checks the request's key or alias itself, before
@@ -166,6 +181,7 @@ void AddCryptoHandlers(HandlerTable& table);
 void AddAccessHandlers(HandlerTable& table);
 void AddRoleAndGrantHandlers(HandlerTable& table);
 void AddPolicyHandlers(HandlerTable& table);
+void AddAuditHandlers(HandlerTable& table);
 void AddSessionHandlers(HandlerTable& table);
 
 // Shared by the families: descriptions as the protocol shows them.

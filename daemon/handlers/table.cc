@@ -22,6 +22,7 @@ HandlerTable AllHandlers() {
   AddRoleAndGrantHandlers(table);
   AddPolicyHandlers(table);
   AddSessionHandlers(table);
+  AddAuditHandlers(table);
   return table;
 }
 

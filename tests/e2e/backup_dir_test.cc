@@ -29,13 +29,16 @@ std::string ReadFile(const std::string& path) {
 }
 
 // Every path under `dir` (symlinks not followed), with file sizes: what a
-// refused request must not change. The daemon's log and the keystore's own
-// files (its -wal grows with any write) are left out.
+// refused request must not change. The daemon's log and audit log, the
+// keystore's own files (its -wal grows with any write) and the token's
+// objects (the audit log's head there is replaced at each commit, also after
+// a refused request) are left out.
 std::set<std::string> Tree(const std::string& dir) {
   std::set<std::string> out;
   for (const auto& entry : fs::recursive_directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
     if (name.ends_with(".log") || name.starts_with("keystore.db")) continue;
+    if (entry.path().parent_path().parent_path().filename() == "tokens") continue;
     std::string line = entry.path().string();
     if (entry.is_symlink()) line += " -> " + fs::read_symlink(entry.path()).string();
     out.insert(line);

@@ -172,6 +172,8 @@ class PinHolderTest : public ConfiguredKmsdTest {
     ASSERT_EQ(labels, expected_labels);
     ASSERT_EQ(keys.size(), labels.size());
     ASSERT_EQ(attacker.CountTokenObjects(), keys.size()) << "objects that are not secret keys";
+    ASSERT_GE(attacker.CountAuditHeads(), 1u);
+    ASSERT_LE(attacker.CountAuditHeads(), 2u);
     const std::map<std::string, std::string> before = attacker.Describe();
 
     // Versions first: against a token whose keys can be changed (kmsd before

@@ -305,6 +305,22 @@ size_t PinHolder::CountTokenObjects() {
   const CK_RV rv = fn_->C_FindObjects(session_, handles.data(), handles.size(), &found);
   fn_->C_FindObjectsFinal(session_);
   Check(rv, "C_FindObjects");
+  return found - CountAuditHeads();
+}
+
+size_t PinHolder::CountAuditHeads() {
+  CK_BBOOL yes = CK_TRUE;
+  CK_OBJECT_CLASS data = CKO_DATA;
+  static constexpr char kLabel[] = "global/audit-log-head";
+  CK_ATTRIBUTE query[] = {{CKA_TOKEN, &yes, sizeof yes},
+                          {CKA_CLASS, &data, sizeof data},
+                          {CKA_LABEL, const_cast<char*>(kLabel), sizeof kLabel - 1}};
+  Check(fn_->C_FindObjectsInit(session_, query, 3), "C_FindObjectsInit");
+  std::vector<CK_OBJECT_HANDLE> handles(16);
+  CK_ULONG found = 0;
+  const CK_RV rv = fn_->C_FindObjects(session_, handles.data(), handles.size(), &found);
+  fn_->C_FindObjectsFinal(session_);
+  Check(rv, "C_FindObjects");
   return found;
 }
 

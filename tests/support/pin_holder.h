@@ -77,8 +77,12 @@ class PinHolder {
 
   // Every persistent secret key, by C_FindObjects over the whole token.
   std::vector<TokenKey> SecretKeys();
-  // How many persistent objects of any class the token holds.
+  // How many persistent objects of any class the token holds, leaving out
+  // the audit log's head (data objects labelled global/audit-log-head, which
+  // kmsd replaces at every commit: one, or two for a moment).
   size_t CountTokenObjects();
+  // The data objects labelled global/audit-log-head.
+  size_t CountAuditHeads();
   // The persistent secret keys labelled `label`.
   std::vector<CK_OBJECT_HANDLE> FindKeys(const std::string& label);
   // Label, key type and every boolean attribute of every persistent secret

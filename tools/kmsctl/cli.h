@@ -194,5 +194,7 @@ void AddPolicyCommands(CLI::App* tenant_group, Invocation& invocation);
 void AddRewrapCommand(CLI::App& key_group, Invocation& invocation);
 // login, logout, session and mfa.
 void AddSessionCommands(CLI::App& app, Invocation& invocation);
+// audit verify.
+void AddAuditCommands(CLI::App& app, Invocation& invocation);
 
 }  // namespace kmsd::kmsctl

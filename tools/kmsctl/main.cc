@@ -57,6 +57,7 @@ int Main(int argc, char** argv) {
   AddAccessCommands(app, invocation);
   AddRoleAndGrantCommands(app, invocation);
   AddSessionCommands(app, invocation);
+  AddAuditCommands(app, invocation);
   AddRewrapCommand(*app.get_subcommand("key"), invocation);
 
   try {

@@ -46,10 +46,14 @@ class FakeAuthorizer final : public Authorizer {
 
 class FakeRecorder final : public Recorder {
  public:
-  void Record(const RequestContext& context) override {
+  Status Ready() const override { return ready; }
+  Status Record(const RequestContext& context) override {
     records.push_back({context.request_id, std::string(context.op_name), context.tenant,
                        context.outcome, context.keys.size(), context.decision.allowed});
+    return written;
   }
+  Status ready;
+  Status written;  // what Record answers
   struct Entry {
     std::optional<uint64_t> id;
     std::string op;
@@ -190,6 +194,35 @@ TEST_F(PipelineTest, AGoodRequestRunsItsHandlerAndIsRecordedOnceWithItsKeys) {
   EXPECT_EQ(authorize_.asked[1].permission, std::optional<Permission>(Permission::kEncrypt));
   EXPECT_EQ(authorize_.asked[1].resource, "k");
   EXPECT_EQ(checked_, (std::vector<std::string>{"acme"}));
+}
+
+TEST_F(PipelineTest, ARequestIsRefusedUnreadWhileTheRecorderIsNotReady) {
+  record_.ready = Status(Code::kAuditUnavailable, "disk full");
+  Status status = Run(RequestFrame("encrypt", "acme", MapOf("key", "k", "plaintext", Bytes{1})));
+  EXPECT_EQ(status.code(), Code::kAuditUnavailable);
+  EXPECT_EQ(handler_runs, 0);
+  EXPECT_TRUE(authorize_.asked.empty());
+  // Its refusal is offered to the recorder too.
+  ASSERT_EQ(record_.records.size(), 1u);
+  EXPECT_EQ(record_.records[0].outcome.code(), Code::kAuditUnavailable);
+}
+
+TEST_F(PipelineTest, AResultWhoseRecordCannotBeWrittenIsNotSent) {
+  record_.written = Status(Code::kAuditUnavailable, "the audit log cannot be written");
+  Status status = Run(RequestFrame("encrypt", "acme", MapOf("key", "k", "plaintext", Bytes{1})));
+  EXPECT_EQ(status.code(), Code::kAuditUnavailable);
+  EXPECT_EQ(status.message(), "the audit log cannot be written");
+  EXPECT_EQ(handler_runs, 1);
+  // A refusal keeps its own code.
+  status = Run(RequestFrame("encrypt", "", {}));
+  EXPECT_EQ(status.code(), Code::kInvalidArgument);
+}
+
+TEST_F(PipelineTest, TheRecordKnowsTheSizesOfRequestAndReply) {
+  const auto frame = RequestFrame("encrypt", "acme", MapOf("key", "k", "plaintext", Bytes(100)));
+  ASSERT_TRUE(Run(frame).ok());
+  EXPECT_EQ(last_context_.request_bytes, frame.size());
+  EXPECT_GT(last_context_.reply_bytes, 100u);
 }
 
 TEST_F(PipelineTest, AFrameOverTheLimitIsRefusedBeforeAnythingElse) {

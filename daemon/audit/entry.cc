@@ -1,0 +1,138 @@
+#include "daemon/audit/entry.h"
+
+#include <openssl/sha.h>
+
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+
+namespace kmsd::audit {
+namespace {
+
+constexpr char kHexDigits[] = "0123456789abcdef";
+constexpr std::string_view kSealDomain = "kmsd audit seal v1";
+constexpr size_t kSeqDigits = 20;
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+}  // namespace
+
+Digest Sha256(std::string_view bytes) {
+  Digest out;
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), out.data());
+  return out;
+}
+
+Digest ChainNextFromDigest(const Digest& previous, const Digest& entry_digest) {
+  uint8_t both[64];
+  std::copy(previous.begin(), previous.end(), both);
+  std::copy(entry_digest.begin(), entry_digest.end(), both + 32);
+  Digest out;
+  SHA256(both, sizeof both, out.data());
+  return out;
+}
+
+Digest ChainNext(const Digest& previous, std::string_view entry) {
+  return ChainNextFromDigest(previous, Sha256(entry));
+}
+
+std::string Hex(std::span<const uint8_t> bytes) {
+  std::string out(bytes.size() * 2, '0');
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    out[2 * i] = kHexDigits[bytes[i] >> 4];
+    out[2 * i + 1] = kHexDigits[bytes[i] & 0xf];
+  }
+  return out;
+}
+
+std::optional<Digest> DigestFromHex(std::string_view hex) {
+  Digest out;
+  if (hex.size() != out.size() * 2) return std::nullopt;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int high = HexValue(hex[2 * i]);
+    const int low = HexValue(hex[2 * i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    out[i] = static_cast<uint8_t>(high << 4 | low);
+  }
+  return out;
+}
+
+std::string SealMacInput(uint64_t covers, const Digest& head) {
+  std::string out(kSealDomain);
+  out.push_back('\0');
+  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>(covers >> shift));
+  out.append(reinterpret_cast<const char*>(head.data()), head.size());
+  return out;
+}
+
+std::string FileName(uint64_t first_seq) {
+  char digits[kSeqDigits + 1];
+  std::snprintf(digits, sizeof digits, "%020llu", static_cast<unsigned long long>(first_seq));
+  return std::string(kFilePrefix) + digits + std::string(kFileSuffix);
+}
+
+std::optional<uint64_t> FirstSeqOfFileName(std::string_view name) {
+  if (name.size() != kFilePrefix.size() + kSeqDigits + kFileSuffix.size() ||
+      !name.starts_with(kFilePrefix) || !name.ends_with(kFileSuffix)) {
+    return std::nullopt;
+  }
+  const std::string_view digits = name.substr(kFilePrefix.size(), kSeqDigits);
+  uint64_t seq = 0;
+  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), seq);
+  if (error != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  return seq;
+}
+
+std::string Rfc3339Micros(int64_t unix_nanos) {
+  int64_t seconds = unix_nanos / 1'000'000'000;
+  int64_t nanos = unix_nanos % 1'000'000'000;
+  if (nanos < 0) {
+    nanos += 1'000'000'000;
+    --seconds;
+  }
+  const time_t whole = static_cast<time_t>(seconds);
+  const unsigned micros = static_cast<unsigned>(nanos / 1000);
+  struct tm utc;
+  gmtime_r(&whole, &utc);
+  char out[64];
+  std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, micros % 1000000);
+  return out;
+}
+
+std::string MakeLine(uint64_t seq, std::string_view fields, Digest* head) {
+  std::string line = "{\"seq\":" + std::to_string(seq);
+  // fields is "{...}": its members follow seq ("{}" adds none).
+  if (fields.size() > 2) {
+    line.push_back(',');
+    line.append(fields.substr(1));
+  } else {
+    line.push_back('}');
+  }
+  *head = ChainNext(*head, line);
+  line.push_back('\t');
+  line += Hex(*head);
+  line.push_back('\n');
+  return line;
+}
+
+Result<SplitLine> Split(std::string_view line) {
+  const size_t tab = line.rfind('\t');
+  if (tab == std::string_view::npos) {
+    return Error(Code::kInvalidArgument, "the line has no tab before its chain hash");
+  }
+  std::optional<Digest> stated = DigestFromHex(line.substr(tab + 1));
+  if (!stated) {
+    return Error(Code::kInvalidArgument, "the line's chain hash is not 64 lowercase hex digits");
+  }
+  if (tab == 0 || line.front() != '{' || line[tab - 1] != '}') {
+    return Error(Code::kInvalidArgument, "the line's entry is not a JSON object");
+  }
+  return SplitLine{line.substr(0, tab), *stated};
+}
+
+}  // namespace kmsd::audit
