@@ -54,6 +54,7 @@
 
 #include "client/connection.h"
 #include "protocol/message.h"
+#include "tests/crash/audit_check.h"
 #include "tests/crash/crash_support.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/temp_dir.h"
@@ -200,7 +201,14 @@ class Failures {
 };
 
 struct RoundStats {
+  void Acked(std::string_view op) {
+    acked++;
+    std::lock_guard lock(mu);
+    ++acked_by_op[std::string(op)];
+  }
   std::atomic<uint64_t> acked{0};
+  std::mutex mu;
+  std::map<std::string, uint64_t> acked_by_op;  // guarded by mu
   std::atomic<uint64_t> unknown{0};
   std::atomic<uint64_t> refused{0};  // tolerated NOT_FOUND of speculative calls
 };
@@ -278,7 +286,7 @@ class Client {
             Code tolerated = Code::kOk) {
     auto reply = connection_->Call(op, tenant, std::move(args));
     if (reply) {
-      stats_.acked++;
+      stats_.Acked(op);
       return {Outcome::kAcked, std::move(*reply)};
     }
     const Code code = reply.error().code();
@@ -991,6 +999,7 @@ int Main(int argc, char** argv) {
 
   CheckPlan plan;
   uint64_t acked = 0, unknown = 0, refused = 0, items = 0;
+  std::map<std::string, uint64_t> acked_by_op;  // every round's, for the audit log
   double traffic_s = 0, restart_s = 0, verify_s = 0;
   for (int round = 1; round <= options.kills; ++round) {
     for (auto& alias : model.aliases) alias.busy = false;
@@ -1039,6 +1048,7 @@ int Main(int argc, char** argv) {
     for (auto& t : threads) t.join();
     if (!daemon) return failed(round);
     acked += stats.acked;
+    for (const auto& [op, count] : stats.acked_by_op) acked_by_op[op] += count;
     unknown += stats.unknown;
     refused += stats.refused;
     const auto verify_started = SteadyClock::now();
@@ -1061,6 +1071,11 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "end of kmsd's log:\n%s\n", LogTail(log).c_str());
     }
     if (!intact || failures.count() > 0) return failed(round);
+    if (const std::string audit = CheckAuditLog(daemon->socket_path(), dir + "/audit", acked_by_op);
+        !audit.empty()) {
+      std::fprintf(stderr, "FAILURE after kill %d: %s\n", round, audit.c_str());
+      return failed(round);
+    }
   }
 
   const int status = StopWithin(*daemon, log);

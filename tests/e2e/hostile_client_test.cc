@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -106,10 +107,23 @@ TEST_F(HostileClientTest, SecretsNeverReachTheLog) {
                          "code=INVALID_CIPHERTEXT", "code=NOT_FOUND", "code=INVALID_ARGUMENT"}) {
     EXPECT_THAT(log, HasSubstr(op));
   }
+  // The audit log too: it records every one of those requests, and none of
+  // their secrets.
+  std::string audit;
+  for (const auto& file : std::filesystem::directory_iterator(dir_ / "kmsd/audit")) {
+    std::ifstream in(file.path(), std::ios::binary);
+    audit.append(std::istreambuf_iterator<char>(in), {});
+  }
+  for (const char* op : {"\"op\":\"encrypt\"", "\"op\":\"decrypt\"", "\"op\":\"generate-data-key\"",
+                         "\"op\":\"batch-decrypt\"", "\"outcome\":\"INVALID_CIPHERTEXT\""}) {
+    EXPECT_THAT(audit, HasSubstr(op));
+  }
   for (size_t i = 0; i < secrets.size(); ++i) {
     for (const std::string& form : SecretForms(secrets[i])) {
       EXPECT_EQ(log.find(form), std::string::npos)
           << "secret " << i << " appears in the log as " << Hex(form, false);
+      EXPECT_EQ(audit.find(form), std::string::npos)
+          << "secret " << i << " appears in the audit log as " << Hex(form, false);
     }
   }
 }
