@@ -9,7 +9,9 @@
 // and context switches per operation (from /proc; 0 for the bare rows). With --baseline-kmsd, a
 // second kmsd (an older build, say) runs beside the first in the same alternating rounds, so that
 // "before and after" are measured under the same noise; its rows are marked "(base)" and a last
-// column gives this kmsd's throughput over the baseline's.
+// column gives this kmsd's throughput over the baseline's. The encrypt cases
+// also run this build with --audit-discard (entries made, written to
+// /dev/null) and print the audit log's cost beside it.
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -228,9 +230,11 @@ Result<typename Op::Reply> Probe(Connection& connection, const std::string& name
 // Starts `binary` (empty: this build's kmsd) in DIR/NAME and measures its
 // frames. nullopt, with the reason on stderr, if any step fails.
 std::optional<Target> StartTarget(const testing::TempDir& dir, const std::string& name,
-                                  const std::string& binary, const Bytes& plaintext) {
+                                  const std::string& binary, const Bytes& plaintext,
+                                  std::vector<std::string> extra_args = {}) {
   testing::SpawnOptions spawn;
   spawn.binary = binary;
+  spawn.extra_args = std::move(extra_args);
   Target target;
   target.daemon = testing::DaemonProcess::StartDev(dir / name, spawn);
   auto connection = target.daemon->Connect();
@@ -406,10 +410,11 @@ struct Side {
   Samples samples;
 };
 
-// The kmsd sides of a case: this build's, the baseline's, and this build's
-// again with its clients calling as an API key's principal.
-std::vector<Side> KmsdSides(const std::vector<Target>& targets, size_t clients, bool encrypt,
-                            const Bytes& plaintext) {
+// The kmsd sides of a case: this build's, the baseline's, this build's
+// again with its clients calling as an API key's principal, and (encrypt
+// only) this build's with its audit entries written to /dev/null.
+std::vector<Side> KmsdSides(const std::vector<Target>& targets, const Target* audit_off,
+                            size_t clients, bool encrypt, const Bytes& plaintext) {
   const std::string op = encrypt ? "encrypt" : "decrypt";
   std::vector<Side> sides;
   auto add = [&](const std::string& name, const Target& target, bool with_api_key) {
@@ -422,6 +427,7 @@ std::vector<Side> KmsdSides(const std::vector<Target>& targets, size_t clients, 
   add(op, targets[0], false);
   if (targets.size() > 1) add(op + "(base)", targets[1], false);
   if (!targets[0].api_key.empty()) add(op + "(apikey)", targets[0], true);
+  if (encrypt && audit_off != nullptr) add(op + "(no audit)", *audit_off, false);
   return sides;
 }
 
@@ -429,8 +435,8 @@ std::vector<Side> KmsdSides(const std::vector<Target>& targets, size_t clients, 
 // bare round trip, in alternating short rounds so that noise from the rest
 // of the machine falls on every side alike.
 void RunCase(const Options& options, const testing::TempDir& dir,
-             const std::vector<Target>& targets, size_t clients, bool encrypt,
-             const Bytes& plaintext) {
+             const std::vector<Target>& targets, const Target* audit_off, size_t clients,
+             bool encrypt, const Bytes& plaintext) {
   const Target& first = targets.front();
   const size_t request = encrypt ? first.encrypt_request : first.decrypt_request;
   const size_t reply = encrypt ? first.encrypt_reply : first.decrypt_reply;
@@ -438,7 +444,7 @@ void RunCase(const Options& options, const testing::TempDir& dir,
   EchoServer echo(url, 8, reply);
   Side bare_side{.name = "bare", .pid = 0, .workers = {}, .samples = {}};
   for (size_t i = 0; i < clients; ++i) bare_side.workers.push_back(BareClient(url, request));
-  std::vector<Side> sides = KmsdSides(targets, clients, encrypt, plaintext);
+  std::vector<Side> sides = KmsdSides(targets, audit_off, clients, encrypt, plaintext);
   for (int round = 0; round < options.rounds; ++round) {
     const double slice = options.seconds / options.rounds;
     RunRound(bare_side.workers, slice, bare_side.samples);
@@ -458,6 +464,18 @@ void RunCase(const Options& options, const testing::TempDir& dir,
     // This build's row is compared with the baseline's (sides[1]).
     const Figures* over = with_base && i == 0 ? &figures[1] : nullptr;
     PrintRow(sides[i].name, clients, figures[i], bare, over);
+  }
+  if (encrypt && audit_off != nullptr) {
+    // The audit log's cost: the same kmsd, its entries to disk or to /dev/null.
+    const Figures& audited = figures.front();
+    const Figures& discarded = figures.back();
+    std::printf(
+        "audit cost, %zu client%s: %.1f%% of throughput (%.0f vs %.0f ops/s), %+.1f us per "
+        "request at p50, %+.1f us of kmsd cpu\n",
+        clients, clients == 1 ? "" : "s",
+        100.0 * (1.0 - audited.ops_per_second / discarded.ops_per_second), audited.ops_per_second,
+        discarded.ops_per_second, audited.p50_us - discarded.p50_us,
+        audited.server_cpu_us - discarded.server_cpu_us);
   }
 }
 
@@ -517,6 +535,10 @@ int Main(int argc, char** argv) {
     if (!target) return 1;
     targets.push_back(std::move(*target));
   }
+  // This build again, its audit entries made but written to /dev/null.
+  std::optional<Target> audit_off =
+      StartTarget(dir, "kmsd-no-audit", options.kmsd, plaintext, {"--audit-discard"});
+  if (!audit_off) return 1;
   std::printf(
       "kmsd_bench: %zu-byte plaintext, %.1f s per side per case in %d alternating rounds, "
       "SoftHSM2 token, %u cores\n",
@@ -525,10 +547,13 @@ int Main(int argc, char** argv) {
               "p99 us", "ratio to bare", "kmsd cpu us", "switches",
               targets.size() > 1 ? "  ratio to (base)" : "");
   for (size_t clients : {size_t{1}, options.max_clients}) {
-    for (bool encrypt : {true, false}) RunCase(options, dir, targets, clients, encrypt, plaintext);
+    for (bool encrypt : {true, false}) {
+      RunCase(options, dir, targets, &*audit_off, clients, encrypt, plaintext);
+    }
   }
   if (!targets[0].api_key.empty()) RunFloodCase(options, targets[0], plaintext);
   for (Target& target : targets) target.daemon->Stop();
+  audit_off->daemon->Stop();
   return 0;
 }
 

@@ -208,7 +208,7 @@ int Run(const Config& config, const sigset_t& stop_signals) {
     return kExitUsage;
   }
   // So is an audit directory kmsd cannot trust (the same rules).
-  auto audit_dir = BackupDirectory::Prepare(AuditDirOf(config));
+  auto audit_dir = BackupDirectory::Prepare(AuditDirOf(config), "audit directory", "audit.dir");
   if (!audit_dir) {
     fail(audit_dir.error());
     return kExitUsage;
@@ -271,6 +271,9 @@ int main(int argc, char** argv) {
   dev->excludes(conf);
   app.add_option("--restore", restore_path,
                  "replace the keystore of a stopped kmsd by the backup FILE, then exit");
+  bool audit_discard = false;
+  app.add_flag("--audit-discard", audit_discard,
+               "benchmarks only: make audit entries but write them to /dev/null, unsealed");
   app.add_option("--log-level", log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   app.set_version_flag("--version", KMSD_VERSION);
@@ -294,6 +297,7 @@ int main(int argc, char** argv) {
   }
   if (!restore_path.empty()) return Restore(*config, restore_path);
   if (!log_level.empty()) config->log_level = log_level;
+  if (audit_discard) config->audit_discard = true;
   if (Status s = SetUpLogging(*config); !s.ok()) {
     std::fprintf(stderr, "kmsd: %s\n", s.message().c_str());
     return kExitUsage;

@@ -133,8 +133,10 @@ Status LogRecorder::Record(const RequestContext& context) {
       context.principal ? std::string_view(context.principal->name) : "-";
   const std::string_view key_id =
       context.principal ? std::string_view(context.principal->api_key_id) : "-";
+  // Served requests at debug level: the audit log records each of them; the
+  // daemon's log keeps the failures in sight.
   if (context.outcome.ok()) {
-    spdlog::info(
+    spdlog::debug(
         "request id={} op={} tenant={} uid={} pid={} principal={} api_key={} code=OK us={}",
         context.request_id.value_or(0), context.op_name, tenant, context.caller.uid,
         context.caller.pid, principal, key_id, micros);
@@ -213,10 +215,9 @@ Status Pipeline::ReadEnvelope(RequestContext& context, const Peer& transport_pee
 Status Pipeline::Intake(RequestContext& context, const Peer& transport_peer,
                         std::span<const uint8_t> frame, ParsedRequest* parsed) const {
   context.request_bytes = frame.size();
-  if (Status ready = stages_.record.Ready(); !ready.ok()) {
-    context.caller = transport_peer;
-    return ready;
-  }
+  // Known before anything else: a request refused unread is recorded with it.
+  context.caller = transport_peer;
+  RETURN_IF_ERROR(stages_.record.Ready());
   RETURN_IF_ERROR(ReadEnvelope(context, transport_peer, frame, parsed));
   const OperationInfo& op = *context.op;
   const std::string_view tenant = parsed->envelope.tenant;

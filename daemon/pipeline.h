@@ -138,8 +138,9 @@ class Recorder {
   virtual Status Record(const RequestContext& context) = 0;
 };
 
-// One log line of identifiers per request (the daemon's log, beside the
-// audit log: daemon/audit/recorder.h).
+// One log line of identifiers per request in the daemon's log, beside the
+// audit log (daemon/audit/recorder.h): a failed request's at warn level, a
+// served one's at debug.
 class LogRecorder final : public Recorder {
  public:
   Status Record(const RequestContext& context) override;

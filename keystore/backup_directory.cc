@@ -215,8 +215,9 @@ Status CheckAbsoluteFilePath(std::string_view path) {
   return StatusOf(Components(dir));
 }
 
-Result<BackupDirectory> BackupDirectory::Prepare(const std::string& path) {
-  const std::string what = "backup directory " + path + " (keystore.backup_dir)";
+Result<BackupDirectory> BackupDirectory::Prepare(const std::string& path, std::string_view purpose,
+                                                 std::string_view field) {
+  const std::string what = std::string(purpose) + " " + path + " (" + std::string(field) + ")";
   const std::string normal = CollapseSlashes(path);
   if (normal == "/" || !StatusOf(Components(normal)).ok()) {
     return Error(Code::kInvalidArgument,

@@ -43,7 +43,11 @@ class BackupDirectory {
   // directory itself must not be one. INVALID_ARGUMENT naming `path` and the
   // problem: parent missing, a symlink or not a directory, owned by another
   // uid than this process's effective uid, writable by group or others.
-  static Result<BackupDirectory> Prepare(const std::string& path);
+  // Errors name the directory as `purpose` and its config field `field`
+  // (the audit log's directory is held to the same rules).
+  static Result<BackupDirectory> Prepare(const std::string& path,
+                                         std::string_view purpose = "backup directory",
+                                         std::string_view field = "keystore.backup_dir");
 
   // The absolute path of the backup file that `requested` (from a
   // keystore.backup request) names: either a file name (CheckBackupFileName)

@@ -58,18 +58,26 @@ struct Tail {
 Result<Tail> ReadTail(const std::string& dir) {
   Tail tail;
   ASSIGN_OR_RETURN(std::vector<LogFile> files, ListLogFiles(dir));
-  // A file left empty by a start that stopped at once holds nothing.
+  // A last file without one complete line holds nothing but a part of its
+  // own open entry (a start or rotation cut short by a crash): it goes, and
+  // the chain goes on from the file before. Anyone who emptied it to hide
+  // entries is caught by the token's head.
+  std::string content;
+  Lines lines;
   while (!files.empty()) {
+    ASSIGN_OR_RETURN(content, ReadLogFile(dir, files.back().name));
+    lines = SplitLines(content);
+    if (!lines.lines.empty()) break;
     const std::string path = dir + "/" + files.back().name;
-    struct stat st;
-    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != 0) break;
-    if (::unlink(path.c_str()) != 0) break;
+    if (::unlink(path.c_str()) != 0) {
+      return Error(ErrnoStatus(Code::kInternal, "cannot remove the unfinished " + path, errno));
+    }
+    spdlog::warn("audit log: removed {}, which held no complete entry ({} bytes)", path,
+                 content.size());
     files.pop_back();
   }
   if (files.empty()) return tail;
   tail.last_file = files.back().name;
-  ASSIGN_OR_RETURN(std::string content, ReadLogFile(dir, tail.last_file));
-  Lines lines = SplitLines(content);
   tail.torn_bytes = lines.torn_bytes;
   for (std::string_view line : lines.lines) {
     Result<SplitLine> split = Split(line);
@@ -177,7 +185,10 @@ uint64_t Log::last_seq() const {
 
 Status Log::Append(std::string_view fields) {
   std::lock_guard lock(mu_);
-  if (!failure_.empty()) return Unavailable(failure_);
+  // A request let in before the log began failing still gets its entry when
+  // the file takes it (the reserve is there for that); only a file that can
+  // take nothing more refuses at once.
+  if (need_new_file_) return Unavailable(failure_);
   return AppendLocked(fields);
 }
 
@@ -267,8 +278,15 @@ void Log::RecoverLocked() {
   if (!need_new_file_ && (::fstat(fd_, &st) != 0 || st.st_nlink == 0)) need_new_file_ = true;
   const std::string was = failure_;
   failure_.clear();
-  if (need_new_file_ && !CreateFileLocked("recover", Dump({{"after", was}})).ok()) {
-    return;
+  if (need_new_file_) {
+    Json extra = {{"after", was}};
+    // A part of a line the file kept (it could not be cut back) is declared.
+    if (::fstat(fd_, &st) == 0 && st.st_nlink > 0 &&
+        static_cast<uint64_t>(st.st_size) > file_bytes_) {
+      extra["torn_tail"] = {{"file", file_name_},
+                            {"bytes", static_cast<uint64_t>(st.st_size) - file_bytes_}};
+    }
+    if (!CreateFileLocked("recover", Dump(extra)).ok()) return;
   }
   if (!KeepReserveLocked().ok()) return;
   healthy_.store(true, std::memory_order_release);

@@ -7,10 +7,13 @@
 // `reserve_bytes` of disk allocated ahead of the file's end (fallocate).
 //
 // Fail closed: when an entry cannot be written (disk full, the file removed,
-// an I/O error) or the reserve cannot be kept, Ready() and Append() answer
-// AUDIT_UNAVAILABLE and the pipeline serves nothing; the committer retries
-// every interval and serving resumes by itself once writing works again.
-// A request in flight when space runs out still has the reserve.
+// an I/O error) or the reserve cannot be kept, Ready() answers
+// AUDIT_UNAVAILABLE and the pipeline lets no new request in; the committer
+// retries every interval and serving resumes by itself once writing works
+// again. A request already let in still writes its entry into the reserve;
+// Append() refuses at once only when the file can take nothing more (removed,
+// or a part of a line it could not cut back), and then the request's result
+// is not sent (it may have changed something: docs/AUDIT.md says what).
 //
 // At start Open() continues the chain from the last entry of the last file in
 // a new file, and checks the log against the token's sealed head: a log cut

@@ -531,7 +531,8 @@ class MigrationCrashTest {
     for (; kills_ < options_.kills && at_.work() > 0; ++kills_) {
       step_ = "in kill " + std::to_string(kills_ + 1);
       const std::streamoff from = FileSize(log_);
-      auto daemon = DaemonProcess::StartDev(dir_, {.binary = "", .wait_until_ready = false});
+      auto daemon = DaemonProcess::StartDev(
+          dir_, {.binary = "", .wait_until_ready = false, .extra_args = {}});
       const std::string aim =
           kills_ % 2 == 0 ? SleepUntilMoment(moments[kills_ / 2]) : SleepUntilEvent(*daemon, from);
       if (int status = 0; daemon->Exited(&status)) {

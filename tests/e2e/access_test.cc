@@ -25,6 +25,7 @@
 #include "protocol/access_types.h"
 #include "protocol/operations.h"
 #include "tests/e2e/hostile_support.h"
+#include "tests/support/audit_log_files.h"
 
 namespace kmsd::testing {
 namespace {
@@ -417,7 +418,16 @@ TEST_F(AccessTest, NeitherTheKeystoreNorTheLogHoldsAUsableSecret) {
               HasSubstr(secret.substr(8, 16)));
   const std::string log = daemon_->ReadLog();
   EXPECT_THAT(log, Not(HasSubstr(random_part)));
-  EXPECT_THAT(log, HasSubstr("principal=app"));
+  EXPECT_THAT(log, Not(HasSubstr(sha_bytes)));
+  // The audit log names the principal and its key's id, never the secret.
+  std::string audit;
+  for (const auto& [name, lines] : ReadAuditLines(host_.dir() / "audit")) {
+    for (const std::string& line : lines) audit += line + "\n";
+  }
+  EXPECT_THAT(audit, HasSubstr("\"name\":\"app\""));
+  EXPECT_THAT(audit, HasSubstr("\"api_key_id\":\"" + secret.substr(8, 16) + "\""));
+  EXPECT_THAT(audit, Not(HasSubstr(random_part)));
+  EXPECT_THAT(audit, Not(HasSubstr(sha_bytes)));
 }
 
 }  // namespace

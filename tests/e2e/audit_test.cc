@@ -317,5 +317,26 @@ TEST_F(AuditDiskFullTest, AFullDiskRefusesEveryRequestUntilThereIsRoomAgain) {
   EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
 }
 
+class AuditDirConfigTest : public ConfiguredKmsdTest {};
+
+TEST_F(AuditDirConfigTest, AnAuditDirectoryKmsdCannotTrustStopsItsStart) {
+  const std::string shared = dir_ / "shared-audit";
+  fs::create_directories(shared);
+  fs::permissions(shared, fs::perms::all);  // writable by anyone
+  CommandResult result =
+      RunKmsd({"--config", WriteConfig(ConfigYaml("audit:\n  dir: " + shared + "\n"))}, Env());
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("audit directory " + shared + " (audit.dir)"));
+  EXPECT_THAT(result.err, HasSubstr("writable by group or others"));
+  result = RunKmsd({"--config", WriteConfig(ConfigYaml("audit:\n  dir: relative\n"))}, Env());
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("field 'audit.dir'"));
+  result =
+      RunKmsd({"--config", WriteConfig(ConfigYaml("audit:\n  commit_interval_ms: 1\n"))}, Env());
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("audit.commit_interval_ms"));
+  EXPECT_TRUE(fs::is_empty(shared));
+}
+
 }  // namespace
 }  // namespace kmsd::testing

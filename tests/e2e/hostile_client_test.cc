@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "tests/e2e/hostile_support.h"
+#include "tests/support/audit_log_files.h"
 #include "tests/support/secret_forms.h"
 
 namespace kmsd::testing {
@@ -101,11 +102,9 @@ TEST_F(HostileClientTest, SecretsNeverReachTheLog) {
   const std::string log = daemon_->ReadLog();
   EXPECT_EQ(exit_code, 0) << "kmsd did not stop cleanly; its log ends:\n"
                           << log.substr(log.size() > 3000 ? log.size() - 3000 : 0);
-  // The log is there and records the requests, so this test can fail.
-  for (const char* op : {"op=encrypt", "op=decrypt", "op=generate-data-key", "op=re-encrypt",
-                         "op=batch-encrypt", "op=batch-decrypt", "op=generate-random",
-                         "code=INVALID_CIPHERTEXT", "code=NOT_FOUND", "code=INVALID_ARGUMENT"}) {
-    EXPECT_THAT(log, HasSubstr(op));
+  // The log is there and records the failed requests, so this test can fail.
+  for (const char* code : {"code=INVALID_CIPHERTEXT", "code=NOT_FOUND", "code=INVALID_ARGUMENT"}) {
+    EXPECT_THAT(log, HasSubstr(code));
   }
   // The audit log too: it records every one of those requests, and none of
   // their secrets.
@@ -208,15 +207,15 @@ TEST_F(HostileClientTest, ClientsThatGiveUpWhileTheirRequestRunsDoNotHurtTheDaem
     ASSERT_TRUE(client.Handshake());
     ASSERT_TRUE(client.SendFrame(4 + request.size(), request));
   }
-  // Every abandoned request ran to its end and was logged.
+  // Every abandoned request ran to its end and was recorded.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   size_t logged = 0;
   while (std::chrono::steady_clock::now() < deadline) {
-    const std::string log = daemon_->ReadLog();
     logged = 0;
-    for (size_t at = log.find("op=batch-encrypt"); at != std::string::npos;
-         at = log.find("op=batch-encrypt", at + 1)) {
-      ++logged;
+    for (const auto& [name, lines] : ReadAuditLines(dir_ / "kmsd/audit")) {
+      for (const std::string& line : lines) {
+        if (line.find("\"op\":\"batch-encrypt\"") != std::string::npos) ++logged;
+      }
     }
     if (logged >= kClients) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -107,7 +107,9 @@ std::unique_ptr<DaemonProcess> DaemonProcess::StartDev(const std::string& dir,
                                                        const SpawnOptions& options) {
   std::filesystem::path path(dir);
   const std::string log = (path.parent_path() / (path.filename().string() + ".log")).string();
-  return Spawn({"--dev", dir}, (path / "kmsd.sock").string(), log, {}, options);
+  std::vector<std::string> args = {"--dev", dir};
+  args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
+  return Spawn(args, (path / "kmsd.sock").string(), log, {}, options);
 }
 
 std::unique_ptr<DaemonProcess> DaemonProcess::StartWithConfig(

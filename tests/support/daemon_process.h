@@ -19,6 +19,7 @@ namespace kmsd::testing {
 struct SpawnOptions {
   std::string binary;
   bool wait_until_ready = true;
+  std::vector<std::string> extra_args;  // after kmsd's own (--dev DIR, ...)
 };
 
 class DaemonProcess {

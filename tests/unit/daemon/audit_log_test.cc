@@ -257,6 +257,18 @@ TEST_F(AuditLogTest, ATornLastLineIsDeclaredByTheNextStart) {
   EXPECT_THAT(report.problem->message, HasSubstr("does not declare"));
 }
 
+TEST_F(AuditLogTest, AFileCutShortInItsOpenEntryIsRemovedAtTheNextStart) {
+  WriteClosedLog(3);
+  // A start that died while writing its first line (a power loss).
+  const uint64_t next = sealer_.head.covers + 2;
+  std::ofstream(dir_ / FileName(next)) << "{\"seq\":" << next << ",\"type\":\"op";
+  WriteClosedLog(2);
+  const VerifyReport report = Check();
+  EXPECT_TRUE(report.ok()) << ProblemOf(report);
+  EXPECT_EQ(report.files, 2u);
+  EXPECT_EQ(report.requests, 5u);
+}
+
 TEST_F(AuditLogTest, AStartOnALogThatDoesNotMatchTheTokenIsReportedForever) {
   WriteClosedLog(10);
   AuditLines files = ReadAuditLines(dir_.path());
