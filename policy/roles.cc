@@ -37,7 +37,7 @@ const PermissionSet& Manager() {
   static const PermissionSet kSet =
       Viewer() | Of({P::kKeyCreate, P::kKeyRotate, P::kKeyManage, P::kKeyDelete, P::kAliasManage,
                      P::kPrincipalManage, P::kApiKeyManage, P::kRoleManage, P::kGrantManage,
-                     P::kPolicyManage, P::kSessionManage, P::kMfaManage});
+                     P::kPolicyManage, P::kSessionManage, P::kMfaManage, P::kAuditRead});
   return kSet;
 }
 

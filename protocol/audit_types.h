@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include "protocol/operation_types.h"
 
@@ -30,15 +31,40 @@ inline constexpr std::string_view kProblem = "problem";
 inline constexpr std::string_view kProblemFile = "problem_file";
 inline constexpr std::string_view kProblemLine = "problem_line";
 inline constexpr std::string_view kProblemSeq = "problem_seq";
+inline constexpr std::string_view kSince = "since";
+inline constexpr std::string_view kUntil = "until";
+inline constexpr std::string_view kAfterSeq = "after_seq";
+inline constexpr std::string_view kMaxLines = "max_lines";
+inline constexpr std::string_view kLines = "lines";
+inline constexpr std::string_view kNextAfterSeq = "next_after_seq";
+inline constexpr std::string_view kSeal = "seal";
+inline constexpr std::string_view kCovers = "covers";
+inline constexpr std::string_view kHead = "head";
+inline constexpr std::string_view kMac = "mac";
 }  // namespace wire
 
 namespace ops {
+
+// A seal as an export carries it: entry `covers` has chain hash `head`
+// (hex), and `mac` (hex) is the token's HMAC of them (docs/AUDIT.md).
+struct AuditSeal {
+  uint64_t covers = 0;
+  std::string head;
+  std::string mac;
+  static constexpr auto kFields =
+      std::tuple{Field{wire::kCovers, &AuditSeal::covers}, Field{wire::kHead, &AuditSeal::head},
+                 Field{wire::kMac, &AuditSeal::mac}};
+};
 
 struct AuditVerifyRequest {
   // Absent: kmsd's own audit log. Else an absolute directory holding a copy
   // (read as kmsd's user).
   std::optional<std::string_view> dir;
-  static constexpr auto kFields = std::tuple{Field{wire::kDir, &AuditVerifyRequest::dir}};
+  // Given: only these seals are checked (an export's, whose chain the
+  // caller walked); `dir` must then be absent.
+  std::optional<std::vector<AuditSeal>> seals;
+  static constexpr auto kFields = std::tuple{Field{wire::kDir, &AuditVerifyRequest::dir},
+                                             Field{wire::kSeals, &AuditVerifyRequest::seals}};
 };
 
 struct AuditVerifyReply {
@@ -76,7 +102,31 @@ struct AuditVerifyReply {
                  Field{wire::kProblemSeq, &AuditVerifyReply::problem_seq}};
 };
 
+// One page of a tenant's export (docs/AUDIT.md, "Export").
+struct AuditExportRequest {
+  std::optional<std::string_view> since;  // 2026-12-03T12:34:56.000000Z; absent: open
+  std::optional<std::string_view> until;
+  std::optional<uint64_t> after_seq;  // the page before's next_after_seq
+  std::optional<uint64_t> max_lines;  // 1 to 20000; default 2000
+  static constexpr auto kFields =
+      std::tuple{Field{wire::kSince, &AuditExportRequest::since},
+                 Field{wire::kUntil, &AuditExportRequest::until},
+                 Field{wire::kAfterSeq, &AuditExportRequest::after_seq},
+                 Field{wire::kMaxLines, &AuditExportRequest::max_lines}};
+};
+
+struct AuditExportReply {
+  std::vector<std::string> lines;
+  std::optional<uint64_t> next_after_seq;  // absent: the last page
+  uint64_t entries = 0;
+  static constexpr auto kFields =
+      std::tuple{Field{wire::kLines, &AuditExportReply::lines},
+                 Field{wire::kNextAfterSeq, &AuditExportReply::next_after_seq},
+                 Field{wire::kEntries, &AuditExportReply::entries}};
+};
+
 using AuditVerify = Op<OpId::kAuditVerify, AuditVerifyRequest, AuditVerifyReply>;
+using AuditExport = Op<OpId::kAuditExport, AuditExportRequest, AuditExportReply>;
 
 }  // namespace ops
 }  // namespace kmsd

@@ -89,6 +89,8 @@ std::string_view PermissionName(Permission permission) {
       return "mfa:manage";
     case P::kAuditVerify:
       return "audit:verify";
+    case P::kAuditRead:
+      return "audit:read";
   }
   return "unknown";
 }

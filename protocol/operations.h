@@ -76,8 +76,9 @@ enum class OpId : uint8_t {
   kSessionRevoke,
   kMfaEnroll,
   kAuditVerify,
+  kAuditExport,
 };
-inline constexpr size_t kOperationCount = 56;
+inline constexpr size_t kOperationCount = 57;
 
 // What a caller must be allowed to do. Roles (policy/roles.h) and grants
 // are sets of these; admins may do all of them.
@@ -116,8 +117,9 @@ enum class Permission : uint8_t {
   kSessionManage,
   kMfaManage,
   kAuditVerify,
+  kAuditRead,
 };
-inline constexpr size_t kPermissionCount = 34;
+inline constexpr size_t kPermissionCount = 35;
 
 // What an operation acts on: the service itself, a tenant, a key (named in
 // the request's `key`, or by its ciphertext), an alias (named in `alias`), a
@@ -210,6 +212,7 @@ inline constexpr std::array<OperationInfo, kOperationCount> kOperationTable = {{
     {OpId::kSessionRevoke, "session.revoke", true, true, Permission::kSessionManage, Resource::kTenant},
     {OpId::kMfaEnroll, "mfa.enroll", true, false, Permission::kMfaManage, Resource::kPrincipal},
     {OpId::kAuditVerify, "audit.verify", false, false, Permission::kAuditVerify, Resource::kService},
+    {OpId::kAuditExport, "audit.export", true, true, Permission::kAuditRead, Resource::kTenant},
 }};
 
 constexpr bool OperationsInOpIdOrder() {

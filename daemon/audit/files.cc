@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "daemon/audit/entry.h"
+#include "protocol/audit_entry.h"
 
 namespace kmsd::audit {
 

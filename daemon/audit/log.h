@@ -32,8 +32,8 @@
 #include <string>
 #include <thread>
 
-#include "daemon/audit/entry.h"
 #include "daemon/audit/sealer.h"
+#include "protocol/audit_entry.h"
 
 namespace kmsd::audit {
 

@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "daemon/audit/entry.h"
+#include "protocol/audit_entry.h"
 
 namespace kmsd {
 namespace {

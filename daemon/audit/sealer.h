@@ -9,8 +9,8 @@
 #include <memory>
 #include <mutex>
 
-#include "daemon/audit/entry.h"
 #include "pkcs11/token.h"
+#include "protocol/audit_entry.h"
 
 namespace kmsd::audit {
 

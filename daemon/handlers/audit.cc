@@ -1,4 +1,5 @@
 // Audit handlers: audit.verify (the log and its checks are daemon/audit/).
+#include "daemon/audit/export.h"
 #include "daemon/audit/log.h"
 #include "daemon/audit/verify.h"
 #include "daemon/handlers/handler.h"
@@ -30,19 +31,62 @@ ops::AuditVerifyReply Describe(const std::string& dir, const audit::VerifyReport
   return out;
 }
 
-Result<ops::AuditVerifyReply> Verify(Call& call, const ops::AuditVerifyRequest& request) {
-  audit::Log* log = call.deps().audit_log;
-  audit::Sealer* sealer = call.deps().audit_sealer;
-  if (log == nullptr || sealer == nullptr) {
+// An export's seals, one by one, with the token's key.
+Result<ops::AuditVerifyReply> VerifySeals(audit::Sealer& sealer,
+                                          const std::vector<ops::AuditSeal>& seals) {
+  ops::AuditVerifyReply out;
+  out.verified = true;
+  for (const ops::AuditSeal& seal : seals) {
+    const std::optional<audit::Digest> head = audit::DigestFromHex(seal.head);
+    const std::optional<audit::Digest> mac = audit::DigestFromHex(seal.mac);
+    if (!head || !mac) {
+      return Error(Code::kInvalidArgument, "a seal's head and mac are 64 lowercase hex digits");
+    }
+    ASSIGN_OR_RETURN(bool verified, sealer.Check(audit::SealMacInput(seal.covers, *head), *mac));
+    if (!verified) {
+      out.verified = false;
+      out.problem = "the seal covering entry " + std::to_string(seal.covers) +
+                    " does not verify with the token's global/audit-log-key";
+      out.problem_seq = seal.covers;
+      return out;
+    }
+    ++out.seals;
+    out.sealed_through = std::max(out.sealed_through, seal.covers);
+  }
+  return out;
+}
+
+Result<audit::Log*> LogOf(Call& call) {
+  if (call.deps().audit_log == nullptr || call.deps().audit_sealer == nullptr) {
     return Error(Code::kInternal, "the audit log is not served here");
+  }
+  return call.deps().audit_log;
+}
+
+// The live log as written now.
+Result<audit::VerifyScope> LiveScope(audit::Log& log) {
+  ASSIGN_OR_RETURN(audit::LiveScope live, log.Freeze());
+  return audit::VerifyScope{.dir = live.dir,
+                            .last_file = live.last_file,
+                            .last_file_bytes = live.last_file_bytes,
+                            .token = live.token};
+}
+
+Result<ops::AuditVerifyReply> Verify(Call& call, const ops::AuditVerifyRequest& request) {
+  ASSIGN_OR_RETURN(audit::Log * log, LogOf(call));
+  audit::Sealer* sealer = call.deps().audit_sealer;
+  if (request.seals) {
+    if (request.dir) return Error(Code::kInvalidArgument, "give dir or seals, not both");
+    constexpr size_t kMaxSeals = 100000;
+    if (request.seals->size() > kMaxSeals) {
+      return Error(Code::kInvalidArgument,
+                   "at most " + std::to_string(kMaxSeals) + " seals per request");
+    }
+    return VerifySeals(*sealer, *request.seals);
   }
   audit::VerifyScope scope;
   if (!request.dir || *request.dir == log->dir()) {
-    ASSIGN_OR_RETURN(audit::LiveScope live, log->Freeze());
-    scope = {.dir = live.dir,
-             .last_file = live.last_file,
-             .last_file_bytes = live.last_file_bytes,
-             .token = live.token};
+    ASSIGN_OR_RETURN(scope, LiveScope(*log));
   } else {
     if (Status path = CheckAbsoluteFilePath(*request.dir); !path.ok()) {
       return Error(Code::kInvalidArgument,
@@ -55,8 +99,46 @@ Result<ops::AuditVerifyReply> Verify(Call& call, const ops::AuditVerifyRequest& 
   return Describe(scope.dir, report);
 }
 
+// A canonical time (2026-12-03T12:34:56.000000Z) or INVALID_ARGUMENT naming `field`.
+Result<std::string> TimeArgument(std::optional<std::string_view> text, const char* field) {
+  if (!text) return std::string();
+  if (!audit::ParseRfc3339Micros(*text)) {
+    return Error(Code::kInvalidArgument, std::string(field) +
+                                             " must be a UTC time such as "
+                                             "2026-12-03T12:34:56.000000Z");
+  }
+  return std::string(*text);
+}
+
+Result<ops::AuditExportReply> Export(Call& call, const ops::AuditExportRequest& request) {
+  ASSIGN_OR_RETURN(audit::Log * log, LogOf(call));
+  constexpr uint64_t kMaxLines = 20000;
+  audit::ExportRequest what{.tenant = std::string(call.tenant()),
+                            .since = "",
+                            .until = "",
+                            .after_seq = request.after_seq,
+                            .max_lines = 2000};
+  ASSIGN_OR_RETURN(what.since, TimeArgument(request.since, "since"));
+  ASSIGN_OR_RETURN(what.until, TimeArgument(request.until, "until"));
+  if (request.max_lines) {
+    if (*request.max_lines < 1 || *request.max_lines > kMaxLines) {
+      return Error(Code::kInvalidArgument,
+                   "max_lines must be from 1 to " + std::to_string(kMaxLines));
+    }
+    what.max_lines = *request.max_lines;
+  }
+  ASSIGN_OR_RETURN(audit::VerifyScope scope, LiveScope(*log));
+  ASSIGN_OR_RETURN(audit::ExportPage page, audit::ExportTenant(scope, what));
+  return ops::AuditExportReply{.lines = std::move(page.lines),
+                               .next_after_seq = page.next_after_seq,
+                               .entries = page.entries};
+}
+
 }  // namespace
 
-void AddAuditHandlers(HandlerTable& table) { table.Add<ops::AuditVerify, Verify>(); }
+void AddAuditHandlers(HandlerTable& table) {
+  table.Add<ops::AuditVerify, Verify>();
+  table.Add<ops::AuditExport, Export>();
+}
 
 }  // namespace kmsd

@@ -317,6 +317,115 @@ TEST_F(AuditDiskFullTest, AFullDiskRefusesEveryRequestUntilThereIsRoomAgain) {
   EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
 }
 
+TEST_F(AuditTest, ATenantsExportHoldsOnlyItsEntriesAndVerifiesOnItsOwn) {
+  for (int i = 0; i < 5; ++i) {
+    Encrypt("acme", "alias/data", "a" + std::to_string(i));
+    Encrypt("globex", "alias/data", "g" + std::to_string(i));
+  }
+  const std::string out = dir_ / "acme.jsonl";
+  // Its entries are sealed at the next commit: export once they are.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const CommandResult exported = Kmsctl({"audit", "export", "--tenant", "acme", "--out", out});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(out);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+  }
+  ASSERT_GT(lines.size(), 12u);
+  size_t full = 0, digests = 0, encrypts = 0;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    const Json line = Json::parse(lines[i]);
+    if (line.contains("digest")) {
+      ++digests;
+      continue;
+    }
+    ++full;
+    const Json entry = Json::parse(line["entry"].get<std::string>());
+    if (entry["type"] == "seal") continue;
+    EXPECT_EQ(entry["tenant"], "acme") << lines[i];
+    if (entry["op"] == "encrypt") ++encrypts;
+  }
+  EXPECT_EQ(encrypts, 5u);
+  EXPECT_GE(digests, 5u);  // globex's, as digests only
+  {
+    std::ifstream in(out, std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(text.find("globex"), std::string::npos);
+  }
+  const CommandResult verified = Kmsctl({"audit", "verify", "--export", out});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  EXPECT_THAT(verified.out, HasSubstr("entries of tenant acme"));
+  EXPECT_THAT(verified.out, HasSubstr("verifies"));
+
+  auto tampered = [&](const std::function<void(std::vector<std::string>&)>& change) {
+    std::vector<std::string> copy = lines;
+    change(copy);
+    const std::string path = dir_ / "tampered.jsonl";
+    std::ofstream(path, std::ios::trunc) << [&] {
+      std::string text;
+      for (const std::string& line : copy) text += line + "\n";
+      return text;
+    }();
+    return Kmsctl({"audit", "verify", "--export", path});
+  };
+  size_t first_encrypt = 1;
+  while (lines[first_encrypt].find("crypto:encrypt") == std::string::npos) ++first_encrypt;
+  const CommandResult edited = tampered([&](std::vector<std::string>& copy) {
+    Json line = Json::parse(copy[first_encrypt]);
+    std::string entry = line["entry"].get<std::string>();
+    entry.replace(entry.find("crypto:encrypt"), 14, "crypto:decrypt");
+    line["entry"] = entry;
+    copy[first_encrypt] = line.dump();
+  });
+  EXPECT_EQ(edited.exit_code, 5) << edited.out << edited.err;
+  EXPECT_THAT(edited.err, HasSubstr("seal's head is not the chain hash"));
+  const CommandResult dropped = tampered([&](std::vector<std::string>& copy) {
+    copy.erase(copy.begin() + static_cast<std::ptrdiff_t>(first_encrypt));
+  });
+  EXPECT_EQ(dropped.exit_code, 5) << dropped.err;
+  EXPECT_THAT(dropped.err, HasSubstr("missing or out of order"));
+  // A seal's MAC changed (as a forger without the token's key must).
+  const CommandResult resealed = tampered([&](std::vector<std::string>& copy) {
+    // The last seal: nothing after it is chained to its bytes.
+    Json line = Json::parse(copy.back());
+    Json seal = Json::parse(line["entry"].get<std::string>());
+    ASSERT_EQ(seal["type"], "seal");
+    std::string mac = seal["mac"].get<std::string>();
+    mac[0] = mac[0] == 'a' ? 'b' : 'a';
+    std::string entry = line["entry"].get<std::string>();
+    entry.replace(entry.find(seal["mac"].get<std::string>()), 64, mac);
+    line["entry"] = entry;
+    copy.back() = line.dump();
+  });
+  EXPECT_EQ(resealed.exit_code, 5) << resealed.err;
+  EXPECT_THAT(resealed.err, HasSubstr("does not verify with the token's global/audit-log-key"));
+}
+
+TEST_F(AuditTest, AManagerExportsItsOwnTenantOnlyAndAViewerNone) {
+  auto manager = Principal("acme", "acme-admin", {"manager"});
+  auto viewer = Principal("acme", "acme-viewer", {"viewer"});
+  ASSERT_NE(manager, nullptr);
+  ASSERT_NE(viewer, nullptr);
+  EXPECT_TRUE(manager->Call("audit.export", "acme").has_value());
+  EXPECT_EQ(CodeOf(manager->Call("audit.export", "globex")), Code::kAccessDenied);
+  EXPECT_EQ(CodeOf(viewer->Call("audit.export", "acme")), Code::kAccessDenied);
+  EXPECT_EQ(CodeOf(manager->Call("audit.verify", "")), Code::kAccessDenied);
+  ExpectRejected("audit.export", "acme", MapOf("since", "yesterday"), Code::kInvalidArgument,
+                 "since must be a UTC time");
+  ExpectRejected("audit.export", "acme", MapOf("max_lines", uint64_t{0}), Code::kInvalidArgument,
+                 "max_lines must be from 1 to 20000");
+  // A period with nothing of the tenant: the header alone, which verifies.
+  const std::string out = dir_ / "empty.jsonl";
+  const CommandResult future =
+      Kmsctl({"audit", "export", "--tenant", "acme", "--since", "2999-01-01", "--out", out});
+  ASSERT_EQ(future.exit_code, 0) << future.err;
+  EXPECT_EQ(Kmsctl({"audit", "verify", "--export", out}).exit_code, 0);
+  const CommandResult bad_time =
+      Kmsctl({"audit", "export", "--tenant", "acme", "--since", "01/10/2026"});
+  EXPECT_EQ(bad_time.exit_code, 2) << bad_time.err;
+}
+
 class AuditDirConfigTest : public ConfiguredKmsdTest {};
 
 TEST_F(AuditDirConfigTest, AnAuditDirectoryKmsdCannotTrustStopsItsStart) {

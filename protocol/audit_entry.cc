@@ -1,4 +1,4 @@
-#include "daemon/audit/entry.h"
+#include "protocol/audit_entry.h"
 
 #include <openssl/sha.h>
 
@@ -102,6 +102,37 @@ std::string Rfc3339Micros(int64_t unix_nanos) {
   std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", utc.tm_year + 1900,
                 utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, micros % 1000000);
   return out;
+}
+
+std::optional<int64_t> ParseRfc3339Micros(std::string_view text) {
+  // YYYY-MM-DDTHH:MM:SS.ffffffZ
+  if (text.size() != 27 || text[4] != '-' || text[7] != '-' || text[10] != 'T' || text[13] != ':' ||
+      text[16] != ':' || text[19] != '.' || text[26] != 'Z') {
+    return std::nullopt;
+  }
+  auto number = [&](size_t at, size_t digits) -> std::optional<int> {
+    int value = 0;
+    for (size_t i = at; i < at + digits; ++i) {
+      if (text[i] < '0' || text[i] > '9') return std::nullopt;
+      value = value * 10 + (text[i] - '0');
+    }
+    return value;
+  };
+  const auto year = number(0, 4), month = number(5, 2), day = number(8, 2), hour = number(11, 2),
+             minute = number(14, 2), second = number(17, 2), micros = number(20, 6);
+  if (!year || !month || !day || !hour || !minute || !second || !micros || *month < 1 ||
+      *month > 12 || *day < 1 || *day > 31 || *hour > 23 || *minute > 59 || *second > 60) {
+    return std::nullopt;
+  }
+  struct tm utc {};
+  utc.tm_year = *year - 1900;
+  utc.tm_mon = *month - 1;
+  utc.tm_mday = *day;
+  utc.tm_hour = *hour;
+  utc.tm_min = *minute;
+  utc.tm_sec = *second;
+  const time_t seconds = timegm(&utc);
+  return static_cast<int64_t>(seconds) * 1'000'000'000 + static_cast<int64_t>(*micros) * 1000;
 }
 
 std::string MakeLine(uint64_t seq, std::string_view fields, Digest* head) {
