@@ -153,7 +153,17 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
   const HandlerTable handlers = AllHandlers();
   ApiKeyIdentifier identify(directory, sessions, lockout);
   PolicyAuthorizer authorize(access, [&directory] { return directory.Now(); });
-  AuditRecorder record(audit_log);
+  AuditRecorder record(audit_log, [&rules](std::string_view tenant) {
+    AuditDetails details;
+    // A document that does not read keeps every detail.
+    Result<std::shared_ptr<const TenantPolicy>> policy = rules.PolicyOf(tenant);
+    if (policy && *policy != nullptr) {
+      details = {.all_operations = (*policy)->log_all_operations,
+                 .data_access = (*policy)->log_data_access,
+                 .admin_actions = (*policy)->log_admin_actions};
+    }
+    return details;
+  });
   const Pipeline pipeline(
       config.max_frame_bytes,
       {identify, authorize, record, handlers,

@@ -26,7 +26,11 @@ constexpr std::string_view kNoRegions = "one host has no regions: keys stay in t
 constexpr std::string_view kLabel =
     "a label: kmsd sees keys and opaque plaintext, no data fields to classify or redact";
 constexpr std::string_view kNoCosts = "one host has no costs to count or bill";
-constexpr std::string_view kAudit = "kept for the audit log (being built), which applies it";
+constexpr std::string_view kAudit =
+    "applied by the audit log: it chooses the details kept in the tenant's entries, never "
+    "whether a request is recorded (docs/POLICY.md)";
+constexpr std::string_view kRetention =
+    "kept for the audit log's retention, which does not prune entries yet";
 constexpr std::string_view kStorage =
     "served to the client library's per-tenant storage by tenant.describe";
 
@@ -550,11 +554,12 @@ Result<TimeWindow> PolicyReader::OneWindow(const YAML::Node& node, const std::st
 Status PolicyReader::AuditLogging(const YAML::Node& node, const std::string& path) {
   constexpr auto kind = PolicyNoteKind::kServedElsewhere;
   TenantPolicy& p = policy();
-  return Walk(node, path,
-              {{"log_all_operations", Noted(Into(p.log_all_operations), kind, kAudit)},
-               {"log_data_access", Noted(Into(p.log_data_access), kind, kAudit)},
-               {"log_admin_actions", Noted(Into(p.log_admin_actions), kind, kAudit)},
-               {"retention_days", Noted(Into(p.audit_retention_days, 1, 36500), kind, kAudit)}});
+  return Walk(
+      node, path,
+      {{"log_all_operations", Noted(Into(p.log_all_operations), kind, kAudit)},
+       {"log_data_access", Noted(Into(p.log_data_access), kind, kAudit)},
+       {"log_admin_actions", Noted(Into(p.log_admin_actions), kind, kAudit)},
+       {"retention_days", Noted(Into(p.audit_retention_days, 1, 36500), kind, kRetention)}});
 }
 
 Status PolicyReader::Compliance(const YAML::Node& node, const std::string& path) {

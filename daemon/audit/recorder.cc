@@ -30,9 +30,60 @@ Json DecisionOf(const Decision& decision) {
   return out;
 }
 
+enum class Kind { kRead, kData, kChange };
+
+Kind KindOf(const RequestContext& context) {
+  if (context.op == nullptr) return Kind::kChange;  // unknown or unread: all details
+  using P = Permission;
+  switch (context.op->permission) {
+    case P::kEncrypt:
+    case P::kDecrypt:
+    case P::kReEncryptFrom:
+    case P::kReEncryptTo:
+    case P::kGenerateDataKey:
+    case P::kGenerateRandom:
+      return Kind::kData;
+    case P::kServiceRead:
+    case P::kTenantRead:
+    case P::kTenantList:
+    case P::kKeyRead:
+    case P::kAliasRead:
+    case P::kPrincipalRead:
+    case P::kApiKeyRead:
+    case P::kRoleRead:
+    case P::kGrantRead:
+    case P::kPolicyRead:
+    case P::kSessionRead:
+    case P::kAuditRead:
+    case P::kAuditVerify:
+      return Kind::kRead;
+    default:
+      return Kind::kChange;
+  }
+}
+
+// What `details` leave out of a request's entry of this kind.
+void Trim(Json& fields, Kind kind, const AuditDetails& details) {
+  if (kind == Kind::kRead && !details.all_operations) {
+    for (const char* name :
+         {"decision", "keys", "items", "message", "request_bytes", "reply_bytes", "duration_us"}) {
+      fields.erase(name);
+    }
+  }
+  if (kind == Kind::kData && !details.data_access) {
+    for (const char* name : {"keys", "items", "request_bytes", "reply_bytes"}) fields.erase(name);
+  }
+  if (kind == Kind::kChange && !details.admin_actions) {
+    if (fields.contains("decision"))
+      fields["decision"] = {{"allowed", fields["decision"]["allowed"]}};
+    fields.erase("message");
+  }
+}
+
 }  // namespace
 
-std::string RequestEntryFields(const RequestContext& context, int64_t now_nanos) {
+std::string RequestEntryFields(const RequestContext& context, int64_t now_nanos,
+                               const AuditDetails& details) {
   Json fields = {
       {"type", "request"},
       {"time", audit::Rfc3339Micros(now_nanos)},
@@ -77,11 +128,20 @@ std::string RequestEntryFields(const RequestContext& context, int64_t now_nanos)
         std::chrono::duration_cast<std::chrono::microseconds>(context.finished - context.received)
             .count();
   }
+  Trim(fields, KindOf(context), details);
   return fields.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 Status AuditRecorder::Record(const RequestContext& context) {
-  RETURN_IF_ERROR(log_.Append(RequestEntryFields(context, WallNanos())));
+  AuditDetails details;
+  if (details_of_) {
+    const std::string_view tenant =
+        !context.tenant.empty()
+            ? std::string_view(context.tenant)
+            : (context.principal ? std::string_view(context.principal->tenant) : "");
+    if (!tenant.empty()) details = details_of_(tenant);
+  }
+  RETURN_IF_ERROR(log_.Append(RequestEntryFields(context, WallNanos(), details)));
   return line_.Record(context);
 }
 

@@ -10,6 +10,7 @@
 // or PIN: none of them is in a RequestContext. docs/AUDIT.md lists the fields.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "daemon/audit/log.h"
@@ -17,19 +18,34 @@
 
 namespace kmsd {
 
+// Which details a tenant's entries keep (its policy's audit_logging; docs/
+// POLICY.md). Every request has its entry whatever they say: time, op,
+// tenant, caller, principal, request id and outcome are always kept.
+struct AuditDetails {
+  bool all_operations = true;  // false: reads keep no more than the above
+  bool data_access = true;     // false: crypto operations keep no keys, items or sizes
+  bool admin_actions = true;   // false: changes keep no decision details or message
+};
+
 // The entry's fields (a JSON object without "seq") for `context` at
 // `now_nanos` (wall clock).
-std::string RequestEntryFields(const RequestContext& context, int64_t now_nanos);
+std::string RequestEntryFields(const RequestContext& context, int64_t now_nanos,
+                               const AuditDetails& details = {});
 
 class AuditRecorder final : public Recorder {
  public:
-  explicit AuditRecorder(audit::Log& log) : log_(log) {}
+  // `details_of(tenant)`: the details kept for a tenant's entries (a
+  // tenant-less request of a principal is its tenant's).
+  using DetailsOf = std::function<AuditDetails(std::string_view tenant)>;
+  explicit AuditRecorder(audit::Log& log, DetailsOf details_of = nullptr)
+      : log_(log), details_of_(std::move(details_of)) {}
   Status Ready() const override { return log_.Ready(); }
   // The entry first: the log line is written only for a recorded request.
   Status Record(const RequestContext& context) override;
 
  private:
   audit::Log& log_;
+  const DetailsOf details_of_;
   LogRecorder line_;
 };
 

@@ -426,6 +426,30 @@ TEST_F(AuditTest, AManagerExportsItsOwnTenantOnlyAndAViewerNone) {
   EXPECT_EQ(bad_time.exit_code, 2) << bad_time.err;
 }
 
+TEST_F(AuditTest, APolicyChoosesTheDetailsKeptNeverWhetherARequestIsRecorded) {
+  const std::string policy = dir_ / "policy.yaml";
+  std::ofstream(policy) << "security_policies:\n  audit_logging:\n    log_data_access: false\n"
+                           "    log_all_operations: false\n";
+  const CommandResult put = Kmsctl({"tenant", "policy", "put", "acme", policy});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  Encrypt("acme", "billing", "quiet");
+  Encrypt("globex", "alias/data", "loud");
+  ASSERT_TRUE(Call("key.describe", "acme", MapOf("key", "billing")));
+  const std::vector<Json> entries = RequestEntries(AuditDir());
+  const auto encrypts = EntriesOf(entries, "encrypt");
+  ASSERT_EQ(encrypts.size(), 2u);
+  EXPECT_EQ(encrypts[0]["tenant"], "acme");
+  EXPECT_EQ(encrypts[0]["outcome"], "OK");
+  EXPECT_FALSE(encrypts[0].contains("keys"));
+  EXPECT_EQ(encrypts[1]["tenant"], "globex");  // another tenant keeps every detail
+  EXPECT_TRUE(encrypts[1].contains("keys"));
+  const auto describes = EntriesOf(entries, "key.describe");
+  ASSERT_FALSE(describes.empty());
+  EXPECT_FALSE(describes.back().contains("keys"));
+  EXPECT_FALSE(describes.back().contains("decision"));
+  EXPECT_EQ(describes.back()["outcome"], "OK");
+}
+
 class AuditDirConfigTest : public ConfiguredKmsdTest {};
 
 TEST_F(AuditDirConfigTest, AnAuditDirectoryKmsdCannotTrustStopsItsStart) {

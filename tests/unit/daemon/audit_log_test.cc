@@ -370,6 +370,33 @@ TEST(AuditRecordTest, ARequestsEntryHoldsItsContextAndNoArguments) {
   EXPECT_EQ(entry["outcome"], "OK");
   EXPECT_FALSE(entry.contains("message"));
   EXPECT_FALSE(entry.contains("principal"));
+
+  // A policy without data access details: the entry stays, its keys go.
+  context.op = FindOperation("batch-decrypt");
+  const nlohmann::json trimmed = nlohmann::json::parse(RequestEntryFields(
+      context, 0, {.all_operations = true, .data_access = false, .admin_actions = true}));
+  EXPECT_EQ(trimmed["op"], "batch-decrypt");
+  EXPECT_EQ(trimmed["outcome"], "OK");
+  EXPECT_EQ(trimmed["caller"]["uid"], 1000);
+  EXPECT_FALSE(trimmed.contains("keys"));
+  EXPECT_FALSE(trimmed.contains("items"));
+  EXPECT_FALSE(trimmed.contains("request_bytes"));
+  EXPECT_TRUE(trimmed.contains("decision"));
+  // Without admin details, a change keeps only whether it was allowed.
+  context.op = FindOperation("key.rotate");
+  context.op_name = "key.rotate";
+  context.outcome = Status(Code::kNotFound, "key 'x' does not exist");
+  const nlohmann::json change = nlohmann::json::parse(RequestEntryFields(
+      context, 0, {.all_operations = true, .data_access = true, .admin_actions = false}));
+  EXPECT_EQ(change["decision"], nlohmann::json({{"allowed", true}}));
+  EXPECT_FALSE(change.contains("message"));
+  EXPECT_EQ(change["outcome"], "NOT_FOUND");
+  // Reads are trimmed only by all_operations.
+  EXPECT_TRUE(
+      nlohmann::json::parse(
+          RequestEntryFields(
+              context, 0, {.all_operations = false, .data_access = false, .admin_actions = true}))
+          .contains("message"));
 }
 
 }  // namespace
