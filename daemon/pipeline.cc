@@ -178,10 +178,18 @@ Status Pipeline::ReadEnvelope(RequestContext& context, const Peer& transport_pee
   const std::string_view scanned_op = scanned.op.value_or("");
   const std::string_view scanned_tenant = scanned.tenant.value_or("");
   const OperationInfo* op = FindOperation(scanned_op);
-  if (Status identified = stages_.identify.Identify(context, transport_peer, scanned.api_key);
-      !identified.ok()) {
+  // A request refused here is recorded with what it claimed: an attempt on a
+  // tenant belongs in that tenant's audit trail.
+  auto claimed = [&] {
     context.request_id = scanned.id;
     if (op != nullptr) context.op_name = op->name;
+    if (!scanned_tenant.empty() && ValidateTenantName(scanned_tenant).ok()) {
+      context.tenant = std::string(scanned_tenant);
+    }
+  };
+  if (Status identified = stages_.identify.Identify(context, transport_peer, scanned.api_key);
+      !identified.ok()) {
+    claimed();
     return identified;
   }
   AccessQuestion question;
@@ -192,8 +200,7 @@ Status Pipeline::ReadEnvelope(RequestContext& context, const Peer& transport_pee
     question.acts_on = op->resource;
   }
   if (Status allowed = stages_.authorize.Authorize(context, question); !allowed.ok()) {
-    context.request_id = scanned.id;
-    if (op != nullptr) context.op_name = op->name;
+    claimed();
     return allowed;
   }
   ASSIGN_OR_RETURN(parsed->frame, Frame::Decode(frame));

@@ -36,6 +36,8 @@ std::string Where(const ops::AuditVerifyReply& report) {
   return where.empty() ? "" : where + ": ";
 }
 
+}  // namespace
+
 // The export's seals, checked by kmsd with the token's key, a batch at a time.
 Result<ops::AuditVerifyReply> CheckSeals(Invocation& invocation,
                                          const std::vector<ops::AuditSeal>& seals) {
@@ -54,6 +56,8 @@ Result<ops::AuditVerifyReply> CheckSeals(Invocation& invocation,
   }
   return total;
 }
+
+namespace {
 
 Status VerifyExport(Invocation& invocation, const std::string& path) {
   ASSIGN_OR_RETURN(SecretBuffer file, invocation.AsUsage(ReadInput(path)));
@@ -190,6 +194,7 @@ void AddAuditCommands(CLI::App& app, Invocation& invocation) {
   exported->add_option("--since", export_args->since, "From this UTC time (2026-10-01, ...)");
   exported->add_option("--until", export_args->until, "To this UTC time (a date: its end)");
   exported->add_option("--out", export_args->out, "File to write (default: stdout)");
+  AddAuditReportCommand(group, invocation);
 }
 
 }  // namespace kmsd::kmsctl

@@ -6,11 +6,10 @@
 #include <nlohmann/json.hpp>
 
 #include "protocol/audit_entry.h"
+#include "tools/kmsctl/output.h"
 
 namespace kmsd::kmsctl {
 namespace {
-
-using Json = nlohmann::json;
 
 std::string Text(const Json& object, const char* name) {
   const auto it = object.find(name);

@@ -194,7 +194,9 @@ void AddPolicyCommands(CLI::App* tenant_group, Invocation& invocation);
 void AddRewrapCommand(CLI::App& key_group, Invocation& invocation);
 // login, logout, session and mfa.
 void AddSessionCommands(CLI::App& app, Invocation& invocation);
-// audit verify.
+// audit verify, export and report.
 void AddAuditCommands(CLI::App& app, Invocation& invocation);
+// kmsctl audit report, under the `audit` group (audit_report.cc).
+void AddAuditReportCommand(CLI::App* audit_group, Invocation& invocation);
 
 }  // namespace kmsd::kmsctl
