@@ -171,8 +171,9 @@ Status ReadNumber(const ConfigReader& r, const YAML::Node& section, const std::s
 
 Status ReadAudit(const ConfigReader& r, const YAML::Node& audit, Config& config) {
   if (!audit) return OkStatus();
-  RETURN_IF_ERROR(r.OnlyKnown(
-      audit, "audit", {"dir", "commit_interval_ms", "max_file_bytes", "reserve_bytes", "discard"}));
+  RETURN_IF_ERROR(r.OnlyKnown(audit, "audit",
+                              {"dir", "commit_interval_ms", "max_file_bytes", "reserve_bytes",
+                               "discard", "prune_interval_ms", "retention_day_seconds"}));
   RETURN_IF_ERROR(r.String(audit["dir"], "audit.dir", config.audit_dir, false));
   if (!config.audit_dir.empty() && !IsAbsoluteDirectory(config.audit_dir)) {
     return r.Fail("audit.dir",
@@ -185,6 +186,10 @@ Status ReadAudit(const ConfigReader& r, const YAML::Node& audit, Config& config)
                              config.audit_max_file_bytes));
   RETURN_IF_ERROR(
       ReadNumber(r, audit, "audit", "reserve_bytes", 4096, 1ull << 30, config.audit_reserve_bytes));
+  RETURN_IF_ERROR(ReadNumber(r, audit, "audit", "prune_interval_ms", 100, 86400000,
+                             config.audit_prune_interval_ms));
+  RETURN_IF_ERROR(ReadNumber(r, audit, "audit", "retention_day_seconds", 1, 86400,
+                             config.audit_retention_day_seconds));
   if (const YAML::Node discard = audit["discard"]) {
     if (!discard.IsScalar() || (discard.Scalar() != "true" && discard.Scalar() != "false")) {
       return r.Fail("audit.discard", "must be true or false");

@@ -59,6 +59,10 @@ struct Config {
   uint64_t audit_max_file_bytes = 64ull << 20;
   uint64_t audit_reserve_bytes = 1ull << 20;  // disk kept allocated ahead of the entries
   bool audit_discard = false;
+  // How often entries past their tenant's retention are pruned, and how many
+  // seconds a "day" of retention_days lasts (lowered by tests only).
+  int64_t audit_prune_interval_ms = 3600000;
+  int64_t audit_retention_day_seconds = 86400;
 };
 
 // The audit directory `config` names, or its default.

@@ -252,7 +252,16 @@ int Run(const Config& config, const sigset_t& stop_signals) {
        .reserve_bytes = config.audit_reserve_bytes,
        .discard = config.audit_discard,
        .kmsd_version = KMSD_VERSION,
-       .now_nanos = nullptr},
+       .now_nanos = nullptr,
+       .retention_nanos = [&rules, day = config.audit_retention_day_seconds](
+                              std::string_view tenant) -> std::optional<int64_t> {
+         Result<std::shared_ptr<const TenantPolicy>> policy = rules.PolicyOf(tenant);
+         if (!policy || *policy == nullptr || !(*policy)->audit_retention_days) {
+           return std::nullopt;  // kept for ever (also when its document does not read)
+         }
+         return int64_t{*(*policy)->audit_retention_days} * day * 1'000'000'000;
+       },
+       .prune_interval = std::chrono::milliseconds(config.audit_prune_interval_ms)},
       **sealer);
   if (!audit_log) return fail(audit_log.error());
   // What fell due while kmsd was down is done before anything is served.

@@ -151,6 +151,11 @@ std::string MakeLine(uint64_t seq, std::string_view fields, Digest* head) {
   return line;
 }
 
+std::string PrunedLine(uint64_t seq, const Digest& entry_digest, const Digest& chain) {
+  return "{\"pruned\":" + std::to_string(seq) + ",\"digest\":\"" + Hex(entry_digest) + "\"}\t" +
+         Hex(chain) + "\n";
+}
+
 Result<SplitLine> Split(std::string_view line) {
   const size_t tab = line.rfind('\t');
   if (tab == std::string_view::npos) {

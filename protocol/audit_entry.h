@@ -57,6 +57,10 @@ std::optional<int64_t> ParseRfc3339Micros(std::string_view text);
 // entry's chain hash (from the `*head` passed in).
 std::string MakeLine(uint64_t seq, std::string_view fields, Digest* head);
 
+// A pruned entry (docs/AUDIT.md, "Retention") keeps its place in the chain
+// as {"pruned":<seq>,"digest":"<SHA-256 of the entry, hex>"}: its line.
+std::string PrunedLine(uint64_t seq, const Digest& entry_digest, const Digest& chain);
+
 // A line without its LF: the entry's bytes and the chain hash it states.
 struct SplitLine {
   std::string_view entry;

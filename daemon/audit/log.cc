@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "daemon/audit/files.h"
@@ -352,6 +353,7 @@ Status Log::Seal() {
 }
 
 void Log::RunCommitter(std::stop_token stop) {
+  auto last_prune = std::chrono::steady_clock::now();
   while (!stop.stop_requested()) {
     {
       std::unique_lock lock(wake_mu_);
@@ -359,7 +361,101 @@ void Log::RunCommitter(std::stop_token stop) {
     }
     if (stop.stop_requested()) break;
     (void)Commit();  // a failure is logged and marks the log failing
+    if (options_.retention_nanos &&
+        std::chrono::steady_clock::now() - last_prune >= options_.prune_interval) {
+      last_prune = std::chrono::steady_clock::now();
+      if (Result<uint64_t> pruned = Prune(); !pruned) {
+        spdlog::error("audit log: pruning failed: {}", pruned.error().ToString());
+      } else if (*pruned > 0) {
+        spdlog::info("audit log: {} entries past their tenant's retention pruned", *pruned);
+      }
+    }
   }
+}
+
+Result<uint64_t> Log::Prune() {
+  if (options_.discard || !options_.retention_nanos) return uint64_t{0};
+  std::lock_guard commit(commit_mu_);
+  ASSIGN_OR_RETURN(std::vector<LogFile> files, ListLogFiles(options_.dir));
+  std::string live;
+  {
+    std::lock_guard lock(mu_);
+    live = file_name_;
+  }
+  const int64_t now = Now();
+  uint64_t pruned = 0;
+  for (const LogFile& file : files) {
+    if (file.name == live) continue;
+    ASSIGN_OR_RETURN(uint64_t count, PruneFile(file.name, now));
+    pruned += count;
+  }
+  return pruned;
+}
+
+Result<uint64_t> Log::PruneFile(const std::string& name, int64_t now) {
+  ASSIGN_OR_RETURN(std::string content, ReadLogFile(options_.dir, name));
+  const Lines lines = SplitLines(content);
+  std::string rewritten;
+  Json ranges = Json::array();
+  std::map<std::string, uint64_t> tenants;
+  uint64_t count = 0;
+  for (std::string_view line : lines.lines) {
+    Result<SplitLine> split = Split(line);
+    const Json entry = split ? Json::parse(split->entry, nullptr, false) : Json();
+    std::string tenant;
+    if (entry.is_object() && entry.value("type", "") == "request") {
+      tenant = entry.value("tenant", "");
+      if (tenant.empty() && entry.contains("principal") && entry["principal"].is_object()) {
+        tenant = entry["principal"].value("tenant", "");
+      }
+    }
+    const std::optional<int64_t> keep =
+        tenant.empty() ? std::nullopt : options_.retention_nanos(tenant);
+    if (!keep || entry.value("time", "") >= Rfc3339Micros(now - *keep)) {
+      rewritten.append(line);
+      rewritten.push_back('\n');
+      continue;
+    }
+    const uint64_t seq = entry["seq"].get<uint64_t>();
+    rewritten += PrunedLine(seq, Sha256(split->entry), split->stated_head);
+    if (!ranges.empty() && ranges.back()[1].get<uint64_t>() + 1 == seq) {
+      ranges.back()[1] = seq;
+    } else {
+      ranges.push_back({seq, seq});
+    }
+    ++tenants[tenant];
+    ++count;
+  }
+  if (count == 0) return count;
+  rewritten.append(content.substr(content.size() - lines.torn_bytes));
+  // The checkpoint first, sealed: a prune entry may name entries still whole
+  // (a crash before the file is replaced), never the other way round.
+  {
+    std::lock_guard lock(mu_);
+    RETURN_IF_ERROR(AppendLocked(Dump({{"type", "prune"},
+                                       {"time", Rfc3339Micros(Now())},
+                                       {"file", name},
+                                       {"ranges", ranges},
+                                       {"tenants", tenants}})));
+  }
+  RETURN_IF_ERROR(Seal());
+  const std::string path = options_.dir + "/" + name;
+  const std::string temporary = options_.dir + "/.prune-" + name;
+  const int fd =
+      ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Error(ErrnoStatus(Code::kInternal, "cannot create " + temporary, errno));
+  const int written = WriteAll(fd, rewritten);
+  const int synced = written == 0 && ::fsync(fd) != 0 ? errno : 0;
+  ::close(fd);
+  if (written != 0 || synced != 0 || ::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int error = written != 0 ? written : synced != 0 ? synced : errno;
+    ::unlink(temporary.c_str());
+    return Error(ErrnoStatus(Code::kInternal, "cannot replace " + path, error));
+  }
+  if (const int error = FsyncDir(options_.dir); error != 0) {
+    return Error(ErrnoStatus(Code::kInternal, "cannot fsync " + options_.dir, error));
+  }
+  return count;
 }
 
 Result<LiveScope> Log::Freeze() {

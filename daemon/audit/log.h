@@ -29,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -47,6 +48,11 @@ struct LogOptions {
   bool discard = false;
   std::string kmsd_version;
   std::function<int64_t()> now_nanos;  // wall clock; the system's when empty
+  // Retention (docs/AUDIT.md, "Retention"): how long a tenant's request
+  // entries are kept, in nanoseconds (nullopt: for ever), and how often the
+  // committer prunes closed files. Absent: nothing is pruned.
+  std::function<std::optional<int64_t>(std::string_view tenant)> retention_nanos = nullptr;
+  std::chrono::milliseconds prune_interval{3600000};
 };
 
 // What a verification of the live log reads: the files as written when it
@@ -73,6 +79,12 @@ class Log {
   // What the committer does each interval (tests call it to seal now).
   Status Commit();
   Result<LiveScope> Freeze();
+  // Replaces the request entries of closed files that are past their
+  // tenant's retention by their digests, after a sealed prune entry names
+  // them; each file is rewritten whole (a temporary file renamed over it).
+  // Returns how many entries were pruned. The committer calls it every
+  // prune_interval.
+  Result<uint64_t> Prune();
   uint64_t last_seq() const;
   const std::string& dir() const { return options_.dir; }
 
@@ -89,6 +101,8 @@ class Log {
   void RecoverLocked();
   Status Seal();
   void RunCommitter(std::stop_token stop);
+  // Prunes one closed file; commit_mu_ held.
+  Result<uint64_t> PruneFile(const std::string& name, int64_t now);
   int64_t Now() const;
 
   const LogOptions options_;

@@ -1,7 +1,10 @@
 #include "daemon/audit/verify.h"
 
+#include <algorithm>
 #include <deque>
 #include <nlohmann/json.hpp>
+#include <tuple>
+#include <vector>
 
 #include "daemon/audit/files.h"
 
@@ -25,6 +28,8 @@ class Walker {
  private:
   bool Entry(std::string_view line);
   bool Open(const Json& entry);
+  bool Pruned(const Json& entry, const Digest& stated_head);
+  bool Prune(const Json& entry);
   bool Seal(const Json& entry, const Digest& entry_hash);
   bool Fail(std::string message) {
     report_.problem = Problem{file_, line_, next_seq_, std::move(message)};
@@ -44,6 +49,14 @@ class Walker {
   // Chain hashes of the entries after the last seal, for the next seal.
   std::deque<std::pair<uint64_t, Digest>> unsealed_;
   bool token_seen_ = false;
+  struct PrunedAt {
+    uint64_t seq;
+    std::string file;
+    uint64_t line;
+  };
+  std::vector<PrunedAt> pruned_;
+  // [first, last] ranges prune entries name, and the prune entry's seq.
+  std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> permitted_;
 };
 
 bool Walker::File(const LogFile& file, std::string_view content, bool last) {
@@ -83,6 +96,7 @@ bool Walker::Entry(std::string_view line) {
   if (!split) return Fail(split.error().message());
   const Json entry = Json::parse(split->entry, nullptr, false);
   if (!entry.is_object()) return Fail("the entry is not a JSON object");
+  if (entry.contains("pruned")) return Pruned(entry, split->stated_head);
   const auto seq = entry.find("seq");
   if (seq == entry.end() || !seq->is_number_unsigned()) return Fail("the entry has no seq");
   if (seq->get<uint64_t>() != next_seq_) {
@@ -106,6 +120,8 @@ bool Walker::Entry(std::string_view line) {
     if (!Seal(entry, hash)) return false;
   } else if (kind == "request") {
     ++report_.requests;
+  } else if (kind == "prune") {
+    if (!Prune(entry)) return false;
   } else {
     return Fail("unknown entry type '" + kind.substr(0, 32) + "'");
   }
@@ -120,6 +136,55 @@ bool Walker::Entry(std::string_view line) {
   report_.last_seq = next_seq_;
   ++report_.entries;
   ++next_seq_;
+  return true;
+}
+
+// A request entry pruned for retention: its digest keeps its place in the
+// chain; a prune entry must say it was pruned (checked at the end).
+bool Walker::Pruned(const Json& entry, const Digest& stated_head) {
+  const auto seq = entry.find("pruned");
+  if (!seq->is_number_unsigned() || seq->get<uint64_t>() != next_seq_) {
+    return Fail("the pruned entry is not entry " + std::to_string(next_seq_) +
+                ": entries are missing or out of order");
+  }
+  const auto digest = entry.find("digest");
+  const std::optional<Digest> given = digest != entry.end() && digest->is_string()
+                                          ? DigestFromHex(digest->get<std::string>())
+                                          : std::nullopt;
+  if (!given || entry.size() != 2) return Fail("a pruned entry holds its seq and digest only");
+  const Digest hash = ChainNextFromDigest(head_, *given);
+  if (hash != stated_head) {
+    return Fail("the chain hash does not follow: this entry or one before it was changed");
+  }
+  if (line_ == 1) return Fail("a file must begin with an open entry");
+  if (next_seq_ == token_.covers) {
+    token_seen_ = true;
+    if (hash != token_.head) {
+      return Fail("the entry does not match the head sealed in the token: the log was replaced");
+    }
+  }
+  pruned_.push_back({next_seq_, file_, line_});
+  unsealed_.emplace_back(next_seq_, hash);
+  head_ = hash;
+  report_.last_seq = next_seq_;
+  ++report_.entries;
+  ++report_.pruned;
+  ++next_seq_;
+  return true;
+}
+
+// A prune entry: the ranges of entries it pruned ([first, last] pairs).
+bool Walker::Prune(const Json& entry) {
+  const auto ranges = entry.find("ranges");
+  if (ranges == entry.end() || !ranges->is_array()) return Fail("the prune entry has no ranges");
+  for (const Json& range : *ranges) {
+    if (!range.is_array() || range.size() != 2 || !range[0].is_number_unsigned() ||
+        !range[1].is_number_unsigned() || range[0].get<uint64_t>() > range[1].get<uint64_t>() ||
+        range[1].get<uint64_t>() >= next_seq_) {
+      return Fail("the prune entry's ranges are not ranges of entries before it");
+    }
+    permitted_.emplace_back(range[0].get<uint64_t>(), range[1].get<uint64_t>(), next_seq_);
+  }
   return true;
 }
 
@@ -183,6 +248,20 @@ bool Walker::Seal(const Json& entry, const Digest& /*entry_hash*/) {
 
 bool Walker::Finish() {
   report_.unsealed = unsealed_.size();
+  // Every pruned entry is named by a prune entry that a seal covers.
+  for (const PrunedAt& pruned : pruned_) {
+    const bool permitted =
+        std::any_of(permitted_.begin(), permitted_.end(), [&](const auto& range) {
+          const auto& [first, last, by] = range;
+          return first <= pruned.seq && pruned.seq <= last && by <= report_.sealed_through;
+        });
+    if (!permitted) {
+      report_.problem = Problem{pruned.file, pruned.line, pruned.seq,
+                                "the entry was replaced by its digest, but no sealed prune entry "
+                                "says it was pruned"};
+      return false;
+    }
+  }
   if (token_.covers > 0 && !token_seen_) {
     file_.clear();
     line_ = 0;

@@ -46,6 +46,7 @@ struct VerifyReport {
   // Entries (other than seals) no seal covers yet: written since the last
   // commit, or added by someone who can compute SHA-256 but not a seal.
   uint64_t unsealed = 0;
+  uint64_t pruned = 0;  // request entries replaced by their digest (retention)
   SealedHead token;
   std::optional<Problem> problem;
   bool ok() const { return !problem.has_value(); }

@@ -450,6 +450,53 @@ TEST_F(AuditTest, APolicyChoosesTheDetailsKeptNeverWhetherARequestIsRecorded) {
   EXPECT_EQ(describes.back()["outcome"], "OK");
 }
 
+class AuditRetentionTest : public ConfiguredKmsdTest {};
+
+TEST_F(AuditRetentionTest, ATenantsEntriesPastItsRetentionArePrunedAndTheLogStillVerifies) {
+  // A retention "day" of one second, pruned every 200 ms, small files.
+  Start(
+      "audit:\n  retention_day_seconds: 1\n  prune_interval_ms: 200\n"
+      "  commit_interval_ms: 50\n  max_file_bytes: 8192\n");
+  ASSERT_TRUE(Call("tenant.create", "acme"));
+  ASSERT_TRUE(Call("tenant.create", "globex"));
+  ASSERT_TRUE(Call("tenant.put-policy", "acme",
+                   MapOf("document",
+                         "security_policies:\n  audit_logging:\n"
+                         "    retention_days: 2\n")));
+  auto encrypt = [&](const char* tenant) {
+    return Call("encrypt", tenant, MapOf("key", "alias/data", "plaintext", Bytes(8, 1)));
+  };
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_TRUE(encrypt("acme"));
+    ASSERT_TRUE(encrypt("globex"));
+  }
+  const fs::path audit = dir_ / "audit";
+  auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (const auto& [name, lines] : ReadAuditLines(audit)) {
+      for (const std::string& line : lines) n += line.find(what) != std::string::npos;
+    }
+    return n;
+  };
+  // Past two "days", once the files holding them are closed, acme's go.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(encrypt("globex"));  // new files
+  EXPECT_TRUE(Eventually([&] { return count("{\"pruned\":") >= 60; }, std::chrono::seconds(15)))
+      << count("{\"pruned\":") << " pruned";
+  // (An entry's fields are in name order: "tenant" comes right before "time".)
+  EXPECT_EQ(count("\"tenant\":\"acme\",\"time\""), 0u);      // every acme entry is past 2 s
+  EXPECT_GE(count("\"tenant\":\"globex\",\"time\""), 100u);  // globex keeps every entry
+  EXPECT_GE(count("\"type\":\"prune\""), 1u);
+  const CommandResult verified = RunKmsctl(socket_path_, {"audit", "verify"});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  // acme's export still verifies: its pruned entries are digests now.
+  const std::string out = dir_ / "acme.jsonl";
+  ASSERT_EQ(
+      RunKmsctl(socket_path_, {"audit", "export", "--tenant", "acme", "--out", out}).exit_code, 0);
+  const CommandResult exported = RunKmsctl(socket_path_, {"audit", "verify", "--export", out});
+  EXPECT_EQ(exported.exit_code, 0) << exported.out << exported.err;
+}
+
 class AuditDirConfigTest : public ConfiguredKmsdTest {};
 
 TEST_F(AuditDirConfigTest, AnAuditDirectoryKmsdCannotTrustStopsItsStart) {

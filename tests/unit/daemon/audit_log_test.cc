@@ -56,7 +56,9 @@ class AuditLogTest : public ::testing::Test {
                           .reserve_bytes = 64 << 10,
                           .discard = false,
                           .kmsd_version = "test",
-                          .now_nanos = nullptr},
+                          .now_nanos = [this] { return now_; },
+                          .retention_nanos = retention_,
+                          .prune_interval = std::chrono::hours(1)},
                          sealer_);
     EXPECT_TRUE(log) << log.error();
     return log ? std::move(*log) : nullptr;
@@ -93,6 +95,8 @@ class AuditLogTest : public ::testing::Test {
 
   testing::TempDir dir_;
   FakeSealer sealer_{"the token's key"};
+  int64_t now_ = int64_t{1796300000} * 1'000'000'000;  // the clock entries are stamped by
+  std::function<std::optional<int64_t>(std::string_view)> retention_ = nullptr;
 };
 
 TEST_F(AuditLogTest, AnUntouchedLogVerifiesWithEveryEntrySealed) {
@@ -322,6 +326,72 @@ TEST_F(AuditLogTest, TheLiveLogVerifiesWhileWritten) {
   EXPECT_EQ(report->unsealed, 1u);
 }
 
+TEST_F(AuditLogTest, EntriesPastTheirTenantsRetentionArePrunedAndTheLogStillVerifies) {
+  constexpr int64_t kSecond = 1'000'000'000;
+  retention_ = [](std::string_view tenant) -> std::optional<int64_t> {
+    if (tenant == "acme") return 30 * kSecond;
+    return std::nullopt;  // globex keeps its entries for ever
+  };
+  auto log = OpenLog(/*max_file_bytes=*/4096);
+  auto entry = [&](const std::string& tenant, int64_t age) {
+    return "{\"type\":\"request\",\"op\":\"encrypt\",\"tenant\":\"" + tenant + "\",\"time\":\"" +
+           Rfc3339Micros(now_ - age) + "\"}";
+  };
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_TRUE(log->Append(entry(i % 2 ? "acme" : "globex", 60 * kSecond)).ok());
+    }
+    ASSERT_TRUE(log->Append(entry("acme", 5 * kSecond)).ok());  // young: kept
+    ASSERT_TRUE(log->Commit().ok());
+  }
+  Result<uint64_t> first = log->Prune();
+  ASSERT_TRUE(first) << first.error();
+  EXPECT_GE(*first, 20u);
+  // Its prune entry's seal may close the live file: a second round prunes that one.
+  uint64_t pruned = *first;
+  for (Result<uint64_t> more = log->Prune(); more && *more > 0; more = log->Prune()) {
+    pruned += *more;
+  }
+  log.reset();
+  VerifyReport report = Check();
+  EXPECT_TRUE(report.ok()) << ProblemOf(report);
+  EXPECT_EQ(report.pruned, pruned);
+  // What is left: globex's entries and acme's young ones, whole; no acme entry past 30 s.
+  AuditLines files = ReadAuditLines(dir_.path());
+  size_t globex = 0, old_acme = 0, stubs = 0;
+  for (const auto& [name, lines] : files) {
+    for (const std::string& line : lines) {
+      const nlohmann::json parsed = AuditJsonOf(line);
+      if (parsed.contains("pruned")) ++stubs;
+      if (parsed.value("tenant", "") == "globex") ++globex;
+      if (parsed.value("tenant", "") == "acme" &&
+          parsed.value("time", "") < Rfc3339Micros(now_ - 30 * kSecond)) {
+        ++old_acme;
+      }
+    }
+  }
+  EXPECT_EQ(globex, 40u);
+  EXPECT_EQ(stubs, pruned);
+  EXPECT_EQ(stubs + old_acme, 40u);  // the live file's are not pruned yet
+  // A digest in place of an entry no prune entry names is not accepted.
+  for (auto& [name, lines] : files) {
+    for (std::string& line : lines) {
+      const nlohmann::json parsed = AuditJsonOf(line);
+      if (parsed.value("tenant", "") != "globex") continue;
+      const std::string bytes = testing::AuditEntryOf(line);
+      line = PrunedLine(parsed["seq"].get<uint64_t>(), Sha256(bytes),
+                        *DigestFromHex(line.substr(line.rfind('\t') + 1)));
+      line.pop_back();  // its LF: WriteAuditLines adds one
+      WriteAuditLines(dir_.path(), files);
+      report = Check();
+      ASSERT_FALSE(report.ok());
+      EXPECT_THAT(report.problem->message, HasSubstr("no sealed prune entry says it was pruned"));
+      return;
+    }
+  }
+  FAIL() << "no globex entry";
+}
+
 TEST_F(AuditLogTest, DiscardWritesNothing) {
   {
     auto log = Log::Open({.dir = dir_.path().string(),
@@ -330,7 +400,9 @@ TEST_F(AuditLogTest, DiscardWritesNothing) {
                           .reserve_bytes = 1 << 16,
                           .discard = true,
                           .kmsd_version = "test",
-                          .now_nanos = nullptr},
+                          .now_nanos = [this] { return now_; },
+                          .retention_nanos = retention_,
+                          .prune_interval = std::chrono::hours(1)},
                          sealer_);
     ASSERT_TRUE(log);
     ASSERT_TRUE((*log)->Append("{\"type\":\"request\"}").ok());
