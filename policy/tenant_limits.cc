@@ -145,6 +145,7 @@ bool NeedsMfa(Permission permission) {
     case P::kRoleRead:
     case P::kGrantRead:
     case P::kPolicyRead:
+    case P::kAuditRead:
     case P::kSessionLogin:
     case P::kSessionRead:
       return false;

@@ -30,7 +30,7 @@ constexpr std::string_view kAudit =
     "applied by the audit log: it chooses the details kept in the tenant's entries, never "
     "whether a request is recorded (docs/POLICY.md)";
 constexpr std::string_view kRetention =
-    "kept for the audit log's retention, which does not prune entries yet";
+    "applied by the audit log: the tenant's entries older than this are pruned (docs/AUDIT.md)";
 constexpr std::string_view kStorage =
     "served to the client library's per-tenant storage by tenant.describe";
 

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 
 namespace kmsd::audit {
 namespace {
@@ -132,6 +133,9 @@ std::optional<int64_t> ParseRfc3339Micros(std::string_view text) {
   utc.tm_min = *minute;
   utc.tm_sec = *second;
   const time_t seconds = timegm(&utc);
+  // Nanoseconds since 1970 in 64 bits reach 2262: later times are refused.
+  constexpr int64_t kMaxSeconds = std::numeric_limits<int64_t>::max() / 1'000'000'000 - 1;
+  if (seconds < 0 || seconds > kMaxSeconds) return std::nullopt;
   return static_cast<int64_t>(seconds) * 1'000'000'000 + static_cast<int64_t>(*micros) * 1000;
 }
 

@@ -48,8 +48,8 @@ std::optional<uint64_t> FirstSeqOfFileName(std::string_view name);
 
 // "2026-12-03T12:34:56.123456Z" for nanoseconds since the epoch.
 std::string Rfc3339Micros(int64_t unix_nanos);
-// The nanoseconds since the epoch of a time in exactly that form; nullopt
-// for any other text.
+// The nanoseconds since the epoch of a time in exactly that form, from 1970
+// to 2262 (what 64 bits of nanoseconds hold); nullopt for any other text.
 std::optional<int64_t> ParseRfc3339Micros(std::string_view text);
 
 // `fields` is a JSON object ("{...}") without "seq"; the entry is it with

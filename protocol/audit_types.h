@@ -60,11 +60,14 @@ struct AuditVerifyRequest {
   // Absent: kmsd's own audit log. Else an absolute directory holding a copy
   // (read as kmsd's user).
   std::optional<std::string_view> dir;
-  // Given: only these seals are checked (an export's, whose chain the
-  // caller walked); `dir` must then be absent.
-  std::optional<std::vector<AuditSeal>> seals;
-  static constexpr auto kFields = std::tuple{Field{wire::kDir, &AuditVerifyRequest::dir},
-                                             Field{wire::kSeals, &AuditVerifyRequest::seals}};
+  static constexpr auto kFields = std::tuple{Field{wire::kDir, &AuditVerifyRequest::dir}};
+};
+
+// audit.check-seals: an export's seals (whose chain the caller walked),
+// checked with the token's key; for the tenant whose export it is.
+struct AuditCheckSealsRequest {
+  std::vector<AuditSeal> seals;
+  static constexpr auto kFields = std::tuple{Field{wire::kSeals, &AuditCheckSealsRequest::seals}};
 };
 
 struct AuditVerifyReply {
@@ -127,6 +130,7 @@ struct AuditExportReply {
 
 using AuditVerify = Op<OpId::kAuditVerify, AuditVerifyRequest, AuditVerifyReply>;
 using AuditExport = Op<OpId::kAuditExport, AuditExportRequest, AuditExportReply>;
+using AuditCheckSeals = Op<OpId::kAuditCheckSeals, AuditCheckSealsRequest, AuditVerifyReply>;
 
 }  // namespace ops
 }  // namespace kmsd

@@ -77,8 +77,9 @@ enum class OpId : uint8_t {
   kMfaEnroll,
   kAuditVerify,
   kAuditExport,
+  kAuditCheckSeals,
 };
-inline constexpr size_t kOperationCount = 57;
+inline constexpr size_t kOperationCount = 58;
 
 // What a caller must be allowed to do. Roles (policy/roles.h) and grants
 // are sets of these; admins may do all of them.
@@ -213,6 +214,7 @@ inline constexpr std::array<OperationInfo, kOperationCount> kOperationTable = {{
     {OpId::kMfaEnroll, "mfa.enroll", true, false, Permission::kMfaManage, Resource::kPrincipal},
     {OpId::kAuditVerify, "audit.verify", false, false, Permission::kAuditVerify, Resource::kService},
     {OpId::kAuditExport, "audit.export", true, true, Permission::kAuditRead, Resource::kTenant},
+    {OpId::kAuditCheckSeals, "audit.check-seals", true, true, Permission::kAuditRead, Resource::kTenant},
 }};
 
 constexpr bool OperationsInOpIdOrder() {

@@ -30,10 +30,10 @@ Json DecisionOf(const Decision& decision) {
   return out;
 }
 
-enum class Kind { kRead, kData, kChange };
+enum class Kind { kRead, kData, kChange, kUnknown };
 
 Kind KindOf(const RequestContext& context) {
-  if (context.op == nullptr) return Kind::kChange;  // unknown or unread: all details
+  if (context.op == nullptr) return Kind::kUnknown;  // unknown or refused unread: every detail
   using P = Permission;
   switch (context.op->permission) {
     case P::kEncrypt:

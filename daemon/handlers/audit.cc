@@ -75,15 +75,6 @@ Result<audit::VerifyScope> LiveScope(audit::Log& log) {
 Result<ops::AuditVerifyReply> Verify(Call& call, const ops::AuditVerifyRequest& request) {
   ASSIGN_OR_RETURN(audit::Log * log, LogOf(call));
   audit::Sealer* sealer = call.deps().audit_sealer;
-  if (request.seals) {
-    if (request.dir) return Error(Code::kInvalidArgument, "give dir or seals, not both");
-    constexpr size_t kMaxSeals = 100000;
-    if (request.seals->size() > kMaxSeals) {
-      return Error(Code::kInvalidArgument,
-                   "at most " + std::to_string(kMaxSeals) + " seals per request");
-    }
-    return VerifySeals(*sealer, *request.seals);
-  }
   audit::VerifyScope scope;
   if (!request.dir || *request.dir == log->dir()) {
     ASSIGN_OR_RETURN(scope, LiveScope(*log));
@@ -110,8 +101,20 @@ Result<std::string> TimeArgument(std::optional<std::string_view> text, const cha
   return std::string(*text);
 }
 
+Result<ops::AuditVerifyReply> CheckSeals(Call& call, const ops::AuditCheckSealsRequest& request) {
+  RETURN_IF_ERROR(LogOf(call));
+  RETURN_IF_ERROR(call.hierarchy().DescribeTenant(call.tenant()));
+  constexpr size_t kMaxSeals = 100000;
+  if (request.seals.size() > kMaxSeals) {
+    return Error(Code::kInvalidArgument,
+                 "at most " + std::to_string(kMaxSeals) + " seals per request");
+  }
+  return VerifySeals(*call.deps().audit_sealer, request.seals);
+}
+
 Result<ops::AuditExportReply> Export(Call& call, const ops::AuditExportRequest& request) {
   ASSIGN_OR_RETURN(audit::Log * log, LogOf(call));
+  RETURN_IF_ERROR(call.hierarchy().DescribeTenant(call.tenant()));
   constexpr uint64_t kMaxLines = 20000;
   audit::ExportRequest what{.tenant = std::string(call.tenant()),
                             .since = "",
@@ -139,6 +142,7 @@ Result<ops::AuditExportReply> Export(Call& call, const ops::AuditExportRequest& 
 void AddAuditHandlers(HandlerTable& table) {
   table.Add<ops::AuditVerify, Verify>();
   table.Add<ops::AuditExport, Export>();
+  table.Add<ops::AuditCheckSeals, CheckSeals>();
 }
 
 }  // namespace kmsd

@@ -87,7 +87,7 @@ constexpr size_t kMinOldSecretsPerCheck = 1000;
 constexpr size_t kOldKeysPerCheck = 400;
 
 struct Options {
-  int kills = 50;
+  int kills = 30;
   int clients = 4;
   uint64_t seed = 0;
   bool check_all = false;  // re-check every old item after every kill

@@ -39,7 +39,7 @@ std::string Where(const ops::AuditVerifyReply& report) {
 }  // namespace
 
 // The export's seals, checked by kmsd with the token's key, a batch at a time.
-Result<ops::AuditVerifyReply> CheckSeals(Invocation& invocation,
+Result<ops::AuditVerifyReply> CheckSeals(Invocation& invocation, const std::string& tenant,
                                          const std::vector<ops::AuditSeal>& seals) {
   constexpr size_t kPerRequest = 5000;
   ops::AuditVerifyReply total;
@@ -47,8 +47,8 @@ Result<ops::AuditVerifyReply> CheckSeals(Invocation& invocation,
   for (size_t at = 0; at < seals.size(); at += kPerRequest) {
     std::vector<ops::AuditSeal> batch(seals.begin() + at,
                                       seals.begin() + std::min(seals.size(), at + kPerRequest));
-    ASSIGN_OR_RETURN(Reply reply, invocation.Send<ops::AuditVerify>(
-                                      "", {.dir = std::nullopt, .seals = std::move(batch)}));
+    ASSIGN_OR_RETURN(Reply reply,
+                     invocation.Send<ops::AuditCheckSeals>(tenant, {.seals = std::move(batch)}));
     ASSIGN_OR_RETURN(ops::AuditVerifyReply part,
                      FromReply(Decode<ops::AuditVerifyReply>(reply.result())));
     total.seals += part.seals;
@@ -78,7 +78,7 @@ Status VerifyExport(Invocation& invocation, const std::string& path) {
     return bad("line " + std::to_string(check.problem_line) + ": " +
                Output::Printable(*check.problem));
   }
-  ASSIGN_OR_RETURN(ops::AuditVerifyReply seals, CheckSeals(invocation, check.seals));
+  ASSIGN_OR_RETURN(ops::AuditVerifyReply seals, CheckSeals(invocation, check.tenant, check.seals));
   if (!seals.verified) return bad(Output::Printable(seals.problem.value_or("")));
   if (invocation.output().json()) {
     return invocation.output().Object({{"verified", true},
@@ -110,8 +110,7 @@ Status AuditVerify(Invocation& invocation, const VerifyArgs& a) {
     if (error)
       return invocation.AsUsage(Status(Code::kInvalidArgument, "--dir: " + error.message()));
   }
-  ASSIGN_OR_RETURN(Reply reply, invocation.Send<ops::AuditVerify>(
-                                    "", {.dir = UnlessEmpty(dir), .seals = std::nullopt}));
+  ASSIGN_OR_RETURN(Reply reply, invocation.Send<ops::AuditVerify>("", {.dir = UnlessEmpty(dir)}));
   ASSIGN_OR_RETURN(ops::AuditVerifyReply report,
                    FromReply(Decode<ops::AuditVerifyReply>(reply.result())));
   const Status outcome =

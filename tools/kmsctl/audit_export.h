@@ -39,7 +39,7 @@ ExportCheck WalkExport(const std::vector<std::string>& lines);
 
 class Invocation;
 // The export's seals, checked by kmsd (audit.verify with seals).
-Result<ops::AuditVerifyReply> CheckSeals(Invocation& invocation,
+Result<ops::AuditVerifyReply> CheckSeals(Invocation& invocation, const std::string& tenant,
                                          const std::vector<ops::AuditSeal>& seals);
 // Every page of tenant's export for the period (canonical times; empty: open).
 Result<std::vector<std::string>> FetchExport(Invocation& invocation, const std::string& tenant,

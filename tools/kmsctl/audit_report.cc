@@ -170,7 +170,7 @@ Result<Json> Segregation(Invocation& invocation, const std::string& tenant,
     for (const ops::GrantDescription& grant : grants.grants) {
       if (grant.principal != principal.name || grant.state != "active") continue;
       for (const std::string& op : grant.operations) {
-        if (op != "describe") granted.insert(grant.key_name);
+        if (op != "describe-key") granted.insert(grant.key_name);
       }
     }
     if (manages && uses) {
@@ -239,7 +239,7 @@ Status AuditReport(Invocation& invocation, const ReportArgs& a) {
   ExportCheck check = WalkExport(lines);
   Json log = {{"entries", check.entries}, {"seals", check.seals.size()}};
   if (!check.problem) {
-    ASSIGN_OR_RETURN(ops::AuditVerifyReply sealed, CheckSeals(invocation, check.seals));
+    ASSIGN_OR_RETURN(ops::AuditVerifyReply sealed, CheckSeals(invocation, a.tenant, check.seals));
     if (!sealed.verified) check.problem = sealed.problem.value_or("a seal does not verify");
   }
   log["verified"] = !check.problem.has_value();
