@@ -127,31 +127,11 @@ Status DailyQuota::Take(std::optional<uint64_t> per_day, int64_t unix_seconds, u
 }
 
 bool NeedsMfa(Permission permission) {
-  using P = Permission;
-  switch (permission) {
-    case P::kServiceRead:
-    case P::kTenantRead:
-    case P::kTenantList:
-    case P::kKeyRead:
-    case P::kAliasRead:
-    case P::kEncrypt:
-    case P::kDecrypt:
-    case P::kReEncryptFrom:
-    case P::kReEncryptTo:
-    case P::kGenerateDataKey:
-    case P::kGenerateRandom:
-    case P::kPrincipalRead:
-    case P::kApiKeyRead:
-    case P::kRoleRead:
-    case P::kGrantRead:
-    case P::kPolicyRead:
-    case P::kAuditRead:
-    case P::kSessionLogin:
-    case P::kSessionRead:
-      return false;
-    default:
-      return true;
-  }
+  // Reads, the cryptographic operations and opening a session go without;
+  // changes (and verifying the whole audit log, an admin's) need it.
+  if (permission == Permission::kSessionLogin) return false;
+  if (permission == Permission::kAuditVerify) return true;
+  return KindOfPermission(permission) == PermissionKind::kChange;
 }
 
 void DailyQuota::Give(int64_t unix_seconds, uint64_t count) {

@@ -19,6 +19,34 @@ const OperationInfo* FindOperation(std::string_view name) {
   return nullptr;
 }
 
+PermissionKind KindOfPermission(Permission permission) {
+  switch (permission) {
+    case P::kEncrypt:
+    case P::kDecrypt:
+    case P::kReEncryptFrom:
+    case P::kReEncryptTo:
+    case P::kGenerateDataKey:
+    case P::kGenerateRandom:
+      return PermissionKind::kData;
+    case P::kServiceRead:
+    case P::kTenantRead:
+    case P::kTenantList:
+    case P::kKeyRead:
+    case P::kAliasRead:
+    case P::kPrincipalRead:
+    case P::kApiKeyRead:
+    case P::kRoleRead:
+    case P::kGrantRead:
+    case P::kPolicyRead:
+    case P::kSessionRead:
+    case P::kAuditRead:
+    case P::kAuditVerify:
+      return PermissionKind::kRead;
+    default:
+      return PermissionKind::kChange;
+  }
+}
+
 std::string_view PermissionName(Permission permission) {
   switch (permission) {
     case P::kServiceRead:

@@ -231,6 +231,12 @@ const OperationInfo& InfoOf(OpId id);
 // nullptr for a name that is not an operation of this version.
 const OperationInfo* FindOperation(std::string_view name);
 
+// What a permission does, for the rules that treat kinds alike (MFA, the
+// audit log's details): reads change nothing (describe, list, get, verify,
+// export); data permissions are the cryptographic operations.
+enum class PermissionKind { kRead, kData, kChange };
+PermissionKind KindOfPermission(Permission permission);
+
 // "crypto:encrypt", "key:rotate", ... (the names roles use).
 std::string_view PermissionName(Permission permission);
 // The permission named so; nullopt for a name that is not one.

@@ -34,32 +34,15 @@ enum class Kind { kRead, kData, kChange, kUnknown };
 
 Kind KindOf(const RequestContext& context) {
   if (context.op == nullptr) return Kind::kUnknown;  // unknown or refused unread: every detail
-  using P = Permission;
-  switch (context.op->permission) {
-    case P::kEncrypt:
-    case P::kDecrypt:
-    case P::kReEncryptFrom:
-    case P::kReEncryptTo:
-    case P::kGenerateDataKey:
-    case P::kGenerateRandom:
+  switch (KindOfPermission(context.op->permission)) {
+    case PermissionKind::kData:
       return Kind::kData;
-    case P::kServiceRead:
-    case P::kTenantRead:
-    case P::kTenantList:
-    case P::kKeyRead:
-    case P::kAliasRead:
-    case P::kPrincipalRead:
-    case P::kApiKeyRead:
-    case P::kRoleRead:
-    case P::kGrantRead:
-    case P::kPolicyRead:
-    case P::kSessionRead:
-    case P::kAuditRead:
-    case P::kAuditVerify:
+    case PermissionKind::kRead:
       return Kind::kRead;
-    default:
+    case PermissionKind::kChange:
       return Kind::kChange;
   }
+  return Kind::kUnknown;
 }
 
 // What `details` leave out of a request's entry of this kind.

@@ -296,16 +296,20 @@ std::vector<TokenKey> PinHolder::SecretKeys() {
   return keys;
 }
 
-size_t PinHolder::CountTokenObjects() {
-  CK_BBOOL yes = CK_TRUE;
-  CK_ATTRIBUTE query[] = {{CKA_TOKEN, &yes, sizeof yes}};
-  Check(fn_->C_FindObjectsInit(session_, query, 1), "C_FindObjectsInit");
+size_t PinHolder::CountMatching(CK_ATTRIBUTE* query, CK_ULONG count) {
+  Check(fn_->C_FindObjectsInit(session_, query, count), "C_FindObjectsInit");
   std::vector<CK_OBJECT_HANDLE> handles(4096);
   CK_ULONG found = 0;
   const CK_RV rv = fn_->C_FindObjects(session_, handles.data(), handles.size(), &found);
   fn_->C_FindObjectsFinal(session_);
   Check(rv, "C_FindObjects");
-  return found - CountAuditHeads();
+  return found;
+}
+
+size_t PinHolder::CountTokenObjects() {
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE query[] = {{CKA_TOKEN, &yes, sizeof yes}};
+  return CountMatching(query, 1) - CountAuditHeads();
 }
 
 size_t PinHolder::CountAuditHeads() {
@@ -315,13 +319,7 @@ size_t PinHolder::CountAuditHeads() {
   CK_ATTRIBUTE query[] = {{CKA_TOKEN, &yes, sizeof yes},
                           {CKA_CLASS, &data, sizeof data},
                           {CKA_LABEL, const_cast<char*>(kLabel), sizeof kLabel - 1}};
-  Check(fn_->C_FindObjectsInit(session_, query, 3), "C_FindObjectsInit");
-  std::vector<CK_OBJECT_HANDLE> handles(16);
-  CK_ULONG found = 0;
-  const CK_RV rv = fn_->C_FindObjects(session_, handles.data(), handles.size(), &found);
-  fn_->C_FindObjectsFinal(session_);
-  Check(rv, "C_FindObjects");
-  return found;
+  return CountMatching(query, 3);
 }
 
 std::vector<CK_OBJECT_HANDLE> PinHolder::FindKeys(const std::string& label) {
