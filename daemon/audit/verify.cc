@@ -55,8 +55,10 @@ class Walker {
     uint64_t line;
   };
   std::vector<PrunedAt> pruned_;
-  // [first, last] ranges prune entries name, and the prune entry's seq.
+  // [first, last] ranges prune entries name, and the prune entry's seq: those
+  // sealed in their own file, and those of the current file not sealed yet.
   std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> permitted_;
+  std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> pending_prunes_;
 };
 
 bool Walker::File(const LogFile& file, std::string_view content, bool last) {
@@ -183,13 +185,14 @@ bool Walker::Prune(const Json& entry) {
         range[1].get<uint64_t>() >= next_seq_) {
       return Fail("the prune entry's ranges are not ranges of entries before it");
     }
-    permitted_.emplace_back(range[0].get<uint64_t>(), range[1].get<uint64_t>(), next_seq_);
+    pending_prunes_.emplace_back(range[0].get<uint64_t>(), range[1].get<uint64_t>(), next_seq_);
   }
   return true;
 }
 
 bool Walker::Open(const Json& entry) {
   ++report_.files;
+  pending_prunes_.clear();  // unsealed in their file: they never count
   auto text = [&](const char* name) -> std::string {
     const auto it = entry.find(name);
     return it != entry.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -241,6 +244,14 @@ bool Walker::Seal(const Json& entry, const Digest& /*entry_hash*/) {
     return Fail("the seal does not verify with the token's global/audit-log-key");
   }
   unsealed_.pop_front();  // entries after it wait for the next seal
+  // A prune entry counts once a seal in its own file covers it: kmsd seals
+  // one right after writing it. One added to a stopped kmsd's last file would
+  // be sealed only by the next start, in a new file, and never counts.
+  std::erase_if(pending_prunes_, [&](const auto& prune) {
+    if (std::get<2>(prune) > covered) return false;
+    permitted_.push_back(prune);
+    return true;
+  });
   report_.sealed_through = covered;
   ++report_.seals;
   return true;
@@ -248,12 +259,12 @@ bool Walker::Seal(const Json& entry, const Digest& /*entry_hash*/) {
 
 bool Walker::Finish() {
   report_.unsealed = unsealed_.size();
-  // Every pruned entry is named by a prune entry that a seal covers.
+  // Every pruned entry is named by a prune entry sealed in its own file.
   for (const PrunedAt& pruned : pruned_) {
     const bool permitted =
         std::any_of(permitted_.begin(), permitted_.end(), [&](const auto& range) {
           const auto& [first, last, by] = range;
-          return first <= pruned.seq && pruned.seq <= last && by <= report_.sealed_through;
+          return first <= pruned.seq && pruned.seq <= last;
         });
     if (!permitted) {
       report_.problem = Problem{pruned.file, pruned.line, pruned.seq,

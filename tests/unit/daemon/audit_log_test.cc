@@ -392,6 +392,33 @@ TEST_F(AuditLogTest, EntriesPastTheirTenantsRetentionArePrunedAndTheLogStillVeri
   FAIL() << "no globex entry";
 }
 
+TEST_F(AuditLogTest, APruneEntryAddedWhileKmsdWasStoppedNeverCounts) {
+  WriteClosedLog(5);
+  AuditLines files = ReadAuditLines(dir_.path());
+  std::vector<std::string>& lines = files.begin()->second;
+  // Someone without the token: a prune entry after the last seal, and a request's digest in
+  // place of its entry (the chain recomputed from there, as anyone can).
+  const std::string& last = lines.back();
+  Digest head = *DigestFromHex(last.substr(last.rfind('\t') + 1));
+  const uint64_t seq = AuditJsonOf(last)["seq"].get<uint64_t>() + 1;
+  std::string line = MakeLine(seq, "{\"type\":\"prune\",\"ranges\":[[3,3]]}", &head);
+  line.pop_back();
+  lines.push_back(line);
+  const std::string victim = testing::AuditEntryOf(lines[2]);
+  ASSERT_EQ(AuditJsonOf(lines[2])["seq"], 3);
+  lines[2] =
+      PrunedLine(3, Sha256(victim), *DigestFromHex(lines[2].substr(lines[2].rfind('\t') + 1)));
+  lines[2].pop_back();
+  WriteAuditLines(dir_.path(), files);
+  // kmsd starts again: the token's head is in the log, so it serves on and seals what it
+  // found, in its new file.
+  WriteClosedLog(1);
+  const VerifyReport report = Check();
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.problem->seq, 3u);
+  EXPECT_THAT(report.problem->message, HasSubstr("no sealed prune entry says it was pruned"));
+}
+
 TEST_F(AuditLogTest, DiscardWritesNothing) {
   {
     auto log = Log::Open({.dir = dir_.path().string(),
