@@ -268,6 +268,10 @@ Result<Value::Map> Pipeline::Run(RequestContext& context, ParsedRequest& parsed)
 
 WipingBuffer Pipeline::Execute(RequestContext& context, ParsedRequest& parsed) const {
   context.started = RequestContext::Clock::now();
+  // Asked again: the log may have begun failing while the request queued.
+  if (Status ready = stages_.record.Ready(); !ready.ok()) {
+    return Finish(context, Error(std::move(ready)));
+  }
   return Finish(context, Run(context, parsed));
 }
 

@@ -110,12 +110,13 @@ Result<TenantPolicyView> TenantRules::Put(std::string_view tenant, std::string_v
   std::lock_guard put(put_mu_);
   if (!may_loosen) {
     ASSIGN_OR_RETURN(std::shared_ptr<const TenantPolicy> current, PolicyOf(tenant));
-    if (current != nullptr) {
-      if (auto field = LoosenedField(*current, parsed.policy)) {
-        return Error(Code::kAccessDenied,
-                     "a tenant's principal may only tighten its policy: " + *field +
-                         " would allow more than the policy in force (an admin may loosen it)");
-      }
+    // Without a policy, the defaults are in force: no limits, but every
+    // audit entry kept for ever with every detail.
+    const TenantPolicy defaults;
+    if (auto field = LoosenedField(current != nullptr ? *current : defaults, parsed.policy)) {
+      return Error(Code::kAccessDenied,
+                   "a tenant's principal may only tighten its policy: " + *field +
+                       " would allow more than the policy in force (an admin may loosen it)");
     }
   }
   ASSIGN_OR_RETURN(std::shared_ptr<const TenantPolicyRecord> record,

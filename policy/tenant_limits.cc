@@ -225,9 +225,10 @@ std::optional<std::string> LoosenedField(const TenantPolicy& current,
   if (!current.time_windows.empty() && !SameWindows(current.time_windows, proposed.time_windows)) {
     return sp + "access_control.time_windows";
   }
-  // Audit: keeping records for less time, or logging less, is looser.
-  if (current.audit_retention_days &&
-      (!proposed.audit_retention_days ||
+  // Audit: keeping entries for less time (the audit log prunes them; none:
+  // kept for ever), or logging less, is looser.
+  if (proposed.audit_retention_days &&
+      (!current.audit_retention_days ||
        *proposed.audit_retention_days < *current.audit_retention_days)) {
     return sp + "audit_logging.retention_days";
   }

@@ -11,11 +11,20 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/audit/files.h"
+#include "daemon/audit/verify.h"
 
 namespace kmsd::audit {
 namespace {
 
 using Json = nlohmann::json;
+
+// A field's text, or "" when it is absent or not a string: a line of a file
+// anyone could have written must not throw.
+std::string TextOf(const Json& object, const char* name) {
+  if (!object.is_object()) return "";
+  const auto it = object.find(name);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
 
 std::string Dump(const Json& fields) {
   return fields.dump(-1, ' ', false, Json::error_handler_t::replace);
@@ -136,14 +145,32 @@ Status Log::Start() {
   }
   ASSIGN_OR_RETURN(Tail tail, ReadTail(options_.dir));
   ASSIGN_OR_RETURN(SealedHead token, sealer_.ReadHead());
+  std::optional<std::string> problem = Mismatch(tail, token);
+  if (!problem && !tail.last_file.empty()) {
+    // The whole log, against the token's head, before this start seals
+    // anything after it: what was changed while kmsd was stopped stays
+    // reported (a start would otherwise seal a rewritten chain).
+    ASSIGN_OR_RETURN(VerifyReport report, Verify({.dir = options_.dir,
+                                                  .last_file = std::nullopt,
+                                                  .last_file_bytes = 0,
+                                                  .token = token,
+                                                  .torn_last_allowed = true},
+                                                 sealer_));
+    if (report.problem) {
+      const Problem& p = *report.problem;
+      problem =
+          (p.file.empty() ? "" : "file " + p.file + " line " + std::to_string(p.line) + ": ") +
+          p.message;
+    }
+  }
   Json extra = Json::object();
   if (tail.torn_bytes > 0) {
     extra["torn_tail"] = {{"file", tail.last_file}, {"bytes", tail.torn_bytes}};
   }
-  if (std::optional<std::string> mismatch = Mismatch(tail, token)) {
+  if (problem) {
     spdlog::critical("audit log {}: {}; kmsd serves on, and every verification reports it",
-                     options_.dir, *mismatch);
-    extra["token_mismatch"] = *mismatch;
+                     options_.dir, *problem);
+    extra["token_mismatch"] = *problem;
     extra["token_covers"] = token.covers;
   }
   {
@@ -403,15 +430,16 @@ Result<uint64_t> Log::PruneFile(const std::string& name, int64_t now) {
     Result<SplitLine> split = Split(line);
     const Json entry = split ? Json::parse(split->entry, nullptr, false) : Json();
     std::string tenant;
-    if (entry.is_object() && entry.value("type", "") == "request") {
-      tenant = entry.value("tenant", "");
-      if (tenant.empty() && entry.contains("principal") && entry["principal"].is_object()) {
-        tenant = entry["principal"].value("tenant", "");
-      }
+    const bool request = TextOf(entry, "type") == "request" && entry.contains("seq") &&
+                         entry["seq"].is_number_unsigned();
+    if (request) {
+      tenant = TextOf(entry, "tenant");
+      if (tenant.empty() && entry.contains("principal"))
+        tenant = TextOf(entry["principal"], "tenant");
     }
     const std::optional<int64_t> keep =
         tenant.empty() ? std::nullopt : options_.retention_nanos(tenant);
-    if (!keep || entry.value("time", "") >= Rfc3339Micros(now - *keep)) {
+    if (!keep || TextOf(entry, "time") >= Rfc3339Micros(now - *keep)) {
       rewritten.append(line);
       rewritten.push_back('\n');
       continue;
@@ -439,6 +467,13 @@ Result<uint64_t> Log::PruneFile(const std::string& name, int64_t now) {
                                        {"tenants", tenants}})));
   }
   RETURN_IF_ERROR(Seal());
+  {
+    // The seal of the prune entry is on disk before any entry is pruned.
+    std::lock_guard lock(mu_);
+    if (::fdatasync(fd_) != 0) {
+      return Error(FailLocked(std::string("fdatasync: ") + std::strerror(errno)));
+    }
+  }
   const std::string path = options_.dir + "/" + name;
   const std::string temporary = options_.dir + "/.prune-" + name;
   const int fd =

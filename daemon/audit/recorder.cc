@@ -116,6 +116,11 @@ std::string RequestEntryFields(const RequestContext& context, int64_t now_nanos,
 }
 
 Status AuditRecorder::Record(const RequestContext& context) {
+  // While the log is failing, a request refused for it spends none of the
+  // reserve, which is kept for the entries of requests already executing.
+  if (context.outcome.code() == Code::kAuditUnavailable) {
+    if (Status ready = log_.Ready(); !ready.ok()) return ready;
+  }
   AuditDetails details;
   if (details_of_) {
     const std::string_view tenant =

@@ -16,8 +16,8 @@ using Json = nlohmann::json;
 // Walks the entries in order, keeping the chain and what the seals need.
 class Walker {
  public:
-  Walker(Sealer& sealer, const SealedHead& token, VerifyReport& report)
-      : sealer_(sealer), token_(token), report_(report) {}
+  Walker(Sealer& sealer, const SealedHead& token, VerifyReport& report, bool torn_last_allowed)
+      : sealer_(sealer), token_(token), report_(report), torn_last_allowed_(torn_last_allowed) {}
 
   // Checks one file's content; false at the first problem.
   bool File(const LogFile& file, std::string_view content, bool last);
@@ -39,6 +39,7 @@ class Walker {
   Sealer& sealer_;
   const SealedHead token_;
   VerifyReport& report_;
+  const bool torn_last_allowed_;
   bool started_ = false;
   uint64_t next_seq_ = 0;
   Digest head_{};
@@ -84,6 +85,7 @@ bool Walker::File(const LogFile& file, std::string_view content, bool last) {
   }
   if (lines.torn_bytes > 0) {
     ++line_;
+    if (last && torn_last_allowed_) return true;
     if (last) {
       return Fail("the last entry is incomplete (" + std::to_string(lines.torn_bytes) +
                   " bytes without an end of line)");
@@ -207,8 +209,10 @@ bool Walker::Open(const Json& entry) {
   }
   const auto torn = entry.find("torn_tail");
   if (torn_) {
-    if (torn == entry.end() || !torn->is_object() || torn->value("file", "") != torn_->first ||
-        torn->value("bytes", uint64_t{0}) != torn_->second) {
+    const bool declared = torn != entry.end() && torn->is_object() && torn->contains("file") &&
+                          (*torn)["file"] == torn_->first && torn->contains("bytes") &&
+                          (*torn)["bytes"] == torn_->second;
+    if (!declared) {
       return Fail("the file before ends with an incomplete entry that this file does not declare");
     }
     torn_.reset();
@@ -292,7 +296,7 @@ Result<VerifyReport> Verify(const VerifyScope& scope, Sealer& sealer) {
   ASSIGN_OR_RETURN(std::vector<LogFile> files, ListLogFiles(scope.dir));
   VerifyReport report;
   report.token = scope.token;
-  Walker walker(sealer, scope.token, report);
+  Walker walker(sealer, scope.token, report, scope.torn_last_allowed);
   for (size_t i = 0; i < files.size(); ++i) {
     const bool live_last = scope.last_file && files[i].name == *scope.last_file;
     ASSIGN_OR_RETURN(std::string content,

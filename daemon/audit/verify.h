@@ -26,6 +26,9 @@ struct VerifyScope {
   std::optional<std::string> last_file;
   uint64_t last_file_bytes = 0;
   SealedHead token;
+  // kmsd's start: an incomplete last line (a crash) is not a problem; the
+  // next file's open entry declares it.
+  bool torn_last_allowed = false;
 };
 
 struct Problem {

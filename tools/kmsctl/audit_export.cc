@@ -102,7 +102,9 @@ ExportCheck WalkExport(const std::vector<std::string>& lines) {
         return fail(line_no, "the entry is not entry " + std::to_string(expected));
       }
       if (Text(entry, "type") == "seal") {
-        const uint64_t covers = entry.value("covers", uint64_t{0});
+        const uint64_t covers = entry.contains("covers") && entry["covers"].is_number_unsigned()
+                                    ? entry["covers"].get<uint64_t>()
+                                    : 0;
         while (!unsealed.empty() && unsealed.front().first < covers) unsealed.pop_front();
         const std::optional<audit::Digest> sealed = audit::DigestFromHex(Text(entry, "head"));
         if (unsealed.empty() || unsealed.front().first != covers || !sealed ||

@@ -39,7 +39,12 @@ std::string Who(const Json& entry) {
   if (const auto p = entry.find("principal"); p != entry.end() && p->is_object()) {
     return Text(*p, "name");
   }
-  return "uid " + std::to_string(entry.value("caller", Json::object()).value("uid", uint64_t{0}));
+  const auto caller = entry.find("caller");
+  if (caller != entry.end() && caller->is_object() && caller->contains("uid") &&
+      (*caller)["uid"].is_number_unsigned()) {
+    return "uid " + std::to_string((*caller)["uid"].get<uint64_t>());
+  }
+  return "unknown caller";
 }
 
 // Requests by principal and op, denials, lockouts and the daily series.

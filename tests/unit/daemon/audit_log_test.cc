@@ -392,6 +392,38 @@ TEST_F(AuditLogTest, EntriesPastTheirTenantsRetentionArePrunedAndTheLogStillVeri
   FAIL() << "no globex entry";
 }
 
+// Without the token: an entry edited, the chain recomputed, the last seal dropped, and a new
+// last file begun, so that the token's head is in a file before the last. The next start
+// verifies the whole log before it seals anything.
+TEST_F(AuditLogTest, AChainRewrittenWhileKmsdWasStoppedIsReportedNotSealed) {
+  WriteClosedLog(5);  // 1 open, 2 seal, 3-7 requests, 8 seal covering 7
+  ASSERT_EQ(sealer_.head.covers, 7u);
+  AuditLines files = ReadAuditLines(dir_.path());
+  std::vector<std::string>& lines = files.begin()->second;
+  ASSERT_EQ(lines.size(), 8u);
+  lines.pop_back();  // the seal of 3-7
+  Digest head = *DigestFromHex(lines[1].substr(lines[1].rfind('\t') + 1));
+  for (size_t i = 2; i < lines.size(); ++i) {
+    std::string entry = testing::AuditEntryOf(lines[i]);
+    if (i == 2) entry.replace(entry.find("encrypt"), 7, "decrypt");
+    head = ChainNext(head, entry);
+    lines[i] = entry + "\t" + Hex(head);
+  }
+  std::string open =
+      MakeLine(8,
+               "{\"type\":\"open\",\"file\":\"" + FileName(8) + "\",\"previous_head\":\"" +
+                   Hex(head) + "\",\"reason\":\"start\"}",
+               &head);
+  open.pop_back();
+  files[FileName(8)] = {open};
+  WriteAuditLines(dir_.path(), files);
+  WriteClosedLog(1);  // kmsd starts again, and stops
+  const VerifyReport report = Check();
+  ASSERT_FALSE(report.ok());
+  EXPECT_THAT(report.problem->message, HasSubstr("when kmsd started, the log did not match"));
+  EXPECT_THAT(report.problem->message, HasSubstr("head sealed in the token"));
+}
+
 TEST_F(AuditLogTest, APruneEntryAddedWhileKmsdWasStoppedNeverCounts) {
   WriteClosedLog(5);
   AuditLines files = ReadAuditLines(dir_.path());
@@ -413,10 +445,19 @@ TEST_F(AuditLogTest, APruneEntryAddedWhileKmsdWasStoppedNeverCounts) {
   // kmsd starts again: the token's head is in the log, so it serves on and seals what it
   // found, in its new file.
   WriteClosedLog(1);
+  // The start found it (and says so in its open entry, forever): the pruned line 3.
   const VerifyReport report = Check();
   ASSERT_FALSE(report.ok());
-  EXPECT_EQ(report.problem->seq, 3u);
+  EXPECT_THAT(report.problem->message, HasSubstr("when kmsd started"));
+  EXPECT_THAT(report.problem->message, HasSubstr("line 3: the entry was replaced by its digest"));
   EXPECT_THAT(report.problem->message, HasSubstr("no sealed prune entry says it was pruned"));
+  // Without the start's word, the verifier alone finds the same line.
+  AuditLines files_now = ReadAuditLines(dir_.path());
+  files_now.erase(std::prev(files_now.end()));
+  WriteAuditLines(dir_.path(), files_now);
+  const VerifyReport alone = Check();
+  ASSERT_FALSE(alone.ok());
+  EXPECT_EQ(alone.problem->seq, 3u) << alone.problem->message;
 }
 
 TEST_F(AuditLogTest, DiscardWritesNothing) {
@@ -490,12 +531,20 @@ TEST(AuditRecordTest, ARequestsEntryHoldsItsContextAndNoArguments) {
   EXPECT_EQ(change["decision"], nlohmann::json({{"allowed", true}}));
   EXPECT_FALSE(change.contains("message"));
   EXPECT_EQ(change["outcome"], "NOT_FOUND");
-  // Reads are trimmed only by all_operations.
-  EXPECT_TRUE(
-      nlohmann::json::parse(
-          RequestEntryFields(
-              context, 0, {.all_operations = false, .data_access = false, .admin_actions = true}))
-          .contains("message"));
+  // A read keeps its details unless all_operations is off.
+  context.op = FindOperation("key.describe");
+  context.op_name = "key.describe";
+  const nlohmann::json read_kept = nlohmann::json::parse(RequestEntryFields(
+      context, 0, {.all_operations = true, .data_access = false, .admin_actions = false}));
+  EXPECT_TRUE(read_kept.contains("message"));
+  EXPECT_TRUE(read_kept.contains("decision"));
+  const nlohmann::json read_trimmed = nlohmann::json::parse(RequestEntryFields(
+      context, 0, {.all_operations = false, .data_access = true, .admin_actions = true}));
+  EXPECT_FALSE(read_trimmed.contains("message"));
+  EXPECT_FALSE(read_trimmed.contains("decision"));
+  EXPECT_FALSE(read_trimmed.contains("keys"));
+  EXPECT_EQ(read_trimmed["outcome"], "NOT_FOUND");
+  EXPECT_EQ(read_trimmed["op"], "key.describe");
 }
 
 }  // namespace

@@ -411,5 +411,19 @@ TEST(LoosenedFieldTest, EachLooserFieldIsNamed) {
   }
 }
 
+// Retention prunes the audit log: a first retention, or a shorter one, keeps
+// less (looser); dropping it keeps everything (tighter).
+TEST(LoosenedFieldTest, RetentionIsLooserWhenItKeepsLess) {
+  TenantPolicy forever;
+  TenantPolicy year;
+  year.audit_retention_days = 365;
+  EXPECT_EQ(LoosenedField(forever, year), "security_policies.audit_logging.retention_days");
+  EXPECT_EQ(LoosenedField(year, forever), std::nullopt);
+  TenantPolicy longer = year;
+  longer.audit_retention_days = 3650;
+  EXPECT_EQ(LoosenedField(year, longer), std::nullopt);
+  EXPECT_TRUE(LoosenedField(longer, year).has_value());
+}
+
 }  // namespace
 }  // namespace kmsd
