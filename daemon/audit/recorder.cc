@@ -1,13 +1,10 @@
 #include "daemon/audit/recorder.h"
 
-#include <nlohmann/json.hpp>
-
 #include "protocol/audit_entry.h"
+#include "protocol/json_writer.h"
 
 namespace kmsd {
 namespace {
-
-using Json = nlohmann::json;
 
 int64_t WallNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -17,17 +14,9 @@ int64_t WallNanos() {
 
 // A message is for people and carries no secret (protocol/status.h); it is
 // cut so that a hostile request cannot grow the log by much.
-std::string Shortened(const std::string& message) {
+std::string_view Shortened(std::string_view message) {
   constexpr size_t kMaxMessageBytes = 256;
-  return message.size() <= kMaxMessageBytes ? message : message.substr(0, kMaxMessageBytes);
-}
-
-Json DecisionOf(const Decision& decision) {
-  Json out = {{"allowed", decision.allowed}};
-  if (decision.permission) out["permission"] = PermissionName(*decision.permission);
-  if (!decision.grants.empty()) out["grants"] = decision.grants;
-  if (!decision.reason.empty()) out["reason"] = Shortened(decision.reason);
-  return out;
+  return message.substr(0, kMaxMessageBytes);
 }
 
 enum class Kind { kRead, kData, kChange, kUnknown };
@@ -45,74 +34,123 @@ Kind KindOf(const RequestContext& context) {
   return Kind::kUnknown;
 }
 
-// What `details` leave out of a request's entry of this kind.
-void Trim(Json& fields, Kind kind, const AuditDetails& details) {
+// Which of an entry's optional fields `details` keep for a request of `kind`.
+struct Kept {
+  bool decision = true;
+  bool decision_details = true;  // permission, grants, reason
+  bool keys_and_items = true;
+  bool message = true;
+  bool sizes = true;
+  bool duration = true;
+};
+
+Kept KeptFor(Kind kind, const AuditDetails& details) {
+  Kept kept;
   if (kind == Kind::kRead && !details.all_operations) {
-    for (const char* name :
-         {"decision", "keys", "items", "message", "request_bytes", "reply_bytes", "duration_us"}) {
-      fields.erase(name);
-    }
+    kept.decision = kept.keys_and_items = kept.message = kept.sizes = kept.duration = false;
   }
   if (kind == Kind::kData && !details.data_access) {
-    for (const char* name : {"keys", "items", "request_bytes", "reply_bytes"}) fields.erase(name);
+    kept.keys_and_items = false;
+    kept.sizes = false;
   }
   if (kind == Kind::kChange && !details.admin_actions) {
-    if (fields.contains("decision"))
-      fields["decision"] = {{"allowed", fields["decision"]["allowed"]}};
-    fields.erase("message");
+    kept.decision_details = false;
+    kept.message = false;
   }
+  return kept;
+}
+
+void WriteDecision(JsonWriter& json, const Decision& decision, bool with_details) {
+  json.BeginObject().Key("allowed").Bool(decision.allowed);
+  if (with_details) {
+    if (!decision.grants.empty()) {
+      json.Key("grants").BeginArray();
+      for (const std::string& grant : decision.grants) json.String(grant);
+      json.EndArray();
+    }
+    if (decision.permission) json.Key("permission").String(PermissionName(*decision.permission));
+    if (!decision.reason.empty()) json.Key("reason").String(Shortened(decision.reason));
+  }
+  json.EndObject();
+}
+
+void WriteKeys(JsonWriter& json, const std::vector<KeyTouched>& keys) {
+  json.BeginArray();
+  for (const KeyTouched& key : keys) {
+    json.BeginObject().Key("id").String(key.key_id);
+    if (key.item) json.Key("item").Uint(*key.item);
+    json.Key("name").String(key.key_name);
+    if (!key.role.empty()) json.Key("role").String(key.role);
+    json.Key("version").Uint(key.version).EndObject();
+  }
+  json.EndArray();
+}
+
+void WritePrincipal(JsonWriter& json, const PrincipalIdentity& principal) {
+  json.BeginObject().Key("api_key_id").String(principal.api_key_id);
+  const bool in_session = !principal.session_id.empty();
+  if (in_session) json.Key("mfa").Bool(principal.mfa);
+  json.Key("name").String(principal.name);
+  if (in_session) json.Key("session_id").String(principal.session_id);
+  json.Key("tenant").String(principal.tenant).EndObject();
 }
 
 }  // namespace
 
+// Written by hand rather than through a JSON document (a map per object):
+// this runs once per request. Members are in name order, as docs/AUDIT.md shows.
 std::string RequestEntryFields(const RequestContext& context, int64_t now_nanos,
                                const AuditDetails& details) {
-  Json fields = {
-      {"type", "request"},
-      {"time", audit::Rfc3339Micros(now_nanos)},
-      {"op", context.op_name},
-      {"caller",
-       {{"uid", context.caller.uid}, {"gid", context.caller.gid}, {"pid", context.caller.pid}}},
-      {"outcome", CodeName(context.outcome.code())},
-      {"request_bytes", context.request_bytes},
-      {"reply_bytes", context.reply_bytes}};
-  fields["request_id"] = context.request_id ? Json(*context.request_id) : Json(nullptr);
-  if (!context.tenant.empty()) fields["tenant"] = context.tenant;
+  const Kept kept = KeptFor(KindOf(context), details);
+  std::string out;
+  out.reserve(512);
+  JsonWriter json(out);
+  json.BeginObject();
+  json.Key("caller").BeginObject();
+  json.Key("gid").Int(context.caller.gid).Key("pid").Int(context.caller.pid);
+  json.Key("uid").Int(context.caller.uid).EndObject();
+  if (context.decision.decided && kept.decision) {
+    json.Key("decision");
+    WriteDecision(json, context.decision, kept.decision_details);
+  }
+  const bool timed = context.received != RequestContext::Clock::time_point{};
+  if (timed && kept.duration) {
+    json.Key("duration_us")
+        .Int(std::chrono::duration_cast<std::chrono::microseconds>(context.finished -
+                                                                   context.received)
+                 .count());
+  }
+  if (!context.item_outcomes.empty() && kept.keys_and_items) {
+    json.Key("items").BeginArray();
+    for (Code code : context.item_outcomes) json.String(CodeName(code));
+    json.EndArray();
+  }
+  if (!context.keys.empty() && kept.keys_and_items) {
+    json.Key("keys");
+    WriteKeys(json, context.keys);
+  }
+  if (!context.outcome.ok() && kept.message) {
+    json.Key("message").String(Shortened(context.outcome.message()));
+  }
+  json.Key("op").String(context.op_name).Key("outcome").String(CodeName(context.outcome.code()));
   if (context.principal) {
-    const PrincipalIdentity& principal = *context.principal;
-    Json who = {{"tenant", principal.tenant},
-                {"name", principal.name},
-                {"api_key_id", principal.api_key_id}};
-    if (!principal.session_id.empty()) {
-      who["session_id"] = principal.session_id;
-      who["mfa"] = principal.mfa;
-    }
-    fields["principal"] = std::move(who);
+    json.Key("principal");
+    WritePrincipal(json, *context.principal);
   }
-  if (context.decision.decided) fields["decision"] = DecisionOf(context.decision);
-  if (!context.keys.empty()) {
-    Json keys = Json::array();
-    for (const KeyTouched& key : context.keys) {
-      Json one = {{"id", key.key_id}, {"name", key.key_name}, {"version", key.version}};
-      if (!key.role.empty()) one["role"] = key.role;
-      if (key.item) one["item"] = *key.item;
-      keys.push_back(std::move(one));
-    }
-    fields["keys"] = std::move(keys);
+  if (kept.sizes) {
+    json.Key("reply_bytes").Uint(context.reply_bytes);
+    json.Key("request_bytes").Uint(context.request_bytes);
   }
-  if (!context.item_outcomes.empty()) {
-    Json items = Json::array();
-    for (Code code : context.item_outcomes) items.push_back(CodeName(code));
-    fields["items"] = std::move(items);
+  json.Key("request_id");
+  if (context.request_id) {
+    json.Uint(*context.request_id);
+  } else {
+    json.Null();
   }
-  if (!context.outcome.ok()) fields["message"] = Shortened(context.outcome.message());
-  if (context.received != RequestContext::Clock::time_point{}) {
-    fields["duration_us"] =
-        std::chrono::duration_cast<std::chrono::microseconds>(context.finished - context.received)
-            .count();
-  }
-  Trim(fields, KindOf(context), details);
-  return fields.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (!context.tenant.empty()) json.Key("tenant").String(context.tenant);
+  json.Key("time").String(audit::Rfc3339Micros(now_nanos)).Key("type").String("request");
+  json.EndObject();
+  return out;
 }
 
 Status AuditRecorder::Record(const RequestContext& context) {

@@ -547,5 +547,69 @@ TEST(AuditRecordTest, ARequestsEntryHoldsItsContextAndNoArguments) {
   EXPECT_EQ(read_trimmed["op"], "key.describe");
 }
 
+// The entry is written by hand; its text is what a JSON document with the same
+// members would print (members in name order, compact), hostile text included.
+TEST(AuditRecordTest, AnEntrysTextIsTheCompactJsonOfItsMembers) {
+  RequestContext context;
+  context.request_id = 9;
+  context.caller = Peer{.uid = 1000, .gid = 100, .pid = 4242, .groups = {}};
+  context.op_name = "re-encrypt";
+  context.tenant = "acme";
+  PrincipalIdentity principal;
+  principal.tenant = "acme";
+  principal.name = "ops\"\n\x01bot";
+  principal.api_key_id = "00ff";
+  principal.session_id = "5e55";
+  principal.mfa = true;
+  context.principal = principal;
+  context.decision = {.decided = true,
+                      .allowed = false,
+                      .resource_pending = false,
+                      .resource_checked = false,
+                      .permission = Permission::kReEncryptFrom,
+                      .reason = std::string(300, 'r'),
+                      .grants = {"g1", "g2"}};
+  context.keys = {{"00aa", "orders", 3, "source", std::nullopt}, {"00bb", "b", 1, "", 4u}};
+  context.item_outcomes = {Code::kOk, Code::kAccessDenied};
+  context.outcome = Status(Code::kAccessDenied, "caf\xc3\xa9 \t tab");
+  context.request_bytes = 300;
+  context.reply_bytes = 20;
+  context.received = RequestContext::Clock::time_point(std::chrono::microseconds(10));
+  context.finished = RequestContext::Clock::time_point(std::chrono::microseconds(1510));
+  const nlohmann::json expected = {
+      {"caller", {{"uid", 1000}, {"gid", 100}, {"pid", 4242}}},
+      {"decision",
+       {{"allowed", false},
+        {"grants", {"g1", "g2"}},
+        {"permission", "crypto:re-encrypt-from"},
+        {"reason", std::string(256, 'r')}}},
+      {"duration_us", 1500},
+      {"items", {"OK", "ACCESS_DENIED"}},
+      {"keys",
+       {{{"id", "00aa"}, {"name", "orders"}, {"role", "source"}, {"version", 3}},
+        {{"id", "00bb"}, {"item", 4}, {"name", "b"}, {"version", 1}}}},
+      {"message", "caf\xc3\xa9 \t tab"},
+      {"op", "re-encrypt"},
+      {"outcome", "ACCESS_DENIED"},
+      {"principal",
+       {{"api_key_id", "00ff"},
+        {"mfa", true},
+        {"name", "ops\"\n\x01bot"},
+        {"session_id", "5e55"},
+        {"tenant", "acme"}}},
+      {"reply_bytes", 20},
+      {"request_bytes", 300},
+      {"request_id", 9},
+      {"tenant", "acme"},
+      {"time", "2026-12-03T12:00:01.250000Z"},
+      {"type", "request"}};
+  const int64_t at = *ParseRfc3339Micros("2026-12-03T12:00:01.250000Z");
+  EXPECT_EQ(RequestEntryFields(context, at), expected.dump());
+  // An op name that is not UTF-8 (a hostile request's) still gives valid JSON.
+  context.op_name = "\xff\xfeop";
+  const auto parsed = nlohmann::json::parse(RequestEntryFields(context, at));
+  EXPECT_EQ(parsed["op"], "\xef\xbf\xbd\xef\xbf\xbdop");
+}
+
 }  // namespace
 }  // namespace kmsd::audit
