@@ -1,0 +1,243 @@
+#include <openssl/crypto.h>
+
+#include "client/esdk/message.h"
+
+namespace kmsd::esdk {
+namespace {
+
+constexpr size_t kSequenceBytes = 4;
+
+Status Bad(const std::string& why) { return Status(Code::kInvalidCiphertext, why); }
+
+void Wipe(Bytes& bytes) {
+  OPENSSL_cleanse(bytes.data(), bytes.size());
+  bytes.clear();
+}
+
+}  // namespace
+
+Decryptor::Decryptor(MaterialsManager& materials, DecryptOptions options, Sink sink)
+    : materials_(materials), options_(std::move(options)), sink_(std::move(sink)) {}
+
+Decryptor::~Decryptor() {
+  Wipe(plaintext_);
+  Wipe(held_);
+}
+
+Status Decryptor::Fail(Status status) {
+  failed_ = status;
+  Wipe(plaintext_);
+  Wipe(held_);
+  buffer_.clear();
+  return status;
+}
+
+Status Decryptor::Write(std::span<const uint8_t> bytes) {
+  if (failed_) return *failed_;
+  if (buffer_.empty()) {
+    // Straight from the caller's bytes; only an incomplete tail is copied.
+    auto consumed = Consume(bytes);
+    if (!consumed.has_value()) return Fail(consumed.error());
+    const auto rest = bytes.subspan(*consumed);
+    buffer_.assign(rest.begin(), rest.end());
+    return OkStatus();
+  }
+  PutBytes(buffer_, bytes);
+  auto consumed = Consume(buffer_);
+  if (!consumed.has_value()) return Fail(consumed.error());
+  buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(*consumed));
+  return OkStatus();
+}
+
+Status Decryptor::Finish() {
+  if (failed_) return *failed_;
+  if (stage_ != Stage::kDone) {
+    static constexpr const char* kWhere[] = {"in its header", "before its final frame",
+                                             "before its signature", ""};
+    return Fail(
+        Bad("the message ends " + std::string(kWhere[static_cast<int>(stage_)]) + " (truncated)"));
+  }
+  if (!buffer_.empty()) return Fail(Bad("bytes after the end of the message"));
+  if (!held_.empty()) {
+    if (Status status = sink_(held_); !status.ok()) return Fail(status);
+    Wipe(held_);
+  }
+  return OkStatus();
+}
+
+Result<size_t> Decryptor::Consume(std::span<const uint8_t> bytes) {
+  size_t consumed = 0;
+  while (true) {
+    const auto rest = bytes.subspan(consumed);
+    Result<size_t> step = size_t{0};
+    switch (stage_) {
+      case Stage::kHeader:
+        step = ConsumeHeader(rest);
+        break;
+      case Stage::kBody:
+        step = header_.content_type == ContentType::kFramed ? ConsumeFrame(rest)
+                                                            : ConsumeNonFramed(rest);
+        break;
+      case Stage::kFooter:
+        step = ConsumeFooter(rest);
+        break;
+      case Stage::kDone:
+        if (!rest.empty()) return Error(Bad("bytes after the end of the message"));
+        return consumed;
+    }
+    if (!step.has_value()) return step;
+    if (*step == 0) return consumed;
+    consumed += *step;
+  }
+}
+
+Result<size_t> Decryptor::ConsumeHeader(std::span<const uint8_t> bytes) {
+  ASSIGN_OR_RETURN(std::optional<ParsedHeader> parsed, ParseHeader(bytes, options_.limits));
+  if (!parsed) return size_t{0};
+  RETURN_IF_ERROR(AcceptHeader(std::move(parsed->header)));
+  if (verifier_) RETURN_IF_ERROR(verifier_->Update(bytes.first(parsed->size)));
+  return parsed->size;
+}
+
+// Everything about the header is checked before a frame is opened.
+Status Decryptor::AcceptHeader(Header header) {
+  const Suite& suite = *header.suite;
+  RETURN_IF_ERROR(CheckDecryptAllowed(suite, options_.policy));
+  for (const auto& [key, value] : options_.required_context) {
+    const auto found = header.context.find(key);
+    if (found == header.context.end() || found->second != value) {
+      return Bad("the message's encryption context does not hold " + key + "=" + value);
+    }
+  }
+  ASSIGN_OR_RETURN(DecryptionMaterials materials,
+                   materials_.DecryptMaterials(suite, header.context, header.edks));
+  ASSIGN_OR_RETURN(DerivedKeys keys,
+                   DeriveKeys(suite, materials.data_key.RevealSpan(), header.message_id));
+  if (suite.committing && !CommitmentMatches(keys.commitment, header.commitment)) {
+    return Bad("the message's key commitment does not match its data key");
+  }
+  ASSIGN_OR_RETURN(AesGcm cipher, AesGcm::Create(keys.data_key.RevealSpan()));
+  static constexpr std::array<uint8_t, kIvBytes> kZeroIv{};
+  const std::span<const uint8_t> iv =
+      suite.message_version == 1 ? std::span<const uint8_t>(header.header_iv) : kZeroIv;
+  if (!cipher.Open(iv, header.body, {}, header.tag, nullptr)) {
+    return Bad("the message's header does not authenticate");
+  }
+  if (suite.signature != Signature::kNone) {
+    ASSIGN_OR_RETURN(Verifier verifier,
+                     Verifier::Create(suite, header.context.at(std::string(kPublicKeyContextKey))));
+    verifier_ = std::move(verifier);
+  }
+  cipher_ = std::move(cipher);
+  header_ = std::move(header);
+  header_ready_ = true;
+  stage_ = Stage::kBody;
+  return OkStatus();
+}
+
+Status Decryptor::OpenAndRelease(std::span<const uint8_t> iv, std::string_view label,
+                                 uint32_t sequence, std::span<const uint8_t> content,
+                                 std::span<const uint8_t> tag) {
+  const Bytes aad = BodyAad(header_.message_id, label, sequence, content.size());
+  plaintext_.resize(content.size());
+  if (!cipher_->Open(iv, aad, content, tag, plaintext_.data())) {
+    Wipe(plaintext_);
+    return Bad("frame " + std::to_string(sequence) + " does not authenticate");
+  }
+  if (verifier_ && options_.hold_signed_plaintext) {
+    if (held_.size() + plaintext_.size() > options_.max_held_bytes) {
+      return Bad("a signed message over " + std::to_string(options_.max_held_bytes) +
+                 " bytes cannot be held until its signature verifies");
+    }
+    PutBytes(held_, plaintext_);
+  } else if (!plaintext_.empty()) {
+    RETURN_IF_ERROR(sink_(plaintext_));
+  }
+  Wipe(plaintext_);
+  return OkStatus();
+}
+
+Result<size_t> Decryptor::ConsumeFrame(std::span<const uint8_t> bytes) {
+  ByteReader in(bytes);
+  uint32_t sequence = in.U32();
+  const bool final = sequence == kFinalFrameMarker;
+  if (final) sequence = in.U32();
+  const auto iv = in.Take(kIvBytes);
+  const uint32_t length = final ? in.U32() : header_.frame_length;
+  if (in.is_short()) return size_t{0};
+  if (sequence != expected_sequence_) {
+    return Error(Bad("frame " + std::to_string(sequence) + " where frame " +
+                     std::to_string(expected_sequence_) + " belongs (frames out of order)"));
+  }
+  if (length > header_.frame_length) {
+    return Error(Bad("a final frame longer than the frame length"));
+  }
+  // Version 2 writers use the sequence number as the IV (version 1 did not
+  // always): anything else is not a message an SDK wrote.
+  const auto iv_expected = FrameIv(sequence);
+  if (header_.suite->message_version == 2 &&
+      !std::equal(iv.begin(), iv.end(), iv_expected.begin())) {
+    return Error(Bad("frame " + std::to_string(sequence) + " has an IV that is not its own"));
+  }
+  const auto content = in.Take(length);
+  const auto tag = in.Take(kTagBytes);
+  if (in.is_short()) return size_t{0};
+  RETURN_IF_ERROR(
+      OpenAndRelease(iv, final ? kFinalFrameLabel : kFrameLabel, sequence, content, tag));
+  if (verifier_) RETURN_IF_ERROR(verifier_->Update(bytes.first(in.offset())));
+  ++expected_sequence_;
+  if (final) {
+    stage_ = verifier_ ? Stage::kFooter : Stage::kDone;
+  } else if (expected_sequence_ == kFinalFrameMarker) {
+    return Error(Bad("a message of more than 2^32 - 1 frames"));
+  }
+  return in.offset();
+}
+
+// Version 1 messages may be one block: IV, length (8), content, tag. It is
+// held whole, so it is read up to the frame limit only.
+Result<size_t> Decryptor::ConsumeNonFramed(std::span<const uint8_t> bytes) {
+  ByteReader in(bytes);
+  const auto iv = in.Take(kIvBytes);
+  const uint64_t length = in.U64();
+  if (in.is_short()) return size_t{0};
+  if (length > options_.limits.max_frame_length) {
+    return Error(Bad("a non-framed message over this reader's limit of " +
+                     std::to_string(options_.limits.max_frame_length) + " bytes"));
+  }
+  const auto content = in.Take(length);
+  const auto tag = in.Take(kTagBytes);
+  if (in.is_short()) return size_t{0};
+  RETURN_IF_ERROR(OpenAndRelease(iv, kSingleBlockLabel, 1, content, tag));
+  if (verifier_) RETURN_IF_ERROR(verifier_->Update(bytes.first(in.offset())));
+  stage_ = verifier_ ? Stage::kFooter : Stage::kDone;
+  return in.offset();
+}
+
+Result<size_t> Decryptor::ConsumeFooter(std::span<const uint8_t> bytes) {
+  ByteReader in(bytes);
+  const auto signature = in.Take(in.U16());
+  if (in.is_short()) return size_t{0};
+  RETURN_IF_ERROR(verifier_->Finish(signature));
+  stage_ = Stage::kDone;
+  return in.offset();
+}
+
+Result<Bytes> DecryptMessage(MaterialsManager& materials, const DecryptOptions& options,
+                             std::span<const uint8_t> message, Header* header) {
+  Bytes out;
+  Decryptor decryptor(materials, options, [&out](std::span<const uint8_t> bytes) {
+    PutBytes(out, bytes);
+    return OkStatus();
+  });
+  Status status = decryptor.Write(message);
+  if (status.ok()) status = decryptor.Finish();
+  if (!status.ok()) {
+    OPENSSL_cleanse(out.data(), out.size());
+    return Error(status);
+  }
+  if (header != nullptr) *header = *decryptor.header();
+  return out;
+}
+
+}  // namespace kmsd::esdk

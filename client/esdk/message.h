@@ -1,0 +1,138 @@
+// Encrypting and decrypting whole ESDK messages as streams (specification:
+// client-apis/encrypt.md, client-apis/decrypt.md, data-format/message-*.md).
+//
+// Encryptor: Start writes the header (materials from a MaterialsManager),
+// Write takes plaintext in pieces of any size and writes each complete frame
+// as soon as it knows another byte follows, Finish writes the final frame
+// (holding the last up to frame-length bytes; a plaintext that is an exact
+// multiple of the frame length ends with a full final frame, as the SDKs
+// write it) and, for a signed suite, the footer. Memory: one frame.
+//
+// Decryptor: Write takes the message in pieces of any size; the header is
+// checked (limits, commitment policy, required context pairs, the key
+// commitment, the header tag) before any frame is opened, and each frame's
+// plaintext goes to the sink only after its tag authenticates. Finish fails
+// unless the final frame (and a signed message's footer) arrived with
+// nothing after it. For a signed message the sink has seen every frame
+// before the signature is checked at the end: a caller that must not act on
+// plaintext whose signature may yet fail writes it somewhere it can discard
+// (kmsctl: a temporary file renamed only on success), or sets
+// `hold_signed_plaintext` to have it held in memory (at most
+// `max_held_bytes`) until the signature verifies. The SDKs make the same
+// trade-off (the JavaScript SDK's decryptUnsignedMessageStream refuses
+// signed messages instead). Memory: one frame plus what Write is given.
+//
+// After any error an Encryptor or Decryptor keeps failing with it. Each is
+// used by one thread at a time.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+
+#include "client/esdk/header.h"
+#include "client/esdk/keyring.h"
+
+namespace kmsd::esdk {
+
+// Receives output bytes; an error stops the stream with it.
+using Sink = std::function<Status(std::span<const uint8_t>)>;
+
+struct EncryptOptions {
+  uint16_t suite_id = kCommittingSuite;
+  uint32_t frame_length = kDefaultFrameLength;
+  EncryptionContext context;
+  std::optional<uint64_t> plaintext_bytes;  // when known (for a data-key cache's limits)
+};
+
+class Encryptor {
+ public:
+  static Result<std::unique_ptr<Encryptor>> Start(MaterialsManager& materials,
+                                                  const EncryptOptions& options, Sink sink);
+  ~Encryptor();
+  Status Write(std::span<const uint8_t> plaintext);
+  Status Finish();
+  const Header& header() const { return header_; }
+
+ private:
+  Encryptor(Header header, AesGcm cipher, std::optional<Signer> signer, Sink sink);
+  Status EmitFrame(std::span<const uint8_t> plaintext, bool final);
+  Status Emit(std::span<const uint8_t> bytes);
+  Status Fail(Status status);
+
+  Header header_;
+  AesGcm cipher_;
+  std::optional<Signer> signer_;
+  Sink sink_;
+  Bytes partial_;  // plaintext of the frame being filled (wiped)
+  Bytes frame_;    // one serialized frame
+  uint32_t sequence_ = 1;
+  bool finished_ = false;
+  std::optional<Status> failed_;
+};
+
+struct DecryptOptions {
+  CommitmentPolicy policy = CommitmentPolicy::kRequireEncryptRequireDecrypt;
+  HeaderLimits limits;
+  // Pairs the message's context must hold (INVALID_CIPHERTEXT otherwise).
+  EncryptionContext required_context;
+  bool hold_signed_plaintext = false;
+  size_t max_held_bytes = 64u << 20;
+};
+
+class Decryptor {
+ public:
+  Decryptor(MaterialsManager& materials, DecryptOptions options, Sink sink);
+  ~Decryptor();
+  Status Write(std::span<const uint8_t> bytes);
+  Status Finish();
+  // The header, once read and authenticated.
+  const Header* header() const { return header_ready_ ? &header_ : nullptr; }
+
+ private:
+  enum class Stage { kHeader, kBody, kFooter, kDone };
+  // Consumes what it can of `bytes`; returns how much.
+  Result<size_t> Consume(std::span<const uint8_t> bytes);
+  Result<size_t> ConsumeHeader(std::span<const uint8_t> bytes);
+  Status AcceptHeader(Header header);
+  Result<size_t> ConsumeFrame(std::span<const uint8_t> bytes);
+  Result<size_t> ConsumeNonFramed(std::span<const uint8_t> bytes);
+  Result<size_t> ConsumeFooter(std::span<const uint8_t> bytes);
+  Status OpenAndRelease(std::span<const uint8_t> iv, std::string_view label, uint32_t sequence,
+                        std::span<const uint8_t> content, std::span<const uint8_t> tag);
+  Status Fail(Status status);
+
+  MaterialsManager& materials_;
+  const DecryptOptions options_;
+  Sink sink_;
+  Stage stage_ = Stage::kHeader;
+  Header header_;
+  bool header_ready_ = false;
+  std::optional<AesGcm> cipher_;
+  std::optional<Verifier> verifier_;
+  Bytes buffer_;     // bytes received and not yet consumed
+  Bytes plaintext_;  // one frame's (wiped)
+  Bytes held_;       // signed plaintext held until the signature verifies (wiped)
+  uint32_t expected_sequence_ = 1;
+  std::optional<Status> failed_;
+};
+
+// Whole messages in memory, for small data and tests.
+Result<Bytes> EncryptMessage(MaterialsManager& materials, const EncryptOptions& options,
+                             std::span<const uint8_t> plaintext);
+Result<Bytes> DecryptMessage(MaterialsManager& materials, const DecryptOptions& options,
+                             std::span<const uint8_t> message, Header* header = nullptr);
+
+// The body AAD of a frame (data-format/message-body-aad.md).
+inline constexpr std::string_view kFrameLabel = "AWSKMSEncryptionClient Frame";
+inline constexpr std::string_view kFinalFrameLabel = "AWSKMSEncryptionClient Final Frame";
+inline constexpr std::string_view kSingleBlockLabel = "AWSKMSEncryptionClient Single Block";
+Bytes BodyAad(std::span<const uint8_t> message_id, std::string_view label, uint32_t sequence,
+              uint64_t content_bytes);
+// A frame's IV: the sequence number, big-endian, in the last 4 of 12 bytes.
+std::array<uint8_t, kIvBytes> FrameIv(uint32_t sequence);
+
+inline constexpr uint32_t kFinalFrameMarker = 0xFFFFFFFF;
+
+}  // namespace kmsd::esdk

@@ -1,0 +1,273 @@
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "client/esdk/message.h"
+#include "client/esdk/raw_aes_keyring.h"
+
+namespace kmsd::esdk {
+namespace {
+
+std::unique_ptr<RawAesKeyring> AesKeyring(uint8_t fill = 0x11, size_t bytes = 32,
+                                          std::string name = "k1") {
+  return std::move(
+      *RawAesKeyring::Create("escrow", std::move(name), SecretBuffer::CopyOf(Bytes(bytes, fill))));
+}
+
+Bytes Pattern(size_t size) {
+  Bytes out(size);
+  for (size_t i = 0; i < size; ++i) out[i] = static_cast<uint8_t>(i * 31 + 7);
+  return out;
+}
+
+struct Fixture : testing::Test {
+  std::unique_ptr<RawAesKeyring> keyring = AesKeyring();
+  KeyringMaterials materials{*keyring};
+
+  Bytes Encrypt(size_t size, uint32_t frame = 16, uint16_t suite = kCommittingSuite,
+                EncryptionContext context = {{"tenant", "acme"}}) {
+    EncryptOptions options{.suite_id = suite,
+                           .frame_length = frame,
+                           .context = context,
+                           .plaintext_bytes = std::nullopt};
+    auto message = EncryptMessage(materials, options, Pattern(size));
+    EXPECT_TRUE(message.has_value()) << message.error().message();
+    return *message;
+  }
+  Result<Bytes> Decrypt(std::span<const uint8_t> message, DecryptOptions options = {}) {
+    return DecryptMessage(materials, options, message);
+  }
+};
+
+using EsdkMessageTest = Fixture;
+
+TEST_F(EsdkMessageTest, RoundTripsEverySizeAroundTheFrameLength) {
+  for (uint16_t suite : {kCommittingSuite, kCommittingSignedSuite}) {
+    for (size_t size : {0, 1, 15, 16, 17, 32, 33, 1000}) {
+      const Bytes message = Encrypt(size, 16, suite);
+      auto plaintext = Decrypt(message);
+      ASSERT_TRUE(plaintext.has_value()) << size << ": " << plaintext.error().message();
+      EXPECT_EQ(*plaintext, Pattern(size)) << size;
+    }
+  }
+}
+
+TEST_F(EsdkMessageTest, FramesAsTheSdksDo) {
+  // 32 bytes in 16-byte frames: one regular frame and a full final frame.
+  const Bytes message = Encrypt(32, 16);
+  Header header;
+  ASSERT_TRUE(DecryptMessage(materials, {}, message, &header).has_value());
+  const size_t header_size = header.body.size() + kTagBytes;
+  const size_t regular = 4 + kIvBytes + 16 + kTagBytes;
+  const size_t final = 4 + 4 + kIvBytes + 4 + 16 + kTagBytes;
+  ASSERT_EQ(message.size(), header_size + regular + final);
+  EXPECT_EQ(LoadU32(&message[header_size]), 1u);
+  EXPECT_EQ(LoadU32(&message[header_size + regular]), kFinalFrameMarker);
+  EXPECT_EQ(LoadU32(&message[header_size + regular + 4]), 2u);
+  EXPECT_EQ(LoadU32(&message[header_size + regular + 8 + kIvBytes]), 16u);
+  // An empty plaintext: one empty final frame.
+  const Bytes empty = Encrypt(0, 16);
+  EXPECT_EQ(empty.size(), header_size + 4 + 4 + kIvBytes + 4 + kTagBytes);
+}
+
+TEST_F(EsdkMessageTest, StreamsInPiecesOfAnySize) {
+  std::mt19937 random(7);
+  const Bytes plaintext = Pattern(5000);
+  for (int round = 0; round < 20; ++round) {
+    Bytes message;
+    auto encryptor =
+        Encryptor::Start(materials,
+                         {.suite_id = round % 2 ? kCommittingSignedSuite : kCommittingSuite,
+                          .frame_length = static_cast<uint32_t>(1 + random() % 700),
+                          .context = {},
+                          .plaintext_bytes = std::nullopt},
+                         [&](std::span<const uint8_t> bytes) {
+                           PutBytes(message, bytes);
+                           return OkStatus();
+                         });
+    ASSERT_TRUE(encryptor.has_value());
+    for (size_t at = 0; at < plaintext.size();) {
+      const size_t piece = std::min<size_t>(random() % 900, plaintext.size() - at);
+      ASSERT_TRUE((*encryptor)->Write(std::span(plaintext).subspan(at, piece)).ok());
+      at += piece;
+    }
+    ASSERT_TRUE((*encryptor)->Finish().ok());
+    Bytes out;
+    Decryptor decryptor(materials, {}, [&](std::span<const uint8_t> bytes) {
+      PutBytes(out, bytes);
+      return OkStatus();
+    });
+    for (size_t at = 0; at < message.size();) {
+      const size_t piece = std::min<size_t>(random() % 900, message.size() - at);
+      ASSERT_TRUE(decryptor.Write(std::span(message).subspan(at, piece)).ok());
+      at += piece;
+    }
+    ASSERT_TRUE(decryptor.Finish().ok());
+    EXPECT_EQ(out, plaintext);
+  }
+}
+
+TEST_F(EsdkMessageTest, EveryFlippedBitFailsAndReleasesNothingUnauthenticated) {
+  for (uint16_t suite : {kCommittingSuite, kCommittingSignedSuite}) {
+    const Bytes message = Encrypt(40, 16, suite);
+    for (size_t bit = 0; bit < message.size() * 8; ++bit) {
+      Bytes tampered = message;
+      tampered[bit / 8] ^= static_cast<uint8_t>(1 << (bit % 8));
+      Bytes released;
+      Decryptor decryptor(materials, {}, [&](std::span<const uint8_t> bytes) {
+        PutBytes(released, bytes);
+        return OkStatus();
+      });
+      Status status = decryptor.Write(tampered);
+      if (status.ok()) status = decryptor.Finish();
+      ASSERT_EQ(status.code(), Code::kInvalidCiphertext) << "bit " << bit;
+      // What was released is a prefix of the plaintext: never altered bytes.
+      const Bytes expected = Pattern(40);
+      ASSERT_LE(released.size(), expected.size());
+      EXPECT_TRUE(std::equal(released.begin(), released.end(), expected.begin())) << bit;
+    }
+  }
+}
+
+TEST_F(EsdkMessageTest, EveryTruncationFails) {
+  for (uint16_t suite : {kCommittingSuite, kCommittingSignedSuite}) {
+    const Bytes message = Encrypt(40, 16, suite);
+    for (size_t cut = 0; cut < message.size(); ++cut) {
+      auto result = Decrypt(std::span(message).first(cut));
+      ASSERT_FALSE(result.has_value()) << cut;
+      EXPECT_EQ(result.error().code(), Code::kInvalidCiphertext) << cut;
+    }
+    Bytes longer = message;
+    longer.push_back(0);
+    EXPECT_EQ(Decrypt(longer).error().code(), Code::kInvalidCiphertext);
+  }
+}
+
+TEST_F(EsdkMessageTest, SwappedDroppedAndDuplicatedFramesFail) {
+  const Bytes message = Encrypt(40, 16);  // frames 1, 2 (regular), 3 (final, 8 bytes)
+  Header header;
+  ASSERT_TRUE(DecryptMessage(materials, {}, message, &header).has_value());
+  const size_t start = header.body.size() + kTagBytes;
+  const size_t regular = 4 + kIvBytes + 16 + kTagBytes;
+  const auto frame = [&](int n) {
+    return Bytes(message.begin() + static_cast<std::ptrdiff_t>(start + n * regular),
+                 message.begin() + static_cast<std::ptrdiff_t>(start + (n + 1) * regular));
+  };
+  const Bytes head(message.begin(), message.begin() + static_cast<std::ptrdiff_t>(start));
+  const Bytes tail(message.begin() + static_cast<std::ptrdiff_t>(start + 2 * regular),
+                   message.end());
+  const auto join = [&](std::initializer_list<Bytes> parts) {
+    Bytes out = head;
+    for (const Bytes& part : parts) PutBytes(out, part);
+    PutBytes(out, tail);
+    return out;
+  };
+  EXPECT_TRUE(Decrypt(join({frame(0), frame(1)})).has_value());
+  EXPECT_EQ(Decrypt(join({frame(1), frame(0)})).error().code(), Code::kInvalidCiphertext);
+  EXPECT_EQ(Decrypt(join({frame(0)})).error().code(), Code::kInvalidCiphertext);
+  EXPECT_EQ(Decrypt(join({frame(0), frame(0), frame(1)})).error().code(), Code::kInvalidCiphertext);
+  EXPECT_EQ(Decrypt(join({frame(0), frame(1), frame(1)})).error().code(), Code::kInvalidCiphertext);
+  // The final frame dropped.
+  Bytes no_final = head;
+  PutBytes(no_final, frame(0));
+  PutBytes(no_final, frame(1));
+  EXPECT_EQ(Decrypt(no_final).error().code(), Code::kInvalidCiphertext);
+}
+
+TEST_F(EsdkMessageTest, AWrongKeyOrContextFails) {
+  const Bytes message = Encrypt(40);
+  auto other = AesKeyring(0x22);
+  KeyringMaterials other_materials(*other);
+  EXPECT_EQ(DecryptMessage(other_materials, {}, message).error().code(), Code::kInvalidCiphertext);
+  auto renamed = AesKeyring(0x11, 32, "k2");
+  KeyringMaterials renamed_materials(*renamed);
+  EXPECT_EQ(DecryptMessage(renamed_materials, {}, message).error().code(),
+            Code::kInvalidCiphertext);
+  DecryptOptions required;
+  required.required_context = {{"tenant", "acme"}};
+  EXPECT_TRUE(Decrypt(message, required).has_value());
+  required.required_context = {{"tenant", "globex"}};
+  EXPECT_EQ(Decrypt(message, required).error().code(), Code::kInvalidCiphertext);
+  required.required_context = {{"purpose", "x"}};
+  EXPECT_EQ(Decrypt(message, required).error().code(), Code::kInvalidCiphertext);
+}
+
+// A header whose tag is right but whose commitment is not: only the
+// commitment check catches it (the attacker here knows the data key).
+TEST_F(EsdkMessageTest, AWrongCommitmentKeyFailsBeforeAnyFrame) {
+  const Bytes message = Encrypt(40);
+  Header header;
+  ASSERT_TRUE(DecryptMessage(materials, {}, message, &header).has_value());
+  auto recovered = materials.DecryptMaterials(*header.suite, header.context, header.edks);
+  ASSERT_TRUE(recovered.has_value());
+  auto keys = DeriveKeys(*header.suite, recovered->data_key.RevealSpan(), header.message_id);
+  ASSERT_TRUE(keys.has_value());
+  Header forged = header;
+  forged.commitment[0] ^= 1;
+  forged.body = *SerializeHeaderBody(forged);
+  auto cipher = AesGcm::Create(keys->data_key.RevealSpan());
+  forged.tag = *HeaderTag(*cipher, forged.body);
+  Bytes tampered = forged.body;
+  PutBytes(tampered, forged.tag);
+  tampered.insert(tampered.end(),
+                  message.begin() + static_cast<std::ptrdiff_t>(header.body.size() + kTagBytes),
+                  message.end());
+  auto result = Decrypt(tampered);
+  ASSERT_FALSE(result.has_value());
+  EXPECT_NE(result.error().message().find("commitment"), std::string::npos)
+      << result.error().message();
+}
+
+TEST_F(EsdkMessageTest, HoldsSignedPlaintextUntilTheSignatureVerifies) {
+  const Bytes message = Encrypt(100, 16, kCommittingSignedSuite);
+  Bytes tampered = message;
+  tampered[tampered.size() - 3] ^= 1;  // inside the signature
+  for (bool hold : {false, true}) {
+    Bytes released;
+    DecryptOptions options;
+    options.hold_signed_plaintext = hold;
+    Decryptor decryptor(materials, options, [&](std::span<const uint8_t> bytes) {
+      PutBytes(released, bytes);
+      return OkStatus();
+    });
+    Status status = decryptor.Write(tampered);
+    if (status.ok()) status = decryptor.Finish();
+    EXPECT_EQ(status.code(), Code::kInvalidCiphertext);
+    // Streaming releases authenticated frames before the signature is
+    // checked; holding releases nothing.
+    EXPECT_EQ(released.empty(), hold) << hold;
+  }
+  DecryptOptions small;
+  small.hold_signed_plaintext = true;
+  small.max_held_bytes = 50;
+  EXPECT_EQ(Decrypt(message, small).error().code(), Code::kInvalidCiphertext);
+}
+
+// The context carries the compressed point (SEC 1, 2.3.3), as the SDKs
+// expect: 1 + 48 bytes on P-384.
+TEST_F(EsdkMessageTest, ASignedMessageCarriesTheCompressedVerificationKey) {
+  const Bytes message = Encrypt(10, 16, kCommittingSignedSuite);
+  Header header;
+  ASSERT_TRUE(DecryptMessage(materials, {}, message, &header).has_value());
+  const auto point = Base64Decode(header.context.at(std::string(kPublicKeyContextKey)));
+  ASSERT_TRUE(point.has_value());
+  EXPECT_EQ(point->size(), 49u);
+  EXPECT_TRUE((*point)[0] == 2 || (*point)[0] == 3);
+}
+
+TEST_F(EsdkMessageTest, RefusesBadEncryptOptions) {
+  EncryptOptions options;
+  options.suite_id = 0x0178;
+  EXPECT_EQ(EncryptMessage(materials, options, Pattern(1)).error().code(), Code::kInvalidArgument);
+  options.suite_id = kCommittingSuite;
+  options.frame_length = 0;
+  EXPECT_EQ(EncryptMessage(materials, options, Pattern(1)).error().code(), Code::kInvalidArgument);
+  options.frame_length = 16;
+  options.context = {{"aws-crypto-public-key", "x"}};
+  EXPECT_EQ(EncryptMessage(materials, options, Pattern(1)).error().code(), Code::kInvalidArgument);
+  options.context = {{"k", std::string("\xc0", 1)}};
+  EXPECT_EQ(EncryptMessage(materials, options, Pattern(1)).error().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kmsd::esdk
