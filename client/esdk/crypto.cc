@@ -224,12 +224,27 @@ Result<Signer> Signer::Generate(const Suite& suite) {
     return Error(OpenSslFailure("ECDSA public key"));
   }
   signer.public_key_text_ = Base64Encode({point, point_size});
-  signer.digest_.reset(EVP_MD_CTX_new());
-  if (!signer.digest_ ||
-      EVP_DigestSignInit_ex(signer.digest_.get(), nullptr, SignatureDigest(suite.signature),
-                            nullptr, nullptr, signer.key_.get(), nullptr) != 1) {
-    return Error(OpenSslFailure("ECDSA signing set-up"));
+  signer.digest_name_ = SignatureDigest(suite.signature);
+  RETURN_IF_ERROR(signer.StartDigest());
+  return signer;
+}
+
+Status Signer::StartDigest() {
+  digest_.reset(EVP_MD_CTX_new());
+  if (!digest_ || EVP_DigestSignInit_ex(digest_.get(), nullptr, digest_name_, nullptr, nullptr,
+                                        key_.get(), nullptr) != 1) {
+    return OpenSslFailure("ECDSA signing set-up");
   }
+  return OkStatus();
+}
+
+Result<Signer> Signer::Fork() const {
+  Signer signer;
+  if (EVP_PKEY_up_ref(key_.get()) != 1) return Error(OpenSslFailure("ECDSA key reference"));
+  signer.key_.reset(key_.get());
+  signer.public_key_text_ = public_key_text_;
+  signer.digest_name_ = digest_name_;
+  RETURN_IF_ERROR(signer.StartDigest());
   return signer;
 }
 

@@ -65,6 +65,9 @@ class Signer {
  public:
   // A fresh key pair on the suite's curve.
   static Result<Signer> Generate(const Suite& suite);
+  // The same key pair with a fresh digest: for another message (a cached
+  // data key's materials carry their signing key).
+  Result<Signer> Fork() const;
   // The verification key as the context carries it: base64 of the
   // compressed point.
   const std::string& public_key_text() const { return public_key_text_; }
@@ -76,9 +79,12 @@ class Signer {
   struct Free {
     void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
   };
+  Status StartDigest();
+
   Pkey key_;
   std::unique_ptr<EVP_MD_CTX, Free> digest_;
   std::string public_key_text_;
+  const char* digest_name_ = nullptr;
 };
 
 class Verifier {
