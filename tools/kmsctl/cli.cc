@@ -128,7 +128,7 @@ int Invocation::ReportUsage(std::string_view message, bool json) {
   return kUsageExitCode;
 }
 
-Result<Reply> Invocation::Call(std::string_view op, std::string_view tenant, Value::Map args) {
+Result<Connection*> Invocation::Connect() {
   if (connection_ == nullptr) {
     const auto timeout = std::chrono::milliseconds(
         std::max<long long>(1, std::llround(options_.timeout_seconds * 1000)));
@@ -136,7 +136,12 @@ Result<Reply> Invocation::Call(std::string_view op, std::string_view tenant, Val
                      Connection::Dial(ResolveSocketPath(options_.socket), timeout,
                                       options_.max_frame_bytes, std::move(credential_)));
   }
-  return connection_->Call(op, tenant, std::move(args));
+  return connection_.get();
+}
+
+Result<Reply> Invocation::Call(std::string_view op, std::string_view tenant, Value::Map args) {
+  ASSIGN_OR_RETURN(Connection * connection, Connect());
+  return connection->Call(op, tenant, std::move(args));
 }
 
 Status Invocation::LoadCredential() {

@@ -92,6 +92,9 @@ class Invocation {
   // Reports a command line the parser rejected; returns kUsageExitCode.
   int ReportUsage(std::string_view message, bool json);
 
+  // The connection to kmsd, dialed on first use (for the client library's
+  // kmsd keyring).
+  Result<Connection*> Connect();
   // Sends one request, dialing kmsd on first use.
   Result<Reply> Call(std::string_view op, std::string_view tenant, Value::Map args = {});
   // Sends operation Op with its typed request (protocol/operation_types.h).
@@ -194,6 +197,8 @@ void AddPolicyCommands(CLI::App* tenant_group, Invocation& invocation);
 void AddRewrapCommand(CLI::App& key_group, Invocation& invocation);
 // login, logout, session and mfa.
 void AddSessionCommands(CLI::App& app, Invocation& invocation);
+// envelope encrypt and decrypt (envelope_commands.cc).
+void AddEnvelopeCommands(CLI::App& app, Invocation& invocation);
 // audit verify, export and report.
 void AddAuditCommands(CLI::App& app, Invocation& invocation);
 // kmsctl audit report, under the `audit` group (audit_report.cc).

@@ -95,19 +95,76 @@ Status CheckOutputPath(const std::string& path) {
 }
 
 Status WriteOutput(const std::string& path, std::span<const uint8_t> bytes) {
-  if (IsStdio(path)) return WriteAll(STDOUT_FILENO, bytes, "to stdout");
+  ASSIGN_OR_RETURN(OutputStream out, OutputStream::Open(path));
+  RETURN_IF_ERROR(out.Write(bytes));
+  return out.Commit();
+}
+
+Result<OutputStream> OutputStream::Open(const std::string& path) {
+  if (IsStdio(path)) return OutputStream(path, "", STDOUT_FILENO);
   const std::filesystem::path target(path);
   std::string temporary = DirectoryOf(path) + "/." + target.filename().string() + ".kmsctl-XXXXXX";
   const int fd = ::mkostemp(temporary.data(), O_CLOEXEC);  // mode 0600
-  if (fd < 0) return WriteError("create a temporary file for", path, errno);
-  Status status = WriteAll(fd, bytes, "'" + temporary + "'");
-  if (status.ok() && ::fsync(fd) != 0) status = WriteError("flush", temporary, errno);
-  if (::close(fd) != 0 && status.ok()) status = WriteError("close", temporary, errno);
-  if (status.ok() && std::rename(temporary.c_str(), path.c_str()) != 0) {
-    status = WriteError("rename a temporary file to", path, errno);
+  if (fd < 0) return Error(WriteError("create a temporary file for", path, errno));
+  return OutputStream(path, std::move(temporary), fd);
+}
+
+OutputStream::OutputStream(OutputStream&& other) noexcept
+    : path_(std::move(other.path_)),
+      temporary_(std::move(other.temporary_)),
+      fd_(std::exchange(other.fd_, -1)),
+      committed_(other.committed_) {}
+
+OutputStream::~OutputStream() {
+  if (temporary_.empty() || fd_ < 0) return;
+  ::close(fd_);
+  if (!committed_) ::unlink(temporary_.c_str());
+}
+
+Status OutputStream::Write(std::span<const uint8_t> bytes) {
+  return WriteAll(fd_, bytes, temporary_.empty() ? "to stdout" : "'" + temporary_ + "'");
+}
+
+Status OutputStream::Commit() {
+  if (temporary_.empty()) return OkStatus();
+  if (::fsync(fd_) != 0) return WriteError("flush", temporary_, errno);
+  const int fd = std::exchange(fd_, -1);
+  if (::close(fd) != 0) {
+    ::unlink(temporary_.c_str());
+    return WriteError("close", temporary_, errno);
   }
-  if (!status.ok()) ::unlink(temporary.c_str());
-  return status;
+  if (std::rename(temporary_.c_str(), path_.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temporary_.c_str());
+    return WriteError("rename a temporary file to", path_, error);
+  }
+  committed_ = true;
+  return OkStatus();
+}
+
+Result<InputStream> InputStream::Open(const std::string& path) {
+  if (IsStdio(path)) return InputStream(path, STDIN_FILENO, std::nullopt);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error(ReadError(path, errno));
+  struct stat info {};
+  std::optional<uint64_t> size;
+  if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode)) size = static_cast<uint64_t>(info.st_size);
+  return InputStream(path, fd, size);
+}
+
+InputStream::InputStream(InputStream&& other) noexcept
+    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)), size_(other.size_) {}
+
+InputStream::~InputStream() {
+  if (fd_ > STDIN_FILENO) ::close(fd_);
+}
+
+Result<size_t> InputStream::Read(std::span<uint8_t> buffer) {
+  while (true) {
+    const ssize_t n = ::read(fd_, buffer.data(), buffer.size());
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno != EINTR) return Error(ReadError(path_, errno));
+  }
 }
 
 }  // namespace kmsd::kmsctl

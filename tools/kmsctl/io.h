@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -33,5 +34,48 @@ Status CheckOutputPath(const std::string& path);
 // Writes `bytes` to stdout or, atomically, to the file `path`. INTERNAL on
 // failure.
 Status WriteOutput(const std::string& path, std::span<const uint8_t> bytes);
+
+// Output written in pieces: to stdout, or to a temporary file (mode 0600)
+// beside `path` that Commit() flushes and renames over it. A stream that
+// is destroyed without Commit() removes its temporary file: the target is
+// never created or changed by a failed command. Not thread-safe.
+class OutputStream {
+ public:
+  static Result<OutputStream> Open(const std::string& path);
+  OutputStream(OutputStream&& other) noexcept;
+  OutputStream& operator=(OutputStream&&) = delete;
+  ~OutputStream();
+  Status Write(std::span<const uint8_t> bytes);
+  Status Commit();
+
+ private:
+  OutputStream(std::string path, std::string temporary, int fd)
+      : path_(std::move(path)), temporary_(std::move(temporary)), fd_(fd) {}
+  std::string path_;
+  std::string temporary_;  // empty for stdout
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+// Input read in pieces from stdin or a file.
+class InputStream {
+ public:
+  // INVALID_ARGUMENT when the file cannot be opened.
+  static Result<InputStream> Open(const std::string& path);
+  InputStream(InputStream&& other) noexcept;
+  InputStream& operator=(InputStream&&) = delete;
+  ~InputStream();
+  // Up to buffer.size() bytes; 0 at the end.
+  Result<size_t> Read(std::span<uint8_t> buffer);
+  // The size of a regular file, or nullopt (stdin, a pipe).
+  std::optional<uint64_t> size() const { return size_; }
+
+ private:
+  InputStream(std::string path, int fd, std::optional<uint64_t> size)
+      : path_(std::move(path)), fd_(fd), size_(size) {}
+  std::string path_;
+  int fd_ = -1;
+  std::optional<uint64_t> size_;
+};
 
 }  // namespace kmsd::kmsctl

@@ -58,6 +58,7 @@ int Main(int argc, char** argv) {
   AddRoleAndGrantCommands(app, invocation);
   AddSessionCommands(app, invocation);
   AddAuditCommands(app, invocation);
+  AddEnvelopeCommands(app, invocation);
   AddRewrapCommand(*app.get_subcommand("key"), invocation);
 
   try {
