@@ -1,0 +1,249 @@
+// The client library's envelope encryption against a real kmsd: the kmsd
+// keyring (tenant isolation, context binding, rotation), the data-key cache
+// (one kmsd call for a burst of threads), and kmsctl envelope with an
+// escrow copy that the JavaScript SDK decrypts without kmsd.
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "client/esdk/cache.h"
+#include "client/esdk/kmsd_keyring.h"
+#include "client/esdk/message.h"
+#include "tests/e2e/e2e_fixture.h"
+#include "tests/support/esdk_js.h"
+
+namespace kmsd::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using esdk::Bytes;
+
+Bytes Pattern(size_t size) {
+  Bytes out(size);
+  for (size_t i = 0; i < size; ++i) out[i] = static_cast<uint8_t>(i * 7 + 3);
+  return out;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class EnvelopeTest : public KmsdTest {
+ protected:
+  void SetUp() override {
+    KmsdTest::SetUp();
+    MustCall("tenant.create", "acme");
+    MustCall("tenant.create", "globex");
+  }
+
+  Result<Bytes> Seal(const std::string& tenant, const Bytes& plaintext,
+                     EncryptionContext context = {{"purpose", "orders"}}) {
+    esdk::KmsdKeyring keyring(*connection_, tenant, "alias/data");
+    esdk::KeyringMaterials materials(keyring);
+    return esdk::EncryptMessage(materials,
+                                {.suite_id = esdk::kCommittingSuite,
+                                 .frame_length = 4096,
+                                 .context = std::move(context),
+                                 .plaintext_bytes = std::nullopt},
+                                plaintext);
+  }
+  Result<Bytes> Open(const std::string& tenant, const Bytes& message,
+                     esdk::DecryptOptions options = {}, esdk::Header* header = nullptr) {
+    esdk::KmsdKeyring keyring(*connection_, tenant, "alias/data");
+    esdk::KeyringMaterials materials(keyring);
+    return esdk::DecryptMessage(materials, options, message, header);
+  }
+  // The requests of `op` in kmsd's audit log.
+  int AuditedRequests(std::string_view op) {
+    int count = 0;
+    for (const auto& file : fs::directory_iterator(fs::path(dir_ / "kmsd") / "audit")) {
+      std::ifstream in(file.path());
+      for (std::string line; std::getline(in, line);) {
+        if (line.find("\"op\":\"" + std::string(op) + "\"") != std::string::npos) ++count;
+      }
+    }
+    return count;
+  }
+};
+
+TEST_F(EnvelopeTest, TheKmsdKeyringRoundTripsAndNamesTenantAndKey) {
+  for (size_t size : {0, 1, 4096, 3 << 20}) {
+    auto message = Seal("acme", Pattern(size));
+    ASSERT_TRUE(message.has_value()) << message.error();
+    esdk::Header header;
+    auto plaintext = Open("acme", *message, {}, &header);
+    ASSERT_TRUE(plaintext.has_value()) << plaintext.error();
+    EXPECT_EQ(*plaintext, Pattern(size));
+    ASSERT_EQ(header.edks.size(), 1u);
+    EXPECT_EQ(header.edks[0].provider_id, "kmsd");
+    const std::string info(header.edks[0].provider_info.begin(),
+                           header.edks[0].provider_info.end());
+    EXPECT_TRUE(info.starts_with("acme/")) << info;
+    EXPECT_EQ(info.size(), 5u + 32u) << info;  // acme/ and the key id in hex
+  }
+}
+
+TEST_F(EnvelopeTest, AnotherTenantCannotDecrypt) {
+  auto message = Seal("acme", Pattern(100));
+  ASSERT_TRUE(message.has_value());
+  auto stolen = Open("globex", *message);
+  ASSERT_FALSE(stolen.has_value());
+  EXPECT_EQ(stolen.error().code(), Code::kInvalidCiphertext);
+  // An EDK relabelled for globex reaches kmsd, which refuses acme's ciphertext.
+  esdk::Header header;
+  ASSERT_TRUE(Open("acme", *message, {}, &header).has_value());
+  esdk::Header forged = header;
+  const std::string info(forged.edks[0].provider_info.begin(), forged.edks[0].provider_info.end());
+  const std::string relabelled = "globex/" + info.substr(5);
+  forged.edks[0].provider_info.assign(relabelled.begin(), relabelled.end());
+  Bytes tampered = *esdk::SerializeHeaderBody(forged);
+  esdk::PutBytes(tampered, forged.tag);
+  tampered.insert(tampered.end(),
+                  message->begin() + static_cast<std::ptrdiff_t>(header.body.size() + 16),
+                  message->end());
+  auto relabelled_result = Open("globex", tampered);
+  ASSERT_FALSE(relabelled_result.has_value());
+  EXPECT_EQ(relabelled_result.error().code(), Code::kInvalidCiphertext);
+  EXPECT_NE(relabelled_result.error().message().find("kmsd:globex"), std::string::npos)
+      << relabelled_result.error();
+}
+
+TEST_F(EnvelopeTest, TheContextIsBoundByKmsdAndChecked) {
+  auto message = Seal("acme", Pattern(100), {{"purpose", "orders"}, {"region", "eu"}});
+  ASSERT_TRUE(message.has_value());
+  esdk::DecryptOptions options;
+  options.required_context = {{"purpose", "orders"}};
+  EXPECT_TRUE(Open("acme", *message, options).has_value());
+  options.required_context = {{"purpose", "payroll"}};
+  EXPECT_EQ(CodeOf(Open("acme", *message, options)), Code::kInvalidCiphertext);
+  // The EDK under another context: kmsd refuses to decrypt it.
+  esdk::Header header;
+  ASSERT_TRUE(Open("acme", *message, {}, &header).has_value());
+  esdk::KmsdKeyring keyring(*connection_, "acme", "alias/data");
+  esdk::DecryptionMaterials materials{
+      .suite = header.suite, .context = {{"purpose", "payroll"}, {"region", "eu"}}, .data_key = {}};
+  const Status refused = keyring.OnDecrypt(materials, header.edks);
+  EXPECT_EQ(refused.code(), Code::kInvalidCiphertext) << refused;
+  EXPECT_TRUE(materials.data_key.empty());
+}
+
+TEST_F(EnvelopeTest, MessagesSurviveARotationBetweenEncryptAndDecrypt) {
+  auto before = Seal("acme", Pattern(5000));
+  ASSERT_TRUE(before.has_value());
+  Value::Map args;
+  args.emplace_back("key", "alias/data");
+  MustCall("key.rotate", "acme", std::move(args));
+  auto after = Seal("acme", Pattern(5000));
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(*Open("acme", *before), Pattern(5000));
+  EXPECT_EQ(*Open("acme", *after), Pattern(5000));
+  // The EDKs are kmsd ciphertexts of versions 1 and 2 (bytes 18-21).
+  esdk::Header first, second;
+  ASSERT_TRUE(Open("acme", *before, {}, &first).has_value());
+  ASSERT_TRUE(Open("acme", *after, {}, &second).has_value());
+  EXPECT_EQ(esdk::LoadU32(&first.edks[0].ciphertext[18]), 1u);
+  EXPECT_EQ(esdk::LoadU32(&second.edks[0].ciphertext[18]), 2u);
+}
+
+TEST_F(EnvelopeTest, KmsdsRefusalsComeBackAsTheyAre) {
+  auto viewer = Principal("acme", "looker", {"viewer"});
+  ASSERT_NE(viewer, nullptr);
+  esdk::KmsdKeyring keyring(*viewer, "acme", "alias/data");
+  esdk::KeyringMaterials materials(keyring);
+  auto refused = esdk::EncryptMessage(materials, {}, Pattern(10));
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), Code::kAccessDenied) << refused.error();
+  esdk::KmsdKeyring missing(*connection_, "acme", "alias/nothing");
+  esdk::KeyringMaterials missing_materials(missing);
+  EXPECT_EQ(CodeOf(esdk::EncryptMessage(missing_materials, {}, Pattern(10))), Code::kNotFound);
+}
+
+// Sixteen threads miss the cache at once: kmsd sees one generate-data-key.
+TEST_F(EnvelopeTest, ABurstOfThreadsMakesOneKmsdCallPerCacheEntry) {
+  esdk::KmsdKeyring keyring(*connection_, "acme", "alias/data");
+  esdk::KeyringMaterials direct(keyring);
+  esdk::DataKeyCache cache({});
+  esdk::CachingMaterials cached(direct, cache, "kmsd:acme/alias/data");
+  const int before = AuditedRequests("generate-data-key");
+  std::vector<Bytes> messages(16);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    threads.emplace_back([&, i] {
+      auto message = esdk::EncryptMessage(cached, {}, Pattern(256));
+      if (message.has_value()) messages[i] = std::move(*message);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(keyring.calls(), 1u);
+  for (const Bytes& message : messages) EXPECT_EQ(*Open("acme", message), Pattern(256));
+  EXPECT_TRUE(Eventually([&] { return AuditedRequests("generate-data-key") == before + 1; }))
+      << AuditedRequests("generate-data-key") - before;
+}
+
+// kmsctl with kmsd and an escrow RSA key: the JavaScript SDK reads the
+// escrow copy with the private key alone (break-glass without kmsd).
+TEST_F(EnvelopeTest, KmsctlWritesMessagesAnEscrowKeyAloneCanRead) {
+  EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048});
+  FILE* out = std::fopen((dir_ / "escrow.pub").c_str(), "w");
+  PEM_write_PUBKEY(out, key);
+  std::fclose(out);
+  out = std::fopen((dir_ / "escrow.key").c_str(), "w");
+  PEM_write_PrivateKey(out, key, nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(out);
+  EVP_PKEY_free(key);
+  const Bytes data = Pattern(200000);
+  std::ofstream(dir_ / "data", std::ios::binary)
+      .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  const std::string socket = daemon_->socket_path();
+  const CommandResult sealed =
+      RunKmsctl(socket, {"envelope", "encrypt", "--keyring", "kmsd:acme/alias/data", "--keyring",
+                         "raw-rsa:escrow/offline:" + (dir_ / "escrow.pub"), "--context",
+                         "file=data", "--suite", "committing-signed", "--in", dir_ / "data",
+                         "--out", dir_ / "data.esdk", "--json"});
+  ASSERT_EQ(sealed.exit_code, 0) << sealed.err << sealed.out;
+  EXPECT_NE(sealed.out.find("\"encrypted_data_keys\":2"), std::string::npos) << sealed.out;
+  const std::string message = ReadAll(dir_ / "data.esdk");
+  const CommandResult js =
+      RunEsdkJs({"decrypt", "--rsa", "escrow/offline:" + (dir_ / "escrow.key") + ":oaep-sha256",
+                 "--context", "file=data"},
+                message);
+  ASSERT_EQ(js.exit_code, 0) << js.err;
+  EXPECT_TRUE(js.out == std::string(data.begin(), data.end()));
+  // kmsctl reads it back through kmsd, and refuses it for another tenant,
+  // another context or a damaged copy, leaving --out unwritten.
+  const CommandResult opened =
+      RunKmsctl(socket, {"envelope", "decrypt", "--keyring", "kmsd:acme/alias/data", "--context",
+                         "file=data", "--in", dir_ / "data.esdk", "--out", dir_ / "data.out"});
+  ASSERT_EQ(opened.exit_code, 0) << opened.err;
+  EXPECT_EQ(ReadAll(dir_ / "data.out"), std::string(data.begin(), data.end()));
+  std::string damaged = message;
+  damaged[damaged.size() / 2] ^= 0x20;
+  std::ofstream(dir_ / "damaged.esdk", std::ios::binary) << damaged;
+  const std::vector<std::vector<std::string>> refused = {
+      {"--keyring", "kmsd:globex/alias/data", "--in", dir_ / "data.esdk"},
+      {"--keyring", "kmsd:acme/alias/data", "--context", "file=other", "--in", dir_ / "data.esdk"},
+      {"--keyring", "kmsd:acme/alias/data", "--in", dir_ / "damaged.esdk"},
+      {"--keyring", "kmsd:acme/alias/data", "--max-encrypted-data-keys", "1", "--in",
+       dir_ / "data.esdk"}};
+  for (const auto& args : refused) {
+    std::vector<std::string> argv = {"envelope", "decrypt", "--out", dir_ / "refused.out"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const CommandResult result = RunKmsctl(socket, argv);
+    EXPECT_EQ(result.exit_code, 5) << args[1] << " " << result.err;
+    EXPECT_NE(result.err.find("INVALID_CIPHERTEXT"), std::string::npos) << result.err;
+    EXPECT_FALSE(fs::exists(dir_ / "refused.out")) << args[1];
+  }
+  // A keyring spec that does not parse is a usage error.
+  EXPECT_EQ(RunKmsctl(socket, {"envelope", "encrypt", "--keyring", "kmsd:acme", "--in",
+                               dir_ / "data", "--out", dir_ / "x"})
+                .exit_code,
+            2);
+}
+
+}  // namespace
+}  // namespace kmsd::testing
