@@ -4,7 +4,11 @@
 // group rather than after every byte. Not thread-safe.
 #pragma once
 
+#include <openssl/crypto.h>
+
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -40,6 +44,42 @@ inline void StoreU32(uint8_t* at, uint32_t value) {
 inline uint32_t LoadU32(const uint8_t* at) {
   return uint32_t{at[0]} << 24 | uint32_t{at[1]} << 16 | uint32_t{at[2]} << 8 | at[3];
 }
+
+// Working memory for frames: its bytes are not zeroed when it is made or
+// grows (each frame overwrites what it uses), and Wipe() clears all of it.
+class ScratchBuffer {
+ public:
+  // At least `size` bytes; earlier contents are lost when it grows.
+  uint8_t* Reserve(size_t size) {
+    if (size > capacity_) {
+      Wipe();
+      data_ = std::make_unique_for_overwrite<uint8_t[]>(size);
+      capacity_ = size;
+    }
+    return data_.get();
+  }
+  // At least `size` bytes (growing geometrically up to `limit`), keeping the
+  // first `keep` bytes.
+  uint8_t* Grow(size_t size, size_t keep, size_t limit) {
+    if (size > capacity_) {
+      const size_t capacity = std::max(size, std::min(limit, capacity_ * 2));
+      auto grown = std::make_unique_for_overwrite<uint8_t[]>(capacity);
+      if (keep > 0) std::copy(data_.get(), data_.get() + keep, grown.get());
+      Wipe();
+      data_ = std::move(grown);
+      capacity_ = capacity;
+    }
+    return data_.get();
+  }
+  uint8_t* data() const { return data_.get(); }
+  void Wipe() {
+    if (data_) OPENSSL_cleanse(data_.get(), capacity_);
+  }
+
+ private:
+  std::unique_ptr<uint8_t[]> data_;
+  size_t capacity_ = 0;
+};
 
 class ByteReader {
  public:

@@ -2,10 +2,10 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/kdf.h>
 #include <openssl/params.h>
 
 #include <array>
+#include <map>
 
 namespace kmsd::esdk {
 namespace {
@@ -14,10 +14,47 @@ Status OpenSslFailure(std::string_view what) {
   return Status(Code::kInternal, "OpenSSL: " + std::string(what) + " failed");
 }
 
-// Fetched once: an explicit fetch per message costs microseconds.
-EVP_KDF* Hkdf() {
-  static EVP_KDF* const kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
-  return kdf;
+// HMAC with a context kept per thread and digest: OpenSSL's HKDF through
+// EVP_KDF looked its algorithms up by name on every call (6 us of a 10 us
+// cached message); an HMAC context re-keyed in place costs a fraction.
+struct MacContextFree {
+  void operator()(EVP_MAC_CTX* context) const { EVP_MAC_CTX_free(context); }
+};
+
+EVP_MAC_CTX* HmacContext(const char* digest) {
+  static EVP_MAC* const hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  thread_local std::map<std::string_view, std::unique_ptr<EVP_MAC_CTX, MacContextFree>> contexts;
+  auto& context = contexts[digest];
+  if (!context) {
+    context.reset(EVP_MAC_CTX_new(hmac));
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(digest), 0),
+        OSSL_PARAM_construct_end()};
+    if (!context || EVP_MAC_CTX_set_params(context.get(), params) != 1) context.reset();
+  }
+  return context.get();
+}
+
+// HMAC(key, first || second) into `out` (the digest's size).
+bool Hmac(const char* digest, std::span<const uint8_t> key, std::span<const uint8_t> first,
+          std::span<const uint8_t> second, uint8_t* out) {
+  EVP_MAC_CTX* context = HmacContext(digest);
+  size_t size = 0;
+  return context != nullptr && EVP_MAC_init(context, key.data(), key.size(), nullptr) == 1 &&
+         EVP_MAC_update(context, first.data(), first.size()) == 1 &&
+         EVP_MAC_update(context, second.data(), second.size()) == 1 &&
+         EVP_MAC_final(context, out, &size, EVP_MAX_MD_SIZE) == 1;
+}
+
+// HKDF (RFC 5869) output of at most one hash length: T(1) = HMAC(PRK, info || 0x01).
+bool HkdfExpandOne(const char* digest, std::span<const uint8_t> prk, std::span<const uint8_t> info,
+                   uint8_t* out, size_t out_size) {
+  static constexpr uint8_t kCounter[] = {1};
+  uint8_t block[EVP_MAX_MD_SIZE];
+  const bool ok = Hmac(digest, prk, info, kCounter, block);
+  std::copy(block, block + out_size, out);
+  OPENSSL_cleanse(block, sizeof block);
+  return ok;
 }
 
 const EVP_CIPHER* AesGcmCipher(size_t key_bytes) {
@@ -57,31 +94,6 @@ const char* SignatureDigest(Signature signature) {
   return signature == Signature::kEcdsaP256Sha256 ? "SHA256" : "SHA384";
 }
 
-// One HKDF step: mode EXTRACT_ONLY (key = IKM, salt) or EXPAND_ONLY (key =
-// PRK, info) into `out`.
-bool HkdfStep(const char* digest, int mode, std::span<const uint8_t> key,
-              std::span<const uint8_t> salt_or_info, uint8_t* out, size_t out_size) {
-  EVP_KDF_CTX* context = EVP_KDF_CTX_new(Hkdf());
-  if (context == nullptr) return false;
-  const bool extract = mode == EVP_KDF_HKDF_MODE_EXTRACT_ONLY;
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>(digest), 0),
-      OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<uint8_t*>(key.data()),
-                                        key.size()),
-      OSSL_PARAM_construct_octet_string(extract ? OSSL_KDF_PARAM_SALT : OSSL_KDF_PARAM_INFO,
-                                        const_cast<uint8_t*>(salt_or_info.data()),
-                                        salt_or_info.size()),
-      OSSL_PARAM_construct_end()};
-  const bool ok = EVP_KDF_derive(context, out, out_size, params) == 1;
-  EVP_KDF_CTX_free(context);
-  return ok;
-}
-
-struct MdFree {
-  void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
-};
-
 }  // namespace
 
 Result<DerivedKeys> DeriveKeys(const Suite& suite, std::span<const uint8_t> plaintext_data_key,
@@ -95,42 +107,41 @@ Result<DerivedKeys> DeriveKeys(const Suite& suite, std::span<const uint8_t> plai
     return keys;
   }
   const char* digest = DigestName(suite.kdf);
-  uint8_t suite_id[2] = {static_cast<uint8_t>(suite.id >> 8), static_cast<uint8_t>(suite.id)};
-  Bytes info(suite_id, suite_id + 2);
+  const size_t hash_size = suite.kdf == Kdf::kHkdfSha256   ? 32
+                           : suite.kdf == Kdf::kHkdfSha384 ? 48
+                                                           : 64;
+  // Extract: PRK = HMAC(salt, data key). Committing suites salt with the
+  // message id; version 1 with as many zeros as the hash is long.
+  static constexpr uint8_t kZeros[EVP_MAX_MD_SIZE] = {};
+  const std::span<const uint8_t> salt =
+      suite.committing ? message_id : std::span<const uint8_t>(kZeros, hash_size);
+  SecretBuffer prk(hash_size);
+  if (!Hmac(digest, salt, plaintext_data_key, {}, prk.RevealMutableData())) {
+    return Error(OpenSslFailure("HKDF extract"));
+  }
+  // Expand: info = suite id || "DERIVEKEY" (committing) or suite id ||
+  // message id (version 1); the commitment key's info is "COMMITKEY".
+  uint8_t info[2 + 32];
+  info[0] = static_cast<uint8_t>(suite.id >> 8);
+  info[1] = static_cast<uint8_t>(suite.id);
+  static constexpr std::string_view kDeriveLabel = "DERIVEKEY", kCommitLabel = "COMMITKEY";
+  const auto label = [](std::string_view text) {
+    return std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  };
+  const std::span<const uint8_t> tail = suite.committing ? label(kDeriveLabel) : message_id;
+  if (tail.size() > sizeof info - 2) return Error(OpenSslFailure("HKDF info"));
+  std::copy(tail.begin(), tail.end(), info + 2);
+  keys.data_key = SecretBuffer(suite.key_bytes);
+  if (!HkdfExpandOne(digest, prk.RevealSpan(), {info, 2 + tail.size()},
+                     keys.data_key.RevealMutableData(), suite.key_bytes)) {
+    return Error(OpenSslFailure("HKDF expand"));
+  }
   if (suite.committing) {
-    SecretBuffer prk(EVP_MAX_MD_SIZE);
-    const size_t prk_size = 64;  // SHA-512
-    if (!HkdfStep(digest, EVP_KDF_HKDF_MODE_EXTRACT_ONLY, plaintext_data_key, message_id,
-                  prk.RevealMutableData(), prk_size)) {
-      return Error(OpenSslFailure("HKDF extract"));
-    }
-    prk.Shrink(prk_size);
-    PutBytes(info, std::string_view("DERIVEKEY"));
-    keys.data_key = SecretBuffer(suite.key_bytes);
     keys.commitment.resize(suite.suite_data_bytes);
-    static constexpr std::string_view kCommitLabel = "COMMITKEY";
-    const auto commit_info =
-        std::span(reinterpret_cast<const uint8_t*>(kCommitLabel.data()), kCommitLabel.size());
-    if (!HkdfStep(digest, EVP_KDF_HKDF_MODE_EXPAND_ONLY, prk.RevealSpan(), info,
-                  keys.data_key.RevealMutableData(), suite.key_bytes) ||
-        !HkdfStep(digest, EVP_KDF_HKDF_MODE_EXPAND_ONLY, prk.RevealSpan(), commit_info,
-                  keys.commitment.data(), keys.commitment.size())) {
+    if (!HkdfExpandOne(digest, prk.RevealSpan(), label(kCommitLabel), keys.commitment.data(),
+                       keys.commitment.size())) {
       return Error(OpenSslFailure("HKDF expand"));
     }
-    return keys;
-  }
-  // Version 1: the salt is as many zeros as the hash is long, the info the
-  // suite id then the message id.
-  PutBytes(info, message_id);
-  SecretBuffer prk(EVP_MAX_MD_SIZE);
-  const size_t prk_size = suite.kdf == Kdf::kHkdfSha256 ? 32 : 48;
-  const Bytes zero_salt(prk_size, 0);
-  keys.data_key = SecretBuffer(suite.key_bytes);
-  if (!HkdfStep(digest, EVP_KDF_HKDF_MODE_EXTRACT_ONLY, plaintext_data_key, zero_salt,
-                prk.RevealMutableData(), prk_size) ||
-      !HkdfStep(digest, EVP_KDF_HKDF_MODE_EXPAND_ONLY, prk.RevealSpan().first(prk_size), info,
-                keys.data_key.RevealMutableData(), suite.key_bytes)) {
-    return Error(OpenSslFailure("HKDF"));
   }
   return keys;
 }
@@ -140,13 +151,15 @@ bool CommitmentMatches(std::span<const uint8_t> expected, std::span<const uint8_
          CRYPTO_memcmp(expected.data(), actual.data(), expected.size()) == 0;
 }
 
-Result<AesGcm> AesGcm::Create(std::span<const uint8_t> key) {
+Result<AesGcm> AesGcm::Create(std::span<const uint8_t> key, Use use) {
   const EVP_CIPHER* cipher = AesGcmCipher(key.size());
   if (cipher == nullptr) return Error(Status(Code::kInvalidArgument, "an AES key of bad length"));
-  AesGcm out(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_new());
-  if (!out.encrypt_ || !out.decrypt_ ||
-      EVP_EncryptInit_ex2(out.encrypt_.get(), cipher, key.data(), nullptr, nullptr) != 1 ||
-      EVP_DecryptInit_ex2(out.decrypt_.get(), cipher, key.data(), nullptr, nullptr) != 1) {
+  const bool seal = use != Use::kOpen, open = use != Use::kSeal;
+  AesGcm out(seal ? EVP_CIPHER_CTX_new() : nullptr, open ? EVP_CIPHER_CTX_new() : nullptr);
+  if ((seal && (!out.encrypt_ || EVP_EncryptInit_ex2(out.encrypt_.get(), cipher, key.data(),
+                                                     nullptr, nullptr) != 1)) ||
+      (open && (!out.decrypt_ || EVP_DecryptInit_ex2(out.decrypt_.get(), cipher, key.data(),
+                                                     nullptr, nullptr) != 1))) {
     return Error(OpenSslFailure("AES-GCM set-up"));
   }
   return out;
@@ -155,6 +168,7 @@ Result<AesGcm> AesGcm::Create(std::span<const uint8_t> key) {
 Status AesGcm::Seal(std::span<const uint8_t> iv, std::span<const uint8_t> aad,
                     std::span<const uint8_t> plaintext, uint8_t* out, uint8_t* tag) {
   EVP_CIPHER_CTX* context = encrypt_.get();
+  if (context == nullptr) return OpenSslFailure("AES-GCM keyed for opening only");
   int length = 0;
   if (EVP_EncryptInit_ex2(context, nullptr, nullptr, iv.data(), nullptr) != 1 ||
       (!aad.empty() && EVP_EncryptUpdate(context, nullptr, &length, aad.data(),
@@ -177,27 +191,41 @@ Status AesGcm::Seal(std::span<const uint8_t> iv, std::span<const uint8_t> aad,
   return OkStatus();
 }
 
-bool AesGcm::Open(std::span<const uint8_t> iv, std::span<const uint8_t> aad,
-                  std::span<const uint8_t> ciphertext, std::span<const uint8_t> tag, uint8_t* out) {
+bool AesGcm::BeginOpen(std::span<const uint8_t> iv, std::span<const uint8_t> aad) {
   EVP_CIPHER_CTX* context = decrypt_.get();
   int length = 0;
-  if (tag.size() != kTagBytes ||
-      EVP_DecryptInit_ex2(context, nullptr, nullptr, iv.data(), nullptr) != 1 ||
-      (!aad.empty() && EVP_DecryptUpdate(context, nullptr, &length, aad.data(),
-                                         static_cast<int>(aad.size())) != 1)) {
-    return false;
-  }
+  return context != nullptr &&
+         EVP_DecryptInit_ex2(context, nullptr, nullptr, iv.data(), nullptr) == 1 &&
+         (aad.empty() || EVP_DecryptUpdate(context, nullptr, &length, aad.data(),
+                                           static_cast<int>(aad.size())) == 1);
+}
+
+bool AesGcm::UpdateOpen(std::span<const uint8_t> ciphertext, uint8_t* out) {
+  int length = 0;
   size_t done = 0;
   while (done < ciphertext.size()) {
     const int step = static_cast<int>(std::min<size_t>(ciphertext.size() - done, 1u << 30));
-    if (EVP_DecryptUpdate(context, out + done, &length, ciphertext.data() + done, step) != 1) {
+    if (EVP_DecryptUpdate(decrypt_.get(), out + done, &length, ciphertext.data() + done, step) !=
+        1) {
       return false;
     }
     done += static_cast<size_t>(step);
   }
-  return EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_SET_TAG, kTagBytes,
+  return true;
+}
+
+bool AesGcm::FinishOpen(std::span<const uint8_t> tag) {
+  uint8_t unused[16];
+  int length = 0;
+  return tag.size() == kTagBytes &&
+         EVP_CIPHER_CTX_ctrl(decrypt_.get(), EVP_CTRL_AEAD_SET_TAG, kTagBytes,
                              const_cast<uint8_t*>(tag.data())) == 1 &&
-         EVP_DecryptFinal_ex(context, out + done, &length) == 1;
+         EVP_DecryptFinal_ex(decrypt_.get(), unused, &length) == 1;
+}
+
+bool AesGcm::Open(std::span<const uint8_t> iv, std::span<const uint8_t> aad,
+                  std::span<const uint8_t> ciphertext, std::span<const uint8_t> tag, uint8_t* out) {
+  return BeginOpen(iv, aad) && UpdateOpen(ciphertext, out) && FinishOpen(tag);
 }
 
 Result<std::array<uint8_t, kTagBytes>> HeaderTag(AesGcm& cipher, std::span<const uint8_t> body) {

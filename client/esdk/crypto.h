@@ -33,7 +33,10 @@ bool CommitmentMatches(std::span<const uint8_t> expected, std::span<const uint8_
 // AES-GCM with one key: seals and opens with 12-byte IVs and 16-byte tags.
 class AesGcm {
  public:
-  static Result<AesGcm> Create(std::span<const uint8_t> key);
+  // Keys a context for what it will do: kSeal, kOpen or both (each one
+  // costs a key schedule, which a small message notices).
+  enum class Use { kSeal, kOpen, kBoth };
+  static Result<AesGcm> Create(std::span<const uint8_t> key, Use use = Use::kBoth);
   // `out` has room for plaintext.size() bytes (may be plaintext itself).
   Status Seal(std::span<const uint8_t> iv, std::span<const uint8_t> aad,
               std::span<const uint8_t> plaintext, uint8_t* out, uint8_t* tag);
@@ -41,6 +44,12 @@ class AesGcm {
   // the caller wipes them). `out` may be ciphertext itself.
   bool Open(std::span<const uint8_t> iv, std::span<const uint8_t> aad,
             std::span<const uint8_t> ciphertext, std::span<const uint8_t> tag, uint8_t* out);
+  // Open in pieces, for a frame that arrives in several writes: Begin, any
+  // number of Update (each writes ciphertext.size() bytes at `out`), then
+  // Finish with the tag. Nothing opened may be used unless Finish is true.
+  bool BeginOpen(std::span<const uint8_t> iv, std::span<const uint8_t> aad);
+  bool UpdateOpen(std::span<const uint8_t> ciphertext, uint8_t* out);
+  bool FinishOpen(std::span<const uint8_t> tag);
 
  private:
   struct Free {

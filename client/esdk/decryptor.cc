@@ -20,32 +20,70 @@ Decryptor::Decryptor(MaterialsManager& materials, DecryptOptions options, Sink s
     : materials_(materials), options_(std::move(options)), sink_(std::move(sink)) {}
 
 Decryptor::~Decryptor() {
-  Wipe(plaintext_);
+  plaintext_.Wipe();
   Wipe(held_);
 }
 
 Status Decryptor::Fail(Status status) {
   failed_ = status;
-  Wipe(plaintext_);
+  plaintext_.Wipe();
   Wipe(held_);
   buffer_.clear();
   return status;
 }
 
+size_t Decryptor::BytesWanted(std::span<const uint8_t> pending) const {
+  ByteReader in(pending);
+  size_t whole = 0;  // the part's size once known
+  switch (stage_) {
+    case Stage::kHeader:
+    case Stage::kDone:
+      return std::max<size_t>(1, pending.size());  // small: take what comes
+    case Stage::kBody:
+      if (header_.content_type == ContentType::kNonFramed) {
+        in.Take(kIvBytes);
+        const uint64_t length = in.U64();
+        if (in.is_short()) return kIvBytes + 8 - pending.size();
+        whole =
+            kIvBytes + 8 + std::min<uint64_t>(length, options_.limits.max_frame_length) + kTagBytes;
+      } else if (frame_part_ != FramePart::kHead) {
+        return 1;  // content and tag are taken as they come, never gathered
+      } else if (const uint32_t sequence = in.U32(); in.is_short()) {
+        return kSequenceBytes - pending.size();
+      } else {
+        whole = sequence == kFinalFrameMarker ? 3 * kSequenceBytes + kIvBytes
+                                              : kSequenceBytes + kIvBytes;
+      }
+      break;
+    case Stage::kFooter: {
+      const uint16_t length = in.U16();
+      if (in.is_short()) return 2 - pending.size();
+      whole = 2 + length;
+      break;
+    }
+  }
+  return whole > pending.size() ? whole - pending.size() : 1;
+}
+
+// Parts that arrive whole are read straight from the caller's bytes; only a
+// part split across writes is gathered in buffer_ first.
 Status Decryptor::Write(std::span<const uint8_t> bytes) {
   if (failed_) return *failed_;
-  if (buffer_.empty()) {
-    // Straight from the caller's bytes; only an incomplete tail is copied.
-    auto consumed = Consume(bytes);
+  while (!bytes.empty()) {
+    if (buffer_.empty()) {
+      auto consumed = Consume(bytes);
+      if (!consumed.has_value()) return Fail(consumed.error());
+      const auto rest = bytes.subspan(*consumed);
+      buffer_.assign(rest.begin(), rest.end());
+      return OkStatus();
+    }
+    const size_t take = std::min(BytesWanted(buffer_), bytes.size());
+    PutBytes(buffer_, bytes.first(take));
+    bytes = bytes.subspan(take);
+    auto consumed = Consume(buffer_);
     if (!consumed.has_value()) return Fail(consumed.error());
-    const auto rest = bytes.subspan(*consumed);
-    buffer_.assign(rest.begin(), rest.end());
-    return OkStatus();
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(*consumed));
   }
-  PutBytes(buffer_, bytes);
-  auto consumed = Consume(buffer_);
-  if (!consumed.has_value()) return Fail(consumed.error());
-  buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(*consumed));
   return OkStatus();
 }
 
@@ -116,7 +154,7 @@ Status Decryptor::AcceptHeader(Header header) {
   if (suite.committing && !CommitmentMatches(keys.commitment, header.commitment)) {
     return Bad("the message's key commitment does not match its data key");
   }
-  ASSIGN_OR_RETURN(AesGcm cipher, AesGcm::Create(keys.data_key.RevealSpan()));
+  ASSIGN_OR_RETURN(AesGcm cipher, AesGcm::Create(keys.data_key.RevealSpan(), AesGcm::Use::kOpen));
   static constexpr std::array<uint8_t, kIvBytes> kZeroIv{};
   const std::span<const uint8_t> iv =
       suite.message_version == 1 ? std::span<const uint8_t>(header.header_iv) : kZeroIv;
@@ -138,26 +176,30 @@ Status Decryptor::AcceptHeader(Header header) {
 Status Decryptor::OpenAndRelease(std::span<const uint8_t> iv, std::string_view label,
                                  uint32_t sequence, std::span<const uint8_t> content,
                                  std::span<const uint8_t> tag) {
-  const Bytes aad = BodyAad(header_.message_id, label, sequence, content.size());
-  plaintext_.resize(content.size());
-  if (!cipher_->Open(iv, aad, content, tag, plaintext_.data())) {
-    Wipe(plaintext_);
+  uint8_t aad[kMaxBodyAadBytes];
+  const size_t aad_size = WriteBodyAad(aad, header_.message_id, label, sequence, content.size());
+  uint8_t* plaintext = plaintext_.Reserve(content.size());
+  if (!cipher_->Open(iv, {aad, aad_size}, content, tag, plaintext)) {
+    plaintext_.Wipe();
     return Bad("frame " + std::to_string(sequence) + " does not authenticate");
   }
+  return Release({plaintext, content.size()});
+}
+
+Status Decryptor::Release(std::span<const uint8_t> plaintext) {
   if (verifier_ && options_.hold_signed_plaintext) {
-    if (held_.size() + plaintext_.size() > options_.max_held_bytes) {
+    if (held_.size() + plaintext.size() > options_.max_held_bytes) {
       return Bad("a signed message over " + std::to_string(options_.max_held_bytes) +
                  " bytes cannot be held until its signature verifies");
     }
-    PutBytes(held_, plaintext_);
-  } else if (!plaintext_.empty()) {
-    RETURN_IF_ERROR(sink_(plaintext_));
+    PutBytes(held_, plaintext);
+  } else if (!plaintext.empty()) {
+    RETURN_IF_ERROR(sink_(plaintext));
   }
-  Wipe(plaintext_);
   return OkStatus();
 }
 
-Result<size_t> Decryptor::ConsumeFrame(std::span<const uint8_t> bytes) {
+Result<size_t> Decryptor::ConsumeFrameHead(std::span<const uint8_t> bytes) {
   ByteReader in(bytes);
   uint32_t sequence = in.U32();
   const bool final = sequence == kFinalFrameMarker;
@@ -179,19 +221,70 @@ Result<size_t> Decryptor::ConsumeFrame(std::span<const uint8_t> bytes) {
       !std::equal(iv.begin(), iv.end(), iv_expected.begin())) {
     return Error(Bad("frame " + std::to_string(sequence) + " has an IV that is not its own"));
   }
-  const auto content = in.Take(length);
-  const auto tag = in.Take(kTagBytes);
-  if (in.is_short()) return size_t{0};
-  RETURN_IF_ERROR(
-      OpenAndRelease(iv, final ? kFinalFrameLabel : kFrameLabel, sequence, content, tag));
+  uint8_t aad[kMaxBodyAadBytes];
+  const size_t aad_size = WriteBodyAad(aad, header_.message_id,
+                                       final ? kFinalFrameLabel : kFrameLabel, sequence, length);
+  if (!cipher_->BeginOpen(iv, {aad, aad_size})) return Error(Bad("AES-GCM set-up failed"));
+  plaintext_.Reserve(length);
   if (verifier_) RETURN_IF_ERROR(verifier_->Update(bytes.first(in.offset())));
-  ++expected_sequence_;
-  if (final) {
-    stage_ = verifier_ ? Stage::kFooter : Stage::kDone;
-  } else if (expected_sequence_ == kFinalFrameMarker) {
-    return Error(Bad("a message of more than 2^32 - 1 frames"));
-  }
+  frame_final_ = final;
+  frame_content_bytes_ = length;
+  frame_content_done_ = 0;
+  frame_tag_done_ = 0;
+  frame_part_ = FramePart::kContent;
   return in.offset();
+}
+
+Result<size_t> Decryptor::ConsumeFrame(std::span<const uint8_t> bytes) {
+  size_t consumed = 0;
+  while (true) {
+    const auto rest = bytes.subspan(consumed);
+    switch (frame_part_) {
+      case FramePart::kHead: {
+        ASSIGN_OR_RETURN(const size_t head, ConsumeFrameHead(rest));
+        if (head == 0) return consumed;
+        consumed += head;
+        break;
+      }
+      case FramePart::kContent: {
+        const size_t take = std::min(frame_content_bytes_ - frame_content_done_, rest.size());
+        if (!cipher_->UpdateOpen(rest.first(take), plaintext_.data() + frame_content_done_)) {
+          return Error(Bad("AES-GCM failed"));
+        }
+        if (verifier_) RETURN_IF_ERROR(verifier_->Update(rest.first(take)));
+        frame_content_done_ += take;
+        consumed += take;
+        if (frame_content_done_ < frame_content_bytes_) return consumed;
+        frame_part_ = FramePart::kTag;
+        break;
+      }
+      case FramePart::kTag: {
+        const size_t take = std::min(kTagBytes - frame_tag_done_, rest.size());
+        std::copy(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(take),
+                  frame_tag_.begin() + static_cast<std::ptrdiff_t>(frame_tag_done_));
+        if (verifier_) RETURN_IF_ERROR(verifier_->Update(rest.first(take)));
+        frame_tag_done_ += take;
+        consumed += take;
+        if (frame_tag_done_ < kTagBytes) return consumed;
+        if (!cipher_->FinishOpen(frame_tag_)) {
+          plaintext_.Wipe();
+          return Error(
+              Bad("frame " + std::to_string(expected_sequence_) + " does not authenticate"));
+        }
+        RETURN_IF_ERROR(Release({plaintext_.data(), frame_content_bytes_}));
+        frame_part_ = FramePart::kHead;
+        ++expected_sequence_;
+        if (frame_final_) {
+          stage_ = verifier_ ? Stage::kFooter : Stage::kDone;
+          return consumed;
+        }
+        if (expected_sequence_ == kFinalFrameMarker) {
+          return Error(Bad("a message of more than 2^32 - 1 frames"));
+        }
+        break;
+      }
+    }
+  }
 }
 
 // Version 1 messages may be one block: IV, length (8), content, tag. It is

@@ -9,21 +9,22 @@ namespace {
 constexpr size_t kMessageIdBytes = 32;
 constexpr uint32_t kMaxWriteFrameLength = 64u << 20;
 
-void Wipe(Bytes& bytes) {
-  OPENSSL_cleanse(bytes.data(), bytes.size());
-  bytes.clear();
-}
-
 }  // namespace
+
+size_t WriteBodyAad(uint8_t* out, std::span<const uint8_t> message_id, std::string_view label,
+                    uint32_t sequence, uint64_t content_bytes) {
+  uint8_t* at = std::copy(message_id.begin(), message_id.end(), out);
+  at = std::copy(label.begin(), label.end(), at);
+  StoreU32(at, sequence);
+  StoreU32(at + 4, static_cast<uint32_t>(content_bytes >> 32));
+  StoreU32(at + 8, static_cast<uint32_t>(content_bytes));
+  return static_cast<size_t>(at + 12 - out);
+}
 
 Bytes BodyAad(std::span<const uint8_t> message_id, std::string_view label, uint32_t sequence,
               uint64_t content_bytes) {
-  Bytes aad;
-  aad.reserve(message_id.size() + label.size() + 12);
-  PutBytes(aad, message_id);
-  PutBytes(aad, label);
-  PutU32(aad, sequence);
-  PutU64(aad, content_bytes);
+  Bytes aad(kMaxBodyAadBytes);
+  aad.resize(WriteBodyAad(aad.data(), message_id, label, sequence, content_bytes));
   return aad;
 }
 
@@ -57,7 +58,7 @@ Result<std::unique_ptr<Encryptor>> Encryptor::Start(MaterialsManager& materials,
   ASSIGN_OR_RETURN(DerivedKeys keys,
                    DeriveKeys(*suite, made.data_key.RevealSpan(), header.message_id));
   header.commitment = std::move(keys.commitment);
-  ASSIGN_OR_RETURN(AesGcm cipher, AesGcm::Create(keys.data_key.RevealSpan()));
+  ASSIGN_OR_RETURN(AesGcm cipher, AesGcm::Create(keys.data_key.RevealSpan(), AesGcm::Use::kSeal));
   ASSIGN_OR_RETURN(header.body, SerializeHeaderBody(header));
   ASSIGN_OR_RETURN(header.tag, HeaderTag(cipher, header.body));
   std::unique_ptr<Encryptor> encryptor(
@@ -67,19 +68,21 @@ Result<std::unique_ptr<Encryptor>> Encryptor::Start(MaterialsManager& materials,
   return encryptor;
 }
 
+// A frame: [marker (4)] sequence (4) | IV (12) | [length (4)] | content | tag (16).
+constexpr size_t kMaxFrameOverhead = 4 + 4 + kIvBytes + 4 + kTagBytes;
+
 Encryptor::Encryptor(Header header, AesGcm cipher, std::optional<Signer> signer, Sink sink)
     : header_(std::move(header)),
       cipher_(std::move(cipher)),
       signer_(std::move(signer)),
-      sink_(std::move(sink)) {
-  partial_.reserve(header_.frame_length);
-}
+      sink_(std::move(sink)) {}
 
-Encryptor::~Encryptor() { Wipe(partial_); }
+Encryptor::~Encryptor() { partial_.Wipe(); }
 
 Status Encryptor::Fail(Status status) {
   failed_ = status;
-  Wipe(partial_);
+  partial_.Wipe();
+  partial_size_ = 0;
   return status;
 }
 
@@ -93,19 +96,24 @@ Status Encryptor::EmitFrame(std::span<const uint8_t> plaintext, bool final) {
     return Status(Code::kInvalidArgument, "a message holds at most 2^32 - 1 frames");
   }
   const auto iv = FrameIv(sequence_);
-  const Bytes aad = BodyAad(header_.message_id, final ? kFinalFrameLabel : kFrameLabel, sequence_,
-                            plaintext.size());
-  frame_.clear();
-  if (final) PutU32(frame_, kFinalFrameMarker);
-  PutU32(frame_, sequence_);
-  PutBytes(frame_, iv);
-  if (final) PutU32(frame_, static_cast<uint32_t>(plaintext.size()));
-  const size_t at = frame_.size();
-  frame_.resize(at + plaintext.size() + kTagBytes);
-  RETURN_IF_ERROR(
-      cipher_.Seal(iv, aad, plaintext, frame_.data() + at, frame_.data() + at + plaintext.size()));
+  uint8_t aad[kMaxBodyAadBytes];
+  const size_t aad_size = WriteBodyAad(
+      aad, header_.message_id, final ? kFinalFrameLabel : kFrameLabel, sequence_, plaintext.size());
+  uint8_t* const start = frame_.Reserve(plaintext.size() + kMaxFrameOverhead);
+  uint8_t* at = start;
+  if (final) {
+    StoreU32(at, kFinalFrameMarker);
+    at += 4;
+  }
+  StoreU32(at, sequence_);
+  at = std::copy(iv.begin(), iv.end(), at + 4);
+  if (final) {
+    StoreU32(at, static_cast<uint32_t>(plaintext.size()));
+    at += 4;
+  }
+  RETURN_IF_ERROR(cipher_.Seal(iv, {aad, aad_size}, plaintext, at, at + plaintext.size()));
   ++sequence_;
-  return Emit(frame_);
+  return Emit({start, static_cast<size_t>(at - start) + plaintext.size() + kTagBytes});
 }
 
 Status Encryptor::Write(std::span<const uint8_t> plaintext) {
@@ -113,20 +121,25 @@ Status Encryptor::Write(std::span<const uint8_t> plaintext) {
   if (finished_) return Status(Code::kInvalidArgument, "the message is already finished");
   const size_t frame_length = header_.frame_length;
   while (!plaintext.empty()) {
-    // A whole frame straight from the caller's bytes when one more follows it.
-    if (partial_.empty() && plaintext.size() > frame_length) {
+    // A whole frame straight from the caller's bytes.
+    if (partial_size_ == 0 && plaintext.size() >= frame_length) {
       if (Status status = EmitFrame(plaintext.first(frame_length), false); !status.ok()) {
         return Fail(status);
       }
       plaintext = plaintext.subspan(frame_length);
       continue;
     }
-    const size_t take = std::min(frame_length - partial_.size(), plaintext.size());
-    partial_.insert(partial_.end(), plaintext.begin(), plaintext.begin() + take);
+    const size_t take = std::min(frame_length - partial_size_, plaintext.size());
+    partial_.Grow(partial_size_ + take, partial_size_, frame_length);
+    std::copy(plaintext.begin(), plaintext.begin() + static_cast<std::ptrdiff_t>(take),
+              partial_.data() + partial_size_);
+    partial_size_ += take;
     plaintext = plaintext.subspan(take);
-    if (partial_.size() == frame_length && !plaintext.empty()) {
-      if (Status status = EmitFrame(partial_, false); !status.ok()) return Fail(status);
-      Wipe(partial_);
+    if (partial_size_ == frame_length) {
+      if (Status status = EmitFrame({partial_.data(), frame_length}, false); !status.ok()) {
+        return Fail(status);
+      }
+      partial_size_ = 0;
     }
   }
   return OkStatus();
@@ -135,8 +148,11 @@ Status Encryptor::Write(std::span<const uint8_t> plaintext) {
 Status Encryptor::Finish() {
   if (failed_) return *failed_;
   if (finished_) return Status(Code::kInvalidArgument, "the message is already finished");
-  if (Status status = EmitFrame(partial_, true); !status.ok()) return Fail(status);
-  Wipe(partial_);
+  if (Status status = EmitFrame({partial_.data(), partial_size_}, true); !status.ok()) {
+    return Fail(status);
+  }
+  partial_.Wipe();
+  partial_size_ = 0;
   if (signer_) {
     auto signature = signer_->Finish();
     if (!signature.has_value()) return Fail(signature.error());

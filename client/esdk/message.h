@@ -2,11 +2,12 @@
 // client-apis/encrypt.md, client-apis/decrypt.md, data-format/message-*.md).
 //
 // Encryptor: Start writes the header (materials from a MaterialsManager),
-// Write takes plaintext in pieces of any size and writes each complete frame
-// as soon as it knows another byte follows, Finish writes the final frame
-// (holding the last up to frame-length bytes; a plaintext that is an exact
-// multiple of the frame length ends with a full final frame, as the SDKs
-// write it) and, for a signed suite, the footer. Memory: one frame.
+// Write takes plaintext in pieces of any size and writes each frame as soon
+// as it is full, Finish writes the final frame (the last 0 to frame-length
+// - 1 bytes: a plaintext that is an exact multiple of the frame length ends
+// with an empty final frame, as the JavaScript SDK writes it; the
+// specification allows that or a full one, and both are read) and, for a
+// signed suite, the footer. Memory: one frame.
 //
 // Decryptor: Write takes the message in pieces of any size; the header is
 // checked (limits, commitment policy, required context pairs, the key
@@ -65,8 +66,9 @@ class Encryptor {
   AesGcm cipher_;
   std::optional<Signer> signer_;
   Sink sink_;
-  Bytes partial_;  // plaintext of the frame being filled (wiped)
-  Bytes frame_;    // one serialized frame
+  ScratchBuffer partial_;  // plaintext of the frame being filled (wiped)
+  size_t partial_size_ = 0;
+  ScratchBuffer frame_;  // one serialized frame
   uint32_t sequence_ = 1;
   bool finished_ = false;
   std::optional<Status> failed_;
@@ -101,6 +103,9 @@ class Decryptor {
   Result<size_t> ConsumeFooter(std::span<const uint8_t> bytes);
   Status OpenAndRelease(std::span<const uint8_t> iv, std::string_view label, uint32_t sequence,
                         std::span<const uint8_t> content, std::span<const uint8_t> tag);
+  Result<size_t> ConsumeFrameHead(std::span<const uint8_t> bytes);
+  // To the sink, or held (a signed message, when asked).
+  Status Release(std::span<const uint8_t> plaintext);
   Status Fail(Status status);
 
   MaterialsManager& materials_;
@@ -111,10 +116,23 @@ class Decryptor {
   bool header_ready_ = false;
   std::optional<AesGcm> cipher_;
   std::optional<Verifier> verifier_;
-  Bytes buffer_;     // bytes received and not yet consumed
-  Bytes plaintext_;  // one frame's (wiped)
-  Bytes held_;       // signed plaintext held until the signature verifies (wiped)
+  // How many more bytes `pending` needs before the next part can be read
+  // whole (at least 1 while it is incomplete).
+  size_t BytesWanted(std::span<const uint8_t> pending) const;
+
+  Bytes buffer_;             // the start of a part not yet complete
+  ScratchBuffer plaintext_;  // one frame's (wiped)
+  Bytes held_;               // signed plaintext held until the signature verifies (wiped)
   uint32_t expected_sequence_ = 1;
+  // The frame being read: its head whole, its content and tag as they come
+  // (a frame split across writes is opened in pieces, not gathered).
+  enum class FramePart { kHead, kContent, kTag };
+  FramePart frame_part_ = FramePart::kHead;
+  bool frame_final_ = false;
+  size_t frame_content_bytes_ = 0;
+  size_t frame_content_done_ = 0;
+  std::array<uint8_t, kTagBytes> frame_tag_{};
+  size_t frame_tag_done_ = 0;
   std::optional<Status> failed_;
 };
 
@@ -124,7 +142,11 @@ Result<Bytes> EncryptMessage(MaterialsManager& materials, const EncryptOptions& 
 Result<Bytes> DecryptMessage(MaterialsManager& materials, const DecryptOptions& options,
                              std::span<const uint8_t> message, Header* header = nullptr);
 
-// The body AAD of a frame (data-format/message-body-aad.md).
+// The body AAD of a frame (data-format/message-body-aad.md): written into
+// `out` (kMaxBodyAadBytes), its length returned.
+inline constexpr size_t kMaxBodyAadBytes = 32 + 35 + 4 + 8;
+size_t WriteBodyAad(uint8_t* out, std::span<const uint8_t> message_id, std::string_view label,
+                    uint32_t sequence, uint64_t content_bytes);
 inline constexpr std::string_view kFrameLabel = "AWSKMSEncryptionClient Frame";
 inline constexpr std::string_view kFinalFrameLabel = "AWSKMSEncryptionClient Final Frame";
 inline constexpr std::string_view kSingleBlockLabel = "AWSKMSEncryptionClient Single Block";

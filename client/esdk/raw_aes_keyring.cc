@@ -47,7 +47,7 @@ Status RawAesKeyring::OnEncrypt(EncryptionMaterials& materials) {
   ASSIGN_OR_RETURN(const Bytes aad, SerializeContext(materials.context));
   uint8_t iv[kIvBytes];
   if (RAND_bytes(iv, sizeof iv) != 1) return Status(Code::kInternal, "OpenSSL: no random bytes");
-  ASSIGN_OR_RETURN(AesGcm cipher, AesGcm::Create(wrapping_key_.RevealSpan()));
+  ASSIGN_OR_RETURN(AesGcm cipher, AesGcm::Create(wrapping_key_.RevealSpan(), AesGcm::Use::kSeal));
   EncryptedDataKey edk;
   edk.provider_id = namespace_;
   PutBytes(edk.provider_info, name_);
@@ -76,7 +76,7 @@ std::optional<std::span<const uint8_t>> RawAesKeyring::IvOfInfo(
 Status RawAesKeyring::OnDecrypt(DecryptionMaterials& materials,
                                 std::span<const EncryptedDataKey> edks) {
   ASSIGN_OR_RETURN(const Bytes aad, SerializeContext(materials.context));
-  ASSIGN_OR_RETURN(AesGcm cipher, AesGcm::Create(wrapping_key_.RevealSpan()));
+  ASSIGN_OR_RETURN(AesGcm cipher, AesGcm::Create(wrapping_key_.RevealSpan(), AesGcm::Use::kOpen));
   const size_t key_size = materials.suite->key_bytes;
   for (const EncryptedDataKey& edk : edks) {
     if (edk.provider_id != namespace_ || edk.ciphertext.size() != key_size + kTagBytes) continue;

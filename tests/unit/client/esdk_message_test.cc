@@ -52,22 +52,53 @@ TEST_F(EsdkMessageTest, RoundTripsEverySizeAroundTheFrameLength) {
   }
 }
 
-TEST_F(EsdkMessageTest, FramesAsTheSdksDo) {
-  // 32 bytes in 16-byte frames: one regular frame and a full final frame.
+TEST_F(EsdkMessageTest, FramesAsTheJavaScriptSdkDoes) {
+  // 32 bytes in 16-byte frames: two regular frames and an empty final frame.
   const Bytes message = Encrypt(32, 16);
   Header header;
   ASSERT_TRUE(DecryptMessage(materials, {}, message, &header).has_value());
   const size_t header_size = header.body.size() + kTagBytes;
   const size_t regular = 4 + kIvBytes + 16 + kTagBytes;
-  const size_t final = 4 + 4 + kIvBytes + 4 + 16 + kTagBytes;
-  ASSERT_EQ(message.size(), header_size + regular + final);
+  const size_t final = 4 + 4 + kIvBytes + 4 + kTagBytes;
+  ASSERT_EQ(message.size(), header_size + 2 * regular + final);
   EXPECT_EQ(LoadU32(&message[header_size]), 1u);
-  EXPECT_EQ(LoadU32(&message[header_size + regular]), kFinalFrameMarker);
-  EXPECT_EQ(LoadU32(&message[header_size + regular + 4]), 2u);
-  EXPECT_EQ(LoadU32(&message[header_size + regular + 8 + kIvBytes]), 16u);
+  EXPECT_EQ(LoadU32(&message[header_size + regular]), 2u);
+  EXPECT_EQ(LoadU32(&message[header_size + 2 * regular]), kFinalFrameMarker);
+  EXPECT_EQ(LoadU32(&message[header_size + 2 * regular + 4]), 3u);
+  EXPECT_EQ(LoadU32(&message[header_size + 2 * regular + 8 + kIvBytes]), 0u);
+  // 20 bytes: a regular frame and a final frame of 4.
+  const Bytes twenty = Encrypt(20, 16);
+  EXPECT_EQ(twenty.size(), header_size + regular + final + 4);
   // An empty plaintext: one empty final frame.
   const Bytes empty = Encrypt(0, 16);
-  EXPECT_EQ(empty.size(), header_size + 4 + 4 + kIvBytes + 4 + kTagBytes);
+  EXPECT_EQ(empty.size(), header_size + final);
+}
+
+// A full final frame (what the other SDKs may write) reads too.
+TEST_F(EsdkMessageTest, ReadsAFullFinalFrame) {
+  const Bytes message = Encrypt(16, 16);  // regular frame 1, empty final frame 2
+  Header header;
+  ASSERT_TRUE(DecryptMessage(materials, {}, message, &header).has_value());
+  auto recovered = materials.DecryptMaterials(*header.suite, header.context, header.edks);
+  auto keys = DeriveKeys(*header.suite, recovered->data_key.RevealSpan(), header.message_id);
+  auto cipher = AesGcm::Create(keys->data_key.RevealSpan());
+  Bytes rewritten(message.begin(),
+                  message.begin() + static_cast<std::ptrdiff_t>(header.body.size() + kTagBytes));
+  const auto iv = FrameIv(1);
+  const Bytes aad = BodyAad(header.message_id, kFinalFrameLabel, 1, 16);
+  const Bytes plaintext = Pattern(16);
+  Bytes content(16);
+  uint8_t tag[kTagBytes];
+  ASSERT_TRUE(cipher->Seal(iv, aad, plaintext, content.data(), tag).ok());
+  PutU32(rewritten, kFinalFrameMarker);
+  PutU32(rewritten, 1);
+  PutBytes(rewritten, iv);
+  PutU32(rewritten, 16);
+  PutBytes(rewritten, content);
+  PutBytes(rewritten, std::span<const uint8_t>(tag, kTagBytes));
+  auto read = Decrypt(rewritten);
+  ASSERT_TRUE(read.has_value()) << read.error().message();
+  EXPECT_EQ(*read, plaintext);
 }
 
 TEST_F(EsdkMessageTest, StreamsInPiecesOfAnySize) {

@@ -1,0 +1,249 @@
+// envelope_bench: the client library's envelope encryption (AWS Encryption
+// SDK messages, client/esdk/) beside its peers, in one run on the same data.
+//
+//   streaming encrypt and decrypt in memory, 1 MiB frames and the default
+//     4 KiB frames (raw AES keyring: the data key is local either way);
+//   kmsctl envelope encrypt of the file to /dev/null, as a command;
+//   `openssl speed -evp aes-256-gcm` at 16 KiB: the floor AES-GCM itself sets;
+//   Debian's age encrypting the same file to /dev/null;
+//   the JavaScript SDK (npm @aws-crypto/client-node) encrypting and
+//     decrypting the same file, 1 MiB frames;
+//   256-byte messages through a real kmsd (kmsd keyring) without and with
+//     the data-key cache.
+//
+// Goals (issue 12): streaming at least 0.8 of the openssl floor, faster than
+// age and the JavaScript SDK; with the cache, 256-byte messages at least 50x
+// faster than without.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "client/esdk/cache.h"
+#include "client/esdk/kmsd_keyring.h"
+#include "client/esdk/message.h"
+#include "client/esdk/raw_aes_keyring.h"
+#include "tests/support/daemon_process.h"
+#include "tests/support/esdk_js.h"
+#include "tests/support/temp_dir.h"
+
+namespace kmsd::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using esdk::Bytes;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double MegabytesPerSecond(uint64_t bytes, double seconds) { return bytes / seconds / 1e6; }
+
+std::unique_ptr<esdk::Keyring> AesKeyring() {
+  return std::move(*esdk::RawAesKeyring::Create("bench", "k", SecretBuffer::CopyOf(Bytes(32, 5))));
+}
+
+// The best of `rounds` runs of `run` (which returns seconds).
+template <typename Run>
+double Best(int rounds, Run run) {
+  double best = 1e9;
+  for (int i = 0; i < rounds; ++i) best = std::min(best, run());
+  return best;
+}
+
+struct Streaming {
+  double encrypt_mb_s, decrypt_mb_s;
+};
+
+// Encrypts `data` fed in 1 MiB pieces to a sink that drops it, then
+// decrypts the message the same way.
+Streaming MeasureStreaming(const Bytes& data, uint32_t frame, int rounds) {
+  auto keyring = AesKeyring();
+  esdk::KeyringMaterials materials(*keyring);
+  constexpr size_t kPiece = 1 << 20;
+  // The message to decrypt, made once; the timed runs drop their output.
+  Bytes message = *esdk::EncryptMessage(materials,
+                                        {.suite_id = esdk::kCommittingSuite,
+                                         .frame_length = frame,
+                                         .context = {},
+                                         .plaintext_bytes = std::nullopt},
+                                        data);
+  const double encrypt = Best(rounds, [&] {
+    uint64_t written = 0;
+    const auto start = Clock::now();
+    auto encryptor = esdk::Encryptor::Start(materials,
+                                            {.suite_id = esdk::kCommittingSuite,
+                                             .frame_length = frame,
+                                             .context = {},
+                                             .plaintext_bytes = std::nullopt},
+                                            [&](std::span<const uint8_t> bytes) {
+                                              written += bytes.size();
+                                              return OkStatus();
+                                            });
+    for (size_t at = 0; at < data.size(); at += kPiece) {
+      (void)(*encryptor)->Write(std::span(data).subspan(at, std::min(kPiece, data.size() - at)));
+    }
+    (void)(*encryptor)->Finish();
+    if (written < data.size()) std::fprintf(stderr, "encrypt wrote %lu bytes\n", written);
+    return SecondsSince(start);
+  });
+  uint64_t released = 0;
+  const double decrypt = Best(rounds, [&] {
+    released = 0;
+    const auto start = Clock::now();
+    esdk::Decryptor decryptor(materials, {}, [&](std::span<const uint8_t> bytes) {
+      released += bytes.size();
+      return OkStatus();
+    });
+    for (size_t at = 0; at < message.size(); at += kPiece) {
+      (void)decryptor.Write(std::span(message).subspan(at, std::min(kPiece, message.size() - at)));
+    }
+    if (!decryptor.Finish().ok()) std::fprintf(stderr, "decrypt failed\n");
+    return SecondsSince(start);
+  });
+  if (released != data.size()) std::fprintf(stderr, "decrypt released %lu bytes\n", released);
+  return {MegabytesPerSecond(data.size(), encrypt), MegabytesPerSecond(data.size(), decrypt)};
+}
+
+// `openssl speed -evp aes-256-gcm -bytes 16384`: bytes per second.
+double OpensslFloor(int seconds) {
+  const testing::CommandResult speed =
+      testing::RunCommand({"/usr/bin/openssl", "speed", "-evp", "aes-256-gcm", "-bytes", "16384",
+                           "-seconds", std::to_string(seconds)});
+  // "AES-256-GCM   123456.78k" (thousands of bytes per second)
+  std::smatch match;
+  const std::regex row(R"(aes-256-gcm\s+([0-9.]+)k)", std::regex::icase);
+  if (!std::regex_search(speed.out, match, row)) return 0;
+  return std::stod(match[1]) * 1000;
+}
+
+double TimeCommand(const std::vector<std::string>& argv, int rounds) {
+  return Best(rounds, [&] {
+    const auto start = Clock::now();
+    const testing::CommandResult result = testing::RunCommand(argv);
+    if (result.exit_code != 0)
+      std::fprintf(stderr, "%s failed: %s\n", argv[0].c_str(), result.err.c_str());
+    return SecondsSince(start);
+  });
+}
+
+double JsMegabytesPerSecond(const std::vector<std::string>& args) {
+  const testing::CommandResult js = testing::RunEsdkJs(args, "");
+  std::smatch match;
+  const std::regex field(R"("mb_per_s":([0-9.]+))");
+  if (js.exit_code != 0 || !std::regex_search(js.out, match, field)) {
+    std::fprintf(stderr, "JavaScript SDK bench failed: %s\n", js.err.c_str());
+    return 0;
+  }
+  return std::stod(match[1]);
+}
+
+// 256-byte messages per second through kmsd, for `seconds`.
+double SmallMessages(esdk::MaterialsManager& materials, double seconds) {
+  const Bytes plaintext(256, 0x42);
+  uint64_t messages = 0;
+  const auto start = Clock::now();
+  while (SecondsSince(start) < seconds) {
+    auto message = esdk::EncryptMessage(materials, {}, plaintext);
+    if (!message.has_value()) {
+      std::fprintf(stderr, "encrypt failed: %s\n", message.error().message().c_str());
+      return 0;
+    }
+    ++messages;
+  }
+  return messages / SecondsSince(start);
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app("envelope_bench: envelope encryption beside openssl, age and the JavaScript SDK");
+  size_t megabytes = 256;
+  int rounds = 3;
+  double seconds = 3;
+  app.add_option("--megabytes", megabytes, "Size of the data (MiB)")->check(CLI::Range(1, 4096));
+  app.add_option("--rounds", rounds, "Runs per streaming case (the best counts)")
+      ->check(CLI::Range(1, 20));
+  app.add_option("--seconds", seconds, "Duration of the openssl and small-message cases");
+  CLI11_PARSE(app, argc, argv);
+
+  testing::TempDir dir;
+  Bytes data(megabytes << 20);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>((i * 2654435761u) >> 13);
+  const std::string file = dir / "data";
+  std::ofstream(file, std::ios::binary)
+      .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  std::ofstream(dir / "key", std::ios::binary) << std::string(32, '\5');
+
+  std::printf("envelope_bench: %zu MiB of data, best of %d runs, 2-core VM\n\n", megabytes, rounds);
+  const double floor = OpensslFloor(static_cast<int>(seconds)) / 1e6;
+  const Streaming big = MeasureStreaming(data, 1 << 20, rounds);
+  const Streaming small = MeasureStreaming(data, esdk::kDefaultFrameLength, rounds);
+  const std::string kmsctl = KMSCTL_BINARY;
+  const double kmsctl_seconds =
+      TimeCommand({"/bin/sh", "-c",
+                   kmsctl + " envelope encrypt --keyring raw-aes:bench/k:" + (dir / "key") +
+                       " --frame-size 1048576 --in " + file + " > /dev/null"},
+                  rounds);
+  const testing::CommandResult keygen =
+      testing::RunCommand({"/usr/bin/age-keygen", "-o", dir / "age.key"});
+  std::smatch recipient;
+  const std::regex public_key(R"(age1[0-9a-z]+)");
+  std::regex_search(keygen.err, recipient, public_key);
+  const double age_seconds =
+      TimeCommand({"/usr/bin/age", "-r", recipient.str(), "-o", "/dev/null", file}, rounds);
+  const std::string aes = "--aes=bench/k:" + (dir / "key");
+  const double js_encrypt =
+      JsMegabytesPerSecond({"bench", "--in=" + file, "--frame=1048576", "--suite=0478", aes});
+  const double js_decrypt = JsMegabytesPerSecond(
+      {"bench", "--decrypt", "--in=" + file, "--frame=1048576", "--suite=0478", aes});
+
+  const auto ratio = [&](double value) { return floor > 0 ? value / floor : 0; };
+  std::printf("%-44s %10s %10s\n", "streaming (MB/s, 1 MB = 10^6 bytes)", "MB/s", "/ floor");
+  std::printf("%-44s %10.0f %10.2f\n", "openssl speed aes-256-gcm, 16 KiB (floor)", floor, 1.0);
+  std::printf("%-44s %10.0f %10.2f\n", "kmsd client encrypt, 1 MiB frames", big.encrypt_mb_s,
+              ratio(big.encrypt_mb_s));
+  std::printf("%-44s %10.0f %10.2f\n", "kmsd client decrypt, 1 MiB frames", big.decrypt_mb_s,
+              ratio(big.decrypt_mb_s));
+  std::printf("%-44s %10.0f %10.2f\n", "kmsd client encrypt, 4 KiB frames", small.encrypt_mb_s,
+              ratio(small.encrypt_mb_s));
+  std::printf("%-44s %10.0f %10.2f\n", "kmsd client decrypt, 4 KiB frames", small.decrypt_mb_s,
+              ratio(small.decrypt_mb_s));
+  const double kmsctl_mb_s = MegabytesPerSecond(data.size(), kmsctl_seconds);
+  const double age_mb_s = MegabytesPerSecond(data.size(), age_seconds);
+  std::printf("%-44s %10.0f %10.2f\n", "kmsctl envelope encrypt file > /dev/null", kmsctl_mb_s,
+              ratio(kmsctl_mb_s));
+  std::printf("%-44s %10.0f %10.2f\n", "age -r X25519 file > /dev/null", age_mb_s, ratio(age_mb_s));
+  std::printf("%-44s %10.0f %10.2f\n", "JavaScript SDK encrypt, 1 MiB frames", js_encrypt,
+              ratio(js_encrypt));
+  std::printf("%-44s %10.0f %10.2f\n", "JavaScript SDK decrypt, 1 MiB frames", js_decrypt,
+              ratio(js_decrypt));
+
+  // Small messages through a real kmsd.
+  auto daemon = testing::DaemonProcess::StartDev(dir / "kmsd");
+  auto connection = daemon->Connect();
+  if (!connection->Call("tenant.create", "bench").has_value()) return 1;
+  esdk::KmsdKeyring keyring(*connection, "bench", "alias/data");
+  esdk::KeyringMaterials direct(keyring);
+  esdk::DataKeyCache cache({});
+  esdk::CachingMaterials cached(direct, cache, "kmsd:bench/alias/data");
+  const double uncached_rate = SmallMessages(direct, seconds);
+  const double cached_rate = SmallMessages(cached, seconds);
+  std::printf("\n%-44s %10s\n", "256-byte messages through kmsd", "msgs/s");
+  std::printf("%-44s %10.0f\n", "without the data-key cache", uncached_rate);
+  std::printf("%-44s %10.0f\n", "with the data-key cache", cached_rate);
+  std::printf("cache speed-up: %.0fx (goal: at least 50x)\n",
+              uncached_rate > 0 ? cached_rate / uncached_rate : 0);
+  std::printf(
+      "\ngoals: streaming >= 0.8 of the floor (1 MiB frames: %.2f / %.2f), faster than "
+      "age (%s) and the JavaScript SDK (%s)\n",
+      ratio(big.encrypt_mb_s), ratio(big.decrypt_mb_s), big.encrypt_mb_s > age_mb_s ? "yes" : "no",
+      big.encrypt_mb_s > js_encrypt && big.decrypt_mb_s > js_decrypt ? "yes" : "no");
+  daemon->Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace kmsd::bench
+
+int main(int argc, char** argv) { return kmsd::bench::Main(argc, argv); }
