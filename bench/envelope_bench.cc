@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <thread>
@@ -174,6 +175,8 @@ int Main(int argc, char** argv) {
   std::ofstream(file, std::ios::binary)
       .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
   std::ofstream(dir / "key", std::ios::binary) << std::string(32, '\5');
+  std::filesystem::permissions(
+      dir / "key", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 
   std::printf("envelope_bench: %zu MiB of data, best of %d runs, 2-core VM\n\n", megabytes, rounds);
   const double floor = OpensslFloor(static_cast<int>(seconds)) / 1e6;

@@ -1,5 +1,6 @@
 #include "client/esdk/cache.h"
 
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 namespace kmsd::esdk {
@@ -113,15 +114,31 @@ Status DataKeyCache::WithEntry(const std::string& key, const std::function<Statu
     }
     const auto in_flight = std::make_shared<InFlight>();
     making_[key] = in_flight;
-    lock.unlock();
+    // Whatever happens to the maker (an exception included), its waiters
+    // are released.
+    struct Finished {
+      DataKeyCache& cache;
+      std::unique_lock<std::mutex>& lock;
+      const std::string& key;
+      InFlight& in_flight;
+      ~Finished() {
+        if (!lock.owns_lock()) lock.lock();
+        cache.making_.erase(key);
+        in_flight.done = true;
+        cache.made_.notify_all();
+      }
+    };
     auto fresh = std::make_unique<Entry>();
-    Status made = make(*fresh);
-    fresh->made_at = clock_();
-    lock.lock();
-    making_.erase(key);
-    in_flight->done = true;
-    in_flight->status = made;
-    made_.notify_all();
+    Status made;
+    {
+      in_flight->status = Status(Code::kInternal, "making a data key failed");
+      Finished finished{*this, lock, key, *in_flight};
+      lock.unlock();
+      made = make(*fresh);
+      fresh->made_at = clock_();
+      lock.lock();
+      in_flight->status = made;
+    }
     if (!made.ok()) return made;
     // An entry that cannot serve even this message serves it and goes.
     if (!fits(*fresh) || limits_.capacity == 0) return use(*fresh);
@@ -132,9 +149,23 @@ Status DataKeyCache::WithEntry(const std::string& key, const std::function<Statu
   }
 }
 
+CachingMaterials::CachingMaterials(MaterialsManager& underlying, DataKeyCache& cache,
+                                   std::string partition)
+    : underlying_(underlying), cache_(cache), partition_(std::move(partition)) {
+  if (partition_.empty()) {
+    uint8_t random[16];
+    RAND_bytes(random, sizeof random);
+    partition_ = "random:" + Base64Encode(random);
+  }
+}
+
 Result<EncryptionMaterials> CachingMaterials::GetEncryptionMaterials(
     const Suite& suite, const EncryptionContext& context, std::optional<uint64_t> plaintext_bytes) {
-  if (!plaintext_bytes) return underlying_.GetEncryptionMaterials(suite, context, plaintext_bytes);
+  // Unknown sizes cannot be counted; identity-KDF suites are never cached
+  // (the specification's caching CMM; kmsd does not encrypt with them anyway).
+  if (!plaintext_bytes || suite.kdf == Kdf::kIdentity) {
+    return underlying_.GetEncryptionMaterials(suite, context, plaintext_bytes);
+  }
   ASSIGN_OR_RETURN(const std::string key, EntryKey('E', partition_, suite, context, {}));
   const CacheLimits& limits = cache_.limits_;
   std::optional<Result<EncryptionMaterials>> out;
@@ -147,8 +178,8 @@ Result<EncryptionMaterials> CachingMaterials::GetEncryptionMaterials(
         return OkStatus();
       },
       [&](const DataKeyCache::Entry& entry) {
-        return entry.messages + 1 <= limits.max_messages &&
-               entry.bytes + *plaintext_bytes <= limits.max_bytes;
+        return entry.messages < limits.max_messages && entry.bytes <= limits.max_bytes &&
+               *plaintext_bytes <= limits.max_bytes - entry.bytes;
       },
       [&](DataKeyCache::Entry& entry) {
         ++entry.messages;
@@ -162,6 +193,7 @@ Result<EncryptionMaterials> CachingMaterials::GetEncryptionMaterials(
 
 Result<DecryptionMaterials> CachingMaterials::DecryptMaterials(
     const Suite& suite, const EncryptionContext& context, std::span<const EncryptedDataKey> edks) {
+  if (suite.kdf == Kdf::kIdentity) return underlying_.DecryptMaterials(suite, context, edks);
   ASSIGN_OR_RETURN(const std::string key, EntryKey('D', partition_, suite, context, edks));
   std::optional<DecryptionMaterials> out;
   const Status status = cache_.WithEntry(

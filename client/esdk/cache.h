@@ -78,12 +78,13 @@ class DataKeyCache {
 };
 
 // A materials manager that asks `underlying` only on a cache miss.
-// `partition` names what the underlying manager stands for (kmsctl uses the
-// keyring specs): two managers sharing a cache must use different names.
+// `partition` names what the underlying manager stands for, credentials
+// included: a hit skips the keyring, so kmsd's access checks too. Managers
+// sharing a cache share entries only under the same partition; empty (the
+// default) means a random one of its own, as in the SDK.
 class CachingMaterials final : public MaterialsManager {
  public:
-  CachingMaterials(MaterialsManager& underlying, DataKeyCache& cache, std::string partition)
-      : underlying_(underlying), cache_(cache), partition_(std::move(partition)) {}
+  CachingMaterials(MaterialsManager& underlying, DataKeyCache& cache, std::string partition = {});
   Result<EncryptionMaterials> GetEncryptionMaterials(
       const Suite& suite, const EncryptionContext& context,
       std::optional<uint64_t> plaintext_bytes) override;
@@ -93,7 +94,7 @@ class CachingMaterials final : public MaterialsManager {
  private:
   MaterialsManager& underlying_;
   DataKeyCache& cache_;
-  const std::string partition_;
+  std::string partition_;
 };
 
 }  // namespace kmsd::esdk

@@ -89,6 +89,12 @@ Status Decryptor::Write(std::span<const uint8_t> bytes) {
 
 Status Decryptor::Finish() {
   if (failed_) return *failed_;
+  if (stage_ == Stage::kHeader && !buffer_.empty()) {
+    finishing_ = true;  // the last chance to read a header that dripped in
+    auto consumed = Consume(buffer_);
+    if (!consumed.has_value()) return Fail(consumed.error());
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(*consumed));
+  }
   if (stage_ != Stage::kDone) {
     static constexpr const char* kWhere[] = {"in its header", "before its final frame",
                                              "before its signature", ""};
@@ -130,8 +136,14 @@ Result<size_t> Decryptor::Consume(std::span<const uint8_t> bytes) {
 }
 
 Result<size_t> Decryptor::ConsumeHeader(std::span<const uint8_t> bytes) {
+  // A header that arrives a byte at a time is parsed again only once what
+  // has come doubles (or the message ends: Finish), not on every byte.
+  if (bytes.size() < header_retry_at_ && !finishing_) return size_t{0};
   ASSIGN_OR_RETURN(std::optional<ParsedHeader> parsed, ParseHeader(bytes, options_.limits));
-  if (!parsed) return size_t{0};
+  if (!parsed) {
+    header_retry_at_ = std::min(2 * bytes.size(), options_.limits.max_header_bytes);
+    return size_t{0};
+  }
   RETURN_IF_ERROR(AcceptHeader(std::move(parsed->header)));
   if (verifier_) RETURN_IF_ERROR(verifier_->Update(bytes.first(parsed->size)));
   return parsed->size;
@@ -162,8 +174,11 @@ Status Decryptor::AcceptHeader(Header header) {
     return Bad("the message's header does not authenticate");
   }
   if (suite.signature != Signature::kNone) {
-    ASSIGN_OR_RETURN(Verifier verifier,
-                     Verifier::Create(suite, header.context.at(std::string(kPublicKeyContextKey))));
+    const auto public_key = header.context.find(std::string(kPublicKeyContextKey));
+    if (public_key == header.context.end()) {
+      return Bad("a signed message carries no verification key");
+    }
+    ASSIGN_OR_RETURN(Verifier verifier, Verifier::Create(suite, public_key->second));
     verifier_ = std::move(verifier);
   }
   cipher_ = std::move(cipher);
@@ -183,11 +198,14 @@ Status Decryptor::OpenAndRelease(std::span<const uint8_t> iv, std::string_view l
     plaintext_.Wipe();
     return Bad("frame " + std::to_string(sequence) + " does not authenticate");
   }
-  return Release({plaintext, content.size()});
+  return Release({plaintext, content.size()}, true);
 }
 
-Status Decryptor::Release(std::span<const uint8_t> plaintext) {
-  if (verifier_ && options_.hold_signed_plaintext) {
+// A signed message's last part (its final frame, or a non-framed body) is
+// always held until the signature verifies (the specification's MUST); its
+// other frames too when the caller asks.
+Status Decryptor::Release(std::span<const uint8_t> plaintext, bool last) {
+  if (verifier_ && (options_.hold_signed_plaintext || last)) {
     if (held_.size() + plaintext.size() > options_.max_held_bytes) {
       return Bad("a signed message over " + std::to_string(options_.max_held_bytes) +
                  " bytes cannot be held until its signature verifies");
@@ -271,7 +289,7 @@ Result<size_t> Decryptor::ConsumeFrame(std::span<const uint8_t> bytes) {
           return Error(
               Bad("frame " + std::to_string(expected_sequence_) + " does not authenticate"));
         }
-        RETURN_IF_ERROR(Release({plaintext_.data(), frame_content_bytes_}));
+        RETURN_IF_ERROR(Release({plaintext_.data(), frame_content_bytes_}, frame_final_));
         frame_part_ = FramePart::kHead;
         ++expected_sequence_;
         if (frame_final_) {

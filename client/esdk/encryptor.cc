@@ -60,9 +60,20 @@ Result<std::unique_ptr<Encryptor>> Encryptor::Start(MaterialsManager& materials,
   header.commitment = std::move(keys.commitment);
   ASSIGN_OR_RETURN(AesGcm cipher, AesGcm::Create(keys.data_key.RevealSpan(), AesGcm::Use::kSeal));
   ASSIGN_OR_RETURN(header.body, SerializeHeaderBody(header));
+  // Nothing a reader with the default limits would refuse.
+  const HeaderLimits limits;
+  if (header.edks.size() > limits.max_edks ||
+      header.body.size() + kTagBytes > limits.max_header_bytes) {
+    return Error(Status(Code::kInvalidArgument,
+                        "a header of " + std::to_string(header.edks.size()) +
+                            " encrypted data keys and " + std::to_string(header.body.size()) +
+                            " bytes: readers refuse more than " + std::to_string(limits.max_edks) +
+                            " or " + std::to_string(limits.max_header_bytes) + " bytes"));
+  }
   ASSIGN_OR_RETURN(header.tag, HeaderTag(cipher, header.body));
   std::unique_ptr<Encryptor> encryptor(
       new Encryptor(std::move(header), std::move(cipher), std::move(made.signer), std::move(sink)));
+  encryptor->declared_bytes_ = options.plaintext_bytes;
   RETURN_IF_ERROR(encryptor->Emit(encryptor->header_.body));
   RETURN_IF_ERROR(encryptor->Emit(SerializeHeaderAuth(encryptor->header_)));
   return encryptor;
@@ -119,6 +130,13 @@ Status Encryptor::EmitFrame(std::span<const uint8_t> plaintext, bool final) {
 Status Encryptor::Write(std::span<const uint8_t> plaintext) {
   if (failed_) return *failed_;
   if (finished_) return Status(Code::kInvalidArgument, "the message is already finished");
+  // A data key reused under a cache's byte limit was given for this many.
+  if (declared_bytes_ && plaintext.size() > *declared_bytes_ - written_) {
+    return Fail(
+        Status(Code::kInvalidArgument,
+               "more plaintext than the " + std::to_string(*declared_bytes_) + " bytes declared"));
+  }
+  written_ += plaintext.size();
   const size_t frame_length = header_.frame_length;
   while (!plaintext.empty()) {
     // A whole frame straight from the caller's bytes.

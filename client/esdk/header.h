@@ -36,6 +36,8 @@ namespace kmsd::esdk {
 // Added to a signed message's context by the encrypting side: the
 // verification key, base64 of the compressed curve point.
 inline constexpr std::string_view kPublicKeyContextKey = "aws-crypto-public-key";
+// Context keys the SDKs reserve: a caller may not set them.
+inline constexpr std::string_view kReservedContextPrefix = "aws-crypto-";
 
 struct EncryptedDataKey {
   std::string provider_id;  // UTF-8

@@ -17,11 +17,19 @@ Status NoDataKeyFor(std::string_view keyring) {
                 "no encrypted data key of the message is for " + std::string(keyring));
 }
 
+Status CheckNoDataKeyYet(const DecryptionMaterials& materials) {
+  if (materials.data_key.empty()) return OkStatus();
+  return Status(Code::kInvalidArgument, "the decryption materials already hold a data key");
+}
+
 Result<EncryptionMaterials> KeyringMaterials::GetEncryptionMaterials(
     const Suite& suite, const EncryptionContext& context, std::optional<uint64_t>) {
-  if (context.contains(std::string(kPublicKeyContextKey))) {
-    return Error(Status(Code::kInvalidArgument,
-                        "the encryption context key aws-crypto-public-key is reserved"));
+  for (const auto& [key, value] : context) {
+    if (key.starts_with(kReservedContextPrefix)) {
+      return Error(Status(Code::kInvalidArgument, "encryption context keys starting with " +
+                                                      std::string(kReservedContextPrefix) +
+                                                      " are reserved ('" + key + "')"));
+    }
   }
   EncryptionMaterials materials{
       .suite = &suite, .context = context, .data_key = {}, .edks = {}, .signer = std::nullopt};

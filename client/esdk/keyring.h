@@ -77,5 +77,7 @@ Result<SecretBuffer> RandomDataKey(size_t bytes);
 
 // What a keyring returns when none of the EDKs is one of its own.
 Status NoDataKeyFor(std::string_view keyring);
+// OnDecrypt refuses materials that already hold a data key.
+Status CheckNoDataKeyYet(const DecryptionMaterials& materials);
 
 }  // namespace kmsd::esdk

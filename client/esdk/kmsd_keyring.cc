@@ -1,5 +1,7 @@
 #include "client/esdk/kmsd_keyring.h"
 
+#include <algorithm>
+
 #include "client/typed_call.h"
 
 namespace kmsd::esdk {
@@ -44,12 +46,19 @@ Status KmsdKeyring::OnEncrypt(EncryptionMaterials& materials) {
 
 Status KmsdKeyring::OnDecrypt(DecryptionMaterials& materials,
                               std::span<const EncryptedDataKey> edks) {
+  RETURN_IF_ERROR(CheckNoDataKeyYet(materials));
   const std::string prefix = tenant_ + "/";
   std::optional<Status> last_error;
+  std::vector<const EncryptedDataKey*> tried;
   for (const EncryptedDataKey& edk : edks) {
     const std::string_view info(reinterpret_cast<const char*>(edk.provider_info.data()),
                                 edk.provider_info.size());
     if (edk.provider_id != kKmsdProviderId || !info.starts_with(prefix)) continue;
+    // A copy of an EDK already refused is not sent again.
+    if (std::any_of(tried.begin(), tried.end(), [&](const auto* other) { return *other == edk; })) {
+      continue;
+    }
+    tried.push_back(&edk);
     std::lock_guard lock(mu_);
     ++calls_;
     ops::DecryptRequest request{

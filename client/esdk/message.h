@@ -15,11 +15,12 @@
 // plaintext goes to the sink only after its tag authenticates. Finish fails
 // unless the final frame (and a signed message's footer) arrived with
 // nothing after it. For a signed message the sink has seen every frame
-// before the signature is checked at the end: a caller that must not act on
-// plaintext whose signature may yet fail writes it somewhere it can discard
-// (kmsctl: a temporary file renamed only on success), or sets
-// `hold_signed_plaintext` to have it held in memory (at most
-// `max_held_bytes`) until the signature verifies. The SDKs make the same
+// but the last before the signature is checked at the end (the final
+// frame, or a version 1 non-framed body, is always held until it verifies):
+// a caller that must not act on plaintext whose signature may yet fail
+// writes it somewhere it can discard (kmsctl: a temporary file renamed only
+// on success), or sets `hold_signed_plaintext` to have all of it held in
+// memory (at most `max_held_bytes`) until the signature verifies. The SDKs make the same
 // trade-off (the JavaScript SDK's decryptUnsignedMessageStream refuses
 // signed messages instead). Memory: one frame plus what Write is given.
 //
@@ -44,7 +45,8 @@ struct EncryptOptions {
   uint16_t suite_id = kCommittingSuite;
   uint32_t frame_length = kDefaultFrameLength;
   EncryptionContext context;
-  std::optional<uint64_t> plaintext_bytes;  // when known (for a data-key cache's limits)
+  // When known (a data-key cache counts it): a Write past it fails.
+  std::optional<uint64_t> plaintext_bytes;
 };
 
 class Encryptor {
@@ -70,6 +72,8 @@ class Encryptor {
   size_t partial_size_ = 0;
   ScratchBuffer frame_;  // one serialized frame
   uint32_t sequence_ = 1;
+  uint64_t written_ = 0;                    // plaintext bytes taken
+  std::optional<uint64_t> declared_bytes_;  // EncryptOptions::plaintext_bytes
   bool finished_ = false;
   std::optional<Status> failed_;
 };
@@ -104,8 +108,9 @@ class Decryptor {
   Status OpenAndRelease(std::span<const uint8_t> iv, std::string_view label, uint32_t sequence,
                         std::span<const uint8_t> content, std::span<const uint8_t> tag);
   Result<size_t> ConsumeFrameHead(std::span<const uint8_t> bytes);
-  // To the sink, or held (a signed message, when asked).
-  Status Release(std::span<const uint8_t> plaintext);
+  // To the sink, or held until the signature verifies (a signed message's
+  // `last` part always, its other frames when asked).
+  Status Release(std::span<const uint8_t> plaintext, bool last);
   Status Fail(Status status);
 
   MaterialsManager& materials_;
@@ -124,6 +129,8 @@ class Decryptor {
   ScratchBuffer plaintext_;  // one frame's (wiped)
   Bytes held_;               // signed plaintext held until the signature verifies (wiped)
   uint32_t expected_sequence_ = 1;
+  size_t header_retry_at_ = 0;  // parse the header again once this much has come
+  bool finishing_ = false;
   // The frame being read: its head whole, its content and tag as they come
   // (a frame split across writes is opened in pieces, not gathered).
   enum class FramePart { kHead, kContent, kTag };

@@ -75,6 +75,7 @@ std::optional<std::span<const uint8_t>> RawAesKeyring::IvOfInfo(
 
 Status RawAesKeyring::OnDecrypt(DecryptionMaterials& materials,
                                 std::span<const EncryptedDataKey> edks) {
+  RETURN_IF_ERROR(CheckNoDataKeyYet(materials));
   ASSIGN_OR_RETURN(const Bytes aad, SerializeContext(materials.context));
   ASSIGN_OR_RETURN(AesGcm cipher, AesGcm::Create(wrapping_key_.RevealSpan(), AesGcm::Use::kOpen));
   const size_t key_size = materials.suite->key_bytes;

@@ -53,7 +53,9 @@ Pkey ReadPem(std::string_view pem, bool* is_private) {
   };
   *is_private = pem.find("PRIVATE KEY-----") != std::string_view::npos;
   if (*is_private) {
-    return Pkey(PEM_read_bio_PrivateKey(bio().get(), nullptr, nullptr, nullptr));
+    // A passphrase-protected key fails here rather than prompting on a terminal.
+    const auto no_passphrase = [](char*, int, int, void*) { return -1; };
+    return Pkey(PEM_read_bio_PrivateKey(bio().get(), nullptr, no_passphrase, nullptr));
   }
   // SubjectPublicKeyInfo ("PUBLIC KEY") or PKCS#1 ("RSA PUBLIC KEY").
   EVP_PKEY* key = nullptr;
@@ -86,7 +88,8 @@ Result<std::unique_ptr<RawRsaKeyring>> RawRsaKeyring::FromPem(std::string key_na
   bool is_private = false;
   Pkey key = ReadPem(pem, &is_private);
   if (!key || EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_RSA) {
-    return Error(Status(Code::kInvalidArgument, "not a PEM RSA public or private key"));
+    return Error(Status(Code::kInvalidArgument,
+                        "not a PEM RSA public or private key (or one protected by a passphrase)"));
   }
   if (EVP_PKEY_get_bits(key.get()) < kMinRsaBits) {
     return Error(Status(Code::kInvalidArgument, "an RSA key of fewer than 2048 bits"));
@@ -131,6 +134,7 @@ Status RawRsaKeyring::OnEncrypt(EncryptionMaterials& materials) {
 
 Status RawRsaKeyring::OnDecrypt(DecryptionMaterials& materials,
                                 std::span<const EncryptedDataKey> edks) {
+  RETURN_IF_ERROR(CheckNoDataKeyYet(materials));
   if (!is_private_) {
     return Status(Code::kInvalidArgument,
                   Describe() + " holds a public key: decrypting needs the private key");

@@ -2,10 +2,16 @@
 // keyring (tenant isolation, context binding, rotation), the data-key cache
 // (one kmsd call for a burst of threads), and kmsctl envelope with an
 // escrow copy that the JavaScript SDK decrypts without kmsd.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -243,6 +249,95 @@ TEST_F(EnvelopeTest, KmsctlWritesMessagesAnEscrowKeyAloneCanRead) {
                                dir_ / "data", "--out", dir_ / "x"})
                 .exit_code,
             2);
+}
+
+// Progress shows on a terminal (a pseudo-terminal from script(1)), and
+// not with --json or when stderr is a file.
+TEST_F(EnvelopeTest, KmsctlShowsProgressOnlyOnATerminal) {
+  std::ofstream(dir_ / "key", std::ios::binary) << std::string(32, 'k');
+  fs::permissions(dir_ / "key", fs::perms::owner_read | fs::perms::owner_write);
+  const Bytes data = Pattern(4 << 20);
+  std::ofstream(dir_ / "data", std::ios::binary)
+      .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  const std::string command = std::string(KMSCTL_BINARY) +
+                              " envelope encrypt --keyring raw-aes:ns/k:" + (dir_ / "key") +
+                              " --in " + (dir_ / "data") + " --out " + (dir_ / "data.esdk");
+  const CommandResult on_terminal = RunCommand({"/usr/bin/script", "-qec", command, "/dev/null"});
+  ASSERT_EQ(on_terminal.exit_code, 0) << on_terminal.out << on_terminal.err;
+  EXPECT_NE(on_terminal.out.find("encrypting: "), std::string::npos) << on_terminal.out;
+  EXPECT_NE(on_terminal.out.find(" of 4.0 MiB"), std::string::npos) << on_terminal.out;
+  const CommandResult json =
+      RunCommand({"/usr/bin/script", "-qec", command + " --json", "/dev/null"});
+  ASSERT_EQ(json.exit_code, 0) << json.out;
+  EXPECT_EQ(json.out.find("encrypting: "), std::string::npos) << json.out;
+  const CommandResult to_file = RunCommand({"/bin/sh", "-c", command + " 2>" + (dir_ / "err")});
+  ASSERT_EQ(to_file.exit_code, 0);
+  EXPECT_EQ(ReadAll(dir_ / "err"), "");
+}
+
+// kmsctl killed mid-decrypt (SIGTERM, SIGINT) leaves no temporary file
+// holding part of the plaintext beside --out.
+TEST_F(EnvelopeTest, KmsctlKilledMidWayLeavesNoTemporaryFile) {
+  std::ofstream(dir_ / "key", std::ios::binary) << std::string(32, 'k');
+  fs::permissions(dir_ / "key", fs::perms::owner_read | fs::perms::owner_write);
+  const std::string out_dir = dir_ / "out";
+  fs::create_directory(out_dir);
+  for (int signal : {SIGTERM, SIGINT}) {
+    const std::string fifo = dir_ / ("in-" + std::to_string(signal));
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    const std::string kmsctl = KMSCTL_BINARY;
+    const std::vector<std::string> args = {
+        kmsctl, "envelope", "encrypt", "--keyring",           "raw-aes:ns/k:" + (dir_ / "key"),
+        "--in", fifo,       "--out",   out_dir + "/data.esdk"};
+    std::vector<char*> argv;
+    for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    ASSERT_EQ(::posix_spawn(&pid, kmsctl.c_str(), nullptr, nullptr, argv.data(), environ), 0);
+    const int writer = ::open(fifo.c_str(), O_WRONLY);  // waits for kmsctl to open it
+    ASSERT_GE(writer, 0);
+    const std::string some(100000, 'x');
+    ASSERT_EQ(::write(writer, some.data(), some.size()), static_cast<ssize_t>(some.size()));
+    const auto temporaries = [&] {
+      int count = 0;
+      for (const auto& entry : fs::directory_iterator(out_dir)) {
+        if (entry.path().filename().string().find(".kmsctl-") != std::string::npos) ++count;
+      }
+      return count;
+    };
+    ASSERT_TRUE(Eventually([&] { return temporaries() == 1; })) << "no temporary file appeared";
+    ::kill(pid, signal);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ::close(writer);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == signal) << status;
+    EXPECT_EQ(temporaries(), 0) << signal;
+    EXPECT_FALSE(fs::exists(out_dir + "/data.esdk"));
+  }
+}
+
+// Wrapping keys and private keys must be private files; stdin is the data.
+TEST_F(EnvelopeTest, KmsctlRefusesKeyFilesOthersCanRead) {
+  std::ofstream(dir_ / "key", std::ios::binary) << std::string(32, 'k');
+  fs::permissions(dir_ / "key", fs::perms::owner_read | fs::perms::owner_write |
+                                    fs::perms::group_read | fs::perms::others_read);
+  std::ofstream(dir_ / "data") << "data";
+  const std::string socket = daemon_->socket_path();
+  const CommandResult readable =
+      RunKmsctl(socket, {"envelope", "encrypt", "--keyring", "raw-aes:ns/k:" + (dir_ / "key"),
+                         "--in", dir_ / "data", "--out", dir_ / "data.esdk"});
+  EXPECT_EQ(readable.exit_code, 2) << readable.err;
+  EXPECT_NE(readable.err.find("chmod 600"), std::string::npos) << readable.err;
+  EXPECT_FALSE(fs::exists(dir_ / "data.esdk"));
+  const CommandResult from_stdin = RunKmsctl(
+      socket, {"envelope", "encrypt", "--keyring", "raw-aes:ns/k:-", "--out", dir_ / "data.esdk"},
+      std::string(32, 'k'));
+  EXPECT_EQ(from_stdin.exit_code, 2) << from_stdin.err;
+  fs::permissions(dir_ / "key", fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(RunKmsctl(socket, {"envelope", "encrypt", "--keyring", "raw-aes:ns/k:" + (dir_ / "key"),
+                               "--in", dir_ / "data", "--out", dir_ / "data.esdk"})
+                .exit_code,
+            0);
 }
 
 }  // namespace

@@ -26,10 +26,11 @@ Status CredentialFileError(std::string_view kind, const std::string& path,
                 std::string(kind) + " '" + path + "' " + std::string(problem));
 }
 
-// Reads at most kMaxCredentialFileBytes + 1 bytes of `fd` straight into a
-// SecretBuffer; the returned buffer is cut to what was read.
-Result<SecretBuffer> ReadCredentialBytes(int fd, std::string_view kind, const std::string& path) {
-  SecretBuffer buffer(kMaxCredentialFileBytes + 1);
+// Reads at most max_bytes + 1 bytes of `fd` straight into a SecretBuffer;
+// the returned buffer is cut to what was read.
+Result<SecretBuffer> ReadCredentialBytes(int fd, std::string_view kind, const std::string& path,
+                                         size_t max_bytes) {
+  SecretBuffer buffer(max_bytes + 1);
   size_t used = 0;
   while (used < buffer.size()) {
     const ssize_t n = ::read(fd, buffer.RevealMutableData() + used, buffer.size() - used);
@@ -66,27 +67,11 @@ Status CheckCredentialFile(int fd, std::string_view kind, const std::string& pat
 // without one trailing newline. The file must be readable, not empty and not
 // accessible by group or others.
 Result<SecretBuffer> ReadCredentialFile(std::string_view kind, const std::string& path) {
-  // O_NONBLOCK: a FIFO put in the file's place must not hang kmsctl (it is
-  // refused as not a regular file).
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) {
-    return Error(
-        CredentialFileError(kind, path, "cannot be read: " + std::string(strerror(errno))));
+  ASSIGN_OR_RETURN(SecretBuffer secret, ReadPrivateFile(kind, path, kMaxCredentialFileBytes));
+  if (!secret.empty() && secret.RevealData()[secret.size() - 1] == '\n') {
+    secret.Shrink(secret.size() - 1);
   }
-  Status usable = CheckCredentialFile(fd, kind, path);
-  Result<SecretBuffer> secret =
-      usable.ok() ? ReadCredentialBytes(fd, kind, path) : Error(std::move(usable));
-  ::close(fd);
-  if (!secret.has_value()) return secret;
-  if (secret->size() > kMaxCredentialFileBytes) {
-    return Error(CredentialFileError(
-        kind, path,
-        "is larger than " + std::to_string(kMaxCredentialFileBytes) + " bytes: not a credential"));
-  }
-  if (!secret->empty() && secret->RevealData()[secret->size() - 1] == '\n') {
-    secret->Shrink(secret->size() - 1);
-  }
-  if (secret->empty()) return Error(CredentialFileError(kind, path, "is empty"));
+  if (secret.empty()) return Error(CredentialFileError(kind, path, "is empty"));
   return secret;
 }
 
@@ -102,6 +87,26 @@ std::optional<std::string_view> Environment(std::string_view name) {
 }
 
 }  // namespace
+
+Result<SecretBuffer> ReadPrivateFile(std::string_view kind, const std::string& path,
+                                     size_t max_bytes) {
+  // O_NONBLOCK: a FIFO put in the file's place must not hang kmsctl (it is
+  // refused as not a regular file).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    return Error(
+        CredentialFileError(kind, path, "cannot be read: " + std::string(strerror(errno))));
+  }
+  Status usable = CheckCredentialFile(fd, kind, path);
+  Result<SecretBuffer> secret =
+      usable.ok() ? ReadCredentialBytes(fd, kind, path, max_bytes) : Error(std::move(usable));
+  ::close(fd);
+  if (secret.has_value() && secret->size() > max_bytes) {
+    return Error(
+        CredentialFileError(kind, path, "is larger than " + std::to_string(max_bytes) + " bytes"));
+  }
+  return secret;
+}
 
 int Invocation::Run() {
   if (!action_) return ReportUsage("no command given", options_.json);

@@ -8,6 +8,9 @@
 // --out as it was. To stdout, decrypt releases each frame once its tag
 // authenticates and checks a signature at the end; the exit status says
 // whether all of it was good. On success with --out, a summary is printed.
+#include <openssl/crypto.h>
+#include <unistd.h>
+
 #include <memory>
 
 #include "client/esdk/message.h"
@@ -60,12 +63,26 @@ Result<Prepared> Prepare(Invocation& invocation, const EnvelopeArgs& a) {
 template <typename Write>
 Status Pump(InputStream& input, Progress& progress, Write write) {
   std::vector<uint8_t> chunk(kReadChunk);
-  while (true) {
-    ASSIGN_OR_RETURN(const size_t n, input.Read(chunk));
-    if (n == 0) return OkStatus();
-    RETURN_IF_ERROR(write(std::span<const uint8_t>(chunk.data(), n)));
-    progress.Add(n);
+  Status status;
+  while (status.ok()) {
+    auto n = input.Read(chunk);
+    if (!n.has_value()) {
+      status = n.error();
+    } else if (*n == 0) {
+      break;
+    } else {
+      status = write(std::span<const uint8_t>(chunk.data(), *n));
+      progress.Add(*n);
+    }
   }
+  OPENSSL_cleanse(chunk.data(), chunk.size());  // it may have held plaintext
+  return status;
+}
+
+// Progress on stderr, unless it is JSON output or would write over data
+// going to the same terminal.
+bool ShowProgress(const Invocation& invocation, const EnvelopeArgs& a) {
+  return !invocation.output().json() && !(IsStdio(a.out) && ::isatty(STDOUT_FILENO) == 1);
 }
 
 std::string SuiteText(uint16_t id) {
@@ -108,7 +125,7 @@ Status EnvelopeEncrypt(Invocation& invocation, const EnvelopeArgs& a) {
                      written += bytes.size();
                      return out.Write(bytes);
                    }));
-  Progress progress(!invocation.output().json(), "encrypting", prepared.input.size());
+  Progress progress(ShowProgress(invocation, a), "encrypting", prepared.input.size());
   uint64_t read = 0;
   RETURN_IF_ERROR(Pump(prepared.input, progress, [&](std::span<const uint8_t> bytes) {
     read += bytes.size();
@@ -138,7 +155,7 @@ Status EnvelopeDecrypt(Invocation& invocation, const EnvelopeArgs& a) {
     written += bytes.size();
     return out.Write(bytes);
   });
-  Progress progress(!invocation.output().json(), "decrypting", prepared.input.size());
+  Progress progress(ShowProgress(invocation, a), "decrypting", prepared.input.size());
   uint64_t read = 0;
   RETURN_IF_ERROR(Pump(prepared.input, progress, [&](std::span<const uint8_t> bytes) {
     read += bytes.size();

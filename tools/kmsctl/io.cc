@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,6 +53,35 @@ Result<SecretBuffer> ReadAll(int fd, const std::string& path, size_t size_hint) 
   buffer.Shrink(used);
   return buffer;
 }
+
+// The temporary file being written, for a signal that ends kmsctl: it is
+// removed, so that no partial output (a plaintext, maybe) stays beside the
+// target. kmsctl writes one at a time.
+char g_temporary[4096];
+volatile sig_atomic_t g_has_temporary = 0;
+
+void RemoveTemporaryAndDie(int signal) {
+  if (g_has_temporary) ::unlink(g_temporary);
+  ::signal(signal, SIG_DFL);
+  ::raise(signal);
+}
+
+void WatchTemporary(const std::string& path) {
+  static const bool installed = [] {
+    struct sigaction action {};
+    action.sa_handler = RemoveTemporaryAndDie;
+    sigemptyset(&action.sa_mask);
+    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(signal, &action, nullptr);
+    return true;
+  }();
+  (void)installed;
+  if (path.size() >= sizeof g_temporary) return;
+  g_has_temporary = 0;
+  std::memcpy(g_temporary, path.c_str(), path.size() + 1);
+  g_has_temporary = 1;
+}
+
+void ForgetTemporary() { g_has_temporary = 0; }
 
 Status WriteError(const std::string& what, const std::string& path, int error) {
   return Status(Code::kInternal, "cannot " + what + " '" + path + "': " + std::strerror(error));
@@ -106,6 +136,7 @@ Result<OutputStream> OutputStream::Open(const std::string& path) {
   std::string temporary = DirectoryOf(path) + "/." + target.filename().string() + ".kmsctl-XXXXXX";
   const int fd = ::mkostemp(temporary.data(), O_CLOEXEC);  // mode 0600
   if (fd < 0) return Error(WriteError("create a temporary file for", path, errno));
+  WatchTemporary(temporary);
   return OutputStream(path, std::move(temporary), fd);
 }
 
@@ -113,12 +144,13 @@ OutputStream::OutputStream(OutputStream&& other) noexcept
     : path_(std::move(other.path_)),
       temporary_(std::move(other.temporary_)),
       fd_(std::exchange(other.fd_, -1)),
-      committed_(other.committed_) {}
+      committed_(std::exchange(other.committed_, true)) {}
 
 OutputStream::~OutputStream() {
-  if (temporary_.empty() || fd_ < 0) return;
-  ::close(fd_);
-  if (!committed_) ::unlink(temporary_.c_str());
+  if (temporary_.empty() || committed_) return;
+  if (fd_ >= 0) ::close(fd_);
+  ::unlink(temporary_.c_str());
+  ForgetTemporary();
 }
 
 Status OutputStream::Write(std::span<const uint8_t> bytes) {
@@ -129,15 +161,15 @@ Status OutputStream::Commit() {
   if (temporary_.empty()) return OkStatus();
   if (::fsync(fd_) != 0) return WriteError("flush", temporary_, errno);
   const int fd = std::exchange(fd_, -1);
-  if (::close(fd) != 0) {
-    ::unlink(temporary_.c_str());
-    return WriteError("close", temporary_, errno);
-  }
+  if (::close(fd) != 0) return WriteError("close", temporary_, errno);  // the destructor removes it
   if (std::rename(temporary_.c_str(), path_.c_str()) != 0) {
     const int error = errno;
     ::unlink(temporary_.c_str());
+    ForgetTemporary();
+    committed_ = true;  // nothing left to remove
     return WriteError("rename a temporary file to", path_, error);
   }
+  ForgetTemporary();
   committed_ = true;
   return OkStatus();
 }

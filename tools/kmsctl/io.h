@@ -37,8 +37,10 @@ Status WriteOutput(const std::string& path, std::span<const uint8_t> bytes);
 
 // Output written in pieces: to stdout, or to a temporary file (mode 0600)
 // beside `path` that Commit() flushes and renames over it. A stream that
-// is destroyed without Commit() removes its temporary file: the target is
-// never created or changed by a failed command. Not thread-safe.
+// is destroyed without Commit() removes its temporary file, and so does
+// SIGINT, SIGTERM, SIGHUP or SIGQUIT while it is open (kmsctl then dies of
+// the signal): the target is never created or changed by a failed command.
+// One open at a time. Not thread-safe.
 class OutputStream {
  public:
   static Result<OutputStream> Open(const std::string& path);

@@ -8,6 +8,8 @@
 namespace kmsd::kmsctl {
 namespace {
 
+constexpr size_t kMaxPemBytes = 64 * 1024;
+
 Status BadSpec(const std::string& spec, std::string_view why) {
   return Status(Code::kInvalidArgument, "keyring '" + spec + "': " + std::string(why));
 }
@@ -23,6 +25,8 @@ Result<NamedFile> SplitNamedFile(const std::string& spec, std::string_view rest)
       colon + 1 == rest.size()) {
     return Error(BadSpec(spec, "expected NAMESPACE/NAME:FILE"));
   }
+  // stdin is the data: a key cannot come from there too.
+  if (rest.substr(colon + 1) == "-") return Error(BadSpec(spec, "a key file cannot be stdin"));
   return NamedFile{std::string(rest.substr(0, slash)),
                    std::string(rest.substr(slash + 1, colon - slash - 1)),
                    std::string(rest.substr(colon + 1))};
@@ -45,14 +49,19 @@ Result<std::unique_ptr<esdk::Keyring>> OneKeyring(Invocation& invocation, const 
   }
   if (kind == "raw-aes") {
     ASSIGN_OR_RETURN(NamedFile named, SplitNamedFile(spec, rest));
-    ASSIGN_OR_RETURN(SecretBuffer key, ReadInput(named.file));
+    ASSIGN_OR_RETURN(SecretBuffer key, ReadPrivateFile("wrapping key file", named.file, 32));
     ASSIGN_OR_RETURN(auto keyring,
                      esdk::RawAesKeyring::Create(named.key_namespace, named.name, std::move(key)));
     return std::unique_ptr<esdk::Keyring>(std::move(keyring));
   }
   if (kind == "raw-rsa") {
     ASSIGN_OR_RETURN(NamedFile named, SplitNamedFile(spec, rest));
+    // A private key must be private; a public key may be read by anyone.
     ASSIGN_OR_RETURN(SecretBuffer pem, ReadInput(named.file));
+    const std::string_view head(reinterpret_cast<const char*>(pem.RevealData()), pem.size());
+    if (head.find("PRIVATE KEY-----") != std::string_view::npos) {
+      ASSIGN_OR_RETURN(pem, ReadPrivateFile("private key file", named.file, kMaxPemBytes));
+    }
     const std::string_view text(reinterpret_cast<const char*>(pem.RevealData()), pem.size());
     ASSIGN_OR_RETURN(auto keyring, esdk::RawRsaKeyring::FromPem(named.key_namespace, named.name,
                                                                 rsa_padding, text));

@@ -209,5 +209,35 @@ TEST_F(EsdkCacheTest, AFailedMissFailsEveryWaiterAndIsRetriedLater) {
   EXPECT_EQ(keyring.encrypts, before + 1);
 }
 
+// A keyring that throws still releases the callers waiting on it.
+TEST_F(EsdkCacheTest, AThrowingMissReleasesItsWaiters) {
+  struct Throwing final : Keyring {
+    Status OnEncrypt(EncryptionMaterials&) override {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      throw std::runtime_error("keyring bug");
+    }
+    Status OnDecrypt(DecryptionMaterials&, std::span<const EncryptedDataKey>) override {
+      return OkStatus();
+    }
+  } throwing;
+  KeyringMaterials throwing_materials(throwing);
+  auto cache = MakeCache({});
+  CachingMaterials cached(throwing_materials, *cache, "p");
+  std::atomic<int> thrown{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      try {
+        if (!Encrypt(cached, 10).has_value()) ++failed;
+      } catch (const std::runtime_error&) {
+        ++thrown;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();  // no thread waits forever
+  EXPECT_GE(thrown, 1);
+  EXPECT_EQ(thrown + failed, 4);
+}
+
 }  // namespace
 }  // namespace kmsd::esdk

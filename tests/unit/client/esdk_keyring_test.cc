@@ -152,5 +152,18 @@ TEST(EsdkMultiKeyringTest, EveryKeyringAloneDecryptsWhatTheMultiKeyringEncrypted
   EXPECT_EQ(Encrypt(no_generator, kPlaintext).error().code(), Code::kInvalidArgument);
 }
 
+// A writer never makes what readers with the default limits refuse.
+TEST(EsdkMultiKeyringTest, RefusesToWriteMoreEdksThanReadersTake) {
+  const auto multi_of = [](size_t keyrings) {
+    std::vector<std::unique_ptr<Keyring>> children;
+    for (size_t i = 1; i < keyrings; ++i) children.push_back(Aes("child" + std::to_string(i)));
+    return MultiKeyring(Aes(), std::move(children));
+  };
+  MultiKeyring sixteen = multi_of(16);
+  EXPECT_TRUE(Encrypt(sixteen, kPlaintext).has_value());
+  MultiKeyring seventeen = multi_of(17);
+  EXPECT_EQ(Encrypt(seventeen, kPlaintext).error().code(), Code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace kmsd::esdk
