@@ -12,6 +12,7 @@
 #include "client/esdk/raw_aes_keyring.h"
 #include "client/esdk/raw_rsa_keyring.h"
 #include "tests/support/esdk_js.h"
+#include "tests/support/esdk_vectors.h"
 #include "tests/support/temp_dir.h"
 
 namespace kmsd::testing {
@@ -193,6 +194,33 @@ TEST_F(EsdkInteropTest, VersionOneMessagesOfEverySuiteAreReadOnlyUnderAllowV1) {
     ASSERT_FALSE(refused.has_value()) << suite;
     EXPECT_EQ(refused.error().code(), Code::kInvalidCiphertext);
     EXPECT_NE(refused.error().message().find("commitment policy"), std::string::npos);
+  }
+}
+
+// The test vectors documented in docs/FORMATS.md decrypt with the SDK too.
+TEST_F(EsdkInteropTest, TheJavaScriptSdkDecryptsTheDocumentedVectors) {
+  const auto vectors = ReadVectors(FormatsPath());
+  ASSERT_EQ(vectors.size(), 3u);
+  for (const auto& [id, vector] : vectors) {
+    const auto key = FromHex(vector.fields.at("key"));
+    ASSERT_TRUE(key.has_value()) << id;
+    const std::string key_file = Path("vector-key-" + id);
+    std::ofstream(key_file, std::ios::binary)
+        .write(reinterpret_cast<const char*>(key->data()),
+               static_cast<std::streamsize>(key->size()));
+    std::vector<std::string> args = {"decrypt",
+                                     "--aes=" + vector.fields.at("keyring") + ":" + key_file};
+    std::string_view context = vector.fields.at("context");
+    while (!context.empty()) {
+      const size_t comma = std::min(context.find(','), context.size());
+      args.push_back("--context=" + std::string(context.substr(0, comma)));
+      context.remove_prefix(std::min(comma + 1, context.size()));
+    }
+    const CommandResult js =
+        RunEsdkJs(args, std::string(vector.message.begin(), vector.message.end()));
+    ASSERT_EQ(js.exit_code, 0) << id << ": " << js.err;
+    const auto plaintext = FromHex(vector.fields.at("plaintext"));
+    EXPECT_TRUE(js.out == std::string(plaintext->begin(), plaintext->end())) << id;
   }
 }
 

@@ -2,6 +2,8 @@
 // vectors), read from the document itself so that it cannot drift from the
 // code: each ```hex id=vector-X block decrypts to its documented plaintext and
 // context, and a change to any byte of its message is refused.
+#include "tests/support/esdk_vectors.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -19,69 +21,13 @@
 namespace kmsd::esdk {
 namespace {
 
-struct Vector {
-  std::map<std::string, std::string> fields;  // the "name: value" lines
-  Bytes message;
-};
-
-std::optional<Bytes> FromHex(std::string_view hex) {
-  if (hex.size() % 2 != 0) return std::nullopt;
-  Bytes out;
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    const auto nibble = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    const int high = nibble(hex[i]);
-    const int low = nibble(hex[i + 1]);
-    if (high < 0 || low < 0) return std::nullopt;
-    out.push_back(static_cast<uint8_t>(high << 4 | low));
-  }
-  return out;
-}
-
-// The blocks opened by "```hex id=vector-X", by X. A block is "name: value"
-// lines (the value may be empty), then "message:", then lines of hex digits,
-// then "```".
-std::map<std::string, Vector> ReadVectors(const std::string& path) {
-  std::ifstream file(path);
-  EXPECT_TRUE(file.is_open()) << path;
-  constexpr std::string_view kOpening = "```hex id=vector-";
-  std::map<std::string, Vector> vectors;
-  std::string line;
-  while (std::getline(file, line)) {
-    if (!line.starts_with(kOpening)) continue;
-    const std::string id = line.substr(kOpening.size());
-    Vector& vector = vectors[id];
-    bool in_message = false;
-    std::string hex;
-    while (std::getline(file, line) && line != "```") {
-      if (in_message) {
-        EXPECT_LE(line.size(), 64u) << id << ": " << line;
-        hex += line;
-      } else if (line == "message:") {
-        in_message = true;
-      } else {
-        const size_t colon = line.find(':');
-        EXPECT_NE(colon, std::string::npos) << id << ": " << line;
-        if (colon == std::string::npos) continue;
-        std::string value = line.substr(colon + 1);
-        if (value.starts_with(' ')) value.erase(0, 1);
-        vector.fields[line.substr(0, colon)] = value;
-      }
-    }
-    EXPECT_TRUE(in_message) << id << " has no message";
-    auto bytes = FromHex(hex);
-    EXPECT_TRUE(bytes.has_value()) << id << ": the message is not hex";
-    if (bytes) vector.message = std::move(*bytes);
-  }
-  return vectors;
-}
+using testing::FromHex;
+using testing::ReadVectors;
+using testing::Vector;
 
 const std::map<std::string, Vector>& Vectors() {
   static const auto* const vectors =
-      new std::map<std::string, Vector>(ReadVectors(KMSD_SOURCE_DIR "/docs/FORMATS.md"));
+      new std::map<std::string, Vector>(ReadVectors(testing::FormatsPath()));
   return *vectors;
 }
 
@@ -106,7 +52,7 @@ TEST(EsdkVectorsTest, TheDocumentHasVectorsAToC) {
   EXPECT_EQ(ids, (std::vector<std::string>{"a", "b", "c"}));
 }
 
-class EsdkVectorTest : public testing::TestWithParam<std::string> {
+class EsdkVectorTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     const auto found = Vectors().find(GetParam());
@@ -170,8 +116,8 @@ TEST_P(EsdkVectorTest, AnyChangedByteIsRefused) {
   EXPECT_FALSE(DecryptMessage(*materials_, {}, longer));
 }
 
-INSTANTIATE_TEST_SUITE_P(Documented, EsdkVectorTest, testing::Values("a", "b", "c"),
-                         [](const testing::TestParamInfo<std::string>& info) {
+INSTANTIATE_TEST_SUITE_P(Documented, EsdkVectorTest, ::testing::Values("a", "b", "c"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
 
