@@ -157,6 +157,76 @@ double SmallMessages(esdk::MaterialsManager& materials, double seconds) {
   return messages / SecondsSince(start);
 }
 
+// The same file through kmsctl, age and the JavaScript SDK (MB/s).
+struct Peers {
+  double kmsctl_encrypt, age_encrypt, js_encrypt, js_decrypt;
+};
+
+Peers MeasurePeers(const testing::TempDir& dir, const std::string& file, uint64_t bytes,
+                   int rounds) {
+  const std::string kmsctl = KMSCTL_BINARY;
+  const double kmsctl_seconds =
+      TimeCommand({"/bin/sh", "-c",
+                   kmsctl + " envelope encrypt --keyring raw-aes:bench/k:" + (dir / "key") +
+                       " --frame-size 1048576 --in " + file + " > /dev/null"},
+                  rounds);
+  const testing::CommandResult keygen =
+      testing::RunCommand({"/usr/bin/age-keygen", "-o", dir / "age.key"});
+  std::smatch recipient;
+  const std::regex public_key(R"(age1[0-9a-z]+)");
+  std::regex_search(keygen.err, recipient, public_key);
+  const double age_seconds =
+      TimeCommand({"/usr/bin/age", "-r", recipient.str(), "-o", "/dev/null", file}, rounds);
+  const std::string aes = "--aes=bench/k:" + (dir / "key");
+  return {MegabytesPerSecond(bytes, kmsctl_seconds), MegabytesPerSecond(bytes, age_seconds),
+          JsMegabytesPerSecond({"bench", "--in=" + file, "--frame=1048576", "--suite=0478", aes}),
+          JsMegabytesPerSecond(
+              {"bench", "--decrypt", "--in=" + file, "--frame=1048576", "--suite=0478", aes})};
+}
+
+void PrintStreaming(double floor, const Streaming& big, const Streaming& small,
+                    const Peers& peers) {
+  const auto row = [&](const char* name, double mb_s) {
+    std::printf("%-44s %10.0f %10.2f\n", name, mb_s, floor > 0 ? mb_s / floor : 0);
+  };
+  std::printf("%-44s %10s %10s\n", "streaming (MB/s, 1 MB = 10^6 bytes)", "MB/s", "/ floor");
+  row("openssl speed aes-256-gcm, 16 KiB (floor)", floor);
+  row("kmsd client encrypt, 1 MiB frames", big.encrypt_mb_s);
+  row("kmsd client decrypt, 1 MiB frames", big.decrypt_mb_s);
+  row("kmsd client encrypt, 4 KiB frames", small.encrypt_mb_s);
+  row("kmsd client decrypt, 4 KiB frames", small.decrypt_mb_s);
+  row("kmsctl envelope encrypt file > /dev/null", peers.kmsctl_encrypt);
+  row("age -r X25519 file > /dev/null", peers.age_encrypt);
+  row("JavaScript SDK encrypt, 1 MiB frames", peers.js_encrypt);
+  row("JavaScript SDK decrypt, 1 MiB frames", peers.js_decrypt);
+  std::printf(
+      "goals: streaming >= 0.8 of the floor (1 MiB frames: %.2f / %.2f), faster than age (%s) "
+      "and the JavaScript SDK (%s)\n",
+      floor > 0 ? big.encrypt_mb_s / floor : 0, floor > 0 ? big.decrypt_mb_s / floor : 0,
+      big.encrypt_mb_s > peers.age_encrypt ? "yes" : "no",
+      big.encrypt_mb_s > peers.js_encrypt && big.decrypt_mb_s > peers.js_decrypt ? "yes" : "no");
+}
+
+// 256-byte messages through a real kmsd, without and with the cache.
+int CacheCase(const testing::TempDir& dir, double seconds) {
+  auto daemon = testing::DaemonProcess::StartDev(dir / "kmsd");
+  auto connection = daemon->Connect();
+  if (!connection->Call("tenant.create", "bench").has_value()) return 1;
+  esdk::KmsdKeyring keyring(*connection, "bench", "alias/data");
+  esdk::KeyringMaterials direct(keyring);
+  esdk::DataKeyCache cache({});
+  esdk::CachingMaterials cached(direct, cache, "kmsd:bench/alias/data");
+  const double uncached_rate = SmallMessages(direct, seconds);
+  const double cached_rate = SmallMessages(cached, seconds);
+  std::printf("\n%-44s %10s\n", "256-byte messages through kmsd", "msgs/s");
+  std::printf("%-44s %10.0f\n", "without the data-key cache", uncached_rate);
+  std::printf("%-44s %10.0f\n", "with the data-key cache", cached_rate);
+  std::printf("cache speed-up: %.0fx (goal: at least 50x)\n",
+              uncached_rate > 0 ? cached_rate / uncached_rate : 0);
+  daemon->Stop();
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app("envelope_bench: envelope encryption beside openssl, age and the JavaScript SDK");
   size_t megabytes = 256;
@@ -182,68 +252,8 @@ int Main(int argc, char** argv) {
   const double floor = OpensslFloor(static_cast<int>(seconds)) / 1e6;
   const Streaming big = MeasureStreaming(data, 1 << 20, rounds);
   const Streaming small = MeasureStreaming(data, esdk::kDefaultFrameLength, rounds);
-  const std::string kmsctl = KMSCTL_BINARY;
-  const double kmsctl_seconds =
-      TimeCommand({"/bin/sh", "-c",
-                   kmsctl + " envelope encrypt --keyring raw-aes:bench/k:" + (dir / "key") +
-                       " --frame-size 1048576 --in " + file + " > /dev/null"},
-                  rounds);
-  const testing::CommandResult keygen =
-      testing::RunCommand({"/usr/bin/age-keygen", "-o", dir / "age.key"});
-  std::smatch recipient;
-  const std::regex public_key(R"(age1[0-9a-z]+)");
-  std::regex_search(keygen.err, recipient, public_key);
-  const double age_seconds =
-      TimeCommand({"/usr/bin/age", "-r", recipient.str(), "-o", "/dev/null", file}, rounds);
-  const std::string aes = "--aes=bench/k:" + (dir / "key");
-  const double js_encrypt =
-      JsMegabytesPerSecond({"bench", "--in=" + file, "--frame=1048576", "--suite=0478", aes});
-  const double js_decrypt = JsMegabytesPerSecond(
-      {"bench", "--decrypt", "--in=" + file, "--frame=1048576", "--suite=0478", aes});
-
-  const auto ratio = [&](double value) { return floor > 0 ? value / floor : 0; };
-  std::printf("%-44s %10s %10s\n", "streaming (MB/s, 1 MB = 10^6 bytes)", "MB/s", "/ floor");
-  std::printf("%-44s %10.0f %10.2f\n", "openssl speed aes-256-gcm, 16 KiB (floor)", floor, 1.0);
-  std::printf("%-44s %10.0f %10.2f\n", "kmsd client encrypt, 1 MiB frames", big.encrypt_mb_s,
-              ratio(big.encrypt_mb_s));
-  std::printf("%-44s %10.0f %10.2f\n", "kmsd client decrypt, 1 MiB frames", big.decrypt_mb_s,
-              ratio(big.decrypt_mb_s));
-  std::printf("%-44s %10.0f %10.2f\n", "kmsd client encrypt, 4 KiB frames", small.encrypt_mb_s,
-              ratio(small.encrypt_mb_s));
-  std::printf("%-44s %10.0f %10.2f\n", "kmsd client decrypt, 4 KiB frames", small.decrypt_mb_s,
-              ratio(small.decrypt_mb_s));
-  const double kmsctl_mb_s = MegabytesPerSecond(data.size(), kmsctl_seconds);
-  const double age_mb_s = MegabytesPerSecond(data.size(), age_seconds);
-  std::printf("%-44s %10.0f %10.2f\n", "kmsctl envelope encrypt file > /dev/null", kmsctl_mb_s,
-              ratio(kmsctl_mb_s));
-  std::printf("%-44s %10.0f %10.2f\n", "age -r X25519 file > /dev/null", age_mb_s, ratio(age_mb_s));
-  std::printf("%-44s %10.0f %10.2f\n", "JavaScript SDK encrypt, 1 MiB frames", js_encrypt,
-              ratio(js_encrypt));
-  std::printf("%-44s %10.0f %10.2f\n", "JavaScript SDK decrypt, 1 MiB frames", js_decrypt,
-              ratio(js_decrypt));
-
-  // Small messages through a real kmsd.
-  auto daemon = testing::DaemonProcess::StartDev(dir / "kmsd");
-  auto connection = daemon->Connect();
-  if (!connection->Call("tenant.create", "bench").has_value()) return 1;
-  esdk::KmsdKeyring keyring(*connection, "bench", "alias/data");
-  esdk::KeyringMaterials direct(keyring);
-  esdk::DataKeyCache cache({});
-  esdk::CachingMaterials cached(direct, cache, "kmsd:bench/alias/data");
-  const double uncached_rate = SmallMessages(direct, seconds);
-  const double cached_rate = SmallMessages(cached, seconds);
-  std::printf("\n%-44s %10s\n", "256-byte messages through kmsd", "msgs/s");
-  std::printf("%-44s %10.0f\n", "without the data-key cache", uncached_rate);
-  std::printf("%-44s %10.0f\n", "with the data-key cache", cached_rate);
-  std::printf("cache speed-up: %.0fx (goal: at least 50x)\n",
-              uncached_rate > 0 ? cached_rate / uncached_rate : 0);
-  std::printf(
-      "\ngoals: streaming >= 0.8 of the floor (1 MiB frames: %.2f / %.2f), faster than "
-      "age (%s) and the JavaScript SDK (%s)\n",
-      ratio(big.encrypt_mb_s), ratio(big.decrypt_mb_s), big.encrypt_mb_s > age_mb_s ? "yes" : "no",
-      big.encrypt_mb_s > js_encrypt && big.decrypt_mb_s > js_decrypt ? "yes" : "no");
-  daemon->Stop();
-  return 0;
+  PrintStreaming(floor, big, small, MeasurePeers(dir, file, data.size(), rounds));
+  return CacheCase(dir, seconds);
 }
 
 }  // namespace
