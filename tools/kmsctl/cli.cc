@@ -47,13 +47,14 @@ Result<SecretBuffer> ReadCredentialBytes(int fd, std::string_view kind, const st
 }
 
 // The open file `fd` must be a regular file not accessible by group or others.
-Status CheckCredentialFile(int fd, std::string_view kind, const std::string& path) {
+Status CheckCredentialFile(int fd, std::string_view kind, const std::string& path,
+                           bool must_be_private = true) {
   struct stat info {};
   if (::fstat(fd, &info) != 0) {
     return CredentialFileError(kind, path, "cannot be read: " + std::string(strerror(errno)));
   }
   if (!S_ISREG(info.st_mode)) return CredentialFileError(kind, path, "is not a regular file");
-  if ((info.st_mode & 077) != 0) {
+  if (must_be_private && (info.st_mode & 077) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(info.st_mode & 07777));
     return CredentialFileError(kind, path,
@@ -67,7 +68,7 @@ Status CheckCredentialFile(int fd, std::string_view kind, const std::string& pat
 // without one trailing newline. The file must be readable, not empty and not
 // accessible by group or others.
 Result<SecretBuffer> ReadCredentialFile(std::string_view kind, const std::string& path) {
-  ASSIGN_OR_RETURN(SecretBuffer secret, ReadPrivateFile(kind, path, kMaxCredentialFileBytes));
+  ASSIGN_OR_RETURN(SecretBuffer secret, ReadKeyFile(kind, path, kMaxCredentialFileBytes, true));
   if (!secret.empty() && secret.RevealData()[secret.size() - 1] == '\n') {
     secret.Shrink(secret.size() - 1);
   }
@@ -88,8 +89,8 @@ std::optional<std::string_view> Environment(std::string_view name) {
 
 }  // namespace
 
-Result<SecretBuffer> ReadPrivateFile(std::string_view kind, const std::string& path,
-                                     size_t max_bytes) {
+Result<SecretBuffer> ReadKeyFile(std::string_view kind, const std::string& path, size_t max_bytes,
+                                 bool must_be_private) {
   // O_NONBLOCK: a FIFO put in the file's place must not hang kmsctl (it is
   // refused as not a regular file).
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -97,7 +98,7 @@ Result<SecretBuffer> ReadPrivateFile(std::string_view kind, const std::string& p
     return Error(
         CredentialFileError(kind, path, "cannot be read: " + std::string(strerror(errno))));
   }
-  Status usable = CheckCredentialFile(fd, kind, path);
+  Status usable = CheckCredentialFile(fd, kind, path, must_be_private);
   Result<SecretBuffer> secret =
       usable.ok() ? ReadCredentialBytes(fd, kind, path, max_bytes) : Error(std::move(usable));
   ::close(fd);

@@ -130,12 +130,12 @@ class Invocation {
   Failure failure_ = Failure::kStatus;
 };
 
-// A file holding a secret (a credential, a wrapping key, a private key): a
-// regular file, not accessible by group or others (INVALID_ARGUMENT
-// otherwise, saying chmod 600), at most `max_bytes`. `kind` names it in
-// messages ("API key file").
-Result<SecretBuffer> ReadPrivateFile(std::string_view kind, const std::string& path,
-                                     size_t max_bytes);
+// A key or credential file: a regular file (a FIFO in its place is refused,
+// never waited on) of at most `max_bytes`, and, `must_be_private`, not
+// accessible by group or others (INVALID_ARGUMENT saying chmod 600). `kind`
+// names it in messages ("API key file").
+Result<SecretBuffer> ReadKeyFile(std::string_view kind, const std::string& path, size_t max_bytes,
+                                 bool must_be_private);
 
 // "k=v" strings (split at the first '=') into a context; INVALID_ARGUMENT
 // for an entry without '=' or a key given twice.

@@ -3,7 +3,6 @@
 #include "client/esdk/kmsd_keyring.h"
 #include "client/esdk/multi_keyring.h"
 #include "client/esdk/raw_aes_keyring.h"
-#include "tools/kmsctl/io.h"
 
 namespace kmsd::kmsctl {
 namespace {
@@ -49,7 +48,7 @@ Result<std::unique_ptr<esdk::Keyring>> OneKeyring(Invocation& invocation, const 
   }
   if (kind == "raw-aes") {
     ASSIGN_OR_RETURN(NamedFile named, SplitNamedFile(spec, rest));
-    ASSIGN_OR_RETURN(SecretBuffer key, ReadPrivateFile("wrapping key file", named.file, 32));
+    ASSIGN_OR_RETURN(SecretBuffer key, ReadKeyFile("wrapping key file", named.file, 32, true));
     ASSIGN_OR_RETURN(auto keyring,
                      esdk::RawAesKeyring::Create(named.key_namespace, named.name, std::move(key)));
     return std::unique_ptr<esdk::Keyring>(std::move(keyring));
@@ -57,10 +56,10 @@ Result<std::unique_ptr<esdk::Keyring>> OneKeyring(Invocation& invocation, const 
   if (kind == "raw-rsa") {
     ASSIGN_OR_RETURN(NamedFile named, SplitNamedFile(spec, rest));
     // A private key must be private; a public key may be read by anyone.
-    ASSIGN_OR_RETURN(SecretBuffer pem, ReadInput(named.file));
+    ASSIGN_OR_RETURN(SecretBuffer pem, ReadKeyFile("key file", named.file, kMaxPemBytes, false));
     const std::string_view head(reinterpret_cast<const char*>(pem.RevealData()), pem.size());
     if (head.find("PRIVATE KEY-----") != std::string_view::npos) {
-      ASSIGN_OR_RETURN(pem, ReadPrivateFile("private key file", named.file, kMaxPemBytes));
+      ASSIGN_OR_RETURN(pem, ReadKeyFile("private key file", named.file, kMaxPemBytes, true));
     }
     const std::string_view text(reinterpret_cast<const char*>(pem.RevealData()), pem.size());
     ASSIGN_OR_RETURN(auto keyring, esdk::RawRsaKeyring::FromPem(named.key_namespace, named.name,
