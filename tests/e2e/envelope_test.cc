@@ -19,6 +19,8 @@
 #include "client/esdk/cache.h"
 #include "client/esdk/kmsd_keyring.h"
 #include "client/esdk/message.h"
+#include "client/esdk/multi_keyring.h"
+#include "client/esdk/raw_aes_keyring.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/support/esdk_js.h"
 
@@ -92,6 +94,22 @@ TEST_F(EnvelopeTest, TheKmsdKeyringRoundTripsAndNamesTenantAndKey) {
     EXPECT_TRUE(info.starts_with("acme/")) << info;
     EXPECT_EQ(info.size(), 5u + 32u) << info;  // acme/ and the key id in hex
   }
+}
+
+// As a child of a multi-keyring (the data key made elsewhere), the kmsd
+// keyring has kmsd encrypt the data key; either keyring alone decrypts.
+TEST_F(EnvelopeTest, TheKmsdKeyringAsAChildEncryptsAnotherKeyringsDataKey) {
+  std::vector<std::unique_ptr<esdk::Keyring>> children;
+  children.push_back(std::make_unique<esdk::KmsdKeyring>(*connection_, "acme", "alias/data"));
+  esdk::MultiKeyring multi(
+      std::move(*esdk::RawAesKeyring::Create("local", "k", SecretBuffer::CopyOf(Bytes(32, 9)))),
+      std::move(children));
+  esdk::KeyringMaterials materials(multi);
+  const int encrypts_before = AuditedRequests("encrypt");
+  auto message = esdk::EncryptMessage(materials, {}, Pattern(1000));
+  ASSERT_TRUE(message.has_value()) << message.error();
+  EXPECT_EQ(*Open("acme", *message), Pattern(1000));
+  EXPECT_TRUE(Eventually([&] { return AuditedRequests("encrypt") == encrypts_before + 1; }));
 }
 
 TEST_F(EnvelopeTest, AnotherTenantCannotDecrypt) {
