@@ -358,5 +358,48 @@ TEST_F(EnvelopeTest, KmsctlRefusesKeyFilesOthersCanRead) {
             0);
 }
 
+// kmsctl's --commitment-policy and --rsa-padding, on messages the
+// JavaScript SDK wrote: version 1 (read only under allow-v1) and PKCS#1 v1.5.
+TEST_F(EnvelopeTest, KmsctlReadsOldMessagesOnlyWhenAsked) {
+  std::ofstream(dir_ / "key", std::ios::binary) << std::string(32, 'k');
+  fs::permissions(dir_ / "key", fs::perms::owner_read | fs::perms::owner_write);
+  EVP_PKEY* rsa = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048});
+  FILE* out = std::fopen((dir_ / "rsa.key").c_str(), "w");
+  PEM_write_PrivateKey(out, rsa, nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(out);
+  EVP_PKEY_free(rsa);
+  fs::permissions(dir_ / "rsa.key", fs::perms::owner_read | fs::perms::owner_write);
+  const std::string plaintext(5000, 'p');
+  const std::string socket = daemon_->socket_path();
+  const auto decrypt = [&](const std::string& message, std::vector<std::string> args) {
+    std::ofstream(dir_ / "old.esdk", std::ios::binary) << message;
+    args.insert(args.begin(), {"envelope", "decrypt", "--in", dir_ / "old.esdk"});
+    return RunKmsctl(socket, args);
+  };
+  const CommandResult v1 = RunEsdkJs(
+      {"encrypt", "--policy=forbid-allow", "--suite=0378", "--aes=ns/k:" + (dir_ / "key")},
+      plaintext);
+  ASSERT_EQ(v1.exit_code, 0) << v1.err;
+  const std::string aes = "raw-aes:ns/k:" + (dir_ / "key");
+  const CommandResult refused = decrypt(v1.out, {"--keyring", aes});
+  EXPECT_EQ(refused.exit_code, 5) << refused.err;
+  EXPECT_NE(refused.err.find("commitment policy"), std::string::npos) << refused.err;
+  const CommandResult allowed =
+      decrypt(v1.out, {"--keyring", aes, "--commitment-policy", "allow-v1"});
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.err;
+  EXPECT_TRUE(allowed.out == plaintext);
+  EXPECT_EQ(decrypt(v1.out, {"--keyring", aes, "--commitment-policy", "sometimes"}).exit_code, 2);
+
+  const CommandResult pkcs1 =
+      RunEsdkJs({"encrypt", "--rsa=ns/rsa:" + (dir_ / "rsa.key") + ":pkcs1"}, plaintext);
+  ASSERT_EQ(pkcs1.exit_code, 0) << pkcs1.err;
+  const std::string rsa_spec = "raw-rsa:ns/rsa:" + (dir_ / "rsa.key");
+  EXPECT_EQ(decrypt(pkcs1.out, {"--keyring", rsa_spec}).exit_code, 5);  // OAEP-SHA256 by default
+  const CommandResult read = decrypt(pkcs1.out, {"--keyring", rsa_spec, "--rsa-padding", "pkcs1"});
+  EXPECT_EQ(read.exit_code, 0) << read.err;
+  EXPECT_TRUE(read.out == plaintext);
+  EXPECT_EQ(decrypt(pkcs1.out, {"--keyring", rsa_spec, "--rsa-padding", "oaep-md5"}).exit_code, 2);
+}
+
 }  // namespace
 }  // namespace kmsd::testing
