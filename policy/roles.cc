@@ -28,7 +28,7 @@ const PermissionSet& Viewer() {
 
 const PermissionSet& User() {
   static const PermissionSet kSet =
-      Of({P::kServiceRead, P::kEncrypt, P::kDecrypt, P::kReEncryptFrom, P::kReEncryptTo,
+      Of({P::kServiceRead, P::kTenantRead, P::kEncrypt, P::kDecrypt, P::kReEncryptFrom, P::kReEncryptTo,
           P::kGenerateDataKey, P::kGenerateRandom, P::kSessionLogin});
   return kSet;
 }

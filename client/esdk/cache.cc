@@ -3,6 +3,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "protocol/base64.h"
+
 namespace kmsd::esdk {
 namespace {
 

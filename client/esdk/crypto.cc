@@ -7,8 +7,22 @@
 #include <array>
 #include <map>
 
+#include "protocol/base64.h"
+
 namespace kmsd::esdk {
 namespace {
+
+// EVP takes int lengths: frames are at most 64 MiB, but go in steps anyway.
+// The context knows whether it seals or opens.
+bool UpdateInSteps(EVP_CIPHER_CTX* context, std::span<const uint8_t> in, uint8_t* out) {
+  int length = 0;
+  for (size_t done = 0; done < in.size();) {
+    const int step = static_cast<int>(std::min<size_t>(in.size() - done, 1u << 30));
+    if (EVP_CipherUpdate(context, out + done, &length, in.data() + done, step) != 1) return false;
+    done += static_cast<size_t>(step);
+  }
+  return true;
+}
 
 Status OpenSslFailure(std::string_view what) {
   return Status(Code::kInternal, "OpenSSL: " + std::string(what) + " failed");
@@ -72,18 +86,24 @@ const EVP_CIPHER* AesGcmCipher(size_t key_bytes) {
   return nullptr;
 }
 
-const char* DigestName(Kdf kdf) {
+// The HKDF's hash: its name for EVP and its output length.
+struct KdfDigest {
+  const char* name = nullptr;
+  size_t bytes = 0;
+};
+
+KdfDigest DigestOf(Kdf kdf) {
   switch (kdf) {
     case Kdf::kHkdfSha256:
-      return "SHA256";
+      return {"SHA256", 32};
     case Kdf::kHkdfSha384:
-      return "SHA384";
+      return {"SHA384", 48};
     case Kdf::kHkdfSha512:
-      return "SHA512";
+      return {"SHA512", 64};
     case Kdf::kIdentity:
       break;
   }
-  return nullptr;
+  return {};
 }
 
 const char* CurveName(Signature signature) {
@@ -106,10 +126,7 @@ Result<DerivedKeys> DeriveKeys(const Suite& suite, std::span<const uint8_t> plai
     keys.data_key = SecretBuffer::CopyOf(plaintext_data_key);
     return keys;
   }
-  const char* digest = DigestName(suite.kdf);
-  const size_t hash_size = suite.kdf == Kdf::kHkdfSha256   ? 32
-                           : suite.kdf == Kdf::kHkdfSha384 ? 48
-                                                           : 64;
+  const auto [digest, hash_size] = DigestOf(suite.kdf);
   // Extract: PRK = HMAC(salt, data key). Committing suites salt with the
   // message id; version 1 with as many zeros as the hash is long.
   static constexpr uint8_t kZeros[EVP_MAX_MD_SIZE] = {};
@@ -175,16 +192,8 @@ Status AesGcm::Seal(std::span<const uint8_t> iv, std::span<const uint8_t> aad,
                                          static_cast<int>(aad.size())) != 1)) {
     return OpenSslFailure("AES-GCM");
   }
-  // EVP takes int lengths: frames are at most 64 MiB, but go in steps anyway.
-  size_t done = 0;
-  while (done < plaintext.size()) {
-    const int step = static_cast<int>(std::min<size_t>(plaintext.size() - done, 1u << 30));
-    if (EVP_EncryptUpdate(context, out + done, &length, plaintext.data() + done, step) != 1) {
-      return OpenSslFailure("AES-GCM");
-    }
-    done += static_cast<size_t>(step);
-  }
-  if (EVP_EncryptFinal_ex(context, out + done, &length) != 1 ||
+  if (!UpdateInSteps(context, plaintext, out) ||
+      EVP_EncryptFinal_ex(context, out + plaintext.size(), &length) != 1 ||
       EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_GET_TAG, kTagBytes, tag) != 1) {
     return OpenSslFailure("AES-GCM");
   }
@@ -201,17 +210,7 @@ bool AesGcm::BeginOpen(std::span<const uint8_t> iv, std::span<const uint8_t> aad
 }
 
 bool AesGcm::UpdateOpen(std::span<const uint8_t> ciphertext, uint8_t* out) {
-  int length = 0;
-  size_t done = 0;
-  while (done < ciphertext.size()) {
-    const int step = static_cast<int>(std::min<size_t>(ciphertext.size() - done, 1u << 30));
-    if (EVP_DecryptUpdate(decrypt_.get(), out + done, &length, ciphertext.data() + done, step) !=
-        1) {
-      return false;
-    }
-    done += static_cast<size_t>(step);
-  }
-  return true;
+  return UpdateInSteps(decrypt_.get(), ciphertext, out);
 }
 
 bool AesGcm::FinishOpen(std::span<const uint8_t> tag) {
@@ -339,36 +338,6 @@ Status Verifier::Finish(std::span<const uint8_t> signature) {
     return Status(Code::kInvalidCiphertext, "the message's signature does not verify");
   }
   return OkStatus();
-}
-
-std::string Base64Encode(std::span<const uint8_t> bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes.data(),
-                                      static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(written));
-  return out;
-}
-
-std::optional<Bytes> Base64Decode(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  size_t padding = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    const bool alphabet = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                          (c >= '0' && c <= '9') || c == '+' || c == '/';
-    if (c == '=' && i + 2 >= text.size()) {
-      ++padding;
-    } else if (!alphabet || padding > 0) {
-      return std::nullopt;
-    }
-  }
-  Bytes out(text.size() / 4 * 3);
-  if (EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()),
-                      static_cast<int>(text.size())) < 0) {
-    return std::nullopt;
-  }
-  out.resize(out.size() - padding);
-  return out;
 }
 
 }  // namespace kmsd::esdk

@@ -69,6 +69,9 @@ struct PkeyFree {
   void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
 };
 using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+struct MdContextFree {
+  void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
+};
 
 class Signer {
  public:
@@ -85,13 +88,10 @@ class Signer {
   Result<Bytes> Finish();
 
  private:
-  struct Free {
-    void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
-  };
   Status StartDigest();
 
   Pkey key_;
-  std::unique_ptr<EVP_MD_CTX, Free> digest_;
+  std::unique_ptr<EVP_MD_CTX, MdContextFree> digest_;
   std::string public_key_text_;
   const char* digest_name_ = nullptr;
 };
@@ -106,15 +106,8 @@ class Verifier {
   Status Finish(std::span<const uint8_t> signature);
 
  private:
-  struct Free {
-    void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
-  };
   Pkey key_;
-  std::unique_ptr<EVP_MD_CTX, Free> digest_;
+  std::unique_ptr<EVP_MD_CTX, MdContextFree> digest_;
 };
-
-std::string Base64Encode(std::span<const uint8_t> bytes);
-// nullopt unless `text` is padded standard base64.
-std::optional<Bytes> Base64Decode(std::string_view text);
 
 }  // namespace kmsd::esdk

@@ -183,6 +183,26 @@ Status Encryptor::Finish() {
   return OkStatus();
 }
 
+std::optional<uint64_t> FramedPlaintextBytes(const Header& header, uint64_t header_bytes,
+                                             uint64_t message_bytes) {
+  if (header.suite == nullptr || header.suite->signature != Signature::kNone ||
+      header.content_type != ContentType::kFramed || header.frame_length == 0) {
+    return std::nullopt;
+  }
+  // A frame: sequence number, IV, content, tag. The final frame: its
+  // marker, sequence number, IV, content length, content (0 to the frame
+  // length), tag. So the body is n frames and a final one of c bytes, with
+  // c < frame + kFrameOverhead: one way only.
+  constexpr uint64_t kFrameOverhead = 4 + kIvBytes + kTagBytes;
+  constexpr uint64_t kFinalOverhead = 4 + 4 + kIvBytes + 4 + kTagBytes;
+  if (message_bytes < header_bytes + kFinalOverhead) return std::nullopt;
+  const uint64_t frames = message_bytes - header_bytes - kFinalOverhead;
+  const uint64_t frame = header.frame_length;
+  const uint64_t last = frames % (frame + kFrameOverhead);
+  if (last > frame) return std::nullopt;
+  return frames / (frame + kFrameOverhead) * frame + last;
+}
+
 Result<Bytes> EncryptMessage(MaterialsManager& materials, const EncryptOptions& options,
                              std::span<const uint8_t> plaintext) {
   Bytes out;

@@ -19,7 +19,14 @@ uint64_t KmsdKeyring::calls() const {
   return calls_;
 }
 
+std::string KmsdKeyring::Shown() const {
+  return "kmsd:" + tenant_ + (key_.empty() ? "" : "/" + key_);
+}
+
 Status KmsdKeyring::OnEncrypt(EncryptionMaterials& materials) {
+  if (key_.empty()) {
+    return Status(Code::kInvalidArgument, Shown() + " names no key to encrypt under");
+  }
   std::lock_guard lock(mu_);
   ++calls_;
   if (materials.data_key.empty()) {
@@ -62,7 +69,9 @@ Status KmsdKeyring::OnDecrypt(DecryptionMaterials& materials,
     std::lock_guard lock(mu_);
     ++calls_;
     ops::DecryptRequest request{
-        .ciphertext = edk.ciphertext, .context = materials.context, .key = key_};
+        .ciphertext = edk.ciphertext,
+        .context = materials.context,
+        .key = key_.empty() ? std::nullopt : std::optional<std::string_view>(key_)};
     auto reply = CallOp<ops::Decrypt>(connection_, tenant_, std::move(request));
     if (!reply.has_value()) {
       last_error = reply.error();
@@ -78,10 +87,9 @@ Status KmsdKeyring::OnDecrypt(DecryptionMaterials& materials,
   }
   if (last_error) {
     return Status(last_error->code(),
-                  "kmsd:" + tenant_ + "/" + key_ +
-                      " could not decrypt the message's data key: " + last_error->message());
+                  Shown() + " could not decrypt the message's data key: " + last_error->message());
   }
-  return NoDataKeyFor("kmsd:" + tenant_ + "/" + key_);
+  return NoDataKeyFor(Shown());
 }
 
 }  // namespace kmsd::esdk

@@ -10,7 +10,9 @@
 // context given to generate-data-key, decrypt asks for the same one) and to
 // the tenant. Decrypt calls kmsd's decrypt for the EDKs naming this keyring's
 // tenant, asking that the ciphertext be under this keyring's key: an EDK of
-// another tenant or key is never sent. As a child of a multi-keyring (the
+// another tenant is never sent, and one of another key fails. A keyring with
+// no key (empty) only decrypts, under whichever of the tenant's keys made
+// the EDK (kmsd still checks that the caller may use it). As a child of a multi-keyring (the
 // data key made elsewhere) it calls kmsd's encrypt of the data key.
 // kmsd's own errors come back as they are (ACCESS_DENIED, NOT_FOUND,
 // UNAVAILABLE, ...). Thread-safe: calls on its connection are serialized.
@@ -38,6 +40,7 @@ class KmsdKeyring final : public Keyring {
 
  private:
   EncryptedDataKey MakeEdk(std::string_view key_id, Bytes ciphertext) const;
+  std::string Shown() const;  // kmsd:TENANT[/KEY], for messages
 
   Connection& connection_;
   const std::string tenant_;

@@ -149,6 +149,13 @@ Result<Bytes> EncryptMessage(MaterialsManager& materials, const EncryptOptions& 
 Result<Bytes> DecryptMessage(MaterialsManager& materials, const DecryptOptions& options,
                              std::span<const uint8_t> message, Header* header = nullptr);
 
+// The plaintext bytes of a framed, unsigned message of `message_bytes` whose
+// header (body and authentication) is `header_bytes` long, computed from the
+// frame sizes without reading the body; nullopt when the message is signed
+// or non-framed, or when the sizes cannot be those of such a message.
+std::optional<uint64_t> FramedPlaintextBytes(const Header& header, uint64_t header_bytes,
+                                             uint64_t message_bytes);
+
 // The body AAD of a frame (data-format/message-body-aad.md): written into
 // `out` (kMaxBodyAadBytes), its length returned.
 inline constexpr size_t kMaxBodyAadBytes = 32 + 35 + 4 + 8;

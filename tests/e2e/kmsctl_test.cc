@@ -2,13 +2,13 @@
 // scripts rely on (docs/CLI.md).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "protocol/base64.h"
 #include "tests/e2e/e2e_fixture.h"
 
 namespace kmsd::testing {
@@ -32,16 +32,9 @@ class KmsctlTest : public KmsdTest {
   }
 
   static std::string Base64Decode(const std::string& text) {
-    std::string out(text.size(), '\0');
-    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(text.data()),
-                            static_cast<int>(text.size()));
-    EXPECT_GE(n, 0);
-    size_t padding = 0;
-    if (!text.empty() && text.back() == '=') ++padding;
-    if (text.size() > 1 && text[text.size() - 2] == '=') ++padding;
-    out.resize(n - padding);
-    return out;
+    const std::optional<std::vector<uint8_t>> bytes = kmsd::Base64Decode(text);
+    EXPECT_TRUE(bytes.has_value()) << text;
+    return bytes ? std::string(bytes->begin(), bytes->end()) : std::string();
   }
 
   static std::string ReadFile(const std::string& path) {

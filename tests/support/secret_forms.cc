@@ -1,6 +1,6 @@
 #include "tests/support/secret_forms.h"
 
-#include <openssl/evp.h>
+#include "protocol/base64.h"
 
 namespace kmsd::testing {
 
@@ -14,17 +14,9 @@ std::string Hex(std::string_view bytes, bool upper) {
   return out;
 }
 
-std::string Base64(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(bytes.data()),
-                                static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
 std::vector<std::string> SecretForms(std::string_view secret) {
-  const std::string b64 = Base64(secret);
+  const std::string b64 =
+      Base64Encode({reinterpret_cast<const uint8_t*>(secret.data()), secret.size()});
   std::string b64url = b64;
   for (char& c : b64url) c = c == '+' ? '-' : c == '/' ? '_' : c;
   while (!b64url.empty() && b64url.back() == '=') b64url.pop_back();

@@ -10,7 +10,6 @@
 namespace kmsd::testing {
 
 std::string Hex(std::string_view bytes, bool upper = false);
-std::string Base64(std::string_view bytes);
 std::vector<std::string> SecretForms(std::string_view secret);
 
 }  // namespace kmsd::testing

@@ -206,6 +206,8 @@ void AddRewrapCommand(CLI::App& key_group, Invocation& invocation);
 void AddSessionCommands(CLI::App& app, Invocation& invocation);
 // envelope encrypt and decrypt (envelope_commands.cc).
 void AddEnvelopeCommands(CLI::App& app, Invocation& invocation);
+// file_commands.cc
+void AddFileCommands(CLI::App& app, Invocation& invocation);
 // audit verify, export and report.
 void AddAuditCommands(CLI::App& app, Invocation& invocation);
 // kmsctl audit report, under the `audit` group (audit_report.cc).

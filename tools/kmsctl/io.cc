@@ -31,29 +31,6 @@ Status TooLarge(const std::string& path) {
                 Shown(path) + " is larger than " + std::to_string(kMaxInputBytes) + " bytes");
 }
 
-// Reads `fd` to its end into a SecretBuffer that grows by doubling; every
-// outgrown copy is wiped when it is replaced.
-Result<SecretBuffer> ReadAll(int fd, const std::string& path, size_t size_hint) {
-  SecretBuffer buffer(std::max(kInitialCapacity, size_hint + 1));
-  size_t used = 0;
-  while (true) {
-    if (used == buffer.size()) {
-      if (used > kMaxInputBytes) return Error(TooLarge(path));
-      SecretBuffer grown(std::min(buffer.size() * 2, kMaxInputBytes + 1));
-      std::memcpy(grown.RevealMutableData(), buffer.RevealData(), used);
-      buffer = std::move(grown);
-    }
-    const ssize_t n = ::read(fd, buffer.RevealMutableData() + used, buffer.size() - used);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error(ReadError(path, errno));
-    if (n == 0) break;
-    used += static_cast<size_t>(n);
-  }
-  if (used > kMaxInputBytes) return Error(TooLarge(path));
-  buffer.Shrink(used);
-  return buffer;
-}
-
 // The temporary file being written, for a signal that ends kmsctl: it is
 // removed, so that no partial output (a plaintext, maybe) stays beside the
 // target. kmsctl writes one at a time.
@@ -91,18 +68,28 @@ Status WriteError(const std::string& what, const std::string& path, int error) {
 
 bool IsStdio(const std::string& path) { return path.empty() || path == "-"; }
 
+// Reads `path` to its end into a SecretBuffer that grows by doubling; every
+// outgrown copy is wiped when it is replaced.
 Result<SecretBuffer> ReadInput(const std::string& path) {
-  if (IsStdio(path)) return ReadAll(STDIN_FILENO, path, 0);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Error(ReadError(path, errno));
-  struct stat info {};
-  size_t size_hint = 0;
-  if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode)) {
-    size_hint = std::min(static_cast<size_t>(info.st_size), kMaxInputBytes);
+  ASSIGN_OR_RETURN(InputStream input, InputStream::Open(path));
+  const size_t size_hint = std::min<uint64_t>(input.size().value_or(0), kMaxInputBytes);
+  SecretBuffer buffer(std::max(kInitialCapacity, size_hint + 1));
+  size_t used = 0;
+  while (true) {
+    if (used == buffer.size()) {
+      if (used > kMaxInputBytes) return Error(TooLarge(path));
+      SecretBuffer grown(std::min(buffer.size() * 2, kMaxInputBytes + 1));
+      std::memcpy(grown.RevealMutableData(), buffer.RevealData(), used);
+      buffer = std::move(grown);
+    }
+    ASSIGN_OR_RETURN(const size_t n,
+                     input.Read({buffer.RevealMutableData() + used, buffer.size() - used}));
+    if (n == 0) break;
+    used += n;
   }
-  Result<SecretBuffer> content = ReadAll(fd, path, size_hint);
-  ::close(fd);
-  return content;
+  if (used > kMaxInputBytes) return Error(TooLarge(path));
+  buffer.Shrink(used);
+  return buffer;
 }
 
 Status CheckOutputPath(const std::string& path) {

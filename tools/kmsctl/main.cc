@@ -59,6 +59,7 @@ int Main(int argc, char** argv) {
   AddSessionCommands(app, invocation);
   AddAuditCommands(app, invocation);
   AddEnvelopeCommands(app, invocation);
+  AddFileCommands(app, invocation);
   AddRewrapCommand(*app.get_subcommand("key"), invocation);
 
   try {

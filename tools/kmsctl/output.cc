@@ -11,6 +11,7 @@
 #include <streambuf>
 #include <vector>
 
+#include "protocol/base64.h"
 #include "protocol/secret_buffer.h"
 #include "protocol/value.h"
 
@@ -148,7 +149,8 @@ Json ToJson(const msgpack::object& object) {
     case object_type::STR:
       return std::string(object.via.str.ptr, object.via.str.size);
     case object_type::BIN:
-      return Base64({reinterpret_cast<const uint8_t*>(object.via.bin.ptr), object.via.bin.size});
+      return Base64Encode(
+          {reinterpret_cast<const uint8_t*>(object.via.bin.ptr), object.via.bin.size});
     case object_type::ARRAY: {
       Json array = Json::array();
       for (uint32_t i = 0; i < object.via.array.size; ++i) {
@@ -170,8 +172,8 @@ Json ToJson(const msgpack::object& object) {
     case object_type::EXT: {
       Json ext = Json::object();
       ext["ext_type"] = object.via.ext.type();
-      ext["data"] =
-          Base64({reinterpret_cast<const uint8_t*>(object.via.ext.data()), object.via.ext.size});
+      ext["data"] = Base64Encode(
+          {reinterpret_cast<const uint8_t*>(object.via.ext.data()), object.via.ext.size});
       return ext;
     }
     default:
@@ -185,14 +187,6 @@ Json ToJson(const Fields& fields) {
     object[std::string(key)] = ToJson(value);
   });
   return object;
-}
-
-std::string Base64(std::span<const uint8_t> bytes) {
-  std::string text(4 * ((bytes.size() + 2) / 3), '\0');
-  // EVP_EncodeBlock also writes a NUL, which lands on the string's terminator.
-  EVP_EncodeBlock(reinterpret_cast<unsigned char*>(text.data()), bytes.data(),
-                  static_cast<int>(bytes.size()));
-  return text;
 }
 
 void WipeJson(Json& json) {

@@ -26,7 +26,6 @@ using Json = nlohmann::ordered_json;
 
 Json ToJson(const msgpack::object& object);
 Json ToJson(const Fields& fields);
-std::string Base64(std::span<const uint8_t> bytes);
 // Overwrites every string value in `json` (not the keys) before it dies.
 void WipeJson(Json& json);
 

@@ -4,6 +4,7 @@
 
 #include "client/esdk/message.h"
 #include "client/esdk/raw_aes_keyring.h"
+#include "protocol/base64.h"
 
 namespace kmsd::esdk {
 namespace {
@@ -327,6 +328,43 @@ TEST_F(EsdkMessageTest, RefusesBadEncryptOptions) {
   EXPECT_EQ(EncryptMessage(materials, options, Pattern(1)).error().code(), Code::kInvalidArgument);
   options.context = {{"k", std::string("\xc0", 1)}};
   EXPECT_EQ(EncryptMessage(materials, options, Pattern(1)).error().code(), Code::kInvalidArgument);
+}
+
+// The store lists and counts plaintext sizes from a message's header and
+// size alone: right for every size around the frame length, and nullopt for
+// a size no such message has, a signed message or a non-framed one.
+TEST_F(EsdkMessageTest, PlaintextBytesFollowFromTheHeaderAndTheMessageSize) {
+  for (uint32_t frame : {1u, 16u, 4096u}) {
+    for (size_t size : {size_t{0}, size_t{1}, size_t{frame - 1}, size_t{frame}, size_t{frame + 1},
+                        size_t{3 * frame}, size_t{3 * frame + 5}}) {
+      const Bytes message = Encrypt(size, frame);
+      auto parsed = ParseHeader(message, HeaderLimits{});
+      ASSERT_TRUE(parsed.has_value() && parsed->has_value());
+      const Header& header = (*parsed)->header;
+      const size_t header_bytes = (*parsed)->size;
+      EXPECT_EQ(FramedPlaintextBytes(header, header_bytes, message.size()), size)
+          << frame << " " << size;
+      // Shorter than an empty message: not a message.
+      EXPECT_EQ(FramedPlaintextBytes(header, header_bytes, header_bytes + 39), std::nullopt);
+    }
+  }
+  const Bytes plain = Encrypt(100, 16);
+  auto parsed = ParseHeader(plain, HeaderLimits{});
+  ASSERT_TRUE(parsed.has_value() && parsed->has_value());
+  // Four 16-byte frames (48 bytes each) and a final frame's 40 bytes of
+  // overhead leave 17 bytes: more than a final frame of 16 can hold.
+  EXPECT_EQ(
+      FramedPlaintextBytes((*parsed)->header, (*parsed)->size, (*parsed)->size + 4 * 48 + 40 + 17),
+      std::nullopt);
+  EXPECT_EQ(
+      FramedPlaintextBytes((*parsed)->header, (*parsed)->size, (*parsed)->size + 4 * 48 + 40 + 16),
+      4u * 16 + 16);
+  const Bytes signed_message = Encrypt(100, 16, kCommittingSignedSuite);
+  auto signed_header = ParseHeader(signed_message, HeaderLimits{});
+  ASSERT_TRUE(signed_header.has_value() && signed_header->has_value());
+  EXPECT_EQ(
+      FramedPlaintextBytes((*signed_header)->header, (*signed_header)->size, signed_message.size()),
+      std::nullopt);
 }
 
 }  // namespace

@@ -35,6 +35,8 @@ TEST(RolesTest, UsersUseKeysAndViewersOnlyRead) {
   }
   EXPECT_FALSE(Has("user", P::kKeyRead));
   EXPECT_FALSE(Has("user", P::kKeyCreate));
+  // Its tenant's description: the storage quotas the client library enforces.
+  EXPECT_TRUE(Has("user", P::kTenantRead));
   for (P p : {P::kKeyRead, P::kAliasRead, P::kTenantRead, P::kPrincipalRead, P::kApiKeyRead}) {
     EXPECT_TRUE(Has("viewer", p)) << PermissionName(p);
   }
