@@ -85,10 +85,21 @@ std::vector<std::string_view> SplitName(std::string_view name) {
 }
 
 Status CheckName(std::string_view name) {
+  RETURN_IF_ERROR(CheckRelativeName(name));
+  for (std::string_view part : SplitName(name)) {
+    if (part.starts_with(kReservedPrefix)) {
+      return BadName(name, "has a component starting with '" + std::string(kReservedPrefix) +
+                               "' (the store's own files)");
+    }
+  }
+  return OkStatus();
+}
+
+Status CheckRelativeName(std::string_view name, size_t max_bytes) {
   if (name.empty()) return BadName(name, "is empty");
-  if (name.size() > kMaxNameBytes) {
+  if (name.size() > max_bytes) {
     return Status(Code::kInvalidArgument,
-                  "a name is at most " + std::to_string(kMaxNameBytes) + " bytes");
+                  "a name is at most " + std::to_string(max_bytes) + " bytes");
   }
   if (name.find('\0') != std::string_view::npos) return BadName(name, "holds a NUL byte");
   if (!IsUtf8(name)) return BadName(name, "is not UTF-8");
@@ -98,10 +109,6 @@ Status CheckName(std::string_view name) {
     if (part == "." || part == "..") return BadName(name, "has a '.' or '..' component");
     if (part.size() > kMaxComponentBytes) {
       return BadName(name, "has a component over " + std::to_string(kMaxComponentBytes) + " bytes");
-    }
-    if (part.starts_with(kReservedPrefix)) {
-      return BadName(name, "has a component starting with '" + std::string(kReservedPrefix) +
-                               "' (the store's own files)");
     }
   }
   return OkStatus();
@@ -116,7 +123,11 @@ bool Beneath::KernelHasOpenat2() {
   return has;
 }
 
-Result<Beneath> Beneath::Open(const std::string& path, Resolver resolver) {
+Status Beneath::Check(std::string_view name) const {
+  return names_ == Names::kStore ? CheckName(name) : CheckRelativeName(name, kMaxTreeNameBytes);
+}
+
+Result<Beneath> Beneath::Open(const std::string& path, Resolver resolver, Names names) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     const int error = errno;
@@ -127,7 +138,7 @@ Result<Beneath> Beneath::Open(const std::string& path, Resolver resolver) {
   if (resolver == Resolver::kAuto) {
     resolver = KernelHasOpenat2() ? Resolver::kOpenat2 : Resolver::kWalk;
   }
-  return Beneath(Fd(fd), path, resolver);
+  return Beneath(Fd(fd), path, resolver, names);
 }
 
 Result<Fd> Beneath::Resolve(std::string_view relative, int flags, mode_t mode,
@@ -174,11 +185,11 @@ Result<Beneath> Beneath::Child(std::string_view component, bool create) const {
     return Error(OpenError(component, errno));
   }
   ASSIGN_OR_RETURN(Fd fd, Resolve(component, O_RDONLY | O_DIRECTORY, 0, component));
-  return Beneath(std::move(fd), shown_ + "/" + std::string(component), resolver_);
+  return Beneath(std::move(fd), shown_ + "/" + std::string(component), resolver_, names_);
 }
 
 Result<Fd> Beneath::OpenFile(std::string_view name, int flags, mode_t mode) const {
-  RETURN_IF_ERROR(CheckName(name));
+  RETURN_IF_ERROR(Check(name));
   return Resolve(name, flags, mode, name);
 }
 
@@ -190,10 +201,10 @@ Result<Fd> Beneath::OpenReserved(std::string_view component, int flags, mode_t m
 }
 
 Result<std::pair<Beneath, std::string>> Beneath::Parent(std::string_view name, bool create) const {
-  RETURN_IF_ERROR(CheckName(name));
+  RETURN_IF_ERROR(Check(name));
   const std::vector<std::string_view> parts = SplitName(name);
   ASSIGN_OR_RETURN(Fd fd, Resolve(".", O_RDONLY | O_DIRECTORY, 0, name));
-  Beneath at(std::move(fd), shown_, resolver_);
+  Beneath at(std::move(fd), shown_, resolver_, names_);
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     auto child = at.Child(parts[i], create);
     if (!child.has_value()) {

@@ -31,11 +31,15 @@ namespace kmsd::store {
 
 inline constexpr size_t kMaxNameBytes = 1024;
 inline constexpr size_t kMaxComponentBytes = 255;
+inline constexpr size_t kMaxTreeNameBytes = 4096;  // PATH_MAX
 // Components the store keeps for itself (temporary files, its lock).
 inline constexpr std::string_view kReservedPrefix = ".kmsd-";
 
 // OK, or INVALID_ARGUMENT saying which rule `name` breaks.
 Status CheckName(std::string_view name);
+// The same rules but the reserved prefix, with a limit of its own (for names
+// from elsewhere: a backup's paths, up to PATH_MAX).
+Status CheckRelativeName(std::string_view name, size_t max_bytes = kMaxNameBytes);
 
 // A file descriptor, closed when it dies.
 class Fd {
@@ -61,11 +65,16 @@ enum class Resolver {
   kWalk,     // the openat walk only
 };
 
+// Which names a Beneath takes: a store's (CheckName) or any tree's
+// (CheckRelativeName up to PATH_MAX: `.kmsd-` allowed, for restored backups).
+enum class Names { kStore, kTree };
+
 class Beneath {
  public:
   // The directory at `path` (followed as given: the operator chose it).
   // NOT_FOUND if it does not exist, INVALID_ARGUMENT if it is not a directory.
-  static Result<Beneath> Open(const std::string& path, Resolver resolver = Resolver::kAuto);
+  static Result<Beneath> Open(const std::string& path, Resolver resolver = Resolver::kAuto,
+                              Names names = Names::kStore);
   // The directory `component` (one checked component) of this one, made
   // (mode 0700) when `create`; a symbolic link is refused.
   Result<Beneath> Child(std::string_view component, bool create) const;
@@ -86,8 +95,9 @@ class Beneath {
   static bool KernelHasOpenat2();
 
  private:
-  Beneath(Fd fd, std::string shown, Resolver resolver)
-      : fd_(std::move(fd)), shown_(std::move(shown)), resolver_(resolver) {}
+  Beneath(Fd fd, std::string shown, Resolver resolver, Names names)
+      : fd_(std::move(fd)), shown_(std::move(shown)), resolver_(resolver), names_(names) {}
+  Status Check(std::string_view name) const;
   Result<Fd> Resolve(std::string_view relative, int flags, mode_t mode,
                      std::string_view name) const;
   Result<Fd> Walk(std::string_view relative, int flags, mode_t mode, std::string_view name) const;
@@ -95,6 +105,7 @@ class Beneath {
   Fd fd_;
   std::string shown_;  // how errors name the directory
   Resolver resolver_;
+  Names names_;
 };
 
 // The components of a checked name.

@@ -249,12 +249,19 @@ TEST_F(StoreTest, AWriterKilledAtRandomLeavesTheOldFileOrTheNew) {
   ASSERT_EQ(Put("doc", old_content).exit_code, 0);
   const std::string new_content = Pattern(6 << 20, 'n');
   WriteFile(dir_ / "new", new_content);
+  // Kills land anywhere in a whole put's time (measured: the sanitizer
+  // build is several times slower).
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_EQ(File(With({"put"}, With(Where(), {"--in", dir_ / "new", "doc"}))).exit_code, 0);
+  const auto whole = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started);
+  ASSERT_EQ(Put("doc", old_content).exit_code, 0);
   std::mt19937 random(std::random_device{}());
   int old_seen = 0, new_seen = 0;
   for (int round = 0; round < 12; ++round) {
     const pid_t pid = SpawnKmsctl({"--socket", daemon_->socket_path(), "file", "put", "--tenant",
                                    "acme", "--store", root_, "--in", dir_ / "new", "doc"});
-    std::this_thread::sleep_for(std::chrono::microseconds(random() % 60000));
+    std::this_thread::sleep_for(std::chrono::microseconds(random() % (whole.count() + 1)));
     ::kill(pid, SIGKILL);
     WaitExit(pid);
     const CommandResult got = Get("doc");

@@ -206,8 +206,10 @@ void AddRewrapCommand(CLI::App& key_group, Invocation& invocation);
 void AddSessionCommands(CLI::App& app, Invocation& invocation);
 // envelope encrypt and decrypt (envelope_commands.cc).
 void AddEnvelopeCommands(CLI::App& app, Invocation& invocation);
-// file_commands.cc
+// file put, get, list, delete and rewrap (file_commands.cc).
 void AddFileCommands(CLI::App& app, Invocation& invocation);
+// backup create, verify, restore and prune (backup_commands.cc).
+void AddBackupCommands(CLI::App& app, Invocation& invocation);
 // audit verify, export and report.
 void AddAuditCommands(CLI::App& app, Invocation& invocation);
 // kmsctl audit report, under the `audit` group (audit_report.cc).

@@ -60,6 +60,7 @@ int Main(int argc, char** argv) {
   AddAuditCommands(app, invocation);
   AddEnvelopeCommands(app, invocation);
   AddFileCommands(app, invocation);
+  AddBackupCommands(app, invocation);
   AddRewrapCommand(*app.get_subcommand("key"), invocation);
 
   try {
