@@ -10,15 +10,8 @@
 namespace kmsd::audit {
 namespace {
 
-constexpr char kHexDigits[] = "0123456789abcdef";
 constexpr std::string_view kSealDomain = "kmsd audit seal v1";
 constexpr size_t kSeqDigits = 20;
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
 
 }  // namespace
 
@@ -41,24 +34,9 @@ Digest ChainNext(const Digest& previous, std::string_view entry) {
   return ChainNextFromDigest(previous, Sha256(entry));
 }
 
-std::string Hex(std::span<const uint8_t> bytes) {
-  std::string out(bytes.size() * 2, '0');
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    out[2 * i] = kHexDigits[bytes[i] >> 4];
-    out[2 * i + 1] = kHexDigits[bytes[i] & 0xf];
-  }
-  return out;
-}
-
 std::optional<Digest> DigestFromHex(std::string_view hex) {
   Digest out;
-  if (hex.size() != out.size() * 2) return std::nullopt;
-  for (size_t i = 0; i < out.size(); ++i) {
-    const int high = HexValue(hex[2 * i]);
-    const int low = HexValue(hex[2 * i + 1]);
-    if (high < 0 || low < 0) return std::nullopt;
-    out[i] = static_cast<uint8_t>(high << 4 | low);
-  }
+  if (!FromHex(hex, out)) return std::nullopt;
   return out;
 }
 

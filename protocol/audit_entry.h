@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "protocol/hex.h"
 #include "protocol/status.h"
 
 namespace kmsd::audit {
@@ -34,7 +35,6 @@ Digest Sha256(std::string_view bytes);
 // chain(n) from chain(n-1) and the entry's bytes.
 Digest ChainNext(const Digest& previous, std::string_view entry);
 Digest ChainNextFromDigest(const Digest& previous, const Digest& entry_digest);
-std::string Hex(std::span<const uint8_t> bytes);
 // nullopt unless exactly 64 lowercase hex digits.
 std::optional<Digest> DigestFromHex(std::string_view hex);
 

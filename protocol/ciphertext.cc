@@ -24,37 +24,15 @@ uint32_t ReadU32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
 }  // namespace
 
-void HexEncode(std::span<const uint8_t> bytes, char* out) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  for (uint8_t b : bytes) {
-    *out++ = kDigits[b >> 4];
-    *out++ = kDigits[b & 0xf];
-  }
-}
-
-std::string KeyIdToHex(const KeyId& id) {
-  std::string out(kKeyIdSize * 2, '\0');
-  HexEncode(id, out.data());
-  return out;
-}
+std::string KeyIdToHex(const KeyId& id) { return Hex(id); }
 
 Result<KeyId> KeyIdFromHex(std::string_view hex) {
   if (hex.size() != kKeyIdSize * 2)
     return Error(Code::kInvalidArgument, "key id must be 32 hex digits");
   KeyId id;
-  for (size_t i = 0; i < kKeyIdSize; ++i) {
-    int hi = HexValue(hex[2 * i]), lo = HexValue(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return Error(Code::kInvalidArgument, "key id must be 32 hex digits");
-    id[i] = static_cast<uint8_t>(hi << 4 | lo);
-  }
+  if (!FromHex(hex, id)) return Error(Code::kInvalidArgument, "key id must be 32 hex digits");
   return id;
 }
 

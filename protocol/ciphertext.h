@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "protocol/hex.h"
 #include "protocol/status.h"
 
 namespace kmsd {
@@ -36,8 +37,6 @@ using Iv = std::array<uint8_t, kIvSize>;
 // Sorted by key, so iteration order is the canonical order.
 using EncryptionContext = std::map<std::string, std::string>;
 
-// Writes 2 * bytes.size() lowercase hex digits to `out` (no terminator).
-void HexEncode(std::span<const uint8_t> bytes, char* out);
 std::string KeyIdToHex(const KeyId& id);
 Result<KeyId> KeyIdFromHex(std::string_view hex);
 

@@ -6,59 +6,10 @@
 #include <cstring>
 #include <ctime>
 
+#include "client/backup/decrypting_source.h"
 #include "client/store/tenant_store.h"
 
 namespace kmsd::backup {
-namespace {
-
-constexpr size_t kReadBytes = 1 << 20;
-
-// The backup's plaintext, pulled through a Decryptor from `fd`.
-class DecryptingSource {
- public:
-  DecryptingSource(esdk::MaterialsManager& materials, int fd)
-      : fd_(fd),
-        decryptor_(materials, esdk::DecryptOptions(), [this](std::span<const uint8_t> bytes) {
-          plaintext_.insert(plaintext_.end(), bytes.begin(), bytes.end());
-          return OkStatus();
-        }) {
-    ciphertext_.resize(kReadBytes);
-  }
-  ~DecryptingSource() { OPENSSL_cleanse(plaintext_.data(), plaintext_.capacity()); }
-
-  Result<std::span<const uint8_t>> Next() {
-    OPENSSL_cleanse(plaintext_.data(), plaintext_.size());
-    plaintext_.clear();
-    while (plaintext_.empty() && !finished_) {
-      const ssize_t n = ::pread(fd_, ciphertext_.data(), ciphertext_.size(), offset_);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        return Error(Code::kInternal,
-                     std::string("cannot read the backup: ") + std::strerror(errno));
-      }
-      if (n == 0) {
-        finished_ = true;
-        RETURN_IF_ERROR(decryptor_.Finish());
-        break;
-      }
-      offset_ += n;
-      RETURN_IF_ERROR(decryptor_.Write({ciphertext_.data(), static_cast<size_t>(n)}));
-    }
-    return std::span<const uint8_t>(plaintext_);
-  }
-
-  const esdk::Header* header() const { return decryptor_.header(); }
-
- private:
-  int fd_;
-  off_t offset_ = 0;
-  esdk::Decryptor decryptor_;
-  std::vector<uint8_t> ciphertext_;
-  std::vector<uint8_t> plaintext_;
-  bool finished_ = false;
-};
-
-}  // namespace
 
 Result<Manifest> ReadBackup(esdk::MaterialsManager& materials, int fd, const EntryVisitor& visitor,
                             const ProgressFn& progress, esdk::Bytes* message_id) {

@@ -6,6 +6,7 @@
 #include <openssl/x509.h>
 
 #include "client/esdk/raw_rsa_keyring.h"
+#include "protocol/hex.h"
 
 namespace kmsd::backup {
 
@@ -30,13 +31,7 @@ Result<std::string> EscrowKeyName(std::string_view pem) {
       EVP_Digest(der, static_cast<size_t>(length), digest, nullptr, EVP_sha256(), nullptr) == 1;
   OPENSSL_free(der);
   if (!hashed) return Error(Code::kInternal, "OpenSSL: SHA-256 failed");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string name = "sha256-";
-  for (int i = 0; i < 16; ++i) {
-    name += kHex[digest[i] >> 4];
-    name += kHex[digest[i] & 0xf];
-  }
-  return name;
+  return "sha256-" + Hex({digest, 16});
 }
 
 Result<std::unique_ptr<esdk::Keyring>> EscrowKeyring(std::string_view pem) {

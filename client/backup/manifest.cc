@@ -4,6 +4,7 @@
 #include <set>
 
 #include "client/store/beneath.h"
+#include "protocol/hex.h"
 
 namespace kmsd::backup {
 namespace {
@@ -14,28 +15,6 @@ constexpr size_t kMaxPathBytes = store::kMaxTreeNameBytes;
 
 Status Forged(const std::string& why) {
   return Status(Code::kInvalidCiphertext, "the backup's manifest " + why);
-}
-
-std::string Hex(std::span<const uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (uint8_t byte : bytes) {
-    out += kDigits[byte >> 4];
-    out += kDigits[byte & 0xf];
-  }
-  return out;
-}
-
-std::optional<std::array<uint8_t, 32>> FromHex(const std::string& text) {
-  if (text.size() != 64) return std::nullopt;
-  std::array<uint8_t, 32> out{};
-  for (size_t i = 0; i < 64; ++i) {
-    const char c = text[i];
-    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (digit < 0) return std::nullopt;
-    out[i / 2] = static_cast<uint8_t>(out[i / 2] << 4 | digit);
-  }
-  return out;
 }
 
 std::optional<EntryType> TypeNamed(const std::string& name) {
@@ -80,9 +59,9 @@ Result<Entry> ParseEntry(const Json& item) {
         return Error(Forged("has a file entry without size and sha256, or with more"));
       }
       entry.size = item["size"].get<uint64_t>();
-      const auto digest = FromHex(item["sha256"].get<std::string>());
-      if (!digest) return Error(Forged("has a sha256 that is not 64 lowercase hex digits"));
-      entry.sha256 = *digest;
+      if (!FromHex(item["sha256"].get<std::string>(), entry.sha256)) {
+        return Error(Forged("has a sha256 that is not 64 lowercase hex digits"));
+      }
       break;
     }
     case EntryType::kDirectory:

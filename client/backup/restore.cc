@@ -2,7 +2,6 @@
 // directory beside the target and rename it into place.
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,9 +11,11 @@
 #include <map>
 
 #include "client/backup/backup.h"
+#include "client/backup/file_writers.h"
 #include "client/store/atomic_file.h"
 #include "client/store/beneath.h"
 #include "os/paths.h"
+#include "protocol/hex.h"
 
 namespace kmsd::backup {
 
@@ -49,12 +50,14 @@ class Writer {
 
   EntryVisitor Visitor() {
     return {.begin = [this](const Entry& entry) { return Begin(entry); },
-            .data = [this](std::span<const uint8_t> bytes) { return Data(bytes); },
+            .data = [this](std::span<const uint8_t> bytes) { return files_.Write(bytes); },
             .end = [this](const Entry& entry) { return End(entry); }};
   }
 
-  // Directories' modes and times, deepest first (their children are done).
-  Status FinishDirectories() {
+  // Waits for the files, then sets the directories' modes and times,
+  // deepest first (their children are done).
+  Status Finish() {
+    RETURN_IF_ERROR(files_.Finish());
     for (auto it = directories_.rbegin(); it != directories_.rend(); ++it) {
       ASSIGN_OR_RETURN(auto parent, root_.Parent(it->path, false));
       const timespec times[2] = {TimeOf(it->mtime_ns), TimeOf(it->mtime_ns)};
@@ -91,27 +94,12 @@ class Writer {
         return OkStatus();
       }
       case EntryType::kFile: {
-        ASSIGN_OR_RETURN(file_, parent.first->OpenFile(leaf, O_CREAT | O_EXCL | O_WRONLY, 0600));
-        return OkStatus();
+        ASSIGN_OR_RETURN(store::Fd file,
+                         parent.first->OpenFile(leaf, O_CREAT | O_EXCL | O_WRONLY, 0600));
+        return files_.Open(std::move(file));
       }
     }
     return OkStatus();
-  }
-
-  // Runs of zeros become holes (a sparse file stays sparse).
-  Status Data(std::span<const uint8_t> bytes) {
-    // All zeros: the first byte is, and each byte equals the next (memcmp
-    // runs at memory speed, also in the sanitizer build).
-    if (!bytes.empty() && bytes[0] == 0 &&
-        std::memcmp(bytes.data(), bytes.data() + 1, bytes.size() - 1) == 0) {
-      if (::lseek(file_.get(), static_cast<off_t>(bytes.size()), SEEK_CUR) < 0) {
-        return SystemError("cannot seek in a restored file", errno);
-      }
-      ends_in_hole_ = true;
-      return OkStatus();
-    }
-    ends_in_hole_ = false;
-    return store::WriteAll(file_.get(), bytes);
   }
 
   // The directory `path` is in (made, 0700, with those above it if the
@@ -133,11 +121,6 @@ class Writer {
 
   Status End(const Entry& entry) {
     if (entry.type != EntryType::kFile) return OkStatus();
-    // A file that ends in a hole gets its length.
-    if (std::exchange(ends_in_hole_, false) &&
-        ::ftruncate(file_.get(), static_cast<off_t>(entry.size)) != 0) {
-      return SystemError("cannot size '" + entry.path + "'", errno);
-    }
     // The second pass must read what the first verified.
     const auto verified = verified_.find(entry.path);
     if (verified == verified_.end() || verified->second->sha256 != entry.sha256 ||
@@ -145,37 +128,19 @@ class Writer {
       return Status(Code::kInvalidCiphertext,
                     "entry '" + entry.path + "' changed between the two passes");
     }
-    const timespec times[2] = {TimeOf(entry.mtime_ns), TimeOf(entry.mtime_ns)};
-    if (::fchmod(file_.get(), entry.mode & 0777) != 0 || ::futimens(file_.get(), times) != 0) {
-      return SystemError("cannot set the mode or time of '" + entry.path + "'", errno);
-    }
-    file_ = store::Fd();
     ++summary_.files;
     summary_.bytes += entry.size;
-    return OkStatus();
+    return files_.Close(entry.mode, entry.mtime_ns, entry.size, entry.path);
   }
 
   const store::Beneath& root_;
   std::map<std::string_view, const Entry*> verified_;
   std::vector<Entry> directories_;
-  store::Fd file_;
-  bool ends_in_hole_ = false;
+  FileWriters files_{std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4)};
   std::optional<store::Beneath> cached_;
   std::string cached_path_;
   RestoreSummary summary_;
 };
-
-std::string RandomSuffix() {
-  uint8_t random[6];
-  RAND_bytes(random, sizeof random);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (uint8_t byte : random) {
-    out += kHex[byte >> 4];
-    out += kHex[byte & 0xf];
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -194,8 +159,12 @@ Result<RestoreSummary> RestoreBackup(esdk::MaterialsManager& materials, int fd,
   ASSIGN_OR_RETURN(const Manifest verified,
                    ReadBackup(materials, fd, EntryVisitor{}, progress.verifying, &first_id));
   const ProgressFn restoring = progress.restoring ? progress.restoring(verified) : ProgressFn();
-  const std::string staging = target + ".kmsd-restore-" + RandomSuffix();
+  const std::string staging = target + ".kmsd-restore-" + RandomHex(6);
   if (::mkdir(staging.c_str(), 0700) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return Error(Code::kInvalidArgument,
+                   "the directory '" + target + "' would be in does not exist");
+    }
     return Error(SystemError("cannot make '" + staging + "'", errno));
   }
   // Whatever fails from here removes the staging directory.
@@ -215,7 +184,7 @@ Result<RestoreSummary> RestoreBackup(esdk::MaterialsManager& materials, int fd,
   if (second_id != first_id || second.entries.size() != verified.entries.size()) {
     return Error(Code::kInvalidCiphertext, "the backup changed between the two passes");
   }
-  RETURN_IF_ERROR(writer.FinishDirectories());
+  RETURN_IF_ERROR(writer.Finish());
   if (::syncfs(root.fd()) != 0) return Error(SystemError("cannot sync the restored tree", errno));
   RETURN_IF_ERROR(CheckTarget(target));
   if (::rename(staging.c_str(), target.c_str()) != 0) {

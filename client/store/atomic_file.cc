@@ -2,13 +2,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/rand.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <cstring>
 
 #include "client/store/tree.h"
+#include "protocol/hex.h"
 
 namespace kmsd::store {
 namespace {
@@ -35,15 +35,8 @@ Result<Fd> LockTenant(const Beneath& tenant_directory) {
 }
 
 std::string TemporaryName(uint64_t reserved_bytes, bool replacing) {
-  uint8_t random[8];
-  RAND_bytes(random, sizeof random);
-  std::string name(kTemporaryPrefix);
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (uint8_t byte : random) {
-    name += kHex[byte >> 4];
-    name += kHex[byte & 0xf];
-  }
-  return name + "-" + std::to_string(reserved_bytes) + (replacing ? "-r" : "-n");
+  return std::string(kTemporaryPrefix) + RandomHex(8) + "-" + std::to_string(reserved_bytes) +
+         (replacing ? "-r" : "-n");
 }
 
 Status WriteAll(int fd, std::span<const uint8_t> bytes) {

@@ -22,7 +22,10 @@ std::string TemporaryName(uint64_t reserved_bytes, bool replacing);
 
 class AtomicFile {
  public:
-  // Creates `temporary_name` (mode 0600) in `directory` (which must outlive it).
+  // Creates `temporary_name` (mode 0600) in `directory` (which must outlive
+  // it) and locks it. Call it holding the tenant's lock (LockTenant): between
+  // the two steps, a writer measuring the tree would take the file for a dead
+  // writer's.
   static Result<AtomicFile> Create(const Beneath& directory, std::string temporary_name);
   AtomicFile(AtomicFile&& other) noexcept;
   AtomicFile& operator=(AtomicFile&&) = delete;

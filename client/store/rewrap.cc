@@ -150,8 +150,13 @@ Status Replace(const TenantStore& store, Candidate& file, const SecretBuffer& da
   }
   ASSIGN_OR_RETURN(const Bytes new_header,
                    esdk::RewrapHeader(header, data_key.RevealSpan(), std::move(edks)));
+  // Made under the tenant's lock, as a writer's: a writer measuring the
+  // tree must never see it before it is locked (it would take it for a
+  // dead writer's and remove it).
+  ASSIGN_OR_RETURN(Fd lock, LockTenant(store.directory()));
   ASSIGN_OR_RETURN(AtomicFile temporary,
                    AtomicFile::Create(*file.parent, TemporaryName(0, /*replacing=*/true)));
+  lock = Fd();
   RETURN_IF_ERROR(WriteAll(temporary.fd(), new_header));
   RETURN_IF_ERROR(CopyBody(file.fd.get(), file.parsed.size,
                            static_cast<uint64_t>(file.read_as.st_size), temporary.fd()));

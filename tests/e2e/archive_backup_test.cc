@@ -22,6 +22,7 @@
 #include "client/esdk/kmsd_keyring.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/support/esdk_js.h"
+#include "tests/support/files.h"
 
 namespace kmsd::testing {
 namespace {
@@ -29,14 +30,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using ::testing::HasSubstr;
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-}
 
 // Whether the trees hold the same names, types, contents, link targets and
 // modes (`except`: a top-level name to leave out).
@@ -52,7 +45,7 @@ void WriteFile(const std::string& path, const std::string& content) {
       ::lstat(item.path().c_str(), &info);
       std::string what = std::to_string(info.st_mode) + ":";
       if (S_ISLNK(info.st_mode)) what += fs::read_symlink(item.path()).string();
-      if (S_ISREG(info.st_mode)) what += ReadAll(item.path());
+      if (S_ISREG(info.st_mode)) what += ReadFileBytes(item.path());
       sides[side][relative] = std::move(what);
     }
   }
@@ -88,11 +81,11 @@ class TreeBackupTest : public KmsdTest {
     src_ = dir_ / "data";
     fs::create_directories(src_ + "/docs/deep/er");
     for (int i = 0; i < 400; ++i) {
-      WriteFile(src_ + "/docs/f" + std::to_string(i),
-                std::string(static_cast<size_t>(i * 13), 'a' + i % 26));
+      WriteFileBytes(src_ + "/docs/f" + std::to_string(i),
+                     std::string(static_cast<size_t>(i * 13), 'a' + i % 26));
     }
-    WriteFile(src_ + "/docs/deep/er/empty", "");
-    WriteFile(src_ + "/ünïcode 名前 -x", "unusual");
+    WriteFileBytes(src_ + "/docs/deep/er/empty", "");
+    WriteFileBytes(src_ + "/ünïcode 名前 -x", "unusual");
     fs::create_symlink("docs/f1", src_ + "/link");
     ::chmod((src_ + "/docs/f2").c_str(), 0640);
   }
@@ -144,7 +137,7 @@ TEST_F(TreeBackupTest, ATreeRoundTripsThroughKmsctl) {
   EXPECT_EQ(restored["files"], 402);
   EXPECT_TRUE(SameTree(src_, dir_ / "out/data"));
   // No plaintext in the archive.
-  EXPECT_EQ(ReadAll(dir_ / "b.kmsdbak").find("unusual"), std::string::npos);
+  EXPECT_EQ(ReadFileBytes(dir_ / "b.kmsdbak").find("unusual"), std::string::npos);
   const CommandResult again =
       Kmsctl({"backup", "restore", dir_ / "b.kmsdbak", "--to", dir_ / "out"});
   EXPECT_EQ(again.exit_code, 11) << again.err;  // ALREADY_EXISTS: not empty
@@ -159,14 +152,14 @@ TEST_F(TreeBackupTest, TheEscrowKeyAloneRestoresThroughTheJavaScriptSdkAndGnuTar
                     "--escrow-public-key", dir_ / "escrow.pub", src_})
                 .exit_code,
             0);
-  auto name = backup::EscrowKeyName(ReadAll(dir_ / "escrow.pub"));
+  auto name = backup::EscrowKeyName(ReadFileBytes(dir_ / "escrow.pub"));
   ASSERT_TRUE(name.has_value());
   const CommandResult js =
       RunEsdkJs({"decrypt", "--rsa",
                  "kmsd-backup-escrow/" + *name + ":" + (dir_ / "escrow.key") + ":oaep-sha256"},
-                ReadAll(dir_ / "b.kmsdbak"));
+                ReadFileBytes(dir_ / "b.kmsdbak"));
   ASSERT_EQ(js.exit_code, 0) << js.err;
-  WriteFile(dir_ / "b.tar", js.out);
+  WriteFileBytes(dir_ / "b.tar", js.out);
   fs::create_directory(dir_ / "gnu");
   const CommandResult tar = RunCommand({"/usr/bin/tar", "-xf", dir_ / "b.tar", "-C", dir_ / "gnu",
                                         "--exclude=.kmsd-backup-manifest.json"});
@@ -203,9 +196,9 @@ TEST_F(TreeBackupTest, ATamperedBackupWritesNothingAndNamesTheFrame) {
   ASSERT_EQ(
       Kmsctl({"backup", "create", "--tenant", "acme", "--out", dir_ / "b.kmsdbak", src_}).exit_code,
       0);
-  std::string bytes = ReadAll(dir_ / "b.kmsdbak");
+  std::string bytes = ReadFileBytes(dir_ / "b.kmsdbak");
   bytes[bytes.size() / 2] ^= 0x01;
-  WriteFile(dir_ / "b.kmsdbak", bytes);
+  WriteFileBytes(dir_ / "b.kmsdbak", bytes);
   const CommandResult verified = Kmsctl({"backup", "verify", dir_ / "b.kmsdbak"});
   EXPECT_EQ(verified.exit_code, 5) << verified.err;  // INVALID_CIPHERTEXT
   EXPECT_THAT(verified.err, HasSubstr("does not authenticate"));
@@ -233,7 +226,7 @@ with tarfile.open(out, 'w', format=tarfile.PAX_FORMAT) as t:
         add('l', kind=tarfile.SYMTYPE, link='.'); add('l/x')
     if case == 'hardlink': add('h', kind=tarfile.LNKTYPE, link='/etc/passwd')
 )";
-  WriteFile(dir_ / "craft.py", script);
+  WriteFileBytes(dir_ / "craft.py", script);
   const std::string outside = dir_ / "outside";
   fs::create_directory(outside);
   for (std::string kind : {"dotdot", "absolute", "link-out", "through-link", "hardlink"}) {
@@ -255,7 +248,7 @@ with tarfile.open(out, 'w', format=tarfile.PAX_FORMAT) as t:
 TEST_F(TreeBackupTest, KillsInTheMiddleLeaveNothingOrTheWhole) {
   const std::string kmsctl = KMSCTL_BINARY;
   const std::string socket = daemon_->socket_path();
-  WriteFile(src_ + "/bulk", std::string(8 << 20, 'b'));
+  WriteFileBytes(src_ + "/bulk", std::string(8 << 20, 'b'));
   const auto timed = [](const std::function<void()>& run) {
     const auto started = std::chrono::steady_clock::now();
     run();
@@ -319,7 +312,7 @@ TEST_F(TreeBackupTest, PruneKeepsTheNewestAndTheRecentOfEachTenant) {
                              });
     ASSERT_TRUE(made.has_value()) << made.error();
   }
-  WriteFile(store + "/notes.txt", "not a backup");
+  WriteFileBytes(store + "/notes.txt", "not a backup");
   const json dry = KmsctlJson(
       {"backup", "prune", "--keep-last", "1", "--keep-within", "7d", "--dry-run", store});
   EXPECT_EQ(dry["removed"].size(), 2u) << dry;
@@ -341,7 +334,7 @@ TEST_F(TreeBackupTest, PruneKeepsTheNewestAndTheRecentOfEachTenant) {
 // progress, against the total where it is known; with --json, nothing.
 TEST_F(TreeBackupTest, ProgressShowsOnATerminalOnly) {
   // After the small files (names sort bytewise), long enough to draw again.
-  WriteFile(src_ + "/zz-bulk", std::string(96 << 20, 'p'));
+  WriteFileBytes(src_ + "/zz-bulk", std::string(96 << 20, 'p'));
   const std::string base = std::string(KMSCTL_BINARY) + " --socket " + daemon_->socket_path() + " ";
   const std::string create =
       base + "backup create --tenant acme --out " + (dir_ / "b.kmsdbak") + " " + src_;

@@ -23,6 +23,7 @@
 #include "client/esdk/raw_aes_keyring.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/support/esdk_js.h"
+#include "tests/support/files.h"
 
 namespace kmsd::testing {
 namespace {
@@ -34,11 +35,6 @@ Bytes Pattern(size_t size) {
   Bytes out(size);
   for (size_t i = 0; i < size; ++i) out[i] = static_cast<uint8_t>(i * 7 + 3);
   return out;
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 class EnvelopeTest : public KmsdTest {
@@ -231,7 +227,7 @@ TEST_F(EnvelopeTest, KmsctlWritesMessagesAnEscrowKeyAloneCanRead) {
                          "--out", dir_ / "data.esdk", "--json"});
   ASSERT_EQ(sealed.exit_code, 0) << sealed.err << sealed.out;
   EXPECT_NE(sealed.out.find("\"encrypted_data_keys\":2"), std::string::npos) << sealed.out;
-  const std::string message = ReadAll(dir_ / "data.esdk");
+  const std::string message = ReadFileBytes(dir_ / "data.esdk");
   const CommandResult js =
       RunEsdkJs({"decrypt", "--rsa", "escrow/offline:" + (dir_ / "escrow.key") + ":oaep-sha256",
                  "--context", "file=data"},
@@ -244,7 +240,7 @@ TEST_F(EnvelopeTest, KmsctlWritesMessagesAnEscrowKeyAloneCanRead) {
       RunKmsctl(socket, {"envelope", "decrypt", "--keyring", "kmsd:acme/alias/data", "--context",
                          "file=data", "--in", dir_ / "data.esdk", "--out", dir_ / "data.out"});
   ASSERT_EQ(opened.exit_code, 0) << opened.err;
-  EXPECT_EQ(ReadAll(dir_ / "data.out"), std::string(data.begin(), data.end()));
+  EXPECT_EQ(ReadFileBytes(dir_ / "data.out"), std::string(data.begin(), data.end()));
   std::string damaged = message;
   damaged[damaged.size() / 2] ^= 0x20;
   std::ofstream(dir_ / "damaged.esdk", std::ios::binary) << damaged;
@@ -290,7 +286,7 @@ TEST_F(EnvelopeTest, KmsctlShowsProgressOnlyOnATerminal) {
   EXPECT_EQ(json.out.find("encrypting: "), std::string::npos) << json.out;
   const CommandResult to_file = RunCommand({"/bin/sh", "-c", command + " 2>" + (dir_ / "err")});
   ASSERT_EQ(to_file.exit_code, 0);
-  EXPECT_EQ(ReadAll(dir_ / "err"), "");
+  EXPECT_EQ(ReadFileBytes(dir_ / "err"), "");
 }
 
 // kmsctl killed mid-decrypt (SIGTERM, SIGINT) leaves no temporary file

@@ -17,6 +17,7 @@
 
 #include "client/store/tenant_store.h"
 #include "tests/e2e/e2e_fixture.h"
+#include "tests/support/files.h"
 
 namespace kmsd::testing {
 namespace {
@@ -24,15 +25,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using ::testing::HasSubstr;
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-}
 
 std::string Pattern(size_t size, char seed) {
   std::string out(size, '\0');
@@ -128,18 +120,19 @@ TEST_F(StoreTest, FilesRoundTripThroughKmsctlUnderUnusualNames) {
     EXPECT_EQ(got.out, content) << name;
   }
   // Stored as messages: no plaintext on disk.
-  EXPECT_EQ(ReadAll(root_ + "/acme/a/b/c/deep.txt").find("secret content"), std::string::npos);
+  EXPECT_EQ(ReadFileBytes(root_ + "/acme/a/b/c/deep.txt").find("secret content"),
+            std::string::npos);
   const json listed = FileJson(With({"list"}, Where()));
   ASSERT_EQ(listed["files"].size(), files.size());
   std::map<std::string, uint64_t> sizes;
   for (const json& row : listed["files"]) sizes[row["name"]] = row["bytes"];
   for (const auto& [name, content] : files) EXPECT_EQ(sizes[name], content.size()) << name;
   // get --out writes the file only when it is whole; put --in reads a file.
-  WriteFile(dir_ / "in", "from a file");
+  WriteFileBytes(dir_ / "in", "from a file");
   ASSERT_EQ(File(With({"put"}, With(Where(), {"--in", dir_ / "in", "f"}))).exit_code, 0);
   const json got = FileJson(With({"get"}, With(Where(), {"--out", dir_ / "out", "f"})));
   EXPECT_EQ(got["bytes"], 11);
-  EXPECT_EQ(ReadAll(dir_ / "out"), "from a file");
+  EXPECT_EQ(ReadFileBytes(dir_ / "out"), "from a file");
   const json deleted = FileJson(With({"delete"}, With(Where(), {"f"})));
   EXPECT_EQ(deleted["deleted"], true);
   const CommandResult gone = Get("f");
@@ -199,7 +192,7 @@ TEST_F(StoreTest, TheTenantsQuotasHoldForAUserPrincipal) {
   const std::map<std::string, std::string> as_app = {{"KMSD_API_KEY", SecretText(key->secret)}};
   // From files, the size is known: refused before anything is written.
   const auto put_file = [&](const std::string& name, const std::string& content) {
-    WriteFile(dir_ / "input", content);
+    WriteFileBytes(dir_ / "input", content);
     return File(With({"put"}, With(Where(), {"--in", dir_ / "input", name})), "", as_app);
   };
   const CommandResult big = put_file("big", Pattern(10001, 'x'));
@@ -224,7 +217,8 @@ TEST_F(StoreTest, TheTenantsQuotasHoldForAUserPrincipal) {
 // Processes racing at the file-count limit: exactly as many as fit succeed.
 TEST_F(StoreTest, ProcessesRacingAtTheLimitCannotPassItTogether) {
   SetStorageQuotas("acme", "    max_file_count: 3\n");
-  for (int i = 0; i < 8; ++i) WriteFile(dir_ / ("in" + std::to_string(i)), Pattern(100000, 'r'));
+  for (int i = 0; i < 8; ++i)
+    WriteFileBytes(dir_ / ("in" + std::to_string(i)), Pattern(100000, 'r'));
   std::vector<pid_t> writers;
   for (int i = 0; i < 8; ++i) {
     writers.push_back(SpawnKmsctl({"--socket", daemon_->socket_path(), "file", "put", "--tenant",
@@ -248,7 +242,7 @@ TEST_F(StoreTest, AWriterKilledAtRandomLeavesTheOldFileOrTheNew) {
   const std::string old_content = Pattern(1 << 20, 'o');
   ASSERT_EQ(Put("doc", old_content).exit_code, 0);
   const std::string new_content = Pattern(6 << 20, 'n');
-  WriteFile(dir_ / "new", new_content);
+  WriteFileBytes(dir_ / "new", new_content);
   // Kills land anywhere in a whole put's time (measured: the sanitizer
   // build is several times slower).
   const auto started = std::chrono::steady_clock::now();
@@ -286,7 +280,7 @@ TEST_F(StoreTest, AWriterKilledAtRandomLeavesTheOldFileOrTheNew) {
 
 // Stored bytes of `name` after its header.
 std::string BodyOf(const std::string& path) {
-  const std::string bytes = ReadAll(path);
+  const std::string bytes = ReadFileBytes(path);
   auto parsed = esdk::ParseHeader(
       std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), {});
   EXPECT_TRUE(parsed.has_value() && parsed->has_value());
@@ -294,7 +288,7 @@ std::string BodyOf(const std::string& path) {
 }
 
 uint32_t KmsdVersionOf(const std::string& path) {
-  const std::string bytes = ReadAll(path);
+  const std::string bytes = ReadFileBytes(path);
   auto parsed = esdk::ParseHeader(
       std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), {});
   EXPECT_TRUE(parsed.has_value() && parsed->has_value());
@@ -328,11 +322,11 @@ TEST_F(StoreTest, RewrapMovesDataKeysToTheNewestVersionAndKeepsBodies) {
 TEST_F(StoreTest, RewrapReportsFilesItCannotMoveAndLeavesThemAsTheyWere) {
   ASSERT_EQ(Put("good", "good").exit_code, 0);
   ASSERT_EQ(Put("tampered", Pattern(2000, 't')).exit_code, 0);
-  std::string bytes = ReadAll(root_ + "/acme/tampered");
+  std::string bytes = ReadFileBytes(root_ + "/acme/tampered");
   bytes[10] ^= 1;  // in the header's message id: the key commitment fails
-  WriteFile(root_ + "/acme/tampered", bytes);
+  WriteFileBytes(root_ + "/acme/tampered", bytes);
   // A signed message with the store's context, put there by hand.
-  WriteFile(dir_ / "plain", "signed");
+  WriteFileBytes(dir_ / "plain", "signed");
   const CommandResult sealed = RunKmsctl(
       daemon_->socket_path(),
       {"envelope", "encrypt", "--keyring", "kmsd:acme/alias/data", "--suite", "committing-signed",
@@ -351,7 +345,7 @@ TEST_F(StoreTest, RewrapReportsFilesItCannotMoveAndLeavesThemAsTheyWere) {
   for (const json& item : report["failed"]) failed[item["name"]] = item["code"];
   EXPECT_EQ(failed["signed"], "INVALID_ARGUMENT");
   EXPECT_EQ(failed["tampered"], "INVALID_CIPHERTEXT");
-  EXPECT_EQ(ReadAll(root_ + "/acme/tampered"), bytes);
+  EXPECT_EQ(ReadFileBytes(root_ + "/acme/tampered"), bytes);
   EXPECT_EQ(Get("good").out, "good");
 }
 

@@ -15,9 +15,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "client/backup/file_writers.h"
 #include "client/backup/retention.h"
 #include "client/esdk/raw_aes_keyring.h"
 #include "client/store/beneath.h"
+#include "tests/support/files.h"
 #include "tests/support/temp_dir.h"
 
 // Crafted entries name only the fields they need.
@@ -29,14 +31,6 @@ namespace {
 namespace fs = std::filesystem;
 using esdk::Bytes;
 using ::testing::HasSubstr;
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-void WriteText(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
-}
 
 // One entry of a crafted archive.
 struct Crafted {
@@ -141,7 +135,7 @@ class BackupTest : public ::testing::Test {
                              Bytes(tar.begin(), tar.end()));
     EXPECT_TRUE(message.has_value());
     const std::string path = dir_ / ("crafted-" + std::to_string(++crafted_));
-    WriteText(path, std::string(message->begin(), message->end()));
+    testing::WriteFileBytes(path, std::string(message->begin(), message->end()));
     return path;
   }
 
@@ -176,12 +170,12 @@ TEST_F(BackupTest, ATreeRoundTripsWithModesTimesLinksAndUnusualNames) {
   for (int i = 0; i < 300; ++i) {
     const std::string sub = src + "/d" + std::to_string(i % 7);
     fs::create_directories(sub);
-    WriteText(sub + "/f" + std::to_string(i),
-              std::string(static_cast<size_t>(i * 37), 'a' + i % 26));
+    testing::WriteFileBytes(sub + "/f" + std::to_string(i),
+                            std::string(static_cast<size_t>(i * 37), 'a' + i % 26));
   }
-  WriteText(src + "/empty", "");
-  WriteText(src + "/ünïcode 名前 with\nnewline", "unusual");
-  WriteText(src + "/.kmsd-looks-reserved", "fine in a backup");
+  testing::WriteFileBytes(src + "/empty", "");
+  testing::WriteFileBytes(src + "/ünïcode 名前 with\nnewline", "unusual");
+  testing::WriteFileBytes(src + "/.kmsd-looks-reserved", "fine in a backup");
   fs::create_directories(src + "/empty-dir");
   fs::create_symlink("d1/f1", src + "/link");
   ::chmod((src + "/d3").c_str(), 0750);
@@ -215,7 +209,7 @@ TEST_F(BackupTest, ATreeRoundTripsWithModesTimesLinksAndUnusualNames) {
       EXPECT_EQ(a.st_mtim.tv_nsec, b.st_mtim.tv_nsec) << relative;
     }
     if (S_ISREG(a.st_mode)) {
-      EXPECT_EQ(ReadText(item.path()), ReadText(copy)) << relative;
+      EXPECT_EQ(testing::ReadFileBytes(item.path()), testing::ReadFileBytes(copy)) << relative;
     }
     if (S_ISLNK(a.st_mode)) {
       EXPECT_EQ(fs::read_symlink(item.path()), fs::read_symlink(copy));
@@ -226,16 +220,16 @@ TEST_F(BackupTest, ATreeRoundTripsWithModesTimesLinksAndUnusualNames) {
 }
 
 TEST_F(BackupTest, EveryDamagedFrameOrTruncationIsRefusedAndWritesNothing) {
-  WriteText(dir_ / "src/a", std::string(600000, 'x'));
+  testing::WriteFileBytes(dir_ / "src/a", std::string(600000, 'x'));
   ASSERT_TRUE(Create(dir_ / "b", {{dir_ / "src", "src"}}).ok());
-  const std::string bytes = ReadText(dir_ / "b");
+  const std::string bytes = testing::ReadFileBytes(dir_ / "b");
   for (size_t at : {bytes.size() / 3, bytes.size() / 2, bytes.size() - 20}) {
     std::string damaged = bytes;
     damaged[at] ^= 0x10;
-    WriteText(dir_ / "damaged", damaged);
+    testing::WriteFileBytes(dir_ / "damaged", damaged);
     ExpectRefused(dir_ / "damaged", "does not authenticate");
   }
-  WriteText(dir_ / "short", bytes.substr(0, bytes.size() - 100));
+  testing::WriteFileBytes(dir_ / "short", bytes.substr(0, bytes.size() - 100));
   ExpectRefused(dir_ / "short", "truncated");
 }
 
@@ -264,6 +258,44 @@ TEST_F(BackupTest, CraftedArchivesThatEscapeOrLieAreRefused) {
   ExpectRefused(
       Craft({{.path = "kept", .data = "a"}, {.path = "gone", .data = "b", .archived = false}}),
       "entry 'gone': the manifest lists it; the archive does not hold it");
+}
+
+TEST(FileWritersTest, WritesEachFileInOrderWithHolesAndReportsAFailure) {
+  testing::TempDir dir;
+  {
+    FileWriters writers(3);
+    for (int i = 0; i < 9; ++i) {
+      const std::string path = dir / ("f" + std::to_string(i));
+      ASSERT_TRUE(writers.Open(store::Fd(::open(path.c_str(), O_CREAT | O_WRONLY, 0600))).ok());
+      const std::string head = "file " + std::to_string(i);
+      ASSERT_TRUE(writers.Write({reinterpret_cast<const uint8_t*>(head.data()), head.size()}).ok());
+      const std::vector<uint8_t> zeros(1 << 20, 0);
+      ASSERT_TRUE(writers.Write(zeros).ok());
+      ASSERT_TRUE(
+          writers.Close(0640, 1'600'000'000'000'000'000, head.size() + zeros.size(), path).ok());
+    }
+    ASSERT_TRUE(writers.Finish().ok());
+  }
+  for (int i = 0; i < 9; ++i) {
+    const std::string path = dir / ("f" + std::to_string(i));
+    struct stat info {};
+    ASSERT_EQ(::stat(path.c_str(), &info), 0);
+    EXPECT_EQ(static_cast<size_t>(info.st_size), std::string("file 0").size() + (1 << 20));
+    EXPECT_LT(info.st_blocks * 512, 1 << 20) << "the zeros are not a hole";
+    EXPECT_EQ(info.st_mode & 0777, 0640u);
+    EXPECT_EQ(info.st_mtim.tv_sec, 1'600'000'000);
+    EXPECT_EQ(testing::ReadFileBytes(path).substr(0, 6), "file " + std::to_string(i));
+  }
+  // A file that cannot be written: the failure comes back, and stays.
+  FileWriters writers(2);
+  const std::string path = dir / "f0";
+  ASSERT_TRUE(writers.Open(store::Fd(::open(path.c_str(), O_RDONLY))).ok());
+  const std::string data = "x";
+  (void)writers.Write({reinterpret_cast<const uint8_t*>(data.data()), data.size()});
+  const Status finished = writers.Finish();
+  EXPECT_EQ(finished.code(), Code::kInternal);
+  EXPECT_EQ(writers.Write({reinterpret_cast<const uint8_t*>(data.data()), 1}).code(),
+            Code::kInternal);
 }
 
 TEST(ManifestTest, StrictParsingRefusesForgedShapes) {

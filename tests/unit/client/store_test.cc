@@ -13,14 +13,15 @@
 #include "client/esdk/raw_aes_keyring.h"
 #include "client/store/tenant_store.h"
 #include "client/store/tree.h"
+#include "tests/support/files.h"
 #include "tests/support/temp_dir.h"
 
 namespace kmsd::store {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 using esdk::Bytes;
+using ::testing::HasSubstr;
 
 Bytes Pattern(size_t size, uint8_t seed = 1) {
   Bytes out(size);
@@ -37,11 +38,6 @@ Reader ReaderOf(const Bytes& bytes, size_t piece = 1000) {
     *offset += n;
     return n;
   };
-}
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
 }
 
 class StoreTest : public ::testing::TestWithParam<Resolver> {
@@ -127,7 +123,7 @@ TEST_P(StoreTest, StoresAndReadsFilesOfEverySizeAroundTheFrame) {
     EXPECT_EQ(Get(store, name), content);
   }
   // The stored bytes are a message, not the plaintext.
-  EXPECT_EQ(ReadText(root_ + "/acme/dir/sub/file-1000")
+  EXPECT_EQ(testing::ReadFileBytes(root_ + "/acme/dir/sub/file-1000")
                 .find(std::string(reinterpret_cast<const char*>(Pattern(1000, 232).data()), 64)),
             std::string::npos);
   auto listed = store.List();
@@ -178,7 +174,7 @@ TEST_P(StoreTest, ATamperedOrTruncatedFileFails) {
   TenantStore store = Open();
   ASSERT_TRUE(Put(store, "f", Pattern(1000)).has_value());
   const std::string path = root_ + "/acme/f";
-  std::string bytes = ReadText(path);
+  std::string bytes = testing::ReadFileBytes(path);
   for (size_t at : {size_t{10}, bytes.size() / 2, bytes.size() - 1}) {
     std::string tampered = bytes;
     tampered[at] ^= 1;
@@ -211,7 +207,7 @@ TEST_P(StoreTest, SymbolicLinksAnywhereOnThePathAreRefused) {
   EXPECT_EQ(store.Delete("escape/secret").code(), Code::kInvalidArgument);
   EXPECT_EQ(store.Delete("link").code(), Code::kInvalidArgument);
   // Nothing was written, read or removed outside; the links are not listed.
-  EXPECT_EQ(ReadText(outside + "/secret"), "not the store's");
+  EXPECT_EQ(testing::ReadFileBytes(outside + "/secret"), "not the store's");
   EXPECT_EQ(std::distance(fs::directory_iterator(outside), fs::directory_iterator()), 1);
   EXPECT_TRUE(fs::is_symlink(root_ + "/acme/link"));
   EXPECT_TRUE(store.List()->empty());
