@@ -307,8 +307,21 @@ TEST_F(StoreTest, RewrapMovesDataKeysToTheNewestVersionAndKeepsBodies) {
   Value::Map args;
   args.emplace_back("key", "alias/data");
   MustCall("key.rotate", "acme", std::move(args));
+  const auto audited = [&](std::string_view op) {
+    int count = 0;
+    for (const auto& file : fs::directory_iterator(fs::path(dir_ / "kmsd") / "audit")) {
+      std::ifstream in(file.path());
+      for (std::string line; std::getline(in, line);) {
+        count += line.find("\"op\":\"" + std::string(op) + "\"") != std::string::npos;
+      }
+    }
+    return count;
+  };
+  const int batches_before = audited("batch-re-encrypt") + audited("batch-decrypt");
   const json rewrapped = FileJson(With({"rewrap"}, Where()));
   EXPECT_EQ(rewrapped["rewrapped"], 5);
+  // Five files in one batch-re-encrypt and one batch-decrypt.
+  EXPECT_EQ(audited("batch-re-encrypt") + audited("batch-decrypt") - batches_before, 2);
   EXPECT_TRUE(rewrapped["failed"].empty()) << rewrapped;
   EXPECT_EQ(KmsdVersionOf(root_ + "/acme/f3"), 2u);
   EXPECT_EQ(BodyOf(root_ + "/acme/f3"), body);  // not re-encrypted

@@ -231,6 +231,23 @@ TEST_F(BackupTest, EveryDamagedFrameOrTruncationIsRefusedAndWritesNothing) {
   }
   testing::WriteFileBytes(dir_ / "short", bytes.substr(0, bytes.size() - 100));
   ExpectRefused(dir_ / "short", "truncated");
+  testing::WriteFileBytes(dir_ / "long", bytes + "more");
+  ExpectRefused(dir_ / "long", "after the end of the message");
+  std::string other_id = bytes;
+  other_id[10] ^= 0x01;  // in the header's message id
+  testing::WriteFileBytes(dir_ / "other-id", other_id);
+  ExpectRefused(dir_ / "other-id", "commitment");
+  // Frames 1 and 2 swapped: each is whole and authentic on its own.
+  auto parsed = esdk::ParseHeader(
+      std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), {});
+  ASSERT_TRUE(parsed.has_value() && parsed->has_value());
+  const size_t frame = 4 + esdk::kIvBytes + kBackupFrameLength + esdk::kTagBytes;
+  const size_t first = (*parsed)->size;
+  ASSERT_GT(bytes.size(), first + 2 * frame);
+  const std::string swapped = bytes.substr(0, first) + bytes.substr(first + frame, frame) +
+                              bytes.substr(first, frame) + bytes.substr(first + 2 * frame);
+  testing::WriteFileBytes(dir_ / "swapped", swapped);
+  ExpectRefused(dir_ / "swapped", "frame 2 where frame 1");
 }
 
 TEST_F(BackupTest, CraftedArchivesThatEscapeOrLieAreRefused) {
