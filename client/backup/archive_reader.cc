@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <set>
 
 #include "client/backup/archive.h"
 #include "client/backup/libarchive_support.h"
@@ -13,8 +14,6 @@
 
 namespace kmsd::backup {
 namespace {
-
-constexpr size_t kChunkBytes = 1 << 20;
 
 Status Bad(const std::string& why) { return Status(Code::kInvalidCiphertext, why); }
 
@@ -79,6 +78,9 @@ class Reader {
   Status Check(const Entry& entry) {
     RETURN_IF_ERROR(CheckEntryPath(entry.path));
     if (seen_.contains(entry.path)) return Bad("it is in the archive twice");
+    if (entry.type != EntryType::kDirectory && implied_.contains(entry.path)) {
+      return Bad("an earlier entry is under it: it must be a directory");
+    }
     const std::vector<std::string_view> parts = store::SplitName(entry.path);
     std::string prefix;
     for (size_t i = 0; i + 1 < parts.size(); ++i) {
@@ -87,6 +89,7 @@ class Reader {
       if (above != seen_.end() && above->second != EntryType::kDirectory) {
         return Bad("it is under '" + prefix + "', which is not a directory");
       }
+      implied_.insert(prefix);
     }
     if (entry.type == EntryType::kSymlink)
       RETURN_IF_ERROR(CheckLinkTarget(entry.path, entry.target));
@@ -142,8 +145,7 @@ class Reader {
     return OkStatus();
   }
 
-  // The entry's data in the blocks libarchive holds (no copy); a gap
-  // between blocks (a sparse entry) is zeros.
+  // The entry's data in the blocks libarchive holds (no copy).
   Status ReadData(Entry& entry) {
     RETURN_IF_ERROR(digest_.Start());
     uint64_t total = 0;
@@ -165,18 +167,14 @@ class Reader {
           static_cast<uint64_t>(offset) + size > entry.size) {
         return Failure("the entry's data is damaged");
       }
-      while (total < static_cast<uint64_t>(offset)) {
-        zeros_.resize(kChunkBytes);
-        RETURN_IF_ERROR(take({zeros_.data(), static_cast<size_t>(std::min<uint64_t>(
-                                                 zeros_.size(), offset - total))}));
+      // A sparse entry (a gap between blocks) is not one a backup writes,
+      // and its holes could declare any size: refused.
+      if (static_cast<uint64_t>(offset) != total) {
+        return InEntry(last_, Bad("a sparse entry is not restored"));
       }
       RETURN_IF_ERROR(take({static_cast<const uint8_t*>(block), size}));
     }
-    while (total < entry.size) {  // a sparse entry ending in a hole
-      zeros_.resize(kChunkBytes);
-      RETURN_IF_ERROR(take({zeros_.data(), static_cast<size_t>(std::min<uint64_t>(
-                                               zeros_.size(), entry.size - total))}));
-    }
+    if (total != entry.size) return InEntry(last_, Bad("a sparse entry is not restored"));
     entry.sha256 = digest_.Finish();
     return OkStatus();
   }
@@ -247,9 +245,9 @@ class Reader {
   std::optional<Status> source_error_;
   std::optional<Manifest> manifest_;
   std::map<std::string, EntryType> seen_;
+  std::set<std::string> implied_;  // directories that entries were under
   std::vector<Entry> read_;
   std::string last_;
-  std::vector<uint8_t> zeros_;
   Sha256 digest_;
   uint64_t bytes_ = 0, files_ = 0;
 };

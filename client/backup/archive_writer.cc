@@ -48,6 +48,11 @@ class Writer {
     ASSIGN_OR_RETURN(std::vector<std::string> names, Listing(directory, name));
     for (const std::string& child : names) {
       const std::string path = name + "/" + child;
+      if (Status status = CheckEntryPath(path); !status.ok() && IsUtf8(child)) {
+        summary_.skipped.push_back(path.substr(0, 64) + "...: " + status.message() +
+                                   " (not restorable)");
+        continue;
+      }
       struct stat child_info {};
       if (::fstatat(directory, child.c_str(), &child_info, AT_SYMLINK_NOFOLLOW) != 0) {
         summary_.skipped.push_back(path + ": " + std::strerror(errno));
@@ -170,13 +175,21 @@ class Writer {
 
   Status File(int directory, const std::string& name, const std::string& path,
               const struct stat& info) {
-    const int fd = ::openat(directory, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    // Non-blocking, and checked again once open: a FIFO put in its place
+    // after the listing is not waited on.
+    const int fd =
+        ::openat(directory, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
       summary_.skipped.push_back(path + ": " + std::strerror(errno));
       return OkStatus();
     }
     const store::Fd closer(fd);
-    const uint64_t size = static_cast<uint64_t>(info.st_size);
+    struct stat opened {};
+    if (::fstat(fd, &opened) != 0 || !S_ISREG(opened.st_mode)) {
+      summary_.skipped.push_back(path + ": no longer a regular file");
+      return OkStatus();
+    }
+    const uint64_t size = static_cast<uint64_t>(opened.st_size);
     RETURN_IF_ERROR(Header(path, EntryType::kFile, info, size, ""));
     RETURN_IF_ERROR(digest_.Start());
     chunk_.resize(kChunkBytes);
@@ -221,6 +234,11 @@ class Writer {
     if (!IsUtf8(target)) {
       return Status(Code::kInvalidArgument,
                     "cannot back up the link '" + path + "': its target is not UTF-8");
+    }
+    // A restore refuses links out of the tree: such a link is not stored.
+    if (Status status = CheckLinkTarget(path, target); !status.ok()) {
+      summary_.skipped.push_back(path + ": " + status.message() + " (not restorable)");
+      return OkStatus();
     }
     RETURN_IF_ERROR(Header(path, EntryType::kSymlink, info, 0, target));
     Entry entry = EntryOf(path, EntryType::kSymlink, info, 0);

@@ -1,9 +1,11 @@
 #include "client/backup/file_writers.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "client/store/atomic_file.h"
@@ -11,8 +13,13 @@
 namespace kmsd::backup {
 namespace {
 
-// What one thread may have queued before Write waits.
+// What one thread may have queued before the caller waits; each job counts
+// at least kJobCost (an Open holds a descriptor: thousands of small files
+// queued behind a large one would run out of them).
 constexpr size_t kMaxQueuedBytes = 8 << 20;
+constexpr size_t kJobCost = 64 << 10;
+
+size_t CostOf(size_t bytes) { return std::max(bytes, kJobCost); }
 
 Status SystemError(const std::string& what, int error) {
   return Status(Code::kInternal, what + ": " + std::strerror(error));
@@ -25,6 +32,15 @@ bool AllZeros(std::span<const uint8_t> bytes) {
 }
 
 }  // namespace
+
+timespec TimeOf(int64_t ns) {
+  int64_t seconds = ns / 1'000'000'000, rest = ns % 1'000'000'000;
+  if (rest < 0) {
+    --seconds;
+    rest += 1'000'000'000;
+  }
+  return {static_cast<time_t>(seconds), static_cast<long>(rest)};
+}
 
 FileWriters::FileWriters(size_t threads) {
   for (size_t i = 0; i < std::max<size_t>(threads, 1); ++i) {
@@ -54,9 +70,9 @@ Status FileWriters::Push(Job job) {
   Worker& worker = *workers_[current_];
   std::unique_lock lock(worker.mu);
   worker.changed.wait(lock, [&] {
-    return worker.queued_bytes + job.bytes.size() <= kMaxQueuedBytes || worker.jobs.empty();
+    return worker.queued_bytes + CostOf(job.bytes.size()) <= kMaxQueuedBytes || worker.jobs.empty();
   });
-  worker.queued_bytes += job.bytes.size();
+  worker.queued_bytes += CostOf(job.bytes.size());
   worker.jobs.push_back(std::move(job));
   worker.changed.notify_all();
   return OkStatus();
@@ -116,8 +132,9 @@ void FileWriters::Run(Worker& worker) {
       std::lock_guard failure(failure_mu_);
       if (!failure_) failure_ = std::move(status);
     }
+    OPENSSL_cleanse(job.bytes.data(), job.bytes.size());  // a restored file's plaintext
     lock.lock();
-    worker.queued_bytes -= job.bytes.size();
+    worker.queued_bytes -= CostOf(job.bytes.size());
     worker.idle = true;
     worker.changed.notify_all();
   }
@@ -141,9 +158,7 @@ Status FileWriters::Execute(Worker& worker, Job& job) {
       return store::WriteAll(worker.file.get(), job.bytes);
     case Job::Kind::kClose: {
       const int fd = worker.file.get();
-      const timespec time = {static_cast<time_t>(job.mtime_ns / 1'000'000'000),
-                             static_cast<long>(job.mtime_ns % 1'000'000'000)};
-      const timespec times[2] = {time, time};
+      const timespec times[2] = {TimeOf(job.mtime_ns), TimeOf(job.mtime_ns)};
       // A file that ends in a hole gets its length.
       if ((worker.ends_in_hole && ::ftruncate(fd, static_cast<off_t>(job.size)) != 0) ||
           ::fchmod(fd, job.mode & 0777) != 0 || ::futimens(fd, times) != 0) {

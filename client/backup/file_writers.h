@@ -9,6 +9,8 @@
 // Methods are called from one thread.
 #pragma once
 
+#include <time.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -23,6 +25,10 @@
 #include "client/store/beneath.h"
 
 namespace kmsd::backup {
+
+// Nanoseconds since the epoch as a timespec (floor division: a time before
+// 1970 has a negative second and tv_nsec in [0, 1e9), as futimens wants).
+timespec TimeOf(int64_t ns);
 
 class FileWriters {
  public:

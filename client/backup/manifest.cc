@@ -109,12 +109,20 @@ Status CheckLinkTarget(std::string_view path, std::string_view target) {
   if (target.empty() || target.size() > kMaxPathBytes) return refuse("has no usable target");
   if (target.find('\0') != std::string_view::npos) return refuse("holds a NUL byte");
   if (target.front() == '/') return refuse("points to an absolute path");
-  // The directories the link is in, then its target's components, lexically.
+  // '..' only as a leading run, no deeper than the link's own directory:
+  // after any other component the walk may be inside a link (a component
+  // can itself be a link, to "." say), where '..' could climb anywhere.
+  // Each link then resolves inside the tree, and so does every chain of them.
   int depth = static_cast<int>(store::SplitName(path).size()) - 1;
+  bool descended = false;
   for (std::string_view part : store::SplitName(target)) {
     if (part.empty() || part == ".") continue;
-    depth += part == ".." ? -1 : 1;
-    if (depth < 0) return refuse("points out of the tree");
+    if (part != "..") {
+      descended = true;
+      continue;
+    }
+    if (descended) return refuse("has '..' after another component");
+    if (--depth < 0) return refuse("points out of the tree");
   }
   return OkStatus();
 }

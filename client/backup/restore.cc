@@ -37,10 +37,6 @@ Status CheckTarget(const std::string& target) {
                 "'" + target + "' exists: restore into a new or an empty directory");
 }
 
-timespec TimeOf(int64_t ns) {
-  return {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-}
-
 // Writes the entries the second pass hands on beneath `root`.
 class Writer {
  public:
@@ -73,6 +69,14 @@ class Writer {
 
  private:
   Status Begin(const Entry& entry) {
+    // The second pass must read what the first verified (files: at End,
+    // once their digest is known).
+    const auto verified = verified_.find(entry.path);
+    if (verified == verified_.end() ||
+        (entry.type != EntryType::kFile && !(*verified->second == entry))) {
+      return Status(Code::kInvalidCiphertext,
+                    "entry '" + entry.path + "' changed between the two passes");
+    }
     // Parents the archive did not list are made (0700).
     ASSIGN_OR_RETURN(auto parent, ParentOf(entry.path));
     const std::string& leaf = parent.second;
@@ -153,7 +157,11 @@ uint64_t FileBytes(const Manifest& manifest) {
 }
 
 Result<RestoreSummary> RestoreBackup(esdk::MaterialsManager& materials, int fd,
-                                     const std::string& target, const RestoreProgress& progress) {
+                                     const std::string& target_as_given,
+                                     const RestoreProgress& progress) {
+  // "out/" is "out": the staging directory goes beside it, not into it.
+  std::string target = target_as_given;
+  while (target.size() > 1 && target.back() == '/') target.pop_back();
   RETURN_IF_ERROR(CheckTarget(target));
   esdk::Bytes first_id, second_id;
   ASSIGN_OR_RETURN(const Manifest verified,

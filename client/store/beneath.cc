@@ -180,6 +180,11 @@ Result<Fd> Beneath::Walk(std::string_view relative, int flags, mode_t mode,
 }
 
 Result<Beneath> Beneath::Child(std::string_view component, bool create) const {
+  if (component.empty() || component == "." || component == ".." ||
+      component.find('/') != std::string_view::npos ||
+      component.find('\0') != std::string_view::npos) {
+    return Error(Code::kInvalidArgument, "'" + std::string(component) + "' is not one name");
+  }
   if (create && ::mkdirat(fd_.get(), std::string(component).c_str(), 0700) != 0 &&
       errno != EEXIST) {
     return Error(OpenError(component, errno));

@@ -14,6 +14,7 @@
 
 #include "client/store/atomic_file.h"
 #include "client/store/tree.h"
+#include "protocol/names.h"
 
 namespace kmsd::store {
 namespace {
@@ -153,6 +154,7 @@ std::optional<esdk::ParsedHeader> ReadHeader(int fd) {
 
 Result<TenantStore> TenantStore::Open(const std::string& root, const std::string& tenant,
                                       bool create, Resolver resolver) {
+  RETURN_IF_ERROR(ValidateTenantName(tenant));
   ASSIGN_OR_RETURN(Beneath top, Beneath::Open(root, resolver));
   auto directory = top.Child(tenant, create);
   if (!directory.has_value() && directory.error().code() == Code::kNotFound) {
@@ -203,7 +205,24 @@ Result<PutResult> TenantStore::Put(esdk::MaterialsManager& materials, std::strin
   ASSIGN_OR_RETURN(const uint64_t total, Pump(read, *encryptor, allowed, name));
   RETURN_IF_ERROR(encryptor->Finish());
   RETURN_IF_ERROR(out.Flush());
-  RETURN_IF_ERROR(temporary.Commit(directory_, parent.second, name));
+  // A replacement whose file was deleted meanwhile adds a file after all:
+  // the count is checked again, under the lock, before it lands.
+  const auto still_fits = [&]() -> Status {
+    struct stat info {};
+    if (!replaced_bytes || !quota.max_file_count ||
+        ::fstatat(parent.first.fd(), parent.second.c_str(), &info, AT_SYMLINK_NOFOLLOW) == 0) {
+      return OkStatus();
+    }
+    ASSIGN_OR_RETURN(const Tally now, TallyTree(directory_, /*reap=*/false));
+    if (now.usage.files + 1 > *quota.max_file_count) {
+      return Status(Code::kQuotaExceeded, "'" + std::string(name) +
+                                              "' was deleted meanwhile: storing it again would "
+                                              "pass the tenant's max_file_count of " +
+                                              std::to_string(*quota.max_file_count));
+    }
+    return OkStatus();
+  };
+  RETURN_IF_ERROR(temporary.Commit(directory_, parent.second, name, still_fits));
   return PutResult{
       .bytes = total, .stored_bytes = out.written(), .replaced = replaced_bytes.has_value()};
 }
@@ -240,6 +259,9 @@ Result<Usage> TenantStore::Measure() const {
 
 Status TenantStore::Delete(std::string_view name) const {
   ASSIGN_OR_RETURN(auto parent, directory_.Parent(name, /*create=*/false));
+  // Under the tenant's lock, as renames are: a rewrap or a replacement
+  // checking the file at commit sees it there or gone, never in between.
+  ASSIGN_OR_RETURN(const Fd lock, LockTenant(directory_));
   struct stat info {};
   if (::fstatat(parent.first.fd(), parent.second.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) {

@@ -7,6 +7,7 @@
 // --escrow-private-key, with that key alone (no kmsd at all); prune removes
 // the backups of a directory that its rules do not keep.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ctime>
@@ -234,6 +235,11 @@ Status BackupPrune(Invocation& invocation, const BackupArgs& a) {
     const int fd = ::open(item.path().c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) continue;
     const store::Fd closer(fd);
+    // A header is read here without kmsd, unauthenticated: only the
+    // caller's own files count, so that files others planted in a shared
+    // (sticky) directory cannot push real backups out.
+    struct stat owner {};
+    if (::fstat(fd, &owner) != 0 || owner.st_uid != ::geteuid()) continue;
     auto label = backup::ReadLabel(fd);
     if (!label.has_value()) continue;  // not a backup
     const auto created = backup::ParseRfc3339(label->created);

@@ -41,6 +41,7 @@ struct Crafted {
   bool listed = true;     // in the manifest
   std::string digest_of;  // the manifest's digest is of this instead of `data`
   bool archived = true;   // in the archive
+  int64_t hole = 0;       // > 0: a sparse entry, its data after a hole this long
 };
 
 Entry ManifestEntry(const Crafted& crafted) {
@@ -114,7 +115,11 @@ class BackupTest : public ::testing::Test {
       if (crafted.type == AE_IFREG && !crafted.target.empty()) {
         archive_entry_set_hardlink(entry, crafted.target.c_str());
       }
-      archive_entry_set_size(entry, static_cast<la_int64_t>(crafted.data.size()));
+      archive_entry_set_size(entry, static_cast<la_int64_t>(crafted.data.size()) + crafted.hole);
+      if (crafted.hole > 0) {
+        archive_entry_sparse_add_entry(entry, crafted.hole,
+                                       static_cast<la_int64_t>(crafted.data.size()));
+      }
       archive_write_header(a, entry);
       archive_write_data(a, crafted.data.data(), crafted.data.size());
       archive_entry_free(entry);
@@ -272,6 +277,15 @@ TEST_F(BackupTest, CraftedArchivesThatEscapeOrLieAreRefused) {
                 "entry 'f': its size or SHA-256 is not the manifest's");
   ExpectRefused(Craft({{.path = "unlisted", .data = "a", .listed = false}}),
                 "entry 'unlisted': it is not in the manifest");
+  // Links through links: each lexically inside, together out of the tree.
+  ExpectRefused(Craft({{.path = "d", .type = AE_IFDIR},
+                       {.path = "d/t", .type = AE_IFLNK, .target = "."},
+                       {.path = "d/s", .type = AE_IFLNK, .target = "t/t/t/../../../../etc"}}),
+                "'..' after another component");
+  ExpectRefused(Craft({{.path = "a/b", .data = "x"}, {.path = "a", .data = "y"}}),
+                "it must be a directory");
+  ExpectRefused(Craft({{.path = "sparse", .data = "tail", .hole = int64_t{1} << 40}}),
+                "sparse entry");
   ExpectRefused(
       Craft({{.path = "kept", .data = "a"}, {.path = "gone", .data = "b", .archived = false}}),
       "entry 'gone': the manifest lists it; the archive does not hold it");
@@ -346,12 +360,40 @@ TEST(ManifestTest, StrictParsingRefusesForgedShapes) {
 TEST(ManifestTest, LinkTargetsMustStayInTheTree) {
   EXPECT_TRUE(CheckLinkTarget("a/b/l", "../c").ok());
   EXPECT_TRUE(CheckLinkTarget("a/b/l", "../../c").ok());
-  EXPECT_TRUE(CheckLinkTarget("l", "./x/../y").ok());
+  EXPECT_TRUE(CheckLinkTarget("l", "./x/./y").ok());
   EXPECT_FALSE(CheckLinkTarget("a/b/l", "../../../c").ok());
   EXPECT_FALSE(CheckLinkTarget("l", "..").ok());
   EXPECT_FALSE(CheckLinkTarget("l", "x/../../y").ok());
   EXPECT_FALSE(CheckLinkTarget("l", "/etc/passwd").ok());
   EXPECT_FALSE(CheckLinkTarget("l", "").ok());
+  // '..' only leads: after a component that may itself be a link, it could
+  // climb anywhere.
+  EXPECT_FALSE(CheckLinkTarget("a/b/l", "x/../y").ok());
+  EXPECT_FALSE(CheckLinkTarget("d/s", "t/t/t/../../../../etc/passwd").ok());
+  EXPECT_TRUE(CheckLinkTarget("a/b/l", "../x/y").ok());
+}
+
+TEST_F(BackupTest, LinksOutOfTheTreeAreNotStoredAndTimesBefore1970Restore) {
+  const std::string src = dir_ / "src";
+  testing::WriteFileBytes(src + "/old", "from 1969");
+  const timespec before_1970[2] = {{-2, 500'000'000}, {-2, 500'000'000}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (src + "/old").c_str(), before_1970, 0), 0);
+  fs::create_symlink("/etc/passwd", src + "/absolute");
+  fs::create_symlink("../../outside", src + "/up");
+  fs::create_symlink("old", src + "/fine");
+  WriteSummary summary;
+  ASSERT_TRUE(Create(dir_ / "b", {{src, "src"}}, "2026-12-01T00:00:00Z", &summary).ok());
+  EXPECT_EQ(summary.symlinks, 1u);
+  ASSERT_EQ(summary.skipped.size(), 2u);
+  EXPECT_THAT(summary.skipped[0], HasSubstr("not restorable"));
+  auto restored = Restore(dir_ / "b", dir_ / "out/");  // a trailing '/' is the same place
+  ASSERT_TRUE(restored.has_value()) << restored.error().ToString();
+  struct stat info {};
+  ASSERT_EQ(::stat((dir_ / "out/src/old").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mtim.tv_sec, -2);
+  EXPECT_EQ(info.st_mtim.tv_nsec, 500'000'000);
+  EXPECT_TRUE(fs::is_symlink(dir_ / "out/src/fine"));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(dir_ / "out/src/up")));
 }
 
 TEST(RetentionTest, KeepsEachTenantsNewestAndRecentOnes) {

@@ -305,6 +305,46 @@ TEST_P(StoreTest, WritersRacingAtTheLimitCannotPassItTogether) {
   EXPECT_EQ(usage->bytes, 37000u);
 }
 
+// A replacement whose file another writer deleted meanwhile, the freed
+// place being taken, would add a file past the count: checked at commit.
+TEST_P(StoreTest, AReplacementOfADeletedFileCannotPassTheCount) {
+  const Quota quota{
+      .max_file_size = std::nullopt, .max_file_count = 1, .max_data_size = std::nullopt};
+  TenantStore store = Open();
+  ASSERT_TRUE(Put(store, "a", Pattern(10), quota).has_value());
+  TenantStore other = Open();
+  const Bytes content = Pattern(5000);
+  size_t offset = 0;
+  bool meddled = false;
+  const Reader meddling = [&](std::span<uint8_t> buffer) -> Result<size_t> {
+    if (!meddled) {  // while the replacement of "a" streams
+      meddled = true;
+      EXPECT_TRUE(other.Delete("a").ok());
+      EXPECT_TRUE(Put(other, "b", Pattern(10), quota).has_value());
+    }
+    const size_t n = std::min(buffer.size(), content.size() - offset);
+    std::copy_n(content.begin() + static_cast<ptrdiff_t>(offset), n, buffer.begin());
+    offset += n;
+    return n;
+  };
+  auto replaced = store.Put(materials_, "a", meddling, content.size(), quota, 64);
+  ASSERT_FALSE(replaced.has_value());
+  EXPECT_EQ(replaced.error().code(), Code::kQuotaExceeded);
+  EXPECT_THAT(replaced.error().message(), HasSubstr("deleted meanwhile"));
+  auto listed = store.List();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].name, "b");
+}
+
+TEST_P(StoreTest, TenantNamesThatAreNotNamesAreRefused) {
+  for (const std::string tenant : {"..", "x/../acme", "", "a/b"}) {
+    auto store = TenantStore::Open(root_, tenant, true, GetParam());
+    ASSERT_FALSE(store.has_value()) << tenant;
+    EXPECT_EQ(store.error().code(), Code::kInvalidArgument) << tenant;
+  }
+  EXPECT_TRUE(fs::is_empty(root_));
+}
+
 TEST_P(StoreTest, ALiveWritersReservationCountsAndADeadOnesIsRemoved) {
   TenantStore store = Open();
   const Quota quota{.max_file_size = std::nullopt, .max_file_count = 10, .max_data_size = 1000};
