@@ -1,9 +1,12 @@
 #include "daemon/config.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
-#include <fstream>
+#include <cerrno>
+#include <cstdlib>
 #include <functional>
 #include <map>
 
@@ -98,11 +101,30 @@ namespace {
 
 Status ReadPkcs11(const ConfigReader& r, const YAML::Node& pkcs11, Config& config) {
   if (!pkcs11) return r.Fail("pkcs11", "is required");
-  RETURN_IF_ERROR(r.OnlyKnown(pkcs11, "pkcs11", {"module", "token_label", "pin_file"}));
+  RETURN_IF_ERROR(
+      r.OnlyKnown(pkcs11, "pkcs11", {"module", "token_label", "pin_file", "pin_credential"}));
   RETURN_IF_ERROR(r.String(pkcs11["module"], "pkcs11.module", config.module_path, true));
   RETURN_IF_ERROR(r.String(pkcs11["token_label"], "pkcs11.token_label", config.token_label, true));
-  RETURN_IF_ERROR(r.String(pkcs11["pin_file"], "pkcs11.pin_file", config.pin_file, true));
   if (config.token_label.size() > 32) return r.Fail("pkcs11.token_label", "is over 32 bytes");
+  if (pkcs11["pin_file"] && pkcs11["pin_credential"]) {
+    return r.Fail("pkcs11.pin_credential", "and pkcs11.pin_file exclude each other");
+  }
+  if (!pkcs11["pin_credential"]) {
+    return r.String(pkcs11["pin_file"], "pkcs11.pin_file", config.pin_file, true);
+  }
+  // systemd's LoadCredential=NAME:SOURCE puts the PIN in a file NAME of a
+  // directory only the service can read, named by $CREDENTIALS_DIRECTORY.
+  std::string name;
+  RETURN_IF_ERROR(r.String(pkcs11["pin_credential"], "pkcs11.pin_credential", name, true));
+  if (name.find('/') != std::string::npos || name == "." || name == "..") {
+    return r.Fail("pkcs11.pin_credential", "must be a credential's name, not a path");
+  }
+  const char* directory = std::getenv("CREDENTIALS_DIRECTORY");
+  if (directory == nullptr || directory[0] != '/') {
+    return r.Fail("pkcs11.pin_credential",
+                  "needs $CREDENTIALS_DIRECTORY (set by systemd's LoadCredential=); it is unset");
+  }
+  config.pin_file = std::string(directory) + "/" + name;
   return OkStatus();
 }
 
@@ -205,7 +227,7 @@ Status ReadLimits(const ConfigReader& r, const YAML::Node& limits, Config& confi
       r.OnlyKnown(limits, "limits",
                   {"max_frame_bytes", "workers", "max_connections_per_uid", "idle_timeout_ms",
                    "max_queued_per_tenant", "max_queued", "max_queued_bytes",
-                   "failed_attempts_before_lockout", "first_lockout_ms"}));
+                   "failed_attempts_before_lockout", "first_lockout_ms", "drain_timeout_ms"}));
   const std::string p = "limits";
   RETURN_IF_ERROR(
       ReadNumber(r, limits, p, "max_frame_bytes", 1024, 64ull << 20, config.max_frame_bytes));
@@ -223,6 +245,8 @@ Status ReadLimits(const ConfigReader& r, const YAML::Node& limits, Config& confi
                              config.failed_attempts_before_lockout));
   RETURN_IF_ERROR(
       ReadNumber(r, limits, p, "first_lockout_ms", 100, 900000, config.first_lockout_ms));
+  RETURN_IF_ERROR(
+      ReadNumber(r, limits, p, "drain_timeout_ms", 100, 600000, config.drain_timeout_ms));
   if (config.max_queued < config.max_queued_per_tenant) {
     return r.Fail("limits.max_queued", "must be at least limits.max_queued_per_tenant");
   }
@@ -307,11 +331,18 @@ Result<SecretBuffer> ReadPinFile(const std::string& path) {
     return Error(Code::kInvalidArgument,
                  "PIN file " + path + " is readable by group or others; chmod 0600 it");
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error(Code::kInvalidArgument, "PIN file " + path + " cannot be read");
+  // read(2) straight into locked memory: a stream's buffer would keep a copy.
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Error(Code::kInvalidArgument, "PIN file " + path + " cannot be read");
   SecretBuffer buffer(256);
-  in.read(reinterpret_cast<char*>(buffer.RevealMutableData()), buffer.size());
-  size_t n = static_cast<size_t>(in.gcount());
+  size_t n = 0;
+  while (n < buffer.size()) {
+    const ssize_t got = read(fd, buffer.RevealMutableData() + n, buffer.size() - n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    n += static_cast<size_t>(got);
+  }
+  close(fd);
   size_t end = 0;
   while (end < n && buffer.RevealData()[end] != '\n' && buffer.RevealData()[end] != '\r') ++end;
   buffer.Shrink(end);

@@ -16,7 +16,9 @@ namespace kmsd {
 struct Config {
   std::string module_path = "/usr/lib/softhsm/libsofthsm2.so";
   std::string token_label;
-  std::string pin_file;  // first line: the token's user PIN
+  // First line: the token's user PIN. From pkcs11.pin_file, or
+  // pkcs11.pin_credential: the file of that name in $CREDENTIALS_DIRECTORY.
+  std::string pin_file;
   std::string socket_path = "/run/kmsd/kmsd.sock";
   uint32_t socket_mode = 0660;
   std::string keystore_path = "/var/lib/kmsd/keystore.db";
@@ -44,6 +46,9 @@ struct Config {
   // peer is locked out, and its first lockout (doubling, at most 15 min).
   uint32_t failed_attempts_before_lockout = 5;
   int64_t first_lockout_ms = 1000;
+  // On SIGTERM: how long requests in flight may take to finish before kmsd
+  // gives up on them and exits non-zero.
+  int64_t drain_timeout_ms = 10000;
   std::string log_level = "info";
   std::string log_file;  // empty: stderr
   // Pending windows, rotation periods and the encryption limit per version:

@@ -1,6 +1,6 @@
 #include "daemon/hardening.h"
 
-#include <spdlog/spdlog.h>
+#include <string>
 
 #include "os/system.h"
 #include "protocol/secret_buffer.h"
@@ -11,10 +11,21 @@ Status HardenProcess() {
   if (!CurrentSystem().HardenProcess()) {
     return Status(Code::kInternal, "cannot make the process non-dumpable");
   }
-  // 4 MiB of locked secure heap holds every small secret; larger plaintexts
-  // get their own locked pages (SecretBuffer).
-  if (!InitSecureHeap(4 << 20)) {
-    spdlog::warn("secure heap could not be locked (RLIMIT_MEMLOCK?); secrets use mlock'ed pages");
+  // Secrets must never reach swap: refuse to start rather than run with
+  // memory that cannot be locked.
+  if (std::optional<uint64_t> lockable = CurrentSystem().LockableBytes();
+      lockable && *lockable < kMinLockableBytes) {
+    return Status(Code::kInternal,
+                  "RLIMIT_MEMLOCK lets kmsd lock " + std::to_string(*lockable / 1024) +
+                      " KiB of memory; it needs at least " +
+                      std::to_string(kMinLockableBytes / 1024) +
+                      " KiB so that keys and plaintexts never reach swap. Raise it "
+                      "(LimitMEMLOCK=64M in kmsd.service, or ulimit -l " +
+                      std::to_string(kMinLockableBytes / 1024) + ")");
+  }
+  if (!InitSecureHeap(kSecureHeapBytes)) {
+    return Status(Code::kInternal, "the secure heap (" + std::to_string(kSecureHeapBytes >> 20) +
+                                       " MiB) could not be locked in memory");
   }
   return OkStatus();
 }

@@ -8,10 +8,12 @@
 #include <CLI/CLI.hpp>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <thread>
 
+#include "daemon/alerts.h"
 #include "daemon/audit/log.h"
 #include "daemon/audit/recorder.h"
 #include "daemon/audit/sealer.h"
@@ -19,14 +21,17 @@
 #include "daemon/dev_mode.h"
 #include "daemon/handlers/handler.h"
 #include "daemon/hardening.h"
+#include "daemon/metrics.h"
 #include "daemon/peer_gate.h"
 #include "daemon/pipeline.h"
+#include "daemon/reload.h"
 #include "daemon/server.h"
 #include "daemon/tenant_rules.h"
 #include "keystore/access_directory.h"
 #include "keystore/backup_directory.h"
 #include "keystore/hierarchy.h"
 #include "keystore/store.h"
+#include "os/system.h"
 #include "pkcs11/module.h"
 #include "pkcs11/token.h"
 #include "policy/access.h"
@@ -91,8 +96,8 @@ Status CheckNotAFreshStartOverTenants(const Config& config, pkcs11::Token& token
 // Calls RunDueWork every `interval` until stopped.
 class DueWorkLoop {
  public:
-  DueWorkLoop(KeyHierarchy& hierarchy, std::chrono::milliseconds interval)
-      : thread_([&hierarchy, interval](std::stop_token stop) {
+  DueWorkLoop(KeyHierarchy& hierarchy, Alerts& alerts, std::chrono::milliseconds interval)
+      : thread_([&hierarchy, &alerts, interval](std::stop_token stop) {
           std::mutex mu;
           std::condition_variable_any wake;
           std::unique_lock lock(mu);
@@ -100,11 +105,19 @@ class DueWorkLoop {
             // Returns early (false) when a stop is requested.
             wake.wait_for(lock, stop, interval, [] { return false; });
             if (stop.stop_requested()) return;
-            Report(hierarchy.RunDueWork());
+            Report(hierarchy.RunDueWork(), alerts);
           }
         }) {}
 
-  static void Report(const DueWorkReport& report) {
+  static void Report(const DueWorkReport& report, Alerts& alerts) {
+    for (const std::string& failure : report.rotations_failed) {
+      alerts.Raise(AlertKind::kRotationOverdue, failure.substr(0, failure.find(':')),
+                   "key due to rotate was not rotated: " + failure);
+    }
+    for (const std::string& failure : report.shredding_failed) {
+      alerts.Raise(AlertKind::kShreddingFailed, failure.substr(0, failure.find(':')),
+                   "due shredding failed: " + failure);
+    }
     if (report.keys_shredded + report.tenants_shredded + report.keys_rotated +
             report.token_objects_destroyed ==
         0) {
@@ -121,11 +134,97 @@ class DueWorkLoop {
   std::jthread thread_;  // requests stop and joins when destroyed
 };
 
+// Drains the server (requests in flight finish, queued ones are refused) on
+// its own thread; gives up after config.drain_timeout_ms: false.
+bool Drain(Server& server, std::chrono::milliseconds timeout) {
+  std::mutex mu;
+  std::condition_variable done_cv;
+  bool done = false;
+  std::thread drainer([&] {
+    server.Stop();
+    std::lock_guard lock(mu);
+    done = true;
+    done_cv.notify_all();
+  });
+  std::unique_lock lock(mu);
+  if (!done_cv.wait_for(lock, timeout, [&] { return done; })) {
+    drainer.detach();  // the process exits now; the thread goes with it
+    return false;
+  }
+  lock.unlock();
+  drainer.join();
+  return true;
+}
+
+// SIGHUP: the configuration file again (daemon/reload.h). Changes only what
+// may change while kmsd runs; on any error, nothing, and says so.
+Status Reload(const std::string& config_path, Config& running, PeerGate& gate) {
+  if (config_path.empty()) return Status(Code::kInvalidArgument, "--dev has no file to reload");
+  ASSIGN_OR_RETURN(Config next, LoadConfig(config_path));
+  RETURN_IF_ERROR(CheckReloadable(running, next));
+  running.log_level = next.log_level;
+  spdlog::set_level(spdlog::level::from_str(running.log_level));
+  running.max_connections_per_uid = next.max_connections_per_uid;
+  running.idle_timeout_ms = next.idle_timeout_ms;
+  gate.SetOptions(
+      {running.max_connections_per_uid, std::chrono::milliseconds(running.idle_timeout_ms)});
+  running.drain_timeout_ms = next.drain_timeout_ms;
+  return OkStatus();
+}
+
+std::string ServiceStatusLine(KeyHierarchy& hierarchy) {
+  return "STATUS=serving " + std::to_string(hierarchy.TenantCount()) + " tenants, " +
+         std::to_string(hierarchy.KeyCount()) + " keys";
+}
+
+// Takes the blocked signals until SIGINT or SIGTERM: SIGHUP reloads; between
+// signals, WATCHDOG=1 to the service manager at half its interval while the
+// server accepts connections.
+void WaitForStop(const sigset_t& signals, const std::string& config_path, Config& running,
+                 PeerGate& gate, const Server& server, KeyHierarchy& hierarchy,
+                 pkcs11::Token& token, Alerts& alerts, ReloadState& reload) {
+  System& system = CurrentSystem();
+  const auto watchdog = system.WatchdogInterval();
+  const auto tick = watchdog.count() > 0 ? std::chrono::microseconds(watchdog / 2)
+                                         : std::chrono::microseconds(std::chrono::seconds(1));
+  while (true) {
+    timespec timeout{.tv_sec = static_cast<time_t>(tick.count() / 1000000),
+                     .tv_nsec = static_cast<long>(tick.count() % 1000000) * 1000};
+    const int signal_number = sigtimedwait(&signals, nullptr, &timeout);
+    if (signal_number == SIGINT || signal_number == SIGTERM) {
+      spdlog::info("signal {} received, stopping", signal_number);
+      return;
+    }
+    if (signal_number == SIGHUP) {
+      system.Notify("RELOADING=1");
+      Status reloaded = Reload(config_path, running, gate);
+      reload.Record(std::chrono::duration_cast<std::chrono::seconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count(),
+                    reloaded);
+      if (reloaded.ok()) {
+        spdlog::info("configuration reloaded from {}", config_path);
+      } else {
+        spdlog::error("configuration not reloaded, the running one stays: {}", reloaded.message());
+      }
+      system.Notify("READY=1\n" + ServiceStatusLine(hierarchy) +
+                    (reloaded.ok() ? "" : "; last reload failed"));
+      continue;
+    }
+    if (watchdog.count() > 0 && server.Accepting(std::chrono::seconds(5))) {
+      system.Notify("WATCHDOG=1");
+    }
+    if (Status ping = token.Ping(); !ping.ok()) {
+      alerts.Raise(AlertKind::kTokenUnavailable, "token", ping.ToString());
+    }
+  }
+}
+
 // The request's path (docs/ARCHITECTURE.md) over `hierarchy` until SIGINT or
 // SIGTERM.
-int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hierarchy,
-          pkcs11::Token& token, const BackupDirectory& backups, TenantRules& rules,
-          audit::Log& audit_log, audit::Sealer& audit_sealer) {
+int Serve(Config& config, const std::string& config_path, const sigset_t& signals, Alerts& alerts,
+          KeyHierarchy& hierarchy, pkcs11::Token& token, const BackupDirectory& backups,
+          TenantRules& rules, audit::Log& audit_log, audit::Sealer& audit_sealer) {
   AccessDirectory& directory = hierarchy.access();
   AccessPolicy access(
       AccessPolicyOptions{.admins = {config.admin_uids, config.admin_gids},
@@ -141,6 +240,8 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
   AuthLockout lockout(LockoutOptions{.threshold = config.failed_attempts_before_lockout,
                                      .first_delay_ms = config.first_lockout_ms},
                       [&access](const Peer& peer) { return access.IsAdmin(peer); });
+  RequestMetrics metrics;
+  ReloadState reload;
   ServiceDeps deps{.hierarchy = &hierarchy,
                    .token = &token,
                    .backups = backups,
@@ -149,7 +250,12 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
                    .sessions = &sessions,
                    .lockout = &lockout,
                    .audit_log = &audit_log,
-                   .audit_sealer = &audit_sealer};
+                   .audit_sealer = &audit_sealer,
+                   .started = std::chrono::steady_clock::now(),
+                   .metrics = &metrics,
+                   .reload = &reload,
+                   .alerts = &alerts};
+  lockout.ReportTo(&alerts);
   const HandlerTable handlers = AllHandlers();
   ApiKeyIdentifier identify(directory, sessions, lockout);
   PolicyAuthorizer authorize(access, [&directory] { return directory.Now(); });
@@ -186,19 +292,26 @@ int Serve(const Config& config, const sigset_t& stop_signals, KeyHierarchy& hier
   spdlog::info("kmsd {} ready: token '{}' ({}), keystore {}, backups in {}", KMSD_VERSION,
                token.info().label, token.info().manufacturer, config.keystore_path, backups.path());
 
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
-  spdlog::info("signal {} received, stopping", signal_number);
-  (*server)->Stop();
+  CurrentSystem().Notify("READY=1\n" + ServiceStatusLine(hierarchy));
+
+  WaitForStop(signals, config_path, config, gate, **server, hierarchy, token, alerts, reload);
+  CurrentSystem().Notify("STOPPING=1");
+  if (!Drain(**server, std::chrono::milliseconds(config.drain_timeout_ms))) {
+    spdlog::critical("requests still running after {} ms (limits.drain_timeout_ms); exiting",
+                     config.drain_timeout_ms);
+    spdlog::shutdown();
+    std::_Exit(kExitStartup);
+  }
   if (Status flushed = directory.FlushUsage(); !flushed.ok()) {
     spdlog::error("recording API keys' last use failed: {}", flushed.ToString());
   }
+  spdlog::info("stopped");
   return 0;
 }
 
-// Runs until SIGINT or SIGTERM. The signals are blocked in every thread (set
-// before any thread exists) and taken here with sigwait.
-int Run(const Config& config, const sigset_t& stop_signals) {
+// Runs until SIGINT or SIGTERM. The signals (and SIGHUP) are blocked in
+// every thread (set before any thread exists) and taken by WaitForStop.
+int Run(Config& config, const std::string& config_path, const sigset_t& signals) {
   auto fail = [](const Status& status) {
     spdlog::critical("{}", status.ToString());
     return kExitStartup;
@@ -265,9 +378,11 @@ int Run(const Config& config, const sigset_t& stop_signals) {
       **sealer);
   if (!audit_log) return fail(audit_log.error());
   // What fell due while kmsd was down is done before anything is served.
-  DueWorkLoop::Report((*hierarchy)->RunDueWork());
-  DueWorkLoop due_work(**hierarchy, std::chrono::milliseconds(config.due_work_interval_ms));
-  return Serve(config, stop_signals, **hierarchy, **token, *backups, rules, **audit_log, **sealer);
+  Alerts alerts;
+  DueWorkLoop::Report((*hierarchy)->RunDueWork(), alerts);
+  DueWorkLoop due_work(**hierarchy, alerts, std::chrono::milliseconds(config.due_work_interval_ms));
+  return Serve(config, config_path, signals, alerts, **hierarchy, **token, *backups, rules,
+               **audit_log, **sealer);
 }
 
 }  // namespace
@@ -275,11 +390,12 @@ int Run(const Config& config, const sigset_t& stop_signals) {
 
 int main(int argc, char** argv) {
   using namespace kmsd;
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   CLI::App app{"kmsd: a local key management daemon rooted in a PKCS#11 token"};
@@ -321,7 +437,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kmsd: %s\n", s.message().c_str());
     return kExitUsage;
   }
-  const int status = Run(*config, stop_signals);
+  const int status = Run(*config, config_path, signals);
   nng_fini();  // nng's threads and caches, before static destructors run
   return status;
 }

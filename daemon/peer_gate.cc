@@ -82,8 +82,10 @@ void PeerGate::EndRequest(uint32_t pipe_id) {
 void PeerGate::Tick() {
   const auto now = Clock::now();
   std::vector<uint32_t> idle;
+  std::chrono::milliseconds idle_timeout;
   {
     std::lock_guard lock(mu_);
+    idle_timeout = options_.idle_timeout;
     if (auto line = refusal_log_.Flush(now)) spdlog::warn("{}", *line);
     for (auto& [id, state] : pipes_) {
       if (state.closing || state.in_flight > 0) continue;
@@ -99,9 +101,18 @@ void PeerGate::Tick() {
     nng_pipe_close(pipe);
   }
   if (!idle.empty()) {
-    spdlog::info("closed {} connections idle for {} ms or more", idle.size(),
-                 options_.idle_timeout.count());
+    spdlog::info("closed {} connections idle for {} ms or more", idle.size(), idle_timeout.count());
   }
+}
+
+size_t PeerGate::connections() const {
+  std::lock_guard lock(mu_);
+  return pipes_.size();
+}
+
+void PeerGate::SetOptions(PeerGateOptions options) {
+  std::lock_guard lock(mu_);
+  options_ = options;
 }
 
 }  // namespace kmsd

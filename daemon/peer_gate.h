@@ -62,8 +62,14 @@ class PeerGate {
   // server's watchdog every 250 ms.
   void Tick();
 
+  // New limits (a reload): connections already open stay, even over the
+  // new maximum.
+  void SetOptions(PeerGateOptions options);
+
   // Connections refused since start (for the `status` operation).
   uint64_t refused() const { return refused_.load(); }
+  // Connections open now.
+  size_t connections() const;
   // kmsd's own connections that reached ADD_PRE (the listener probe's).
   uint64_t own_pipes() const { return own_pipes_.load(); }
 
@@ -84,9 +90,9 @@ class PeerGate {
   void Refuse(const Peer& peer, std::string_view reason);
 
   const AccessPolicy& access_;
-  const PeerGateOptions options_;
+  PeerGateOptions options_;  // guarded by mu_
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::unordered_map<uint32_t, PipeState> pipes_;       // guarded by mu_
   std::unordered_map<uint64_t, size_t> pipes_per_uid_;  // guarded by mu_
   RefusalLog refusal_log_{std::chrono::seconds(1)};     // guarded by mu_

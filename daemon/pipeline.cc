@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "daemon/alerts.h"
+#include "daemon/metrics.h"
 #include "keystore/access_directory.h"
 #include "protocol/frame_scan.h"
 #include "protocol/names.h"
@@ -288,8 +290,11 @@ WipingBuffer Pipeline::Finish(RequestContext& context, Result<Value::Map> result
   // Nothing is served unrecorded: the reply is dropped (and wiped) when its
   // record cannot be written.
   if (Status recorded = stages_.record.Record(context); !recorded.ok() && context.outcome.ok()) {
-    return EncodeErrorReply(context.request_id, recorded);
+    context.outcome = recorded;
+    reply = EncodeErrorReply(context.request_id, recorded);
   }
+  if (deps_.metrics != nullptr) deps_.metrics->Record(context);
+  if (deps_.alerts != nullptr) deps_.alerts->Observe(context);
   return reply;
 }
 

@@ -4,6 +4,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/transport/ipc/ipc.h>
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -180,6 +181,7 @@ void Server::Watch() {
     lock.unlock();
     gate_.Tick();
     const bool answers = ListenerAccepts(options_.socket_path, gate_);
+    if (answers) last_accepted_.store(std::chrono::steady_clock::now());
     lock.lock();
     failures = answers ? 0 : failures + 1;
     if (failures < 2 || stopped_) continue;
@@ -331,16 +333,28 @@ void Server::Execute(FairQueue<Job>::Popped popped, nng_aio* aio) {
 
 // Sends `reply` on the context the job's request came in on (to the pipe it
 // came from), then gives the context back to the pool.
+// nng frees a reply it sent without wiping it, and a reply may hold a
+// plaintext or a data key. glibc overwrites freed chunks (M_PERTURB, set by
+// HardenProcess) except those it keeps in its per-thread cache (tcache, up
+// to 1032 bytes): a reply's buffer is made at least this large so that its
+// free goes past that cache and is overwritten.
+constexpr size_t kReplyBufferBytes = 2048;
+
 void Server::Answer(Job& job, const WipingBuffer& reply, nng_aio* aio) {
   job.message.reset();
   nng_msg* message = nullptr;
-  if (aio != nullptr && nng_msg_alloc(&message, reply.size()) == 0) {
+  const size_t allocated = std::max(reply.size(), kReplyBufferBytes);
+  if (aio != nullptr && nng_msg_alloc(&message, allocated) == 0) {
     std::memcpy(nng_msg_body(message), reply.data(), reply.size());
+    nng_msg_chop(message, allocated - reply.size());
     nng_aio_set_msg(aio, message);
     nng_aio_set_timeout(aio, kSendTimeoutMs);
     nng_ctx_send(job.ctx, aio);
     nng_aio_wait(aio);
-    if (nng_aio_result(aio) != 0) nng_msg_free(message);
+    if (nng_aio_result(aio) != 0) {
+      OPENSSL_cleanse(nng_msg_body(message), nng_msg_len(message));  // ours again: wiped
+      nng_msg_free(message);
+    }
   }
   ReturnContext(job.ctx);
   gate_.EndRequest(job.pipe_id);

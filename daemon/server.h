@@ -45,6 +45,7 @@
 #include <nng/nng.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -83,6 +84,11 @@ class Server {
                                                const Pipeline& pipeline, PeerGate& gate);
   ~Server();
   void Stop();
+  // Whether the listener accepted the watchdog's probe within `window`: the
+  // server takes connections (for the service manager's watchdog).
+  bool Accepting(std::chrono::steady_clock::duration window) const {
+    return std::chrono::steady_clock::now() - last_accepted_.load() < window;
+  }
 
  private:
   struct Job;
@@ -111,6 +117,8 @@ class Server {
   std::thread watchdog_;
   std::atomic<size_t> queued_bytes_{0};
   std::atomic<uint64_t> next_sequence_{1};
+  std::atomic<std::chrono::steady_clock::time_point> last_accepted_{
+      std::chrono::steady_clock::now()};
 
   uint32_t listener_id_ = 0;  // set by Start, then only by the watchdog
   std::mutex stop_mu_;

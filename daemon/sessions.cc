@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 
+#include "daemon/alerts.h"
 #include "policy/totp.h"
 #include "protocol/credential_text.h"
 
@@ -130,6 +131,12 @@ std::vector<SessionInfo> SessionTable::List(std::string_view tenant) {
   return out;
 }
 
+size_t SessionTable::Count() {
+  std::lock_guard lock(mu_);
+  PurgeExpired(clock_.NowSeconds());
+  return sessions_.size();
+}
+
 void SessionTable::Prune(const std::function<bool(const SessionInfo&)>& dead) {
   std::lock_guard lock(mu_);
   std::erase_if(sessions_, [&](const auto& entry) { return dead(entry.second.info); });
@@ -173,8 +180,16 @@ void AuthLockout::FailedTotp(const Peer& peer, const std::string& principal) {
     counted = attempts_.Failed(TotpSubject(principal), NowMs());
   }
   if (counted.newly_locked) {
-    spdlog::warn("ALERT: {} locked out after {} failed attempts", TotpSubject(principal),
-                 counted.failures);
+    Alert(TotpSubject(principal), TotpSubject(principal) + " locked out after " +
+                                      std::to_string(counted.failures) + " failed attempts");
+  }
+}
+
+void AuthLockout::Alert(const std::string& subject, const std::string& message) {
+  if (alerts_ != nullptr) {
+    alerts_->Raise(AlertKind::kLockout, subject, message);
+  } else {
+    spdlog::warn("ALERT: {}", message);
   }
 }
 
@@ -197,12 +212,13 @@ void AuthLockout::Failed(const Peer& who, const std::optional<std::string>& prin
     if (principal) named = attempts_.Failed("principal " + *principal, now);
   }
   if (counted.newly_locked) {
-    spdlog::warn("ALERT: {} locked out after {} failed attempts (last: {})", peer, counted.failures,
-                 what);
+    Alert(peer, peer + " locked out after " + std::to_string(counted.failures) +
+                    " failed attempts (last: " + std::string(what) + ")");
   }
   if (named.newly_locked) {
-    spdlog::warn("ALERT: {} failed attempts in the name of principal {} (last: {} from {})",
-                 named.failures, *principal, what, peer);
+    Alert("principal " + *principal, std::to_string(named.failures) +
+                                         " failed attempts in the name of principal " + *principal +
+                                         " (last: " + std::string(what) + " from " + peer + ")");
   }
 }
 

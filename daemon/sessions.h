@@ -47,6 +47,8 @@
 
 namespace kmsd {
 
+class Alerts;
+
 inline constexpr int64_t kDefaultSessionTimeoutSeconds = 3600;
 // Live sessions of all tenants (each a few hundred bytes).
 inline constexpr size_t kMaxSessions = 100000;
@@ -90,6 +92,8 @@ class SessionTable {
   // Ends a session; NOT_FOUND unless it is the tenant's and live.
   Result<SessionInfo> Close(std::string_view tenant, std::string_view id);
   std::vector<SessionInfo> List(std::string_view tenant);
+  // Sessions open in every tenant (for `status`).
+  size_t Count();
 
   // Checks `code` against `seed` for the principal (policy/totp.h) and
   // remembers its step: OK, or ACCESS_DENIED (not valid, already used).
@@ -130,6 +134,10 @@ class AuthLockout {
   Status CheckTotp(const Peer& peer, const std::string& principal);
   void FailedTotp(const Peer& peer, const std::string& principal);
 
+  // Lockouts are raised as alerts (kLockout) there from now on; without,
+  // they are only logged. `alerts` must outlive this.
+  void ReportTo(Alerts* alerts) { alerts_ = alerts; }
+
  private:
   static int64_t NowMs() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -137,6 +145,8 @@ class AuthLockout {
         .count();
   }
   bool Exempt(const Peer& peer) const { return exempt_ && exempt_(peer); }
+  void Alert(const std::string& subject, const std::string& message);
+  Alerts* alerts_ = nullptr;
 
   std::mutex mu_;
   FailedAttempts attempts_;

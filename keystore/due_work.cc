@@ -64,6 +64,7 @@ DueWorkReport KeyHierarchy::RunDueWork() {
         ++report.tenants_shredded;
       } else {
         spdlog::error("tenant shredding failed (will retry): {}", status.ToString());
+        report.shredding_failed.push_back(tenant->record.name + ": " + status.ToString());
       }
     }
     for (const Key* key : due.keys_to_shred) {
@@ -71,6 +72,8 @@ DueWorkReport KeyHierarchy::RunDueWork() {
         ++report.keys_shredded;
       } else {
         spdlog::error("key shredding failed (will retry): {}", status.ToString());
+        report.shredding_failed.push_back(key->record.tenant + "/" + key->record.name + ": " +
+                                          status.ToString());
       }
     }
     for (const Key* key : due.keys_to_rotate) {
@@ -79,6 +82,8 @@ DueWorkReport KeyHierarchy::RunDueWork() {
       } else {
         spdlog::error("tenant {}: automatic rotation of key {} failed (will retry): {}",
                       key->record.tenant, key->record.name, status.ToString());
+        report.rotations_failed.push_back(key->record.tenant + "/" + key->record.name + ": " +
+                                          status.ToString());
       }
     }
   }

@@ -149,6 +149,10 @@ struct DueWorkReport {
   size_t tenants_shredded = 0;
   size_t keys_rotated = 0;
   size_t token_objects_destroyed = 0;
+  // What was due and failed (retried at the next run): "tenant/key: why"
+  // for rotations, "tenant[/key]: why" for shredding.
+  std::vector<std::string> rotations_failed;
+  std::vector<std::string> shredding_failed;
 };
 
 struct AliasInfo {

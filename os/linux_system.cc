@@ -1,6 +1,8 @@
 // The Linux System: the only place in kmsd's libraries that makes these
-// syscalls (mmap, mlock, madvise, prctl, setrlimit, umask, sendto to the
-// service manager) or reads peer credentials.
+// syscalls (mmap, mlock, madvise, prctl, setrlimit, umask), talks to the
+// service manager and the journal (libsystemd) or reads peer credentials.
+#include <linux/capability.h>
+#include <malloc.h>
 #include <nng/nng.h>
 #include <nng/transport/ipc/ipc.h>
 #include <sys/mman.h>
@@ -8,7 +10,10 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -41,7 +46,24 @@ class LinuxSystem final : public System {
     struct rlimit no_core = {0, 0};
     setrlimit(RLIMIT_CORE, &no_core);
     umask(077);
+    // Freed heap memory is overwritten (and new allocations filled): nng
+    // frees the copy of a reply it sent, which may hold a plaintext or a data
+    // key, without wiping it.
+    mallopt(M_PERTURB, 0x5a);
     return true;
+  }
+
+  std::optional<uint64_t> LockableBytes() override {
+    __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = {};
+    if (syscall(SYS_capget, &header, caps) == 0 &&
+        (caps[CAP_IPC_LOCK / 32].effective & (1u << (CAP_IPC_LOCK % 32))) != 0) {
+      return std::nullopt;  // mlock ignores the limit
+    }
+    rlimit limit{};
+    if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0) return 0;
+    if (limit.rlim_cur == RLIM_INFINITY) return std::nullopt;
+    return static_cast<uint64_t>(limit.rlim_cur);
   }
 
   std::optional<PeerCredentials> PeerOfPipe(uint32_t pipe_id) override {
@@ -58,20 +80,23 @@ class LinuxSystem final : public System {
   }
 
   void Notify(std::string_view state) override {
-    const char* path = std::getenv("NOTIFY_SOCKET");
-    if (path == nullptr || path[0] == '\0') return;
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    const size_t length = std::strlen(path);
-    if (length >= sizeof address.sun_path) return;
-    std::memcpy(address.sun_path, path, length);
-    if (path[0] == '@') address.sun_path[0] = '\0';  // the abstract namespace
-    const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return;
-    (void)sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
-                 reinterpret_cast<const sockaddr*>(&address),
-                 static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length));
-    close(fd);
+    const std::string text(state);
+    (void)sd_notify(0, text.c_str());
+  }
+
+  std::chrono::microseconds WatchdogInterval() override {
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0) return std::chrono::microseconds(0);
+    return std::chrono::microseconds(usec);
+  }
+
+  bool Journal(const std::vector<std::string>& fields) override {
+    std::vector<iovec> parts;
+    parts.reserve(fields.size());
+    for (const std::string& field : fields) {
+      parts.push_back({const_cast<char*>(field.data()), field.size()});
+    }
+    return sd_journal_sendv(parts.data(), static_cast<int>(parts.size())) == 0;
   }
 
  private:

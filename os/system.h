@@ -5,8 +5,8 @@
 // Covered: pages for secret memory (map, lock, keep out of core dumps), the
 // process's own hardening (non-dumpable, no core files, private file mode),
 // who is at the other end of a connection (credentials of an nng IPC pipe,
-// supplementary groups from /proc), and status reports to the service
-// manager. The real implementation is Linux's (os/linux_system.cc).
+// supplementary groups from /proc), status reports to the service manager
+// and entries in the journal. The real implementation is Linux's (os/linux_system.cc).
 //
 // CurrentSystem() is the process's System: the Linux one unless a test has
 // put another in place with TEST_ScopedSystem. Implementations must be safe to
@@ -19,9 +19,11 @@
 // values (bool, optional) that the callers turn into Status.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -46,11 +48,16 @@ class System {
   virtual void UnlockMemory(void* data, size_t bytes) = 0;
   // Leaves the range out of core dumps (MADV_DONTDUMP); false when refused.
   virtual bool ExcludeFromCoreDumps(void* data, size_t bytes) = 0;
+  // How much memory this process may lock: RLIMIT_MEMLOCK's soft limit in
+  // bytes; nullopt when there is no limit (unlimited, or CAP_IPC_LOCK).
+  virtual std::optional<uint64_t> LockableBytes() = 0;
 
   // --- The process.
   // Makes the process non-dumpable and not ptrace-attachable by other users
-  // (PR_SET_DUMPABLE 0), sets RLIMIT_CORE to 0 and the umask to 077. False
-  // when the process could not be made non-dumpable; the rest is best effort.
+  // (PR_SET_DUMPABLE 0), sets RLIMIT_CORE to 0, the umask to 077, and has
+  // malloc overwrite freed memory (M_PERTURB: buffers libraries free without
+  // wiping). False when the process could not be made non-dumpable; the rest
+  // is best effort.
   virtual bool HardenProcess() = 0;
 
   // --- Peers.
@@ -60,9 +67,16 @@ class System {
   virtual std::optional<PeerCredentials> PeerOfPipe(uint32_t pipe_id) = 0;
 
   // --- The service manager.
-  // Reports `state` ("READY=1", "STOPPING=1", ...) as sd_notify(3) does, to
+  // Reports `state` ("READY=1", "STOPPING=1", ...) with sd_notify(3), to
   // $NOTIFY_SOCKET; nothing when that is unset. Best effort.
   virtual void Notify(std::string_view state) = 0;
+  // How often the service manager expects WATCHDOG=1 (sd_watchdog_enabled:
+  // $WATCHDOG_USEC, for this process); zero when it does not.
+  virtual std::chrono::microseconds WatchdogInterval() = 0;
+  // A structured entry in the journal (sd_journal_send(3)): `fields` are
+  // "NAME=value" strings (MESSAGE=, PRIORITY=, MESSAGE_ID=, ...). False when
+  // the journal could not be written (no journald: the caller logs anyway).
+  virtual bool Journal(const std::vector<std::string>& fields) = 0;
 };
 
 // The process's System (see above).

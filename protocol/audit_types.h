@@ -20,7 +20,6 @@ inline constexpr std::string_view kDir = "dir";
 inline constexpr std::string_view kVerified = "verified";
 inline constexpr std::string_view kFiles = "files";
 inline constexpr std::string_view kEntries = "entries";
-inline constexpr std::string_view kRequests = "requests";
 inline constexpr std::string_view kSeals = "seals";
 inline constexpr std::string_view kFirstSeq = "first_seq";
 inline constexpr std::string_view kLastSeq = "last_seq";

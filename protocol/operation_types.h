@@ -24,13 +24,18 @@
 namespace kmsd {
 
 namespace wire {
+inline constexpr std::string_view kAlerts = "alerts";
 inline constexpr std::string_view kAlias = "alias";
 inline constexpr std::string_view kAliases = "aliases";
+inline constexpr std::string_view kAt = "at";
 inline constexpr std::string_view kAvailable = "available";
 inline constexpr std::string_view kBackend = "backend";
 inline constexpr std::string_view kBytes = "bytes";
 inline constexpr std::string_view kCiphertext = "ciphertext";
+inline constexpr std::string_view kCode = "code";
+inline constexpr std::string_view kConnections = "connections";
 inline constexpr std::string_view kContext = "context";
+inline constexpr std::string_view kCount = "count";
 inline constexpr std::string_view kCreatedAt = "created_at";
 inline constexpr std::string_view kDeletionDate = "deletion_date";
 inline constexpr std::string_view kDescription = "description";
@@ -47,17 +52,24 @@ inline constexpr std::string_view kKeyName = "key_name";
 inline constexpr std::string_view kKeySpec = "key_spec";
 inline constexpr std::string_view kKeys = "keys";
 inline constexpr std::string_view kKeystore = "keystore";
+inline constexpr std::string_view kKind = "kind";
 inline constexpr std::string_view kLabel = "label";
+inline constexpr std::string_view kLatencyBuckets = "latency_buckets";
+inline constexpr std::string_view kLatencySumNanos = "latency_sum_nanos";
 inline constexpr std::string_view kLatestVersion = "latest_version";
 inline constexpr std::string_view kMaxDataSize = "max_data_size";
 inline constexpr std::string_view kMaxFileCount = "max_file_count";
 inline constexpr std::string_view kMaxFileSize = "max_file_size";
 inline constexpr std::string_view kManufacturer = "manufacturer";
 inline constexpr std::string_view kMinDecryptionVersion = "min_decryption_version";
+inline constexpr std::string_view kMessage = "message";
 inline constexpr std::string_view kModel = "model";
 inline constexpr std::string_view kName = "name";
 inline constexpr std::string_view kNextRotationAt = "next_rotation_at";
 inline constexpr std::string_view kNumberOfBytes = "number_of_bytes";
+inline constexpr std::string_view kOk = "ok";
+inline constexpr std::string_view kOp = "op";
+inline constexpr std::string_view kOpenSessions = "open_sessions";
 inline constexpr std::string_view kPath = "path";
 inline constexpr std::string_view kPendingWindowDays = "pending_window_days";
 inline constexpr std::string_view kPendingWindowSeconds = "pending_window_seconds";
@@ -65,6 +77,9 @@ inline constexpr std::string_view kPlaintext = "plaintext";
 inline constexpr std::string_view kProtocol = "protocol";
 inline constexpr std::string_view kRandom = "random";
 inline constexpr std::string_view kRefusedConnections = "refused_connections";
+inline constexpr std::string_view kReload = "reload";
+inline constexpr std::string_view kReloads = "reloads";
+inline constexpr std::string_view kRequests = "requests";
 inline constexpr std::string_view kResults = "results";
 inline constexpr std::string_view kRotationPeriodSeconds = "rotation_period_seconds";
 inline constexpr std::string_view kSchemaVersion = "schema_version";
@@ -182,6 +197,40 @@ struct KeystoreStatus {
                  Field{wire::kSchemaVersion, &KeystoreStatus::schema_version}};
 };
 
+// Requests since start of one operation that ended with one code: their
+// count, summed latency and latency histogram (protocol/metrics.h's buckets).
+struct RequestCounts {
+  std::string op;  // the operation's wire name, "unknown" when not known
+  std::string code;
+  uint64_t count = 0;
+  uint64_t latency_sum_nanos = 0;
+  std::vector<uint64_t> latency_buckets;
+  static constexpr auto kFields =
+      std::tuple{Field{wire::kOp, &RequestCounts::op}, Field{wire::kCode, &RequestCounts::code},
+                 Field{wire::kCount, &RequestCounts::count},
+                 Field{wire::kLatencySumNanos, &RequestCounts::latency_sum_nanos},
+                 Field{wire::kLatencyBuckets, &RequestCounts::latency_buckets}};
+};
+
+// Alerts of one kind raised since start (docs/OPERATIONS.md).
+struct AlertCount {
+  std::string kind;
+  uint64_t count = 0;
+  static constexpr auto kFields =
+      std::tuple{Field{wire::kKind, &AlertCount::kind}, Field{wire::kCount, &AlertCount::count}};
+};
+
+// The last reload of the configuration (SIGHUP); at = 0: none yet.
+struct ReloadStatus {
+  int64_t at = 0;  // unix seconds
+  bool ok = true;
+  std::string message;
+  uint64_t reloads = 0;  // attempts since start
+  static constexpr auto kFields = std::tuple{
+      Field{wire::kAt, &ReloadStatus::at}, Field{wire::kOk, &ReloadStatus::ok},
+      Field{wire::kMessage, &ReloadStatus::message}, Field{wire::kReloads, &ReloadStatus::reloads}};
+};
+
 struct StatusReply {
   std::string version;  // kmsd's
   uint64_t protocol = 0;
@@ -191,6 +240,11 @@ struct StatusReply {
   uint64_t keys = 0;
   int64_t uptime_seconds = 0;
   uint64_t refused_connections = 0;
+  uint64_t open_sessions = 0;
+  uint64_t connections = 0;
+  ReloadStatus reload;
+  std::vector<RequestCounts> requests;
+  std::vector<AlertCount> alerts;
   static constexpr auto kFields =
       std::tuple{Field{wire::kVersion, &StatusReply::version},
                  Field{wire::kProtocol, &StatusReply::protocol},
@@ -199,7 +253,12 @@ struct StatusReply {
                  Field{wire::kTenants, &StatusReply::tenants},
                  Field{wire::kKeys, &StatusReply::keys},
                  Field{wire::kUptimeSeconds, &StatusReply::uptime_seconds},
-                 Field{wire::kRefusedConnections, &StatusReply::refused_connections}};
+                 Field{wire::kRefusedConnections, &StatusReply::refused_connections},
+                 Field{wire::kOpenSessions, &StatusReply::open_sessions},
+                 Field{wire::kConnections, &StatusReply::connections},
+                 Field{wire::kReload, &StatusReply::reload},
+                 Field{wire::kRequests, &StatusReply::requests},
+                 Field{wire::kAlerts, &StatusReply::alerts}};
 };
 
 struct HealthReply {

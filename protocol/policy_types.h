@@ -19,7 +19,6 @@ namespace kmsd {
 namespace wire {
 inline constexpr std::string_view kDocument = "document";
 inline constexpr std::string_view kField = "field";
-inline constexpr std::string_view kKind = "kind";
 inline constexpr std::string_view kNote = "note";
 inline constexpr std::string_view kNotes = "notes";
 }  // namespace wire

@@ -32,8 +32,11 @@ class Log;
 class Sealer;
 }  // namespace audit
 
+class Alerts;
 class AuthLockout;
 class PeerGate;
+class ReloadState;
+class RequestMetrics;
 class SessionTable;
 class TenantRules;
 
@@ -58,6 +61,12 @@ struct ServiceDeps {
   audit::Log* audit_log = nullptr;
   audit::Sealer* audit_sealer = nullptr;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  // Requests counted by the record stage, and the last reload, for `status`;
+  // may be null.
+  RequestMetrics* metrics = nullptr;
+  const ReloadState* reload = nullptr;
+  // Alerts raised from requests' outcomes by the record stage; may be null.
+  Alerts* alerts = nullptr;
 };
 
 // The authorize stage, as handlers reach it for one key or alias.

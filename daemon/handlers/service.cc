@@ -1,6 +1,10 @@
 // Service handlers: status, health, keystore.backup, generate-random.
+#include "daemon/alerts.h"
 #include "daemon/handlers/handler.h"
+#include "daemon/metrics.h"
 #include "daemon/peer_gate.h"
+#include "daemon/reload.h"
+#include "daemon/sessions.h"
 #include "protocol/limits.h"
 
 namespace kmsd {
@@ -25,6 +29,13 @@ Result<ops::StatusReply> DescribeService(Call& call, const NoFields&) {
                            std::chrono::steady_clock::now() - deps.started)
                            .count();
   out.refused_connections = deps.gate ? deps.gate->refused() : 0;
+  // The rest speaks of every tenant's requests: for admins only.
+  if (call.principal() != nullptr) return out;
+  out.connections = deps.gate ? deps.gate->connections() : 0;
+  out.open_sessions = deps.sessions ? deps.sessions->Count() : 0;
+  if (deps.reload) out.reload = deps.reload->Get();
+  if (deps.metrics) out.requests = deps.metrics->Snapshot();
+  if (deps.alerts) out.alerts = deps.alerts->Snapshot();
   return out;
 }
 

@@ -424,9 +424,14 @@ class MigrationCrashTest {
   explicit MigrationCrashTest(Options options) : options_(options) {}
 
   int Run() {
-    std::vector<std::string> problems = MakeLegacyDir();
-    if (problems.empty()) problems = KillDuringMigration();
-    if (problems.empty()) problems = FinishAndCheck();
+    std::vector<std::string> problems;
+    try {
+      problems = MakeLegacyDir();
+      if (problems.empty()) problems = KillDuringMigration();
+      if (problems.empty()) problems = FinishAndCheck();
+    } catch (const std::exception& e) {
+      problems.push_back(e.what());  // reported, with the files kept, like the rest
+    }
     if (problems.empty()) return 0;
     for (const std::string& problem : problems) {
       std::fprintf(stderr, "FAILURE: %s\n", problem.c_str());

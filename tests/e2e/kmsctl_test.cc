@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -55,6 +56,86 @@ TEST_F(KmsctlTest, StatusReportsTokenAndCounts) {
   CommandResult plain = Kmsctl({"status"});
   EXPECT_EQ(plain.exit_code, 0);
   EXPECT_THAT(plain.out, HasSubstr("tenants: 1"));
+}
+
+TEST_F(KmsctlTest, StatusCountsRequestsByOperationAndCode) {
+  MustCall("tenant.create", "acme");
+  const Bytes ciphertext = Encrypt("acme", "alias/data", "x");
+  ASSERT_TRUE(Decrypt("acme", ciphertext));
+  Bytes tampered = ciphertext;
+  tampered.back() ^= 1;
+  EXPECT_EQ(Decrypt("acme", tampered).error().code(), Code::kInvalidCiphertext);
+  EXPECT_EQ(Call("no.such-op").error().code(), Code::kUnknownOperation);
+
+  json status = KmsctlJson({"status"});
+  std::map<std::pair<std::string, std::string>, uint64_t> counts;
+  for (const auto& row : status["requests"]) {
+    uint64_t in_buckets = 0;
+    for (const auto& bucket : row["latency_buckets"]) in_buckets += bucket.get<uint64_t>();
+    EXPECT_EQ(in_buckets, row["count"].get<uint64_t>()) << row;
+    counts[{row["op"], row["code"]}] = row["count"];
+  }
+  EXPECT_EQ((counts[{"encrypt", "OK"}]), 1u);
+  EXPECT_EQ((counts[{"decrypt", "OK"}]), 1u);
+  EXPECT_EQ((counts[{"decrypt", "INVALID_CIPHERTEXT"}]), 1u);
+  EXPECT_EQ((counts[{"unknown", "UNKNOWN_OPERATION"}]), 1u);
+  EXPECT_EQ((counts[{"tenant.create", "OK"}]), 1u);
+
+  CommandResult table = Kmsctl({"status"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("P99 MS"));
+  EXPECT_THAT(table.out, ::testing::ContainsRegex("decrypt +INVALID_CIPHERTEXT +1 "));
+}
+
+TEST_F(KmsctlTest, StatusShowsEveryTenantsRequestsToAdminsOnly) {
+  MustCall("tenant.create", "acme");
+  Encrypt("acme", "alias/data", "x");
+  auto app = Principal("acme", "app", {"user"});
+  ASSERT_TRUE(app);
+  auto seen = CallOp<ops::ServiceStatus>(*app, "", {});
+  ASSERT_TRUE(seen) << seen.error();
+  EXPECT_EQ(seen->tenants, 1u);
+  EXPECT_TRUE(seen->requests.empty());
+  EXPECT_TRUE(seen->alerts.empty());
+  EXPECT_EQ(seen->connections, 0u);
+  auto admin = CallOp<ops::ServiceStatus>(*connection_, "", {});
+  ASSERT_TRUE(admin);
+  EXPECT_FALSE(admin->requests.empty());
+  EXPECT_FALSE(admin->alerts.empty());
+  EXPECT_GE(admin->connections, 2u);
+}
+
+// The text format as Prometheus itself reads it (python3-prometheus-client's
+// parser), with the histogram's invariants checked on what it parsed.
+TEST_F(KmsctlTest, StatusMetricsParseAsPrometheusText) {
+  MustCall("tenant.create", "acme");
+  for (int i = 0; i < 5; ++i) Encrypt("acme", "alias/data", "x");
+  CommandResult metrics = Kmsctl({"status", "--metrics"});
+  ASSERT_EQ(metrics.exit_code, 0) << metrics.err;
+  EXPECT_THAT(metrics.out, HasSubstr("kmsd_requests_total{op=\"encrypt\",code=\"OK\"} 5\n"));
+  const std::string check = R"(
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+families = {f.name: f for f in text_string_to_metric_families(sys.stdin.read())}
+assert families["kmsd_tenants"].samples[0].value == 1, families["kmsd_tenants"]
+assert families["kmsd_token_available"].samples[0].value == 1
+assert families["kmsd_requests"].type == "counter"
+hist = families["kmsd_request_duration_seconds"]
+assert hist.type == "histogram"
+encrypt = [s for s in hist.samples if s.labels.get("op") == "encrypt"]
+buckets = [s for s in encrypt if s.name.endswith("_bucket")]
+values = [s.value for s in buckets]
+assert values == sorted(values), values
+assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == 5, buckets[-1]
+count = [s for s in encrypt if s.name.endswith("_count")][0]
+assert count.value == 5
+total = [s for s in encrypt if s.name.endswith("_sum")][0]
+assert 0 < total.value < 5, total
+print("parsed", len(families))
+)";
+  CommandResult parsed = RunCommand({"/usr/bin/python3", "-c", check}, metrics.out);
+  EXPECT_EQ(parsed.exit_code, 0) << parsed.err << metrics.out;
+  EXPECT_THAT(parsed.out, HasSubstr("parsed"));
 }
 
 TEST_F(KmsctlTest, TenantCreateDescribeList) {

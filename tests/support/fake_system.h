@@ -4,6 +4,7 @@
 // TEST_ScopedSystem. Thread-safe (one mutex); not copyable.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -31,6 +32,7 @@ class FakeSystem final : public System {
     int harden_calls = 0;
     std::vector<uint32_t> peer_queries;
     std::vector<std::string> notices;
+    std::vector<std::vector<std::string>> journal;  // each entry's fields
   };
 
   // How the fake answers; set before use.
@@ -39,6 +41,9 @@ class FakeSystem final : public System {
   bool exclude_succeeds = true;
   bool harden_succeeds = true;
   std::optional<PeerCredentials> peer;
+  std::chrono::microseconds watchdog_interval{0};
+  std::optional<uint64_t> lockable_bytes;  // unlimited
+  bool journal_succeeds = true;
 
   Calls calls() const {
     std::lock_guard lock(mu_);
@@ -70,6 +75,7 @@ class FakeSystem final : public System {
     Record(calls_.excluded, data, bytes);
     return exclude_succeeds;
   }
+  std::optional<uint64_t> LockableBytes() override { return lockable_bytes; }
   bool HardenProcess() override {
     std::lock_guard lock(mu_);
     ++calls_.harden_calls;
@@ -83,6 +89,15 @@ class FakeSystem final : public System {
   void Notify(std::string_view state) override {
     std::lock_guard lock(mu_);
     calls_.notices.emplace_back(state);
+  }
+  std::chrono::microseconds WatchdogInterval() override {
+    std::lock_guard lock(mu_);
+    return watchdog_interval;
+  }
+  bool Journal(const std::vector<std::string>& fields) override {
+    std::lock_guard lock(mu_);
+    calls_.journal.push_back(fields);
+    return journal_succeeds;
   }
 
  private:

@@ -292,8 +292,6 @@ void AddKeystoreCommands(CLI::App& app, Invocation& invocation) {
 
 void AddAdminCommands(CLI::App& app, Invocation& invocation) {
   auto args = std::make_shared<AdminArgs>();
-  AddSimple(&app, invocation, "status", "Show kmsd's version, token, keystore and counts",
-            TenantFrom::kNone, {ops::ServiceStatus::Name()}, args);
   AddSimple(&app, invocation, "health", "Check that kmsd and its token answer", TenantFrom::kNone,
             {ops::Health::Name()}, args);
   AddTenantCommands(app, invocation);

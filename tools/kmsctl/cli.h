@@ -193,6 +193,8 @@ CLI::Validator UnsignedInteger();
 
 // The command groups, each in its own file.
 void AddAdminCommands(CLI::App& app, Invocation& invocation);
+// status [--metrics] (status_command.cc).
+void AddStatusCommand(CLI::App& app, Invocation& invocation);
 void AddCryptoCommands(CLI::App& app, Invocation& invocation);
 void AddBatchCommands(CLI::App& app, Invocation& invocation);
 // principal and apikey.

@@ -51,6 +51,7 @@ int Main(int argc, char** argv) {
                  "Largest request to send; kmsd's limits.max_frame_bytes")
       ->check(CLI::Range(size_t{1024}, size_t{64} << 20))
       ->capture_default_str();
+  AddStatusCommand(app, invocation);
   AddAdminCommands(app, invocation);
   AddCryptoCommands(app, invocation);
   AddBatchCommands(app, invocation);

@@ -1,5 +1,5 @@
-// HardenProcess asks the System to harden the process and fails, as before the
-// OS seam, only when the process cannot be made non-dumpable.
+// HardenProcess asks the System to harden the process and fails when the
+// process cannot be made non-dumpable or cannot lock enough memory.
 #include "daemon/hardening.h"
 
 #include <gmock/gmock.h>
@@ -26,6 +26,18 @@ TEST(HardenProcessTest, AsksTheSystemOnceAndSucceeds) {
   TEST_ScopedSystem scoped(fake);
   EXPECT_TRUE(HardenProcess().ok());
   EXPECT_EQ(fake.calls().harden_calls, 1);
+}
+
+TEST(HardenProcessTest, RefusesAMemoryLockLimitBelowTheSecureHeap) {
+  testing::FakeSystem fake;
+  fake.lockable_bytes = kMinLockableBytes - 1;
+  TEST_ScopedSystem scoped(fake);
+  const Status status = HardenProcess();
+  EXPECT_EQ(status.code(), Code::kInternal);
+  EXPECT_THAT(status.message(), ::testing::HasSubstr("RLIMIT_MEMLOCK lets kmsd lock 5119 KiB"));
+  EXPECT_THAT(status.message(), ::testing::HasSubstr("LimitMEMLOCK="));
+  fake.lockable_bytes = kMinLockableBytes;
+  EXPECT_TRUE(HardenProcess().ok());
 }
 
 }  // namespace

@@ -1,0 +1,245 @@
+// End-to-end: kmsd as a service (issue 14): the service manager's
+// notifications (READY, RELOADING, STOPPING, STATUS, WATCHDOG) on a real
+// $NOTIFY_SOCKET, SIGHUP reloading what may change and keeping the running
+// configuration on error, SIGTERM draining requests in flight to exit 0, and
+// the PIN from systemd's credentials directory.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "client/typed_call.h"
+#include "tests/e2e/config_fixture.h"
+
+namespace kmsd::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using Clock = std::chrono::steady_clock;
+
+// A datagram socket standing in for systemd's notification socket.
+class NotifySocket {
+ public:
+  explicit NotifySocket(std::string path) : path_(std::move(path)) {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path, path_.c_str(), path_.size());
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    timeval timeout{.tv_sec = 0, .tv_usec = 100000};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  }
+  ~NotifySocket() { close(fd_); }
+  const std::string& path() const { return path_; }
+
+  // The next message that starts with (or, `anywhere`, holds) `prefix`
+  // within 10 s ("" if none); messages before it are dropped.
+  std::string WaitFor(std::string_view prefix, bool anywhere = false) {
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    char buffer[4096];
+    while (Clock::now() < deadline) {
+      const ssize_t n = recv(fd_, buffer, sizeof buffer, 0);
+      if (n <= 0) continue;
+      std::string message(buffer, static_cast<size_t>(n));
+      if (anywhere ? message.find(prefix) != std::string::npos : message.starts_with(prefix)) {
+        return message;
+      }
+    }
+    return "";
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+class ServiceTest : public ConfiguredKmsdTest {
+ protected:
+  ops::ReloadStatus ReloadAfter(uint64_t attempts_before) {
+    EXPECT_EQ(kill(daemon_->pid(), SIGHUP), 0);
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (Clock::now() < deadline) {
+      auto status = CallOp<ops::ServiceStatus>(*connection_, "", {});
+      if (status && status->reload.reloads > attempts_before) return status->reload;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "no reload recorded";
+    return {};
+  }
+};
+
+TEST_F(ServiceTest, NotifiesReadyWatchdogReloadingAndStopping) {
+  NotifySocket notify(dir_ / "notify");
+  config_path_ = WriteConfig(ConfigYaml(""));
+  daemon_ = DaemonProcess::StartWithConfig(config_path_, socket_path_, dir_ / "kmsd.log",
+                                           {{"SOFTHSM2_CONF", token_.conf_path()},
+                                            {"NOTIFY_SOCKET", notify.path()},
+                                            {"WATCHDOG_USEC", "400000"}});
+  connection_ = daemon_->Connect();
+  EXPECT_THAT(notify.WaitFor("READY=1"), HasSubstr("\nSTATUS=serving 0 tenants"));
+  EXPECT_EQ(notify.WaitFor("WATCHDOG=1"), "WATCHDOG=1");
+  ASSERT_EQ(kill(daemon_->pid(), SIGHUP), 0);
+  EXPECT_EQ(notify.WaitFor("RELOADING=1"), "RELOADING=1");
+  EXPECT_THAT(notify.WaitFor("READY=1"), HasSubstr("STATUS=serving"));
+  connection_.reset();
+  EXPECT_EQ(daemon_->Stop(), 0);
+  daemon_.reset();
+  EXPECT_EQ(notify.WaitFor("STOPPING=1"), "STOPPING=1");
+}
+
+TEST_F(ServiceTest, SighupAppliesLiveFieldsAndKeepsTheRunningConfigOnError) {
+  Start("");
+  std::ofstream(config_path_) << ConfigYaml("log:\n  level: debug\n");
+  ops::ReloadStatus reload = ReloadAfter(0);
+  EXPECT_TRUE(reload.ok) << reload.message;
+  EXPECT_GT(reload.at, 0);
+  EXPECT_THAT(daemon_->ReadLog(), HasSubstr("configuration reloaded from " + config_path_));
+
+  std::ofstream(config_path_) << "pkcs11: [unclosed\n";
+  reload = ReloadAfter(1);
+  EXPECT_FALSE(reload.ok);
+  EXPECT_THAT(reload.message, HasSubstr("not valid YAML"));
+  EXPECT_THAT(daemon_->ReadLog(), HasSubstr("configuration not reloaded, the running one stays"));
+
+  std::ofstream(config_path_) << ConfigYaml("").replace(ConfigYaml("").find("uids: ["), 7,
+                                                        "uids: [4242, ");
+  reload = ReloadAfter(2);
+  EXPECT_FALSE(reload.ok);
+  EXPECT_THAT(reload.message, HasSubstr("'admins.uids' changes only with a restart"));
+  CommandResult shown = RunKmsctl(socket_path_, {"status"});
+  EXPECT_THAT(shown.out, HasSubstr("last_reload.ok: NO"));
+
+  // A live limit takes effect: one connection per uid, and this one is open.
+  std::ofstream(config_path_) << ConfigYaml("limits:\n  max_connections_per_uid: 1\n");
+  reload = ReloadAfter(3);
+  ASSERT_TRUE(reload.ok) << reload.message;
+  auto extra = Connection::Dial(socket_path_, std::chrono::milliseconds(2000));
+  ASSERT_TRUE(extra);
+  EXPECT_FALSE((*extra)->Call("health")) << "a second connection was served over the new cap";
+  EXPECT_TRUE(Call("health", ""));
+}
+
+TEST_F(ServiceTest, SigtermLetsRequestsInFlightFinishAndExitsZero) {
+  Start("");
+  ASSERT_TRUE(Call("tenant.create", "acme"));
+  std::atomic<int> served{0}, unexpected{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&] {
+      auto connection = Connection::Dial(socket_path_, std::chrono::milliseconds(2000));
+      if (!connection) return;
+      while (true) {
+        Value::Map args;
+        args.emplace_back("key", "alias/data");
+        args.emplace_back("plaintext", Bytes(100, 7));
+        auto reply = (*connection)->Call("encrypt", "acme", std::move(args));
+        if (reply) {
+          ++served;
+          continue;
+        }
+        // Refused as kmsd stops, or the connection closed after its reply.
+        if (reply.error().code() != Code::kUnavailable) ++unexpected;
+        return;
+      }
+    });
+  }
+  while (served.load() < 50) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  connection_.reset();
+  EXPECT_EQ(daemon_->Stop(), 0);
+  for (auto& client : clients) client.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_THAT(daemon_->ReadLog(), HasSubstr("stopped"));
+  daemon_.reset();
+}
+
+TEST_F(ServiceTest, PinComesFromTheCredentialsDirectory) {
+  const std::string credentials = dir_ / "credentials";
+  mkdir(credentials.c_str(), 0700);
+  std::ofstream(credentials + "/kmsd-pin") << token_.user_pin() << "\n";
+  chmod((credentials + "/kmsd-pin").c_str(), 0400);
+  std::string yaml = ConfigYaml("");
+  yaml.replace(yaml.find("pin_file: " + pin_path_), 10 + pin_path_.size(),
+               "pin_credential: kmsd-pin");
+  const std::string config = WriteConfig(yaml);
+
+  CommandResult unset = RunKmsd({"--config", config}, Env());
+  EXPECT_EQ(unset.exit_code, 2);
+  EXPECT_THAT(unset.err, HasSubstr("needs $CREDENTIALS_DIRECTORY"));
+
+  std::map<std::string, std::string> env = Env();
+  env["CREDENTIALS_DIRECTORY"] = credentials;
+  daemon_ = DaemonProcess::StartWithConfig(config, socket_path_, dir_ / "kmsd.log", env);
+  connection_ = daemon_->Connect();
+  EXPECT_TRUE(Call("tenant.create", "acme"));
+  EXPECT_THAT(daemon_->ReadLog(), ::testing::Not(HasSubstr(token_.user_pin())));
+}
+
+// A stand-in for journald's socket when no journald runs (CI: systemd is not
+// PID 1): sd_journal_send writes its native protocol there.
+class FakeJournal {
+ public:
+  static constexpr const char* kPath = "/run/systemd/journal/socket";
+  FakeJournal() {
+    if (access(kPath, F_OK) == 0) return;  // a real journald: journalctl below
+    std::filesystem::create_directories("/run/systemd/journal");
+    socket_ = std::make_unique<NotifySocket>(kPath);
+  }
+  ~FakeJournal() {
+    if (socket_) {
+      socket_.reset();
+      unlink(kPath);
+    }
+  }
+  // The first entry carrying `field` within 10 s, or "".
+  std::string WaitFor(const std::string& field) {
+    if (socket_) return socket_->WaitFor(field, /*anywhere=*/true);
+    for (int i = 0; i < 100; ++i) {
+      CommandResult found =
+          RunCommand({"/usr/bin/journalctl", "-o", "export", "--since", "-5min", field});
+      if (found.out.find(field) != std::string::npos) return found.out;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return "";
+  }
+
+ private:
+  std::unique_ptr<NotifySocket> socket_;
+};
+
+TEST_F(ServiceTest, RepeatedDenialsRaiseAnAlertInTheJournalLogAndMetrics) {
+  FakeJournal journal;
+  Start("");
+  auto stranger = Connection::Dial(socket_path_, std::chrono::milliseconds(5000),
+                                   kDefaultMaxRequestBytes, SecretBuffer::CopyOf("not-an-api-key"));
+  ASSERT_TRUE(stranger);
+  for (size_t i = 0; i < 10; ++i) {
+    auto refused = (*stranger)->Call("status");
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code(), Code::kAccessDenied);
+  }
+  const std::string entry = journal.WaitFor("KMSD_ALERT=repeated_denials");
+  EXPECT_THAT(entry, HasSubstr("MESSAGE_ID=c99a63e18dec47339a63ac5b10fe09ef"));
+  EXPECT_THAT(entry, HasSubstr("PRIORITY=4"));
+  EXPECT_THAT(entry, HasSubstr("KMSD_SUBJECT=uid " + std::to_string(getuid())));
+  EXPECT_THAT(daemon_->ReadLog(), HasSubstr("[repeated_denials]"));
+  auto status = CallOp<ops::ServiceStatus>(*connection_, "", {});
+  ASSERT_TRUE(status);
+  bool counted = false;
+  for (const auto& alert : status->alerts) {
+    counted = counted || (alert.kind == "repeated_denials" && alert.count == 1);
+  }
+  EXPECT_TRUE(counted);
+  CommandResult metrics = RunKmsctl(socket_path_, {"status", "--metrics"});
+  EXPECT_THAT(metrics.out, HasSubstr("kmsd_alerts_total{kind=\"repeated_denials\"} 1\n"));
+  EXPECT_THAT(metrics.out, HasSubstr("kmsd_alerts_total{kind=\"lockout\"} 0\n"));
+}
+
+}  // namespace
+}  // namespace kmsd::testing
