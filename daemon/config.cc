@@ -270,6 +270,18 @@ Status ReadLifecycle(const ConfigReader& r, const YAML::Node& lifecycle, Config&
   return ReadNumber(r, lifecycle, p, "check_interval_ms", 100, 60000, config.due_work_interval_ms);
 }
 
+Status ReadPolicies(const ConfigReader& r, const YAML::Node& policies, Config& config) {
+  if (!policies) return OkStatus();
+  RETURN_IF_ERROR(r.OnlyKnown(policies, "policies", {"dir"}));
+  RETURN_IF_ERROR(r.String(policies["dir"], "policies.dir", config.policies_dir, false));
+  if (!config.policies_dir.empty() && !IsAbsoluteDirectory(config.policies_dir)) {
+    return r.Fail("policies.dir",
+                  "must be an absolute path to a directory, without '.' or '..' "
+                  "components (not \"/\")");
+  }
+  return OkStatus();
+}
+
 Status ReadLog(const ConfigReader& r, const YAML::Node& log, Config& config) {
   if (!log) return OkStatus();
   RETURN_IF_ERROR(r.OnlyKnown(log, "log", {"level", "file"}));
@@ -298,7 +310,7 @@ Result<Config> LoadConfig(const std::string& path) {
   try {
     RETURN_IF_ERROR(r.OnlyKnown(root, "",
                                 {"pkcs11", "socket", "keystore", "admins", "api_key_peers",
-                                 "limits", "log", "lifecycle", "audit"}));
+                                 "limits", "log", "lifecycle", "audit", "policies"}));
     RETURN_IF_ERROR(ReadPkcs11(r, root["pkcs11"], config));
     RETURN_IF_ERROR(ReadSocket(r, root["socket"], config));
     RETURN_IF_ERROR(ReadKeystore(r, root["keystore"], config));
@@ -308,6 +320,7 @@ Result<Config> LoadConfig(const std::string& path) {
     RETURN_IF_ERROR(ReadLifecycle(r, root["lifecycle"], config));
     RETURN_IF_ERROR(ReadLog(r, root["log"], config));
     RETURN_IF_ERROR(ReadAudit(r, root["audit"], config));
+    RETURN_IF_ERROR(ReadPolicies(r, root["policies"], config));
   } catch (const YAML::Exception& e) {
     return Error(Code::kInvalidArgument, "config " + path + ": " + e.what());
   }

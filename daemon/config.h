@@ -68,6 +68,9 @@ struct Config {
   // seconds a "day" of retention_days lasts (lowered by tests only).
   int64_t audit_prune_interval_ms = 3600000;
   int64_t audit_retention_day_seconds = 86400;
+  // Tenant policies as files, applied at start and on SIGHUP
+  // (daemon/policy_files.h); empty: none.
+  std::string policies_dir;
 };
 
 // The audit directory `config` names, or its default.

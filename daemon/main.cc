@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -24,6 +25,7 @@
 #include "daemon/metrics.h"
 #include "daemon/peer_gate.h"
 #include "daemon/pipeline.h"
+#include "daemon/policy_files.h"
 #include "daemon/reload.h"
 #include "daemon/server.h"
 #include "daemon/tenant_rules.h"
@@ -156,12 +158,20 @@ bool Drain(Server& server, std::chrono::milliseconds timeout) {
   return true;
 }
 
+// Applies the tenant policy files of a policies.dir (none when empty).
+using ApplyPolicies = std::function<Status(const std::string& dir)>;
+
 // SIGHUP: the configuration file again (daemon/reload.h). Changes only what
 // may change while kmsd runs; on any error, nothing, and says so.
-Status Reload(const std::string& config_path, Config& running, PeerGate& gate) {
+// Tenant policy files too (daemon/policy_files.h): when they do not apply,
+// neither does the rest.
+Status Reload(const std::string& config_path, Config& running, PeerGate& gate,
+              const ApplyPolicies& apply_policies) {
   if (config_path.empty()) return Status(Code::kInvalidArgument, "--dev has no file to reload");
   ASSIGN_OR_RETURN(Config next, LoadConfig(config_path));
   RETURN_IF_ERROR(CheckReloadable(running, next));
+  RETURN_IF_ERROR(apply_policies(next.policies_dir));
+  running.policies_dir = next.policies_dir;
   running.log_level = next.log_level;
   spdlog::set_level(spdlog::level::from_str(running.log_level));
   running.max_connections_per_uid = next.max_connections_per_uid;
@@ -182,7 +192,8 @@ std::string ServiceStatusLine(KeyHierarchy& hierarchy) {
 // server accepts connections.
 void WaitForStop(const sigset_t& signals, const std::string& config_path, Config& running,
                  PeerGate& gate, const Server& server, KeyHierarchy& hierarchy,
-                 pkcs11::Token& token, Alerts& alerts, ReloadState& reload) {
+                 pkcs11::Token& token, Alerts& alerts, ReloadState& reload,
+                 const ApplyPolicies& apply_policies) {
   System& system = CurrentSystem();
   const auto watchdog = system.WatchdogInterval();
   const auto tick = watchdog.count() > 0 ? std::chrono::microseconds(watchdog / 2)
@@ -197,7 +208,7 @@ void WaitForStop(const sigset_t& signals, const std::string& config_path, Config
     }
     if (signal_number == SIGHUP) {
       system.Notify("RELOADING=1");
-      Status reloaded = Reload(config_path, running, gate);
+      Status reloaded = Reload(config_path, running, gate, apply_policies);
       reload.Record(std::chrono::duration_cast<std::chrono::seconds>(
                         std::chrono::system_clock::now().time_since_epoch())
                         .count(),
@@ -270,6 +281,18 @@ int Serve(Config& config, const std::string& config_path, const sigset_t& signal
     }
     return details;
   });
+  const ApplyPolicies apply_policies =
+      [&rules, &hierarchy, put = RecordPolicyFilePuts(record)](const std::string& dir) -> Status {
+    if (dir.empty()) return OkStatus();
+    ASSIGN_OR_RETURN(PolicyFilesOutcome applied, ApplyPolicyFiles(dir, rules, hierarchy, put));
+    spdlog::info("policies.dir {}: {} tenant policies applied, {} unchanged", dir,
+                 applied.applied.size(), applied.unchanged);
+    return OkStatus();
+  };
+  // At start, files that do not apply leave the stored policies in force.
+  if (Status applied = apply_policies(config.policies_dir); !applied.ok()) {
+    spdlog::error("{}", applied.message());
+  }
   const Pipeline pipeline(
       config.max_frame_bytes,
       {identify, authorize, record, handlers,
@@ -294,7 +317,8 @@ int Serve(Config& config, const std::string& config_path, const sigset_t& signal
 
   CurrentSystem().Notify("READY=1\n" + ServiceStatusLine(hierarchy));
 
-  WaitForStop(signals, config_path, config, gate, **server, hierarchy, token, alerts, reload);
+  WaitForStop(signals, config_path, config, gate, **server, hierarchy, token, alerts, reload,
+              apply_policies);
   CurrentSystem().Notify("STOPPING=1");
   if (!Drain(**server, std::chrono::milliseconds(config.drain_timeout_ms))) {
     spdlog::critical("requests still running after {} ms (limits.drain_timeout_ms); exiting",

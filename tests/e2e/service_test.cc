@@ -12,10 +12,13 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "client/typed_call.h"
+#include "protocol/policy_types.h"
 #include "tests/e2e/config_fixture.h"
+#include "tests/support/audit_log_files.h"
 
 namespace kmsd::testing {
 namespace {
@@ -124,6 +127,90 @@ TEST_F(ServiceTest, SighupAppliesLiveFieldsAndKeepsTheRunningConfigOnError) {
   ASSERT_TRUE(extra);
   EXPECT_FALSE((*extra)->Call("health")) << "a second connection was served over the new cap";
   EXPECT_TRUE(Call("health", ""));
+}
+
+// policies.dir: tenant policy files applied on SIGHUP, all or nothing, each
+// put in the audit log; a file kmsd cannot trust or read changes nothing.
+TEST_F(ServiceTest, SighupAppliesTenantPolicyFilesAllOrNothing) {
+  const std::filesystem::path policies = dir_ / "policies";
+  std::filesystem::create_directory(policies);
+  chmod(policies.c_str(), 0755);
+  Start("policies:\n  dir: " + policies.string() + "\n");
+  ASSERT_TRUE(Call("tenant.create", "acme"));
+  ASSERT_TRUE(Call("tenant.create", "globex"));
+  auto document_of = [&](const char* tenant) {
+    auto policy = CallOp<ops::TenantGetPolicy>(*connection_, tenant, {});
+    EXPECT_TRUE(policy) << policy.error();
+    return policy ? policy->document.value_or("(none)") : std::string("?");
+  };
+  auto write = [&](const std::string& name, const std::string& text, mode_t mode = 0644) {
+    const std::filesystem::path path = policies / name;
+    std::ofstream(path) << text;
+    chmod(path.c_str(), mode);
+  };
+  const std::string first = "security_policies:\n  rate_limiting:\n    requests_per_minute: 600\n";
+  write("acme.yaml", first);
+  write("README", "not a policy: left alone\n");
+  ops::ReloadStatus reload = ReloadAfter(0);
+  ASSERT_TRUE(reload.ok) << reload.message;
+  EXPECT_EQ(document_of("acme"), first);
+  EXPECT_EQ(document_of("globex"), "(none)");
+  EXPECT_THAT(daemon_->ReadLog(), HasSubstr("1 tenant policies applied, 0 unchanged"));
+
+  // One bad file among good ones: nothing is applied, and the error names it.
+  const std::string second = "security_policies:\n  rate_limiting:\n    requests_per_minute: 60\n";
+  write("acme.yaml", second);
+  const std::vector<std::pair<std::string, std::string>> faults = {
+      {"globex.yaml", "security_policies: [unclosed\n"},
+      {"initech.yaml", first},  // no such tenant
+      {"Bad Name.yaml", first},
+  };
+  uint64_t attempts = 1;
+  for (const auto& [name, text] : faults) {
+    write(name, text);
+    reload = ReloadAfter(attempts++);
+    EXPECT_FALSE(reload.ok) << name;
+    EXPECT_THAT(reload.message, HasSubstr(policies.string() + "/" + name)) << name;
+    EXPECT_THAT(reload.message, HasSubstr("nothing applied")) << name;
+    EXPECT_EQ(document_of("acme"), first) << name;
+    std::filesystem::remove(policies / name);
+  }
+  write("globex.yaml", first, 0666);
+  reload = ReloadAfter(attempts++);
+  EXPECT_THAT(reload.message, HasSubstr("is writable by group or others"));
+  std::filesystem::remove(policies / "globex.yaml");
+  std::filesystem::create_symlink(policies / "acme.yaml", policies / "globex.yaml");
+  reload = ReloadAfter(attempts++);
+  EXPECT_THAT(reload.message, HasSubstr("is a symbolic link"));
+  std::filesystem::remove(policies / "globex.yaml");
+  EXPECT_EQ(document_of("acme"), first);
+  EXPECT_THAT(RunKmsctl(socket_path_, {"status"}).out, HasSubstr("last_reload.ok: NO"));
+
+  // Fixed: the new document applies (a file may loosen or tighten), once.
+  reload = ReloadAfter(attempts++);
+  ASSERT_TRUE(reload.ok) << reload.message;
+  EXPECT_EQ(document_of("acme"), second);
+  reload = ReloadAfter(attempts++);
+  ASSERT_TRUE(reload.ok) << reload.message;
+  EXPECT_THAT(daemon_->ReadLog(), HasSubstr("0 tenant policies applied, 1 unchanged"));
+
+  // Each put is in the audit log, by kmsd itself, allowed by policies.dir.
+  size_t puts = 0;
+  for (const auto& [file, lines] : ReadAuditLines(dir_ / "audit")) {
+    for (const std::string& line : lines) {
+      if (line.find("\"tenant.put-policy\"") == std::string::npos) continue;
+      ++puts;
+      EXPECT_THAT(line, HasSubstr("policies.dir"));
+      EXPECT_THAT(line, HasSubstr("\"uid\":" + std::to_string(geteuid())));
+    }
+  }
+  EXPECT_EQ(puts, 2u);
+
+  std::ofstream(config_path_) << ConfigYaml("policies:\n  dir: policies\n");
+  reload = ReloadAfter(attempts++);
+  EXPECT_FALSE(reload.ok);
+  EXPECT_THAT(reload.message, HasSubstr("policies.dir"));
+  EXPECT_THAT(reload.message, HasSubstr("must be an absolute path"));
 }
 
 TEST_F(ServiceTest, SigtermLetsRequestsInFlightFinishAndExitsZero) {
