@@ -243,7 +243,13 @@ void CheckReply(std::span<const uint8_t> request, const WipingBuffer& reply_byte
     fprintf(stderr, "pipeline_fuzzer: INTERNAL: %s\n", reply->status.ToString().c_str());
     __builtin_trap();
   }
-  if (const std::optional<uint64_t> id = RequestIdOf(request)) Check(reply->id == id);
+  if (const std::optional<uint64_t> id = RequestIdOf(request); id && reply->id != id) {
+    fprintf(stderr, "pipeline_fuzzer: request id %llu, reply id %s: %s\n",
+            static_cast<unsigned long long>(*id),
+            reply->id ? std::to_string(*reply->id).c_str() : "none",
+            reply->status.ToString().c_str());
+    __builtin_trap();
+  }
   static const bool trace = getenv("KMSD_FUZZ_TRACE") != nullptr;
   if (trace) fprintf(stderr, "pipeline_fuzzer: %s\n", reply->status.ToString().c_str());
 }
