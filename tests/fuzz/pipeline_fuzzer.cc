@@ -28,7 +28,8 @@
 // error code other than INTERNAL (bad input gets a clear error, DESIGN.md
 // invariant 5) or a result.
 //
-// KMSD_FUZZ_TRACE=1 prints each reply's status.
+// KMSD_FUZZ_TRACE=1 prints each reply's status. A run that ends on a finding
+// leaves its world's temp directory (kmsd-test-*) behind.
 //
 // Seeds: corpus/pipeline/ (tests/fuzz/make_seeds.cc), requests of most
 // operations on tenant "acme", as admin and as "app".
