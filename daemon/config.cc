@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <sstream>
 
 #include "protocol/secret_buffer.h"
 
@@ -297,11 +298,17 @@ Status ReadLog(const ConfigReader& r, const YAML::Node& log, Config& config) {
 }  // namespace
 
 Result<Config> LoadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  if (in) text << in.rdbuf();
+  if (!in || in.bad()) return Error(Code::kInvalidArgument, "config " + path + ": cannot be read");
+  return ParseConfig(text.str(), path);
+}
+
+Result<Config> ParseConfig(std::string_view yaml, const std::string& path) {
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    return Error(Code::kInvalidArgument, "config " + path + ": cannot be read");
+    root = YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
     return Error(Code::kInvalidArgument, "config " + path + ": not valid YAML: " + e.what());
   }

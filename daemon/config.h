@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "keystore/hierarchy.h"
 #include "protocol/secret_buffer.h"
@@ -79,6 +80,9 @@ std::string AuditDirOf(const Config& config);
 // INVALID_ARGUMENT naming the file and the field when anything is missing,
 // mistyped, unknown or out of range.
 Result<Config> LoadConfig(const std::string& path);
+// The same for the text of a config file; `path` names it in messages. Pure
+// (reads no file): LoadConfig reads the file, then calls it.
+Result<Config> ParseConfig(std::string_view yaml, const std::string& path);
 
 // Reads the first line of a PIN file into locked memory. The file must not be
 // readable by group or others.

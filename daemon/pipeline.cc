@@ -177,6 +177,9 @@ Status Pipeline::ReadEnvelope(RequestContext& context, const Peer& transport_pee
                                             std::to_string(max_frame_bytes_));
   }
   ASSIGN_OR_RETURN(ScannedRequest scanned, ScanRequestFrame(frame));
+  // Echoed from here on, also when the envelope is refused later (a key that
+  // is not a string, say): the reply's id is nil only when it cannot be read.
+  context.request_id = scanned.id;
   const std::string_view scanned_op = scanned.op.value_or("");
   const std::string_view scanned_tenant = scanned.tenant.value_or("");
   const OperationInfo* op = FindOperation(scanned_op);

@@ -58,6 +58,10 @@ struct Field {
   std::string_view name;
   M T::*member;
 };
+// Spelled out for compilers without deduction for aggregates (clang before
+// 17, which builds the fuzz targets: tests/fuzz).
+template <typename T, typename M>
+Field(std::string_view, M T::*) -> Field<T, M>;
 
 // The `items` of a batch request: decoded, `raw` holds the array's objects
 // (each decoded with Item(i)); to encode, fill `items`.

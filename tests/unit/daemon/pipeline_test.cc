@@ -235,6 +235,23 @@ TEST_F(PipelineTest, AFrameOverTheLimitIsRefusedBeforeAnythingElse) {
   EXPECT_EQ(record_.records[0].id, std::nullopt);
 }
 
+// Found by pipeline_fuzzer (tests/fuzz/corpus/pipeline/regress-envelope-int-key): the scan
+// reads the id, then the envelope is refused for its integer key; the reply
+// still carries the id.
+TEST_F(PipelineTest, AnEnvelopeRefusedAfterItsIdWasReadEchoesTheId) {
+  const std::vector<uint8_t> frame = {0x85, 0xa7, 'v', 'e',  'r',  's', 'i', 'o',  'n', 0x01,
+                                      0xa2, 'i',  'd', 0x45, 0xa2, 'o', 'p', 0xae, 'p', 'r',
+                                      'i',  'n',  'c', 'i',  'p',  'a', 'l', '.',  'l', 0xa4,
+                                      'a',  'c',  'm', 'e',  0xa4, 'a', 'r', 'g',  's', 0x80};
+  Status status = Run(frame);
+  EXPECT_EQ(status.code(), Code::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("key that is not a string"));
+  EXPECT_EQ(last_context_.request_id, std::optional<uint64_t>(69));
+  ASSERT_EQ(record_.records.size(), 1u);
+  EXPECT_EQ(record_.records[0].id, std::optional<uint64_t>(69));
+  EXPECT_EQ(handler_runs, 0);
+}
+
 TEST_F(PipelineTest, ADeniedCallerHearsAccessDeniedBeforeUnknownOperation) {
   authorize_.deny_all = true;
   Status status = Run(RequestFrame("no-such-op", "", {}));

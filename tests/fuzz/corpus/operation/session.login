@@ -1,0 +1,1 @@
+2‚©principal£app¤totp¦123456

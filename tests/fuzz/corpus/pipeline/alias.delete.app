@@ -1,0 +1,1 @@
+†§version¢id,¢op¬alias.delete¦tenant¤acme¤args¥aliasªalias/fuzz§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

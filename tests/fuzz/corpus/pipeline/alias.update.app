@@ -1,0 +1,1 @@
+†§version¢id*¢op¬alias.update¦tenant¤acme¤args‚¥aliasªalias/fuzz£keyªalias/data§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢idL¢op­apikey.create¦tenant¤acme¤args‚©principal£app²expires_in_seconds §api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

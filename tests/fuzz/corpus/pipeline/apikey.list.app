@@ -1,0 +1,1 @@
+†§version¢idN¢op«apikey.list¦tenant¤acme¤args©principal£app§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

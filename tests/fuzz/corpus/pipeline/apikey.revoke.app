@@ -1,0 +1,1 @@
+Üßversion¢idP¢op≠apikey.revoke¶tenant§acme§argsÅ¢id∞0123456789abcdefßapi_keyƒDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

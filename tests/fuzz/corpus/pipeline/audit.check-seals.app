@@ -1,0 +1,1 @@
+Üßversion¢idt¢op±audit.check-seals¶tenant§acme§argsÅ•sealsëÉ¶covers §head§fuzz£mac§fuzzßapi_keyƒDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

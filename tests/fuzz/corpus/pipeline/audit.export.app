@@ -1,0 +1,1 @@
+†§version¢idr¢op¬audit.export¦tenant¤acme¤args„¥since¤fuzz¥until¤fuzz©after_seq ©max_lines §api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+Ößversion¢idp¢op¨audit.verify§argsÅ£dir§fuzzßapi_keyƒDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢id8¢op­batch-decrypt¦tenant¤acme¤args¥items’‚ªciphertextÄhello§context§purpose¤fuzz‚ªciphertextÄhello§context§purpose¤fuzz§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢id6¢op­batch-encrypt¦tenant¤acme¤args‚£keyªalias/data¥items’‚©plaintextÄhello§context§purpose¤fuzz‚©plaintextÄhello§context§purpose¤fuzz§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢id:¢op°batch-re-encrypt¦tenant¤acme¤args‚¥items’‚ªciphertextÄhello§context§purpose¤fuzz‚ªciphertextÄhello§context§purpose¤fuzz¯destination_keyªalias/data§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

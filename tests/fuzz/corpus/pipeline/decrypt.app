@@ -1,0 +1,1 @@
+†§version¢id2¢op§decrypt¦tenant¤acme¤argsƒªciphertextÄhello§context§purpose¤fuzz£keyªalias/data§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢id0¢op§encrypt¦tenant¤acme¤argsƒ£keyªalias/data©plaintextÄhello§context§purpose¤fuzz§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢id<¢op±generate-data-key¦tenant¤acme¤args„£keyªalias/data§context§purpose¤fuzz¨key_spec§AES_256¯number_of_bytes §api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+…§version¢id@¢op¯generate-random¤args¯number_of_bytes §api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

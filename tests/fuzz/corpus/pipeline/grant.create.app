@@ -1,0 +1,1 @@
+†§version¢id\¢op¬grant.create¦tenant¤acme¤args…£keyªalias/data©principal£appªoperations‘¤fuzz²expires_in_seconds §context§purpose¤fuzz§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢id^¢opªgrant.list¦tenant¤acme¤args‚£keyªalias/data©principal£app§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+Üßversion¢id`¢op¨grant.retire¶tenant§acme§argsÅ¢id∞0123456789abcdefßapi_keyƒDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+…§version¢id¢op¦health¤args€§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢id¢opªkey.create¦tenant¤acme¤args‚¤name£app«description²made by make_seeds§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢id¢op¬key.describe¦tenant¤acme¤args£keyªalias/data§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

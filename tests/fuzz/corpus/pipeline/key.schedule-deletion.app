@@ -1,0 +1,1 @@
+†§version¢id¢opµkey.schedule-deletion¦tenant¤acme¤argsƒ£keyªalias/data³pending_window_days ¶pending_window_seconds §api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢id$¢op¾key.set-min-decryption-version¦tenant¤acme¤args‚£keyªalias/data§version §api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢id"¢op°key.set-rotation¦tenant¤acme¤args‚£keyªalias/data·rotation_period_seconds §api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+…§version¢id¢op¯keystore.backup¤args¤path¤fuzz§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢idn¢opªmfa.enroll¦tenant¤acme¤args©principal£app§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

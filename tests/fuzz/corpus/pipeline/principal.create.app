@@ -1,0 +1,1 @@
+†§version¢idB¢op°principal.create¦tenant¤acme¤args„¤name£app¥roles‘¤user¤uids‘Íè¤gids‘Íè§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+Üßversion¢idH¢op∞principal.delete¶tenant§acme§argsÅ§name£appßapi_keyƒDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢idF¢op®principal.list¦tenant¤acme¤args€§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

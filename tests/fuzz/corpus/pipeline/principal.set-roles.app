@@ -1,0 +1,1 @@
+†§version¢idJ¢op³principal.set-roles¦tenant¤acme¤args‚¤name£app¥roles‘¤user§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢id4¢opªre-encrypt¦tenant¤acme¤args„ªciphertextÄhello§context§purpose¤fuzz¯destination_keyªalias/data³destination_context§purpose¤fuzz§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

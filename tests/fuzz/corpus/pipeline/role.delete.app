@@ -1,0 +1,1 @@
+†§version¢idZ¢op«role.delete¦tenant¤acme¤args¤name£app§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

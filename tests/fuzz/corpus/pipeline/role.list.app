@@ -1,0 +1,1 @@
+†§version¢idX¢op©role.list¦tenant¤acme¤args€§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢idT¢op«role.update¦tenant¤acme¤argsƒ¤name£app¨inherits‘¤fuzz¥allow‘¤fuzz§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢idj¢op¬session.list¦tenant¤acme¤args€§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+…§version¢ide¢op­session.login¦tenant¤acme¤args‚©principal£app¤totp¦123456

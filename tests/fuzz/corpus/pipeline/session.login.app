@@ -1,0 +1,1 @@
+†§version¢idf¢op­session.login¦tenant¤acme¤args‚©principal£app¤totp¦123456§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢idl¢op®session.revoke¦tenant¤acme¤args¢id°0123456789abcdef§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

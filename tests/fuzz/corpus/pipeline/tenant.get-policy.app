@@ -1,0 +1,1 @@
+†§version¢idd¢op±tenant.get-policy¦tenant¤acme¤args€§api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx

@@ -1,0 +1,1 @@
+†§version¢id¢op¸tenant.schedule-deletion¦tenant¤acme¤args‚³pending_window_days ¶pending_window_seconds §api_keyÄDkmsd_ak_ffffffffffffffff_FUZZ-API-KEY-PLACEHOLDER-xxxxxxxxxxxxxxxxxx
