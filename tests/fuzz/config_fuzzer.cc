@@ -14,12 +14,11 @@
 #include <string_view>
 
 #include "daemon/config.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
-void Check(bool condition) {
-  if (!condition) __builtin_trap();
-}
+using kmsd::fuzz::Check;
 
 }  // namespace
 

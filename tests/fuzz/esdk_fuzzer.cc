@@ -19,6 +19,7 @@
 
 #include "client/esdk/message.h"
 #include "client/esdk/raw_aes_keyring.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
@@ -26,9 +27,7 @@ using kmsd::Code;
 using kmsd::Status;
 using namespace kmsd::esdk;
 
-void Check(bool condition) {
-  if (!condition) __builtin_trap();
-}
+using kmsd::fuzz::Check;
 
 bool SameHeader(const Header& a, const Header& b) {
   return a.suite == b.suite && a.message_id == b.message_id && a.context == b.context &&

@@ -15,12 +15,11 @@
 #include <string_view>
 
 #include "client/backup/manifest.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
-void Check(bool condition) {
-  if (!condition) __builtin_trap();
-}
+using kmsd::fuzz::Check;
 
 }  // namespace
 

@@ -23,14 +23,13 @@
 #include "protocol/all_operations.h"
 #include "protocol/codec.h"
 #include "protocol/message.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
 using namespace kmsd;
 
-void Check(bool condition) {
-  if (!condition) __builtin_trap();
-}
+using kmsd::fuzz::Check;
 
 void CheckRefusal(const Status& status) { Check(status.code() == Code::kInvalidArgument); }
 

@@ -65,6 +65,7 @@
 #include "protocol/frame_scan.h"
 #include "protocol/message.h"
 #include "protocol/policy_types.h"
+#include "tests/fuzz/fuzz_check.h"
 #include "tests/fuzz/fuzz_frames.h"
 #include "tests/support/softhsm_token.h"
 
@@ -75,9 +76,7 @@ using namespace kmsd;
 constexpr size_t kRebuildEvery = 2000;
 constexpr size_t kMaxFrameBytes = 64 * 1024;
 
-void Check(bool condition) {
-  if (!condition) __builtin_trap();
-}
+using kmsd::fuzz::Check;
 
 void Require(const Status& status, const char* what) {
   if (status.ok()) return;

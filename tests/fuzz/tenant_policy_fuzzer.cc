@@ -18,12 +18,11 @@
 #include <string_view>
 
 #include "policy/tenant_policy.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
-void Check(bool condition) {
-  if (!condition) __builtin_trap();
-}
+using kmsd::fuzz::Check;
 
 }  // namespace
 
