@@ -30,7 +30,9 @@
 // kReconnectInterval after the last attempt reconnects: it waits for the
 // pooled sessions in use to come back, closes every session of this Token,
 // finds the token by label again, opens new sessions and logs in again with
-// the PIN, which the Token keeps (a SecretBuffer) for this alone. Session
+// the PIN, which the Token keeps (a SecretBuffer) for this alone; a PIN the
+// token refuses then is never tried again (it would count towards locking
+// it): the token stays unavailable until kmsd restarts. Session
 // objects die with their sessions, so a reconnection starts a new generation:
 // a KeyRef from UnwrapAesKey carries its generation, and a crypto call with a
 // key of an earlier generation answers TOKEN_UNAVAILABLE without using the
@@ -252,9 +254,10 @@ class Token {
   std::mutex reconnect_mu_;
   std::chrono::steady_clock::time_point next_attempt_;  // guarded by reconnect_mu_
   uint64_t failed_attempts_ = 0;                        // guarded by reconnect_mu_
-  std::atomic<CK_SLOT_ID> slot_;                        // changed under all three
-  std::atomic<bool> lost_{false};                       // changed under pool_mu_
-  std::atomic<uint64_t> generation_{0};                 // changed under all three
+  bool pin_refused_ = false;             // guarded by reconnect_mu_: C_Login said the PIN is wrong
+  std::atomic<CK_SLOT_ID> slot_;         // changed under all three
+  std::atomic<bool> lost_{false};        // changed under pool_mu_
+  std::atomic<uint64_t> generation_{0};  // changed under all three
   mutable std::mutex reason_mu_;
   std::string lost_reason_;  // guarded by reason_mu_
 

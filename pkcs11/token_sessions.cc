@@ -99,6 +99,11 @@ Status Token::OpenSessions(CK_SLOT_ID slot) {
       fn_->C_Login(holder, CKU_USER, const_cast<CK_UTF8CHAR*>(pin_.RevealData()), pin_.size());
   if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
     close_opened();
+    // Trying a refused PIN again would count towards locking it.
+    if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED || rv == CKR_PIN_EXPIRED ||
+        rv == CKR_PIN_LEN_RANGE) {
+      pin_refused_ = true;
+    }
     return FromRv(rv, "C_Login");
   }
   std::vector<CK_SESSION_HANDLE> pool;
@@ -168,7 +173,7 @@ Status Token::EnsureConnected() {
   std::lock_guard lock(reconnect_mu_);
   if (!lost_.load(std::memory_order_acquire)) return OkStatus();  // another thread did
   const auto now = std::chrono::steady_clock::now();
-  if (now < next_attempt_) return Unavailable();
+  if (now < next_attempt_ || pin_refused_) return Unavailable();
   next_attempt_ = now + kReconnectInterval;
   if (Status status = Reconnect(); !status.ok()) {
     if (failed_attempts_++ == 0) {
@@ -177,6 +182,10 @@ Status Token::EnsureConnected() {
     {
       std::lock_guard why(reason_mu_);
       lost_reason_ = status.message();
+      if (pin_refused_) {
+        lost_reason_ += "; the token refuses the PIN: no more attempts, restart kmsd";
+        spdlog::error("token '{}': {}", info_.label, lost_reason_);
+      }
     }
     return Unavailable();
   }

@@ -214,6 +214,43 @@ TEST_F(TokenLossTest, AFaultOnOneCallAlone) {
   EXPECT_EQ(CodeOf(Seal(*again, "y")), Code::kOk);
 }
 
+// SoftHSM2 numbers private objects anew after a logout: the handles callers
+// hold still work after a reconnection, data objects sharing a label told
+// apart by their values; a destroyed one is NOT_FOUND.
+TEST_F(TokenLossTest, PersistentHandlesStillWorkAfterAReconnection) {
+  const Bytes one = {1, 2, 3}, two = {4, 5, 6};
+  auto a = token_->CreateTokenDataObject("head", one);
+  auto b = token_->CreateTokenDataObject("head", two);
+  auto gone = token_->CreateTokenWrappingKey("gone");
+  ASSERT_TRUE(a && b && gone);
+  FaultOn("DEVICE_REMOVED");
+  EXPECT_EQ(CodeOf(token_->Ping()), Code::kTokenUnavailable);
+  FaultOff();
+  EXPECT_EQ(Eventually([&] { return token_->Ping(); }), Code::kOk);
+  EXPECT_EQ(token_->ReadDataObject(*a).value_or(Bytes{}), one);
+  EXPECT_EQ(token_->ReadDataObject(*b).value_or(Bytes{}), two);
+  EXPECT_EQ(CodeOf(token_->HmacSha256(hmac_, AsBytes("x"))), Code::kOk);
+  ASSERT_TRUE(token_->DestroyObject(*gone).ok());
+  EXPECT_EQ(CodeOf(token_->GenerateWrappedAesKey(*gone)), Code::kNotFound);
+  EXPECT_EQ(CodeOf(token_->GenerateWrappedAesKey(root_)), Code::kOk);
+}
+
+// A token that comes back refusing the PIN kmsd holds (changed meanwhile):
+// one attempt, then no more (each would count towards locking the PIN).
+TEST_F(TokenLossTest, APinRefusedAtReconnectionIsNotTriedAgain) {
+  FaultOn("DEVICE_REMOVED");
+  EXPECT_EQ(CodeOf(token_->Ping()), Code::kTokenUnavailable);
+  FaultOn("0xa0 C_Login");  // CKR_PIN_INCORRECT from C_Login alone
+  std::this_thread::sleep_for(Token::kReconnectInterval);
+  auto refused = token_->HmacSha256(hmac_, AsBytes("x"));
+  ASSERT_EQ(CodeOf(refused), Code::kTokenUnavailable);
+  EXPECT_THAT(refused.error().message(), HasSubstr("refuses the PIN"));
+  FaultOff();
+  std::this_thread::sleep_for(2 * Token::kReconnectInterval);
+  EXPECT_EQ(CodeOf(token_->HmacSha256(hmac_, AsBytes("x"))), Code::kTokenUnavailable);
+  EXPECT_TRUE(token_->lost());
+}
+
 // Many threads while the token comes and goes: every answer is OK or
 // TOKEN_UNAVAILABLE, nothing hangs, and all work again at the end.
 TEST_F(TokenLossTest, ConcurrentCallsWhileTheTokenComesAndGoes) {
