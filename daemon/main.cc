@@ -364,7 +364,9 @@ int Run(Config& config, const std::string& config_path, const sigset_t& signals)
   if (!module) return fail(module.error());
   auto token = pkcs11::Token::Open(*module, config.token_label, *pin, config.workers + 2);
   if (!token) return fail(token.error());
-  *pin = SecretBuffer();  // wiped: the login lasts as long as the sessions
+  // Wiped: the Token keeps its own copy (locked memory) to log in again after
+  // the token was lost (pkcs11/token.h).
+  *pin = SecretBuffer();
   if (Status status = CheckNotAFreshStartOverTenants(config, **token); !status.ok()) {
     return fail(status);
   }

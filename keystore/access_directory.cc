@@ -327,8 +327,19 @@ Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret, 
     if (!verified && !CheckUsable(*entry, now).ok()) return Error(NotValid());
     if (!verified) stored = entry->record.digest;
   }
-  const bool matches = verified ? CRYPTO_memcmp(verified->data(), digest.data(), digest.size()) == 0
-                                : VerifyWithToken(secret, stored);
+  bool matches = false;
+  if (verified) {
+    matches = CRYPTO_memcmp(verified->data(), digest.data(), digest.size()) == 0;
+  } else {
+    // A token that cannot answer says nothing about the secret: its error
+    // (TOKEN_UNAVAILABLE) goes back as it is, and nobody is locked out.
+    Result<bool> checked = VerifyWithToken(secret, stored);
+    if (!checked) {
+      OPENSSL_cleanse(digest.data(), digest.size());
+      return Error(checked.error());
+    }
+    matches = *checked;
+  }
   if (!matches) {
     OPENSSL_cleanse(digest.data(), digest.size());
     return guess();
@@ -381,10 +392,10 @@ std::optional<std::string> AccessDirectory::OwnerOfKey(std::string_view secret) 
   return it->second->record.tenant + "/" + it->second->record.principal;
 }
 
-bool AccessDirectory::VerifyWithToken(std::string_view secret, const Bytes& stored) const {
-  Result<Bytes> hmac = HmacOf(secret);
-  if (!hmac.has_value() || hmac->size() != stored.size()) return false;
-  return CRYPTO_memcmp(hmac->data(), stored.data(), stored.size()) == 0;
+Result<bool> AccessDirectory::VerifyWithToken(std::string_view secret, const Bytes& stored) const {
+  ASSIGN_OR_RETURN(Bytes hmac, HmacOf(secret));
+  if (hmac.size() != stored.size()) return false;
+  return CRYPTO_memcmp(hmac.data(), stored.data(), stored.size()) == 0;
 }
 
 Status AccessDirectory::FlushUsage() {

@@ -129,7 +129,8 @@ class AccessDirectory {
   // wrong secret (the same words for each), or naming the key when it is
   // revoked or expired and its secret was proven before (a revoked or expired
   // key never proven costs no token call: it is just not valid). A token
-  // that does not answer the first check also makes the key not valid.
+  // that does not answer the first check gives its error (TOKEN_UNAVAILABLE),
+  // not a verdict: `guessed` stays unset.
   // `guessed`, when given, is set when the secret is one nobody holds
   // (malformed, unknown id, wrong secret): a failed attempt, where a
   // revoked or expired key is not.
@@ -205,8 +206,9 @@ class AccessDirectory {
   Result<std::shared_ptr<KeyEntry>> FindKeyEntry(std::string_view id) const;
   // The secret's HMAC under the token key.
   Result<Bytes> HmacOf(std::string_view secret) const;
-  // True when the token's HMAC of `secret` is `stored` (constant time).
-  bool VerifyWithToken(std::string_view secret, const Bytes& stored) const;
+  // True when the token's HMAC of `secret` is `stored` (constant time); the
+  // token's error when it cannot say.
+  Result<bool> VerifyWithToken(std::string_view secret, const Bytes& stored) const;
   Status CheckUsable(const KeyEntry& entry, int64_t now) const;
   void RebuildBoundPeers();  // mu_ held for writing
   void Changed() { generation_.fetch_add(1, std::memory_order_acq_rel); }

@@ -1,7 +1,10 @@
 // Encrypt and decrypt: the catalog lookup under its read lock, the nonce
 // budget (invariant 6) outside it, then the AEAD in the token (invariant 3,
 // internal/crypto.h). A version is unwrapped into a session object on first
-// use; the request holds its handle until the token call returns.
+// use; the request holds its handle until the token call returns. After the
+// token reconnected (pkcs11/token.h, "Losing the token") a cached handle is
+// stale: it is unwrapped again, and a request whose handle went stale
+// between its lookup and its token call looks it up once more.
 #include "keystore/internal/crypto.h"
 
 #include <spdlog/spdlog.h>
@@ -15,10 +18,14 @@ using keystore_internal::CheckKeyUsable;
 
 Result<KeyHierarchy::VersionHandle> KeyHierarchy::HandleFor(const Tenant& tenant, const Key& key,
                                                             const Version& version) const {
-  if (VersionHandle unwrapped = version.unwrapped.load(); unwrapped) return unwrapped;
+  if (VersionHandle unwrapped = version.unwrapped.load(); unwrapped && unwrapped->current()) {
+    return unwrapped;
+  }
   ASSIGN_OR_RETURN(pkcs11::ObjectHandle kek, keystore_internal::WrappingKeyOf(tenant, key));
   std::lock_guard lock(unwrap_mu_);
-  if (VersionHandle unwrapped = version.unwrapped.load(); unwrapped) return unwrapped;
+  if (VersionHandle unwrapped = version.unwrapped.load(); unwrapped && unwrapped->current()) {
+    return unwrapped;
+  }
   auto handle = token_.UnwrapAesKey(kek, version.wrapped);
   if (!handle) {
     if (handle.error().code() == Code::kNotFound) {
@@ -31,6 +38,19 @@ Result<KeyHierarchy::VersionHandle> KeyHierarchy::HandleFor(const Tenant& tenant
   auto unwrapped = std::make_shared<const UnwrappedVersion>(token_, *handle);
   version.unwrapped.store(unwrapped);
   return unwrapped;
+}
+
+Result<KeyHierarchy::VersionHandle> KeyHierarchy::RefreshHandle(std::string_view tenant_name,
+                                                                const KeyId& key_id,
+                                                                uint32_t version) const {
+  auto lock = catalog_->ReadLock();
+  ASSIGN_OR_RETURN(const Tenant* tenant, catalog_->ServingTenant(tenant_name));
+  const Key* key = catalog_->KeyById(key_id);
+  if (key == nullptr || key->record.tenant != tenant_name || version > key->versions.size()) {
+    return Error(Code::kNotFound, "the key was shredded");
+  }
+  RETURN_IF_ERROR(CheckKeyUsable(key->record));
+  return HandleFor(*tenant, *key, *key->versions[version - 1]);
 }
 
 Result<KeyHierarchy::UsableVersion> KeyHierarchy::UsableLatest(std::string_view tenant_name,
@@ -86,10 +106,18 @@ Result<EncryptOutput> KeyHierarchy::Encrypt(std::string_view tenant, std::string
     RETURN_IF_ERROR(RotateExhausted(usable.key_id, usable.version));
     ASSIGN_OR_RETURN(usable, UsableLatest(tenant, key_ref));
   }
+  auto seal = [&] {
+    return keystore_internal::Seal(token_, usable.handle->key(), usable.key_id, usable.version,
+                                   tenant, context, plaintext);
+  };
+  Result<Bytes> sealed = seal();
+  if (!sealed && !usable.handle->current()) {
+    ASSIGN_OR_RETURN(usable.handle, RefreshHandle(tenant, usable.key_id, usable.version));
+    sealed = seal();
+  }
+  if (!sealed) return Error(sealed.error());
   EncryptOutput out;
-  ASSIGN_OR_RETURN(out.ciphertext,
-                   keystore_internal::Seal(token_, usable.handle->handle(), usable.key_id,
-                                           usable.version, tenant, context, plaintext));
+  out.ciphertext = std::move(*sealed);
   out.key_id = usable.key_id;
   out.key_name = std::move(usable.key_name);
   out.version = usable.version;
@@ -133,8 +161,16 @@ Result<DecryptOutput> KeyHierarchy::Decrypt(std::string_view tenant_name,
     out.key_name = key->record.name;
     out.version = parsed.version;
   }
-  ASSIGN_OR_RETURN(out.plaintext,
-                   keystore_internal::Open(token_, handle->handle(), parsed, tenant_name, context));
+  auto open = [&] {
+    return keystore_internal::Open(token_, handle->key(), parsed, tenant_name, context);
+  };
+  Result<SecretBuffer> plaintext = open();
+  if (!plaintext && !handle->current()) {
+    ASSIGN_OR_RETURN(handle, RefreshHandle(tenant_name, out.key_id, out.version));
+    plaintext = open();
+  }
+  if (!plaintext) return Error(plaintext.error());
+  out.plaintext = std::move(*plaintext);
   return out;
 }
 

@@ -347,6 +347,10 @@ class KeyHierarchy {
   // read lock held.
   Result<VersionHandle> HandleFor(const Tenant& tenant, const Key& key,
                                   const Version& version) const;
+  // A version's handle looked up again: for a request whose handle went stale
+  // (the token reconnected) between its lookup and its token call.
+  Result<VersionHandle> RefreshHandle(std::string_view tenant, const KeyId& key_id,
+                                      uint32_t version) const;
   // The newest version of a usable key, its encryption counted (the nonce
   // budget), outside the catalog's lock.
   Result<UsableVersion> UsableLatest(std::string_view tenant, std::string_view key_ref) const;

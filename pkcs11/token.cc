@@ -48,63 +48,6 @@ class Token::PooledSession {
   CK_SESSION_HANDLE session_;
 };
 
-Token::Token(std::shared_ptr<Module> module, CK_SLOT_ID slot, TokenInfo info)
-    : module_(std::move(module)), fn_(module_->functions()), slot_(slot), info_(std::move(info)) {}
-
-Result<std::unique_ptr<Token>> Token::Open(std::shared_ptr<Module> module, std::string_view label,
-                                           const SecretBuffer& user_pin, size_t pool_size) {
-  ASSIGN_OR_RETURN(CK_SLOT_ID slot, module->FindSlotByTokenLabel(label));
-  CK_FUNCTION_LIST* fn = module->functions();
-  CK_TOKEN_INFO raw{};
-  RETURN_IF_ERROR(FromRv(fn->C_GetTokenInfo(slot, &raw), "C_GetTokenInfo"));
-  TokenInfo info{Trim(raw.label, sizeof raw.label),
-                 Trim(raw.manufacturerID, sizeof raw.manufacturerID),
-                 Trim(raw.model, sizeof raw.model), slot};
-  std::unique_ptr<Token> token(new Token(std::move(module), slot, std::move(info)));
-
-  const CK_FLAGS flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
-  RETURN_IF_ERROR(FromRv(fn->C_OpenSession(slot, flags, nullptr, nullptr, &token->holder_session_),
-                         "C_OpenSession"));
-  // Login state is per application: one login covers every session.
-  CK_RV rv = fn->C_Login(token->holder_session_, CKU_USER,
-                         const_cast<CK_UTF8CHAR*>(user_pin.RevealData()), user_pin.size());
-  if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
-    return Error(FromRv(rv, "C_Login"));
-  }
-  for (size_t i = 0; i < std::max<size_t>(pool_size, 1); ++i) {
-    CK_SESSION_HANDLE session;
-    RETURN_IF_ERROR(
-        FromRv(fn->C_OpenSession(slot, flags, nullptr, nullptr, &session), "C_OpenSession"));
-    token->all_sessions_.push_back(session);
-    token->free_sessions_.push_back(session);
-  }
-  return token;
-}
-
-Token::~Token() {
-  for (CK_SESSION_HANDLE session : all_sessions_) fn_->C_CloseSession(session);
-  if (holder_session_ != CK_INVALID_HANDLE) {
-    fn_->C_Logout(holder_session_);
-    fn_->C_CloseSession(holder_session_);
-  }
-}
-
-Result<CK_SESSION_HANDLE> Token::AcquireSession() {
-  std::unique_lock lock(pool_mu_);
-  pool_cv_.wait(lock, [&] { return !free_sessions_.empty(); });
-  CK_SESSION_HANDLE session = free_sessions_.back();
-  free_sessions_.pop_back();
-  return session;
-}
-
-void Token::ReleaseSession(CK_SESSION_HANDLE session) {
-  {
-    std::lock_guard lock(pool_mu_);
-    free_sessions_.push_back(session);
-  }
-  pool_cv_.notify_one();
-}
-
 Result<std::vector<ObjectHandle>> Token::FindTokenSecretKeys(
     std::optional<std::string_view> label) {
   return FindTokenObjects(CKO_SECRET_KEY, label);
@@ -118,7 +61,7 @@ Result<std::vector<ObjectHandle>> Token::FindTokenObjects(CK_OBJECT_CLASS cls,
                           {CKA_LABEL, const_cast<char*>(label.value_or("").data()),
                            static_cast<CK_ULONG>(label.value_or("").size())}};
   RETURN_IF_ERROR(
-      FromRv(fn_->C_FindObjectsInit(holder_session_, query, label ? 3 : 2), "C_FindObjectsInit"));
+      Check(fn_->C_FindObjectsInit(holder_session_, query, label ? 3 : 2), "C_FindObjectsInit"));
   std::vector<ObjectHandle> handles;
   for (;;) {
     CK_OBJECT_HANDLE batch[64];
@@ -126,22 +69,24 @@ Result<std::vector<ObjectHandle>> Token::FindTokenObjects(CK_OBJECT_CLASS cls,
     CK_RV rv = fn_->C_FindObjects(holder_session_, batch, 64, &found);
     if (rv != CKR_OK) {
       fn_->C_FindObjectsFinal(holder_session_);
-      return Error(FromRv(rv, "C_FindObjects"));
+      return Error(Check(rv, "C_FindObjects"));
     }
     if (found == 0) break;
     handles.insert(handles.end(), batch, batch + found);
   }
-  RETURN_IF_ERROR(FromRv(fn_->C_FindObjectsFinal(holder_session_), "C_FindObjectsFinal"));
+  RETURN_IF_ERROR(Check(fn_->C_FindObjectsFinal(holder_session_), "C_FindObjectsFinal"));
   return handles;
 }
 
 Result<std::vector<ObjectHandle>> Token::FindTokenSecretKeysByLabel(std::string_view label) {
-  std::lock_guard lock(holder_mu_);
-  return FindTokenSecretKeys(label);
+  ASSIGN_OR_RETURN(auto lock, LockHolder());
+  ASSIGN_OR_RETURN(std::vector<ObjectHandle> handles, FindTokenSecretKeys(label));
+  for (ObjectHandle& handle : handles) handle = Track(handle, CKO_SECRET_KEY, label);
+  return handles;
 }
 
 Result<std::vector<TokenObject>> Token::ListTokenSecretKeys() {
-  std::lock_guard lock(holder_mu_);
+  ASSIGN_OR_RETURN(auto lock, LockHolder());
   ASSIGN_OR_RETURN(std::vector<ObjectHandle> handles, FindTokenSecretKeys(std::nullopt));
   std::vector<TokenObject> objects;
   for (ObjectHandle handle : handles) {
@@ -150,14 +95,15 @@ Result<std::vector<TokenObject>> Token::ListTokenSecretKeys() {
     std::string label(attr.ulValueLen, '\0');
     attr.pValue = label.data();
     if (fn_->C_GetAttributeValue(holder_session_, handle, &attr, 1) != CKR_OK) continue;
-    objects.push_back({std::move(label), handle});
+    const ObjectHandle held = Track(handle, CKO_SECRET_KEY, label);
+    objects.push_back({std::move(label), held});
   }
   return objects;
 }
 
 Result<ObjectHandle> Token::GenerateKey(std::vector<CK_ATTRIBUTE>& attributes,
                                         CK_MECHANISM_TYPE mech) {
-  std::lock_guard lock(holder_mu_);
+  ASSIGN_OR_RETURN(auto lock, LockHolder());
   return GenerateKeyLocked(attributes, mech);
 }
 
@@ -165,40 +111,45 @@ Result<ObjectHandle> Token::GenerateKeyLocked(std::vector<CK_ATTRIBUTE>& attribu
                                               CK_MECHANISM_TYPE mech) {
   CK_MECHANISM mechanism = {mech, nullptr, 0};
   CK_OBJECT_HANDLE handle;
-  RETURN_IF_ERROR(FromRv(fn_->C_GenerateKey(holder_session_, &mechanism, attributes.data(),
-                                            attributes.size(), &handle),
-                         "C_GenerateKey"));
+  RETURN_IF_ERROR(Check(fn_->C_GenerateKey(holder_session_, &mechanism, attributes.data(),
+                                           attributes.size(), &handle),
+                        "C_GenerateKey"));
   return handle;
 }
 
 Result<ObjectHandle> Token::CreateTokenWrappingKey(std::string_view label) {
   internal::KeyTemplate t = internal::WrappingKeyTemplate(label);
-  return GenerateKey(t.attributes(), CKM_AES_KEY_GEN);
+  ASSIGN_OR_RETURN(ObjectHandle handle, GenerateKey(t.attributes(), CKM_AES_KEY_GEN));
+  return Track(handle, CKO_SECRET_KEY, label);
 }
 
 Result<ObjectHandle> Token::CreateTokenHmacKey(std::string_view label) {
   internal::KeyTemplate t = internal::HmacKeyTemplate(label);
-  return GenerateKey(t.attributes(), CKM_GENERIC_SECRET_KEY_GEN);
+  ASSIGN_OR_RETURN(ObjectHandle handle, GenerateKey(t.attributes(), CKM_GENERIC_SECRET_KEY_GEN));
+  return Track(handle, CKO_SECRET_KEY, label);
 }
 
 Result<ObjectHandle> Token::TEST_CreateUnhardenedWrappingKey(std::string_view label) {
   internal::KeyTemplate t = internal::UnhardenedWrappingKeyTemplate(label);
-  return GenerateKey(t.attributes(), CKM_AES_KEY_GEN);
+  ASSIGN_OR_RETURN(ObjectHandle handle, GenerateKey(t.attributes(), CKM_AES_KEY_GEN));
+  return Track(handle, CKO_SECRET_KEY, label);
 }
 
 Status Token::DestroyObject(ObjectHandle handle) {
-  std::lock_guard lock(holder_mu_);
-  return FromRv(fn_->C_DestroyObject(holder_session_, handle), "C_DestroyObject");
+  ASSIGN_OR_RETURN(auto lock, LockHolder());
+  RETURN_IF_ERROR(Check(fn_->C_DestroyObject(holder_session_, Current(handle)), "C_DestroyObject"));
+  Untrack(handle);
+  return OkStatus();
 }
 
 Result<std::string> Token::ReadAttributeLocked(ObjectHandle key, CK_ATTRIBUTE_TYPE type) {
   CK_ATTRIBUTE attr = {type, nullptr, 0};
   RETURN_IF_ERROR(
-      FromRv(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
+      Check(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
   std::string value(attr.ulValueLen, '\0');
   attr.pValue = value.data();
   RETURN_IF_ERROR(
-      FromRv(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
+      Check(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
   value.resize(attr.ulValueLen);
   return value;
 }
@@ -207,7 +158,7 @@ Result<std::map<CK_ATTRIBUTE_TYPE, std::string>> Token::ReadTemplateLocked(Objec
                                                                            CK_ATTRIBUTE_TYPE type) {
   CK_ATTRIBUTE attr = {type, nullptr, 0};
   RETURN_IF_ERROR(
-      FromRv(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
+      Check(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
   // PKCS#11 2.40 section 5.2: an array attribute is read in three steps:
   // its size, then each element's type and length, then the values.
   std::vector<CK_ATTRIBUTE> elements(attr.ulValueLen / sizeof(CK_ATTRIBUTE));
@@ -216,22 +167,23 @@ Result<std::map<CK_ATTRIBUTE_TYPE, std::string>> Token::ReadTemplateLocked(Objec
   for (CK_ATTRIBUTE& e : elements) e = {0, nullptr, 0};
   attr.pValue = elements.data();
   RETURN_IF_ERROR(
-      FromRv(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
+      Check(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
   std::vector<std::string> values;
   values.reserve(elements.size());
   for (CK_ATTRIBUTE& e : elements) {
     e.pValue = values.emplace_back(e.ulValueLen, '\0').data();
   }
   RETURN_IF_ERROR(
-      FromRv(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
+      Check(fn_->C_GetAttributeValue(holder_session_, key, &attr, 1), "C_GetAttributeValue"));
   for (size_t i = 0; i < elements.size(); ++i) {
     out[elements[i].type] = values[i].substr(0, elements[i].ulValueLen);
   }
   return out;
 }
 
-Result<bool> Token::IsHardened(ObjectHandle key) {
-  std::lock_guard lock(holder_mu_);
+Result<bool> Token::IsHardened(ObjectHandle held) {
+  ASSIGN_OR_RETURN(auto lock, LockHolder());
+  const ObjectHandle key = Current(held);
   ASSIGN_OR_RETURN(std::string type_bytes, ReadAttributeLocked(key, CKA_KEY_TYPE));
   CK_KEY_TYPE type = 0;
   if (type_bytes.size() != sizeof type) return false;
@@ -257,7 +209,7 @@ Result<Bytes> Token::WrapAndDestroyLocked(ObjectHandle wrapping_key, ObjectHandl
   CK_MECHANISM mechanism = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
   Bytes wrapped(kAesKeyBytes + 16);
   CK_ULONG wrapped_len = wrapped.size();
-  Status status = FromRv(
+  Status status = Check(
       fn_->C_WrapKey(holder_session_, &mechanism, wrapping_key, key, wrapped.data(), &wrapped_len),
       "C_WrapKey");
   fn_->C_DestroyObject(holder_session_, key);
@@ -271,9 +223,9 @@ Result<Bytes> Token::GenerateWrappedAesKey(ObjectHandle wrapping_key) {
   // holder session (invisible to other applications), with no usage, wrapped
   // and destroyed under one lock.
   internal::KeyTemplate t = internal::VersionToWrapTemplate();
-  std::lock_guard lock(holder_mu_);
+  ASSIGN_OR_RETURN(auto lock, LockHolder());
   ASSIGN_OR_RETURN(ObjectHandle fresh, GenerateKeyLocked(t.attributes(), CKM_AES_KEY_GEN));
-  return WrapAndDestroyLocked(wrapping_key, fresh);
+  return WrapAndDestroyLocked(Current(wrapping_key), fresh);
 }
 
 Result<ObjectHandle> Token::UnwrapLocked(ObjectHandle wrapping_key,
@@ -282,9 +234,9 @@ Result<ObjectHandle> Token::UnwrapLocked(ObjectHandle wrapping_key,
   CK_MECHANISM mechanism = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
   CK_OBJECT_HANDLE handle;
   Status status =
-      FromRv(fn_->C_UnwrapKey(holder_session_, &mechanism, wrapping_key, InputPointer(wrapped),
-                              wrapped.size(), attributes.data(), attributes.size(), &handle),
-             "C_UnwrapKey");
+      Check(fn_->C_UnwrapKey(holder_session_, &mechanism, wrapping_key, InputPointer(wrapped),
+                             wrapped.size(), attributes.data(), attributes.size(), &handle),
+            "C_UnwrapKey");
   // Wrapped bytes come from the keystore, never from a caller: bytes that do
   // not unwrap are a damaged keystore (INTERNAL), not a bad ciphertext.
   if (status.code() == Code::kInvalidCiphertext) {
@@ -294,47 +246,52 @@ Result<ObjectHandle> Token::UnwrapLocked(ObjectHandle wrapping_key,
   return handle;
 }
 
-Result<ObjectHandle> Token::UnwrapAesKey(ObjectHandle wrapping_key,
-                                         std::span<const uint8_t> wrapped) {
+Result<KeyRef> Token::UnwrapAesKey(ObjectHandle wrapping_key, std::span<const uint8_t> wrapped) {
   internal::KeyTemplate t = internal::UsableVersionTemplate();
-  std::lock_guard lock(holder_mu_);
-  return UnwrapLocked(wrapping_key, wrapped, t.attributes());
+  ASSIGN_OR_RETURN(auto lock, LockHolder());
+  ASSIGN_OR_RETURN(ObjectHandle handle,
+                   UnwrapLocked(Current(wrapping_key), wrapped, t.attributes()));
+  // Under holder_mu_: no reconnection can come between the unwrap and this.
+  return KeyRef(handle, generation());
 }
 
 Result<Bytes> Token::RewrapAesKey(ObjectHandle old_key, std::span<const uint8_t> wrapped,
                                   ObjectHandle new_key) {
   internal::KeyTemplate t = internal::VersionToRewrapTemplate();
-  std::lock_guard lock(holder_mu_);
-  ASSIGN_OR_RETURN(ObjectHandle version, UnwrapLocked(old_key, wrapped, t.attributes()));
-  return WrapAndDestroyLocked(new_key, version);
+  ASSIGN_OR_RETURN(auto lock, LockHolder());
+  ASSIGN_OR_RETURN(ObjectHandle version, UnwrapLocked(Current(old_key), wrapped, t.attributes()));
+  return WrapAndDestroyLocked(Current(new_key), version);
 }
 
-Result<Bytes> Token::EncryptGcm(ObjectHandle key, const Iv& iv, std::span<const uint8_t> aad,
+Result<Bytes> Token::EncryptGcm(const KeyRef& key, const Iv& iv, std::span<const uint8_t> aad,
                                 std::span<const uint8_t> plaintext) {
   CK_GCM_PARAMS params = GcmParams(iv, aad);
   CK_MECHANISM mechanism = {CKM_AES_GCM, &params, sizeof params};
-  ASSIGN_OR_RETURN(CK_SESSION_HANDLE raw, AcquireSession());
-  PooledSession session(this, raw);
-  RETURN_IF_ERROR(FromRv(fn_->C_EncryptInit(session.get(), &mechanism, key), "C_EncryptInit"));
+  ASSIGN_OR_RETURN(Lease lease, AcquireSession(&key));
+  PooledSession session(this, lease.session);
+  RETURN_IF_ERROR(
+      Check(fn_->C_EncryptInit(session.get(), &mechanism, HandleOf(key)), "C_EncryptInit"));
   Bytes out(plaintext.size() + kGcmTagBits / 8);
   CK_ULONG out_len = out.size();
-  RETURN_IF_ERROR(FromRv(fn_->C_Encrypt(session.get(), InputPointer(plaintext), plaintext.size(),
-                                        out.data(), &out_len),
-                         "C_Encrypt"));
+  RETURN_IF_ERROR(Check(fn_->C_Encrypt(session.get(), InputPointer(plaintext), plaintext.size(),
+                                       out.data(), &out_len),
+                        "C_Encrypt"));
   out.resize(out_len);
   return out;
 }
 
-Result<SecretBuffer> Token::DecryptGcm(ObjectHandle key, const Iv& iv, std::span<const uint8_t> aad,
+Result<SecretBuffer> Token::DecryptGcm(const KeyRef& key, const Iv& iv,
+                                       std::span<const uint8_t> aad,
                                        std::span<const uint8_t> ciphertext_and_tag) {
   if (ciphertext_and_tag.size() < kGcmTagBits / 8) {
     return Error(Code::kInvalidCiphertext, "ciphertext is shorter than the GCM tag");
   }
   CK_GCM_PARAMS params = GcmParams(iv, aad);
   CK_MECHANISM mechanism = {CKM_AES_GCM, &params, sizeof params};
-  ASSIGN_OR_RETURN(CK_SESSION_HANDLE raw, AcquireSession());
-  PooledSession session(this, raw);
-  RETURN_IF_ERROR(FromRv(fn_->C_DecryptInit(session.get(), &mechanism, key), "C_DecryptInit"));
+  ASSIGN_OR_RETURN(Lease lease, AcquireSession(&key));
+  PooledSession session(this, lease.session);
+  RETURN_IF_ERROR(
+      Check(fn_->C_DecryptInit(session.get(), &mechanism, HandleOf(key)), "C_DecryptInit"));
   // Room for the whole input: some modules want it for GCM's buffering.
   SecretBuffer plaintext(std::max<size_t>(ciphertext_and_tag.size(), 1));
   CK_ULONG out_len = plaintext.size();
@@ -342,32 +299,35 @@ Result<SecretBuffer> Token::DecryptGcm(ObjectHandle key, const Iv& iv, std::span
                             ciphertext_and_tag.size(), plaintext.RevealMutableData(), &out_len);
   // SoftHSM2 2.6 answers a GCM tag mismatch with CKR_GENERAL_ERROR, not
   // CKR_ENCRYPTED_DATA_INVALID; the key and session were just shown to work
-  // by C_DecryptInit, so both mean the ciphertext did not authenticate.
+  // by C_DecryptInit, so both mean the ciphertext did not authenticate
+  // (unless the token stopped answering meanwhile).
   if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
-      rv == CKR_GENERAL_ERROR) {
+      (rv == CKR_GENERAL_ERROR && Answers())) {
     return Error(Code::kInvalidCiphertext, "ciphertext failed authentication");
   }
-  RETURN_IF_ERROR(FromRv(rv, "C_Decrypt"));
+  RETURN_IF_ERROR(Check(rv, "C_Decrypt"));
   plaintext.Shrink(out_len);
   return plaintext;
 }
 
 Result<Bytes> Token::HmacSha256(ObjectHandle key, std::span<const uint8_t> data) {
   CK_MECHANISM mechanism = {CKM_SHA256_HMAC, nullptr, 0};
-  ASSIGN_OR_RETURN(CK_SESSION_HANDLE raw, AcquireSession());
-  PooledSession session(this, raw);
-  RETURN_IF_ERROR(FromRv(fn_->C_SignInit(session.get(), &mechanism, key), "C_SignInit"));
+  ASSIGN_OR_RETURN(Lease lease, AcquireSession());
+  PooledSession session(this, lease.session);
+  RETURN_IF_ERROR(Check(fn_->C_SignInit(session.get(), &mechanism, Current(key)), "C_SignInit"));
   Bytes mac(32);
   CK_ULONG mac_len = mac.size();
-  RETURN_IF_ERROR(FromRv(
+  RETURN_IF_ERROR(Check(
       fn_->C_Sign(session.get(), InputPointer(data), data.size(), mac.data(), &mac_len), "C_Sign"));
   mac.resize(mac_len);
   return mac;
 }
 
 Result<std::vector<ObjectHandle>> Token::FindTokenDataObjects(std::string_view label) {
-  std::lock_guard lock(holder_mu_);
-  return FindTokenObjects(CKO_DATA, label);
+  ASSIGN_OR_RETURN(auto lock, LockHolder());
+  ASSIGN_OR_RETURN(std::vector<ObjectHandle> handles, FindTokenObjects(CKO_DATA, label));
+  for (ObjectHandle& handle : handles) handle = Track(handle, CKO_DATA, label);
+  return handles;
 }
 
 Result<ObjectHandle> Token::CreateTokenDataObject(std::string_view label,
@@ -383,32 +343,31 @@ Result<ObjectHandle> Token::CreateTokenDataObject(std::string_view label,
       {CKA_LABEL, const_cast<char*>(label.data()), static_cast<CK_ULONG>(label.size())},
       {CKA_APPLICATION, const_cast<char*>(kApplication), sizeof kApplication - 1},
       {CKA_VALUE, InputPointer(value), static_cast<CK_ULONG>(value.size())}};
-  std::lock_guard lock(holder_mu_);
+  ASSIGN_OR_RETURN(auto lock, LockHolder());
   CK_OBJECT_HANDLE handle;
-  RETURN_IF_ERROR(FromRv(fn_->C_CreateObject(holder_session_, attributes,
-                                             sizeof attributes / sizeof attributes[0], &handle),
-                         "C_CreateObject"));
-  return handle;
+  RETURN_IF_ERROR(Check(fn_->C_CreateObject(holder_session_, attributes,
+                                            sizeof attributes / sizeof attributes[0], &handle),
+                        "C_CreateObject"));
+  return Track(handle, CKO_DATA, label, Bytes(value.begin(), value.end()));
 }
 
 Result<Bytes> Token::ReadDataObject(ObjectHandle object) {
-  std::lock_guard lock(holder_mu_);
-  ASSIGN_OR_RETURN(std::string value, ReadAttributeLocked(object, CKA_VALUE));
-  return Bytes(value.begin(), value.end());
+  ASSIGN_OR_RETURN(auto lock, LockHolder());
+  ASSIGN_OR_RETURN(std::string value, ReadAttributeLocked(Current(object), CKA_VALUE));
+  Bytes bytes(value.begin(), value.end());
+  {
+    // Known now: it tells apart data objects with the same label at a remap.
+    std::unique_lock objects(objects_mu_);
+    if (auto it = tracked_.find(object); it != tracked_.end()) it->second.value = bytes;
+  }
+  return bytes;
 }
 
 Status Token::GenerateRandom(std::span<uint8_t> out) {
   if (out.empty()) return OkStatus();
-  ASSIGN_OR_RETURN(CK_SESSION_HANDLE raw, AcquireSession());
-  PooledSession session(this, raw);
-  return FromRv(fn_->C_GenerateRandom(session.get(), out.data(), out.size()), "C_GenerateRandom");
-}
-
-Status Token::Ping() {
-  CK_TOKEN_INFO info{};
-  Status status = FromRv(fn_->C_GetTokenInfo(slot_, &info), "C_GetTokenInfo");
-  if (!status.ok()) return Status(Code::kTokenUnavailable, status.message());
-  return OkStatus();
+  ASSIGN_OR_RETURN(Lease lease, AcquireSession());
+  PooledSession session(this, lease.session);
+  return Check(fn_->C_GenerateRandom(session.get(), out.data(), out.size()), "C_GenerateRandom");
 }
 
 }  // namespace kmsd::pkcs11

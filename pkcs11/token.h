@@ -17,20 +17,52 @@
 //
 // Thread-safe: crypto operations draw a session from a pool (a PKCS#11
 // session runs one operation at a time); object creation goes through one
-// "holder" session, which owns the session objects and stays open until the
-// Token dies. Lookups by label (C_FindObjects, a linear scan) are for start-up
-// only: callers keep the handles.
+// "holder" session, which owns the session objects. Lookups by label
+// (C_FindObjects, a linear scan) are for start-up only: callers keep the
+// handles.
+//
+// Losing the token. A module answer that says the device, the token, the
+// sessions or the login are gone (CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT,
+// CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, ...; or a key handle
+// or general error while C_GetTokenInfo fails too) marks the token lost: that
+// call and every later one answer TOKEN_UNAVAILABLE, without touching the
+// module, until a reconnection works. The next call at least
+// kReconnectInterval after the last attempt reconnects: it waits for the
+// pooled sessions in use to come back, closes every session of this Token,
+// finds the token by label again, opens new sessions and logs in again with
+// the PIN, which the Token keeps (a SecretBuffer) for this alone; a PIN the
+// token refuses then is never tried again (it would count towards locking
+// it): the token stays unavailable until kmsd restarts. Session
+// objects die with their sessions, so a reconnection starts a new generation:
+// a KeyRef from UnwrapAesKey carries its generation, and a crypto call with a
+// key of an earlier generation answers TOKEN_UNAVAILABLE without using the
+// handle (the module may have given it to another object since); the caller
+// unwraps again. Handles of persistent (token) objects outlive a
+// reconnection for the caller, not in the module (SoftHSM2 forgets a private
+// object's handle at logout and numbers it anew when it is found again): the
+// Token tracks every persistent object it made or found (class, label, and a
+// data object's value once known), callers keep the handle they were given,
+// and after a reconnection one scan of the token maps each to the object's
+// new handle (by label; by value among data objects with the same label). An
+// object no longer found (or not told apart) maps to no handle: its uses
+// answer as for a destroyed object. This assumes a module does not give an
+// old handle's number to another object while it stays initialized
+// (SoftHSM2 counts up).
 #pragma once
 
 #include <p11-kit/pkcs11.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "pkcs11/module.h"
@@ -48,6 +80,16 @@ struct TokenObject {
   ObjectHandle handle;
 };
 
+// A key for a crypto call. A persistent (token) object's handle converts
+// implicitly and works in every generation; a session object's (UnwrapAesKey)
+// carries the generation of the sessions it lives in.
+struct KeyRef {
+  KeyRef(ObjectHandle h) : handle(h) {}  // NOLINT: a token key, any generation
+  KeyRef(ObjectHandle h, uint64_t g) : handle(h), generation(g) {}
+  ObjectHandle handle;
+  std::optional<uint64_t> generation;
+};
+
 struct TokenInfo {
   std::string label;
   std::string manufacturer;
@@ -57,7 +99,11 @@ struct TokenInfo {
 
 class Token {
  public:
+  // How long after a failed reconnection the next one may be tried.
+  static constexpr std::chrono::milliseconds kReconnectInterval{100};
+
   // Finds the token by label, logs in as user, opens `pool_size` sessions.
+  // Keeps a copy of the PIN (locked memory) to log in again after a loss.
   static Result<std::unique_ptr<Token>> Open(std::shared_ptr<Module> module, std::string_view label,
                                              const SecretBuffer& user_pin, size_t pool_size);
   ~Token();
@@ -78,6 +124,10 @@ class Token {
   // Persistent hardened 256-bit HMAC-SHA256 key: sign and verify only.
   Result<ObjectHandle> CreateTokenHmacKey(std::string_view label);
   Status DestroyObject(ObjectHandle handle);
+  // Destroys a session object of the current generation; one of an earlier
+  // generation died with its session and is left alone (its handle may name
+  // another object now), as is any while the token is lost.
+  void DestroySessionObject(const KeyRef& key);
 
   // True when the token key has exactly the attributes kmsd gives it today
   // (its class of key is read from the key). Keys made by kmsd before these
@@ -89,8 +139,9 @@ class Token {
   // `wrapping_key`; the unwrapped object is destroyed before return.
   Result<Bytes> GenerateWrappedAesKey(ObjectHandle wrapping_key);
   // Unwraps into a session object: non-extractable, sensitive, encrypt and
-  // decrypt only. NOT_FOUND if `wrapping_key` no longer exists.
-  Result<ObjectHandle> UnwrapAesKey(ObjectHandle wrapping_key, std::span<const uint8_t> wrapped);
+  // decrypt only, of the current generation. NOT_FOUND if `wrapping_key` no
+  // longer exists.
+  Result<KeyRef> UnwrapAesKey(ObjectHandle wrapping_key, std::span<const uint8_t> wrapped);
   // Moves a wrapped version from `old_key` to `new_key`, through a session
   // object destroyed before return. Works only while `old_key` lacks an unwrap
   // template (a key made before hardening): a hardened key never unwraps into
@@ -103,10 +154,11 @@ class Token {
   Result<ObjectHandle> TEST_CreateUnhardenedWrappingKey(std::string_view label);
 
   // AES-256-GCM, 96-bit IV, 128-bit tag. Output is ciphertext || tag.
-  Result<Bytes> EncryptGcm(ObjectHandle key, const Iv& iv, std::span<const uint8_t> aad,
+  // TOKEN_UNAVAILABLE for a key of an earlier generation.
+  Result<Bytes> EncryptGcm(const KeyRef& key, const Iv& iv, std::span<const uint8_t> aad,
                            std::span<const uint8_t> plaintext);
   // INVALID_CIPHERTEXT when the tag does not verify.
-  Result<SecretBuffer> DecryptGcm(ObjectHandle key, const Iv& iv, std::span<const uint8_t> aad,
+  Result<SecretBuffer> DecryptGcm(const KeyRef& key, const Iv& iv, std::span<const uint8_t> aad,
                                   std::span<const uint8_t> ciphertext_and_tag);
 
   // HMAC-SHA256 with a token key.
@@ -124,13 +176,53 @@ class Token {
   Result<Bytes> ReadDataObject(ObjectHandle object);
 
   Status GenerateRandom(std::span<uint8_t> out);
-  // TOKEN_UNAVAILABLE when the token no longer answers.
+  // TOKEN_UNAVAILABLE when the token no longer answers or its sessions or
+  // login are gone (then it is lost: see above); reconnects a lost token.
   Status Ping();
+
+  // Starts at 0; one more after each reconnection.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  bool lost() const { return lost_.load(std::memory_order_acquire); }
 
  private:
   class PooledSession;
-  Token(std::shared_ptr<Module> module, CK_SLOT_ID slot, TokenInfo info);
-  Result<CK_SESSION_HANDLE> AcquireSession();
+  struct Lease {
+    CK_SESSION_HANDLE session;
+    uint64_t generation;
+  };
+  Token(std::shared_ptr<Module> module, CK_SLOT_ID slot, TokenInfo info, SecretBuffer pin,
+        size_t pool_size);
+  // Opens the holder session on `slot`, logs in, opens the pool (holder_mu_
+  // held, or before the Token is shared); closes what it opened on failure.
+  Status OpenSessions(CK_SLOT_ID slot);
+  // OK unless the token is lost and a reconnection (if it is time for one) fails.
+  Status EnsureConnected();
+  // Replaces every session (reconnect_mu_ held).
+  Status Reconnect();
+  void MarkLost(const std::string& reason);
+  // TOKEN_UNAVAILABLE, saying why the token is lost.
+  Status Unavailable() const;
+  // True when C_GetTokenInfo works.
+  bool Answers();
+  // FromRv, but an answer that says the token is gone marks it lost.
+  Status Check(CK_RV rv, std::string_view call);
+  // Persistent objects (token_objects.cc). Track records a handle the module
+  // just gave and returns the one callers hold; Current maps back.
+  ObjectHandle Track(ObjectHandle current, CK_OBJECT_CLASS cls, std::string_view label,
+                     std::optional<Bytes> value = std::nullopt);
+  void Untrack(ObjectHandle stable);
+  ObjectHandle Current(ObjectHandle stable) const;
+  // The module's handle for a crypto call's key (a session object's as it is).
+  ObjectHandle HandleOf(const KeyRef& key) const {
+    return key.generation ? key.handle : Current(key.handle);
+  }
+  // Maps every tracked object to its handle in the new sessions (holder_mu_ held).
+  Status RemapObjectsLocked();
+  // holder_mu_, once connected; TOKEN_UNAVAILABLE while the token is lost.
+  Result<std::unique_lock<std::mutex>> LockHolder();
+  // A pooled session; TOKEN_UNAVAILABLE while lost, or when `key` is of
+  // another generation than the pool.
+  Result<Lease> AcquireSession(const KeyRef* key = nullptr);
   // C_FindObjects over persistent secret keys, by label if given; holder_mu_ held.
   Result<std::vector<ObjectHandle>> FindTokenSecretKeys(std::optional<std::string_view> label);
   // C_FindObjects over persistent objects of `cls` matching `label` if given; holder_mu_ held.
@@ -154,8 +246,30 @@ class Token {
   // Constant after construction.
   std::shared_ptr<Module> module_;
   CK_FUNCTION_LIST* fn_;
-  CK_SLOT_ID slot_;
-  TokenInfo info_;
+  TokenInfo info_;  // info_.slot: the slot at Open
+  const SecretBuffer pin_;
+  const size_t pool_size_;
+
+  // Lock order: reconnect_mu_, holder_mu_, reason_mu_, pool_mu_; objects_mu_ alone.
+  std::mutex reconnect_mu_;
+  std::chrono::steady_clock::time_point next_attempt_;  // guarded by reconnect_mu_
+  uint64_t failed_attempts_ = 0;                        // guarded by reconnect_mu_
+  bool pin_refused_ = false;             // guarded by reconnect_mu_: C_Login said the PIN is wrong
+  std::atomic<CK_SLOT_ID> slot_;         // changed under all three
+  std::atomic<bool> lost_{false};        // changed under pool_mu_
+  std::atomic<uint64_t> generation_{0};  // changed under all three
+  mutable std::mutex reason_mu_;
+  std::string lost_reason_;  // guarded by reason_mu_
+
+  struct Tracked {
+    CK_OBJECT_CLASS cls;
+    std::string label;
+    std::optional<Bytes> value;  // a data object's, once known
+    ObjectHandle current;        // CK_INVALID_HANDLE: not found since the reconnection
+  };
+  mutable std::shared_mutex objects_mu_;               // no module call and no other lock under it
+  std::unordered_map<ObjectHandle, Tracked> tracked_;  // by the handle callers hold
+  std::unordered_map<ObjectHandle, ObjectHandle> stable_;  // current → held, where they differ
 
   std::mutex holder_mu_;  // serializes use of holder_session_
   CK_SESSION_HANDLE holder_session_ = CK_INVALID_HANDLE;
@@ -163,7 +277,7 @@ class Token {
   std::mutex pool_mu_;
   std::condition_variable pool_cv_;
   std::vector<CK_SESSION_HANDLE> free_sessions_;  // guarded by pool_mu_
-  std::vector<CK_SESSION_HANDLE> all_sessions_;   // constant after Open
+  std::vector<CK_SESSION_HANDLE> all_sessions_;   // guarded by pool_mu_; replaced by Reconnect
 };
 
 }  // namespace kmsd::pkcs11

@@ -34,18 +34,22 @@ namespace kmsd {
 // while the version can be used, and every request that uses the handle holds
 // another until its token call returns, so no request can ever use a handle
 // that was destroyed (and perhaps reused by the module for another key).
+// The object lives in one generation of the token's sessions: after the token
+// reconnected it is gone, the token refuses its handle, and HandleFor unwraps
+// the version again (pkcs11/token.h, "Losing the token").
 class UnwrappedVersion {
  public:
-  UnwrappedVersion(pkcs11::Token& token, pkcs11::ObjectHandle handle)
-      : token_(token), handle_(handle) {}
-  ~UnwrappedVersion() { (void)token_.DestroyObject(handle_); }
+  UnwrappedVersion(pkcs11::Token& token, pkcs11::KeyRef key) : token_(token), key_(key) {}
+  ~UnwrappedVersion() { token_.DestroySessionObject(key_); }
   UnwrappedVersion(const UnwrappedVersion&) = delete;
   UnwrappedVersion& operator=(const UnwrappedVersion&) = delete;
-  pkcs11::ObjectHandle handle() const { return handle_; }
+  const pkcs11::KeyRef& key() const { return key_; }
+  // False once the token has reconnected since the unwrap.
+  bool current() const { return key_.generation == token_.generation(); }
 
  private:
   pkcs11::Token& token_;
-  const pkcs11::ObjectHandle handle_;
+  const pkcs11::KeyRef key_;
 };
 
 // CKA_LABEL of a key's first KEK: tenants/<tenant>/keys/<key id in hex>.
@@ -63,6 +67,7 @@ struct Version {
   Bytes wrapped;  // changed only by the KEK migration, with write_mu_ and WriteLock held
   int64_t created_at = 0;
   // Empty until first use and again once the version is forgotten (shredded);
+  // replaced when the token reconnected since (not current());
   // atomic: read without the catalog's lock, stored under unwrap_mu_.
   mutable std::atomic<VersionHandle> unwrapped;
   // Shared so that an encryption can count after dropping the catalog's lock.

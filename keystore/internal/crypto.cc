@@ -6,7 +6,7 @@
 
 namespace kmsd::keystore_internal {
 
-Result<Bytes> Seal(pkcs11::Token& token, pkcs11::ObjectHandle version_key, const KeyId& key_id,
+Result<Bytes> Seal(pkcs11::Token& token, const pkcs11::KeyRef& version_key, const KeyId& key_id,
                    uint32_t version, std::string_view tenant, const EncryptionContext& context,
                    std::span<const uint8_t> plaintext) {
   // The IV comes from OpenSSL's DRBG (NIST SP 800-90A), not the token: a
@@ -23,7 +23,7 @@ Result<Bytes> Seal(pkcs11::Token& token, pkcs11::ObjectHandle version_key, const
   return ciphertext;
 }
 
-Result<SecretBuffer> Open(pkcs11::Token& token, pkcs11::ObjectHandle version_key,
+Result<SecretBuffer> Open(pkcs11::Token& token, const pkcs11::KeyRef& version_key,
                           const ParsedCiphertext& parsed, std::string_view tenant,
                           const EncryptionContext& context) {
   const std::vector<uint8_t> aad = BuildAad(parsed.bound_header, tenant, context);

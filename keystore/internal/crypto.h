@@ -18,13 +18,13 @@ namespace kmsd::keystore_internal {
 
 // Header (key id, version, a fresh random IV) followed by the AES-GCM
 // ciphertext and tag of `plaintext` under `version_key`.
-Result<Bytes> Seal(pkcs11::Token& token, pkcs11::ObjectHandle version_key, const KeyId& key_id,
+Result<Bytes> Seal(pkcs11::Token& token, const pkcs11::KeyRef& version_key, const KeyId& key_id,
                    uint32_t version, std::string_view tenant, const EncryptionContext& context,
                    std::span<const uint8_t> plaintext);
 
 // The plaintext of a parsed ciphertext, if the tenant and context are those
 // it was sealed with.
-Result<SecretBuffer> Open(pkcs11::Token& token, pkcs11::ObjectHandle version_key,
+Result<SecretBuffer> Open(pkcs11::Token& token, const pkcs11::KeyRef& version_key,
                           const ParsedCiphertext& parsed, std::string_view tenant,
                           const EncryptionContext& context);
 

@@ -108,8 +108,7 @@ class LegacyWriter {
   // One ciphertext under `version` (docs/FORMATS.md, version 1), recorded in OUT.
   Status Seal(const std::string& tenant, const std::string& key, pkcs11::ObjectHandle wrapping_key,
               const KeyVersionRecord& version) {
-    ASSIGN_OR_RETURN(pkcs11::ObjectHandle unwrapped,
-                     token_.UnwrapAesKey(wrapping_key, version.wrapped));
+    ASSIGN_OR_RETURN(pkcs11::KeyRef unwrapped, token_.UnwrapAesKey(wrapping_key, version.wrapped));
     Iv iv;
     RETURN_IF_ERROR(token_.GenerateRandom(iv));
     const std::string plaintext = tenant + "/" + key + " v" + std::to_string(version.version) +
@@ -117,7 +116,7 @@ class LegacyWriter {
     Bytes ciphertext = BuildHeader(version.key_id, version.version, iv);
     const Bytes aad = BuildAad(std::span(ciphertext).first(kBoundHeaderSize), tenant, {});
     auto sealed = token_.EncryptGcm(unwrapped, iv, aad, AsBytes(plaintext));
-    RETURN_IF_ERROR(token_.DestroyObject(unwrapped));
+    RETURN_IF_ERROR(token_.DestroyObject(unwrapped.handle));
     RETURN_IF_ERROR(sealed);
     ciphertext.insert(ciphertext.end(), sealed->begin(), sealed->end());
     out_ << tenant << '\t' << key << '\t' << version.version << '\t' << plaintext << '\t'

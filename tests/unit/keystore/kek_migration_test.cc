@@ -32,7 +32,7 @@ class KekMigrationTest : public HierarchyTest {
     auto sealed = token_->EncryptGcm(*key, iv, aad, AsBytes(plaintext));
     EXPECT_TRUE(sealed.has_value());
     out.insert(out.end(), sealed->begin(), sealed->end());
-    (void)token_->DestroyObject(*key);
+    (void)token_->DestroyObject(key->handle);
     return {plaintext, out};
   }
 

@@ -158,7 +158,7 @@ class TokenTest : public ::testing::Test {
     if (!wrapped) return CK_INVALID_HANDLE;
     auto key = token_->UnwrapAesKey(root, *wrapped);
     EXPECT_TRUE(key.has_value()) << key.error();
-    return key.value_or(CK_INVALID_HANDLE);
+    return key ? key->handle : CK_INVALID_HANDLE;
   }
 
   void TearDown() override {
