@@ -9,6 +9,7 @@
 #include <atomic>
 
 #include "protocol/credential_text.h"
+#include "protocol/names.h"
 
 namespace kmsd {
 
@@ -35,11 +36,9 @@ std::span<const uint8_t> BytesOf(std::string_view text) {
   return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
 }
 
-std::string Shown(std::string_view name) { return std::string(name.substr(0, 64)); }
-
 Status PrincipalNotFound(std::string_view tenant, std::string_view name) {
-  return Status(Code::kNotFound,
-                "principal '" + Shown(name) + "' not found in tenant '" + Shown(tenant) + "'");
+  return Status(Code::kNotFound, "principal '" + ShownName(name) + "' not found in tenant '" +
+                                     ShownName(tenant) + "'");
 }
 
 }  // namespace
@@ -260,8 +259,8 @@ Result<ApiKeyRecord> AccessDirectory::RevokeApiKey(std::string_view tenant, std:
     std::shared_lock lock(mu_);
     auto it = keys_.find(id);
     if (it == keys_.end() || it->second->record.tenant != tenant) {
-      return Error(Code::kNotFound,
-                   "API key '" + Shown(id) + "' not found in tenant '" + Shown(tenant) + "'");
+      return Error(Code::kNotFound, "API key '" + ShownName(id) + "' not found in tenant '" +
+                                        ShownName(tenant) + "'");
     }
     entry = it->second;
     if (entry->record.revoked_at) return entry->record;

@@ -4,20 +4,19 @@
 #include <algorithm>
 
 #include "keystore/access_directory.h"
+#include "protocol/names.h"
 
 namespace kmsd {
 namespace {
 
-std::string Shown(std::string_view name) { return std::string(name.substr(0, 64)); }
-
 Status RoleNotFound(std::string_view tenant, std::string_view name) {
   return Status(Code::kNotFound,
-                "role '" + Shown(name) + "' not found in tenant '" + Shown(tenant) + "'");
+                "role '" + ShownName(name) + "' not found in tenant '" + ShownName(tenant) + "'");
 }
 
 Status GrantNotFound(std::string_view tenant, std::string_view id) {
   return Status(Code::kNotFound,
-                "grant '" + Shown(id) + "' not found in tenant '" + Shown(tenant) + "'");
+                "grant '" + ShownName(id) + "' not found in tenant '" + ShownName(tenant) + "'");
 }
 
 }  // namespace
@@ -95,15 +94,17 @@ Status AccessDirectory::DeleteRole(std::string_view tenant, std::string_view nam
          it != principals_.end() && it->first.first == tenant; ++it) {
       const auto& roles = it->second->roles;
       if (std::find(roles.begin(), roles.end(), name) != roles.end()) {
-        return Status(Code::kInvalidArgument, "role '" + Shown(name) + "' is held by principal '" +
-                                                  it->second->name + "': change its roles first");
+        return Status(Code::kInvalidArgument, "role '" + ShownName(name) +
+                                                  "' is held by principal '" + it->second->name +
+                                                  "': change its roles first");
       }
     }
   }
   for (const auto& [other, role] : changed) {
     if (std::find(role.inherits.begin(), role.inherits.end(), name) != role.inherits.end()) {
-      return Status(Code::kInvalidArgument, "role '" + Shown(name) + "' is inherited by role '" +
-                                                other + "': change that role first");
+      return Status(Code::kInvalidArgument, "role '" + ShownName(name) +
+                                                "' is inherited by role '" + other +
+                                                "': change that role first");
     }
   }
   RETURN_IF_ERROR(

@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <string>
 
+#include "protocol/names.h"
+
 namespace kmsd {
 namespace {
-
-std::string Shown(std::string_view text) { return std::string(text.substr(0, 64)); }
 
 // True when a narrowed permission covers the key or alias.
 bool Covers(const ScopedPermission& held, const ResourceFacts& facts) {
@@ -52,8 +52,8 @@ Status AccessPolicy::Authorize(const Peer& peer, const PrincipalIdentity* princi
   }
   if (IsAdmin(peer)) return OkStatus();
   std::string message = "uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) +
-                        ") may not call '" + Shown(op) + "'";
-  if (!tenant.empty()) message += " in tenant '" + Shown(tenant) + "'";
+                        ") may not call '" + ShownName(op) + "'";
+  if (!tenant.empty()) message += " in tenant '" + ShownName(tenant) + "'";
   return Status(Code::kAccessDenied,
                 message + ": not an admin of this kmsd, and the request carries no API key");
 }
@@ -64,8 +64,8 @@ Status AccessPolicy::AuthorizePrincipal(const PrincipalIdentity& principal, std:
                                         bool* resource_pending) const {
   const std::string who = "principal '" + principal.name + "' of tenant '" + principal.tenant + "'";
   if (!tenant.empty() && tenant != principal.tenant) {
-    return Status(Code::kAccessDenied, who + " may not call '" + Shown(op) + "' in tenant '" +
-                                           Shown(tenant) +
+    return Status(Code::kAccessDenied, who + " may not call '" + ShownName(op) + "' in tenant '" +
+                                           ShownName(tenant) +
                                            "': a principal acts in its own tenant only");
   }
   if (!permission) return OkStatus();  // UNKNOWN_OPERATION follows
@@ -77,7 +77,7 @@ Status AccessPolicy::AuthorizePrincipal(const PrincipalIdentity& principal, std:
     *resource_pending = true;
     return OkStatus();
   }
-  return Status(Code::kAccessDenied, who + " may not call '" + Shown(op) +
+  return Status(Code::kAccessDenied, who + " may not call '" + ShownName(op) +
                                          "': its roles and grants lack the permission '" +
                                          std::string(PermissionName(*permission)) + "'");
 }
@@ -100,9 +100,9 @@ Status AccessPolicy::AuthorizeResource(const PrincipalIdentity& principal, std::
     }
   }
   return Status(Code::kAccessDenied, "principal '" + principal.name + "' of tenant '" +
-                                         principal.tenant + "' may not call '" + Shown(op) +
+                                         principal.tenant + "' may not call '" + ShownName(op) +
                                          "' on " + std::string(ResourceName(facts.kind)) + " '" +
-                                         Shown(facts.name) +
+                                         ShownName(facts.name) +
                                          "': no role or grant gives it the permission '" +
                                          std::string(PermissionName(permission)) + "' there");
 }

@@ -28,8 +28,8 @@ const PermissionSet& Viewer() {
 
 const PermissionSet& User() {
   static const PermissionSet kSet =
-      Of({P::kServiceRead, P::kTenantRead, P::kEncrypt, P::kDecrypt, P::kReEncryptFrom, P::kReEncryptTo,
-          P::kGenerateDataKey, P::kGenerateRandom, P::kSessionLogin});
+      Of({P::kServiceRead, P::kTenantRead, P::kEncrypt, P::kDecrypt, P::kReEncryptFrom,
+          P::kReEncryptTo, P::kGenerateDataKey, P::kGenerateRandom, P::kSessionLogin});
   return kSet;
 }
 
@@ -48,8 +48,6 @@ const PermissionSet& AnyTenantRole() {
 }
 
 constexpr std::array<std::string_view, 3> kTenantRoles = {"manager", "user", "viewer"};
-
-std::string Shown(std::string_view text) { return std::string(text.substr(0, 64)); }
 
 std::string KnownRoles(const RoleCatalog& custom) {
   std::string known;
@@ -89,7 +87,7 @@ bool IsKeyIdHex(std::string_view text) {
 
 Status BadStatement(std::string_view statement, const std::string& why) {
   return Status(Code::kInvalidArgument,
-                "permission statement '" + Shown(statement) + "' is not valid: " + why);
+                "permission statement '" + ShownName(statement) + "' is not valid: " + why);
 }
 
 // The permissions PERMISSION names, within what a tenant role may hold.
@@ -175,9 +173,9 @@ Status ValidateTenantRoles(const std::vector<std::string>& roles, const RoleCata
                       "names; a tenant principal may hold " +
                           KnownRoles(custom));
       }
-      return Status(
-          Code::kInvalidArgument,
-          "unknown role '" + Shown(role) + "': a tenant principal may hold " + KnownRoles(custom));
+      return Status(Code::kInvalidArgument, "unknown role '" + ShownName(role) +
+                                                "': a tenant principal may hold " +
+                                                KnownRoles(custom));
     }
     if (std::find(roles.begin(), roles.begin() + static_cast<std::ptrdiff_t>(i), role) !=
         roles.begin() + static_cast<std::ptrdiff_t>(i)) {
@@ -252,7 +250,7 @@ Status ValidateCustomRole(const RoleRecord& role, const RoleCatalog& roles) {
     }
     if (!TenantRolePermissions(parent) && !roles.contains(parent)) {
       return Status(Code::kInvalidArgument, "role '" + role.name + "' inherits unknown role '" +
-                                                Shown(parent) + "': known are " +
+                                                ShownName(parent) + "': known are " +
                                                 KnownRoles(roles));
     }
     if (std::count(role.inherits.begin(), role.inherits.end(), parent) > 1) {

@@ -5,15 +5,11 @@
 #include <limits>
 #include <string>
 
+#include "policy/floor_div.h"
 #include "policy/tenant_policy.h"
 
 namespace kmsd {
 namespace {
-
-int64_t FloorDiv(int64_t a, int64_t b) {
-  const int64_t q = a / b;
-  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
 
 int64_t SaturatingAdd(int64_t a, int64_t b) {
   int64_t sum;

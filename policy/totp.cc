@@ -9,6 +9,8 @@
 #include <cstring>
 #include <limits>
 
+#include "policy/floor_div.h"
+
 namespace kmsd {
 namespace {
 
@@ -50,12 +52,6 @@ bool IsWellFormedCode(std::string_view code) {
     if (c < '0' || c > '9') return false;
   }
   return true;
-}
-
-int64_t FloorDiv(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
-  return q;
 }
 
 bool IsUnreserved(char c) {

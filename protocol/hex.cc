@@ -9,7 +9,7 @@ namespace {
 
 constexpr char kDigits[] = "0123456789abcdef";
 
-int Value(char c) {
+int DigitValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   return -1;
@@ -33,8 +33,8 @@ std::string Hex(std::span<const uint8_t> bytes) {
 bool FromHex(std::string_view hex, std::span<uint8_t> out) {
   if (hex.size() != out.size() * 2) return false;
   for (size_t i = 0; i < out.size(); ++i) {
-    const int high = Value(hex[2 * i]);
-    const int low = Value(hex[2 * i + 1]);
+    const int high = DigitValue(hex[2 * i]);
+    const int low = DigitValue(hex[2 * i + 1]);
     if (high < 0 || low < 0) return false;
     out[i] = static_cast<uint8_t>(high << 4 | low);
   }

@@ -51,4 +51,6 @@ Status ValidateKeyReference(std::string_view ref) {
   return IsAliasReference(ref) ? ValidateAliasName(ref) : ValidateKeyName(ref);
 }
 
+std::string ShownName(std::string_view name) { return std::string(name.substr(0, 64)); }
+
 }  // namespace kmsd

@@ -7,6 +7,7 @@
 // is either a key name or an alias name. Pure functions; thread-safe.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "protocol/status.h"
@@ -23,5 +24,9 @@ Status ValidateRoleName(std::string_view name);
 // A key name or an alias name.
 Status ValidateKeyReference(std::string_view ref);
 bool IsAliasReference(std::string_view ref);
+
+// A name as an error message shows it: at most its first 64 bytes (names
+// come from callers and can be long).
+std::string ShownName(std::string_view name);
 
 }  // namespace kmsd

@@ -18,8 +18,6 @@
 namespace kmsd {
 namespace {
 
-std::string Shown(std::string_view text) { return std::string(text.substr(0, 64)); }
-
 ops::RoleDescription DescribeRole(const RoleRecord& role, const RoleCatalog& roles) {
   ops::RoleDescription out{.tenant = role.tenant,
                            .name = role.name,
@@ -92,7 +90,7 @@ Result<ops::RoleDescription> DescribeRoleOp(Call& call, const ops::RoleArg& requ
       return Error(Code::kNotFound, "role '" + std::string(request.name) +
                                         "' is built in, not a custom role (docs/POLICY.md)");
     }
-    return Error(Code::kNotFound, "role '" + Shown(request.name) + "' not found in tenant '" +
+    return Error(Code::kNotFound, "role '" + ShownName(request.name) + "' not found in tenant '" +
                                       std::string(call.tenant()) + "'");
   }
   return DescribeRole(it->second, *roles);

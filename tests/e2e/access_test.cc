@@ -24,8 +24,10 @@
 #include "policy/roles.h"
 #include "protocol/access_types.h"
 #include "protocol/operations.h"
+#include "tests/e2e/cli_exit_codes.h"
 #include "tests/e2e/hostile_support.h"
 #include "tests/support/audit_log_files.h"
+#include "tests/support/files.h"
 
 namespace kmsd::testing {
 namespace {
@@ -33,16 +35,10 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-constexpr int kAccessDeniedExit = 4;  // docs/CLI.md
 constexpr uint64_t kNobodyUid = 65534;
 
 std::string SecretText(const SecretBuffer& secret) {
   return std::string(reinterpret_cast<const char*>(secret.RevealData()), secret.size());
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // A host whose socket `nobody` can reach, the test's uid its admin, with two
@@ -409,13 +405,14 @@ TEST_F(AccessTest, NeitherTheKeystoreNorTheLogHoldsAUsableSecret) {
   const std::string random_part = secret.substr(25);
   for (const std::string& path :
        {std::string(host_.dir() / "keystore.db"), std::string(host_.dir() / "keystore.db-wal")}) {
-    const std::string bytes = ReadFile(path);
+    const std::string bytes = ReadFileBytes(path);
     EXPECT_EQ(bytes.find(random_part), std::string::npos) << path;
     EXPECT_EQ(bytes.find(sha_bytes), std::string::npos) << path;
   }
   // The id is there, the secret is not.
-  EXPECT_THAT(ReadFile(host_.dir() / "keystore.db") + ReadFile(host_.dir() / "keystore.db-wal"),
-              HasSubstr(secret.substr(8, 16)));
+  EXPECT_THAT(
+      ReadFileBytes(host_.dir() / "keystore.db") + ReadFileBytes(host_.dir() / "keystore.db-wal"),
+      HasSubstr(secret.substr(8, 16)));
   const std::string log = daemon_->ReadLog();
   EXPECT_THAT(log, Not(HasSubstr(random_part)));
   EXPECT_THAT(log, Not(HasSubstr(sha_bytes)));

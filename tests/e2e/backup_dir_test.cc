@@ -14,19 +14,13 @@
 
 #include "tests/e2e/config_fixture.h"
 #include "tests/e2e/hostile_support.h"
+#include "tests/support/files.h"
 
 namespace kmsd::testing {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 // Every path under `dir` (symlinks not followed), with file sizes: what a
 // refused request must not change. The daemon's log and audit log, the
@@ -146,7 +140,7 @@ TEST_F(BackupDirTest, ASymlinkPlantedAtTheNameIsAlreadyExistsAndItsTargetStaysUn
   CommandResult kmsctl = Kmsctl({"keystore", "backup", "dangling.db"});
   EXPECT_EQ(kmsctl.exit_code, ExitCodeFor(Code::kAlreadyExists)) << kmsctl.out << kmsctl.err;
   EXPECT_FALSE(fs::exists(fs::symlink_status(missing_target)));
-  EXPECT_EQ(ReadFile(existing_target), "precious");
+  EXPECT_EQ(ReadFileBytes(existing_target), "precious");
   EXPECT_TRUE(fs::is_symlink(BackupDir() + "/dangling.db"));
 }
 
@@ -164,7 +158,7 @@ TEST_F(BackupDirTest, AnExistingNameIsAlreadyExistsAndKept) {
   CommandResult kmsctl = Kmsctl({"keystore", "backup", "taken.db"});
   EXPECT_EQ(kmsctl.exit_code, ExitCodeFor(Code::kAlreadyExists)) << kmsctl.out << kmsctl.err;
   EXPECT_THAT(kmsctl.err, HasSubstr("ALREADY_EXISTS"));
-  EXPECT_EQ(ReadFile(BackupDir() + "/taken.db"), "precious");
+  EXPECT_EQ(ReadFileBytes(BackupDir() + "/taken.db"), "precious");
 }
 
 TEST_F(BackupDirTest, KmsctlRefusesOutsidePathsWithTheInvalidArgumentExitCode) {

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "tests/e2e/e2e_fixture.h"
+#include "tests/support/files.h"
 #include "tests/support/secret_forms.h"
 
 namespace kmsd::testing {
@@ -27,13 +28,6 @@ namespace {
 
 using ::testing::HasSubstr;
 using json = nlohmann::json;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 std::string RandomBytes(size_t n) {
   std::string out(n, '\0');
@@ -110,8 +104,8 @@ TEST_F(BackupTest, BackupHoldsOnlyWrappedMaterialAndRestoreBringsItBack) {
   MustCall("key.rotate", "acme", std::move(rotate));
 
   std::vector<Sealed> sealed;
-  std::vector<std::string> secrets = {ReadFile(DevDir() + "/user-pin"),
-                                      ReadFile(DevDir() + "/so-pin")};
+  std::vector<std::string> secrets = {ReadFileBytes(DevDir() + "/user-pin"),
+                                      ReadFileBytes(DevDir() + "/so-pin")};
   for (std::string& pin : secrets) {
     while (!pin.empty() && pin.back() == '\n') pin.pop_back();
     ASSERT_GE(pin.size(), 8u);
@@ -167,7 +161,7 @@ TEST_F(BackupTest, BackupHoldsOnlyWrappedMaterialAndRestoreBringsItBack) {
   EXPECT_EQ(result["keys"], 7);  // three per tenant and acme's "orders"
   EXPECT_EQ(result["schema_version"],
             MustCall("status").result().Map("keystore").value().Uint("schema_version").value_or(0));
-  const std::string bytes = ReadFile(backup);
+  const std::string bytes = ReadFileBytes(backup);
   EXPECT_EQ(result["bytes"], bytes.size());
   struct stat st;
   ASSERT_EQ(stat(backup.c_str(), &st), 0);
@@ -196,7 +190,7 @@ TEST_F(BackupTest, BackupHoldsOnlyWrappedMaterialAndRestoreBringsItBack) {
   CommandResult restored = Restore(backup);
   ASSERT_EQ(restored.exit_code, 0) << restored.out << restored.err;
   EXPECT_THAT(restored.out, HasSubstr("2 tenants, 7 keys"));
-  EXPECT_EQ(ReadFile(backup), bytes) << "restore must only read the backup";
+  EXPECT_EQ(ReadFileBytes(backup), bytes) << "restore must only read the backup";
   StartDaemon();
 
   EXPECT_EQ(TenantNames(), (std::set<std::string>{"acme", "globex"}));
@@ -220,7 +214,7 @@ TEST_F(BackupTest, BackupRefusesExistingFileTenantAndMissingPath) {
   CommandResult taken = Kmsctl({"keystore", "backup", "existing.db"});
   EXPECT_EQ(taken.exit_code, 11) << taken.out << taken.err;
   EXPECT_THAT(taken.err + taken.out, HasSubstr("ALREADY_EXISTS"));
-  EXPECT_EQ(ReadFile(existing), "precious");
+  EXPECT_EQ(ReadFileBytes(existing), "precious");
 
   Value::Map with_tenant;
   with_tenant.emplace_back("path", "b.db");
@@ -268,7 +262,7 @@ TEST_F(BackupTest, RestoreOfAFileThatIsNotAKeystoreExits1AndKeepsTheKeystore) {
   MustCall("tenant.create", "acme");
   StopDaemon();
   const std::string keystore = DevDir() + "/keystore.db";
-  const std::string before = ReadFile(keystore);
+  const std::string before = ReadFileBytes(keystore);
   const std::string text = dir_ / "notes.txt";
   std::ofstream(text) << "these are not the keys you are looking for, not even an SQLite file";
 
@@ -276,7 +270,7 @@ TEST_F(BackupTest, RestoreOfAFileThatIsNotAKeystoreExits1AndKeepsTheKeystore) {
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_THAT(refused.err, HasSubstr("restore failed, keystore unchanged"));
   EXPECT_THAT(refused.err, HasSubstr("not a kmsd keystore"));
-  EXPECT_EQ(ReadFile(keystore), before);
+  EXPECT_EQ(ReadFileBytes(keystore), before);
   StartDaemon();
   EXPECT_EQ(TenantNames(), (std::set<std::string>{"acme"}));
 }

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/e2e/cli_exit_codes.h"
 #include "tests/e2e/hostile_support.h"
 
 namespace kmsd::testing {
@@ -27,7 +28,6 @@ namespace {
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kAccessDeniedExit = 4;    // docs/CLI.md
 const char* const kNobodyGid = "4242";  // a group nobody is not in
 
 std::vector<std::string> AsNobody(std::vector<std::string> argv,

@@ -16,8 +16,11 @@
 #include "protocol/access_types.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_helpers.h"
 
 namespace kmsd::testing {
+
+inline Bytes ToBytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
 class KmsdTest : public ::testing::Test {
  protected:
@@ -40,7 +43,6 @@ class KmsdTest : public ::testing::Test {
     return std::move(*reply);
   }
 
-  static Bytes ToBytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
   static std::string ToString(std::span<const uint8_t> b) {
     return std::string(b.begin(), b.end());
   }
@@ -105,12 +107,6 @@ class KmsdTest : public ::testing::Test {
   std::unique_ptr<DaemonProcess> daemon_;
   std::unique_ptr<Connection> connection_;
 };
-
-// OK or the code a call failed with, for EXPECT_EQ.
-template <typename T>
-Code CodeOf(const Result<T>& result) {
-  return result.has_value() ? Code::kOk : result.error().code();
-}
 
 // Polls `done` every 50 ms for at most `limit`; true once it is.
 inline bool Eventually(const std::function<bool()>& done,

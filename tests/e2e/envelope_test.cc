@@ -31,7 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using esdk::Bytes;
 
-Bytes Pattern(size_t size) {
+Bytes EnvelopePattern(size_t size) {
   Bytes out(size);
   for (size_t i = 0; i < size; ++i) out[i] = static_cast<uint8_t>(i * 7 + 3);
   return out;
@@ -77,12 +77,12 @@ class EnvelopeTest : public KmsdTest {
 
 TEST_F(EnvelopeTest, TheKmsdKeyringRoundTripsAndNamesTenantAndKey) {
   for (size_t size : {0, 1, 4096, 3 << 20}) {
-    auto message = Seal("acme", Pattern(size));
+    auto message = Seal("acme", EnvelopePattern(size));
     ASSERT_TRUE(message.has_value()) << message.error();
     esdk::Header header;
     auto plaintext = Open("acme", *message, {}, &header);
     ASSERT_TRUE(plaintext.has_value()) << plaintext.error();
-    EXPECT_EQ(*plaintext, Pattern(size));
+    EXPECT_EQ(*plaintext, EnvelopePattern(size));
     ASSERT_EQ(header.edks.size(), 1u);
     EXPECT_EQ(header.edks[0].provider_id, "kmsd");
     const std::string info(header.edks[0].provider_info.begin(),
@@ -102,14 +102,14 @@ TEST_F(EnvelopeTest, TheKmsdKeyringAsAChildEncryptsAnotherKeyringsDataKey) {
       std::move(children));
   esdk::KeyringMaterials materials(multi);
   const int encrypts_before = AuditedRequests("encrypt");
-  auto message = esdk::EncryptMessage(materials, {}, Pattern(1000));
+  auto message = esdk::EncryptMessage(materials, {}, EnvelopePattern(1000));
   ASSERT_TRUE(message.has_value()) << message.error();
-  EXPECT_EQ(*Open("acme", *message), Pattern(1000));
+  EXPECT_EQ(*Open("acme", *message), EnvelopePattern(1000));
   EXPECT_TRUE(Eventually([&] { return AuditedRequests("encrypt") == encrypts_before + 1; }));
 }
 
 TEST_F(EnvelopeTest, AnotherTenantCannotDecrypt) {
-  auto message = Seal("acme", Pattern(100));
+  auto message = Seal("acme", EnvelopePattern(100));
   ASSERT_TRUE(message.has_value());
   auto stolen = Open("globex", *message);
   ASSERT_FALSE(stolen.has_value());
@@ -134,7 +134,7 @@ TEST_F(EnvelopeTest, AnotherTenantCannotDecrypt) {
 }
 
 TEST_F(EnvelopeTest, TheContextIsBoundByKmsdAndChecked) {
-  auto message = Seal("acme", Pattern(100), {{"purpose", "orders"}, {"region", "eu"}});
+  auto message = Seal("acme", EnvelopePattern(100), {{"purpose", "orders"}, {"region", "eu"}});
   ASSERT_TRUE(message.has_value());
   esdk::DecryptOptions options;
   options.required_context = {{"purpose", "orders"}};
@@ -153,15 +153,15 @@ TEST_F(EnvelopeTest, TheContextIsBoundByKmsdAndChecked) {
 }
 
 TEST_F(EnvelopeTest, MessagesSurviveARotationBetweenEncryptAndDecrypt) {
-  auto before = Seal("acme", Pattern(5000));
+  auto before = Seal("acme", EnvelopePattern(5000));
   ASSERT_TRUE(before.has_value());
   Value::Map args;
   args.emplace_back("key", "alias/data");
   MustCall("key.rotate", "acme", std::move(args));
-  auto after = Seal("acme", Pattern(5000));
+  auto after = Seal("acme", EnvelopePattern(5000));
   ASSERT_TRUE(after.has_value());
-  EXPECT_EQ(*Open("acme", *before), Pattern(5000));
-  EXPECT_EQ(*Open("acme", *after), Pattern(5000));
+  EXPECT_EQ(*Open("acme", *before), EnvelopePattern(5000));
+  EXPECT_EQ(*Open("acme", *after), EnvelopePattern(5000));
   // The EDKs are kmsd ciphertexts of versions 1 and 2 (bytes 18-21).
   esdk::Header first, second;
   ASSERT_TRUE(Open("acme", *before, {}, &first).has_value());
@@ -175,12 +175,13 @@ TEST_F(EnvelopeTest, KmsdsRefusalsComeBackAsTheyAre) {
   ASSERT_NE(viewer, nullptr);
   esdk::KmsdKeyring keyring(*viewer, "acme", "alias/data");
   esdk::KeyringMaterials materials(keyring);
-  auto refused = esdk::EncryptMessage(materials, {}, Pattern(10));
+  auto refused = esdk::EncryptMessage(materials, {}, EnvelopePattern(10));
   ASSERT_FALSE(refused.has_value());
   EXPECT_EQ(refused.error().code(), Code::kAccessDenied) << refused.error();
   esdk::KmsdKeyring missing(*connection_, "acme", "alias/nothing");
   esdk::KeyringMaterials missing_materials(missing);
-  EXPECT_EQ(CodeOf(esdk::EncryptMessage(missing_materials, {}, Pattern(10))), Code::kNotFound);
+  EXPECT_EQ(CodeOf(esdk::EncryptMessage(missing_materials, {}, EnvelopePattern(10))),
+            Code::kNotFound);
 }
 
 // Sixteen threads miss the cache at once: kmsd sees one generate-data-key.
@@ -194,13 +195,13 @@ TEST_F(EnvelopeTest, ABurstOfThreadsMakesOneKmsdCallPerCacheEntry) {
   std::vector<std::thread> threads;
   for (size_t i = 0; i < messages.size(); ++i) {
     threads.emplace_back([&, i] {
-      auto message = esdk::EncryptMessage(cached, {}, Pattern(256));
+      auto message = esdk::EncryptMessage(cached, {}, EnvelopePattern(256));
       if (message.has_value()) messages[i] = std::move(*message);
     });
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(keyring.calls(), 1u);
-  for (const Bytes& message : messages) EXPECT_EQ(*Open("acme", message), Pattern(256));
+  for (const Bytes& message : messages) EXPECT_EQ(*Open("acme", message), EnvelopePattern(256));
   EXPECT_TRUE(Eventually([&] { return AuditedRequests("generate-data-key") == before + 1; }))
       << AuditedRequests("generate-data-key") - before;
 }
@@ -216,7 +217,7 @@ TEST_F(EnvelopeTest, KmsctlWritesMessagesAnEscrowKeyAloneCanRead) {
   PEM_write_PrivateKey(out, key, nullptr, nullptr, 0, nullptr, nullptr);
   std::fclose(out);
   EVP_PKEY_free(key);
-  const Bytes data = Pattern(200000);
+  const Bytes data = EnvelopePattern(200000);
   std::ofstream(dir_ / "data", std::ios::binary)
       .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
   const std::string socket = daemon_->socket_path();
@@ -270,7 +271,7 @@ TEST_F(EnvelopeTest, KmsctlWritesMessagesAnEscrowKeyAloneCanRead) {
 TEST_F(EnvelopeTest, KmsctlShowsProgressOnlyOnATerminal) {
   std::ofstream(dir_ / "key", std::ios::binary) << std::string(32, 'k');
   fs::permissions(dir_ / "key", fs::perms::owner_read | fs::perms::owner_write);
-  const Bytes data = Pattern(4 << 20);
+  const Bytes data = EnvelopePattern(4 << 20);
   std::ofstream(dir_ / "data", std::ios::binary)
       .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
   const std::string command = std::string(KMSCTL_BINARY) +

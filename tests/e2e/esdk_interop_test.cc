@@ -20,7 +20,7 @@ namespace {
 
 using esdk::Bytes;
 
-std::string Pattern(size_t size) {
+std::string InteropPattern(size_t size) {
   std::string out(size, '\0');
   for (size_t i = 0; i < size; ++i) out[i] = static_cast<char>((i * 131 + 17) % 251);
   return out;
@@ -36,7 +36,7 @@ class EsdkInteropTest : public ::testing::Test {
     dir_ = new TempDir();
     for (size_t bytes : {16, 24, 32}) {
       std::ofstream(*dir_ / ("aes" + std::to_string(bytes)), std::ios::binary)
-          << Pattern(bytes + 3).substr(3);
+          << InteropPattern(bytes + 3).substr(3);
     }
     EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{3072});
     FILE* out = std::fopen((*dir_ / "rsa.pub").c_str(), "w");
@@ -95,7 +95,7 @@ TEST_F(EsdkInteropTest, TheJavaScriptSdkReadsKmsdMessages) {
       children.push_back(Rsa(false));
       esdk::MultiKeyring keyring(Aes(), std::move(children));
       esdk::KeyringMaterials materials(keyring);
-      const std::string plaintext = Pattern(size);
+      const std::string plaintext = InteropPattern(size);
       auto message =
           esdk::EncryptMessage(materials,
                                {.suite_id = suite,
@@ -121,7 +121,7 @@ TEST_F(EsdkInteropTest, TheJavaScriptSdkReadsKmsdMessages) {
 TEST_F(EsdkInteropTest, KmsdReadsTheJavaScriptSdksMessages) {
   for (const std::string suite : {"0478", "0578"}) {
     for (size_t size : kSizes) {
-      const std::string plaintext = Pattern(size);
+      const std::string plaintext = InteropPattern(size);
       const CommandResult js =
           RunEsdkJs({"encrypt", "--suite=" + suite, "--frame=4096", JsAes(), JsRsa(false),
                      "--context=tenant=acme", "--context=purpose=interop"},
@@ -143,7 +143,7 @@ TEST_F(EsdkInteropTest, KmsdReadsTheJavaScriptSdksMessages) {
 }
 
 TEST_F(EsdkInteropTest, WrappingKeysOfEverySizeAndPaddingInterop) {
-  const std::string plaintext = Pattern(10000);
+  const std::string plaintext = InteropPattern(10000);
   for (size_t bytes : {16, 24, 32}) {
     const CommandResult js = RunEsdkJs({"encrypt", JsAes(bytes)}, plaintext);
     ASSERT_EQ(js.exit_code, 0) << js.err;
@@ -177,7 +177,7 @@ TEST_F(EsdkInteropTest, WrappingKeysOfEverySizeAndPaddingInterop) {
 // Version 1 messages, written by the SDK under forbid-encrypt-allow-decrypt:
 // read under allow-v1, refused under the default policy.
 TEST_F(EsdkInteropTest, VersionOneMessagesOfEverySuiteAreReadOnlyUnderAllowV1) {
-  const std::string plaintext = Pattern(9000);
+  const std::string plaintext = InteropPattern(9000);
   for (const std::string suite :
        {"0014", "0046", "0078", "0114", "0146", "0178", "0214", "0346", "0378"}) {
     const CommandResult js = RunEsdkJs(

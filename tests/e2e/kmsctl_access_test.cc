@@ -13,6 +13,7 @@
 #include <regex>
 #include <thread>
 
+#include "tests/e2e/cli_exit_codes.h"
 #include "tests/e2e/e2e_fixture.h"
 
 namespace kmsd::testing {
@@ -23,8 +24,6 @@ using ::testing::Not;
 using json = nlohmann::json;
 
 const std::regex kSecretPattern("kmsd_ak_[0-9a-f]{16}_[A-Za-z0-9_-]{43}");
-
-constexpr int kUsageExit = 2;  // docs/CLI.md
 
 class KmsctlAccessTest : public KmsdTest {
  protected:

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "protocol/access_types.h"
+#include "tests/e2e/cli_exit_codes.h"
 #include "tests/e2e/e2e_fixture.h"
 
 namespace kmsd::testing {
@@ -26,8 +27,6 @@ using json = nlohmann::json;
 
 const std::regex kTokenPattern("kmsd_st_[0-9a-f]{16}_[A-Za-z0-9_-]{43}");
 const std::regex kSeedLine("\nsecret: ([A-Z2-7]{16,})\n");
-
-constexpr int kUsageExit = 2;  // docs/CLI.md
 
 using Env = std::map<std::string, std::string>;
 

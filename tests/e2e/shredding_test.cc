@@ -28,8 +28,6 @@ constexpr char kFastLifecycle[] =
     "lifecycle:\n  min_pending_window_seconds: 1\n  min_rotation_period_seconds: 1\n"
     "  check_interval_ms: 100\n";
 
-Bytes ToBytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
-
 class ShreddingTest : public ConfiguredKmsdTest {
  protected:
   Bytes Encrypt(std::string_view tenant, std::string_view key, std::string_view plaintext) {

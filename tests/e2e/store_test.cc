@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using ::testing::HasSubstr;
 
-std::string Pattern(size_t size, char seed) {
+std::string StoredPattern(size_t size, char seed) {
   std::string out(size, '\0');
   for (size_t i = 0; i < size; ++i) out[i] = static_cast<char>(i * 13 + seed);
   return out;
@@ -107,10 +107,10 @@ TEST_F(StoreTest, FilesRoundTripThroughKmsctlUnderUnusualNames) {
   const std::vector<std::pair<std::string, std::string>> files = {
       {"empty", ""},
       {"a/b/c/deep.txt", "deep secret content"},
-      {"with space and ünïcode 名前", Pattern(5000, 'u')},
+      {"with space and ünïcode 名前", StoredPattern(5000, 'u')},
       {"-leading-dash", "dash"},
       {"line\nbreak", "newline"},
-      {"big.bin", Pattern(3 << 20, 'b')},
+      {"big.bin", StoredPattern(3 << 20, 'b')},
   };
   for (const auto& [name, content] : files) {
     const CommandResult put = Put(name, content);
@@ -195,30 +195,30 @@ TEST_F(StoreTest, TheTenantsQuotasHoldForAUserPrincipal) {
     WriteFileBytes(dir_ / "input", content);
     return File(With({"put"}, With(Where(), {"--in", dir_ / "input", name})), "", as_app);
   };
-  const CommandResult big = put_file("big", Pattern(10001, 'x'));
+  const CommandResult big = put_file("big", StoredPattern(10001, 'x'));
   EXPECT_EQ(big.exit_code, 8) << big.err;  // QUOTA_EXCEEDED
   EXPECT_THAT(big.err, HasSubstr("max_file_size is 10000"));
-  ASSERT_EQ(put_file("one", Pattern(10000, 'a')).exit_code, 0);
-  const CommandResult over = put_file("two", Pattern(5001, 'b'));
+  ASSERT_EQ(put_file("one", StoredPattern(10000, 'a')).exit_code, 0);
+  const CommandResult over = put_file("two", StoredPattern(5001, 'b'));
   EXPECT_EQ(over.exit_code, 8) << over.err;
   EXPECT_THAT(over.err, HasSubstr("max_data_size is 15000"));
   // From a pipe, the size is not known: the write stops where the quotas end.
-  const CommandResult piped = Put("two", Pattern(5001, 'b'), "acme", as_app);
+  const CommandResult piped = Put("two", StoredPattern(5001, 'b'), "acme", as_app);
   EXPECT_EQ(piped.exit_code, 8) << piped.err;
   EXPECT_THAT(piped.err, HasSubstr("over the 5000 bytes the tenant's quotas leave"));
-  ASSERT_EQ(Put("two", Pattern(5000, 'b'), "acme", as_app).exit_code, 0);
+  ASSERT_EQ(Put("two", StoredPattern(5000, 'b'), "acme", as_app).exit_code, 0);
   const CommandResult third = put_file("three", "");
   EXPECT_EQ(third.exit_code, 8) << third.err;
   EXPECT_THAT(third.err, HasSubstr("max_file_count is 2"));
   EXPECT_EQ(FileJson(With({"list"}, Where()))["files"].size(), 2u);
-  EXPECT_EQ(Get("one", "acme", as_app).out, Pattern(10000, 'a'));
+  EXPECT_EQ(Get("one", "acme", as_app).out, StoredPattern(10000, 'a'));
 }
 
 // Processes racing at the file-count limit: exactly as many as fit succeed.
 TEST_F(StoreTest, ProcessesRacingAtTheLimitCannotPassItTogether) {
   SetStorageQuotas("acme", "    max_file_count: 3\n");
   for (int i = 0; i < 8; ++i)
-    WriteFileBytes(dir_ / ("in" + std::to_string(i)), Pattern(100000, 'r'));
+    WriteFileBytes(dir_ / ("in" + std::to_string(i)), StoredPattern(100000, 'r'));
   std::vector<pid_t> writers;
   for (int i = 0; i < 8; ++i) {
     writers.push_back(SpawnKmsctl({"--socket", daemon_->socket_path(), "file", "put", "--tenant",
@@ -239,9 +239,9 @@ TEST_F(StoreTest, ProcessesRacingAtTheLimitCannotPassItTogether) {
 // A writer killed (SIGKILL) at a random point leaves the old file or the
 // new one, whole; the next writer clears what it left.
 TEST_F(StoreTest, AWriterKilledAtRandomLeavesTheOldFileOrTheNew) {
-  const std::string old_content = Pattern(1 << 20, 'o');
+  const std::string old_content = StoredPattern(1 << 20, 'o');
   ASSERT_EQ(Put("doc", old_content).exit_code, 0);
-  const std::string new_content = Pattern(6 << 20, 'n');
+  const std::string new_content = StoredPattern(6 << 20, 'n');
   WriteFileBytes(dir_ / "new", new_content);
   // Kills land anywhere in a whole put's time (measured: the sanitizer
   // build is several times slower).
@@ -297,7 +297,7 @@ uint32_t KmsdVersionOf(const std::string& path) {
 
 TEST_F(StoreTest, RewrapMovesDataKeysToTheNewestVersionAndKeepsBodies) {
   for (int i = 0; i < 5; ++i) {
-    ASSERT_EQ(Put("f" + std::to_string(i), Pattern(10000 + i, 'w')).exit_code, 0);
+    ASSERT_EQ(Put("f" + std::to_string(i), StoredPattern(10000 + i, 'w')).exit_code, 0);
   }
   const std::string body = BodyOf(root_ + "/acme/f3");
   EXPECT_EQ(KmsdVersionOf(root_ + "/acme/f3"), 1u);
@@ -326,7 +326,7 @@ TEST_F(StoreTest, RewrapMovesDataKeysToTheNewestVersionAndKeepsBodies) {
   EXPECT_EQ(KmsdVersionOf(root_ + "/acme/f3"), 2u);
   EXPECT_EQ(BodyOf(root_ + "/acme/f3"), body);  // not re-encrypted
   for (int i = 0; i < 5; ++i) {
-    EXPECT_EQ(Get("f" + std::to_string(i)).out, Pattern(10000 + i, 'w')) << i;
+    EXPECT_EQ(Get("f" + std::to_string(i)).out, StoredPattern(10000 + i, 'w')) << i;
   }
   const json again = FileJson(With(With({"rewrap"}, Where()), {"f1"}));
   EXPECT_EQ(again["current"], 1);
@@ -334,7 +334,7 @@ TEST_F(StoreTest, RewrapMovesDataKeysToTheNewestVersionAndKeepsBodies) {
 
 TEST_F(StoreTest, RewrapReportsFilesItCannotMoveAndLeavesThemAsTheyWere) {
   ASSERT_EQ(Put("good", "good").exit_code, 0);
-  ASSERT_EQ(Put("tampered", Pattern(2000, 't')).exit_code, 0);
+  ASSERT_EQ(Put("tampered", StoredPattern(2000, 't')).exit_code, 0);
   std::string bytes = ReadFileBytes(root_ + "/acme/tampered");
   bytes[10] ^= 1;  // in the header's message id: the key commitment fails
   WriteFileBytes(root_ + "/acme/tampered", bytes);

@@ -27,8 +27,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-Bytes ToBytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
-
 class TokenLossE2eTest : public ConfiguredKmsdTest,
                          public ::testing::WithParamInterface<std::string> {
  protected:

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "protocol/message.h"
 #include "protocol/value.h"
@@ -41,6 +42,12 @@ Value::Array ArrayOf(Args&&... args) {
   Value::Array array;
   (array.emplace_back(std::forward<Args>(args)), ...);
   return array;
+}
+
+// The msgpack encoding of `value`, as plain bytes.
+inline std::vector<uint8_t> EncodedBytes(const Value& value) {
+  WipingBuffer buffer = EncodeValue(value);
+  return {buffer.data(), buffer.data() + buffer.size()};
 }
 
 // Decodes or throws (gtest reports the exception as a failure).

@@ -11,11 +11,6 @@
 namespace kmsd::kmsctl {
 namespace {
 
-std::string Text(const Json& object, const char* name) {
-  const auto it = object.find(name);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
 bool AllDigits(std::string_view text) {
   return !text.empty() &&
          std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -71,16 +66,16 @@ ExportCheck WalkExport(const std::vector<std::string>& lines) {
   };
   if (lines.empty()) return fail(0, "the export is empty");
   const Json header = Json::parse(lines[0], nullptr, false);
-  if (!header.is_object() || Text(header, "type") != "export" || !header.contains("start_seq") ||
-      !header["start_seq"].is_number_unsigned()) {
+  if (!header.is_object() || TextField(header, "type") != "export" ||
+      !header.contains("start_seq") || !header["start_seq"].is_number_unsigned()) {
     return fail(1, "the first line is not an export's header");
   }
-  check.tenant = Text(header, "tenant");
-  check.since = Text(header, "since");
-  check.until = Text(header, "until");
+  check.tenant = TextField(header, "tenant");
+  check.since = TextField(header, "since");
+  check.until = TextField(header, "until");
   check.start_seq = header["start_seq"].get<uint64_t>();
   if (lines.size() == 1) return check;  // nothing of the tenant in the period
-  std::optional<audit::Digest> head = audit::DigestFromHex(Text(header, "start_head"));
+  std::optional<audit::Digest> head = audit::DigestFromHex(TextField(header, "start_head"));
   if (!head) return fail(1, "the header's start_head is not 64 lowercase hex digits");
   // The seal that vouches for start_head comes after it, in the export.
   std::deque<std::pair<uint64_t, audit::Digest>> unsealed = {{check.start_seq - 1, *head}};
@@ -101,31 +96,31 @@ ExportCheck WalkExport(const std::vector<std::string>& lines) {
       if (!entry.is_object() || !entry.contains("seq") || entry["seq"] != expected) {
         return fail(line_no, "the entry is not entry " + std::to_string(expected));
       }
-      if (Text(entry, "type") == "seal") {
+      if (TextField(entry, "type") == "seal") {
         const uint64_t covers = entry.contains("covers") && entry["covers"].is_number_unsigned()
                                     ? entry["covers"].get<uint64_t>()
                                     : 0;
         while (!unsealed.empty() && unsealed.front().first < covers) unsealed.pop_front();
-        const std::optional<audit::Digest> sealed = audit::DigestFromHex(Text(entry, "head"));
+        const std::optional<audit::Digest> sealed = audit::DigestFromHex(TextField(entry, "head"));
         if (unsealed.empty() || unsealed.front().first != covers || !sealed ||
             *sealed != unsealed.front().second) {
           return fail(line_no,
                       "the seal's head is not the chain hash of entry " + std::to_string(covers));
         }
         check.seals.push_back(
-            {.covers = covers, .head = Text(entry, "head"), .mac = Text(entry, "mac")});
+            {.covers = covers, .head = TextField(entry, "head"), .mac = TextField(entry, "mac")});
         sealed_through = covers;
       } else {
         const auto principal = entry.find("principal");
-        const bool tenants = Text(entry, "tenant") == check.tenant ||
+        const bool tenants = TextField(entry, "tenant") == check.tenant ||
                              (principal != entry.end() && principal->is_object() &&
-                              Text(*principal, "tenant") == check.tenant);
+                              TextField(*principal, "tenant") == check.tenant);
         if (!tenants) return fail(line_no, "the entry is not of tenant " + check.tenant);
         last_tenant_seq = expected;
         ++check.entries;
       }
     } else {
-      const std::optional<audit::Digest> given = audit::DigestFromHex(Text(line, "digest"));
+      const std::optional<audit::Digest> given = audit::DigestFromHex(TextField(line, "digest"));
       if (!given) return fail(line_no, "the line has neither an entry nor a digest");
       digest = *given;
     }

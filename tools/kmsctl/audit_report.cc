@@ -28,16 +28,11 @@ struct ReportArgs {
   std::string html;
 };
 
-std::string Text(const Json& object, const char* name) {
-  const auto it = object.find(name);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
 // Who made a request: its principal, or the peer (an admin, or a peer refused
 // before it was known).
 std::string Who(const Json& entry) {
   if (const auto p = entry.find("principal"); p != entry.end() && p->is_object()) {
-    return Text(*p, "name");
+    return TextField(*p, "name");
   }
   const auto caller = entry.find("caller");
   if (caller != entry.end() && caller->is_object() && caller->contains("uid") &&
@@ -56,17 +51,17 @@ Json Requests(const std::vector<std::string>& lines, const std::string& since) {
     const Json line = Json::parse(lines[i], nullptr, false);
     if (!line.is_object() || !line.contains("entry")) continue;
     const Json entry = Json::parse(line["entry"].get<std::string>(), nullptr, false);
-    if (!entry.is_object() || Text(entry, "type") != "request") continue;
+    if (!entry.is_object() || TextField(entry, "type") != "request") continue;
     const std::string who = Who(entry);
-    const std::string day = Text(entry, "time").substr(0, 10);
+    const std::string day = TextField(entry, "time").substr(0, 10);
     ++total;
-    ++by_op[who][Text(entry, "op")];
+    ++by_op[who][TextField(entry, "op")];
     ++daily_requests[day];
-    if (Text(entry, "outcome") == "ACCESS_DENIED") {
+    if (TextField(entry, "outcome") == "ACCESS_DENIED") {
       ++denied;
       ++denied_by[who];
       ++daily_denied[day];
-      if (Text(entry, "message").find("is locked out") != std::string::npos) ++lockouts;
+      if (TextField(entry, "message").find("is locked out") != std::string::npos) ++lockouts;
     }
   }
   Json principals = Json::array();
@@ -197,19 +192,19 @@ std::string ReportHtml(const Json& report);
 namespace {
 
 std::string ReportText(const Json& r) {
-  std::string out = "audit report: tenant " + Output::Printable(Text(r, "tenant")) + ", " +
-                    Text(r, "period") + "\n";
+  std::string out = "audit report: tenant " + Output::Printable(TextField(r, "tenant")) + ", " +
+                    TextField(r, "period") + "\n";
   const Json& log = r["log"];
   out += log["verified"].get<bool>()
              ? "log: verified (" + std::to_string(log["entries"].get<uint64_t>()) + " entries, " +
                    std::to_string(log["seals"].get<uint64_t>()) + " seals)\n"
-             : "log: DOES NOT VERIFY: " + Output::Printable(Text(log, "problem")) + "\n";
+             : "log: DOES NOT VERIFY: " + Output::Printable(TextField(log, "problem")) + "\n";
   const Json& q = r["requests"];
   out += "requests: " + std::to_string(q["total"].get<uint64_t>()) + ", denied " +
          std::to_string(q["denied"].get<uint64_t>()) + ", lockouts " +
          std::to_string(q["lockouts"].get<uint64_t>()) + "\n";
   for (const Json& p : q["by_principal"]) {
-    out += "  " + Output::Printable(Text(p, "principal")) + ": " +
+    out += "  " + Output::Printable(TextField(p, "principal")) + ": " +
            std::to_string(p["requests"].get<uint64_t>()) + " requests, " +
            std::to_string(p["denied"].get<uint64_t>()) + " denied;";
     for (const auto& [op, n] : p["by_op"].items()) {
@@ -219,19 +214,19 @@ std::string ReportText(const Json& r) {
   }
   out += "keys rotated late: " + std::to_string(r["late_rotations"].size()) + "\n";
   for (const Json& k : r["late_rotations"]) {
-    out += "  " + Output::Printable(Text(k, "key")) + " version " +
-           std::to_string(k["version"].get<uint64_t>()) + ": due " + Text(k, "due") + ", rotated " +
-           Text(k, "rotated") + "\n";
+    out += "  " + Output::Printable(TextField(k, "key")) + " version " +
+           std::to_string(k["version"].get<uint64_t>()) + ": due " + TextField(k, "due") +
+           ", rotated " + TextField(k, "rotated") + "\n";
   }
   out += "principals that may manage and use one key: " + std::to_string(r["segregation"].size()) +
          "\n";
   for (const Json& c : r["segregation"]) {
-    out += "  " + Output::Printable(Text(c, "principal")) + ": " + c["keys"].dump() + "\n";
+    out += "  " + Output::Printable(TextField(c, "principal")) + ": " + c["keys"].dump() + "\n";
   }
   out += "grants in force: " + std::to_string(r["grants"].size()) + "\n";
   for (const Json& g : r["grants"]) {
-    out += "  " + Text(g, "id") + ": " + Output::Printable(Text(g, "principal")) + " on " +
-           Output::Printable(Text(g, "key")) + " (" + g["operations"].dump() + ")\n";
+    out += "  " + TextField(g, "id") + ": " + Output::Printable(TextField(g, "principal")) +
+           " on " + Output::Printable(TextField(g, "key")) + " (" + g["operations"].dump() + ")\n";
   }
   return out;
 }

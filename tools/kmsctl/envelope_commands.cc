@@ -35,13 +35,13 @@ struct EnvelopeArgs {
   std::string out;
 };
 
-struct Prepared {
+struct EnvelopeInputs {
   std::unique_ptr<esdk::Keyring> keyring;
   EncryptionContext context;
   InputStream input;
 };
 
-Result<Prepared> Prepare(Invocation& invocation, const EnvelopeArgs& a) {
+Result<EnvelopeInputs> Prepare(Invocation& invocation, const EnvelopeArgs& a) {
   if (invocation.output().json() && IsStdio(a.out)) {
     return Error(invocation.AsUsage(
         Status(Code::kInvalidArgument, "--json prints a summary: give the data an --out file")));
@@ -56,7 +56,7 @@ Result<Prepared> Prepare(Invocation& invocation, const EnvelopeArgs& a) {
   }
   ASSIGN_OR_RETURN(auto keyring, KeyringFromSpecs(invocation, a.keyrings, *padding));
   ASSIGN_OR_RETURN(InputStream input, invocation.AsUsage(InputStream::Open(a.in)));
-  return Prepared{std::move(keyring), std::move(context), std::move(input)};
+  return EnvelopeInputs{std::move(keyring), std::move(context), std::move(input)};
 }
 
 // Reads all of `input` into `write`, counting for `progress`.
@@ -111,7 +111,7 @@ Status EnvelopeEncrypt(Invocation& invocation, const EnvelopeArgs& a) {
     return invocation.AsUsage(
         Status(Code::kInvalidArgument, "--suite is committing or committing-signed"));
   }
-  ASSIGN_OR_RETURN(Prepared prepared, Prepare(invocation, a));
+  ASSIGN_OR_RETURN(EnvelopeInputs prepared, Prepare(invocation, a));
   esdk::KeyringMaterials materials(*prepared.keyring);
   ASSIGN_OR_RETURN(OutputStream out, OutputStream::Open(a.out));
   uint64_t written = 0;
@@ -143,7 +143,7 @@ Status EnvelopeDecrypt(Invocation& invocation, const EnvelopeArgs& a) {
     return invocation.AsUsage(
         Status(Code::kInvalidArgument, "--commitment-policy is require or allow-v1"));
   }
-  ASSIGN_OR_RETURN(Prepared prepared, Prepare(invocation, a));
+  ASSIGN_OR_RETURN(EnvelopeInputs prepared, Prepare(invocation, a));
   esdk::KeyringMaterials materials(*prepared.keyring);
   ASSIGN_OR_RETURN(OutputStream out, OutputStream::Open(a.out));
   esdk::DecryptOptions options;

@@ -189,6 +189,11 @@ Json ToJson(const Fields& fields) {
   return object;
 }
 
+std::string TextField(const Json& object, const char* name) {
+  const auto it = object.find(name);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 void WipeJson(Json& json) {
   if (json.is_string()) {
     auto& text = json.get_ref<std::string&>();

@@ -28,6 +28,8 @@ Json ToJson(const msgpack::object& object);
 Json ToJson(const Fields& fields);
 // Overwrites every string value in `json` (not the keys) before it dies.
 void WipeJson(Json& json);
+// object[name] when it is a string, else "".
+std::string TextField(const Json& object, const char* name);
 
 // Writes all of `bytes` to a file descriptor; INTERNAL on failure.
 Status WriteAll(int fd, std::span<const uint8_t> bytes, std::string_view what);

@@ -36,7 +36,7 @@ class CountingKeyring final : public Keyring {
   std::unique_ptr<RawAesKeyring> inner_;
 };
 
-struct EsdkCacheTest : testing::Test {
+struct EsdkCacheTest : ::testing::Test {
   std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now();
   CountingKeyring keyring;
   KeyringMaterials direct{keyring};

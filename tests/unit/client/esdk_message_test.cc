@@ -5,6 +5,7 @@
 #include "client/esdk/message.h"
 #include "client/esdk/raw_aes_keyring.h"
 #include "protocol/base64.h"
+#include "tests/support/test_helpers.h"
 
 namespace kmsd::esdk {
 namespace {
@@ -15,13 +16,9 @@ std::unique_ptr<RawAesKeyring> AesKeyring(uint8_t fill = 0x11, size_t bytes = 32
       *RawAesKeyring::Create("escrow", std::move(name), SecretBuffer::CopyOf(Bytes(bytes, fill))));
 }
 
-Bytes Pattern(size_t size) {
-  Bytes out(size);
-  for (size_t i = 0; i < size; ++i) out[i] = static_cast<uint8_t>(i * 31 + 7);
-  return out;
-}
+Bytes Pattern(size_t size) { return PatternBytes(size, 7); }
 
-struct Fixture : testing::Test {
+struct Fixture : ::testing::Test {
   std::unique_ptr<RawAesKeyring> keyring = AesKeyring();
   KeyringMaterials materials{*keyring};
 

@@ -17,7 +17,7 @@ std::unique_ptr<RawAesKeyring> AesKeyring(uint8_t fill, std::string name) {
       *RawAesKeyring::Create("escrow", std::move(name), SecretBuffer::CopyOf(Bytes(32, fill))));
 }
 
-struct EsdkRewrapTest : testing::Test {
+struct EsdkRewrapTest : ::testing::Test {
   std::unique_ptr<RawAesKeyring> old_keyring = AesKeyring(0x11, "old");
   std::unique_ptr<RawAesKeyring> new_keyring = AesKeyring(0x22, "new");
   KeyringMaterials old_materials{*old_keyring};

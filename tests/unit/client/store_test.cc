@@ -15,6 +15,7 @@
 #include "client/store/tree.h"
 #include "tests/support/files.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_helpers.h"
 
 namespace kmsd::store {
 namespace {
@@ -22,12 +23,6 @@ namespace {
 namespace fs = std::filesystem;
 using esdk::Bytes;
 using ::testing::HasSubstr;
-
-Bytes Pattern(size_t size, uint8_t seed = 1) {
-  Bytes out(size);
-  for (size_t i = 0; i < size; ++i) out[i] = static_cast<uint8_t>(i * 31 + seed);
-  return out;
-}
 
 // A Reader over `bytes`, in pieces of at most `piece`.
 Reader ReaderOf(const Bytes& bytes, size_t piece = 1000) {
@@ -114,7 +109,7 @@ TEST_P(StoreTest, StoresAndReadsFilesOfEverySizeAroundTheFrame) {
   TenantStore store = Open();
   for (size_t size : {0, 1, 63, 64, 65, 1000, 200000}) {
     const std::string name = "dir/sub/file-" + std::to_string(size);
-    const Bytes content = Pattern(size, static_cast<uint8_t>(size));
+    const Bytes content = PatternBytes(size, static_cast<uint8_t>(size));
     auto put = Put(store, name, content);
     ASSERT_TRUE(put.has_value()) << put.error().ToString();
     EXPECT_EQ(put->bytes, size);
@@ -123,9 +118,10 @@ TEST_P(StoreTest, StoresAndReadsFilesOfEverySizeAroundTheFrame) {
     EXPECT_EQ(Get(store, name), content);
   }
   // The stored bytes are a message, not the plaintext.
-  EXPECT_EQ(testing::ReadFileBytes(root_ + "/acme/dir/sub/file-1000")
-                .find(std::string(reinterpret_cast<const char*>(Pattern(1000, 232).data()), 64)),
-            std::string::npos);
+  EXPECT_EQ(
+      testing::ReadFileBytes(root_ + "/acme/dir/sub/file-1000")
+          .find(std::string(reinterpret_cast<const char*>(PatternBytes(1000, 232).data()), 64)),
+      std::string::npos);
   auto listed = store.List();
   ASSERT_TRUE(listed.has_value());
   ASSERT_EQ(listed->size(), 7u);
@@ -145,18 +141,18 @@ TEST_P(StoreTest, StoresAndReadsFilesOfEverySizeAroundTheFrame) {
 
 TEST_P(StoreTest, AReplacedFileIsWhollyTheNewOne) {
   TenantStore store = Open();
-  ASSERT_TRUE(Put(store, "f", Pattern(5000, 1)).has_value());
-  auto replaced = Put(store, "f", Pattern(300, 2));
+  ASSERT_TRUE(Put(store, "f", PatternBytes(5000, 1)).has_value());
+  auto replaced = Put(store, "f", PatternBytes(300, 2));
   ASSERT_TRUE(replaced.has_value());
   EXPECT_TRUE(replaced->replaced);
-  EXPECT_EQ(Get(store, "f"), Pattern(300, 2));
+  EXPECT_EQ(Get(store, "f"), PatternBytes(300, 2));
   EXPECT_EQ(store.List()->size(), 1u);
 }
 
 TEST_P(StoreTest, AFileMovedToAnotherNameOrTenantDoesNotDecrypt) {
   TenantStore acme = Open("acme");
   TenantStore globex = Open("globex");
-  ASSERT_TRUE(Put(acme, "invoices/1", Pattern(500)).has_value());
+  ASSERT_TRUE(Put(acme, "invoices/1", PatternBytes(500)).has_value());
   fs::copy_file(root_ + "/acme/invoices/1", root_ + "/acme/moved");
   auto moved = Get(acme, "moved");
   ASSERT_FALSE(moved.has_value());
@@ -172,7 +168,7 @@ TEST_P(StoreTest, AFileMovedToAnotherNameOrTenantDoesNotDecrypt) {
 
 TEST_P(StoreTest, ATamperedOrTruncatedFileFails) {
   TenantStore store = Open();
-  ASSERT_TRUE(Put(store, "f", Pattern(1000)).has_value());
+  ASSERT_TRUE(Put(store, "f", PatternBytes(1000)).has_value());
   const std::string path = root_ + "/acme/f";
   std::string bytes = testing::ReadFileBytes(path);
   for (size_t at : {size_t{10}, bytes.size() / 2, bytes.size() - 1}) {
@@ -193,7 +189,7 @@ TEST_P(StoreTest, SymbolicLinksAnywhereOnThePathAreRefused) {
   fs::create_directory_symlink(outside, root_ + "/acme/escape");
   fs::create_symlink(outside + "/secret", root_ + "/acme/link");
   for (std::string_view name : {"escape/new", "escape/secret", "link"}) {
-    auto put = Put(store, name, Pattern(10));
+    auto put = Put(store, name, PatternBytes(10));
     ASSERT_FALSE(put.has_value()) << name;
     EXPECT_EQ(put.error().code(), Code::kInvalidArgument) << name;
     EXPECT_THAT(put.error().message(), HasSubstr("symbolic link")) << name;
@@ -223,12 +219,12 @@ TEST_P(StoreTest, MissingFilesDirectoriesAndFifosHaveTheirErrors) {
   EXPECT_EQ(Get(store, "nope").error().code(), Code::kNotFound);
   EXPECT_EQ(Get(store, "no/such/dir").error().code(), Code::kNotFound);
   EXPECT_EQ(store.Delete("nope").code(), Code::kNotFound);
-  ASSERT_TRUE(Put(store, "d/f", Pattern(3)).has_value());
+  ASSERT_TRUE(Put(store, "d/f", PatternBytes(3)).has_value());
   EXPECT_THAT(Get(store, "d").error().message(), HasSubstr("not a regular file"));
-  auto over_directory = Put(store, "d", Pattern(3));
+  auto over_directory = Put(store, "d", PatternBytes(3));
   ASSERT_FALSE(over_directory.has_value());
   EXPECT_THAT(over_directory.error().message(), HasSubstr("is a directory"));
-  auto under_file = Put(store, "d/f/g", Pattern(3));
+  auto under_file = Put(store, "d/f/g", PatternBytes(3));
   ASSERT_FALSE(under_file.has_value());
   EXPECT_EQ(under_file.error().code(), Code::kInvalidArgument);
   ASSERT_EQ(::mkfifo((root_ + "/acme/fifo").c_str(), 0600), 0);
@@ -243,29 +239,29 @@ TEST_P(StoreTest, MissingFilesDirectoriesAndFifosHaveTheirErrors) {
 TEST_P(StoreTest, QuotasAreCheckedBeforeAnythingIsWritten) {
   TenantStore store = Open();
   const Quota quota{.max_file_size = 1000, .max_file_count = 3, .max_data_size = 2500};
-  auto big = Put(store, "big", Pattern(1001), quota);
+  auto big = Put(store, "big", PatternBytes(1001), quota);
   ASSERT_FALSE(big.has_value());
   EXPECT_EQ(big.error().code(), Code::kQuotaExceeded);
   EXPECT_THAT(big.error().message(), HasSubstr("max_file_size is 1000"));
-  ASSERT_TRUE(Put(store, "a", Pattern(1000), quota).has_value());
-  ASSERT_TRUE(Put(store, "b", Pattern(1000), quota).has_value());
-  auto over_data = Put(store, "c", Pattern(501), quota);
+  ASSERT_TRUE(Put(store, "a", PatternBytes(1000), quota).has_value());
+  ASSERT_TRUE(Put(store, "b", PatternBytes(1000), quota).has_value());
+  auto over_data = Put(store, "c", PatternBytes(501), quota);
   ASSERT_FALSE(over_data.has_value());
   EXPECT_EQ(over_data.error().code(), Code::kQuotaExceeded);
   EXPECT_THAT(over_data.error().message(), HasSubstr("max_data_size is 2500"));
-  ASSERT_TRUE(Put(store, "c", Pattern(500), quota).has_value());
-  auto over_count = Put(store, "d/e", Pattern(0), quota);
+  ASSERT_TRUE(Put(store, "c", PatternBytes(500), quota).has_value());
+  auto over_count = Put(store, "d/e", PatternBytes(0), quota);
   ASSERT_FALSE(over_count.has_value());
   EXPECT_EQ(over_count.error().code(), Code::kQuotaExceeded);
   EXPECT_THAT(over_count.error().message(), HasSubstr("max_file_count is 3"));
   EXPECT_FALSE(fs::exists(root_ + "/acme/d"));  // not even its directory
   // Replacing a file frees its bytes and is not another file.
-  ASSERT_TRUE(Put(store, "a", Pattern(900), quota).has_value());
-  ASSERT_TRUE(Put(store, "c", Pattern(600), quota).has_value());
-  EXPECT_EQ(Get(store, "c"), Pattern(600));
+  ASSERT_TRUE(Put(store, "a", PatternBytes(900), quota).has_value());
+  ASSERT_TRUE(Put(store, "c", PatternBytes(600), quota).has_value());
+  EXPECT_EQ(Get(store, "c"), PatternBytes(600));
   // A stream of unknown size stops at what the quotas leave and leaves nothing.
   ASSERT_TRUE(store.Delete("c").ok());
-  auto stream = Put(store, "s", Pattern(700), quota, /*size_known=*/false);
+  auto stream = Put(store, "s", PatternBytes(700), quota, /*size_known=*/false);
   ASSERT_FALSE(stream.has_value());
   EXPECT_EQ(stream.error().code(), Code::kQuotaExceeded);
   auto usage = store.Measure();
@@ -273,21 +269,21 @@ TEST_P(StoreTest, QuotasAreCheckedBeforeAnythingIsWritten) {
   EXPECT_EQ(usage->bytes, 1900u);
   EXPECT_EQ(std::distance(fs::directory_iterator(root_ + "/acme"), fs::directory_iterator()),
             3);  // a, b and the lock
-  ASSERT_TRUE(Put(store, "s", Pattern(600), quota, /*size_known=*/false).has_value());
-  EXPECT_EQ(Get(store, "s"), Pattern(600));
+  ASSERT_TRUE(Put(store, "s", PatternBytes(600), quota, /*size_known=*/false).has_value());
+  EXPECT_EQ(Get(store, "s"), PatternBytes(600));
 }
 
 TEST_P(StoreTest, WritersRacingAtTheLimitCannotPassItTogether) {
   const Quota quota{.max_file_size = std::nullopt, .max_file_count = 5, .max_data_size = 40000};
   TenantStore store = Open();
-  ASSERT_TRUE(Put(store, "first", Pattern(1000), quota).has_value());
+  ASSERT_TRUE(Put(store, "first", PatternBytes(1000), quota).has_value());
   std::atomic<int> stored{0}, refused{0};
   std::vector<std::thread> writers;
   for (int i = 0; i < 12; ++i) {
     writers.emplace_back([&, i] {
       // Each thread its own store object, as separate processes would have.
       TenantStore own = Open();
-      auto put = Put(own, "w" + std::to_string(i), Pattern(9000), quota);
+      auto put = Put(own, "w" + std::to_string(i), PatternBytes(9000), quota);
       if (put.has_value()) {
         ++stored;
       } else {
@@ -311,16 +307,16 @@ TEST_P(StoreTest, AReplacementOfADeletedFileCannotPassTheCount) {
   const Quota quota{
       .max_file_size = std::nullopt, .max_file_count = 1, .max_data_size = std::nullopt};
   TenantStore store = Open();
-  ASSERT_TRUE(Put(store, "a", Pattern(10), quota).has_value());
+  ASSERT_TRUE(Put(store, "a", PatternBytes(10), quota).has_value());
   TenantStore other = Open();
-  const Bytes content = Pattern(5000);
+  const Bytes content = PatternBytes(5000);
   size_t offset = 0;
   bool meddled = false;
   const Reader meddling = [&](std::span<uint8_t> buffer) -> Result<size_t> {
     if (!meddled) {  // while the replacement of "a" streams
       meddled = true;
       EXPECT_TRUE(other.Delete("a").ok());
-      EXPECT_TRUE(Put(other, "b", Pattern(10), quota).has_value());
+      EXPECT_TRUE(Put(other, "b", PatternBytes(10), quota).has_value());
     }
     const size_t n = std::min(buffer.size(), content.size() - offset);
     std::copy_n(content.begin() + static_cast<ptrdiff_t>(offset), n, buffer.begin());
@@ -353,12 +349,12 @@ TEST_P(StoreTest, ALiveWritersReservationCountsAndADeadOnesIsRemoved) {
   const int fd = ::open(live.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::flock(fd, LOCK_EX), 0);
-  auto refused = Put(store, "x", Pattern(300), quota);
+  auto refused = Put(store, "x", PatternBytes(300), quota);
   ASSERT_FALSE(refused.has_value());
   EXPECT_EQ(refused.error().code(), Code::kQuotaExceeded);
   // Its writer dies: the lock goes with it, and the next writer removes it.
   ::close(fd);
-  ASSERT_TRUE(Put(store, "x", Pattern(300), quota).has_value());
+  ASSERT_TRUE(Put(store, "x", PatternBytes(300), quota).has_value());
   EXPECT_FALSE(fs::exists(live));
   // Temporary files and the lock are never listed.
   auto listed = store.List();

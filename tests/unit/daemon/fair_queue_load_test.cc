@@ -19,7 +19,7 @@ struct Job {
   std::string tenant;
   int sequence = 0;
 };
-using Queue = FairQueue<Job>;
+using JobQueue = FairQueue<Job>;
 
 struct SimulationResult {
   int64_t b_waited_nanos = -1;
@@ -33,15 +33,15 @@ struct SimulationResult {
 SimulationResult SimulateFlood(size_t workers, size_t cap, int64_t job_nanos,
                                int64_t b_arrives_nanos) {
   FakeClock clock;
-  auto created = Queue::Create(
+  auto created = JobQueue::Create(
       {.max_in_flight_per_lane = cap, .max_queued_per_lane = 1000, .max_queued_total = 2000},
       clock);
   EXPECT_TRUE(created.has_value());
-  Queue& queue = **created;
+  JobQueue& queue = **created;
   for (int i = 0; i < 1000; ++i) EXPECT_TRUE(queue.Push("a", Job{"a", i}).ok());
 
   struct Worker {
-    std::optional<Queue::Popped> job;
+    std::optional<JobQueue::Popped> job;
     int64_t ends_at = 0;
   };
   std::vector<Worker> pool(workers);
@@ -111,10 +111,10 @@ TEST(FairQueueLoadTest, ManyProducersAndConsumersServeEveryItemExactlyOnce) {
   constexpr int kConsumers = 4;
   constexpr int kPerProducer = 5000;
   constexpr size_t kCap = 2;
-  auto created = Queue::Create(
+  auto created = JobQueue::Create(
       {.max_in_flight_per_lane = kCap, .max_queued_per_lane = 64, .max_queued_total = 256});
   ASSERT_TRUE(created.has_value());
-  Queue& queue = **created;
+  JobQueue& queue = **created;
 
   std::vector<std::atomic<int>> served(kProducers * kPerProducer);
   std::atomic<int> throttled{0};

@@ -15,19 +15,13 @@
 #include <sstream>
 #include <string>
 
+#include "tests/support/files.h"
 #include "tests/support/temp_dir.h"
 
 namespace kmsd::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 // The directory entries of `dir`, sorted.
 std::vector<std::string> Names(const std::string& dir) {
@@ -226,7 +220,7 @@ TEST_F(CreateFileNoFollowTest, CreatesAnOwnerOnlyFileAndNothingElse) {
   Result<uint64_t> bytes = Create(dir_ / "out/b.db", "the copy");
   ASSERT_TRUE(bytes.has_value()) << bytes.error();
   EXPECT_EQ(*bytes, 8u);
-  EXPECT_EQ(ReadFile(dir_ / "out/b.db"), "the copy");
+  EXPECT_EQ(testing::ReadFileBytes(dir_ / "out/b.db"), "the copy");
   struct stat st;
   ASSERT_EQ(lstat((dir_ / "out/b.db").c_str(), &st), 0);
   EXPECT_TRUE(S_ISREG(st.st_mode));
@@ -240,7 +234,7 @@ TEST_F(CreateFileNoFollowTest, ExistingNameIsAlreadyExistsAndKept) {
   Result<uint64_t> bytes = Create(dir_ / "out/b.db");
   ASSERT_FALSE(bytes.has_value());
   EXPECT_EQ(bytes.error().code(), Code::kAlreadyExists);
-  EXPECT_EQ(ReadFile(dir_ / "out/b.db"), "precious");
+  EXPECT_EQ(testing::ReadFileBytes(dir_ / "out/b.db"), "precious");
   EXPECT_EQ(Names(dir_ / "out"), std::vector<std::string>{"b.db"});
 }
 

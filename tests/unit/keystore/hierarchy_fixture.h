@@ -19,23 +19,14 @@
 #include "protocol/clock.h"
 #include "tests/support/softhsm_token.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_helpers.h"
 
 namespace kmsd {
 namespace hierarchy_testing {
 
-template <typename T>
-Code CodeOf(const Result<T>& r) {
-  return r.has_value() ? Code::kOk : r.error().code();
-}
-inline Code CodeOf(const Status& s) { return s.code(); }
-
 // The plaintext, or the error spelled out so that a failure reads well.
 inline std::string Text(const Result<std::string>& r) {
   return r.has_value() ? *r : "<error " + r.error().ToString() + ">";
-}
-
-inline std::span<const uint8_t> AsBytes(std::string_view s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
 constexpr int64_t kStart = 1700000000;

@@ -6,9 +6,24 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
+#include "keystore/store.h"
+
 namespace kmsd::testing {
+
+// PRAGMA application_id of a kmsd keystore ("kmsd").
+inline constexpr int64_t kKmsdApplicationId = 0x6b6d7364;
+
+// A tenant record as the store keeps it.
+inline TenantRecord SampleTenant(const std::string& name) {
+  return {.name = name,
+          .root_label = "root/" + name,
+          .created_at = 1700000000,
+          .deletion_due_at = std::nullopt};
+}
 
 class RawDb {
  public:

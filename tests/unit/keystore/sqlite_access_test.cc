@@ -26,13 +26,9 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-constexpr int64_t kKmsdApplicationId = 0x6b6d7364;
+using testing::kKmsdApplicationId;
 
 // --- Records -----------------------------------------------------------------
-
-TenantRecord Tenant(const std::string& name) {
-  return {.name = name, .root_label = "", .created_at = 1700000000, .deletion_due_at = {}};
-}
 
 PrincipalRecord Principal(const std::string& tenant, const std::string& name,
                           std::vector<std::string> roles = {"reader"},
@@ -128,8 +124,8 @@ class SqliteAccessTest : public ::testing::Test {
  protected:
   void SetUp() override {
     Reopen();
-    ASSERT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
-    ASSERT_TRUE(store_->CreateTenant(Tenant("beta"), {}, {}, {}).ok());
+    ASSERT_TRUE(store_->CreateTenant(testing::SampleTenant("acme"), {}, {}, {}).ok());
+    ASSERT_TRUE(store_->CreateTenant(testing::SampleTenant("beta"), {}, {}, {}).ok());
   }
 
   void Reopen() {
@@ -353,7 +349,7 @@ TEST_F(SqliteAccessTest, ApiKeyUsedOfMissingKeyIsOkAndRecordsNothing) {
 
 TEST_F(SqliteAccessTest, UnitOfWorkCreatesTenantPrincipalAndApiKeyTogether) {
   UnitOfWork unit;
-  unit.Add(store_change::CreateTenant{Tenant("gamma")})
+  unit.Add(store_change::CreateTenant{testing::SampleTenant("gamma")})
       .Add(store_change::CreatePrincipal{Principal("gamma", "root", {"admin"})})
       .Add(store_change::CreateApiKey{ApiKey(1, "gamma", "root")})
       .Add(store_change::ApiKeyUsed{KeyIdText(1), 1700000300});
@@ -369,7 +365,7 @@ TEST_F(SqliteAccessTest, FailingAccessChangeRollsBackTheWholeUnit) {
   MustWrite(store_change::CreateApiKey{ApiKey(1, "acme", "alice")});
   const std::string before = DumpAccess(Load());
   UnitOfWork unit;
-  unit.Add(store_change::CreateTenant{Tenant("gamma")})
+  unit.Add(store_change::CreateTenant{testing::SampleTenant("gamma")})
       .Add(store_change::CreatePrincipal{Principal("gamma", "root", {"admin"})})
       .Add(store_change::SetPrincipalRoles{"acme", "alice", {"admin"}})
       .Add(store_change::RevokeApiKey{"acme", KeyIdText(1), 1700001000})
@@ -410,7 +406,7 @@ TEST_F(SqliteAccessTest, TenantRecreatedAfterShreddingHasNoPrincipals) {
   UnitOfWork shred;
   shred.Add(store_change::ShredTenant{"acme", {}, 1800000000});
   ASSERT_TRUE(store_->Apply(shred).ok());
-  ASSERT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
+  ASSERT_TRUE(store_->CreateTenant(testing::SampleTenant("acme"), {}, {}, {}).ok());
   KeyStoreSnapshot snapshot = Load();
   EXPECT_EQ(DumpTenants(snapshot), "acme,beta,");
   EXPECT_TRUE(snapshot.principals.empty());

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "keystore/store.h"
+#include "tests/support/files.h"
 #include "tests/support/temp_dir.h"
 #include "tests/unit/keystore/frozen_schemas.h"
 #include "tests/unit/keystore/raw_db.h"
@@ -24,7 +25,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr int64_t kKmsdApplicationId = 0x6b6d7364;
+using testing::kKmsdApplicationId;
 
 // --- Records -----------------------------------------------------------------
 
@@ -34,13 +35,6 @@ KeyId Id(int n) {
   id[14] = static_cast<uint8_t>(n >> 8);
   id[15] = static_cast<uint8_t>(n);
   return id;
-}
-
-TenantRecord Tenant(const std::string& name) {
-  return {.name = name,
-          .root_label = "root/" + name,
-          .created_at = 1700000000,
-          .deletion_due_at = std::nullopt};
 }
 
 KeyRecord Key(const std::string& tenant, const std::string& name, int id) {
@@ -106,15 +100,6 @@ std::string Dump(const KeyStoreSnapshot& s) {
 
 using testing::RawDb;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void WriteFile(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
-
 // --- Fixture -----------------------------------------------------------------
 
 class SqliteKeyStoreTest : public ::testing::Test {
@@ -137,14 +122,14 @@ class SqliteKeyStoreTest : public ::testing::Test {
   // Tenant "acme" with key 1 ("orders", versions 1 and 2) and alias/orders.
   void CreateAcme() {
     ASSERT_TRUE(store_
-                    ->CreateTenant(Tenant("acme"), {Key("acme", "orders", 1)},
+                    ->CreateTenant(testing::SampleTenant("acme"), {Key("acme", "orders", 1)},
                                    {Version(1, 1), Version(1, 2)},
                                    {Alias("acme", "alias/orders", 1)})
                     .ok());
   }
 
   KeyStoreSnapshot AcmeSnapshot() {
-    return {.tenants = {Tenant("acme")},
+    return {.tenants = {testing::SampleTenant("acme")},
             .keys = {Key("acme", "orders", 1)},
             .versions = {Version(1, 1), Version(1, 2)},
             .aliases = {Alias("acme", "alias/orders", 1)},
@@ -182,7 +167,7 @@ TEST_F(SqliteKeyStoreOpenTest, CreatesFreshKeystoreWhenFileIsMissing) {
 }
 
 TEST_F(SqliteKeyStoreOpenTest, InitialisesEmptyFile) {
-  WriteFile(path_, "");
+  testing::WriteFileBytes(path_, "");
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
   EXPECT_EQ((*store)->SchemaVersion(), 7);
@@ -212,34 +197,34 @@ TEST_F(SqliteKeyStoreOpenTest, FailsWhenDirectoryIsMissing) {
 
 TEST_F(SqliteKeyStoreOpenTest, RejectsFileThatIsNotADatabase) {
   const std::string text = "tenants:\n  acme: {root: acme-root}\n" + std::string(600, '#');
-  WriteFile(path_, text);
+  testing::WriteFileBytes(path_, text);
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_FALSE(store.has_value());
   EXPECT_EQ(store.error().code(), Code::kInternal);
   EXPECT_EQ(store.error().message(),
             "keystore " + path_ + ": not a kmsd keystore: file is not a database");
-  EXPECT_EQ(ReadFile(path_), text);  // never recreated
+  EXPECT_EQ(testing::ReadFileBytes(path_), text);  // never recreated
 }
 
 TEST_F(SqliteKeyStoreOpenTest, RejectsShortTextFile) {
-  WriteFile(path_, "hello\n");
+  testing::WriteFileBytes(path_, "hello\n");
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_FALSE(store.has_value());
   EXPECT_EQ(store.error().code(), Code::kInternal);
   EXPECT_THAT(store.error().message(), HasSubstr("file is not a database"));
-  EXPECT_EQ(ReadFile(path_), "hello\n");
+  EXPECT_EQ(testing::ReadFileBytes(path_), "hello\n");
 }
 
 TEST_F(SqliteKeyStoreOpenTest, RejectsRandomBytes) {
   std::mt19937 rng(42);
   std::string bytes(8192, '\0');
   for (char& c : bytes) c = static_cast<char>(rng());
-  WriteFile(path_, bytes);
+  testing::WriteFileBytes(path_, bytes);
   Result<std::unique_ptr<KeyStore>> store = OpenSqliteKeyStore(path_);
   ASSERT_FALSE(store.has_value());
   EXPECT_EQ(store.error().code(), Code::kInternal);
   EXPECT_THAT(store.error().message(), HasSubstr("not a kmsd keystore: file is not a database"));
-  EXPECT_EQ(ReadFile(path_), bytes);
+  EXPECT_EQ(testing::ReadFileBytes(path_), bytes);
 }
 
 TEST_F(SqliteKeyStoreOpenTest, RejectsSqliteDatabaseWithoutKmsdApplicationId) {
@@ -343,7 +328,7 @@ TEST_F(SqliteKeyStoreTest, ReopenKeepsEverything) {
 }
 
 TEST_F(SqliteKeyStoreTest, KeepsWrappedBytesExactly) {
-  ASSERT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
+  ASSERT_TRUE(store_->CreateTenant(testing::SampleTenant("acme"), {}, {}, {}).ok());
   KeyVersionRecord version = Version(1, 1);
   version.wrapped.assign(256, 0);
   for (size_t i = 0; i < version.wrapped.size(); ++i) version.wrapped[i] = static_cast<uint8_t>(i);
@@ -355,8 +340,8 @@ TEST_F(SqliteKeyStoreTest, KeepsWrappedBytesExactly) {
 }
 
 TEST_F(SqliteKeyStoreTest, LoadAllReturnsRecordsInOrder) {
-  ASSERT_TRUE(store_->CreateTenant(Tenant("zeta"), {}, {}, {}).ok());
-  ASSERT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
+  ASSERT_TRUE(store_->CreateTenant(testing::SampleTenant("zeta"), {}, {}, {}).ok());
+  ASSERT_TRUE(store_->CreateTenant(testing::SampleTenant("acme"), {}, {}, {}).ok());
   ASSERT_TRUE(store_->CreateKey(Key("zeta", "a", 3), Version(3, 1)).ok());
   ASSERT_TRUE(store_->CreateKey(Key("acme", "b", 1), Version(1, 1)).ok());
   ASSERT_TRUE(store_->CreateKey(Key("acme", "a", 2), Version(2, 1)).ok());
@@ -367,7 +352,7 @@ TEST_F(SqliteKeyStoreTest, LoadAllReturnsRecordsInOrder) {
   ASSERT_TRUE(store_->CreateAlias(Alias("acme", "alias/x", 2)).ok());
 
   KeyStoreSnapshot expected = {
-      .tenants = {Tenant("acme"), Tenant("zeta")},
+      .tenants = {testing::SampleTenant("acme"), testing::SampleTenant("zeta")},
       .keys = {Key("acme", "a", 2), Key("acme", "b", 1), Key("zeta", "a", 3)},
       .versions = {Version(1, 1), Version(1, 2), Version(2, 1), Version(3, 1), Version(3, 2)},
       .aliases = {Alias("acme", "alias/x", 2), Alias("acme", "alias/y", 1),
@@ -391,7 +376,7 @@ TEST_F(SqliteKeyStoreTest, CreateTenantStoresEveryRecord) {
 
 TEST_F(SqliteKeyStoreTest, DuplicateTenantIsAlreadyExists) {
   CreateAcme();
-  Status status = store_->CreateTenant(Tenant("acme"), {}, {}, {});
+  Status status = store_->CreateTenant(testing::SampleTenant("acme"), {}, {}, {});
   EXPECT_EQ(status.code(), Code::kAlreadyExists);
   EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
 }
@@ -400,30 +385,31 @@ TEST_F(SqliteKeyStoreTest, DuplicateTenantIsAlreadyExists) {
 // written; the whole tenant must be gone.
 TEST_F(SqliteKeyStoreTest, CreateTenantIsAllOrNothing) {
   CreateAcme();
-  Status status =
-      store_->CreateTenant(Tenant("globex"), {Key("globex", "a", 10), Key("globex", "b", 11)},
-                           {Version(10, 1), Version(11, 1)},
-                           {Alias("globex", "alias/a", 10), Alias("globex", "alias/a", 11)});
+  Status status = store_->CreateTenant(
+      testing::SampleTenant("globex"), {Key("globex", "a", 10), Key("globex", "b", 11)},
+      {Version(10, 1), Version(11, 1)},
+      {Alias("globex", "alias/a", 10), Alias("globex", "alias/a", 11)});
   EXPECT_EQ(status.code(), Code::kAlreadyExists);
   EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
 
   // Nothing of it blocks a correct retry.
   EXPECT_TRUE(store_
-                  ->CreateTenant(Tenant("globex"), {Key("globex", "a", 10)}, {Version(10, 1)},
-                                 {Alias("globex", "alias/a", 10)})
+                  ->CreateTenant(testing::SampleTenant("globex"), {Key("globex", "a", 10)},
+                                 {Version(10, 1)}, {Alias("globex", "alias/a", 10)})
                   .ok());
 }
 
 TEST_F(SqliteKeyStoreTest, CreateTenantWithKeyIdOfAnotherTenantIsAlreadyExists) {
   CreateAcme();
-  Status status = store_->CreateTenant(
-      Tenant("globex"), {Key("globex", "a", 10), Key("globex", "b", 1)}, {Version(10, 1)}, {});
+  Status status =
+      store_->CreateTenant(testing::SampleTenant("globex"),
+                           {Key("globex", "a", 10), Key("globex", "b", 1)}, {Version(10, 1)}, {});
   EXPECT_EQ(status.code(), Code::kAlreadyExists);
   EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
 }
 
 TEST_F(SqliteKeyStoreTest, CreateTenantWithDuplicateKeyNameIsAlreadyExists) {
-  Status status = store_->CreateTenant(Tenant("globex"),
+  Status status = store_->CreateTenant(testing::SampleTenant("globex"),
                                        {Key("globex", "a", 10), Key("globex", "a", 11)}, {}, {});
   EXPECT_EQ(status.code(), Code::kAlreadyExists);
   EXPECT_EQ(Dump(Load()), "");
@@ -432,33 +418,34 @@ TEST_F(SqliteKeyStoreTest, CreateTenantWithDuplicateKeyNameIsAlreadyExists) {
 TEST_F(SqliteKeyStoreTest, CreateTenantWithAliasToKeyOutsideBatchIsNotFound) {
   CreateAcme();
   // Key 1 exists, but in acme: globex's alias may not point at it.
-  Status status = store_->CreateTenant(Tenant("globex"), {Key("globex", "a", 10)}, {Version(10, 1)},
-                                       {Alias("globex", "alias/a", 1)});
+  Status status = store_->CreateTenant(testing::SampleTenant("globex"), {Key("globex", "a", 10)},
+                                       {Version(10, 1)}, {Alias("globex", "alias/a", 1)});
   EXPECT_EQ(status.code(), Code::kNotFound);
   EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
 }
 
 TEST_F(SqliteKeyStoreTest, CreateTenantWithVersionOfKeyOutsideBatchIsNotFound) {
   CreateAcme();
-  Status status = store_->CreateTenant(Tenant("globex"), {Key("globex", "a", 10)},
+  Status status = store_->CreateTenant(testing::SampleTenant("globex"), {Key("globex", "a", 10)},
                                        {Version(10, 1), Version(1, 3)}, {});
   EXPECT_EQ(status.code(), Code::kNotFound);
   EXPECT_EQ(Dump(Load()), Dump(AcmeSnapshot()));
 }
 
 TEST_F(SqliteKeyStoreTest, CreateTenantWithRecordOfAnotherTenantIsInvalidArgument) {
-  Status key_status =
-      store_->CreateTenant(Tenant("globex"), {Key("acme", "a", 10)}, {Version(10, 1)}, {});
+  Status key_status = store_->CreateTenant(testing::SampleTenant("globex"), {Key("acme", "a", 10)},
+                                           {Version(10, 1)}, {});
   EXPECT_EQ(key_status.code(), Code::kInvalidArgument);
-  Status alias_status = store_->CreateTenant(Tenant("globex"), {Key("globex", "a", 10)},
-                                             {Version(10, 1)}, {Alias("acme", "alias/a", 10)});
+  Status alias_status =
+      store_->CreateTenant(testing::SampleTenant("globex"), {Key("globex", "a", 10)},
+                           {Version(10, 1)}, {Alias("acme", "alias/a", 10)});
   EXPECT_EQ(alias_status.code(), Code::kInvalidArgument);
   EXPECT_EQ(Dump(Load()), "");
 }
 
 TEST_F(SqliteKeyStoreTest, CreateTenantWithVersionZeroIsInvalidArgument) {
-  Status status =
-      store_->CreateTenant(Tenant("globex"), {Key("globex", "a", 10)}, {Version(10, 0)}, {});
+  Status status = store_->CreateTenant(testing::SampleTenant("globex"), {Key("globex", "a", 10)},
+                                       {Version(10, 0)}, {});
   EXPECT_EQ(status.code(), Code::kInvalidArgument);
   EXPECT_EQ(Dump(Load()), "");
 }
@@ -491,13 +478,13 @@ TEST_F(SqliteKeyStoreTest, DuplicateKeyNameIsAlreadyExists) {
 
 TEST_F(SqliteKeyStoreTest, SameKeyNameInAnotherTenantIsAllowed) {
   CreateAcme();
-  ASSERT_TRUE(store_->CreateTenant(Tenant("globex"), {}, {}, {}).ok());
+  ASSERT_TRUE(store_->CreateTenant(testing::SampleTenant("globex"), {}, {}, {}).ok());
   EXPECT_TRUE(store_->CreateKey(Key("globex", "orders", 2), Version(2, 1)).ok());
 }
 
 TEST_F(SqliteKeyStoreTest, DuplicateKeyIdIsAlreadyExists) {
   CreateAcme();
-  ASSERT_TRUE(store_->CreateTenant(Tenant("globex"), {}, {}, {}).ok());
+  ASSERT_TRUE(store_->CreateTenant(testing::SampleTenant("globex"), {}, {}, {}).ok());
   Status status = store_->CreateKey(Key("globex", "other", 1), Version(1, 1));
   EXPECT_EQ(status.code(), Code::kAlreadyExists);
   EXPECT_EQ(Load().keys.size(), 1u);
@@ -585,7 +572,7 @@ TEST_F(SqliteKeyStoreTest, CreateAliasInMissingTenantIsNotFound) {
 
 TEST_F(SqliteKeyStoreTest, CreateAliasToKeyOfAnotherTenantIsNotFound) {
   CreateAcme();
-  ASSERT_TRUE(store_->CreateTenant(Tenant("globex"), {}, {}, {}).ok());
+  ASSERT_TRUE(store_->CreateTenant(testing::SampleTenant("globex"), {}, {}, {}).ok());
   Status status = store_->CreateAlias(Alias("globex", "alias/stolen", 1));
   EXPECT_EQ(status.code(), Code::kNotFound);
   EXPECT_EQ(Load().aliases.size(), 1u);
@@ -618,8 +605,10 @@ TEST_F(SqliteKeyStoreTest, UpdateAliasToMissingKeyIsNotFound) {
 
 TEST_F(SqliteKeyStoreTest, UpdateAliasToKeyOfAnotherTenantIsNotFound) {
   CreateAcme();
-  ASSERT_TRUE(
-      store_->CreateTenant(Tenant("globex"), {Key("globex", "a", 10)}, {Version(10, 1)}, {}).ok());
+  ASSERT_TRUE(store_
+                  ->CreateTenant(testing::SampleTenant("globex"), {Key("globex", "a", 10)},
+                                 {Version(10, 1)}, {})
+                  .ok());
   Status status = store_->UpdateAlias("acme", "alias/orders", Id(10), 1700000999);
   EXPECT_EQ(status.code(), Code::kNotFound);
   EXPECT_EQ(Load().aliases[0].key_id, Id(1));
@@ -643,7 +632,7 @@ TEST_F(SqliteKeyStoreTest, DeleteMissingAliasIsNotFound) {
 // --- Threads ---------------------------------------------------------------------
 
 TEST_F(SqliteKeyStoreTest, ConcurrentWritersFromThreads) {
-  ASSERT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
+  ASSERT_TRUE(store_->CreateTenant(testing::SampleTenant("acme"), {}, {}, {}).ok());
   constexpr int kThreads = 8;
   constexpr int kKeysPerThread = 20;
   std::atomic<int> failures{0};
@@ -730,7 +719,7 @@ TEST_F(SqliteKeyStoreOpenTest, MigratesVersionOneKeystoreKeepingItsRecords) {
   billing.kek_label = "";
   KeyRecord orders = Key("acme", "orders", 1);
   orders.kek_label = "";
-  KeyStoreSnapshot expected{.tenants = {Tenant("acme")},
+  KeyStoreSnapshot expected{.tenants = {testing::SampleTenant("acme")},
                             .keys = {billing, orders},
                             // How many encryptions they did is unknown: all count as used.
                             .versions = {{Id(1), 1, {1, 2}, 1700000200, kAllEncryptionsReserved},
@@ -819,7 +808,7 @@ TEST_F(SqliteKeyStoreTest, LifecycleChangesOfMissingRecordsAreNotFound) {
 }
 
 TEST_F(SqliteKeyStoreTest, CreateTenantKeepsLifecycleFieldsOfItsRecords) {
-  TenantRecord tenant = Tenant("acme");
+  TenantRecord tenant = testing::SampleTenant("acme");
   tenant.deletion_due_at = 1800000000;
   KeyRecord key = Key("acme", "orders", 1);
   key.enabled = false;
@@ -863,7 +852,9 @@ KeyStoreSnapshot LoadFile(const std::string& path) {
 TEST_F(SqliteKeyStoreTest, BackupCopiesEveryRecordIntoOneOwnerOnlyFile) {
   CreateAcme();
   ASSERT_TRUE(
-      store_->CreateTenant(Tenant("beta"), {Key("beta", "b", 2)}, {Version(2, 1)}, {}).ok());
+      store_
+          ->CreateTenant(testing::SampleTenant("beta"), {Key("beta", "b", 2)}, {Version(2, 1)}, {})
+          .ok());
   const std::string backup = dir_ / "backup.db";
   Result<KeyStoreCopyInfo> info = store_->Backup(backup);
   ASSERT_TRUE(info.has_value()) << info.error().ToString();
@@ -888,11 +879,11 @@ TEST_F(SqliteKeyStoreTest, BackupCopiesEveryRecordIntoOneOwnerOnlyFile) {
 TEST_F(SqliteKeyStoreTest, BackupRefusesExistingTarget) {
   CreateAcme();
   const std::string backup = dir_ / "backup.db";
-  WriteFile(backup, "precious");
+  testing::WriteFileBytes(backup, "precious");
   Result<KeyStoreCopyInfo> info = store_->Backup(backup);
   ASSERT_FALSE(info.has_value());
   EXPECT_EQ(info.error().code(), Code::kAlreadyExists);
-  EXPECT_EQ(ReadFile(backup), "precious");
+  EXPECT_EQ(testing::ReadFileBytes(backup), "precious");
   EXPECT_THAT(OtherFiles(dir_.path().string(),
                          {"keystore.db", "keystore.db-wal", "keystore.db-shm", "backup.db"}),
               ::testing::IsEmpty());
@@ -932,7 +923,7 @@ TEST_F(SqliteKeyStoreTest, BackupNeverFollowsASymlink) {
 }
 
 TEST_F(SqliteKeyStoreTest, BackupWhileAnotherThreadWritesIsConsistent) {
-  ASSERT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
+  ASSERT_TRUE(store_->CreateTenant(testing::SampleTenant("acme"), {}, {}, {}).ok());
   std::atomic<bool> stop{false};
   std::atomic<int> written{0};
   std::thread writer([&] {
@@ -971,7 +962,7 @@ TEST_F(SqliteKeyStoreTest, RestoreReplacesKeystoreWithBackup) {
   const std::string backup = dir_ / "backup.db";
   ASSERT_TRUE(store_->Backup(backup).has_value());
   const std::string before = Dump(AsRestored(Load()));
-  ASSERT_TRUE(store_->CreateTenant(Tenant("later"), {}, {}, {}).ok());
+  ASSERT_TRUE(store_->CreateTenant(testing::SampleTenant("later"), {}, {}, {}).ok());
   store_.reset();
 
   Result<KeyStoreCopyInfo> info = RestoreSqliteKeyStore(backup, path_);
@@ -993,12 +984,14 @@ TEST_F(SqliteKeyStoreTest, RestoreIgnoresStaleWalOfOldKeystore) {
   const std::string backup = dir_ / "backup.db";
   ASSERT_TRUE(store_->Backup(backup).has_value());
   const std::string before = Dump(AsRestored(Load()));
-  ASSERT_TRUE(
-      store_->CreateTenant(Tenant("later"), {Key("later", "x", 9)}, {Version(9, 1)}, {}).ok());
-  const std::string wal = ReadFile(path_ + "-wal");
+  ASSERT_TRUE(store_
+                  ->CreateTenant(testing::SampleTenant("later"), {Key("later", "x", 9)},
+                                 {Version(9, 1)}, {})
+                  .ok());
+  const std::string wal = testing::ReadFileBytes(path_ + "-wal");
   ASSERT_FALSE(wal.empty());
   store_.reset();
-  WriteFile(path_ + "-wal", wal);
+  testing::WriteFileBytes(path_ + "-wal", wal);
 
   ASSERT_TRUE(RestoreSqliteKeyStore(backup, path_).has_value());
   EXPECT_FALSE(std::filesystem::exists(path_ + "-wal") &&
@@ -1012,11 +1005,12 @@ TEST_F(SqliteKeyStoreTest, RestoreIgnoresStaleWalOfOldKeystore) {
 TEST_F(SqliteKeyStoreTest, RestoreOfFileThatIsNotAKeystoreLeavesKeystoreUnchanged) {
   CreateAcme();
   store_.reset();
-  const std::string keystore_bytes = ReadFile(path_);
+  const std::string keystore_bytes = testing::ReadFileBytes(path_);
   const std::string text = dir_ / "notes.txt";
-  WriteFile(text, "not a database, just some words that are long enough to be a header....");
+  testing::WriteFileBytes(
+      text, "not a database, just some words that are long enough to be a header....");
   const std::string empty = dir_ / "empty.db";
-  WriteFile(empty, "");
+  testing::WriteFileBytes(empty, "");
   const std::string other = dir_ / "other.db";
   {
     RawDb raw(other);
@@ -1027,7 +1021,7 @@ TEST_F(SqliteKeyStoreTest, RestoreOfFileThatIsNotAKeystoreLeavesKeystoreUnchange
     ASSERT_FALSE(info.has_value()) << file;
     EXPECT_EQ(info.error().code(), Code::kInvalidArgument) << file;
     EXPECT_THAT(info.error().message(), HasSubstr("not a kmsd keystore")) << file;
-    EXPECT_EQ(ReadFile(path_), keystore_bytes) << file;
+    EXPECT_EQ(testing::ReadFileBytes(path_), keystore_bytes) << file;
   }
   EXPECT_THAT(OtherFiles(dir_.path().string(), {"keystore.db", "keystore.db-wal", "keystore.db-shm",
                                                 "notes.txt", "empty.db", "other.db"}),
@@ -1078,8 +1072,8 @@ TEST_F(SqliteKeyStoreTest, ShredKeyForgetsTheKeyAndQueuesItsTokenObjects) {
 TEST_F(SqliteKeyStoreTest, ShredTenantForgetsEverythingOfThatTenantOnly) {
   CreateAcme();
   ASSERT_TRUE(store_
-                  ->CreateTenant(Tenant("zeta"), {Key("zeta", "k", 3)}, {Version(3, 1)},
-                                 {Alias("zeta", "alias/x", 3)})
+                  ->CreateTenant(testing::SampleTenant("zeta"), {Key("zeta", "k", 3)},
+                                 {Version(3, 1)}, {Alias("zeta", "alias/x", 3)})
                   .ok());
   ASSERT_TRUE(
       store_->ShredTenant("acme", {"tenants/acme/keys/1", "tenants/acme/root/r"}, 1800000000).ok());
@@ -1093,7 +1087,7 @@ TEST_F(SqliteKeyStoreTest, ShredTenantForgetsEverythingOfThatTenantOnly) {
             (std::vector<std::string>{"tenants/acme/keys/1", "tenants/acme/root/r"}));
   EXPECT_EQ(store_->ShredTenant("acme", {}, 0).code(), Code::kNotFound);
   // The name is free again.
-  EXPECT_TRUE(store_->CreateTenant(Tenant("acme"), {}, {}, {}).ok());
+  EXPECT_TRUE(store_->CreateTenant(testing::SampleTenant("acme"), {}, {}, {}).ok());
 }
 
 TEST_F(SqliteKeyStoreTest, RestoreKeepsTheReplacedKeystoresDestructionQueue) {

@@ -15,6 +15,8 @@
 
 #include "pkcs11/module.h"
 #include "tests/support/softhsm_token.h"
+#include "tests/support/test_helpers.h"
+#include "tests/unit/pkcs11/make_iv.h"
 
 namespace kmsd {
 namespace {
@@ -23,21 +25,6 @@ using pkcs11::Module;
 using pkcs11::ObjectHandle;
 using pkcs11::Token;
 using ::testing::HasSubstr;
-
-template <typename T>
-Code CodeOf(const Result<T>& r) {
-  return r.has_value() ? Code::kOk : r.error().code();
-}
-
-std::span<const uint8_t> AsBytes(std::string_view s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
-Iv MakeIv(uint8_t seed) {
-  Iv iv;
-  for (size_t i = 0; i < iv.size(); ++i) iv[i] = static_cast<uint8_t>(seed + i);
-  return iv;
-}
 
 // --- Module --------------------------------------------------------------------
 

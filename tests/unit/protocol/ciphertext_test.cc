@@ -8,16 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/test_helpers.h"
+
 namespace kmsd {
 namespace {
 
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
-
-template <typename T>
-Code CodeOf(const Result<T>& r) {
-  return r.has_value() ? Code::kOk : r.error().code();
-}
 
 KeyId SampleKeyId() {
   KeyId id;

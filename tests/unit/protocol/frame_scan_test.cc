@@ -19,11 +19,6 @@ using ::testing::HasSubstr;
 using testing::MapOf;
 using Bytes = std::vector<uint8_t>;
 
-Bytes Encode(const Value& value) {
-  WipingBuffer buffer = EncodeValue(value);
-  return {buffer.data(), buffer.data() + buffer.size()};
-}
-
 // An array32 header declaring `count` entries.
 Bytes Array32(uint32_t count) {
   return {0xdd, uint8_t(count >> 24), uint8_t(count >> 16), uint8_t(count >> 8), uint8_t(count)};
@@ -38,7 +33,8 @@ void ExpectRefused(const Bytes& frame, const std::string& message,
 }
 
 TEST(FrameScanTest, ReadsIdOpAndTenantOfAnEnvelope) {
-  const Bytes frame = Encode(BuildRequest(7, "encrypt", "acme", MapOf("key", "alias/data")));
+  const Bytes frame =
+      testing::EncodedBytes(BuildRequest(7, "encrypt", "acme", MapOf("key", "alias/data")));
   auto scanned = ScanRequestFrame(frame);
   ASSERT_TRUE(scanned) << scanned.error();
   EXPECT_EQ(scanned->id, 7u);
@@ -50,7 +46,7 @@ TEST(FrameScanTest, ReadsIdOpAndTenantOfAnEnvelope) {
 }
 
 TEST(FrameScanTest, FieldsOfTheWrongTypeOrNestedAreNotTakenForTheEnvelope) {
-  const Bytes frame = Encode(
+  const Bytes frame = testing::EncodedBytes(
       MapOf("id", -1, "op", 5, "args", MapOf("op", "tenant.create", "tenant", "x", "id", 9)));
   auto scanned = ScanRequestFrame(frame);
   ASSERT_TRUE(scanned) << scanned.error();
@@ -58,13 +54,13 @@ TEST(FrameScanTest, FieldsOfTheWrongTypeOrNestedAreNotTakenForTheEnvelope) {
   EXPECT_EQ(scanned->op, std::nullopt);
   EXPECT_EQ(scanned->tenant, std::nullopt);
   // A container as the value of "op".
-  auto nested = ScanRequestFrame(Encode(MapOf("op", MapOf("op", "status"))));
+  auto nested = ScanRequestFrame(testing::EncodedBytes(MapOf("op", MapOf("op", "status"))));
   ASSERT_TRUE(nested);
   EXPECT_EQ(nested->op, std::nullopt);
 }
 
 TEST(FrameScanTest, NonMapTopLevelIsLeftToTheDecoder) {
-  auto scanned = ScanRequestFrame(Encode(Value("encrypt")));
+  auto scanned = ScanRequestFrame(testing::EncodedBytes(Value("encrypt")));
   ASSERT_TRUE(scanned);
   EXPECT_FALSE(scanned->top_level_is_map);
   EXPECT_EQ(scanned->op, std::nullopt);
@@ -75,12 +71,13 @@ TEST(FrameScanTest, EmptyFrameIsRefused) { ExpectRefused({}, "request frame is e
 TEST(FrameScanTest, RepeatedEnvelopeKeyIsRefused) {
   Value::Map envelope = MapOf("version", 1, "id", 1, "op", "tenant.list");
   envelope.emplace_back("op", "tenant.create");
-  ExpectRefused(Encode(Value(std::move(envelope))), "request repeats the key 'op'");
+  ExpectRefused(testing::EncodedBytes(Value(std::move(envelope))), "request repeats the key 'op'");
   Value::Map tenants = MapOf("tenant", "a", "op", "key.list");
   tenants.emplace_back("tenant", "b");
-  ExpectRefused(Encode(Value(std::move(tenants))), "request repeats the key 'tenant'");
+  ExpectRefused(testing::EncodedBytes(Value(std::move(tenants))),
+                "request repeats the key 'tenant'");
   // Repeats below the top level are the decoder's to refuse.
-  EXPECT_TRUE(ScanRequestFrame(Encode(MapOf("args", MapOf("op", 1, "op", 2)))));
+  EXPECT_TRUE(ScanRequestFrame(testing::EncodedBytes(MapOf("args", MapOf("op", 1, "op", 2)))));
 }
 
 TEST(FrameScanTest, EightLevelsOfNestingPassAndNineAreRefused) {
@@ -163,8 +160,8 @@ TEST(FrameScanTest, BrokenBytesAreRefusedLikeTheDecoderDoes) {
 }
 
 TEST(FrameScanTest, EveryTruncationOfARequestIsRefused) {
-  const Bytes frame =
-      Encode(BuildRequest(3, "encrypt", "acme", MapOf("key", "k", "context", MapOf("a", "b"))));
+  const Bytes frame = testing::EncodedBytes(
+      BuildRequest(3, "encrypt", "acme", MapOf("key", "k", "context", MapOf("a", "b"))));
   for (size_t n = 1; n < frame.size(); ++n) {
     auto scanned = ScanRequestFrame(std::span(frame).first(n));
     ASSERT_FALSE(scanned) << "length " << n;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/test_helpers.h"
 #include "tests/support/value_builders.h"
 
 namespace kmsd {
@@ -19,25 +20,16 @@ using ::testing::HasSubstr;
 using testing::MapOf;
 using testing::MustDecode;
 
-template <typename T>
-Code CodeOf(const Result<T>& r) {
-  return r.has_value() ? Code::kOk : r.error().code();
-}
-
-std::vector<uint8_t> Encode(const Value& value) {
-  WipingBuffer buffer = EncodeValue(value);
-  return {buffer.data(), buffer.data() + buffer.size()};
-}
-
 std::vector<uint8_t> SampleRequestBytes() {
-  return Encode(BuildRequest(42, "encrypt", "acme",
-                             MapOf("key", "alias/data", "plaintext", Bytes{1, 2, 3}, "context",
-                                   MapOf("purpose", "test"))));
+  return testing::EncodedBytes(BuildRequest(42, "encrypt", "acme",
+                                            MapOf("key", "alias/data", "plaintext", Bytes{1, 2, 3},
+                                                  "context", MapOf("purpose", "test"))));
 }
 
 // A decoded value with the bytes it points into.
 struct Decoded {
-  explicit Decoded(const Value& value) : bytes(Encode(value)), frame(MustDecode(bytes)) {}
+  explicit Decoded(const Value& value)
+      : bytes(testing::EncodedBytes(value)), frame(MustDecode(bytes)) {}
   explicit Decoded(std::vector<uint8_t> raw) : bytes(std::move(raw)), frame(MustDecode(bytes)) {}
   const msgpack::object& root() const { return frame.root(); }
   Fields fields(std::string_view what = "args") const {
@@ -52,7 +44,7 @@ struct Decoded {
 // --- Frame::Decode -------------------------------------------------------------
 
 TEST(FrameTest, DecodesOneValueWithoutCopyingBinaries) {
-  const std::vector<uint8_t> bytes = Encode(Value(MapOf("data", Bytes{7, 8, 9})));
+  const std::vector<uint8_t> bytes = testing::EncodedBytes(Value(MapOf("data", Bytes{7, 8, 9})));
   auto frame = Frame::Decode(bytes);
   ASSERT_TRUE(frame.has_value()) << frame.error();
   const msgpack::object& data = frame->root().via.map.ptr[0].val;
@@ -63,12 +55,12 @@ TEST(FrameTest, DecodesOneValueWithoutCopyingBinaries) {
 }
 
 TEST(FrameTest, StaysValidAfterMove) {
-  const std::vector<uint8_t> bytes = Encode(Value(MapOf("id", 5)));
+  const std::vector<uint8_t> bytes = testing::EncodedBytes(Value(MapOf("id", 5)));
   auto decoded = Frame::Decode(bytes);
   ASSERT_TRUE(decoded.has_value());
   Frame moved(std::move(*decoded));
   EXPECT_EQ(moved.root().type, msgpack::type::MAP);
-  auto other = Frame::Decode(Encode(Value(1)));  // its bytes die; only moved over
+  auto other = Frame::Decode(testing::EncodedBytes(Value(1)));  // its bytes die; only moved over
   ASSERT_TRUE(other.has_value());
   *other = std::move(moved);
   EXPECT_EQ(other->root().via.map.ptr[0].val.via.u64, 5u);
@@ -128,10 +120,11 @@ TEST(FrameTest, RejectsGarbage) {
 TEST(FrameTest, RejectsMapsOverTheEntryLimit) {
   Value::Map big;
   for (int i = 0; i < 4096; ++i) big.emplace_back("k" + std::to_string(i), 0);
-  EXPECT_TRUE(Frame::Decode(Encode(Value(std::move(big)))).has_value());
+  EXPECT_TRUE(Frame::Decode(testing::EncodedBytes(Value(std::move(big)))).has_value());
   Value::Map too_big;
   for (int i = 0; i < 4097; ++i) too_big.emplace_back("k" + std::to_string(i), 0);
-  EXPECT_EQ(CodeOf(Frame::Decode(Encode(Value(std::move(too_big))))), Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(Frame::Decode(testing::EncodedBytes(Value(std::move(too_big))))),
+            Code::kInvalidArgument);
 }
 
 // Containers allowed around a scalar; FrameLimits() in message.cc.
@@ -149,10 +142,10 @@ Value Nested(int depth) {
 
 TEST(FrameTest, AcceptsNestingUpToTheLimitAndRejectsDeeper) {
   // A request is at most a few levels deep (envelope, args, batch items, context).
-  EXPECT_TRUE(Frame::Decode(Encode(Nested(kMaxNestingForTest))).has_value());
-  auto deeper = Frame::Decode(Encode(Nested(kMaxNestingForTest + 1)));
+  EXPECT_TRUE(Frame::Decode(testing::EncodedBytes(Nested(kMaxNestingForTest))).has_value());
+  auto deeper = Frame::Decode(testing::EncodedBytes(Nested(kMaxNestingForTest + 1)));
   EXPECT_EQ(CodeOf(deeper), Code::kInvalidArgument);
-  EXPECT_EQ(CodeOf(Frame::Decode(Encode(Nested(1000)))), Code::kInvalidArgument);
+  EXPECT_EQ(CodeOf(Frame::Decode(testing::EncodedBytes(Nested(1000)))), Code::kInvalidArgument);
 }
 
 TEST(FrameTest, SurvivesEveryBitFlipOfARequest) {

@@ -1,0 +1,33 @@
+// Small helpers every kind of test uses: the code a call returned (for
+// EXPECT_EQ), a string's bytes, patterned bytes. Header-only; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "protocol/status.h"
+
+namespace kmsd {
+
+// OK or the code a call failed with.
+template <typename T>
+Code CodeOf(const Result<T>& result) {
+  return result.has_value() ? Code::kOk : result.error().code();
+}
+inline Code CodeOf(const Status& status) { return status.code(); }
+
+inline std::span<const uint8_t> AsBytes(std::string_view text) {
+  return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
+}
+
+// `size` bytes of a fixed pattern (i * 31 + seed), for data whose content
+// does not matter but must not be all one byte.
+inline std::vector<uint8_t> PatternBytes(size_t size, uint8_t seed = 1) {
+  std::vector<uint8_t> out(size);
+  for (size_t i = 0; i < size; ++i) out[i] = static_cast<uint8_t>(i * 31 + seed);
+  return out;
+}
+
+}  // namespace kmsd
