@@ -21,6 +21,7 @@
 
 #include "tests/e2e/cli_exit_codes.h"
 #include "tests/e2e/hostile_support.h"
+#include "tests/support/test_helpers.h"
 
 namespace kmsd::testing {
 namespace {
@@ -262,7 +263,7 @@ double MedianHealthMs(Connection& admin, int calls) {
 // default) instead of being reused, so every refused connection would show in
 // kmsd's RSS; a small quarantine keeps the RSS bound about kmsd itself.
 void LimitSanitizerQuarantineOfChildren() {
-#if defined(__SANITIZE_ADDRESS__)
+#if KMSD_UNDER_ASAN
   const char* options = std::getenv("ASAN_OPTIONS");
   const std::string merged = std::string(options ? options : "") +
                              ":quarantine_size_mb=1:thread_local_quarantine_size_kb=16";
@@ -311,7 +312,7 @@ TEST_F(ConnectionGateTest, UnprivilegedFloodOfHalfFramesAndNestedNilsCostsKmsdLi
   EXPECT_EQ(attack.exit_code, 0) << attack.err;
   // 64 MiB is the bound (release: about 1 MiB is seen). AddressSanitizer's
   // allocator caches and shadow memory add about 55 MiB of their own here.
-#if defined(__SANITIZE_ADDRESS__)
+#if KMSD_UNDER_ASAN
   constexpr uint64_t kRssBoundKiB = 128u * 1024;
 #else
   constexpr uint64_t kRssBoundKiB = 64u * 1024;

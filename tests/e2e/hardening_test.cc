@@ -70,7 +70,7 @@ bool Holds(std::string_view haystack, std::span<const uint8_t> needle) {
 // memory, where nng's copy of a reply ends, is overwritten on free
 // (M_PERTURB, os/linux_system.cc).
 TEST_F(KmsdTest, ACoreOfTheDaemonHoldsNoDataKeyOrPlaintextItServed) {
-#if defined(__SANITIZE_ADDRESS__)
+#if KMSD_UNDER_ASAN
   GTEST_SKIP() << "a core of an AddressSanitizer process holds its shadow memory (terabytes); "
                   "the release build runs this test";
 #endif

@@ -65,7 +65,7 @@ std::chrono::seconds SoakDuration() {
 class SoakTest : public KmsdTest {
  protected:
   void SetUp() override {
-#if defined(__SANITIZE_ADDRESS__)
+#if KMSD_UNDER_ASAN
     // ASan holds freed memory back (256 MiB of quarantine by default), which
     // would read as growth; a small quarantine keeps the check about kmsd.
     const char* options = std::getenv("ASAN_OPTIONS");

@@ -1,5 +1,6 @@
 // Small helpers every kind of test uses: the code a call returned (for
-// EXPECT_EQ), a string's bytes, patterned bytes. Header-only; thread-safe.
+// EXPECT_EQ), a string's bytes, patterned bytes;
+// whether the build is under AddressSanitizer. Header-only; thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,19 @@
 #include <vector>
 
 #include "protocol/status.h"
+
+// 1 when this test binary is built with AddressSanitizer (GCC says so with
+// __SANITIZE_ADDRESS__, clang 14 only through __has_feature).
+#if defined(__SANITIZE_ADDRESS__)
+#define KMSD_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KMSD_UNDER_ASAN 1
+#endif
+#endif
+#ifndef KMSD_UNDER_ASAN
+#define KMSD_UNDER_ASAN 0
+#endif
 
 namespace kmsd {
 
