@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <thread>
 
 #include "tests/e2e/e2e_fixture.h"
 
@@ -55,8 +57,12 @@ TEST_F(KmsdTest, SecondDaemonOnTheSameDirectoryRefusesToStart) {
   CommandResult second = RunKmsd({"--dev", dir_ / "kmsd"});
   EXPECT_EQ(second.exit_code, 1);
   EXPECT_THAT(second.out + second.err, ::testing::HasSubstr("already listening"));
-  // The first one is unharmed.
+  // The first one is unharmed: it serves, and its sealed audit log (whose
+  // head object in the token the second must not touch) still verifies.
   EXPECT_TRUE(Call("health").has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // past a few seals
+  auto verified = Call("audit.verify");
+  EXPECT_TRUE(verified.has_value()) << verified.error();
 }
 
 bool Holds(std::string_view haystack, std::span<const uint8_t> needle) {
