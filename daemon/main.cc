@@ -343,10 +343,7 @@ int Run(Config& config, const std::string& config_path, const sigset_t& signals)
   // Before the token: a second kmsd on the same configuration would replace
   // the running one's audit head object in the token before it found the
   // socket taken.
-  if (SocketHasListener(config.socket_path)) {
-    return fail(
-        Status(Code::kUnavailable, "another kmsd is already listening on " + config.socket_path));
-  }
+  if (Status status = CheckNoListener(config.socket_path); !status.ok()) return fail(status);
   auto pin = ReadPinFile(config.pin_file);
   if (!pin) {
     // A missing, empty or group-readable PIN file is a configuration error,

@@ -37,6 +37,11 @@ bool SocketHasListener(const std::string& path) {
   return alive;
 }
 
+Status CheckNoListener(const std::string& path) {
+  if (!SocketHasListener(path)) return OkStatus();
+  return Status(Code::kUnavailable, "another kmsd is already listening on " + path);
+}
+
 // A request frame from the socket, wiped and freed with its owner.
 struct MessageDeleter {
   void operator()(nng_msg* message) const {
@@ -94,9 +99,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
 
   // A socket file left by a crashed kmsd would make listen fail; a live kmsd
   // still answers on it, so only remove it when nobody is listening.
-  if (SocketHasListener(options.socket_path)) {
-    return Error(Code::kUnavailable, "another kmsd is already listening on " + options.socket_path);
-  }
+  RETURN_IF_ERROR(CheckNoListener(options.socket_path));
   if (std::filesystem::exists(options.socket_path)) unlink(options.socket_path.c_str());
   RETURN_IF_ERROR(server->Listen());
   // One thread more than may execute at once: one always receives.

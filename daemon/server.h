@@ -76,6 +76,8 @@ struct ServerOptions {
 // True if a process accepts connections on the Unix socket at `path` (an
 // nng REQ dial succeeds); false for no file or a file nobody listens on.
 bool SocketHasListener(const std::string& path);
+// UNAVAILABLE "another kmsd is already listening on PATH" if one is, else OK.
+Status CheckNoListener(const std::string& path);
 
 class Server {
  public:
