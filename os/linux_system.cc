@@ -40,6 +40,9 @@ class LinuxSystem final : public System {
   bool ExcludeFromCoreDumps(void* data, size_t bytes) override {
     return madvise(data, bytes, MADV_DONTDUMP) == 0;
   }
+  bool WipeOnFork(void* pages, size_t bytes) override {
+    return madvise(pages, bytes, MADV_WIPEONFORK) == 0;
+  }
 
   bool HardenProcess() override {
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return false;

@@ -48,6 +48,9 @@ class System {
   virtual void UnlockMemory(void* data, size_t bytes) = 0;
   // Leaves the range out of core dumps (MADV_DONTDUMP); false when refused.
   virtual bool ExcludeFromCoreDumps(void* data, size_t bytes) = 0;
+  // Has a forked child find the range zero-filled (MADV_WIPEONFORK, Linux
+  // 4.14); false when refused.
+  virtual bool WipeOnFork(void* pages, size_t bytes) = 0;
   // How much memory this process may lock: RLIMIT_MEMLOCK's soft limit in
   // bytes; nullopt when there is no limit (unlimited, or CAP_IPC_LOCK).
   virtual std::optional<uint64_t> LockableBytes() = 0;

@@ -21,10 +21,6 @@ constexpr size_t kJobCost = 64 << 10;
 
 size_t CostOf(size_t bytes) { return std::max(bytes, kJobCost); }
 
-Status SystemError(const std::string& what, int error) {
-  return Status(Code::kInternal, what + ": " + std::strerror(error));
-}
-
 bool AllZeros(std::span<const uint8_t> bytes) {
   // The first byte is zero and each equals the next: memcmp's speed.
   return !bytes.empty() && bytes[0] == 0 &&
@@ -149,7 +145,7 @@ Status FileWriters::Execute(Worker& worker, Job& job) {
     case Job::Kind::kWrite:
       if (AllZeros(job.bytes)) {
         if (::lseek(worker.file.get(), static_cast<off_t>(job.bytes.size()), SEEK_CUR) < 0) {
-          return SystemError("cannot seek in a restored file", errno);
+          return ErrnoStatus(Code::kInternal, "cannot seek in a restored file", errno);
         }
         worker.ends_in_hole = true;
         return OkStatus();
@@ -162,7 +158,7 @@ Status FileWriters::Execute(Worker& worker, Job& job) {
       // A file that ends in a hole gets its length.
       if ((worker.ends_in_hole && ::ftruncate(fd, static_cast<off_t>(job.size)) != 0) ||
           ::fchmod(fd, job.mode & 0777) != 0 || ::futimens(fd, times) != 0) {
-        return SystemError("cannot finish '" + job.path + "'", errno);
+        return ErrnoStatus(Code::kInternal, "cannot finish '" + job.path + "'", errno);
       }
       worker.file = store::Fd();
       return OkStatus();

@@ -23,10 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Status SystemError(const std::string& what, int error) {
-  return Status(Code::kInternal, what + ": " + std::strerror(error));
-}
-
 // The target must not exist, or be an empty directory (rename replaces one).
 Status CheckTarget(const std::string& target) {
   std::error_code error;
@@ -59,7 +55,8 @@ class Writer {
       const timespec times[2] = {TimeOf(it->mtime_ns), TimeOf(it->mtime_ns)};
       if (::fchmodat(parent.first.fd(), parent.second.c_str(), it->mode & 0777, 0) != 0 ||
           ::utimensat(parent.first.fd(), parent.second.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
-        return SystemError("cannot set the mode or time of '" + it->path + "'", errno);
+        return ErrnoStatus(Code::kInternal, "cannot set the mode or time of '" + it->path + "'",
+                           errno);
       }
     }
     return OkStatus();
@@ -83,14 +80,14 @@ class Writer {
     switch (entry.type) {
       case EntryType::kDirectory:
         if (::mkdirat(parent.first->fd(), leaf.c_str(), 0700) != 0 && errno != EEXIST) {
-          return SystemError("cannot make '" + entry.path + "'", errno);
+          return ErrnoStatus(Code::kInternal, "cannot make '" + entry.path + "'", errno);
         }
         directories_.push_back(entry);
         ++summary_.directories;
         return OkStatus();
       case EntryType::kSymlink: {
         if (::symlinkat(entry.target.c_str(), parent.first->fd(), leaf.c_str()) != 0) {
-          return SystemError("cannot make the link '" + entry.path + "'", errno);
+          return ErrnoStatus(Code::kInternal, "cannot make the link '" + entry.path + "'", errno);
         }
         const timespec times[2] = {TimeOf(entry.mtime_ns), TimeOf(entry.mtime_ns)};
         ::utimensat(parent.first->fd(), leaf.c_str(), times, AT_SYMLINK_NOFOLLOW);
@@ -173,7 +170,7 @@ Result<RestoreSummary> RestoreBackup(esdk::MaterialsManager& materials, int fd,
       return Error(Code::kInvalidArgument,
                    "the directory '" + target + "' would be in does not exist");
     }
-    return Error(SystemError("cannot make '" + staging + "'", errno));
+    return Error(ErrnoStatus(Code::kInternal, "cannot make '" + staging + "'", errno));
   }
   // Whatever fails from here removes the staging directory.
   struct Cleanup {
@@ -193,10 +190,12 @@ Result<RestoreSummary> RestoreBackup(esdk::MaterialsManager& materials, int fd,
     return Error(Code::kInvalidCiphertext, "the backup changed between the two passes");
   }
   RETURN_IF_ERROR(writer.Finish());
-  if (::syncfs(root.fd()) != 0) return Error(SystemError("cannot sync the restored tree", errno));
+  if (::syncfs(root.fd()) != 0)
+    return Error(ErrnoStatus(Code::kInternal, "cannot sync the restored tree", errno));
   RETURN_IF_ERROR(CheckTarget(target));
   if (::rename(staging.c_str(), target.c_str()) != 0) {
-    return Error(SystemError("cannot rename '" + staging + "' to '" + target + "'", errno));
+    return Error(
+        ErrnoStatus(Code::kInternal, "cannot rename '" + staging + "' to '" + target + "'", errno));
   }
   cleanup.keep = true;
   const int parent = ::open(DirectoryOf(target).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -182,6 +182,7 @@ Status Decryptor::AcceptHeader(Header header) {
     verifier_ = std::move(verifier);
   }
   cipher_ = std::move(cipher);
+  crew_.emplace(std::move(keys.data_key), AesGcm::Use::kOpen);
   header_ = std::move(header);
   header_ready_ = true;
   stage_ = Stage::kBody;
@@ -253,12 +254,64 @@ Result<size_t> Decryptor::ConsumeFrameHead(std::span<const uint8_t> bytes) {
   return in.offset();
 }
 
+// Whole regular frames at the start of `bytes`, opened at once (parallel.h)
+// and released in order, up to the first that does not authenticate; 0 when
+// too few are there, and they are read one at a time. A batch ends before a
+// frame whose head the one-at-a-time path would refuse (out of order, an IV
+// not its own) or treat apart (the final frame): that path reads it next.
+Result<size_t> Decryptor::ConsumeFrames(std::span<const uint8_t> bytes) {
+  const size_t length = header_.frame_length,
+               framed = kSequenceBytes + kIvBytes + length + kTagBytes;
+  size_t count = options_.parallel ? FramesPerBatch(length, bytes.size() / framed) : 0;
+  for (size_t k = 0; k < count; ++k) {
+    const uint8_t* at = bytes.data() + k * framed;
+    const uint64_t sequence = uint64_t{expected_sequence_} + k;
+    const auto iv = FrameIv(static_cast<uint32_t>(sequence));
+    if (sequence + 1 >= kFinalFrameMarker || LoadU32(at) != sequence ||
+        (header_.suite->message_version == 2 &&
+         !std::equal(iv.begin(), iv.end(), at + kSequenceBytes))) {
+      count = FramesPerBatch(length, k);
+      break;
+    }
+  }
+  if (count == 0) return size_t{0};
+  uint8_t* const plaintext = plaintext_.Reserve(count * length);
+  std::vector<char> opened(count, 0);
+  RETURN_IF_ERROR(crew_->ForEachRun(count, [&](size_t first, size_t end, AesGcm& cipher) {
+    for (size_t k = first; k < end; ++k) {
+      const uint8_t* const iv = bytes.data() + k * framed + kSequenceBytes;
+      const uint8_t* const content = iv + kIvBytes;
+      uint8_t aad[kMaxBodyAadBytes];
+      const size_t aad_size = WriteBodyAad(aad, header_.message_id, kFrameLabel,
+                                           expected_sequence_ + static_cast<uint32_t>(k), length);
+      opened[k] = cipher.Open({iv, kIvBytes}, {aad, aad_size}, {content, length},
+                              {content + length, kTagBytes}, plaintext + k * length);
+      if (!opened[k]) return;  // the frames after it are not released
+    }
+  }));
+  if (verifier_) RETURN_IF_ERROR(verifier_->Update(bytes.first(count * framed)));
+  for (size_t k = 0; k < count; ++k) {
+    if (!opened[k]) {
+      plaintext_.Wipe();
+      return Error(Bad("frame " + std::to_string(expected_sequence_) + " does not authenticate"));
+    }
+    RETURN_IF_ERROR(Release({plaintext + k * length, length}, false));
+    ++expected_sequence_;
+  }
+  return count * framed;
+}
+
 Result<size_t> Decryptor::ConsumeFrame(std::span<const uint8_t> bytes) {
   size_t consumed = 0;
   while (true) {
     const auto rest = bytes.subspan(consumed);
     switch (frame_part_) {
       case FramePart::kHead: {
+        ASSIGN_OR_RETURN(const size_t batch, ConsumeFrames(rest));
+        if (batch > 0) {
+          consumed += batch;
+          break;
+        }
         ASSIGN_OR_RETURN(const size_t head, ConsumeFrameHead(rest));
         if (head == 0) return consumed;
         consumed += head;

@@ -1,7 +1,7 @@
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "client/esdk/message.h"
+#include "client/esdk/random_pool.h"
 
 namespace kmsd::esdk {
 namespace {
@@ -49,9 +49,7 @@ Result<std::unique_ptr<Encryptor>> Encryptor::Start(MaterialsManager& materials,
   Header header;
   header.suite = suite;
   header.message_id.resize(kMessageIdBytes);
-  if (RAND_bytes(header.message_id.data(), kMessageIdBytes) != 1) {
-    return Error(Status(Code::kInternal, "OpenSSL: no random bytes"));
-  }
+  RETURN_IF_ERROR(FillUniqueRandom(header.message_id));
   header.context = std::move(made.context);
   header.edks = std::move(made.edks);
   header.frame_length = options.frame_length;
@@ -71,9 +69,11 @@ Result<std::unique_ptr<Encryptor>> Encryptor::Start(MaterialsManager& materials,
                             " or " + std::to_string(limits.max_header_bytes) + " bytes"));
   }
   ASSIGN_OR_RETURN(header.tag, HeaderTag(cipher, header.body));
-  std::unique_ptr<Encryptor> encryptor(
-      new Encryptor(std::move(header), std::move(cipher), std::move(made.signer), std::move(sink)));
+  std::unique_ptr<Encryptor> encryptor(new Encryptor(
+      std::move(header), std::move(cipher), FrameCrew(std::move(keys.data_key), AesGcm::Use::kSeal),
+      std::move(made.signer), std::move(sink)));
   encryptor->declared_bytes_ = options.plaintext_bytes;
+  encryptor->parallel_ = options.parallel;
   RETURN_IF_ERROR(encryptor->Emit(encryptor->header_.body));
   RETURN_IF_ERROR(encryptor->Emit(SerializeHeaderAuth(encryptor->header_)));
   return encryptor;
@@ -82,9 +82,11 @@ Result<std::unique_ptr<Encryptor>> Encryptor::Start(MaterialsManager& materials,
 // A frame: [marker (4)] sequence (4) | IV (12) | [length (4)] | content | tag (16).
 constexpr size_t kMaxFrameOverhead = 4 + 4 + kIvBytes + 4 + kTagBytes;
 
-Encryptor::Encryptor(Header header, AesGcm cipher, std::optional<Signer> signer, Sink sink)
+Encryptor::Encryptor(Header header, AesGcm cipher, FrameCrew crew, std::optional<Signer> signer,
+                     Sink sink)
     : header_(std::move(header)),
       cipher_(std::move(cipher)),
+      crew_(std::move(crew)),
       signer_(std::move(signer)),
       sink_(std::move(sink)) {}
 
@@ -102,29 +104,60 @@ Status Encryptor::Emit(std::span<const uint8_t> bytes) {
   return sink_(bytes);
 }
 
-Status Encryptor::EmitFrame(std::span<const uint8_t> plaintext, bool final) {
-  if (sequence_ == kFinalFrameMarker) {
-    return Status(Code::kInvalidArgument, "a message holds at most 2^32 - 1 frames");
-  }
-  const auto iv = FrameIv(sequence_);
+namespace {
+
+// Writes frame `sequence` (the final one when `final`) sealed with `cipher`
+// at `out` (room for plaintext.size() + kMaxFrameOverhead); returns its size.
+Result<size_t> SealFrame(AesGcm& cipher, std::span<const uint8_t> message_id, uint32_t sequence,
+                         bool final, std::span<const uint8_t> plaintext, uint8_t* out) {
+  const auto iv = FrameIv(sequence);
   uint8_t aad[kMaxBodyAadBytes];
-  const size_t aad_size = WriteBodyAad(
-      aad, header_.message_id, final ? kFinalFrameLabel : kFrameLabel, sequence_, plaintext.size());
-  uint8_t* const start = frame_.Reserve(plaintext.size() + kMaxFrameOverhead);
-  uint8_t* at = start;
+  const size_t aad_size = WriteBodyAad(aad, message_id, final ? kFinalFrameLabel : kFrameLabel,
+                                       sequence, plaintext.size());
+  uint8_t* at = out;
   if (final) {
     StoreU32(at, kFinalFrameMarker);
     at += 4;
   }
-  StoreU32(at, sequence_);
+  StoreU32(at, sequence);
   at = std::copy(iv.begin(), iv.end(), at + 4);
   if (final) {
     StoreU32(at, static_cast<uint32_t>(plaintext.size()));
     at += 4;
   }
-  RETURN_IF_ERROR(cipher_.Seal(iv, {aad, aad_size}, plaintext, at, at + plaintext.size()));
+  RETURN_IF_ERROR(cipher.Seal(iv, {aad, aad_size}, plaintext, at, at + plaintext.size()));
+  return static_cast<size_t>(at - out) + plaintext.size() + kTagBytes;
+}
+
+}  // namespace
+
+Status Encryptor::EmitFrame(std::span<const uint8_t> plaintext, bool final) {
+  if (sequence_ == kFinalFrameMarker) {
+    return Status(Code::kInvalidArgument, "a message holds at most 2^32 - 1 frames");
+  }
+  uint8_t* const out = frame_.Reserve(plaintext.size() + kMaxFrameOverhead);
+  ASSIGN_OR_RETURN(const size_t size,
+                   SealFrame(cipher_, header_.message_id, sequence_, final, plaintext, out));
   ++sequence_;
-  return Emit({start, static_cast<size_t>(at - start) + plaintext.size() + kTagBytes});
+  return Emit({out, size});
+}
+
+// Whole frames sealed at once (parallel.h) and written out as one piece.
+Status Encryptor::EmitFrames(std::span<const uint8_t> plaintext) {
+  const size_t length = header_.frame_length, count = plaintext.size() / length;
+  const size_t framed = 4 + kIvBytes + length + kTagBytes;
+  uint8_t* const out = frame_.Reserve(count * framed);
+  std::vector<Status> failures(count);
+  RETURN_IF_ERROR(crew_.ForEachRun(count, [&](size_t first, size_t end, AesGcm& cipher) {
+    for (size_t k = first; k < end; ++k) {
+      auto sealed = SealFrame(cipher, header_.message_id, static_cast<uint32_t>(sequence_ + k),
+                              false, plaintext.subspan(k * length, length), out + k * framed);
+      if (!sealed) failures[k] = sealed.error();
+    }
+  }));
+  for (const Status& failure : failures) RETURN_IF_ERROR(failure);
+  sequence_ += static_cast<uint32_t>(count);
+  return Emit({out, count * framed});
 }
 
 Status Encryptor::Write(std::span<const uint8_t> plaintext) {
@@ -139,12 +172,17 @@ Status Encryptor::Write(std::span<const uint8_t> plaintext) {
   written_ += plaintext.size();
   const size_t frame_length = header_.frame_length;
   while (!plaintext.empty()) {
-    // A whole frame straight from the caller's bytes.
+    // Whole frames straight from the caller's bytes: several at once when
+    // there are enough, the last ones of a message one at a time.
     if (partial_size_ == 0 && plaintext.size() >= frame_length) {
-      if (Status status = EmitFrame(plaintext.first(frame_length), false); !status.ok()) {
-        return Fail(status);
-      }
-      plaintext = plaintext.subspan(frame_length);
+      const size_t batch =
+          parallel_ ? FramesPerBatch(frame_length, plaintext.size() / frame_length) : 0;
+      const bool parallel = batch > 0 && uint64_t{sequence_} + batch < kFinalFrameMarker;
+      const size_t bytes = parallel ? batch * frame_length : frame_length;
+      Status status = parallel ? EmitFrames(plaintext.first(bytes))
+                               : EmitFrame(plaintext.first(frame_length), false);
+      if (!status.ok()) return Fail(status);
+      plaintext = plaintext.subspan(bytes);
       continue;
     }
     const size_t take = std::min(frame_length - partial_size_, plaintext.size());

@@ -7,12 +7,15 @@
 // - 1 bytes: a plaintext that is an exact multiple of the frame length ends
 // with an empty final frame, as the JavaScript SDK writes it; the
 // specification allows that or a full one, and both are read) and, for a
-// signed suite, the footer. Memory: one frame.
+// signed suite, the footer. Memory: one frame, or a batch of frames sealed at
+// once (at most 1 MiB of plaintext, or two frames of up to 1 MiB each).
 //
 // Decryptor: Write takes the message in pieces of any size; the header is
 // checked (limits, commitment policy, required context pairs, the key
 // commitment, the header tag) before any frame is opened, and each frame's
-// plaintext goes to the sink only after its tag authenticates. Finish fails
+// plaintext goes to the sink only after its tag authenticates (whole frames
+// in the caller's bytes are opened several at once, see parallel.h, and
+// released in order up to the first that fails). Finish fails
 // unless the final frame (and a signed message's footer) arrived with
 // nothing after it. For a signed message the sink has seen every frame
 // but the last before the signature is checked at the end (the final
@@ -22,7 +25,8 @@
 // on success), or sets `hold_signed_plaintext` to have all of it held in
 // memory (at most `max_held_bytes`) until the signature verifies. The SDKs make the same
 // trade-off (the JavaScript SDK's decryptUnsignedMessageStream refuses
-// signed messages instead). Memory: one frame plus what Write is given.
+// signed messages instead). Memory: one frame or a batch (as the Encryptor's)
+// plus what Write is given.
 //
 // After any error an Encryptor or Decryptor keeps failing with it. Each is
 // used by one thread at a time.
@@ -35,6 +39,7 @@
 
 #include "client/esdk/header.h"
 #include "client/esdk/keyring.h"
+#include "client/esdk/parallel.h"
 
 namespace kmsd::esdk {
 
@@ -47,6 +52,8 @@ struct EncryptOptions {
   EncryptionContext context;
   // When known (a data-key cache counts it): a Write past it fails.
   std::optional<uint64_t> plaintext_bytes;
+  // Whole frames in one Write are sealed on several threads (parallel.h).
+  bool parallel = true;
 };
 
 class Encryptor {
@@ -59,21 +66,24 @@ class Encryptor {
   const Header& header() const { return header_; }
 
  private:
-  Encryptor(Header header, AesGcm cipher, std::optional<Signer> signer, Sink sink);
+  Encryptor(Header header, AesGcm cipher, FrameCrew crew, std::optional<Signer> signer, Sink sink);
   Status EmitFrame(std::span<const uint8_t> plaintext, bool final);
+  Status EmitFrames(std::span<const uint8_t> plaintext);
   Status Emit(std::span<const uint8_t> bytes);
   Status Fail(Status status);
 
   Header header_;
   AesGcm cipher_;
+  FrameCrew crew_;
   std::optional<Signer> signer_;
   Sink sink_;
   ScratchBuffer partial_;  // plaintext of the frame being filled (wiped)
   size_t partial_size_ = 0;
-  ScratchBuffer frame_;  // one serialized frame
+  ScratchBuffer frame_;  // one serialized frame, or a batch
   uint32_t sequence_ = 1;
   uint64_t written_ = 0;                    // plaintext bytes taken
   std::optional<uint64_t> declared_bytes_;  // EncryptOptions::plaintext_bytes
+  bool parallel_ = true;                    // EncryptOptions::parallel
   bool finished_ = false;
   std::optional<Status> failed_;
 };
@@ -85,6 +95,8 @@ struct DecryptOptions {
   EncryptionContext required_context;
   bool hold_signed_plaintext = false;
   size_t max_held_bytes = 64u << 20;
+  // Whole frames in one Write are opened on several threads (parallel.h).
+  bool parallel = true;
 };
 
 class Decryptor {
@@ -103,6 +115,7 @@ class Decryptor {
   Result<size_t> ConsumeHeader(std::span<const uint8_t> bytes);
   Status AcceptHeader(Header header);
   Result<size_t> ConsumeFrame(std::span<const uint8_t> bytes);
+  Result<size_t> ConsumeFrames(std::span<const uint8_t> bytes);
   Result<size_t> ConsumeNonFramed(std::span<const uint8_t> bytes);
   Result<size_t> ConsumeFooter(std::span<const uint8_t> bytes);
   Status OpenAndRelease(std::span<const uint8_t> iv, std::string_view label, uint32_t sequence,
@@ -120,13 +133,14 @@ class Decryptor {
   Header header_;
   bool header_ready_ = false;
   std::optional<AesGcm> cipher_;
+  std::optional<FrameCrew> crew_;
   std::optional<Verifier> verifier_;
   // How many more bytes `pending` needs before the next part can be read
   // whole (at least 1 while it is incomplete).
   size_t BytesWanted(std::span<const uint8_t> pending) const;
 
   Bytes buffer_;             // the start of a part not yet complete
-  ScratchBuffer plaintext_;  // one frame's (wiped)
+  ScratchBuffer plaintext_;  // one frame's or a batch's (wiped)
   Bytes held_;               // signed plaintext held until the signature verifies (wiped)
   uint32_t expected_sequence_ = 1;
   size_t header_retry_at_ = 0;  // parse the header again once this much has come

@@ -1,9 +1,8 @@
 #include "client/esdk/raw_aes_keyring.h"
 
-#include <openssl/rand.h>
-
 #include <cstring>
 
+#include "client/esdk/random_pool.h"
 #include "protocol/utf8.h"
 
 namespace kmsd::esdk {
@@ -46,7 +45,7 @@ Status RawAesKeyring::OnEncrypt(EncryptionMaterials& materials) {
   }
   ASSIGN_OR_RETURN(const Bytes aad, SerializeContext(materials.context));
   uint8_t iv[kIvBytes];
-  if (RAND_bytes(iv, sizeof iv) != 1) return Status(Code::kInternal, "OpenSSL: no random bytes");
+  RETURN_IF_ERROR(FillUniqueRandom(iv));
   ASSIGN_OR_RETURN(AesGcm cipher, AesGcm::Create(wrapping_key_.RevealSpan(), AesGcm::Use::kSeal));
   EncryptedDataKey edk;
   edk.provider_id = namespace_;

@@ -15,12 +15,8 @@ namespace {
 
 constexpr std::string_view kLockFile = ".kmsd-lock";
 
-Status SystemError(const std::string& what, int error) {
-  return Status(Code::kInternal, what + ": " + std::strerror(error));
-}
-
 Status Sync(int fd) {
-  if (::fsync(fd) != 0) return SystemError("cannot sync the store", errno);
+  if (::fsync(fd) != 0) return ErrnoStatus(Code::kInternal, "cannot sync the store", errno);
   return OkStatus();
 }
 
@@ -29,7 +25,7 @@ Status Sync(int fd) {
 Result<Fd> LockTenant(const Beneath& tenant_directory) {
   ASSIGN_OR_RETURN(Fd lock, tenant_directory.OpenReserved(kLockFile, O_CREAT | O_RDWR, 0600));
   while (::flock(lock.get(), LOCK_EX) != 0) {
-    if (errno != EINTR) return Error(SystemError("cannot lock the store", errno));
+    if (errno != EINTR) return Error(ErrnoStatus(Code::kInternal, "cannot lock the store", errno));
   }
   return lock;
 }
@@ -43,7 +39,7 @@ Status WriteAll(int fd, std::span<const uint8_t> bytes) {
   while (!bytes.empty()) {
     const ssize_t n = ::write(fd, bytes.data(), bytes.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return SystemError("cannot write to the store", errno);
+    if (n < 0) return ErrnoStatus(Code::kInternal, "cannot write to the store", errno);
     bytes = bytes.subspan(static_cast<size_t>(n));
   }
   return OkStatus();
@@ -54,7 +50,7 @@ Result<AtomicFile> AtomicFile::Create(const Beneath& directory, std::string temp
   AtomicFile file(directory, std::move(temporary_name), std::move(fd));
   // Locked while this writer lives: a lock that can be taken means it died.
   if (::flock(file.fd(), LOCK_EX | LOCK_NB) != 0) {
-    return Error(SystemError("cannot lock a temporary file", errno));
+    return Error(ErrnoStatus(Code::kInternal, "cannot lock a temporary file", errno));
   }
   return file;
 }
@@ -81,7 +77,7 @@ Status AtomicFile::Commit(const Beneath& tenant_directory, const std::string& ta
         return Status(Code::kInvalidArgument,
                       "the name '" + std::string(shown) + "' is a directory");
       }
-      return SystemError("cannot rename into the store", error);
+      return ErrnoStatus(Code::kInternal, "cannot rename into the store", error);
     }
     committed_ = true;
   }

@@ -21,10 +21,6 @@ namespace {
 
 constexpr size_t kChunkBytes = 1 << 20;
 
-Status SystemError(const std::string& what, int error) {
-  return Status(Code::kInternal, what + ": " + std::strerror(error));
-}
-
 Status OverQuota(const std::string& what) { return Status(Code::kQuotaExceeded, what); }
 
 // The message's bytes, gathered into large writes (a frame is 4 KiB).
@@ -108,7 +104,7 @@ Status CheckReplaceable(const Beneath& directory, const std::string& entry, std:
   struct stat info {};
   if (::fstatat(directory.fd(), entry.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return OkStatus();
-    return SystemError("cannot stat '" + std::string(name) + "'", errno);
+    return ErrnoStatus(Code::kInternal, "cannot stat '" + std::string(name) + "'", errno);
   }
   if (S_ISREG(info.st_mode)) return OkStatus();
   if (S_ISLNK(info.st_mode)) {
@@ -125,7 +121,8 @@ Status CheckReplaceable(const Beneath& directory, const std::string& entry, std:
 Result<Fd> OpenRegular(const Beneath& directory, std::string_view name) {
   ASSIGN_OR_RETURN(Fd fd, directory.OpenFile(name, O_RDONLY | O_NONBLOCK));
   struct stat info {};
-  if (::fstat(fd.get(), &info) != 0) return Error(SystemError("cannot stat a stored file", errno));
+  if (::fstat(fd.get(), &info) != 0)
+    return Error(ErrnoStatus(Code::kInternal, "cannot stat a stored file", errno));
   if (!S_ISREG(info.st_mode)) {
     return Error(Code::kInvalidArgument, "'" + std::string(name) + "' is not a regular file");
   }
@@ -241,7 +238,8 @@ Result<uint64_t> TenantStore::Get(esdk::MaterialsManager& materials, std::string
   while (true) {
     const ssize_t n = ::read(fd.get(), chunk.data(), chunk.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error(SystemError("cannot read '" + std::string(name) + "'", errno));
+    if (n < 0)
+      return Error(ErrnoStatus(Code::kInternal, "cannot read '" + std::string(name) + "'", errno));
     if (n == 0) break;
     RETURN_IF_ERROR(decryptor.Write({chunk.data(), static_cast<size_t>(n)}));
   }
@@ -267,15 +265,16 @@ Status TenantStore::Delete(std::string_view name) const {
     if (errno == ENOENT) {
       return Status(Code::kNotFound, "no file '" + std::string(name) + "' in the store");
     }
-    return SystemError("cannot stat '" + std::string(name) + "'", errno);
+    return ErrnoStatus(Code::kInternal, "cannot stat '" + std::string(name) + "'", errno);
   }
   if (!S_ISREG(info.st_mode)) {
     return Status(Code::kInvalidArgument, "'" + std::string(name) + "' is not a stored file");
   }
   if (::unlinkat(parent.first.fd(), parent.second.c_str(), 0) != 0) {
-    return SystemError("cannot delete '" + std::string(name) + "'", errno);
+    return ErrnoStatus(Code::kInternal, "cannot delete '" + std::string(name) + "'", errno);
   }
-  if (::fsync(parent.first.fd()) != 0) return SystemError("cannot sync the store", errno);
+  if (::fsync(parent.first.fd()) != 0)
+    return ErrnoStatus(Code::kInternal, "cannot sync the store", errno);
   return OkStatus();
 }
 

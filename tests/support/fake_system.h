@@ -39,6 +39,7 @@ class FakeSystem final : public System {
   bool map_succeeds = true;
   bool lock_succeeds = true;
   bool exclude_succeeds = true;
+  bool wipe_on_fork_succeeds = true;
   bool harden_succeeds = true;
   std::optional<PeerCredentials> peer;
   std::chrono::microseconds watchdog_interval{0};
@@ -74,6 +75,9 @@ class FakeSystem final : public System {
   bool ExcludeFromCoreDumps(void* data, size_t bytes) override {
     Record(calls_.excluded, data, bytes);
     return exclude_succeeds;
+  }
+  bool WipeOnFork(void* pages, size_t bytes) override {
+    return wipe_on_fork_succeeds && real_.WipeOnFork(pages, bytes);
   }
   std::optional<uint64_t> LockableBytes() override { return lockable_bytes; }
   bool HardenProcess() override {
