@@ -2,9 +2,12 @@
 // SDK messages, client/esdk/) beside its peers, in one run on the same data.
 //
 //   streaming encrypt and decrypt in memory, 1 MiB frames and the default
-//     4 KiB frames (raw AES keyring: the data key is local either way);
+//     4 KiB frames (raw AES keyring: the data key is local either way), the
+//     latter also on one thread (whole frames of a write are otherwise
+//     sealed and opened on every core, client/esdk/parallel.h);
 //   kmsctl envelope encrypt of the file to /dev/null, as a command;
-//   `openssl speed -evp aes-256-gcm` at 16 KiB: the floor AES-GCM itself sets;
+//   `openssl speed -evp aes-256-gcm` at 16 KiB: the floor AES-GCM itself sets
+//     on one core (the best of as many runs as the streaming cases get);
 //   Debian's age encrypting the same file to /dev/null;
 //   the JavaScript SDK (npm @aws-crypto/client-node) encrypting and
 //     decrypting the same file, 1 MiB frames;
@@ -259,7 +262,11 @@ int Main(int argc, char** argv) {
       dir / "key", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 
   std::printf("envelope_bench: %zu MiB of data, best of %d runs, 2-core VM\n\n", megabytes, rounds);
-  const double floor = OpensslFloor(static_cast<int>(seconds)) / 1e6;
+  // Best of the rounds too: a single run of openssl speed swung by half here.
+  double floor = 0;
+  for (int round = 0; round < rounds; ++round) {
+    floor = std::max(floor, OpensslFloor(static_cast<int>(seconds)) / 1e6);
+  }
   const Streaming big = MeasureStreaming(data, 1 << 20, rounds);
   const Streaming small = MeasureStreaming(data, esdk::kDefaultFrameLength, rounds);
   const Streaming serial = MeasureStreaming(data, esdk::kDefaultFrameLength, rounds, false);

@@ -1,6 +1,6 @@
 #include "client/esdk/parallel.h"
 
-#include <unistd.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -35,7 +35,7 @@ class HelperPool {
   }
 
   // Helpers exist only in the process that started them, not in a fork.
-  size_t helpers() const { return getpid() == owner_ ? helpers_ : 0; }
+  size_t helpers() const { return forked_.load(std::memory_order_relaxed) ? 0 : helpers_; }
 
   void Run(Job& job) {
     {
@@ -52,7 +52,10 @@ class HelperPool {
   }
 
  private:
-  HelperPool() : owner_(getpid()) {
+  HelperPool() {
+    // A forked child has none of the threads (and must not touch the
+    // mutex a helper may have held at the fork).
+    pthread_atfork(nullptr, nullptr, [] { Get().forked_.store(true); });
     const unsigned cores = std::thread::hardware_concurrency();
     helpers_ = cores > 1 ? std::min<size_t>(cores - 1, 15) : 0;
     for (size_t i = 0; i < helpers_; ++i) std::thread([this] { Help(); }).detach();
@@ -74,7 +77,7 @@ class HelperPool {
     }
   }
 
-  const pid_t owner_;
+  std::atomic<bool> forked_{false};
   size_t helpers_ = 0;
   std::mutex mu_;
   std::condition_variable wake_;  // a job was queued
@@ -108,12 +111,11 @@ Status FrameCrew::ForEachRun(
 }
 
 size_t FramesPerBatch(size_t frame_length, size_t available_frames) {
-  if (ParallelWorkers() < 2 || frame_length == 0 || frame_length > kMaxParallelFrameBytes) {
-    return 0;
-  }
+  if (frame_length == 0 || frame_length > kMaxParallelFrameBytes) return 0;
   const size_t frames =
       std::min(available_frames, std::max<size_t>(2, kParallelBatchBytes / frame_length));
-  return frames >= 2 && frames * frame_length >= kMinParallelBatchBytes ? frames : 0;
+  if (frames < 2 || frames * frame_length < kMinParallelBatchBytes) return 0;
+  return ParallelWorkers() > 1 ? frames : 0;
 }
 
 }  // namespace kmsd::esdk
