@@ -22,6 +22,7 @@
 #include "daemon/dev_mode.h"
 #include "daemon/handlers/handler.h"
 #include "daemon/hardening.h"
+#include "daemon/instance_lock.h"
 #include "daemon/metrics.h"
 #include "daemon/peer_gate.h"
 #include "daemon/pipeline.h"
@@ -63,6 +64,13 @@ int Restore(const Config& config, const std::string& backup_path) {
   if (SocketHasListener(config.socket_path)) {
     std::fprintf(stderr, "kmsd: a kmsd is listening on %s; stop it before restoring its keystore\n",
                  config.socket_path.c_str());
+    return kExitStartup;
+  }
+  // Also one that is starting (not listening yet) holds its keystore.
+  auto instance = InstanceLock::Take(config.keystore_path);
+  if (!instance) {
+    std::fprintf(stderr, "kmsd: %s; stop it before restoring its keystore\n",
+                 instance.error().message().c_str());
     return kExitStartup;
   }
   Result<KeyStoreCopyInfo> info = RestoreSqliteKeyStore(backup_path, config.keystore_path);
@@ -344,6 +352,9 @@ int Run(Config& config, const std::string& config_path, const sigset_t& signals)
   // the running one's audit head object in the token before it found the
   // socket taken.
   if (Status status = CheckNoListener(config.socket_path); !status.ok()) return fail(status);
+  // Two started at the same instant both pass that check; one gets the lock.
+  auto instance = InstanceLock::Take(config.keystore_path);
+  if (!instance) return fail(instance.error());
   auto pin = ReadPinFile(config.pin_file);
   if (!pin) {
     // A missing, empty or group-readable PIN file is a configuration error,

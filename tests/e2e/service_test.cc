@@ -328,5 +328,39 @@ TEST_F(ServiceTest, RepeatedDenialsRaiseAnAlertInTheJournalLogAndMetrics) {
   EXPECT_THAT(metrics.out, HasSubstr("kmsd_alerts_total{kind=\"lockout\"} 0\n"));
 }
 
+// Two daemons started at the same instant both find the socket free (here the
+// twin names a socket of its own, as a racing twin would find it free): the
+// keystore's lock lets only one of them open the token, whose sealed audit
+// head object the other would replace. kmsd --restore waits for it too.
+TEST_F(ServiceTest, ATwinOnTheSameKeystoreIsRefusedBeforeItOpensTheToken) {
+  Start("");
+  ASSERT_TRUE(Call("tenant.create", "acme").has_value());
+  const std::string own_socket = socket_path_;
+  socket_path_ = dir_ / "twin.sock";
+  const std::string twin_config = WriteConfig(ConfigYaml(""));
+  socket_path_ = own_socket;
+  // Bounded: without the lock the twin would start and serve.
+  const CommandResult twin =
+      RunCommand({"/usr/bin/timeout", "30", KMSD_BINARY, "--config", twin_config}, "", Env());
+  EXPECT_EQ(twin.exit_code, 1) << twin.err;
+  EXPECT_THAT(twin.out + twin.err,
+              HasSubstr("another kmsd is using the keystore in " + dir_.path().string()));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "twin.sock"));
+  const CommandResult restore =
+      RunKmsd({"--config", twin_config, "--restore", dir_ / "no-such-backup"}, Env());
+  EXPECT_EQ(restore.exit_code, 1);
+  EXPECT_THAT(restore.err, HasSubstr("another kmsd is using the keystore"));
+  // The first one serves, and its audit log (past a few seals) verifies.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_TRUE(Call("tenant.describe", "acme").has_value());
+  auto verified = Call("audit.verify", "");
+  EXPECT_TRUE(verified.has_value()) << verified.error();
+  Stop();
+  // Once it stopped, the lock is free: the twin's configuration starts.
+  socket_path_ = dir_ / "twin.sock";
+  Start("");
+  EXPECT_TRUE(Call("tenant.describe", "acme").has_value());
+}
+
 }  // namespace
 }  // namespace kmsd::testing
