@@ -190,8 +190,9 @@ Result<RestoreSummary> RestoreBackup(esdk::MaterialsManager& materials, int fd,
     return Error(Code::kInvalidCiphertext, "the backup changed between the two passes");
   }
   RETURN_IF_ERROR(writer.Finish());
-  if (::syncfs(root.fd()) != 0)
+  if (::syncfs(root.fd()) != 0) {
     return Error(ErrnoStatus(Code::kInternal, "cannot sync the restored tree", errno));
+  }
   RETURN_IF_ERROR(CheckTarget(target));
   if (::rename(staging.c_str(), target.c_str()) != 0) {
     return Error(

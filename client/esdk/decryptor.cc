@@ -218,6 +218,13 @@ Status Decryptor::Release(std::span<const uint8_t> plaintext, bool last) {
   return OkStatus();
 }
 
+// Version 2 writers use the sequence number as the IV (version 1 did not
+// always): anything else is not a message an SDK wrote.
+bool Decryptor::IsForeignIv(uint32_t sequence, std::span<const uint8_t> iv) const {
+  const auto own = FrameIv(sequence);
+  return header_.suite->message_version == 2 && !std::equal(iv.begin(), iv.end(), own.begin());
+}
+
 Result<size_t> Decryptor::ConsumeFrameHead(std::span<const uint8_t> bytes) {
   ByteReader in(bytes);
   uint32_t sequence = in.U32();
@@ -233,11 +240,7 @@ Result<size_t> Decryptor::ConsumeFrameHead(std::span<const uint8_t> bytes) {
   if (length > header_.frame_length) {
     return Error(Bad("a final frame longer than the frame length"));
   }
-  // Version 2 writers use the sequence number as the IV (version 1 did not
-  // always): anything else is not a message an SDK wrote.
-  const auto iv_expected = FrameIv(sequence);
-  if (header_.suite->message_version == 2 &&
-      !std::equal(iv.begin(), iv.end(), iv_expected.begin())) {
+  if (IsForeignIv(sequence, iv)) {
     return Error(Bad("frame " + std::to_string(sequence) + " has an IV that is not its own"));
   }
   uint8_t aad[kMaxBodyAadBytes];
@@ -260,16 +263,13 @@ Result<size_t> Decryptor::ConsumeFrameHead(std::span<const uint8_t> bytes) {
 // frame whose head the one-at-a-time path would refuse (out of order, an IV
 // not its own) or treat apart (the final frame): that path reads it next.
 Result<size_t> Decryptor::ConsumeFrames(std::span<const uint8_t> bytes) {
-  const size_t length = header_.frame_length,
-               framed = kSequenceBytes + kIvBytes + length + kTagBytes;
+  const size_t length = header_.frame_length, framed = length + kFrameOverheadBytes;
   size_t count = options_.parallel ? FramesPerBatch(length, bytes.size() / framed) : 0;
   for (size_t k = 0; k < count; ++k) {
     const uint8_t* at = bytes.data() + k * framed;
     const uint64_t sequence = uint64_t{expected_sequence_} + k;
-    const auto iv = FrameIv(static_cast<uint32_t>(sequence));
     if (sequence + 1 >= kFinalFrameMarker || LoadU32(at) != sequence ||
-        (header_.suite->message_version == 2 &&
-         !std::equal(iv.begin(), iv.end(), at + kSequenceBytes))) {
+        IsForeignIv(static_cast<uint32_t>(sequence), {at + kSequenceBytes, kIvBytes})) {
       count = FramesPerBatch(length, k);
       break;
     }

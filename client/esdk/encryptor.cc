@@ -79,9 +79,6 @@ Result<std::unique_ptr<Encryptor>> Encryptor::Start(MaterialsManager& materials,
   return encryptor;
 }
 
-// A frame: [marker (4)] sequence (4) | IV (12) | [length (4)] | content | tag (16).
-constexpr size_t kMaxFrameOverhead = 4 + 4 + kIvBytes + 4 + kTagBytes;
-
 Encryptor::Encryptor(Header header, AesGcm cipher, FrameCrew crew, std::optional<Signer> signer,
                      Sink sink)
     : header_(std::move(header)),
@@ -107,7 +104,9 @@ Status Encryptor::Emit(std::span<const uint8_t> bytes) {
 namespace {
 
 // Writes frame `sequence` (the final one when `final`) sealed with `cipher`
-// at `out` (room for plaintext.size() + kMaxFrameOverhead); returns its size.
+// at `out` (room for plaintext.size() + kFinalFrameOverheadBytes); returns its
+// size. A frame: [marker (4)] sequence (4) | IV (12) | [length (4)] | content |
+// tag (16).
 Result<size_t> SealFrame(AesGcm& cipher, std::span<const uint8_t> message_id, uint32_t sequence,
                          bool final, std::span<const uint8_t> plaintext, uint8_t* out) {
   const auto iv = FrameIv(sequence);
@@ -135,7 +134,7 @@ Status Encryptor::EmitFrame(std::span<const uint8_t> plaintext, bool final) {
   if (sequence_ == kFinalFrameMarker) {
     return Status(Code::kInvalidArgument, "a message holds at most 2^32 - 1 frames");
   }
-  uint8_t* const out = frame_.Reserve(plaintext.size() + kMaxFrameOverhead);
+  uint8_t* const out = frame_.Reserve(plaintext.size() + kFinalFrameOverheadBytes);
   ASSIGN_OR_RETURN(const size_t size,
                    SealFrame(cipher_, header_.message_id, sequence_, final, plaintext, out));
   ++sequence_;
@@ -145,7 +144,7 @@ Status Encryptor::EmitFrame(std::span<const uint8_t> plaintext, bool final) {
 // Whole frames sealed at once (parallel.h) and written out as one piece.
 Status Encryptor::EmitFrames(std::span<const uint8_t> plaintext) {
   const size_t length = header_.frame_length, count = plaintext.size() / length;
-  const size_t framed = 4 + kIvBytes + length + kTagBytes;
+  const size_t framed = length + kFrameOverheadBytes;
   uint8_t* const out = frame_.Reserve(count * framed);
   std::vector<Status> failures(count);
   RETURN_IF_ERROR(crew_.ForEachRun(count, [&](size_t first, size_t end, AesGcm& cipher) {
@@ -230,15 +229,13 @@ std::optional<uint64_t> FramedPlaintextBytes(const Header& header, uint64_t head
   // A frame: sequence number, IV, content, tag. The final frame: its
   // marker, sequence number, IV, content length, content (0 to the frame
   // length), tag. So the body is n frames and a final one of c bytes, with
-  // c < frame + kFrameOverhead: one way only.
-  constexpr uint64_t kFrameOverhead = 4 + kIvBytes + kTagBytes;
-  constexpr uint64_t kFinalOverhead = 4 + 4 + kIvBytes + 4 + kTagBytes;
-  if (message_bytes < header_bytes + kFinalOverhead) return std::nullopt;
-  const uint64_t frames = message_bytes - header_bytes - kFinalOverhead;
+  // c < frame + kFrameOverheadBytes: one way only.
+  if (message_bytes < header_bytes + kFinalFrameOverheadBytes) return std::nullopt;
+  const uint64_t frames = message_bytes - header_bytes - kFinalFrameOverheadBytes;
   const uint64_t frame = header.frame_length;
-  const uint64_t last = frames % (frame + kFrameOverhead);
+  const uint64_t last = frames % (frame + kFrameOverheadBytes);
   if (last > frame) return std::nullopt;
-  return frames / (frame + kFrameOverhead) * frame + last;
+  return frames / (frame + kFrameOverheadBytes) * frame + last;
 }
 
 Result<Bytes> EncryptMessage(MaterialsManager& materials, const EncryptOptions& options,

@@ -116,6 +116,7 @@ class Decryptor {
   Status AcceptHeader(Header header);
   Result<size_t> ConsumeFrame(std::span<const uint8_t> bytes);
   Result<size_t> ConsumeFrames(std::span<const uint8_t> bytes);
+  bool IsForeignIv(uint32_t sequence, std::span<const uint8_t> iv) const;
   Result<size_t> ConsumeNonFramed(std::span<const uint8_t> bytes);
   Result<size_t> ConsumeFooter(std::span<const uint8_t> bytes);
   Status OpenAndRelease(std::span<const uint8_t> iv, std::string_view label, uint32_t sequence,
@@ -181,6 +182,11 @@ inline constexpr std::string_view kSingleBlockLabel = "AWSKMSEncryptionClient Si
 Bytes BodyAad(std::span<const uint8_t> message_id, std::string_view label, uint32_t sequence,
               uint64_t content_bytes);
 // A frame's IV: the sequence number, big-endian, in the last 4 of 12 bytes.
+// The bytes of a frame besides its content: a regular frame's sequence
+// number, IV and tag; the final frame's marker, sequence number, IV, content
+// length and tag.
+inline constexpr size_t kFrameOverheadBytes = 4 + kIvBytes + kTagBytes;
+inline constexpr size_t kFinalFrameOverheadBytes = 4 + 4 + kIvBytes + 4 + kTagBytes;
 std::array<uint8_t, kIvBytes> FrameIv(uint32_t sequence);
 
 inline constexpr uint32_t kFinalFrameMarker = 0xFFFFFFFF;

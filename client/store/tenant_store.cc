@@ -121,8 +121,9 @@ Status CheckReplaceable(const Beneath& directory, const std::string& entry, std:
 Result<Fd> OpenRegular(const Beneath& directory, std::string_view name) {
   ASSIGN_OR_RETURN(Fd fd, directory.OpenFile(name, O_RDONLY | O_NONBLOCK));
   struct stat info {};
-  if (::fstat(fd.get(), &info) != 0)
+  if (::fstat(fd.get(), &info) != 0) {
     return Error(ErrnoStatus(Code::kInternal, "cannot stat a stored file", errno));
+  }
   if (!S_ISREG(info.st_mode)) {
     return Error(Code::kInvalidArgument, "'" + std::string(name) + "' is not a regular file");
   }
@@ -238,8 +239,9 @@ Result<uint64_t> TenantStore::Get(esdk::MaterialsManager& materials, std::string
   while (true) {
     const ssize_t n = ::read(fd.get(), chunk.data(), chunk.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0)
+    if (n < 0) {
       return Error(ErrnoStatus(Code::kInternal, "cannot read '" + std::string(name) + "'", errno));
+    }
     if (n == 0) break;
     RETURN_IF_ERROR(decryptor.Write({chunk.data(), static_cast<size_t>(n)}));
   }
@@ -273,8 +275,9 @@ Status TenantStore::Delete(std::string_view name) const {
   if (::unlinkat(parent.first.fd(), parent.second.c_str(), 0) != 0) {
     return ErrnoStatus(Code::kInternal, "cannot delete '" + std::string(name) + "'", errno);
   }
-  if (::fsync(parent.first.fd()) != 0)
+  if (::fsync(parent.first.fd()) != 0) {
     return ErrnoStatus(Code::kInternal, "cannot sync the store", errno);
+  }
   return OkStatus();
 }
 
