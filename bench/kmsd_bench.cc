@@ -391,6 +391,7 @@ struct Options {
   int rounds = 6;
   std::string kmsd;           // empty: this build's
   std::string baseline_kmsd;  // empty: none
+  bool many_only = false;     // skip the 1-client cases and the fairness case
 };
 
 void PrintRow(const std::string& name, size_t clients, const Figures& f, const Figures& bare,
@@ -524,6 +525,8 @@ int Main(int argc, char** argv) {
   app.add_option("--baseline-kmsd", options.baseline_kmsd,
                  "a second kmsd binary measured beside the first (before and after)")
       ->check(CLI::ExistingFile);
+  app.add_flag("--many-only", options.many_only,
+               "only the cases with --clients clients (no 1-client or fairness case)");
   CLI11_PARSE(app, argc, argv);
 
   testing::TempDir dir;
@@ -547,11 +550,13 @@ int Main(int argc, char** argv) {
               "p99 us", "ratio to bare", "kmsd cpu us", "switches",
               targets.size() > 1 ? "  ratio to (base)" : "");
   for (size_t clients : {size_t{1}, options.max_clients}) {
+    if (options.many_only && clients == 1) continue;
     for (bool encrypt : {true, false}) {
       RunCase(options, dir, targets, &*audit_off, clients, encrypt, plaintext);
     }
   }
-  if (!targets[0].api_key.empty()) RunFloodCase(options, targets[0], plaintext);
+  if (!options.many_only && !targets[0].api_key.empty())
+    RunFloodCase(options, targets[0], plaintext);
   for (Target& target : targets) target.daemon->Stop();
   audit_off->daemon->Stop();
   return 0;

@@ -74,7 +74,7 @@ struct Server::ThreadIo {
 };
 
 Server::Server(uint32_t socket_id, const Pipeline& pipeline, PeerGate& gate, ServerOptions options,
-               std::unique_ptr<FairQueue<Job>> queue)
+               std::unique_ptr<FairQueue<JobPtr>> queue)
     : socket_id_(socket_id),
       pipeline_(pipeline),
       gate_(gate),
@@ -84,7 +84,7 @@ Server::Server(uint32_t socket_id, const Pipeline& pipeline, PeerGate& gate, Ser
 Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
                                               const Pipeline& pipeline, PeerGate& gate) {
   const size_t workers = std::max<size_t>(options.workers, 1);
-  ASSIGN_OR_RETURN(auto queue, FairQueue<Job>::Create(
+  ASSIGN_OR_RETURN(auto queue, FairQueue<JobPtr>::Create(
                                    {.max_in_flight_per_lane = std::max<size_t>(workers - 1, 1),
                                     .max_queued_per_lane = options.max_queued_per_tenant,
                                     .max_queued_total = options.max_queued}));
@@ -217,9 +217,9 @@ void Server::Serve() {
     ++receivers_;
   }
   while (!stopping_.load()) {
-    std::optional<Job> job = Receive(io);
+    JobPtr job = Receive(io);
     if (!job) continue;  // a timeout, or refused and answered
-    Admit(std::move(*job), io.aio);
+    Admit(std::move(job), io.aio);
     if (LeaveReceivers()) ExecuteServableAndRejoin(io.aio);
   }
   if (io.ctx) ReturnContext(*io.ctx);
@@ -272,19 +272,20 @@ void Server::ReturnContext(nng_ctx ctx) {
   idle_contexts_.push_back(ctx);
 }
 
-// One frame through intake; nullopt when nothing came (a timeout, to look at
+// One frame through intake; null when nothing came (a timeout, to look at
 // stopping_ again) or the request was refused and answered already.
-std::optional<Server::Job> Server::Receive(ThreadIo& io) {
+Server::JobPtr Server::Receive(ThreadIo& io) {
   if (!io.ctx && !(io.ctx = TakeContext())) {
     std::this_thread::sleep_for(std::chrono::milliseconds(kReceiveTimeoutMs));
-    return std::nullopt;
+    return nullptr;
   }
   nng_aio_set_timeout(io.aio, kReceiveTimeoutMs);
   nng_ctx_recv(*io.ctx, io.aio);
   nng_aio_wait(io.aio);
-  if (nng_aio_result(io.aio) != 0) return std::nullopt;
+  if (nng_aio_result(io.aio) != 0) return nullptr;
   nng_msg* received = nng_aio_get_msg(io.aio);
-  Job job;
+  auto owned = std::make_unique<Job>();
+  Job& job = *owned;
   job.message.reset(received);
   job.ctx = *std::exchange(io.ctx, std::nullopt);
   job.pipe_id = nng_pipe_id(nng_msg_get_pipe(received));
@@ -297,20 +298,20 @@ std::optional<Server::Job> Server::Receive(ThreadIo& io) {
                                        nng_msg_len(received));
   if (Status admitted = pipeline_.Intake(job.context, peer, frame, &job.parsed); !admitted.ok()) {
     Answer(job, pipeline_.Refuse(job.context, std::move(admitted)), io.aio);
-    return std::nullopt;
+    return nullptr;
   }
-  return job;
+  return owned;
 }
 
 // The admit stage: the fair queue, and a bound on the bytes it holds.
-void Server::Admit(Job job, nng_aio* aio) {
-  const size_t bytes = nng_msg_len(job.message.get());
+void Server::Admit(JobPtr job, nng_aio* aio) {
+  const size_t bytes = nng_msg_len(job->message.get());
   Status admitted = OkStatus();
   if (queued_bytes_.load() + bytes > options_.max_queued_bytes) {
     admitted = Status(Code::kThrottled, "too many request bytes queued");
   } else {
     queued_bytes_.fetch_add(bytes);
-    const std::string lane = job.context.tenant;
+    const std::string lane = job->context.tenant;
     admitted = queue_->Push(lane, std::move(job));
     if (!admitted.ok()) queued_bytes_.fetch_sub(bytes);
   }
@@ -319,12 +320,12 @@ void Server::Admit(Job job, nng_aio* aio) {
     admitted = std::move(admitted).WithRetryAfter(kThrottledRetryAfterMs);
   }
   // Push leaves a refused job as it was.
-  job.parsed.admission = Admission();
-  Answer(job, pipeline_.Refuse(job.context, std::move(admitted)), aio);
+  job->parsed.admission = Admission();
+  Answer(*job, pipeline_.Refuse(job->context, std::move(admitted)), aio);
 }
 
-void Server::Execute(FairQueue<Job>::Popped popped, nng_aio* aio) {
-  Job& job = popped.item;
+void Server::Execute(FairQueue<JobPtr>::Popped popped, nng_aio* aio) {
+  Job& job = *popped.item;
   queued_bytes_.fetch_sub(nng_msg_len(job.message.get()));
   WipingBuffer reply = pipeline_.Execute(job.context, job.parsed);
   popped.ticket.Release();
@@ -377,9 +378,9 @@ void Server::Stop() {
   stopping_.store(true);
   for (auto& worker : workers_) worker.join();
   ThreadIo io;
-  for (Job& job : queue_->Close()) {
-    queued_bytes_.fetch_sub(nng_msg_len(job.message.get()));
-    Answer(job, pipeline_.Refuse(job.context, Status(Code::kUnavailable, "kmsd is stopping")),
+  for (JobPtr& job : queue_->Close()) {
+    queued_bytes_.fetch_sub(nng_msg_len(job->message.get()));
+    Answer(*job, pipeline_.Refuse(job->context, Status(Code::kUnavailable, "kmsd is stopping")),
            io.aio);
   }
   for (nng_ctx ctx : idle_contexts_) nng_ctx_close(ctx);

@@ -2,7 +2,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -11,17 +10,14 @@
 #include "daemon/alerts.h"
 #include "policy/totp.h"
 #include "protocol/credential_text.h"
+#include "protocol/sha256.h"
 
 namespace kmsd {
 namespace {
 
 Status NotValid() { return Status(Code::kAccessDenied, "the session is not valid"); }
 
-std::array<uint8_t, 32> DigestOf(std::string_view token) {
-  std::array<uint8_t, 32> digest{};
-  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest.data());
-  return digest;
-}
+std::array<uint8_t, 32> DigestOf(std::string_view token) { return Sha256Of(token); }
 
 // The id of a well-formed token.
 std::optional<std::string_view> IdOf(std::string_view token) {

@@ -2,7 +2,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 
 #include "protocol/credential_text.h"
 #include "protocol/names.h"
+#include "protocol/sha256.h"
 
 namespace kmsd {
 
@@ -310,8 +310,7 @@ Result<AuthenticatedKey> AccessDirectory::Authenticate(std::string_view secret, 
   const std::optional<std::string_view> id = IdOf(secret);
   if (!id) return guess();
   const int64_t now = clock_.NowSeconds();
-  Digest digest;
-  SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), digest.data());
+  Digest digest = Sha256Of(secret);
   std::shared_ptr<KeyEntry> entry;
   std::optional<Digest> verified;
   Bytes stored;

@@ -1,11 +1,11 @@
 #include "protocol/audit_entry.h"
 
-#include <openssl/sha.h>
-
 #include <charconv>
 #include <cstdio>
 #include <ctime>
 #include <limits>
+
+#include "protocol/sha256.h"
 
 namespace kmsd::audit {
 namespace {
@@ -15,19 +15,13 @@ constexpr size_t kSeqDigits = 20;
 
 }  // namespace
 
-Digest Sha256(std::string_view bytes) {
-  Digest out;
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), out.data());
-  return out;
-}
+Digest Sha256(std::string_view bytes) { return Sha256Of(bytes); }
 
 Digest ChainNextFromDigest(const Digest& previous, const Digest& entry_digest) {
   uint8_t both[64];
   std::copy(previous.begin(), previous.end(), both);
   std::copy(entry_digest.begin(), entry_digest.end(), both + 32);
-  Digest out;
-  SHA256(both, sizeof both, out.data());
-  return out;
+  return Sha256Of(std::span<const uint8_t>(both));
 }
 
 Digest ChainNext(const Digest& previous, std::string_view entry) {
@@ -66,21 +60,65 @@ std::optional<uint64_t> FirstSeqOfFileName(std::string_view name) {
   return seq;
 }
 
-std::string Rfc3339Micros(int64_t unix_nanos) {
+namespace {
+
+// Writes `value` as `digits` decimal digits, zero-padded, at `out`.
+char* PutDigits(char* out, unsigned value, int digits) {
+  for (int i = digits - 1; i >= 0; --i) {
+    out[i] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  }
+  return out + digits;
+}
+
+}  // namespace
+
+TimeText Rfc3339MicrosText(int64_t unix_nanos) {
   int64_t seconds = unix_nanos / 1'000'000'000;
   int64_t nanos = unix_nanos % 1'000'000'000;
   if (nanos < 0) {
     nanos += 1'000'000'000;
     --seconds;
   }
-  const time_t whole = static_cast<time_t>(seconds);
-  const unsigned micros = static_cast<unsigned>(nanos / 1000);
-  struct tm utc;
-  gmtime_r(&whole, &utc);
-  char out[64];
-  std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", utc.tm_year + 1900,
-                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, micros % 1000000);
-  return out;
+  int64_t days = seconds / 86400;
+  int64_t second_of_day = seconds % 86400;
+  if (second_of_day < 0) {
+    second_of_day += 86400;
+    --days;
+  }
+  // The civil date of a day count (H. Hinnant's days_from_civil, inverted):
+  // arithmetic only, where gmtime_r takes glibc's time zone lock.
+  const int64_t shifted = days + 719468;
+  const int64_t era = (shifted >= 0 ? shifted : shifted - 146096) / 146097;
+  const int64_t day_of_era = shifted - era * 146097;
+  const int64_t year_of_era =
+      (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
+  const int64_t day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+  const int64_t month_index = (5 * day_of_year + 2) / 153;
+  const unsigned day = static_cast<unsigned>(day_of_year - (153 * month_index + 2) / 5 + 1);
+  const unsigned month = static_cast<unsigned>(month_index < 10 ? month_index + 3 : month_index - 9);
+  const unsigned year = static_cast<unsigned>(year_of_era + era * 400 + (month <= 2 ? 1 : 0));
+  TimeText text;
+  char* out = text.chars.data();
+  out = PutDigits(out, year, 4);
+  *out++ = '-';
+  out = PutDigits(out, month, 2);
+  *out++ = '-';
+  out = PutDigits(out, day, 2);
+  *out++ = 'T';
+  out = PutDigits(out, static_cast<unsigned>(second_of_day / 3600), 2);
+  *out++ = ':';
+  out = PutDigits(out, static_cast<unsigned>(second_of_day / 60 % 60), 2);
+  *out++ = ':';
+  out = PutDigits(out, static_cast<unsigned>(second_of_day % 60), 2);
+  *out++ = '.';
+  out = PutDigits(out, static_cast<unsigned>(nanos / 1000), 6);
+  *out = 'Z';
+  return text;
+}
+
+std::string Rfc3339Micros(int64_t unix_nanos) {
+  return std::string(Rfc3339MicrosText(unix_nanos).view());
 }
 
 std::optional<int64_t> ParseRfc3339Micros(std::string_view text) {
@@ -118,7 +156,14 @@ std::optional<int64_t> ParseRfc3339Micros(std::string_view text) {
 }
 
 std::string MakeLine(uint64_t seq, std::string_view fields, Digest* head) {
-  std::string line = "{\"seq\":" + std::to_string(seq);
+  // Built in one allocation: this runs once per request.
+  constexpr std::string_view kSeqKey = "{\"seq\":";
+  char seq_digits[20];
+  const std::string_view seq_text(
+      seq_digits, std::to_chars(seq_digits, seq_digits + sizeof seq_digits, seq).ptr - seq_digits);
+  std::string line;
+  line.reserve(kSeqKey.size() + seq_text.size() + fields.size() + 2 + 2 * head->size());
+  line.append(kSeqKey).append(seq_text);
   // fields is "{...}": its members follow seq ("{}" adds none).
   if (fields.size() > 2) {
     line.push_back(',');
@@ -128,7 +173,9 @@ std::string MakeLine(uint64_t seq, std::string_view fields, Digest* head) {
   }
   *head = ChainNext(*head, line);
   line.push_back('\t');
-  line += Hex(*head);
+  const size_t hex_at = line.size();
+  line.resize(hex_at + 2 * head->size());
+  HexEncode(*head, line.data() + hex_at);
   line.push_back('\n');
   return line;
 }

@@ -46,8 +46,15 @@ std::string FileName(uint64_t first_seq);
 // The first seq a file name gives, or nullopt for another name.
 std::optional<uint64_t> FirstSeqOfFileName(std::string_view name);
 
-// "2026-12-03T12:34:56.123456Z" for nanoseconds since the epoch.
+// "2026-12-03T12:34:56.123456Z" for nanoseconds since the epoch (any int64:
+// years 1677 to 2262, always four digits).
 std::string Rfc3339Micros(int64_t unix_nanos);
+// The same text in place, for the entry of every request (no allocation).
+struct TimeText {
+  std::array<char, 27> chars;
+  std::string_view view() const { return {chars.data(), chars.size()}; }
+};
+TimeText Rfc3339MicrosText(int64_t unix_nanos);
 // The nanoseconds since the epoch of a time in exactly that form, from 1970
 // to 2262 (what 64 bits of nanoseconds hold); nullopt for any other text.
 std::optional<int64_t> ParseRfc3339Micros(std::string_view text);

@@ -6,11 +6,23 @@
 
 namespace kmsd {
 
+namespace {
+
+bool NeedsNoEscape(uint8_t c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
+
+}  // namespace
+
 void AppendJsonString(std::string& out, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
   out.push_back('"');
   size_t at = 0;
   while (at < text.size()) {
+    // A run of characters that stand for themselves goes in at once.
+    size_t plain = at;
+    while (plain < text.size() && NeedsNoEscape(static_cast<uint8_t>(text[plain]))) ++plain;
+    out.append(text.substr(at, plain - at));
+    at = plain;
+    if (at == text.size()) break;
     const auto c = static_cast<uint8_t>(text[at]);
     if (c >= 0x80) {
       const size_t length = Utf8SequenceLength(text, at);
@@ -64,35 +76,42 @@ void JsonWriter::BeforeValue() {
     after_key_ = false;
     return;
   }
-  if (!has_member_.empty()) {
-    if (has_member_.back()) out_.push_back(',');
-    has_member_.back() = true;
+  if (depth_ > 0) {
+    const uint64_t bit = uint64_t{1} << (depth_ - 1);
+    if (has_member_ & bit) out_.push_back(',');
+    has_member_ |= bit;
   }
 }
 
-JsonWriter& JsonWriter::BeginObject() {
+void JsonWriter::Open(char bracket) {
   BeforeValue();
-  out_.push_back('{');
-  has_member_.push_back(false);
+  out_.push_back(bracket);
+  ++depth_;
+  has_member_ &= ~(uint64_t{1} << (depth_ - 1));
+}
+
+void JsonWriter::Close(char bracket) {
+  out_.push_back(bracket);
+  --depth_;
+}
+
+JsonWriter& JsonWriter::BeginObject() {
+  Open('{');
   return *this;
 }
 
 JsonWriter& JsonWriter::EndObject() {
-  out_.push_back('}');
-  has_member_.pop_back();
+  Close('}');
   return *this;
 }
 
 JsonWriter& JsonWriter::BeginArray() {
-  BeforeValue();
-  out_.push_back('[');
-  has_member_.push_back(false);
+  Open('[');
   return *this;
 }
 
 JsonWriter& JsonWriter::EndArray() {
-  out_.push_back(']');
-  has_member_.pop_back();
+  Close(']');
   return *this;
 }
 

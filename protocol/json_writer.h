@@ -5,19 +5,21 @@
 // control characters), and bytes that are not well-formed UTF-8 are replaced
 // by U+FFFD, so the text is always valid JSON whatever the input.
 //
-// The caller keeps the calls balanced (a Key before each object member);
-// nothing is checked at run time beyond what the text needs. Not thread-safe.
+// The caller keeps the calls balanced (a Key before each object member) and
+// nests at most kMaxDepth deep; nothing is checked at run time beyond what
+// the text needs. Not thread-safe.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <vector>
 
 namespace kmsd {
 
 class JsonWriter {
  public:
+  static constexpr int kMaxDepth = 64;
+
   explicit JsonWriter(std::string& out) : out_(out) {}
 
   JsonWriter& BeginObject();
@@ -33,10 +35,14 @@ class JsonWriter {
 
  private:
   void BeforeValue();
+  void Open(char bracket);
+  void Close(char bracket);
 
   std::string& out_;
-  // One per open object or array: whether it has a member yet.
-  std::vector<bool> has_member_;
+  // Bit d: whether the open object or array at depth d has a member yet
+  // (bits, not a vector: this runs once per request).
+  uint64_t has_member_ = 0;
+  int depth_ = 0;
   bool after_key_ = false;
 };
 

@@ -13,7 +13,7 @@
 
 #include "client/backup/archive.h"
 #include "client/backup/libarchive_support.h"
-#include "client/backup/sha256.h"
+#include "protocol/sha256.h"
 #include "client/store/beneath.h"
 #include "protocol/utf8.h"
 

@@ -148,7 +148,7 @@ std::string RequestEntryFields(const RequestContext& context, int64_t now_nanos,
     json.Null();
   }
   if (!context.tenant.empty()) json.Key("tenant").String(context.tenant);
-  json.Key("time").String(audit::Rfc3339Micros(now_nanos)).Key("type").String("request");
+  json.Key("time").String(audit::Rfc3339MicrosText(now_nanos).view()).Key("type").String("request");
   json.EndObject();
   return out;
 }

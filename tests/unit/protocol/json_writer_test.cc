@@ -23,6 +23,19 @@ TEST(JsonWriterTest, NestsAndSeparatesMembers) {
   EXPECT_EQ(out, R"({"a":-3,"b":[18446744073709551615,true,null,{},[],"x"],"c":false})");
 }
 
+TEST(JsonWriterTest, NestsToItsMaximumDepthWithEachLevelsCommas) {
+  std::string out;
+  JsonWriter json(out);
+  nlohmann::json expected = nlohmann::json::array();
+  for (int depth = 0; depth < JsonWriter::kMaxDepth; ++depth) json.BeginArray().Int(depth);
+  for (int depth = JsonWriter::kMaxDepth - 1; depth >= 0; --depth) {
+    json.Uint(static_cast<uint64_t>(depth)).EndArray();
+    expected = depth == JsonWriter::kMaxDepth - 1 ? nlohmann::json{depth, depth}
+                                                  : nlohmann::json{depth, expected, depth};
+  }
+  EXPECT_EQ(nlohmann::json::parse(out), expected);
+}
+
 TEST(JsonWriterTest, EscapesAsAJsonLibraryDoesForValidText) {
   // Every character below 0x80 and a few multi-byte ones, compared with
   // nlohmann's compact output.
