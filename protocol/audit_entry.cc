@@ -93,10 +93,12 @@ TimeText Rfc3339MicrosText(int64_t unix_nanos) {
   const int64_t day_of_era = shifted - era * 146097;
   const int64_t year_of_era =
       (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
-  const int64_t day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+  const int64_t day_of_year =
+      day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
   const int64_t month_index = (5 * day_of_year + 2) / 153;
   const unsigned day = static_cast<unsigned>(day_of_year - (153 * month_index + 2) / 5 + 1);
-  const unsigned month = static_cast<unsigned>(month_index < 10 ? month_index + 3 : month_index - 9);
+  const unsigned month =
+      static_cast<unsigned>(month_index < 10 ? month_index + 3 : month_index - 9);
   const unsigned year = static_cast<unsigned>(year_of_era + era * 400 + (month <= 2 ? 1 : 0));
   TimeText text;
   char* out = text.chars.data();

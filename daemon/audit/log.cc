@@ -47,6 +47,17 @@ int WriteAll(int fd, std::string_view bytes) {
   return 0;
 }
 
+// Whether the file open as `fd` is no longer linked (removed) or cannot be
+// asked. Only the link count is asked for: a stat that reads the file's times
+// makes the kernel give the next write a fine-grained, journaled time update
+// (multigrain timestamps, Linux 6.13+); with fstat after every entry that
+// cost about 2 us per entry, more than the stat itself.
+bool FileRemoved(int fd) {
+  struct statx st;
+  return ::statx(fd, "", AT_EMPTY_PATH, STATX_NLINK, &st) != 0 || !(st.stx_mask & STATX_NLINK) ||
+         st.stx_nlink == 0;
+}
+
 int FsyncDir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return errno;
@@ -230,8 +241,7 @@ Status Log::AppendLocked(std::string_view fields) {
     return FailLocked(std::strerror(error));
   }
   if (!options_.discard) {
-    struct stat st;
-    if (::fstat(fd_, &st) != 0 || st.st_nlink == 0) {
+    if (FileRemoved(fd_)) {
       need_new_file_ = true;
       return FailLocked("the file " + file_name_ + " was removed");
     }
@@ -302,13 +312,13 @@ Status Log::KeepReserveLocked() {
 }
 
 void Log::RecoverLocked() {
-  struct stat st;
-  if (!need_new_file_ && (::fstat(fd_, &st) != 0 || st.st_nlink == 0)) need_new_file_ = true;
+  if (!need_new_file_ && FileRemoved(fd_)) need_new_file_ = true;
   const std::string was = failure_;
   failure_.clear();
   if (need_new_file_) {
     Json extra = {{"after", was}};
     // A part of a line the file kept (it could not be cut back) is declared.
+    struct stat st;
     if (::fstat(fd_, &st) == 0 && st.st_nlink > 0 &&
         static_cast<uint64_t>(st.st_size) > file_bytes_) {
       extra["torn_tail"] = {{"file", file_name_},
