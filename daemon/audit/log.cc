@@ -54,8 +54,10 @@ int WriteAll(int fd, std::string_view bytes) {
 // cost about 2 us per entry, more than the stat itself.
 bool FileRemoved(int fd) {
   struct statx st;
-  return ::statx(fd, "", AT_EMPTY_PATH, STATX_NLINK, &st) != 0 || !(st.stx_mask & STATX_NLINK) ||
-         st.stx_nlink == 0;
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_NLINK, &st) != 0) return true;
+  if (st.stx_mask & STATX_NLINK) return st.stx_nlink == 0;
+  struct stat full;  // a file system that does not say: asked the old way
+  return ::fstat(fd, &full) != 0 || full.st_nlink == 0;
 }
 
 int FsyncDir(const std::string& dir) {

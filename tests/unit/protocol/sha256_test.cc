@@ -2,12 +2,14 @@
 #include "protocol/sha256.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "protocol/hex.h"
+#include "tests/support/temp_dir.h"
 
 namespace kmsd {
 namespace {
@@ -49,6 +51,26 @@ TEST(Sha256Test, OneShotFromManyThreadsAtOnce) {
   }
   for (std::thread& thread : threads) thread.join();
   for (const std::string& result : results) EXPECT_EQ(result, kAbc);
+}
+
+// An OpenSSL whose only provider is "null" has no SHA-256: Sha256Of stops the
+// process rather than return a digest anyone could match.
+TEST(Sha256DeathTest, NoDigestFromOpenSslStopsTheProcess) {
+  testing::TempDir dir;
+  const std::string config = dir / "openssl.cnf";
+  {
+    std::FILE* file = std::fopen(config.c_str(), "w");
+    ASSERT_NE(file, nullptr);
+    std::fputs(
+        "openssl_conf = init\n[init]\nproviders = providers\n[providers]\nnull = null\n"
+        "[null]\nactivate = 1\n",
+        file);
+    std::fclose(file);
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";  // a fresh process reads the config
+  ::setenv("OPENSSL_CONF", config.c_str(), 1);
+  EXPECT_DEATH(Sha256Of(std::string_view("abc")), "cannot compute SHA-256");
+  ::unsetenv("OPENSSL_CONF");
 }
 
 }  // namespace
