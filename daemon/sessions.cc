@@ -17,8 +17,6 @@ namespace {
 
 Status NotValid() { return Status(Code::kAccessDenied, "the session is not valid"); }
 
-std::array<uint8_t, 32> DigestOf(std::string_view token) { return Sha256Of(token); }
-
 // The id of a well-formed token.
 std::optional<std::string_view> IdOf(std::string_view token) {
   return CredentialIdOf(token, kSessionTokenPrefix);
@@ -42,7 +40,7 @@ Result<NewSession> SessionTable::Open(SessionInfo info, std::optional<uint32_t> 
   NewSession out{.token = CredentialText(kSessionTokenPrefix, id, secret.RevealSpan()),
                  .info = std::move(info)};
   Entry entry{.info = out.info,
-              .digest = DigestOf(
+              .digest = Sha256Of(
                   {reinterpret_cast<const char*>(out.token.RevealData()), out.token.size()})};
 
   const int64_t now = clock_.NowSeconds();
@@ -85,7 +83,7 @@ Result<SessionInfo> SessionTable::Authenticate(std::string_view token, bool* for
     if (forged != nullptr) *forged = true;
     return Error(NotValid());
   }
-  const std::array<uint8_t, 32> digest = DigestOf(token);
+  const std::array<uint8_t, 32> digest = Sha256Of(token);
   const int64_t now = clock_.NowSeconds();
   std::lock_guard lock(mu_);
   auto it = sessions_.find(*id);

@@ -13,8 +13,8 @@
 
 #include "client/backup/archive.h"
 #include "client/backup/libarchive_support.h"
-#include "protocol/sha256.h"
 #include "client/store/beneath.h"
+#include "protocol/sha256.h"
 #include "protocol/utf8.h"
 
 namespace kmsd::backup {
