@@ -6,7 +6,8 @@
 // bare nng REQ/REP round trip carrying frames of the same sizes to an echo
 // server (one nng context per worker thread). Prints ops/s, p50 and p99 per
 // case, the kmsd/bare ratio of throughput, and kmsd's CPU time per operation
-// and context switches per operation (from /proc; 0 for the bare rows). With --baseline-kmsd, a
+// (with the part spent in nng's own threads, named "nng:...") and context
+// switches per operation (from /proc; 0 for the bare rows). With --baseline-kmsd, a
 // second kmsd (an older build, say) runs beside the first in the same alternating rounds, so that
 // "before and after" are measured under the same noise; its rows are marked "(base)" and a last
 // column gives this kmsd's throughput over the baseline's. The encrypt cases
@@ -45,8 +46,9 @@ struct Figures {
   double ops_per_second = 0;
   double p50_us = 0;
   double p99_us = 0;
-  double server_cpu_us = 0;    // kmsd's CPU time per operation
-  double server_switches = 0;  // kmsd's context switches per operation
+  double server_cpu_us = 0;      // kmsd's CPU time per operation
+  double server_nng_cpu_us = 0;  // of which in nng's threads
+  double server_switches = 0;    // kmsd's context switches per operation
 };
 
 // Runs `clients` threads, each calling its worker in a loop for `seconds`,
@@ -55,7 +57,8 @@ struct Samples {
   std::vector<double> latencies_us;
   double elapsed_seconds = 0;
   double server_cpu_seconds = 0;  // of the kmsd measured, when there is one
-  double server_switches = 0;     // its threads' context switches
+  double server_nng_cpu_seconds = 0;
+  double server_switches = 0;  // its threads' context switches
 };
 
 // Context switches, voluntary or not, of all of `pid`'s threads so far.
@@ -74,19 +77,41 @@ double ContextSwitches(pid_t pid) {
   return total;
 }
 
-// User plus system CPU time `pid` has used so far, from /proc/PID/stat.
-double CpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // Fields after the command name (which may hold spaces) start after ')':
-  // state is field 3; utime and stime are fields 14 and 15.
+// User plus system CPU ticks in a /proc stat file's text. Fields after the
+// command name (which may hold spaces) start after ')': state is field 3;
+// utime and stime are fields 14 and 15.
+double StatTicks(const std::string& text) {
   std::istringstream fields(text.substr(text.rfind(')') + 2));
   std::string field;
   double ticks = 0;
   for (int number = 3; number <= 15 && fields >> field; ++number) {
     if (number >= 14) ticks += std::stod(field);
   }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return ticks;
+}
+
+std::string ReadAll(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return {(std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()};
+}
+
+// CPU time `pid` has used so far, in all, and in nng's own threads (named
+// "nng:..."): the transport's share beside kmsd's threads.
+struct CpuTime {
+  double total_seconds = 0;
+  double nng_seconds = 0;
+};
+
+CpuTime CpuSeconds(pid_t pid) {
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const std::filesystem::path proc = "/proc/" + std::to_string(pid);
+  CpuTime time{.total_seconds = StatTicks(ReadAll(proc / "stat")) / tick, .nng_seconds = 0};
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator(proc / "task", error)) {
+    const std::string text = ReadAll(task.path() / "stat");
+    if (text.find("(nng:") != std::string::npos) time.nng_seconds += StatTicks(text) / tick;
+  }
+  return time;
 }
 
 void RunRound(const std::vector<std::function<bool()>>& workers, double seconds, Samples& out) {
@@ -129,6 +154,7 @@ Figures Summarize(Samples& samples) {
   f.p50_us = all[all.size() / 2];
   f.p99_us = all[std::min(all.size() - 1, all.size() * 99 / 100)];
   f.server_cpu_us = samples.server_cpu_seconds * 1e6 / static_cast<double>(all.size());
+  f.server_nng_cpu_us = samples.server_nng_cpu_seconds * 1e6 / static_cast<double>(all.size());
   f.server_switches = samples.server_switches / static_cast<double>(all.size());
   return f;
 }
@@ -392,13 +418,14 @@ struct Options {
   std::string kmsd;           // empty: this build's
   std::string baseline_kmsd;  // empty: none
   bool many_only = false;     // skip the 1-client cases and the fairness case
+  bool one_only = false;      // skip the --clients cases and the fairness case
 };
 
 void PrintRow(const std::string& name, size_t clients, const Figures& f, const Figures& bare,
               const Figures* over = nullptr) {
-  std::printf("%-15s %7zu %12.0f %9.1f %9.1f %13.2f %11.1f %10.1f", name.c_str(), clients,
+  std::printf("%-15s %7zu %12.0f %9.1f %9.1f %13.2f %11.1f %7.1f %10.1f", name.c_str(), clients,
               f.ops_per_second, f.p50_us, f.p99_us, f.ops_per_second / bare.ops_per_second,
-              f.server_cpu_us, f.server_switches);
+              f.server_cpu_us, f.server_nng_cpu_us, f.server_switches);
   if (over != nullptr) std::printf(" %17.3f", f.ops_per_second / over->ops_per_second);
   std::printf("\n");
 }
@@ -450,9 +477,12 @@ void RunCase(const Options& options, const testing::TempDir& dir,
     const double slice = options.seconds / options.rounds;
     RunRound(bare_side.workers, slice, bare_side.samples);
     for (Side& side : sides) {
-      const double cpu_before = CpuSeconds(side.pid), switches_before = ContextSwitches(side.pid);
+      const CpuTime cpu_before = CpuSeconds(side.pid);
+      const double switches_before = ContextSwitches(side.pid);
       RunRound(side.workers, slice, side.samples);
-      side.samples.server_cpu_seconds += CpuSeconds(side.pid) - cpu_before;
+      const CpuTime cpu_after = CpuSeconds(side.pid);
+      side.samples.server_cpu_seconds += cpu_after.total_seconds - cpu_before.total_seconds;
+      side.samples.server_nng_cpu_seconds += cpu_after.nng_seconds - cpu_before.nng_seconds;
       side.samples.server_switches += ContextSwitches(side.pid) - switches_before;
     }
   }
@@ -527,6 +557,9 @@ int Main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_flag("--many-only", options.many_only,
                "only the cases with --clients clients (no 1-client or fairness case)");
+  app.add_flag("--one-only", options.one_only,
+               "only the 1-client cases (no --clients or fairness case)")
+      ->excludes("--many-only");
   CLI11_PARSE(app, argc, argv);
 
   testing::TempDir dir;
@@ -546,16 +579,17 @@ int Main(int argc, char** argv) {
       "kmsd_bench: %zu-byte plaintext, %.1f s per side per case in %d alternating rounds, "
       "SoftHSM2 token, %u cores\n",
       options.plaintext_size, options.seconds, options.rounds, std::thread::hardware_concurrency());
-  std::printf("%-15s %7s %12s %9s %9s %13s %11s %10s%s\n", "case", "clients", "ops/s", "p50 us",
-              "p99 us", "ratio to bare", "kmsd cpu us", "switches",
+  std::printf("%-15s %7s %12s %9s %9s %13s %11s %7s %10s%s\n", "case", "clients", "ops/s", "p50 us",
+              "p99 us", "ratio to bare", "kmsd cpu us", "in nng", "switches",
               targets.size() > 1 ? "  ratio to (base)" : "");
   for (size_t clients : {size_t{1}, options.max_clients}) {
     if (options.many_only && clients == 1) continue;
+    if (options.one_only && clients != 1) continue;
     for (bool encrypt : {true, false}) {
       RunCase(options, dir, targets, &*audit_off, clients, encrypt, plaintext);
     }
   }
-  if (!options.many_only && !targets[0].api_key.empty())
+  if (!options.many_only && !options.one_only && !targets[0].api_key.empty())
     RunFloodCase(options, targets[0], plaintext);
   for (Target& target : targets) target.daemon->Stop();
   audit_off->daemon->Stop();

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "os/system.h"
 #include "protocol/nng_ids.h"
 
 namespace kmsd {
@@ -174,6 +175,7 @@ bool ListenerAccepts(const std::string& path, const PeerGate& gate) {
 }  // namespace
 
 void Server::Watch() {
+  CurrentSystem().NameThisThread("kmsd:watchdog");
   std::unique_lock lock(stop_mu_);
   // A probe costs one connect and 16 bytes. Two failures in a row (about
   // 2.5 s) are needed: re-creating the listener also closes the pipes it
@@ -207,6 +209,7 @@ constexpr nng_duration kReceiveTimeoutMs = 200;
 constexpr nng_duration kSendTimeoutMs = 5000;
 
 void Server::Serve() {
+  CurrentSystem().NameThisThread("kmsd:worker");
   ThreadIo io;
   if (io.aio == nullptr) {
     spdlog::error("a worker could not start: no memory for its aio");

@@ -5,6 +5,7 @@
 #include <malloc.h>
 #include <nng/nng.h>
 #include <nng/transport/ipc/ipc.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -54,6 +55,12 @@ class LinuxSystem final : public System {
     // key, without wiping it.
     mallopt(M_PERTURB, 0x5a);
     return true;
+  }
+
+  void NameThisThread(std::string_view name) override {
+    char text[16] = {};  // the kernel's TASK_COMM_LEN, with the terminator
+    name.copy(text, sizeof text - 1);
+    (void)pthread_setname_np(pthread_self(), text);
   }
 
   std::optional<uint64_t> LockableBytes() override {

@@ -4,6 +4,7 @@
 //
 // Covered: pages for secret memory (map, lock, keep out of core dumps), the
 // process's own hardening (non-dumpable, no core files, private file mode),
+// thread names,
 // who is at the other end of a connection (credentials of an nng IPC pipe,
 // supplementary groups from /proc), status reports to the service manager
 // and entries in the journal. The real implementation is Linux's (os/linux_system.cc).
@@ -62,6 +63,9 @@ class System {
   // wiping). False when the process could not be made non-dumpable; the rest
   // is best effort.
   virtual bool HardenProcess() = 0;
+  // Names the calling thread (as top, perf and /proc/PID/task/TID/comm show
+  // it), cut to the 15 bytes Linux keeps. Best effort.
+  virtual void NameThisThread(std::string_view name) = 0;
 
   // --- Peers.
   // The credentials of the peer of an nng IPC pipe (SO_PEERCRED), with its

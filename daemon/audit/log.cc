@@ -12,6 +12,7 @@
 
 #include "daemon/audit/files.h"
 #include "daemon/audit/verify.h"
+#include "os/system.h"
 
 namespace kmsd::audit {
 namespace {
@@ -392,6 +393,7 @@ Status Log::Seal() {
 }
 
 void Log::RunCommitter(std::stop_token stop) {
+  CurrentSystem().NameThisThread("kmsd:audit");
   auto last_prune = std::chrono::steady_clock::now();
   while (!stop.stop_requested()) {
     {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -35,6 +36,22 @@ long StatusValue(const std::string& status, const std::string& field) {
 TEST_F(KmsdTest, DaemonCannotDumpCore) {
   const std::string limits = ProcFile(daemon_->pid(), "limits");
   EXPECT_THAT(limits, ::testing::ContainsRegex("Max core file size +0 +0 "));
+}
+
+// Its threads say what they are (top, perf): N workers + 1, the watchdog and
+// the audit committer, beside nng's own.
+TEST_F(KmsdTest, DaemonThreadsAreNamed) {
+  std::map<std::string, int> names;
+  const std::filesystem::path tasks = "/proc/" + std::to_string(daemon_->pid()) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream in(task.path() / "comm");
+    std::string name;
+    std::getline(in, name);
+    ++names[name];
+  }
+  EXPECT_GE(names["kmsd:worker"], 2);
+  EXPECT_EQ(names["kmsd:watchdog"], 1);
+  EXPECT_EQ(names["kmsd:audit"], 1);
 }
 
 TEST_F(KmsdTest, DaemonHoldsLockedMemoryForSecrets) {

@@ -30,6 +30,7 @@ class FakeSystem final : public System {
     // For each UnlockMemory: whether every byte of the range was already zero.
     std::vector<bool> wiped_before_unlock;
     int harden_calls = 0;
+    std::vector<std::string> thread_names;
     std::vector<uint32_t> peer_queries;
     std::vector<std::string> notices;
     std::vector<std::vector<std::string>> journal;  // each entry's fields
@@ -84,6 +85,10 @@ class FakeSystem final : public System {
     std::lock_guard lock(mu_);
     ++calls_.harden_calls;
     return harden_succeeds;
+  }
+  void NameThisThread(std::string_view name) override {
+    std::lock_guard lock(mu_);
+    calls_.thread_names.emplace_back(name);
   }
   std::optional<PeerCredentials> PeerOfPipe(uint32_t pipe_id) override {
     std::lock_guard lock(mu_);

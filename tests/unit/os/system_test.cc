@@ -1,5 +1,5 @@
 // The Linux System: secret pages (mapped zeroed and aligned), peer lookups of unknown pipes,
-// notices to $NOTIFY_SOCKET; TEST_ScopedSystem puts a fake in place and back.
+// notices to $NOTIFY_SOCKET, thread names; TEST_ScopedSystem puts a fake in place and back.
 #include "os/system.h"
 
 #include <gmock/gmock.h>
@@ -10,7 +10,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
+#include <thread>
 
 #include "tests/support/fake_system.h"
 #include "tests/support/temp_dir.h"
@@ -57,6 +59,27 @@ TEST(LinuxSystemTest, NotifySendsTheStateToNotifySocket) {
   EXPECT_EQ(std::string(received, n > 0 ? static_cast<size_t>(n) : 0), "READY=1");
   EXPECT_LT(recv(fd, received, sizeof received, MSG_DONTWAIT), 0);
   close(fd);
+}
+
+// The name /proc shows for the calling thread.
+std::string CommOfThisThread() {
+  std::ifstream in("/proc/self/task/" + std::to_string(gettid()) + "/comm");
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
+
+TEST(LinuxSystemTest, NamesTheCallingThreadCutToFifteenBytes) {
+  std::string short_name, long_name;
+  std::thread([&] {
+    PlatformSystem().NameThisThread("kmsd:test");
+    short_name = CommOfThisThread();
+    PlatformSystem().NameThisThread("kmsd:a-name-longer-than-fifteen");
+    long_name = CommOfThisThread();
+  }).join();
+  EXPECT_EQ(short_name, "kmsd:test");
+  EXPECT_EQ(long_name, "kmsd:a-name-lon");
+  EXPECT_NE(CommOfThisThread(), "kmsd:test");  // only the calling thread
 }
 
 TEST(ScopedSystemTest, PutsTheFakeInPlaceAndThePreviousBack) {
