@@ -61,22 +61,6 @@ struct Samples {
   double server_switches = 0;  // its threads' context switches
 };
 
-// Context switches, voluntary or not, of all of `pid`'s threads so far.
-double ContextSwitches(pid_t pid) {
-  double total = 0;
-  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
-  std::error_code error;
-  for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
-    std::ifstream in(task.path() / "status");
-    for (std::string line; std::getline(in, line);) {
-      if (line.find("ctxt_switches:") != std::string::npos) {
-        total += std::stod(line.substr(line.find(':') + 1));
-      }
-    }
-  }
-  return total;
-}
-
 // User plus system CPU ticks in a /proc stat file's text. Fields after the
 // command name (which may hold spaces) start after ')': state is field 3;
 // utime and stime are fields 14 and 15.
@@ -95,23 +79,32 @@ std::string ReadAll(const std::filesystem::path& path) {
   return {(std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()};
 }
 
-// CPU time `pid` has used so far, in all, and in nng's own threads (named
-// "nng:..."): the transport's share beside kmsd's threads.
-struct CpuTime {
-  double total_seconds = 0;
-  double nng_seconds = 0;
+// What `pid` has used so far: CPU time in all, and in nng's own threads
+// (named "nng:..."; the transport's share beside kmsd's threads), and its
+// live threads' context switches, voluntary or not.
+struct ProcessUsage {
+  double cpu_seconds = 0;
+  double nng_cpu_seconds = 0;
+  double switches = 0;
 };
 
-CpuTime CpuSeconds(pid_t pid) {
+ProcessUsage UsageOf(pid_t pid) {
   const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
   const std::filesystem::path proc = "/proc/" + std::to_string(pid);
-  CpuTime time{.total_seconds = StatTicks(ReadAll(proc / "stat")) / tick, .nng_seconds = 0};
+  ProcessUsage usage;
+  usage.cpu_seconds = StatTicks(ReadAll(proc / "stat")) / tick;
   std::error_code error;
   for (const auto& task : std::filesystem::directory_iterator(proc / "task", error)) {
-    const std::string text = ReadAll(task.path() / "stat");
-    if (text.find("(nng:") != std::string::npos) time.nng_seconds += StatTicks(text) / tick;
+    const std::string stat = ReadAll(task.path() / "stat");
+    if (stat.find("(nng:") != std::string::npos) usage.nng_cpu_seconds += StatTicks(stat) / tick;
+    std::ifstream status(task.path() / "status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.find("ctxt_switches:") != std::string::npos) {
+        usage.switches += std::stod(line.substr(line.find(':') + 1));
+      }
+    }
   }
-  return time;
+  return usage;
 }
 
 void RunRound(const std::vector<std::function<bool()>>& workers, double seconds, Samples& out) {
@@ -477,13 +470,12 @@ void RunCase(const Options& options, const testing::TempDir& dir,
     const double slice = options.seconds / options.rounds;
     RunRound(bare_side.workers, slice, bare_side.samples);
     for (Side& side : sides) {
-      const CpuTime cpu_before = CpuSeconds(side.pid);
-      const double switches_before = ContextSwitches(side.pid);
+      const ProcessUsage before = UsageOf(side.pid);
       RunRound(side.workers, slice, side.samples);
-      const CpuTime cpu_after = CpuSeconds(side.pid);
-      side.samples.server_cpu_seconds += cpu_after.total_seconds - cpu_before.total_seconds;
-      side.samples.server_nng_cpu_seconds += cpu_after.nng_seconds - cpu_before.nng_seconds;
-      side.samples.server_switches += ContextSwitches(side.pid) - switches_before;
+      const ProcessUsage after = UsageOf(side.pid);
+      side.samples.server_cpu_seconds += after.cpu_seconds - before.cpu_seconds;
+      side.samples.server_nng_cpu_seconds += after.nng_cpu_seconds - before.nng_cpu_seconds;
+      side.samples.server_switches += after.switches - before.switches;
     }
   }
   const Figures bare = Summarize(bare_side.samples);
