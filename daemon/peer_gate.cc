@@ -3,11 +3,14 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <unordered_set>
+
 #include "os/system.h"
 
 namespace kmsd {
 
-Status PeerGate::Attach(nng_socket socket) {
+Status PeerGate::Attach(nng_socket socket, std::string socket_path) {
+  socket_path_ = std::move(socket_path);
   for (nng_pipe_ev event : {NNG_PIPE_EV_ADD_PRE, NNG_PIPE_EV_REM_POST}) {
     if (int rv = nng_pipe_notify(socket, event, &PeerGate::OnPipeEvent, this); rv != 0) {
       return Status(Code::kInternal, std::string("nng_pipe_notify: ") + nng_strerror(rv));
@@ -81,27 +84,36 @@ void PeerGate::EndRequest(uint32_t pipe_id) {
 
 void PeerGate::Tick() {
   const auto now = Clock::now();
-  std::vector<uint32_t> idle;
   std::chrono::milliseconds idle_timeout;
+  std::unordered_map<uint64_t, std::vector<uint32_t>> idle_by_pid;
   {
     std::lock_guard lock(mu_);
     idle_timeout = options_.idle_timeout;
     if (auto line = refusal_log_.Flush(now)) spdlog::warn("{}", *line);
-    for (auto& [id, state] : pipes_) {
-      if (state.closing || state.in_flight > 0) continue;
-      if (now - state.last_activity < options_.idle_timeout) continue;
-      state.closing = true;
-      idle.push_back(id);
+    std::unordered_set<uint64_t> busy_pids;
+    for (const auto& [id, state] : pipes_) {
+      if (state.closing) continue;
+      if (state.in_flight > 0 || now - state.last_activity < idle_timeout) {
+        busy_pids.insert(state.peer.pid);
+      } else {
+        idle_by_pid[state.peer.pid].push_back(id);
+      }
     }
+    std::erase_if(idle_by_pid, [&](const auto& entry) { return busy_pids.contains(entry.first); });
   }
-  // Outside the lock: closing runs REM_POST, which takes it.
-  for (uint32_t id : idle) {
-    nng_pipe pipe;
-    pipe.id = id;
-    nng_pipe_close(pipe);
+  // Outside the lock: a connection that ends runs REM_POST, which takes it.
+  size_t ended = 0;
+  for (const auto& [pid, ids] : idle_by_pid) {
+    if (CurrentSystem().ShutDownReadingOfConnectionsTo(socket_path_, pid).empty()) continue;
+    std::lock_guard lock(mu_);
+    for (uint32_t id : ids) {
+      auto it = pipes_.find(id);
+      if (it != pipes_.end()) it->second.closing = true;
+    }
+    ended += ids.size();
   }
-  if (!idle.empty()) {
-    spdlog::info("closed {} connections idle for {} ms or more", idle.size(), idle_timeout.count());
+  if (ended > 0) {
+    spdlog::info("closed {} connections idle for {} ms or more", ended, idle_timeout.count());
   }
 }
 

@@ -11,9 +11,18 @@
 // process (the server's listener probe) is always let in and not counted.
 //
 // Workers report each request's start and end (BeginRequest/EndRequest, by
-// pipe id); the server's watchdog calls Tick, which closes pipes that had no
+// pipe id); the server's watchdog calls Tick, which ends pipes that had no
 // request for `idle_timeout` and have none in flight: nng 1.5.2 does not show
 // a partly received frame, so a peer that stops halfway is closed this way.
+// Tick does not close a pipe through nng: nng 1.5.2 hangs for good when it
+// closes a pipe just after part of a frame arrived (nanomsg/nng#1543, which a
+// peer sending a byte at a time triggers at will) and then never releases
+// another connection. It shuts down reading on the connection's socket
+// instead (System::ShutDownReadingOfConnectionsTo), and the pipe ends through
+// its own error path. nng does not tell which socket is whose pipe, only the
+// peer's pid: so a process's idle connections end when all of its
+// connections are idle (one still in use keeps its idle siblings open; the
+// per-uid limit still bounds them).
 //
 // Only pipes admitted at ADD_PRE are in the gate's map, so a refused pipe's
 // REM_POST releases nothing. Thread-safe: nng's callback threads, workers and
@@ -28,6 +37,7 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -50,15 +60,15 @@ class PeerGate {
   PeerGate& operator=(const PeerGate&) = delete;
 
   // Registers the ADD_PRE and REM_POST callbacks on `socket`, before it
-  // listens.
-  Status Attach(nng_socket socket);
+  // listens on `socket_path` (where Tick finds the connections to end).
+  Status Attach(nng_socket socket, std::string socket_path);
 
   // The peer of an admitted pipe, now with one more request in flight; nullopt
   // for a pipe the gate does not know (closed meanwhile).
   std::optional<Peer> BeginRequest(uint32_t pipe_id);
   void EndRequest(uint32_t pipe_id);
 
-  // Closes idle pipes and writes a pending refusal summary. Called by the
+  // Ends idle pipes and writes a pending refusal summary. Called by the
   // server's watchdog every 250 ms.
   void Tick();
 
@@ -80,7 +90,7 @@ class PeerGate {
     Clock::time_point last_activity;
     int in_flight = 0;
     bool counted = true;   // false for kmsd's own probe
-    bool closing = false;  // closed by Tick, REM_POST not seen yet
+    bool closing = false;  // ended by Tick, REM_POST not seen yet
   };
 
   static void OnPipeEvent(nng_pipe pipe, nng_pipe_ev event, void* self);
@@ -90,6 +100,7 @@ class PeerGate {
   void Refuse(const Peer& peer, std::string_view reason);
 
   const AccessPolicy& access_;
+  std::string socket_path_;  // set by Attach, before any other call
   PeerGateOptions options_;  // guarded by mu_
 
   mutable std::mutex mu_;

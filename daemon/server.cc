@@ -13,6 +13,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "os/system.h"
 #include "protocol/nng_ids.h"
@@ -96,7 +97,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
   // (NOTES.md): the transport drops a frame over the limit from its length
   // alone and closes that connection; nothing larger is ever buffered.
   nng_socket_set_size(socket, NNG_OPT_RECVMAXSZ, options.max_frame_bytes + kReqHeaderBytes);
-  RETURN_IF_ERROR(gate.Attach(socket));
+  RETURN_IF_ERROR(gate.Attach(socket, options.socket_path));
 
   // A socket file left by a crashed kmsd would make listen fail; a live kmsd
   // still answers on it, so only remove it when nobody is listening.
@@ -195,6 +196,7 @@ void Server::Watch() {
                  options_.socket_path);
     nng_listener old;
     old.id = listener_id_;
+    EndConnections();  // its close would close them, which may hang nng
     nng_listener_close(old);
     if (Status s = Listen(); !s.ok()) spdlog::error("{}", s.ToString());
   }
@@ -387,7 +389,33 @@ void Server::Stop() {
            io.aio);
   }
   for (nng_ctx ctx : idle_contexts_) nng_ctx_close(ctx);
+  // No new peers meanwhile (nng would remove the file at close anyway).
+  unlink(options_.socket_path.c_str());
+  EndConnections();
   nng_close(SocketOf(socket_id_));
+}
+
+// nng 1.5.2 can hang for good when it closes a pipe (nng_close, a listener's
+// close; nanomsg/nng#1543, NOTES.md): a pipe closed just after its transport
+// read part of a frame, before it asked for the rest, leaves the protocol's
+// receive waiting forever, and the reaper (one thread for all pipes) waits
+// for it. A connection whose reading is shut down ends through its own error
+// path instead. So: every connection's reading shut down, and rounds of a
+// short wait until one finds no connection it had not seen (the listener may
+// still accept what was queued meanwhile).
+void Server::EndConnections() {
+  constexpr int kMaxRounds = 10;
+  constexpr auto kSettle = std::chrono::milliseconds(20);
+  std::set<uint64_t> ended;
+  for (int round = 0; round < kMaxRounds; ++round) {
+    size_t fresh = 0;
+    for (uint64_t inode :
+         CurrentSystem().ShutDownReadingOfConnectionsTo(options_.socket_path, std::nullopt)) {
+      if (ended.insert(inode).second) ++fresh;
+    }
+    std::this_thread::sleep_for(kSettle);
+    if (fresh == 0) return;
+  }
 }
 
 Server::~Server() { Stop(); }

@@ -21,8 +21,9 @@
 // pipe (SO_PEERCRED). Request frames are wiped after handling: they may hold
 // plaintext. Start() returns once the socket listens; Stop() (or the
 // destructor) stops receiving, lets each thread finish what it took, answers
-// what is still queued with UNAVAILABLE and closes the socket. Start/Stop
-// from one thread.
+// what is still queued with UNAVAILABLE, removes the socket file, ends each
+// connection (its reading shut down: see EndConnections) and closes
+// the socket. Start/Stop from one thread.
 //
 // Why contexts and not a raw socket: nng's raw REP hands each reply through
 // two message queues and a task thread before it reaches the pipe, which
@@ -109,7 +110,8 @@ class Server {
   void Admit(JobPtr job, nng_aio* aio);
   void Execute(FairQueue<JobPtr>::Popped popped, nng_aio* aio);
   void Answer(Job& job, const WipingBuffer& reply, nng_aio* aio);
-  Status Listen();  // creates and starts the listener, sets listener_id_
+  Status Listen();        // creates and starts the listener, sets listener_id_
+  void EndConnections();  // all of them, without closing a pipe through nng
   void Watch();
 
   // Constant after Start.

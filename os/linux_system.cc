@@ -1,6 +1,8 @@
 // The Linux System: the only place in kmsd's libraries that makes these
 // syscalls (mmap, mlock, madvise, prctl, setrlimit, umask), talks to the
-// service manager and the journal (libsystemd) or reads peer credentials.
+// service manager and the journal (libsystemd), reads peer credentials or shuts
+// down the connections the process accepted.
+#include <dirent.h>
 #include <linux/capability.h>
 #include <malloc.h>
 #include <nng/nng.h>
@@ -13,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-journal.h>
 #include <unistd.h>
@@ -20,12 +23,49 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "os/proc_status.h"
 #include "os/system.h"
 
 namespace kmsd {
 namespace {
+
+// The process's open descriptors, from /proc/self/fd (without the one
+// reading it).
+std::vector<int> OpenDescriptors() {
+  std::vector<int> fds;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return fds;
+  while (const dirent* entry = readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || fd == dirfd(dir)) continue;
+    fds.push_back(static_cast<int>(fd));
+  }
+  closedir(dir);
+  return fds;
+}
+
+// A connected (not listening) Unix stream socket whose own address is
+// `socket_path`: one a listener there accepted.
+bool IsConnectionAcceptedOn(int fd, const std::string& socket_path) {
+  int value = 0;
+  socklen_t length = sizeof value;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &value, &length) != 0 || value != AF_UNIX) return false;
+  length = sizeof value;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &value, &length) != 0 || value != SOCK_STREAM) {
+    return false;
+  }
+  length = sizeof value;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &length) != 0 || value != 0) return false;
+  sockaddr_un address{};
+  length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return false;
+  const size_t path_bytes =
+      length > offsetof(sockaddr_un, sun_path) ? length - offsetof(sockaddr_un, sun_path) : 0;
+  return std::string_view(address.sun_path, strnlen(address.sun_path, path_bytes)) == socket_path;
+}
 
 class LinuxSystem final : public System {
  public:
@@ -87,6 +127,26 @@ class LinuxSystem final : public System {
     }
     peer.groups = ReadSupplementaryGroups(peer.pid, peer.uid);
     return peer;
+  }
+
+  std::vector<uint64_t> ShutDownReadingOfConnectionsTo(const std::string& socket_path,
+                                                       std::optional<uint64_t> peer_pid) override {
+    std::vector<uint64_t> inodes;
+    for (int fd : OpenDescriptors()) {
+      struct stat status {};
+      if (fstat(fd, &status) != 0 || !S_ISSOCK(status.st_mode)) continue;
+      if (!IsConnectionAcceptedOn(fd, socket_path)) continue;
+      if (peer_pid) {
+        ucred peer{};
+        socklen_t length = sizeof peer;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
+            static_cast<uint64_t>(peer.pid) != *peer_pid) {
+          continue;
+        }
+      }
+      if (shutdown(fd, SHUT_RD) == 0) inodes.push_back(status.st_ino);
+    }
+    return inodes;
   }
 
   void Notify(std::string_view state) override {

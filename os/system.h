@@ -6,8 +6,9 @@
 // process's own hardening (non-dumpable, no core files, private file mode),
 // thread names,
 // who is at the other end of a connection (credentials of an nng IPC pipe,
-// supplementary groups from /proc), status reports to the service manager
-// and entries in the journal. The real implementation is Linux's (os/linux_system.cc).
+// supplementary groups from /proc) and ending the connections it accepted, status reports to the
+// service manager and entries in the journal. The real implementation is Linux's
+// (os/linux_system.cc).
 //
 // CurrentSystem() is the process's System: the Linux one unless a test has
 // put another in place with TEST_ScopedSystem. Implementations must be safe to
@@ -72,6 +73,14 @@ class System {
   // supplementary groups (see ReadSupplementaryGroups); nullopt when the pipe
   // is gone or not IPC.
   virtual std::optional<PeerCredentials> PeerOfPipe(uint32_t pipe_id) = 0;
+  // Shuts down reading (shutdown(2), SHUT_RD) on every connection this
+  // process accepted on the Unix socket bound at `socket_path` (found among
+  // its open descriptors; the listening socket itself is left alone), or only
+  // on those whose peer is process `peer_pid` (SO_PEERCRED), and returns their
+  // inode numbers. A read waiting on one of them ends at once, after what the
+  // peer had already sent; the peer's further writes fail.
+  virtual std::vector<uint64_t> ShutDownReadingOfConnectionsTo(
+      const std::string& socket_path, std::optional<uint64_t> peer_pid) = 0;
 
   // --- The service manager.
   // Reports `state` ("READY=1", "STOPPING=1", ...) with sd_notify(3), to

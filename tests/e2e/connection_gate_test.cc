@@ -168,6 +168,72 @@ TEST_F(ConnectionGateTest, HalfSentFrameAndSilentConnectionAreClosedWhenIdle) {
   EXPECT_TRUE(health) << health.error();
 }
 
+// nng 1.5.2 hangs for good when it closes a pipe just after part of a frame
+// arrived (nanomsg/nng#1543): a peer that sends a byte at a time makes every
+// read such a part. Were the idle close done through nng, its reaper would
+// hang, no closed connection would be released again (every uid up to its
+// cap, then refused) and kmsd could not stop. Each such peer is closed when
+// idle; the count of open connections comes back down; kmsd stops with 0.
+TEST_F(ConnectionGateTest, PeersSendingAByteAtATimeAreClosedWhenIdleAndReleased) {
+  ConfigOptions options = Options();
+  options.idle_timeout_ms = 300;
+  auto daemon = host_.Start(options);
+  auto admin = daemon->Connect();
+  constexpr int kPeers = 6, kRounds = 3;
+  std::atomic<int> closed{0};
+  std::vector<std::thread> peers;
+  for (int i = 0; i < kPeers; ++i) {
+    peers.emplace_back([&] {
+      for (int round = 0; round < kRounds; ++round) {
+        RawClient raw(host_.socket_path());
+        if (!raw.Handshake() || !raw.SendFrame(1 << 16, {})) return;
+        const auto deadline = Clock::now() + std::chrono::seconds(10);
+        while (Clock::now() < deadline && raw.Send({0xc0})) {
+          std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+        if (Clock::now() < deadline) ++closed;
+      }
+    });
+  }
+  for (auto& peer : peers) peer.join();
+  EXPECT_EQ(closed.load(), kPeers * kRounds);
+  // Only the admin's own connection is left.
+  EXPECT_TRUE(Eventually([&] {
+    auto status = admin->Call("status");
+    return status && status->result().Uint("connections") == uint64_t{1};
+  }));
+  ASSERT_TRUE(admin->Call("health"));
+  admin.reset();
+  EXPECT_EQ(daemon->Stop(), 0);
+  EXPECT_THAT(daemon->ReadLog(), HasSubstr("stopped"));
+}
+
+// nng names a pipe's peer process, not its socket: a process's idle
+// connections end once all of its connections are idle.
+TEST_F(ConnectionGateTest, AnIdleConnectionStaysOpenWhileItsProcessUsesAnother) {
+  ConfigOptions options = Options();
+  options.idle_timeout_ms = 300;
+  auto daemon = host_.Start(options);
+  auto busy = daemon->Connect();
+  RawClient idle(host_.socket_path());
+  ASSERT_TRUE(idle.Handshake());
+  const auto until = Clock::now() + std::chrono::milliseconds(1200);
+  while (Clock::now() < until) {
+    ASSERT_TRUE(busy->Call("health"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_FALSE(idle.ClosedByPeer(std::chrono::milliseconds(10)));
+  // Both idle now: both end, and the busy one's client reconnects.
+  EXPECT_TRUE(idle.ClosedByPeer(std::chrono::seconds(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  auto health = busy->Call("health");
+  EXPECT_TRUE(health) << health.error();
+  EXPECT_TRUE(Eventually([&] {
+    return daemon->ReadLog().find("closed 2 connections idle for 300 ms or more") !=
+           std::string::npos;
+  }));
+}
+
 // A frame of 1000 arrays of 1000 nils (1 MB), as the flood sent.
 Bytes NestedNils() {
   Bytes frame = {0xdc, 0x03, 0xe8};

@@ -18,6 +18,7 @@
 #include "client/typed_call.h"
 #include "protocol/policy_types.h"
 #include "tests/e2e/config_fixture.h"
+#include "tests/e2e/hostile_support.h"
 #include "tests/support/audit_log_files.h"
 
 namespace kmsd::testing {
@@ -243,6 +244,37 @@ TEST_F(ServiceTest, SigtermLetsRequestsInFlightFinishAndExitsZero) {
   for (auto& client : clients) client.join();
   EXPECT_EQ(unexpected.load(), 0);
   EXPECT_THAT(daemon_->ReadLog(), HasSubstr("stopped"));
+  daemon_.reset();
+}
+
+// nng 1.5.2 hangs in nng_close when a connection it closes has just read part
+// of a frame (nanomsg/nng#1543): peers that send their frames a byte at a time
+// make every read such a part. kmsd still stops, with 0, well inside
+// limits.drain_timeout_ms.
+TEST_F(ServiceTest, SigtermWhilePeersSendFramesAByteAtATimeExitsZero) {
+  Start("");
+  std::atomic<bool> stopped{false};
+  std::atomic<int> dribbling{0};
+  std::vector<std::thread> peers;
+  for (int i = 0; i < 6; ++i) {
+    peers.emplace_back([&] {
+      RawClient raw(socket_path_);
+      if (!raw.Handshake() || !raw.SendFrame(1 << 16, {})) return;
+      ++dribbling;
+      while (!stopped.load() && raw.Send({0xc0})) {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    });
+  }
+  while (dribbling.load() < 6) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto begin = Clock::now();
+  EXPECT_EQ(daemon_->Stop(), 0);
+  EXPECT_LT(Clock::now() - begin, std::chrono::seconds(5));
+  stopped = true;
+  for (auto& peer : peers) peer.join();
+  EXPECT_THAT(daemon_->ReadLog(), HasSubstr("stopped"));
+  EXPECT_FALSE(std::filesystem::exists(socket_path_));
   daemon_.reset();
 }
 

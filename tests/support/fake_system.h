@@ -95,6 +95,10 @@ class FakeSystem final : public System {
     calls_.peer_queries.push_back(pipe_id);
     return peer;
   }
+  std::vector<uint64_t> ShutDownReadingOfConnectionsTo(const std::string& socket_path,
+                                                       std::optional<uint64_t> peer_pid) override {
+    return real_.ShutDownReadingOfConnectionsTo(socket_path, peer_pid);
+  }
   void Notify(std::string_view state) override {
     std::lock_guard lock(mu_);
     calls_.notices.emplace_back(state);
