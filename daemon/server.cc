@@ -143,10 +143,16 @@ namespace {
 // which sees kmsd's own pipes reach ADD_PRE, tells. (The listener's accept
 // count does not: other peers' connections move it too, and a probe that
 // hung up on that signal before its own pipe was taken tripped the bug.)
-bool ListenerAccepts(const std::string& path, const PeerGate& gate) {
+// A probe that got no handshake back in time says nothing: the bug still
+// shakes hands, and a daemon busy enough to starve the probe (a loaded
+// machine, sanitizers) would otherwise have its listener re-created, which
+// closes every connection.
+enum class Probe { kAccepted, kNotTaken, kInconclusive };
+
+Probe ProbeListener(const std::string& path, const PeerGate& gate) {
   const uint64_t before = gate.own_pipes();
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return true;  // no resources to probe with: not the listener's fault
+  if (fd < 0) return Probe::kInconclusive;  // no resources to probe with
   struct timeval timeout = {1, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
@@ -156,21 +162,23 @@ bool ListenerAccepts(const std::string& path, const PeerGate& gate) {
   // SP over IPC: 0x00 'S' 'P' 0x00, protocol id (REQ 0x30, REP 0x31), 0x0000.
   const uint8_t hello[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0};
   uint8_t answer[8] = {};
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-            send(fd, hello, sizeof hello, MSG_NOSIGNAL) == sizeof hello &&
-            recv(fd, answer, sizeof answer, MSG_WAITALL) == sizeof answer && answer[1] == 'S' &&
-            answer[2] == 'P' && answer[5] == 0x31;
-  if (ok) {
+  const bool shook_hands =
+      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      send(fd, hello, sizeof hello, MSG_NOSIGNAL) == sizeof hello &&
+      recv(fd, answer, sizeof answer, MSG_WAITALL) == sizeof answer && answer[1] == 'S' &&
+      answer[2] == 'P' && answer[5] == 0x31;
+  bool taken = false;
+  if (shook_hands) {
     // Closing before the core takes the pipe is itself what triggers the bug.
-    ok = false;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    while (!ok && std::chrono::steady_clock::now() < deadline) {
-      ok = gate.own_pipes() > before;
-      if (!ok) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    while (!taken && std::chrono::steady_clock::now() < deadline) {
+      taken = gate.own_pipes() > before;
+      if (!taken) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }
   close(fd);
-  return ok;
+  if (!shook_hands) return Probe::kInconclusive;
+  return taken ? Probe::kAccepted : Probe::kNotTaken;
 }
 
 }  // namespace
@@ -186,10 +194,11 @@ void Server::Watch() {
   while (!stop_cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopped_; })) {
     lock.unlock();
     gate_.Tick();
-    const bool answers = ListenerAccepts(options_.socket_path, gate_);
-    if (answers) last_accepted_.store(std::chrono::steady_clock::now());
+    const Probe probe = ProbeListener(options_.socket_path, gate_);
+    if (probe == Probe::kAccepted) last_accepted_.store(std::chrono::steady_clock::now());
     lock.lock();
-    failures = answers ? 0 : failures + 1;
+    if (probe == Probe::kInconclusive) continue;
+    failures = probe == Probe::kAccepted ? 0 : failures + 1;
     if (failures < 2 || stopped_) continue;
     failures = 0;
     spdlog::warn("listener on {} stopped accepting (nng#1518); re-creating it",

@@ -37,7 +37,9 @@
 // over max_frame_bytes (plus the REQ header) from their declared length alone.
 //
 // A watchdog thread probes the listener every 250 ms with a bare SP
-// handshake and re-creates it when it stops accepting: nng 1.5.2 (Debian 12)
+// handshake and re-creates it when it stops accepting (two probes in a row
+// whose handshake came back but whose pipe never reached the socket; a probe
+// that got no handshake back in time counts for nothing): nng 1.5.2 (Debian 12)
 // stops accepting for good when a client hangs up during the handshake
 // (nanomsg/nng#1518, fixed upstream in #1519), which would let any local
 // process lock every client out.

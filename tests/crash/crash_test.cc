@@ -40,6 +40,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -599,12 +600,32 @@ class Verifier {
     return true;
   }
 
+  // The check only reads, so a call whose connection closed under it is asked
+  // again, as a client would: kmsd's watchdog re-creates the listener, which
+  // closes every connection, when its probe starves (README, "Known limits"),
+  // as it can on a loaded machine right after a restart.
+  // `make_args` gives each attempt its arguments (a Value is not copyable).
+  static Result<Reply> CallAgainAfterReset(Connection& connection, std::string_view op,
+                                           const std::string& tenant,
+                                           const std::function<Value::Map()>& make_args) {
+    constexpr int kAttempts = 3;
+    for (int attempt = 1;; ++attempt) {
+      auto reply = connection.Call(op, tenant, make_args());
+      if (reply || attempt == kAttempts ||
+          reply.error().message().find("Connection reset") == std::string::npos) {
+        return reply;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+  }
+
   // The reply, or nothing after reporting the failure (a listing that fails
   // is one failure, not one per item it should have listed).
-  std::optional<Reply> MustCall(Connection& connection, std::string_view op,
-                                const std::string& tenant, Value::Map args = {}) {
+  std::optional<Reply> MustCall(
+      Connection& connection, std::string_view op, const std::string& tenant,
+      const std::function<Value::Map()>& make_args = [] { return Value::Map{}; }) {
     if (unreachable_) return std::nullopt;
-    auto reply = connection.Call(op, tenant, std::move(args));
+    auto reply = CallAgainAfterReset(connection, op, tenant, make_args);
     if (!reply) {
       if (!Unreachable(reply.error())) {
         Lost(std::string(op) + (tenant.empty() ? "" : " in tenant " + tenant) +
@@ -677,9 +698,11 @@ class Verifier {
       if (!list_versions_[k]) continue;
       plan_.key_versions_seen[k] = key.version;
       items_ += key.version;
-      Value::Map args;
-      args.emplace_back("key", key.name);
-      auto versions = MustCall(connection, "key.list-versions", tenant.name, std::move(args));
+      auto versions = MustCall(connection, "key.list-versions", tenant.name, [&] {
+        Value::Map args;
+        args.emplace_back("key", key.name);
+        return args;
+      });
       if (!versions) continue;
       std::set<uint64_t> listed;
       for (const Fields& entry : Entries(*versions, "versions")) {
@@ -806,18 +829,21 @@ class Verifier {
 
   void CheckBatch(Connection& connection, const std::string& tenant,
                   const std::vector<size_t>& indexes) {
-    Value::Array items;
-    for (size_t i : indexes) {
-      const SecretRecord& s = model_.secrets[i];
-      Value::Map item;
-      item.emplace_back("ciphertext", s.ciphertext);
-      if (!s.context.empty()) item.emplace_back("context", ContextMap(s.context));
-      items.emplace_back(std::move(item));
-    }
-    Value::Map args;
-    args.emplace_back("items", std::move(items));
+    auto make_args = [&] {
+      Value::Array items;
+      for (size_t i : indexes) {
+        const SecretRecord& s = model_.secrets[i];
+        Value::Map item;
+        item.emplace_back("ciphertext", s.ciphertext);
+        if (!s.context.empty()) item.emplace_back("context", ContextMap(s.context));
+        items.emplace_back(std::move(item));
+      }
+      Value::Map args;
+      args.emplace_back("items", std::move(items));
+      return args;
+    };
     if (unreachable_) return;
-    auto reply = connection.Call("batch-decrypt", tenant, std::move(args));
+    auto reply = CallAgainAfterReset(connection, "batch-decrypt", tenant, make_args);
     if (!reply) {
       if (Unreachable(reply.error())) return;
       // E.g. NOT_FOUND: the tenant of these items is gone.
