@@ -22,7 +22,8 @@
 // its own error path. nng does not tell which socket is whose pipe, only the
 // peer's pid: so a process's idle connections end when all of its
 // connections are idle (one still in use keeps its idle siblings open; the
-// per-uid limit still bounds them).
+// per-uid limit still bounds them; one it opens at that very moment, not yet
+// admitted, ends with them).
 //
 // Only pipes admitted at ADD_PRE are in the gate's map, so a refused pipe's
 // REM_POST releases nothing. Thread-safe: nng's callback threads, workers and

@@ -163,6 +163,50 @@ TEST_F(HostileClientTest, ClientsThatLeaveDuringTheHandshakeDoNotLockOutNewClien
   ExpectUnchanged();
 }
 
+// Re-creating the listener closes the connections it accepted, through nng,
+// which hangs for good when part of a frame has just arrived on one
+// (nanomsg/nng#1543): kmsd ends them by their socket first. Peers sending a
+// frame a byte at a time while the listener is re-created: kmsd recovers,
+// serves, and still stops with 0.
+TEST_F(HostileClientTest, ListenerRecreatedWhilePeersSendAByteAtATimeLeavesKmsdWhole) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> dribbling{0};
+  std::vector<std::thread> peers;
+  for (int i = 0; i < 4; ++i) {
+    peers.emplace_back([&] {
+      while (!stop.load()) {
+        RawClient raw(daemon_->socket_path());
+        if (!raw.Handshake() || !raw.SendFrame(1 << 16, {})) continue;
+        ++dribbling;
+        while (!stop.load() && raw.Send({0xc0})) {
+          std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+      }
+    });
+  }
+  while (dribbling.load() < 4) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // The clients of the lock-out test above, until the watchdog re-creates.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (daemon_->ReadLog().find("re-creating it") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    for (int micros = 0; micros <= 500; micros += 5) {
+      RawClient client(daemon_->socket_path());
+      const auto leave = std::chrono::steady_clock::now() + std::chrono::microseconds(micros);
+      while (std::chrono::steady_clock::now() < leave) {
+      }
+    }
+  }
+  ASSERT_THAT(daemon_->ReadLog(), HasSubstr("re-creating it"));
+  EXPECT_TRUE(ServedWithin(daemon_->socket_path(), std::chrono::seconds(5)));
+  stop = true;
+  for (auto& peer : peers) peer.join();
+  ExpectNewClientsServed(daemon_->socket_path());
+  ExpectUnchanged();
+  connection_.reset();
+  EXPECT_EQ(daemon_->Stop(), 0);
+  EXPECT_THAT(daemon_->ReadLog(), HasSubstr("stopped"));
+}
+
 TEST_F(HostileClientTest, ClientsThatDisconnectMidFrameDoNotHurtTheDaemon) {
   const Bytes request =
       Encode(Envelope(1, "encrypt", "acme", MapOf("key", "alias/data", "plaintext", Bin("gone"))));
