@@ -101,16 +101,25 @@ void PeerGate::Tick() {
     }
     std::erase_if(idle_by_pid, [&](const auto& entry) { return busy_pids.contains(entry.first); });
   }
+  if (idle_by_pid.empty()) return;
   // Outside the lock: a connection that ends runs REM_POST, which takes it.
+  std::unordered_set<uint64_t> idle_pids;
+  for (const auto& entry : idle_by_pid) idle_pids.insert(entry.first);
+  std::unordered_set<uint64_t> ended_pids;
+  for (const EndedConnection& connection :
+       CurrentSystem().ShutDownReadingOfConnectionsTo(socket_path_, idle_pids)) {
+    ended_pids.insert(connection.peer_pid);
+  }
   size_t ended = 0;
-  for (const auto& [pid, ids] : idle_by_pid) {
-    if (CurrentSystem().ShutDownReadingOfConnectionsTo(socket_path_, pid).empty()) continue;
+  {
     std::lock_guard lock(mu_);
-    for (uint32_t id : ids) {
-      auto it = pipes_.find(id);
-      if (it != pipes_.end()) it->second.closing = true;
+    for (uint64_t pid : ended_pids) {
+      for (uint32_t id : idle_by_pid[pid]) {
+        auto it = pipes_.find(id);
+        if (it != pipes_.end()) it->second.closing = true;
+      }
+      ended += idle_by_pid[pid].size();
     }
-    ended += ids.size();
   }
   if (ended > 0) {
     spdlog::info("closed {} connections idle for {} ms or more", ended, idle_timeout.count());

@@ -418,9 +418,9 @@ void Server::EndConnections() {
   std::set<uint64_t> ended;
   for (int round = 0; round < kMaxRounds; ++round) {
     size_t fresh = 0;
-    for (uint64_t inode :
+    for (const EndedConnection& connection :
          CurrentSystem().ShutDownReadingOfConnectionsTo(options_.socket_path, std::nullopt)) {
-      if (ended.insert(inode).second) ++fresh;
+      if (ended.insert(connection.inode).second) ++fresh;
     }
     std::this_thread::sleep_for(kSettle);
     if (fresh == 0) return;

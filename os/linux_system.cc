@@ -129,24 +129,22 @@ class LinuxSystem final : public System {
     return peer;
   }
 
-  std::vector<uint64_t> ShutDownReadingOfConnectionsTo(const std::string& socket_path,
-                                                       std::optional<uint64_t> peer_pid) override {
-    std::vector<uint64_t> inodes;
+  std::vector<EndedConnection> ShutDownReadingOfConnectionsTo(
+      const std::string& socket_path,
+      const std::optional<std::unordered_set<uint64_t>>& peer_pids) override {
+    std::vector<EndedConnection> ended;
     for (int fd : OpenDescriptors()) {
       struct stat status {};
       if (fstat(fd, &status) != 0 || !S_ISSOCK(status.st_mode)) continue;
       if (!IsConnectionAcceptedOn(fd, socket_path)) continue;
-      if (peer_pid) {
-        ucred peer{};
-        socklen_t length = sizeof peer;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
-            static_cast<uint64_t>(peer.pid) != *peer_pid) {
-          continue;
-        }
-      }
-      if (shutdown(fd, SHUT_RD) == 0) inodes.push_back(status.st_ino);
+      ucred peer{};
+      socklen_t length = sizeof peer;
+      if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0) continue;
+      const auto peer_pid = static_cast<uint64_t>(peer.pid);
+      if (peer_pids && !peer_pids->contains(peer_pid)) continue;
+      if (shutdown(fd, SHUT_RD) == 0) ended.push_back({status.st_ino, peer_pid});
     }
-    return inodes;
+    return ended;
   }
 
   void Notify(std::string_view state) override {

@@ -27,11 +27,19 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "os/peer_credentials.h"
 
 namespace kmsd {
+
+// A connection System::ShutDownReadingOfConnectionsTo ended: its socket's
+// inode number and its peer's pid.
+struct EndedConnection {
+  uint64_t inode = 0;
+  uint64_t peer_pid = 0;
+};
 
 class System {
  public:
@@ -75,12 +83,13 @@ class System {
   virtual std::optional<PeerCredentials> PeerOfPipe(uint32_t pipe_id) = 0;
   // Shuts down reading (shutdown(2), SHUT_RD) on every connection this
   // process accepted on the Unix socket bound at `socket_path` (found among
-  // its open descriptors; the listening socket itself is left alone), or only
-  // on those whose peer is process `peer_pid` (SO_PEERCRED), and returns their
-  // inode numbers. A read waiting on one of them ends at once, after what the
-  // peer had already sent; the peer's further writes fail.
-  virtual std::vector<uint64_t> ShutDownReadingOfConnectionsTo(
-      const std::string& socket_path, std::optional<uint64_t> peer_pid) = 0;
+  // its open descriptors, in one pass; the listening socket itself is left
+  // alone), or only on those whose peer is one of `peer_pids` (SO_PEERCRED),
+  // and returns them. A read waiting on one of them ends at once, after what
+  // the peer had already sent; the peer's further writes fail.
+  virtual std::vector<EndedConnection> ShutDownReadingOfConnectionsTo(
+      const std::string& socket_path,
+      const std::optional<std::unordered_set<uint64_t>>& peer_pids) = 0;
 
   // --- The service manager.
   // Reports `state` ("READY=1", "STOPPING=1", ...) with sd_notify(3), to

@@ -95,9 +95,10 @@ class FakeSystem final : public System {
     calls_.peer_queries.push_back(pipe_id);
     return peer;
   }
-  std::vector<uint64_t> ShutDownReadingOfConnectionsTo(const std::string& socket_path,
-                                                       std::optional<uint64_t> peer_pid) override {
-    return real_.ShutDownReadingOfConnectionsTo(socket_path, peer_pid);
+  std::vector<EndedConnection> ShutDownReadingOfConnectionsTo(
+      const std::string& socket_path,
+      const std::optional<std::unordered_set<uint64_t>>& peer_pids) override {
+    return real_.ShutDownReadingOfConnectionsTo(socket_path, peer_pids);
   }
   void Notify(std::string_view state) override {
     std::lock_guard lock(mu_);

@@ -85,13 +85,21 @@ TEST(LinuxSystemTest, ShutsDownReadingOfTheConnectionsAcceptedOnASocketOnly) {
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
 
   // Another peer process, or another socket's path: nothing.
-  EXPECT_TRUE(PlatformSystem().ShutDownReadingOfConnectionsTo(path, 1).empty());
-  EXPECT_TRUE(PlatformSystem().ShutDownReadingOfConnectionsTo(dir / "other.sock", {}).empty());
+  EXPECT_TRUE(PlatformSystem()
+                  .ShutDownReadingOfConnectionsTo(path, std::unordered_set<uint64_t>{1})
+                  .empty());
+  EXPECT_TRUE(
+      PlatformSystem().ShutDownReadingOfConnectionsTo(dir / "other.sock", std::nullopt).empty());
   EXPECT_LT(ReadNow(accepted_a), 0);
 
-  const std::vector<uint64_t> ended =
-      PlatformSystem().ShutDownReadingOfConnectionsTo(path, static_cast<uint64_t>(getpid()));
-  EXPECT_THAT(ended, ::testing::UnorderedElementsAre(InodeOf(accepted_a), InodeOf(accepted_b)));
+  const auto self = static_cast<uint64_t>(getpid());
+  std::vector<uint64_t> inodes;
+  for (const EndedConnection& ended : PlatformSystem().ShutDownReadingOfConnectionsTo(
+           path, std::unordered_set<uint64_t>{1, self})) {
+    EXPECT_EQ(ended.peer_pid, self);
+    inodes.push_back(ended.inode);
+  }
+  EXPECT_THAT(inodes, ::testing::UnorderedElementsAre(InodeOf(accepted_a), InodeOf(accepted_b)));
   // The peers may no longer send; the accepted ends read the end.
   EXPECT_EQ(send(client_b, "x", 1, MSG_NOSIGNAL), -1);
   EXPECT_EQ(ReadNow(accepted_a), 0);
