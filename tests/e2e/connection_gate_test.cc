@@ -188,10 +188,7 @@ TEST_F(ConnectionGateTest, PeersSendingAByteAtATimeAreClosedWhenIdleAndReleased)
         RawClient raw(host_.socket_path());
         if (!raw.Handshake() || !raw.SendFrame(1 << 16, {})) return;
         const auto deadline = Clock::now() + std::chrono::seconds(10);
-        while (Clock::now() < deadline && raw.Send({0xc0})) {
-          std::this_thread::sleep_for(std::chrono::microseconds(50));
-        }
-        if (Clock::now() < deadline) ++closed;
+        if (raw.SendAByteAtATimeWhile([&] { return Clock::now() < deadline; })) ++closed;
       }
     });
   }

@@ -178,9 +178,7 @@ TEST_F(HostileClientTest, ListenerRecreatedWhilePeersSendAByteAtATimeLeavesKmsdW
         RawClient raw(daemon_->socket_path());
         if (!raw.Handshake() || !raw.SendFrame(1 << 16, {})) continue;
         ++dribbling;
-        while (!stop.load() && raw.Send({0xc0})) {
-          std::this_thread::sleep_for(std::chrono::microseconds(50));
-        }
+        raw.SendAByteAtATimeWhile([&] { return !stop.load(); });
       }
     });
   }

@@ -27,6 +27,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -214,9 +215,15 @@ class RawClient {
     return Send(wire);
   }
 
-  bool Send(const Bytes& bytes) {
-    return send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(bytes.size());
+  // The rest of a frame, a byte every 50 us while `go_on()`: every read the
+  // daemon's nng makes is then part of a frame. True if the daemon closed
+  // the connection meanwhile.
+  bool SendAByteAtATimeWhile(const std::function<bool()>& go_on) {
+    while (go_on()) {
+      if (!Send({0xc0})) return true;
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    return false;
   }
 
  private:
@@ -224,6 +231,10 @@ class RawClient {
     timeval tv{static_cast<time_t>(timeout.count() / 1000),
                static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  bool Send(const Bytes& bytes) {
+    return send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
   }
   int fd_ = -1;
   bool connected_ = false;

@@ -261,9 +261,7 @@ TEST_F(ServiceTest, SigtermWhilePeersSendFramesAByteAtATimeExitsZero) {
       RawClient raw(socket_path_);
       if (!raw.Handshake() || !raw.SendFrame(1 << 16, {})) return;
       ++dribbling;
-      while (!stopped.load() && raw.Send({0xc0})) {
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
-      }
+      raw.SendAByteAtATimeWhile([&] { return !stopped.load(); });
     });
   }
   while (dribbling.load() < 6) std::this_thread::sleep_for(std::chrono::milliseconds(5));
