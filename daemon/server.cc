@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -214,9 +215,10 @@ void Server::Watch() {
 // Rough time until a throttled caller may find room: a few requests' worth.
 constexpr uint32_t kThrottledRetryAfterMs = 50;
 
-// A receiving thread wakes this often to see a Stop; a reply that cannot be
-// queued for sending in 5 s is dropped (its peer is not reading).
-constexpr nng_duration kReceiveTimeoutMs = 200;
+// A thread that cannot get an nng context (no memory) tries again this much
+// later; a reply that cannot be queued for sending in 5 s is dropped (its
+// peer is not reading). Receives wait without a timeout: Stop cancels them.
+constexpr int kNoContextRetryMs = 200;
 constexpr nng_duration kSendTimeoutMs = 5000;
 
 void Server::Serve() {
@@ -232,7 +234,7 @@ void Server::Serve() {
   }
   while (!stopping_.load()) {
     JobPtr job = Receive(io);
-    if (!job) continue;  // a timeout, or refused and answered
+    if (!job) continue;  // cancelled by Stop, or refused and answered
     Admit(std::move(job), io.aio);
     if (LeaveReceivers()) ExecuteServableAndRejoin(io.aio);
   }
@@ -286,16 +288,28 @@ void Server::ReturnContext(nng_ctx ctx) {
   idle_contexts_.push_back(ctx);
 }
 
-// One frame through intake; null when nothing came (a timeout, to look at
-// stopping_ again) or the request was refused and answered already.
+// One frame through intake; null when nothing came (cancelled by Stop, no
+// context to receive on) or the request was refused and answered already.
 Server::JobPtr Server::Receive(ThreadIo& io) {
   if (!io.ctx && !(io.ctx = TakeContext())) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(kReceiveTimeoutMs));
+    std::this_thread::sleep_for(std::chrono::milliseconds(kNoContextRetryMs));
     return nullptr;
   }
-  nng_aio_set_timeout(io.aio, kReceiveTimeoutMs);
-  nng_ctx_recv(*io.ctx, io.aio);
+  nng_aio_set_timeout(io.aio, NNG_DURATION_INFINITE);
+  {
+    // Stop sets stopping_, then cancels what waits here: a receive starts
+    // before that cancel, or sees stopping_.
+    std::lock_guard lock(waiting_mu_);
+    if (stopping_.load()) return nullptr;
+    waiting_.push_back(io.aio);
+    nng_ctx_recv(*io.ctx, io.aio);
+  }
   nng_aio_wait(io.aio);
+  {
+    // Out of the list before the aio sends a reply: a cancel is for receives.
+    std::lock_guard lock(waiting_mu_);
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), io.aio));
+  }
   if (nng_aio_result(io.aio) != 0) return nullptr;
   nng_msg* received = nng_aio_get_msg(io.aio);
   auto owned = std::make_unique<Job>();
@@ -349,6 +363,11 @@ void Server::Execute(FairQueue<JobPtr>::Popped popped, nng_aio* aio) {
   Answer(job, reply, aio);
 }
 
+void Server::CancelReceives() {
+  std::lock_guard lock(waiting_mu_);
+  for (nng_aio* aio : waiting_) nng_aio_cancel(aio);
+}
+
 // Sends `reply` on the context the job's request came in on (to the pipe it
 // came from), then gives the context back to the pool.
 // nng frees a reply it sent without wiping it, and a reply may hold a
@@ -390,6 +409,7 @@ void Server::Stop() {
   // after: nng 1.5.2 panics (pthread_mutex_lock on a freed context) when a
   // reply is sent on a context of a socket closed meanwhile.
   stopping_.store(true);
+  CancelReceives();
   for (auto& worker : workers_) worker.join();
   ThreadIo io;
   for (JobPtr& job : queue_->Close()) {

@@ -276,6 +276,41 @@ TEST_F(ServiceTest, SigtermWhilePeersSendFramesAByteAtATimeExitsZero) {
   daemon_.reset();
 }
 
+// The CPU time (ns, from schedstat) that the threads of `pid` named `name`
+// have run for.
+uint64_t RunNanosOfThreads(pid_t pid, std::string_view name) {
+  uint64_t total = 0;
+  std::error_code error;
+  const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
+    std::string comm;
+    std::getline(std::ifstream(task.path() / "comm"), comm);
+    if (comm != name) continue;
+    uint64_t nanos = 0;
+    std::ifstream(task.path() / "schedstat") >> nanos;
+    total += nanos;
+  }
+  return total;
+}
+
+// An idle kmsd leaves nng's expiry threads asleep: a receive with a timeout
+// made nng 1.5.2's expiry thread spin for up to a millisecond at each expiry
+// (about 12 ms of CPU a second for an idle kmsd). Receives wait without one.
+TEST_F(ServiceTest, AnIdleKmsdLeavesNngsExpiryThreadsAsleep) {
+  Start("");
+  ASSERT_TRUE(Call("tenant.create", "acme"));
+  const uint64_t before = RunNanosOfThreads(daemon_->pid(), "nng:aio:expire");
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const uint64_t after = RunNanosOfThreads(daemon_->pid(), "nng:aio:expire");
+  EXPECT_LT(after - before, 5'000'000u)
+      << "nng's expiry threads ran for " << (after - before) << " ns in 3 s of an idle kmsd";
+  // Stop still finds every receiving thread at once.
+  const auto begin = Clock::now();
+  EXPECT_EQ(daemon_->Stop(), 0);
+  EXPECT_LT(Clock::now() - begin, std::chrono::seconds(2));
+  daemon_.reset();
+}
+
 TEST_F(ServiceTest, PinComesFromTheCredentialsDirectory) {
   const std::string credentials = dir_ / "credentials";
   mkdir(credentials.c_str(), 0700);
