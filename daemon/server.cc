@@ -5,6 +5,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/transport/ipc/ipc.h>
 #include <openssl/crypto.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -150,12 +151,32 @@ namespace {
 // closes every connection.
 enum class Probe { kAccepted, kNotTaken, kInconclusive };
 
+// A probe waits about a second for each of its steps, counted in looks of
+// 2 ms rather than by the clock: a kmsd suspended meanwhile (SIGSTOP, a
+// frozen cgroup or VM) has not stopped accepting, and giving up then would
+// hang up during the handshake (which itself trips nng#1518) and re-create
+// the listener, closing every connection.
+constexpr int kProbeLooks = 500;
+constexpr int kProbeLookMs = 2;
+
+// The 8 bytes of the listener's SP handshake, or false.
+bool ReadHandshake(int fd, uint8_t (&answer)[8]) {
+  size_t got = 0;
+  for (int look = 0; look < kProbeLooks && got < sizeof answer; ++look) {
+    pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
+    if (poll(&ready, 1, kProbeLookMs) <= 0) continue;
+    const ssize_t n = recv(fd, answer + got, sizeof answer - got, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return false;
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  return got == sizeof answer;
+}
+
 Probe ProbeListener(const std::string& path, const PeerGate& gate) {
   const uint64_t before = gate.own_pipes();
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Probe::kInconclusive;  // no resources to probe with
   struct timeval timeout = {1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
@@ -165,17 +186,13 @@ Probe ProbeListener(const std::string& path, const PeerGate& gate) {
   uint8_t answer[8] = {};
   const bool shook_hands =
       connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-      send(fd, hello, sizeof hello, MSG_NOSIGNAL) == sizeof hello &&
-      recv(fd, answer, sizeof answer, MSG_WAITALL) == sizeof answer && answer[1] == 'S' &&
-      answer[2] == 'P' && answer[5] == 0x31;
+      send(fd, hello, sizeof hello, MSG_NOSIGNAL) == sizeof hello && ReadHandshake(fd, answer) &&
+      answer[1] == 'S' && answer[2] == 'P' && answer[5] == 0x31;
   bool taken = false;
-  if (shook_hands) {
-    // Closing before the core takes the pipe is itself what triggers the bug.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    while (!taken && std::chrono::steady_clock::now() < deadline) {
-      taken = gate.own_pipes() > before;
-      if (!taken) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
+  // Closing before the core takes the pipe is itself what triggers the bug.
+  for (int look = 0; shook_hands && look < kProbeLooks && !taken; ++look) {
+    taken = gate.own_pipes() > before;
+    if (!taken) std::this_thread::sleep_for(std::chrono::milliseconds(kProbeLookMs));
   }
   close(fd);
   if (!shook_hands) return Probe::kInconclusive;

@@ -25,6 +25,7 @@ namespace kmsd::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 using Clock = std::chrono::steady_clock;
 
@@ -309,6 +310,26 @@ TEST_F(ServiceTest, AnIdleKmsdLeavesNngsExpiryThreadsAsleep) {
   EXPECT_EQ(daemon_->Stop(), 0);
   EXPECT_LT(Clock::now() - begin, std::chrono::seconds(2));
   daemon_.reset();
+}
+
+// A kmsd suspended for a while (SIGSTOP, a frozen cgroup or VM) keeps its
+// connections: its watchdog counts a probe's wait in looks, not by the clock,
+// so a probe the pause fell on is not a listener that stopped accepting
+// (which would re-create the listener and close every connection).
+TEST_F(ServiceTest, ASuspendedKmsdKeepsItsConnectionsWhenResumed) {
+  Start("");
+  ASSERT_TRUE(Call("tenant.create", "acme"));
+  for (int pause = 0; pause < 4; ++pause) {
+    ASSERT_EQ(kill(daemon_->pid(), SIGSTOP), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    ASSERT_EQ(kill(daemon_->pid(), SIGCONT), 0);
+    // Busy for a while, as the watchdog catches up.
+    const auto until = Clock::now() + std::chrono::milliseconds(300 + 37 * pause);
+    for (int i = 0; Clock::now() < until; ++i) {
+      ASSERT_TRUE(Call("tenant.describe", "acme")) << "after pause " << pause << ", call " << i;
+    }
+  }
+  EXPECT_THAT(daemon_->ReadLog(), Not(HasSubstr("stopped accepting")));
 }
 
 TEST_F(ServiceTest, PinComesFromTheCredentialsDirectory) {
