@@ -114,8 +114,6 @@ ProcessUsage UsageOf(pid_t pid) {
 // baseline keeps running: an older kmsd may read a pause as a listener that
 // stopped accepting and close its connections (so its idle time counts
 // against this build, never for it).
-constexpr double kWarmUpSeconds = 0.1;
-
 class OthersPaused {
  public:
   OthersPaused(const std::vector<pid_t>& kmsds, pid_t measured) {
@@ -132,6 +130,9 @@ class OthersPaused {
  private:
   std::vector<pid_t> paused_;
 };
+
+// A side's calls before it is measured, once its kmsd has been resumed.
+constexpr double kWarmUpSeconds = 0.1;
 
 void RunRound(const std::vector<std::function<bool()>>& workers, double seconds, Samples& out) {
   const size_t clients = workers.size();

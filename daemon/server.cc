@@ -68,9 +68,13 @@ struct Server::Job {
 
 // A thread's own aio for its synchronous receives and sends, and the nng
 // context it receives on (taken from the pool, handed on with the request).
+// While `receiving`, Stop may cancel the aio; its own lock, so that a
+// request takes no lock another worker holds.
 struct Server::ThreadIo {
   nng_aio* aio = nullptr;
   std::optional<nng_ctx> ctx;
+  std::mutex receive_mu;
+  bool receiving = false;  // guarded by receive_mu
   ThreadIo() { nng_aio_alloc(&aio, nullptr, nullptr); }
   ~ThreadIo() { nng_aio_free(aio); }
   ThreadIo(const ThreadIo&) = delete;
@@ -249,11 +253,19 @@ void Server::Serve() {
     std::lock_guard lock(receivers_mu_);
     ++receivers_;
   }
+  {
+    std::lock_guard lock(threads_io_mu_);
+    threads_io_.push_back(&io);
+  }
   while (!stopping_.load()) {
     JobPtr job = Receive(io);
     if (!job) continue;  // cancelled by Stop, or refused and answered
     Admit(std::move(job), io.aio);
     if (LeaveReceivers()) ExecuteServableAndRejoin(io.aio);
+  }
+  {
+    std::lock_guard lock(threads_io_mu_);
+    threads_io_.erase(std::find(threads_io_.begin(), threads_io_.end(), &io));
   }
   if (io.ctx) ReturnContext(*io.ctx);
 }
@@ -314,18 +326,18 @@ Server::JobPtr Server::Receive(ThreadIo& io) {
   }
   nng_aio_set_timeout(io.aio, NNG_DURATION_INFINITE);
   {
-    // Stop sets stopping_, then cancels what waits here: a receive starts
+    // Stop sets stopping_, then cancels what receives: a receive starts
     // before that cancel, or sees stopping_.
-    std::lock_guard lock(waiting_mu_);
+    std::lock_guard lock(io.receive_mu);
     if (stopping_.load()) return nullptr;
-    waiting_.push_back(io.aio);
+    io.receiving = true;
     nng_ctx_recv(*io.ctx, io.aio);
   }
   nng_aio_wait(io.aio);
   {
-    // Out of the list before the aio sends a reply: a cancel is for receives.
-    std::lock_guard lock(waiting_mu_);
-    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), io.aio));
+    // Cleared before the aio sends a reply: a cancel is for receives.
+    std::lock_guard lock(io.receive_mu);
+    io.receiving = false;
   }
   if (nng_aio_result(io.aio) != 0) return nullptr;
   nng_msg* received = nng_aio_get_msg(io.aio);
@@ -381,8 +393,11 @@ void Server::Execute(FairQueue<JobPtr>::Popped popped, nng_aio* aio) {
 }
 
 void Server::CancelReceives() {
-  std::lock_guard lock(waiting_mu_);
-  for (nng_aio* aio : waiting_) nng_aio_cancel(aio);
+  std::lock_guard lock(threads_io_mu_);
+  for (ThreadIo* io : threads_io_) {
+    std::lock_guard receive_lock(io->receive_mu);
+    if (io->receiving) nng_aio_cancel(io->aio);
+  }
 }
 
 // Sends `reply` on the context the job's request came in on (to the pipe it

@@ -296,7 +296,7 @@ uint64_t RunNanosOfThreads(pid_t pid, std::string_view name) {
 
 // An idle kmsd leaves nng's expiry threads asleep: a receive with a timeout
 // made nng 1.5.2's expiry thread spin for up to a millisecond at each expiry
-// (about 12 ms of CPU a second for an idle kmsd). Receives wait without one.
+// (about 18 ms of CPU a second for an idle kmsd). Receives wait without one.
 TEST_F(ServiceTest, AnIdleKmsdLeavesNngsExpiryThreadsAsleep) {
   Start("");
   ASSERT_TRUE(Call("tenant.create", "acme"));
