@@ -277,14 +277,9 @@ std::vector<TokenKey> PinHolder::SecretKeys() {
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
   CK_BBOOL yes = CK_TRUE;
   CK_ATTRIBUTE query[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_TOKEN, &yes, sizeof yes}};
-  Check(fn_->C_FindObjectsInit(session_, query, 2), "C_FindObjectsInit");
-  std::vector<CK_OBJECT_HANDLE> handles(4096);
-  CK_ULONG found = 0;
-  const CK_RV rv = fn_->C_FindObjects(session_, handles.data(), handles.size(), &found);
-  fn_->C_FindObjectsFinal(session_);
-  Check(rv, "C_FindObjects");
+  const std::vector<CK_OBJECT_HANDLE> handles = FindHandles(query, 2);
   std::vector<TokenKey> keys;
-  for (CK_ULONG i = 0; i < found; ++i) {
+  for (size_t i = 0; i < handles.size(); ++i) {
     CK_ATTRIBUTE attrs[] = {{CKA_LABEL, nullptr, 0}, {CKA_KEY_TYPE, nullptr, 0}};
     Check(fn_->C_GetAttributeValue(session_, handles[i], attrs, 2), "C_GetAttributeValue");
     TokenKey key{std::string(attrs[0].ulValueLen, '\0'), handles[i], CKK_VENDOR_DEFINED};
@@ -296,29 +291,55 @@ std::vector<TokenKey> PinHolder::SecretKeys() {
   return keys;
 }
 
-size_t PinHolder::CountMatching(CK_ATTRIBUTE* query, CK_ULONG count) {
+std::vector<CK_OBJECT_HANDLE> PinHolder::FindHandles(CK_ATTRIBUTE* query, CK_ULONG count) {
   Check(fn_->C_FindObjectsInit(session_, query, count), "C_FindObjectsInit");
   std::vector<CK_OBJECT_HANDLE> handles(4096);
   CK_ULONG found = 0;
   const CK_RV rv = fn_->C_FindObjects(session_, handles.data(), handles.size(), &found);
   fn_->C_FindObjectsFinal(session_);
   Check(rv, "C_FindObjects");
-  return found;
+  handles.resize(found);
+  return handles;
 }
 
+size_t PinHolder::CountMatching(CK_ATTRIBUTE* query, CK_ULONG count) {
+  return FindHandles(query, count).size();
+}
+
+namespace {
+constexpr char kAuditHeadLabel[] = "global/audit-log-head";
+}  // namespace
+
+// One search, each object looked at: counting every object and then the
+// heads, in two searches, came out one short when kmsd sealed in between.
 size_t PinHolder::CountTokenObjects() {
   CK_BBOOL yes = CK_TRUE;
   CK_ATTRIBUTE query[] = {{CKA_TOKEN, &yes, sizeof yes}};
-  return CountMatching(query, 1) - CountAuditHeads();
+  size_t objects = 0;
+  for (CK_OBJECT_HANDLE handle : FindHandles(query, 1)) {
+    CK_OBJECT_CLASS cls = 0;
+    char label[sizeof kAuditHeadLabel] = {};
+    CK_ATTRIBUTE attrs[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_LABEL, label, sizeof label}};
+    const CK_RV rv = fn_->C_GetAttributeValue(session_, handle, attrs, 2);
+    // Gone since the search: a head kmsd replaced (a key that went would
+    // make the count short, which the callers see).
+    if (rv == CKR_OBJECT_HANDLE_INVALID) continue;
+    // A longer label does not fit (CKR_BUFFER_TOO_SMALL): not a head.
+    const bool head = rv == CKR_OK && cls == CKO_DATA &&
+                      attrs[1].ulValueLen == sizeof kAuditHeadLabel - 1 &&
+                      std::memcmp(label, kAuditHeadLabel, sizeof kAuditHeadLabel - 1) == 0;
+    if (!head) ++objects;
+  }
+  return objects;
 }
 
 size_t PinHolder::CountAuditHeads() {
   CK_BBOOL yes = CK_TRUE;
   CK_OBJECT_CLASS data = CKO_DATA;
-  static constexpr char kLabel[] = "global/audit-log-head";
-  CK_ATTRIBUTE query[] = {{CKA_TOKEN, &yes, sizeof yes},
-                          {CKA_CLASS, &data, sizeof data},
-                          {CKA_LABEL, const_cast<char*>(kLabel), sizeof kLabel - 1}};
+  CK_ATTRIBUTE query[] = {
+      {CKA_TOKEN, &yes, sizeof yes},
+      {CKA_CLASS, &data, sizeof data},
+      {CKA_LABEL, const_cast<char*>(kAuditHeadLabel), sizeof kAuditHeadLabel - 1}};
   return CountMatching(query, 3);
 }
 

@@ -85,6 +85,8 @@ class PinHolder {
   size_t CountAuditHeads();
   // How many persistent objects match `query` (at most 4096).
   size_t CountMatching(CK_ATTRIBUTE* query, CK_ULONG count);
+  // The objects that match `query` (at most 4096).
+  std::vector<CK_OBJECT_HANDLE> FindHandles(CK_ATTRIBUTE* query, CK_ULONG count);
   // The persistent secret keys labelled `label`.
   std::vector<CK_OBJECT_HANDLE> FindKeys(const std::string& label);
   // Label, key type and every boolean attribute of every persistent secret
