@@ -179,7 +179,8 @@ Figures Summarize(Samples& samples) {
   return f;
 }
 
-// An echo server shaped like kmsd's: `workers` threads, one nng context each,
+// The bare reference: an echo server on nng's REP socket (`workers` threads,
+// one nng context each, as kmsd's server was until it spoke SP itself),
 // answering every request with `reply_size` bytes.
 class EchoServer {
  public:

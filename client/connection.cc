@@ -179,11 +179,12 @@ Status Connection::ExplainReset(Clock::time_point call_deadline) {
   }
 }
 
-// Hanging up while the dialer is in a handshake trips nng#1518 in kmsd's
-// listener (README, Known limits), and a refused peer's dialer redials all
-// the time. So the dialer is told to wait about an hour before its next
-// redial, and the call returns once a pipe opened after that (whose close
-// will start that wait), or after 300 ms. The next call replaces the dialer.
+// A refused peer's dialer redials all the time, each time costing kmsd a
+// refused connection, and hanging up while the dialer is in a handshake
+// tripped nng#1518 in kmsds that used nng's own listener. So the dialer is
+// told to wait about an hour before its next redial, and the call returns
+// once a pipe opened after that (whose close will start that wait), or after
+// 300 ms. The next call replaces the dialer.
 Status Connection::Refused() {
   nng_dialer dialer;
   dialer.id = dialer_id_;

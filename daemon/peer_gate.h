@@ -1,37 +1,24 @@
 // PeerGate: who may hold a connection to kmsd, and for how long.
 //
-// Attached to the REP socket, it sees every pipe (connection) twice: in
-// nng's NNG_PIPE_EV_ADD_PRE callback, before nng reads a byte of a request
-// from it, and at NNG_PIPE_EV_REM_POST, after it closed. At ADD_PRE it reads
-// the peer's credentials (System::PeerOfPipe, os/system.h: SO_PEERCRED through
-// nng, plus supplementary groups from /proc/<pid>/status) and closes the pipe
-// when AccessPolicy::MayConnect refuses the peer or when the peer's uid
-// already holds `max_connections_per_uid` pipes. Refusals are counted and
-// logged through a RefusalLog (at most one line per second). kmsd's own
-// process (the server's listener probe) is always let in and not counted.
+// The server (daemon/server.h) asks it about every connection it accepts,
+// before it reads a byte from it (Admit), with the peer's credentials
+// (System::PeerOfStream, os/system.h: SO_PEERCRED, plus supplementary
+// groups from /proc/<pid>/status), and tells it when the connection ended
+// (Release). Admit refuses when AccessPolicy::MayConnect refuses the peer or
+// when the peer's uid already holds `max_connections_per_uid` connections.
+// Refusals are counted and logged through a RefusalLog (at most one line per
+// second). kmsd's own process (the server's listener probe) is always let in
+// and not counted.
 //
-// Workers report each request's start and end (BeginRequest/EndRequest, by
-// pipe id); the server's watchdog calls Tick, which ends pipes that had no
-// request for `idle_timeout` and have none in flight: nng 1.5.2 does not show
-// a partly received frame, so a peer that stops halfway is closed this way.
-// Tick does not close a pipe through nng: nng 1.5.2 hangs for good when it
-// closes a pipe just after part of a frame arrived (nanomsg/nng#1543, which a
-// peer sending a byte at a time triggers at will) and then never releases
-// another connection. It shuts down reading on the connection's socket
-// instead (System::ShutDownReadingOfConnectionsTo), and the pipe ends through
-// its own error path. nng does not tell which socket is whose pipe, only the
-// peer's pid: so a process's idle connections end when all of its
-// connections are idle (one still in use keeps its idle siblings open; the
-// per-uid limit still bounds them; one it opens at that very moment, not yet
-// admitted, ends with them).
+// The server reports each request's start and end (BeginRequest/EndRequest,
+// by connection id) and calls Tick from its watchdog: Tick names the
+// connections that had no request for `idle_timeout` and have none in
+// flight, which the server then closes (a peer that stops half way through
+// a frame, or before its first, is closed this way).
 //
-// Only pipes admitted at ADD_PRE are in the gate's map, so a refused pipe's
-// REM_POST releases nothing. Thread-safe: nng's callback threads, workers and
-// the watchdog call it concurrently (one mutex). Not copyable; it must outlive
-// the socket it is attached to.
+// Thread-safe (one mutex): the accepting thread, the connections' threads
+// and the watchdog call it concurrently. Not copyable.
 #pragma once
-
-#include <nng/nng.h>
 
 #include <atomic>
 #include <chrono>
@@ -60,18 +47,20 @@ class PeerGate {
   PeerGate(const PeerGate&) = delete;
   PeerGate& operator=(const PeerGate&) = delete;
 
-  // Registers the ADD_PRE and REM_POST callbacks on `socket`, before it
-  // listens on `socket_path` (where Tick finds the connections to end).
-  Status Attach(nng_socket socket, std::string socket_path);
+  // Whether the connection `connection_id` of `peer` may stay open; a
+  // refusal is counted and logged. An admitted connection is Released once.
+  bool Admit(uint64_t connection_id, const Peer& peer);
+  void Release(uint64_t connection_id);
 
-  // The peer of an admitted pipe, now with one more request in flight; nullopt
-  // for a pipe the gate does not know (closed meanwhile).
-  std::optional<Peer> BeginRequest(uint32_t pipe_id);
-  void EndRequest(uint32_t pipe_id);
+  // The peer of an admitted connection, now with one more request in flight;
+  // nullopt for a connection the gate does not know (released meanwhile).
+  std::optional<Peer> BeginRequest(uint64_t connection_id);
+  void EndRequest(uint64_t connection_id);
 
-  // Ends idle pipes and writes a pending refusal summary. Called by the
+  // The connections idle for idle_timeout, now marked as closing (the
+  // caller closes them), and writes a pending refusal summary. Called by the
   // server's watchdog every 250 ms.
-  void Tick();
+  std::vector<uint64_t> Tick();
 
   // New limits (a reload): connections already open stay, even over the
   // new maximum.
@@ -81,35 +70,28 @@ class PeerGate {
   uint64_t refused() const { return refused_.load(); }
   // Connections open now.
   size_t connections() const;
-  // kmsd's own connections that reached ADD_PRE (the listener probe's).
-  uint64_t own_pipes() const { return own_pipes_.load(); }
 
  private:
   using Clock = std::chrono::steady_clock;
-  struct PipeState {
+  struct ConnectionState {
     Peer peer;
     Clock::time_point last_activity;
     int in_flight = 0;
     bool counted = true;   // false for kmsd's own probe
-    bool closing = false;  // ended by Tick, REM_POST not seen yet
+    bool closing = false;  // named by Tick, not released yet
   };
 
-  static void OnPipeEvent(nng_pipe pipe, nng_pipe_ev event, void* self);
-  void Admit(nng_pipe pipe);
-  void Release(uint32_t pipe_id);
-  // Counts and (rationed) logs a refusal; the caller closes the pipe.
+  // Counts and (rationed) logs a refusal.
   void Refuse(const Peer& peer, std::string_view reason);
 
   const AccessPolicy& access_;
-  std::string socket_path_;  // set by Attach, before any other call
   PeerGateOptions options_;  // guarded by mu_
 
   mutable std::mutex mu_;
-  std::unordered_map<uint32_t, PipeState> pipes_;       // guarded by mu_
-  std::unordered_map<uint64_t, size_t> pipes_per_uid_;  // guarded by mu_
-  RefusalLog refusal_log_{std::chrono::seconds(1)};     // guarded by mu_
+  std::unordered_map<uint64_t, ConnectionState> connections_;  // guarded by mu_
+  std::unordered_map<uint64_t, size_t> connections_per_uid_;   // guarded by mu_
+  RefusalLog refusal_log_{std::chrono::seconds(1)};            // guarded by mu_
   std::atomic<uint64_t> refused_{0};
-  std::atomic<uint64_t> own_pipes_{0};
 };
 
 }  // namespace kmsd

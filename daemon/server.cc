@@ -1,22 +1,20 @@
 #include "daemon/server.h"
 
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/transport/ipc/ipc.h>
-#include <openssl/crypto.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <filesystem>
-#include <set>
 
+#include "daemon/sp_stream.h"
 #include "os/system.h"
 #include "protocol/nng_ids.h"
 
@@ -25,9 +23,80 @@ namespace {
 
 Status NngError(int rv, const std::string& what) { return NngError(Code::kInternal, rv, what); }
 
-// The REQ protocol's header in front of each request frame: one hop's
-// request id. A peer that claims more hops is over the limit.
-constexpr size_t kReqHeaderBytes = 4;
+// A reply that cannot be written in 5 s is dropped with its connection (its
+// peer is not reading).
+constexpr nng_duration kSendTimeoutMs = 5000;
+// Rough time until a throttled caller may find room: a few requests' worth.
+constexpr uint32_t kThrottledRetryAfterMs = 50;
+// An accept that failed (no descriptors left) is tried again this much later.
+constexpr auto kAcceptRetry = std::chrono::milliseconds(50);
+// How long a refused peer has for the SP handshake, all steps together.
+constexpr auto kRefusalHandshake = std::chrono::seconds(1);
+
+// A connection the gate refused: kmsd's SP header goes out and the peer's
+// comes in (or kRefusalHandshake passes), then it is closed. The peer's nng then sees
+// a connection that opened and closed, which the client library reports as
+// ACCESS_DENIED, rather than a dial that failed, which nng retries for ever.
+// Driven by its aio's callbacks, on nng's threads: a refused peer holds no
+// thread of kmsd's. At most kMaxRefusals at once; past that, closed at once.
+class Refusal {
+ public:
+  static void Start(nng_stream* stream, const std::shared_ptr<std::atomic<int>>& in_flight) {
+    constexpr int kMaxRefusals = 256;
+    auto* refusal = new Refusal(stream, in_flight);
+    if (in_flight->fetch_add(1) >= kMaxRefusals ||
+        nng_aio_alloc(&refusal->aio_, &Refusal::Step, refusal) != 0) {
+      refusal->Finish();
+      return;
+    }
+    refusal->bytes_ = {0x00, 'S', 'P', 0x00, 0x00, 0x31, 0x00, 0x00};  // REP v0
+    refusal->Transfer(true);
+  }
+
+ private:
+  Refusal(nng_stream* stream, std::shared_ptr<std::atomic<int>> in_flight)
+      : stream_(stream), in_flight_(std::move(in_flight)) {}
+
+  // The next part of the handshake, within what is left of its second.
+  void Transfer(bool send) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline_ - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) return Finish();
+    nng_iov buffer{bytes_.data() + done_, bytes_.size() - done_};
+    nng_aio_set_iov(aio_, 1, &buffer);
+    nng_aio_set_timeout(aio_, static_cast<nng_duration>(left));
+    send ? nng_stream_send(stream_, aio_) : nng_stream_recv(stream_, aio_);
+  }
+  static void Step(void* self) {
+    auto* refusal = static_cast<Refusal*>(self);
+    const bool ok = nng_aio_result(refusal->aio_) == 0 && nng_aio_count(refusal->aio_) > 0;
+    if (ok) refusal->done_ += nng_aio_count(refusal->aio_);
+    if (ok && refusal->done_ < refusal->bytes_.size()) return refusal->Transfer(!refusal->sent_);
+    if (ok && !refusal->sent_) {
+      refusal->sent_ = true;
+      refusal->done_ = 0;
+      return refusal->Transfer(false);
+    }
+    refusal->Finish();
+  }
+  void Finish() {
+    nng_stream_close(stream_);
+    nng_stream_free(stream_);
+    if (aio_ != nullptr) nng_aio_reap(aio_);  // this may be its own callback
+    in_flight_->fetch_sub(1);
+    delete this;
+  }
+
+  nng_stream* const stream_;
+  const std::chrono::steady_clock::time_point deadline_ =
+      std::chrono::steady_clock::now() + kRefusalHandshake;
+  const std::shared_ptr<std::atomic<int>> in_flight_;
+  nng_aio* aio_ = nullptr;
+  std::array<uint8_t, 8> bytes_{};
+  size_t done_ = 0;
+  bool sent_ = false;
+};
 
 }  // namespace
 
@@ -46,48 +115,45 @@ Status CheckNoListener(const std::string& path) {
   return Status(Code::kUnavailable, "another kmsd is already listening on " + path);
 }
 
-// A request frame from the socket, wiped and freed with its owner.
-struct MessageDeleter {
-  void operator()(nng_msg* message) const {
-    WipeMemory(nng_msg_body(message), nng_msg_len(message));
-    nng_msg_free(message);
+// One accepted connection: its stream, the aio its thread receives on and
+// the one its thread sends with. Kept by its thread and by its requests until
+// answered; closed when the last of them lets go, and only then: nng 1.5.2
+// leaves a read or write started on a closed IPC stream waiting for good. So
+// a connection is ended by stopping its receive aio (nng_aio_stop: the
+// receive under way ends, none starts after), and a reply is never sent on
+// one whose earlier reply broke off.
+struct Server::Connection {
+  Connection(uint64_t connection_id, nng_stream* connection_stream)
+      : id(connection_id), stream(connection_stream) {}
+  ~Connection() {
+    nng_stream_close(stream);
+    nng_aio_free(receive_aio);
+    nng_aio_free(send_aio);
+    nng_stream_free(stream);
   }
-};
-using MessagePtr = std::unique_ptr<nng_msg, MessageDeleter>;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
 
-// One admitted request: its frame (the parsed views point into it), the nng
-// context it came in on (its reply goes out on it), where it came from, and
-// its request context.
+  const uint64_t id;
+  nng_stream* const stream;
+  nng_aio* receive_aio = nullptr;
+  nng_aio* send_aio = nullptr;
+  std::mutex send_mu;   // one reply frame at a time
+  bool broken = false;  // a reply went out in part; guarded by send_mu
+};
+
+// One admitted request: its connection (its reply goes out there), its frame
+// (the parsed views point into it) and its request context.
 struct Server::Job {
-  MessagePtr message;
-  nng_ctx ctx = NNG_CTX_INITIALIZER;
-  uint32_t pipe_id = 0;
+  std::shared_ptr<Connection> connection;
+  SpRequest request;
   RequestContext context;
   ParsedRequest parsed;
 };
 
-// A thread's own aio for its synchronous receives and sends, and the nng
-// context it receives on (taken from the pool, handed on with the request).
-// While `receiving`, Stop may cancel the aio; its own lock, so that a
-// request takes no lock another worker holds.
-struct Server::ThreadIo {
-  nng_aio* aio = nullptr;
-  std::optional<nng_ctx> ctx;
-  std::mutex receive_mu;
-  bool receiving = false;  // guarded by receive_mu
-  ThreadIo() { nng_aio_alloc(&aio, nullptr, nullptr); }
-  ~ThreadIo() { nng_aio_free(aio); }
-  ThreadIo(const ThreadIo&) = delete;
-  ThreadIo& operator=(const ThreadIo&) = delete;
-};
-
-Server::Server(uint32_t socket_id, const Pipeline& pipeline, PeerGate& gate, ServerOptions options,
+Server::Server(const Pipeline& pipeline, PeerGate& gate, ServerOptions options,
                std::unique_ptr<FairQueue<JobPtr>> queue)
-    : socket_id_(socket_id),
-      pipeline_(pipeline),
-      gate_(gate),
-      options_(std::move(options)),
-      queue_(std::move(queue)) {}
+    : pipeline_(pipeline), gate_(gate), options_(std::move(options)), queue_(std::move(queue)) {}
 
 Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
                                               const Pipeline& pipeline, PeerGate& gate) {
@@ -96,24 +162,16 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
                                    {.max_in_flight_per_lane = std::max<size_t>(workers - 1, 1),
                                     .max_queued_per_lane = options.max_queued_per_tenant,
                                     .max_queued_total = options.max_queued}));
-  nng_socket socket;
-  if (int rv = nng_rep0_open(&socket); rv != 0) return Error(NngError(rv, "nng_rep0_open"));
-  std::unique_ptr<Server> server(new Server(socket.id, pipeline, gate, options, std::move(queue)));
-  // nng allocates the length a frame declares as soon as its header arrives
-  // (NOTES.md): the transport drops a frame over the limit from its length
-  // alone and closes that connection; nothing larger is ever buffered.
-  nng_socket_set_size(socket, NNG_OPT_RECVMAXSZ, options.max_frame_bytes + kReqHeaderBytes);
-  RETURN_IF_ERROR(gate.Attach(socket, options.socket_path));
-
+  ServerOptions adjusted = options;
+  adjusted.workers = workers;
+  std::unique_ptr<Server> server(new Server(pipeline, gate, adjusted, std::move(queue)));
   // A socket file left by a crashed kmsd would make listen fail; a live kmsd
   // still answers on it, so only remove it when nobody is listening.
   RETURN_IF_ERROR(CheckNoListener(options.socket_path));
   if (std::filesystem::exists(options.socket_path)) unlink(options.socket_path.c_str());
   RETURN_IF_ERROR(server->Listen());
-  // One thread more than may execute at once: one always receives.
-  for (size_t i = 0; i <= workers; ++i) {
-    server->workers_.emplace_back([s = server.get()] { s->Serve(); });
-  }
+  server->listening_ = true;
+  server->acceptor_ = std::thread([s = server.get()] { s->Accept(); });
   server->watchdog_ = std::thread([s = server.get()] { s->Watch(); });
   spdlog::info("listening on {} (mode {:o}, {} workers)", options.socket_path, options.socket_mode,
                workers);
@@ -122,252 +180,145 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
 
 Status Server::Listen() {
   const std::string url = "ipc://" + options_.socket_path;
-  nng_listener listener;
-  if (int rv = nng_listener_create(&listener, SocketOf(socket_id_), url.c_str()); rv != 0) {
+  if (int rv = nng_stream_listener_alloc(&listener_, url.c_str()); rv != 0) {
+    listener_ = nullptr;
     return NngError(rv, "cannot create listener on " + options_.socket_path);
   }
-  // Only between create and start (NOTES.md).
-  if (int rv = nng_listener_set_int(listener, NNG_OPT_IPC_PERMISSIONS,
-                                    static_cast<int>(options_.socket_mode));
+  // Only before listening (NOTES.md).
+  if (int rv = nng_stream_listener_set_int(listener_, NNG_OPT_IPC_PERMISSIONS,
+                                           static_cast<int>(options_.socket_mode));
       rv != 0) {
-    nng_listener_close(listener);
     return NngError(rv, "cannot set socket permissions");
   }
-  if (int rv = nng_listener_start(listener, 0); rv != 0) {
-    nng_listener_close(listener);
+  if (int rv = nng_stream_listener_listen(listener_); rv != 0) {
     return NngError(rv, "cannot listen on " + options_.socket_path);
   }
-  listener_id_ = listener.id;
   return OkStatus();
 }
 
-namespace {
-
-// Connects to the listener as a REQ peer would, completes the SP handshake,
-// and waits until nng's core takes the pipe. With nng#1518 the transport
-// still shakes hands, but its pipes never reach the socket: only the gate,
-// which sees kmsd's own pipes reach ADD_PRE, tells. (The listener's accept
-// count does not: other peers' connections move it too, and a probe that
-// hung up on that signal before its own pipe was taken tripped the bug.)
-// A probe that got no handshake back in time says nothing: the bug still
-// shakes hands, and a daemon busy enough to starve the probe (a loaded
-// machine, sanitizers) would otherwise have its listener re-created, which
-// closes every connection.
-enum class Probe { kAccepted, kNotTaken, kInconclusive };
-
-// A probe waits about a second for each of its steps, counted in looks of
-// 2 ms rather than by the clock: a kmsd suspended meanwhile (SIGSTOP, a
-// frozen cgroup or VM) has not stopped accepting, and giving up then would
-// hang up during the handshake (which itself trips nng#1518) and re-create
-// the listener, closing every connection.
-constexpr int kProbeLooks = 500;
-constexpr int kProbeLookMs = 2;
-
-// The 8 bytes of the listener's SP handshake, or false.
-bool ReadHandshake(int fd, uint8_t (&answer)[8]) {
-  size_t got = 0;
-  for (int look = 0; look < kProbeLooks && got < sizeof answer; ++look) {
-    pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
-    if (poll(&ready, 1, kProbeLookMs) <= 0) continue;
-    const ssize_t n = recv(fd, answer + got, sizeof answer - got, MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return false;
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  return got == sizeof answer;
-}
-
-Probe ProbeListener(const std::string& path, const PeerGate& gate) {
-  const uint64_t before = gate.own_pipes();
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Probe::kInconclusive;  // no resources to probe with
-  struct timeval timeout = {1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-  // SP over IPC: 0x00 'S' 'P' 0x00, protocol id (REQ 0x30, REP 0x31), 0x0000.
-  const uint8_t hello[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0};
-  uint8_t answer[8] = {};
-  const bool shook_hands =
-      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-      send(fd, hello, sizeof hello, MSG_NOSIGNAL) == sizeof hello && ReadHandshake(fd, answer) &&
-      answer[1] == 'S' && answer[2] == 'P' && answer[5] == 0x31;
-  bool taken = false;
-  // Closing before the core takes the pipe is itself what triggers the bug.
-  for (int look = 0; shook_hands && look < kProbeLooks && !taken; ++look) {
-    taken = gate.own_pipes() > before;
-    if (!taken) std::this_thread::sleep_for(std::chrono::milliseconds(kProbeLookMs));
-  }
-  close(fd);
-  if (!shook_hands) return Probe::kInconclusive;
-  return taken ? Probe::kAccepted : Probe::kNotTaken;
-}
-
-}  // namespace
-
-void Server::Watch() {
-  CurrentSystem().NameThisThread("kmsd:watchdog");
-  std::unique_lock lock(stop_mu_);
-  // A probe costs one connect and 16 bytes. Two failures in a row (about
-  // 2.5 s) are needed: re-creating the listener also closes the pipes it
-  // accepted, so a false alarm from one starved probe would cost in-flight
-  // requests.
-  int failures = 0;
-  while (!stop_cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopped_; })) {
-    lock.unlock();
-    gate_.Tick();
-    const Probe probe = ProbeListener(options_.socket_path, gate_);
-    if (probe == Probe::kAccepted) last_accepted_.store(std::chrono::steady_clock::now());
-    lock.lock();
-    if (probe == Probe::kInconclusive) continue;
-    failures = probe == Probe::kAccepted ? 0 : failures + 1;
-    if (failures < 2 || stopped_) continue;
-    failures = 0;
-    spdlog::warn("listener on {} stopped accepting (nng#1518); re-creating it",
-                 options_.socket_path);
-    nng_listener old;
-    old.id = listener_id_;
-    EndConnections();  // its close would close them, which may hang nng
-    nng_listener_close(old);
-    if (Status s = Listen(); !s.ok()) spdlog::error("{}", s.ToString());
-  }
-}
-
-// Rough time until a throttled caller may find room: a few requests' worth.
-constexpr uint32_t kThrottledRetryAfterMs = 50;
-
-// A thread that cannot get an nng context (no memory) tries again this much
-// later; a reply that cannot be queued for sending in 5 s is dropped (its
-// peer is not reading). Receives wait without a timeout: Stop cancels them.
-constexpr int kNoContextRetryMs = 200;
-constexpr nng_duration kSendTimeoutMs = 5000;
-
-void Server::Serve() {
-  CurrentSystem().NameThisThread("kmsd:worker");
-  ThreadIo io;
-  if (io.aio == nullptr) {
-    spdlog::error("a worker could not start: no memory for its aio");
+void Server::Accept() {
+  CurrentSystem().NameThisThread("kmsd:accept");
+  nng_aio* aio = nullptr;
+  if (nng_aio_alloc(&aio, nullptr, nullptr) != 0) {
+    spdlog::critical("cannot accept connections: no memory for an aio");
     return;
   }
-  {
-    std::lock_guard lock(receivers_mu_);
-    ++receivers_;
-  }
-  {
-    std::lock_guard lock(threads_io_mu_);
-    threads_io_.push_back(&io);
-  }
   while (!stopping_.load()) {
-    JobPtr job = Receive(io);
-    if (!job) continue;  // cancelled by Stop, or refused and answered
-    Admit(std::move(job), io.aio);
-    if (LeaveReceivers()) ExecuteServableAndRejoin(io.aio);
+    nng_stream_listener_accept(listener_, aio);
+    nng_aio_wait(aio);
+    const int rv = nng_aio_result(aio);
+    if (rv == 0) {
+      auto* stream = static_cast<nng_stream*>(nng_aio_get_output(aio, 0));
+      if (stopping_.load()) {
+        nng_stream_close(stream);
+        nng_stream_free(stream);
+        break;
+      }
+      Open(stream);
+    } else if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+      break;
+    } else {
+      spdlog::warn("{}", NngError(rv, "cannot accept a connection").ToString());
+      std::this_thread::sleep_for(kAcceptRetry);
+    }
+    JoinFinished();
   }
-  {
-    std::lock_guard lock(threads_io_mu_);
-    threads_io_.erase(std::find(threads_io_.begin(), threads_io_.end(), &io));
-  }
-  if (io.ctx) ReturnContext(*io.ctx);
+  nng_aio_free(aio);
 }
 
-// A thread may stop receiving to execute only while another one receives.
-bool Server::LeaveReceivers() {
-  std::lock_guard lock(receivers_mu_);
-  if (receivers_ <= 1) return false;
-  --receivers_;
-  return true;
-}
-
-// Runs what the queue has servable (usually the request this thread just
-// admitted), then receives again. The last look at the queue and the return
-// to the receivers are one critical section, and an admitting thread pushes
-// before it looks at the receivers: so either it sees this thread back and
-// executes its own request, or this thread sees that request here.
-void Server::ExecuteServableAndRejoin(nng_aio* aio) {
-  std::unique_lock lock(receivers_mu_);
-  while (auto popped = queue_->TryPop()) {
-    lock.unlock();
-    Execute(std::move(*popped), aio);
-    lock.lock();
+// Admits the connection through the gate and gives it a thread.
+void Server::Open(nng_stream* stream) {
+  const uint64_t id = next_connection_++;
+  // An unreadable peer is nobody: the gate refuses it.
+  const Peer peer = CurrentSystem().PeerOfStream(stream).value_or(UnknownPeer());
+  if (!gate_.Admit(id, peer)) {
+    Refusal::Start(stream, refusals_);
+    return;
   }
-  ++receivers_;
+  auto connection = std::make_shared<Connection>(id, stream);
+  if (nng_aio_alloc(&connection->receive_aio, nullptr, nullptr) != 0 ||
+      nng_aio_alloc(&connection->send_aio, nullptr, nullptr) != 0) {
+    gate_.Release(id);
+    return;
+  }
+  std::lock_guard lock(connections_mu_);
+  try {
+    threads_.emplace(id, std::thread([this, connection] { Serve(connection); }));
+    connections_.emplace(id, std::move(connection));
+  } catch (const std::system_error& e) {
+    spdlog::error("cannot start a thread for a connection: {}", e.what());
+    gate_.Release(id);
+  }
 }
 
-// Contexts come from a pool: a request keeps its context until answered, so
-// a thread that receives again while its request waits needs another.
-std::optional<nng_ctx> Server::TakeContext() {
-  {
-    std::lock_guard lock(contexts_mu_);
-    if (!idle_contexts_.empty()) {
-      nng_ctx ctx = idle_contexts_.back();
-      idle_contexts_.pop_back();
-      return ctx;
+void Server::Serve(const std::shared_ptr<Connection>& connection) {
+  CurrentSystem().NameThisThread("kmsd:worker");
+  // kmsd's header goes first: a peer may wait for it before sending all of
+  // its own.
+  if (SendSpHeader(connection->stream, connection->send_aio, kSendTimeoutMs) &&
+      !ReadSpHeader(connection->stream, connection->receive_aio)) {
+    while (std::optional<JobPtr> job = Receive(connection)) {
+      if (!*job) continue;  // refused and answered
+      Admit(std::move(*job), connection->send_aio);
+      ExecuteServable(connection->send_aio);
     }
   }
-  nng_ctx ctx;
-  if (int rv = nng_ctx_open(&ctx, SocketOf(socket_id_)); rv != 0) {
-    spdlog::error("{}", NngError(rv, "cannot open an nng context").ToString());
+  gate_.Release(connection->id);
+  std::lock_guard lock(connections_mu_);
+  // While stopping, Stop answers what is queued on it, then closes it.
+  if (!stopping_.load()) connections_.erase(connection->id);
+  finished_.push_back(connection->id);
+}
+
+void Server::JoinFinished() {
+  std::vector<std::thread> done;
+  {
+    std::lock_guard lock(connections_mu_);
+    for (uint64_t id : finished_) {
+      auto it = threads_.find(id);
+      if (it == threads_.end()) continue;
+      done.push_back(std::move(it->second));
+      threads_.erase(it);
+    }
+    finished_.clear();
+  }
+  for (std::thread& thread : done) thread.join();
+}
+
+std::optional<Server::JobPtr> Server::Receive(const std::shared_ptr<Connection>& connection) {
+  auto request =
+      ReadSpRequest(connection->stream, connection->receive_aio, options_.max_frame_bytes);
+  if (!request) {
+    if (request.error() == SpError::kTooLarge) {
+      spdlog::debug("connection {}: a frame over {} bytes; closing it", connection->id,
+                    options_.max_frame_bytes);
+    }
     return std::nullopt;
   }
-  return ctx;
-}
-
-void Server::ReturnContext(nng_ctx ctx) {
-  std::lock_guard lock(contexts_mu_);
-  idle_contexts_.push_back(ctx);
-}
-
-// One frame through intake; null when nothing came (cancelled by Stop, no
-// context to receive on) or the request was refused and answered already.
-Server::JobPtr Server::Receive(ThreadIo& io) {
-  if (!io.ctx && !(io.ctx = TakeContext())) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(kNoContextRetryMs));
-    return nullptr;
-  }
-  nng_aio_set_timeout(io.aio, NNG_DURATION_INFINITE);
-  {
-    // Stop sets stopping_, then cancels what receives: a receive starts
-    // before that cancel, or sees stopping_.
-    std::lock_guard lock(io.receive_mu);
-    if (stopping_.load()) return nullptr;
-    io.receiving = true;
-    nng_ctx_recv(*io.ctx, io.aio);
-  }
-  nng_aio_wait(io.aio);
-  {
-    // Cleared before the aio sends a reply: a cancel is for receives.
-    std::lock_guard lock(io.receive_mu);
-    io.receiving = false;
-  }
-  if (nng_aio_result(io.aio) != 0) return nullptr;
-  nng_msg* received = nng_aio_get_msg(io.aio);
   auto owned = std::make_unique<Job>();
   Job& job = *owned;
-  job.message.reset(received);
-  job.ctx = *std::exchange(io.ctx, std::nullopt);
-  job.pipe_id = nng_pipe_id(nng_msg_get_pipe(received));
+  job.connection = connection;
+  job.request = std::move(*request);
   job.context.sequence = next_sequence_.fetch_add(1);
   job.context.received = RequestContext::Clock::now();
-  // A pipe the gate does not know closed meanwhile: its peer is nobody,
-  // and gets ACCESS_DENIED if the reply still reaches it.
-  const Peer peer = gate_.BeginRequest(job.pipe_id).value_or(UnknownPeer());
-  const std::span<const uint8_t> frame(static_cast<const uint8_t*>(nng_msg_body(received)),
-                                       nng_msg_len(received));
-  if (Status admitted = pipeline_.Intake(job.context, peer, frame, &job.parsed); !admitted.ok()) {
-    Answer(job, pipeline_.Refuse(job.context, std::move(admitted)), io.aio);
-    return nullptr;
+  // A connection the gate no longer knows has nobody at its other end, who
+  // gets ACCESS_DENIED if the reply still reaches it.
+  const Peer peer = gate_.BeginRequest(connection->id).value_or(UnknownPeer());
+  if (Status admitted = pipeline_.Intake(job.context, peer, job.request.body(), &job.parsed);
+      !admitted.ok()) {
+    Answer(job, pipeline_.Refuse(job.context, std::move(admitted)), connection->send_aio);
+    return JobPtr();
   }
   return owned;
 }
 
 // The admit stage: the fair queue, and a bound on the bytes it holds.
 void Server::Admit(JobPtr job, nng_aio* aio) {
-  const size_t bytes = nng_msg_len(job->message.get());
+  const size_t bytes = job->request.size();
   Status admitted = OkStatus();
-  if (queued_bytes_.load() + bytes > options_.max_queued_bytes) {
+  if (!ReserveQueuedBytes(bytes)) {
     admitted = Status(Code::kThrottled, "too many request bytes queued");
   } else {
-    queued_bytes_.fetch_add(bytes);
     const std::string lane = job->context.tenant;
     admitted = queue_->Push(lane, std::move(job));
     if (!admitted.ok()) queued_bytes_.fetch_sub(bytes);
@@ -381,52 +332,130 @@ void Server::Admit(JobPtr job, nng_aio* aio) {
   Answer(*job, pipeline_.Refuse(job->context, std::move(admitted)), aio);
 }
 
+bool Server::ReserveQueuedBytes(size_t bytes) {
+  size_t queued = queued_bytes_.load();
+  do {
+    if (queued + bytes > options_.max_queued_bytes) return false;
+  } while (!queued_bytes_.compare_exchange_weak(queued, queued + bytes));
+  return true;
+}
+
+// A thread executes at most this many requests in a turn before it reads
+// its own connection again, unless no other thread is executing (then
+// nobody else would look at the queue).
+constexpr int kMaxRequestsPerTurn = 4;
+
+// Executes what the queue has servable while fewer than `workers` requests
+// execute. An admitting thread pushes before it takes execute_mu_, and a
+// thread's last look at the queue and its leaving are one critical section:
+// so either that look sees the new request, or the admitting thread finds a
+// free place and executes it itself. A thread leaves after its turn only
+// while another executes, and that one looks again when it is done: the last
+// one to finish drains the queue.
+void Server::ExecuteServable(nng_aio* aio) {
+  std::unique_lock lock(execute_mu_);
+  for (int turn = 0; executing_ < options_.workers && !stopping_.load(); ++turn) {
+    if (turn >= kMaxRequestsPerTurn && executing_ > 0) break;
+    auto popped = queue_->TryPop();
+    if (!popped) break;
+    ++executing_;
+    lock.unlock();
+    Execute(std::move(*popped), aio);
+    lock.lock();
+    --executing_;
+  }
+}
+
+// The request's place among its tenant's requests in flight (the fair
+// queue's ticket) is held until its reply is out, so that a tenant whose
+// peers read slowly holds at most `workers - 1` of the workers; its place
+// under its policy's max_concurrent_requests is given back before (a caller
+// waiting for the reply may send its next at once).
 void Server::Execute(FairQueue<JobPtr>::Popped popped, nng_aio* aio) {
   Job& job = *popped.item;
-  queued_bytes_.fetch_sub(nng_msg_len(job.message.get()));
+  queued_bytes_.fetch_sub(job.request.size());
   WipingBuffer reply = pipeline_.Execute(job.context, job.parsed);
-  popped.ticket.Release();
-  // Executed: its place among the tenant's requests in flight is free before
-  // the reply is sent (a caller waiting for it may send its next at once).
   job.parsed.admission = Admission();
   Answer(job, reply, aio);
+  popped.ticket.Release();
 }
 
-void Server::CancelReceives() {
-  std::lock_guard lock(threads_io_mu_);
-  for (ThreadIo* io : threads_io_) {
-    std::lock_guard receive_lock(io->receive_mu);
-    if (io->receiving) nng_aio_cancel(io->aio);
-  }
-}
-
-// Sends `reply` on the context the job's request came in on (to the pipe it
-// came from), then gives the context back to the pool.
-// nng frees a reply it sent without wiping it, and a reply may hold a
-// plaintext or a data key. glibc overwrites freed chunks (M_PERTURB, set by
-// HardenProcess) except those it keeps in its per-thread cache (tcache, up
-// to 1032 bytes): a reply's buffer is made at least this large so that its
-// free goes past that cache and is overwritten.
-constexpr size_t kReplyBufferBytes = 2048;
-
+// Sends `reply` on the connection the request came in on. The reply leaves
+// from `reply`'s own memory (its owner wipes it); nng copies nothing.
 void Server::Answer(Job& job, const WipingBuffer& reply, nng_aio* aio) {
-  job.message.reset();
-  nng_msg* message = nullptr;
-  const size_t allocated = std::max(reply.size(), kReplyBufferBytes);
-  if (aio != nullptr && nng_msg_alloc(&message, allocated) == 0) {
-    std::memcpy(nng_msg_body(message), reply.data(), reply.size());
-    nng_msg_chop(message, allocated - reply.size());
-    nng_aio_set_msg(aio, message);
-    nng_aio_set_timeout(aio, kSendTimeoutMs);
-    nng_ctx_send(job.ctx, aio);
-    nng_aio_wait(aio);
-    if (nng_aio_result(aio) != 0) {
-      OPENSSL_cleanse(nng_msg_body(message), nng_msg_len(message));  // ours again: wiped
-      nng_msg_free(message);
+  Connection& connection = *job.connection;
+  {
+    std::lock_guard lock(connection.send_mu);
+    if (!connection.broken &&
+        !SendSpReply(connection.stream, aio, job.request.backtrace(),
+                     std::span<const uint8_t>(reply.data(), reply.size()), kSendTimeoutMs)) {
+      // Part of a frame may be out: nothing more can follow it. Its thread
+      // stops reading and leaves, and the connection closes.
+      connection.broken = true;
+      nng_aio_stop(connection.receive_aio);
     }
   }
-  ReturnContext(job.ctx);
-  gate_.EndRequest(job.pipe_id);
+  job.request = SpRequest();
+  gate_.EndRequest(connection.id);
+}
+
+void Server::CloseIdle(const std::vector<uint64_t>& ids) {
+  std::lock_guard lock(connections_mu_);
+  for (uint64_t id : ids) {
+    auto it = connections_.find(id);
+    // Its thread's receive ends (and no other starts); the thread leaves
+    // and the connection closes.
+    if (it != connections_.end()) nng_aio_stop(it->second->receive_aio);
+  }
+}
+
+namespace {
+
+// A probe waits about a second for the listener's SP header, counted in
+// looks of 2 ms rather than by the clock: a kmsd suspended meanwhile
+// (SIGSTOP, a frozen cgroup or VM) has not stopped accepting.
+constexpr int kProbeLooks = 500;
+constexpr int kProbeLookMs = 2;
+
+// Connects to the listener as a REQ peer would and waits for kmsd's SP
+// header: true when it came.
+bool ProbeListener(const std::string& path) {
+  // Non-blocking: a connect to a full backlog fails at once (EAGAIN).
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return false;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  // SP over IPC: 0x00 'S' 'P' 0x00, protocol id (REQ 0x30, REP 0x31), 0x0000.
+  const uint8_t hello[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0};
+  uint8_t answer[8] = {};
+  size_t got = 0;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      send(fd, hello, sizeof hello, MSG_NOSIGNAL | MSG_DONTWAIT) == sizeof hello) {
+    for (int look = 0; look < kProbeLooks && got < sizeof answer; ++look) {
+      pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
+      if (poll(&ready, 1, kProbeLookMs) <= 0) continue;
+      const ssize_t n = recv(fd, answer + got, sizeof answer - got, MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
+      if (n > 0) got += static_cast<size_t>(n);
+    }
+  }
+  close(fd);
+  return got == sizeof answer && answer[1] == 'S' && answer[2] == 'P' && answer[5] == 0x31;
+}
+
+}  // namespace
+
+void Server::Watch() {
+  CurrentSystem().NameThisThread("kmsd:watchdog");
+  std::unique_lock lock(stop_mu_);
+  while (!stop_cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopped_; })) {
+    lock.unlock();
+    CloseIdle(gate_.Tick());
+    JoinFinished();
+    if (ProbeListener(options_.socket_path)) last_accepted_.store(std::chrono::steady_clock::now());
+    lock.lock();
+  }
 }
 
 void Server::Stop() {
@@ -437,45 +466,50 @@ void Server::Stop() {
   }
   stop_cv_.notify_all();
   if (watchdog_.joinable()) watchdog_.join();
-  // Threads stop on their own, between requests, and the socket closes only
-  // after: nng 1.5.2 panics (pthread_mutex_lock on a freed context) when a
-  // reply is sent on a context of a socket closed meanwhile.
   stopping_.store(true);
-  CancelReceives();
-  for (auto& worker : workers_) worker.join();
-  ThreadIo io;
-  for (JobPtr& job : queue_->Close()) {
-    queued_bytes_.fetch_sub(nng_msg_len(job->message.get()));
-    Answer(*job, pipeline_.Refuse(job->context, Status(Code::kUnavailable, "kmsd is stopping")),
-           io.aio);
+  // The file goes first: a kmsd started from now on finds no listener and
+  // makes its own, which this one must not remove later. (Only a listener
+  // this one made: a Start that found another kmsd listening leaves it be.)
+  if (listening_) unlink(options_.socket_path.c_str());
+  if (listener_ != nullptr) nng_stream_listener_close(listener_);
+  if (acceptor_.joinable()) acceptor_.join();
+  // Every connection stops reading (no receive starts after nng_aio_stop);
+  // its thread finishes what it took and leaves.
+  std::vector<std::shared_ptr<Connection>> open;
+  {
+    std::lock_guard lock(connections_mu_);
+    for (const auto& entry : connections_) open.push_back(entry.second);
   }
-  for (nng_ctx ctx : idle_contexts_) nng_ctx_close(ctx);
-  // No new peers meanwhile (nng would remove the file at close anyway).
-  unlink(options_.socket_path.c_str());
-  EndConnections();
-  nng_close(SocketOf(socket_id_));
-}
-
-// nng 1.5.2 can hang for good when it closes a pipe (nng_close, a listener's
-// close; nanomsg/nng#1543, NOTES.md): a pipe closed just after its transport
-// read part of a frame, before it asked for the rest, leaves the protocol's
-// receive waiting forever, and the reaper (one thread for all pipes) waits
-// for it. A connection whose reading is shut down ends through its own error
-// path instead. So: every connection's reading shut down, and rounds of a
-// short wait until one finds no connection it had not seen (the listener may
-// still accept what was queued meanwhile).
-void Server::EndConnections() {
-  constexpr int kMaxRounds = 10;
-  constexpr auto kSettle = std::chrono::milliseconds(20);
-  std::set<uint64_t> ended;
-  for (int round = 0; round < kMaxRounds; ++round) {
-    size_t fresh = 0;
-    for (const EndedConnection& connection :
-         CurrentSystem().ShutDownReadingOfConnectionsTo(options_.socket_path, std::nullopt)) {
-      if (ended.insert(connection.inode).second) ++fresh;
+  for (const auto& connection : open) nng_aio_stop(connection->receive_aio);
+  open.clear();
+  std::map<uint64_t, std::thread> threads;
+  {
+    std::lock_guard lock(connections_mu_);
+    threads.swap(threads_);
+  }
+  for (auto& entry : threads) entry.second.join();
+  nng_aio* aio = nullptr;
+  nng_aio_alloc(&aio, nullptr, nullptr);
+  for (JobPtr& job : queue_->Close()) {
+    queued_bytes_.fetch_sub(job->request.size());
+    if (aio != nullptr) {
+      Answer(*job, pipeline_.Refuse(job->context, Status(Code::kUnavailable, "kmsd is stopping")),
+             aio);
     }
-    std::this_thread::sleep_for(kSettle);
-    if (fresh == 0) return;
+  }
+  nng_aio_free(aio);
+  {
+    std::lock_guard lock(connections_mu_);
+    connections_.clear();  // each closes once its requests let go
+    finished_.clear();
+  }
+  if (listener_ != nullptr) nng_stream_listener_free(listener_);
+  listener_ = nullptr;
+  // Refusals end within kRefusalHandshake: before nng_fini (main) frees
+  // what their aios use.
+  const auto refusals_end = std::chrono::steady_clock::now() + 2 * kRefusalHandshake;
+  while (refusals_->load() > 0 && std::chrono::steady_clock::now() < refusals_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
 

@@ -1,48 +1,45 @@
-// Server: kmsd's nng REP socket, its worker threads (which receive, admit
-// and execute) and the admit stage (the request's path: daemon/pipeline.h).
+// Server: kmsd's listening socket, a thread per connection that receives,
+// admits and executes, and the admit stage (the request's path:
+// daemon/pipeline.h).
 //
-// The socket (REP) is served by `workers + 1` threads, all of which wait to
-// receive, each on an nng context of its own. The thread that receives a
-// frame runs the pipeline's intake on it (envelope, identify, authorize;
-// cheap, no keystore or token work) and admits it to a fair queue with one
-// lane per tenant (daemon/fair_queue.h). Then, if another thread is still
-// receiving, it executes and answers what the queue hands it (usually the
-// request it just received: no hand-off between threads) until nothing is
-// servable, and receives again; if it is the last one receiving, it goes on
-// receiving and leaves the request to the next thread that finishes. So
-// receiving never waits on execution, and at most `workers` requests execute
-// at once. A request keeps the context it came in on until its reply goes
-// out on it (to the pipe it came from); a thread that receives again before
-// then takes another context from a pool. The queue lets at most
-// `workers - 1` requests of one tenant run at once, in round robin across
-// tenants, so one tenant's burst cannot hold every worker. A lane or the
+// nng's IPC stream listener accepts (the socket file's mode, the peer's
+// credentials); kmsd speaks the SP REP protocol on each connection itself
+// (daemon/sp_stream.h). The PeerGate admits each connection before a byte is
+// read from it; an admitted one gets a thread of its own, which sends kmsd's
+// SP header, reads the peer's, then reads one request at a time and runs the
+// pipeline's intake on it (envelope, identify, authorize; cheap, no keystore
+// or token work) and admits it to a fair queue with one lane per tenant
+// (daemon/fair_queue.h). Then, while fewer than `workers` requests execute,
+// it executes and answers what the queue hands it (usually the request it
+// just received: no hand-off between threads), a few at most unless no
+// other thread is executing, and reads again. So at most `workers` requests
+// execute at once, and a connection's reading waits only on its own thread.
+// A reply goes out on the connection its request came in on (one frame at a
+// time per connection, 5 s at most, or the connection ends). The queue lets
+// at most `workers - 1` requests of one tenant run at once, their replies'
+// writing included, in round robin across tenants, so one tenant's burst or
+// its peers that do not read cannot hold every worker. A lane or the
 // queue that is full, or queued frames over `max_queued_bytes`, get
-// THROTTLED with a retry-after. The peer's uid/gid/pid come from the IPC
-// pipe (SO_PEERCRED). Request frames are wiped after handling: they may hold
-// plaintext. Start() returns once the socket listens; Stop() (or the
-// destructor) stops receiving, lets each thread finish what it took, answers
-// what is still queued with UNAVAILABLE, removes the socket file, ends each
-// connection (its reading shut down: see EndConnections) and closes
-// the socket. Start/Stop from one thread.
+// THROTTLED with a retry-after. A frame declared over max_frame_bytes (plus
+// the REQ header), or one that breaks the SP rules, ends its connection
+// before anything is allocated for it. Request frames are wiped after
+// handling: they may hold plaintext.
 //
-// Why contexts and not a raw socket: nng's raw REP hands each reply through
-// two message queues and a task thread before it reaches the pipe, which
-// cost about 10% of kmsd_bench's 1-client throughput; a context's reply is
-// written by the thread that sends it.
+// Start() returns once the socket listens; Stop() (or the destructor) stops
+// accepting and reading, lets each thread finish what it took, answers what
+// is still queued with UNAVAILABLE, removes the socket file and closes every
+// connection. Start/Stop from one thread.
 //
-// Who may connect, how many connections a uid may hold and how long an idle
-// connection stays open are the PeerGate's (daemon/peer_gate.h): the server
-// attaches it to the socket before listening, tells it when each request
-// starts and ends, and ticks it from the watchdog. The transport drops frames
-// over max_frame_bytes (plus the REQ header) from their declared length alone.
+// Why not nng's REP socket: its replies and requests pass through nng's
+// protocol layers and their task threads (about 4 wake-ups per request); a
+// request read straight off the stream costs one (kmsd_bench, README). It
+// also leaves nng 1.5.2's SP transport bugs behind (a listener that stops
+// accepting when a peer hangs up during the handshake, nanomsg/nng#1518; a
+// hang when a pipe closes just after part of a frame arrived, #1543).
 //
-// A watchdog thread probes the listener every 250 ms with a bare SP
-// handshake and re-creates it when it stops accepting (two probes in a row
-// whose handshake came back but whose pipe never reached the socket; a probe
-// that got no handshake back in time counts for nothing): nng 1.5.2 (Debian 12)
-// stops accepting for good when a client hangs up during the handshake
-// (nanomsg/nng#1518, fixed upstream in #1519), which would let any local
-// process lock every client out.
+// A watchdog thread ticks the PeerGate every 250 ms (closing the connections
+// it finds idle) and probes the listener with a bare SP handshake, for
+// Accepting() (the service manager's watchdog).
 #pragma once
 
 #include <nng/nng.h>
@@ -51,6 +48,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -96,58 +94,64 @@ class Server {
   }
 
  private:
+  struct Connection;
   struct Job;
   // A request is received, queued and executed by pointer: its context is
   // large, and moved three times per request otherwise.
   using JobPtr = std::unique_ptr<Job>;
-  struct ThreadIo;
-  Server(uint32_t socket_id, const Pipeline& pipeline, PeerGate& gate, ServerOptions options,
+  Server(const Pipeline& pipeline, PeerGate& gate, ServerOptions options,
          std::unique_ptr<FairQueue<JobPtr>> queue);
-  void Serve();  // a worker thread's loop
-  bool LeaveReceivers();
-  void ExecuteServableAndRejoin(nng_aio* aio);
-  std::optional<nng_ctx> TakeContext();
-  void ReturnContext(nng_ctx ctx);
-  JobPtr Receive(ThreadIo& io);
+  Status Listen();
+  void Accept();  // the accepting thread's loop
+  void Open(nng_stream* stream);
+  void Serve(const std::shared_ptr<Connection>& connection);  // a connection's thread
+  // The next request of the connection, admitted or (null) answered already;
+  // nullopt once the connection is over.
+  std::optional<JobPtr> Receive(const std::shared_ptr<Connection>& connection);
   void Admit(JobPtr job, nng_aio* aio);
+  void ExecuteServable(nng_aio* aio);
   void Execute(FairQueue<JobPtr>::Popped popped, nng_aio* aio);
+  // Reserves `bytes` of the queue's byte budget; false when it is spent.
+  bool ReserveQueuedBytes(size_t bytes);
   void Answer(Job& job, const WipingBuffer& reply, nng_aio* aio);
-  Status Listen();        // creates and starts the listener, sets listener_id_
-  void EndConnections();  // all of them, without closing a pipe through nng
+  void CloseIdle(const std::vector<uint64_t>& ids);
+  void JoinFinished();
   void Watch();
 
   // Constant after Start.
-  const uint32_t socket_id_;
   const Pipeline& pipeline_;
   PeerGate& gate_;
   const ServerOptions options_;
   const std::unique_ptr<FairQueue<JobPtr>> queue_;
-  std::vector<std::thread> workers_;
+  nng_stream_listener* listener_ = nullptr;
+  std::thread acceptor_;
   std::thread watchdog_;
   std::atomic<size_t> queued_bytes_{0};
+  // Refused connections still shaking hands (server.cc's Refusal).
+  const std::shared_ptr<std::atomic<int>> refusals_ = std::make_shared<std::atomic<int>>(0);
   std::atomic<uint64_t> next_sequence_{1};
   std::atomic<std::chrono::steady_clock::time_point> last_accepted_{
       std::chrono::steady_clock::now()};
 
-  uint32_t listener_id_ = 0;  // set by Start, then only by the watchdog
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopped_ = false;               // guarded by stop_mu_
-  std::atomic<bool> stopping_{false};  // workers stop receiving when set
+  std::atomic<bool> stopping_{false};  // threads stop reading when set
 
-  std::mutex contexts_mu_;
-  std::vector<nng_ctx> idle_contexts_;  // guarded by contexts_mu_
+  // Requests executing; a thread executes only while there are fewer than
+  // `workers`, and its last look at the queue and its leaving are one
+  // critical section with an admitting thread's look (ExecuteServable).
+  std::mutex execute_mu_;
+  size_t executing_ = 0;  // guarded by execute_mu_
 
-  // Threads waiting in Receive, or about to (Serve).
-  std::mutex receivers_mu_;
-  size_t receivers_ = 0;  // guarded by receivers_mu_
-
-  // Each worker thread's aio: a receive has no timeout (nng 1.5.2's expiry
-  // thread spins for up to a millisecond at each one: an idle kmsd used about
-  // 18 ms of CPU a second), so Stop cancels the receives under way.
-  void CancelReceives();
-  std::mutex threads_io_mu_;
-  std::vector<ThreadIo*> threads_io_;  // guarded by threads_io_mu_
+  // Open connections and their threads; finished threads are joined by the
+  // accepting thread and by Stop.
+  std::mutex connections_mu_;
+  std::map<uint64_t, std::shared_ptr<Connection>> connections_;  // guarded by connections_mu_
+  std::map<uint64_t, std::thread> threads_;                      // guarded by connections_mu_
+  std::vector<uint64_t> finished_;                               // guarded by connections_mu_
+  uint64_t next_connection_ = 1;                                 // accepting thread only
+  bool listening_ = false;  // the socket file is ours to remove; set by Start
 };
 
 }  // namespace kmsd

@@ -1,7 +1,6 @@
 // The Linux System: the only place in kmsd's libraries that makes these
 // syscalls (mmap, mlock, madvise, prctl, setrlimit, umask), talks to the
-// service manager and the journal (libsystemd), reads peer credentials or shuts
-// down the connections the process accepted.
+// service manager and the journal (libsystemd) or reads peer credentials.
 #include <dirent.h>
 #include <linux/capability.h>
 #include <malloc.h>
@@ -31,42 +30,6 @@
 namespace kmsd {
 namespace {
 
-// The process's open descriptors, from /proc/self/fd (without the one
-// reading it).
-std::vector<int> OpenDescriptors() {
-  std::vector<int> fds;
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return fds;
-  while (const dirent* entry = readdir(dir)) {
-    char* end = nullptr;
-    const long fd = std::strtol(entry->d_name, &end, 10);
-    if (end == entry->d_name || *end != '\0' || fd == dirfd(dir)) continue;
-    fds.push_back(static_cast<int>(fd));
-  }
-  closedir(dir);
-  return fds;
-}
-
-// A connected (not listening) Unix stream socket whose own address is
-// `socket_path`: one a listener there accepted.
-bool IsConnectionAcceptedOn(int fd, const std::string& socket_path) {
-  int value = 0;
-  socklen_t length = sizeof value;
-  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &value, &length) != 0 || value != AF_UNIX) return false;
-  length = sizeof value;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &value, &length) != 0 || value != SOCK_STREAM) {
-    return false;
-  }
-  length = sizeof value;
-  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &length) != 0 || value != 0) return false;
-  sockaddr_un address{};
-  length = sizeof address;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return false;
-  const size_t path_bytes =
-      length > offsetof(sockaddr_un, sun_path) ? length - offsetof(sockaddr_un, sun_path) : 0;
-  return std::string_view(address.sun_path, strnlen(address.sun_path, path_bytes)) == socket_path;
-}
-
 class LinuxSystem final : public System {
  public:
   size_t PageSize() const override { return page_size_; }
@@ -90,9 +53,9 @@ class LinuxSystem final : public System {
     struct rlimit no_core = {0, 0};
     setrlimit(RLIMIT_CORE, &no_core);
     umask(077);
-    // Freed heap memory is overwritten (and new allocations filled): nng
-    // frees the copy of a reply it sent, which may hold a plaintext or a data
-    // key, without wiping it.
+    // Freed heap memory is overwritten (and new allocations filled): the
+    // libraries kmsd uses (nng in the client, msgpack, SoftHSM2) free buffers
+    // that may have held a plaintext without wiping them.
     mallopt(M_PERTURB, 0x5a);
     return true;
   }
@@ -116,35 +79,15 @@ class LinuxSystem final : public System {
     return static_cast<uint64_t>(limit.rlim_cur);
   }
 
-  std::optional<PeerCredentials> PeerOfPipe(uint32_t pipe_id) override {
-    nng_pipe pipe = NNG_PIPE_INITIALIZER;
-    pipe.id = pipe_id;
+  std::optional<PeerCredentials> PeerOfStream(nng_stream* stream) override {
     PeerCredentials peer;
-    if (nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_UID, &peer.uid) != 0 ||
-        nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_GID, &peer.gid) != 0 ||
-        nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_PID, &peer.pid) != 0) {
+    if (nng_stream_get_uint64(stream, NNG_OPT_IPC_PEER_UID, &peer.uid) != 0 ||
+        nng_stream_get_uint64(stream, NNG_OPT_IPC_PEER_GID, &peer.gid) != 0 ||
+        nng_stream_get_uint64(stream, NNG_OPT_IPC_PEER_PID, &peer.pid) != 0) {
       return std::nullopt;
     }
     peer.groups = ReadSupplementaryGroups(peer.pid, peer.uid);
     return peer;
-  }
-
-  std::vector<EndedConnection> ShutDownReadingOfConnectionsTo(
-      const std::string& socket_path,
-      const std::optional<std::unordered_set<uint64_t>>& peer_pids) override {
-    std::vector<EndedConnection> ended;
-    for (int fd : OpenDescriptors()) {
-      struct stat status {};
-      if (fstat(fd, &status) != 0 || !S_ISSOCK(status.st_mode)) continue;
-      if (!IsConnectionAcceptedOn(fd, socket_path)) continue;
-      ucred peer{};
-      socklen_t length = sizeof peer;
-      if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0) continue;
-      const auto peer_pid = static_cast<uint64_t>(peer.pid);
-      if (peer_pids && !peer_pids->contains(peer_pid)) continue;
-      if (shutdown(fd, SHUT_RD) == 0) ended.push_back({status.st_ino, peer_pid});
-    }
-    return ended;
   }
 
   void Notify(std::string_view state) override {

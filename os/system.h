@@ -5,8 +5,8 @@
 // Covered: pages for secret memory (map, lock, keep out of core dumps), the
 // process's own hardening (non-dumpable, no core files, private file mode),
 // thread names,
-// who is at the other end of a connection (credentials of an nng IPC pipe,
-// supplementary groups from /proc) and ending the connections it accepted, status reports to the
+// who is at the other end of a connection (credentials of an nng IPC stream,
+// supplementary groups from /proc), status reports to the
 // service manager and entries in the journal. The real implementation is Linux's
 // (os/linux_system.cc).
 //
@@ -32,14 +32,10 @@
 
 #include "os/peer_credentials.h"
 
-namespace kmsd {
+// nng's byte stream (nng/nng.h), named here without its header.
+typedef struct nng_stream nng_stream;
 
-// A connection System::ShutDownReadingOfConnectionsTo ended: its socket's
-// inode number and its peer's pid.
-struct EndedConnection {
-  uint64_t inode = 0;
-  uint64_t peer_pid = 0;
-};
+namespace kmsd {
 
 class System {
  public:
@@ -77,19 +73,10 @@ class System {
   virtual void NameThisThread(std::string_view name) = 0;
 
   // --- Peers.
-  // The credentials of the peer of an nng IPC pipe (SO_PEERCRED), with its
-  // supplementary groups (see ReadSupplementaryGroups); nullopt when the pipe
-  // is gone or not IPC.
-  virtual std::optional<PeerCredentials> PeerOfPipe(uint32_t pipe_id) = 0;
-  // Shuts down reading (shutdown(2), SHUT_RD) on every connection this
-  // process accepted on the Unix socket bound at `socket_path` (found among
-  // its open descriptors, in one pass; the listening socket itself is left
-  // alone), or only on those whose peer is one of `peer_pids` (SO_PEERCRED),
-  // and returns them. A read waiting on one of them ends at once, after what
-  // the peer had already sent; the peer's further writes fail.
-  virtual std::vector<EndedConnection> ShutDownReadingOfConnectionsTo(
-      const std::string& socket_path,
-      const std::optional<std::unordered_set<uint64_t>>& peer_pids) = 0;
+  // The credentials of the peer of an nng IPC stream (SO_PEERCRED), with
+  // its supplementary groups (see ReadSupplementaryGroups); nullopt when the
+  // stream is not IPC or its peer cannot be read.
+  virtual std::optional<PeerCredentials> PeerOfStream(nng_stream* stream) = 0;
 
   // --- The service manager.
   // Reports `state` ("READY=1", "STOPPING=1", ...) with sd_notify(3), to

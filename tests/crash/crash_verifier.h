@@ -119,10 +119,8 @@ class Verifier {
     return true;
   }
 
-  // The check only reads, so a call whose connection closed under it is asked
-  // again, as a client would: kmsd's watchdog re-creates the listener, which
-  // closes every connection, when its probe starves (README, "Known limits"),
-  // as it can on a loaded machine right after a restart.
+  // The check only reads, so a call whose connection closed under it (an
+  // idle close racing the call) is asked again, as a client would.
   // `make_args` gives each attempt its arguments (a Value is not copyable).
   static Result<Reply> CallAgainAfterReset(Connection& connection, std::string_view op,
                                            const std::string& tenant,

@@ -333,32 +333,15 @@ class ConfiguredHost {
 };
 
 // True once a new client gets an answer from the daemon at `socket_path`,
-// polling until `limit` passes. A client that hangs up mid-handshake can
-// lock nng 1.5.2's listener for up to about 2.5 s, until kmsd's watchdog
-// re-creates it (README, Known limits); clients in that window get a reset.
-// Polled from kmsctl child processes: nng 1.5.2 leaks a client's pipe when
-// the dead listener resets it, which LeakSanitizer would pin on this process.
+// polling until `limit` passes. Polled from kmsctl child processes, so that
+// whatever a client's nng leaks on a reset is not pinned on this process by
+// LeakSanitizer.
 inline bool ServedWithin(const std::string& socket_path, std::chrono::seconds limit) {
   return Eventually(
       [&] {
         return RunKmsctl(socket_path, {"--timeout", "1", "health"}).exit_code == 0;
       },
       limit);
-}
-
-// Runs `call`, a call from a peer that kmsd refuses at connect, which the
-// client library reports as ACCESS_DENIED. About one refused call in fifty
-// lands while nng 1.5.2's listener is locked by nng#1518 (README, Known
-// limits) and gets UNAVAILABLE instead: such calls are retried for up to
-// `limit`, as ServedWithin does for other clients.
-inline Result<Reply> PastListenerLock(const std::function<Result<Reply>()>& call,
-                                      std::chrono::seconds limit = std::chrono::seconds(5)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (true) {
-    Result<Reply> reply = call();
-    if (reply || reply.error().code() != Code::kUnavailable) return reply;
-    if (std::chrono::steady_clock::now() >= deadline) return reply;
-  }
 }
 
 }  // namespace kmsd::testing

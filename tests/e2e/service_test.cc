@@ -248,9 +248,9 @@ TEST_F(ServiceTest, SigtermLetsRequestsInFlightFinishAndExitsZero) {
   daemon_.reset();
 }
 
-// nng 1.5.2 hangs in nng_close when a connection it closes has just read part
-// of a frame (nanomsg/nng#1543): peers that send their frames a byte at a time
-// make every read such a part. kmsd still stops, with 0, well inside
+// Peers that send their frames a byte at a time while kmsd stops (nng
+// 1.5.2's own transport hung for good closing such connections,
+// nanomsg/nng#1543): kmsd still stops, with 0, well inside
 // limits.drain_timeout_ms.
 TEST_F(ServiceTest, SigtermWhilePeersSendFramesAByteAtATimeExitsZero) {
   Start("");
@@ -313,9 +313,10 @@ TEST_F(ServiceTest, AnIdleKmsdLeavesNngsExpiryThreadsAsleep) {
 }
 
 // A kmsd suspended for a while (SIGSTOP, a frozen cgroup or VM) keeps its
-// connections: its watchdog counts a probe's wait in looks, not by the clock,
-// so a probe the pause fell on is not a listener that stopped accepting
-// (which would re-create the listener and close every connection).
+// connections and serves on when resumed: nothing it runs by the clock (the
+// watchdog's probe, the idle close) takes the pause for a fault. (An older
+// kmsd re-created its listener, closing every connection, on a probe the
+// pause fell on.)
 TEST_F(ServiceTest, ASuspendedKmsdKeepsItsConnectionsWhenResumed) {
   Start("");
   ASSERT_TRUE(Call("tenant.create", "acme"));

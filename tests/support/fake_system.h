@@ -31,7 +31,7 @@ class FakeSystem final : public System {
     std::vector<bool> wiped_before_unlock;
     int harden_calls = 0;
     std::vector<std::string> thread_names;
-    std::vector<uint32_t> peer_queries;
+    std::vector<nng_stream*> peer_queries;
     std::vector<std::string> notices;
     std::vector<std::vector<std::string>> journal;  // each entry's fields
   };
@@ -90,15 +90,10 @@ class FakeSystem final : public System {
     std::lock_guard lock(mu_);
     calls_.thread_names.emplace_back(name);
   }
-  std::optional<PeerCredentials> PeerOfPipe(uint32_t pipe_id) override {
+  std::optional<PeerCredentials> PeerOfStream(nng_stream* stream) override {
     std::lock_guard lock(mu_);
-    calls_.peer_queries.push_back(pipe_id);
+    calls_.peer_queries.push_back(stream);
     return peer;
-  }
-  std::vector<EndedConnection> ShutDownReadingOfConnectionsTo(
-      const std::string& socket_path,
-      const std::optional<std::unordered_set<uint64_t>>& peer_pids) override {
-    return real_.ShutDownReadingOfConnectionsTo(socket_path, peer_pids);
   }
   void Notify(std::string_view state) override {
     std::lock_guard lock(mu_);

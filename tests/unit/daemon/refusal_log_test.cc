@@ -14,10 +14,10 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-using Clock = RefusalLog::Clock;
+using LogClock = RefusalLog::Clock;
 using std::chrono::milliseconds;
 
-const Clock::time_point kStart{std::chrono::seconds(1000)};
+const LogClock::time_point kStart{std::chrono::seconds(1000)};
 
 TEST(RefusalLogTest, FirstRefusalIsLoggedAtOnce) {
   RefusalLog log(std::chrono::seconds(1));

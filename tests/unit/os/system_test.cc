@@ -1,10 +1,10 @@
-// The Linux System: secret pages (mapped zeroed and aligned), peer lookups of unknown pipes,
-// notices to $NOTIFY_SOCKET, thread names, connections ended by their socket; TEST_ScopedSystem
-// puts a fake in place and back.
+// The Linux System: secret pages (mapped zeroed and aligned), the peer of an IPC stream,
+// notices to $NOTIFY_SOCKET, thread names; TEST_ScopedSystem puts a fake in place and back.
 #include "os/system.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nng/nng.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -38,84 +38,48 @@ TEST(LinuxSystemTest, MapsZeroedPagesAndKeepsThemOutOfCoreDumps) {
   system.UnmapPages(pages, bytes);
 }
 
-TEST(LinuxSystemTest, AnUnknownPipeHasNoPeer) {
-  EXPECT_FALSE(PlatformSystem().PeerOfPipe(0));
-  EXPECT_FALSE(PlatformSystem().PeerOfPipe(0x7fffffff));
-}
+// Both ends of an nng IPC stream: one dialed from this process and the one
+// its listener accepted.
+struct StreamPair {
+  nng_stream_listener* listener = nullptr;
+  nng_stream* dialed = nullptr;
+  nng_stream* accepted = nullptr;
+  ~StreamPair() {
+    nng_stream_free(dialed);
+    nng_stream_free(accepted);
+    nng_stream_listener_free(listener);
+  }
+};
 
-sockaddr_un UnixAddress(const std::string& path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::memcpy(address.sun_path, path.c_str(), std::min(path.size(), sizeof address.sun_path - 1));
-  return address;
-}
-
-int ConnectTo(const std::string& path) {
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const sockaddr_un address = UnixAddress(path);
-  EXPECT_EQ(connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
-  return fd;
-}
-
-uint64_t InodeOf(int fd) {
-  struct stat status {};
-  EXPECT_EQ(fstat(fd, &status), 0);
-  return status.st_ino;
-}
-
-// What a read that must not wait finds: 0 at end of file, -1 when there is
-// nothing yet.
-ssize_t ReadNow(int fd) {
-  char byte;
-  return recv(fd, &byte, 1, MSG_DONTWAIT);
-}
-
-TEST(LinuxSystemTest, ShutsDownReadingOfTheConnectionsAcceptedOnASocketOnly) {
+TEST(LinuxSystemTest, ThePeerOfAnIpcStreamIsItsProcess) {
   testing::TempDir dir;
-  const std::string path = dir / "listen.sock";
-  const int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const sockaddr_un address = UnixAddress(path);
-  ASSERT_EQ(bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
-  ASSERT_EQ(listen(listener, 8), 0);
-  const int client_a = ConnectTo(path), client_b = ConnectTo(path);
-  const int accepted_a = accept(listener, nullptr, nullptr);
-  const int accepted_b = accept(listener, nullptr, nullptr);
-  ASSERT_GE(accepted_b, 0);
-  int pair[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  const std::string url = "ipc://" + (dir / "peer.sock");
+  StreamPair pair;
+  ASSERT_EQ(nng_stream_listener_alloc(&pair.listener, url.c_str()), 0);
+  ASSERT_EQ(nng_stream_listener_listen(pair.listener), 0);
+  nng_stream_dialer* dialer = nullptr;
+  ASSERT_EQ(nng_stream_dialer_alloc(&dialer, url.c_str()), 0);
+  nng_aio* accepting = nullptr;
+  nng_aio* dialing = nullptr;
+  ASSERT_EQ(nng_aio_alloc(&accepting, nullptr, nullptr), 0);
+  ASSERT_EQ(nng_aio_alloc(&dialing, nullptr, nullptr), 0);
+  nng_stream_listener_accept(pair.listener, accepting);
+  nng_stream_dialer_dial(dialer, dialing);
+  nng_aio_wait(dialing);
+  nng_aio_wait(accepting);
+  ASSERT_EQ(nng_aio_result(accepting), 0);
+  ASSERT_EQ(nng_aio_result(dialing), 0);
+  pair.accepted = static_cast<nng_stream*>(nng_aio_get_output(accepting, 0));
+  pair.dialed = static_cast<nng_stream*>(nng_aio_get_output(dialing, 0));
+  nng_aio_free(accepting);
+  nng_aio_free(dialing);
+  nng_stream_dialer_free(dialer);
 
-  // Another peer process, or another socket's path: nothing.
-  EXPECT_TRUE(PlatformSystem()
-                  .ShutDownReadingOfConnectionsTo(path, std::unordered_set<uint64_t>{1})
-                  .empty());
-  EXPECT_TRUE(
-      PlatformSystem().ShutDownReadingOfConnectionsTo(dir / "other.sock", std::nullopt).empty());
-  EXPECT_LT(ReadNow(accepted_a), 0);
-
-  const auto self = static_cast<uint64_t>(getpid());
-  std::vector<uint64_t> inodes;
-  for (const EndedConnection& ended : PlatformSystem().ShutDownReadingOfConnectionsTo(
-           path, std::unordered_set<uint64_t>{1, self})) {
-    EXPECT_EQ(ended.peer_pid, self);
-    inodes.push_back(ended.inode);
-  }
-  EXPECT_THAT(inodes, ::testing::UnorderedElementsAre(InodeOf(accepted_a), InodeOf(accepted_b)));
-  // The peers may no longer send; the accepted ends read the end.
-  EXPECT_EQ(send(client_b, "x", 1, MSG_NOSIGNAL), -1);
-  EXPECT_EQ(ReadNow(accepted_a), 0);
-  EXPECT_EQ(ReadNow(accepted_b), 0);
-  // The clients' ends, the unrelated pair and the listener are untouched.
-  EXPECT_LT(ReadNow(client_a), 0);
-  EXPECT_LT(ReadNow(pair[0]), 0);
-  const int client_c = ConnectTo(path);
-  const int accepted_c = accept(listener, nullptr, nullptr);
-  EXPECT_GE(accepted_c, 0);
-  EXPECT_EQ(send(client_c, "y", 1, MSG_NOSIGNAL), 1);
-  EXPECT_EQ(ReadNow(accepted_c), 1);
-  for (int fd : {listener, client_a, client_b, client_c, accepted_a, accepted_b, accepted_c,
-                 pair[0], pair[1]}) {
-    close(fd);
-  }
+  const std::optional<PeerCredentials> peer = PlatformSystem().PeerOfStream(pair.accepted);
+  ASSERT_TRUE(peer);
+  EXPECT_EQ(peer->pid, static_cast<uint64_t>(getpid()));
+  EXPECT_EQ(peer->uid, static_cast<uint64_t>(geteuid()));
+  EXPECT_EQ(peer->gid, static_cast<uint64_t>(getegid()));
 }
 
 TEST(LinuxSystemTest, NotifySendsTheStateToNotifySocket) {
