@@ -49,7 +49,7 @@ class Refusal {
       refusal->Finish();
       return;
     }
-    refusal->bytes_ = {0x00, 'S', 'P', 0x00, 0x00, 0x31, 0x00, 0x00};  // REP v0
+    refusal->bytes_ = SpHeaderOf(kSpRepProtocol);
     refusal->Transfer(true);
   }
 
@@ -93,7 +93,7 @@ class Refusal {
       std::chrono::steady_clock::now() + kRefusalHandshake;
   const std::shared_ptr<std::atomic<int>> in_flight_;
   nng_aio* aio_ = nullptr;
-  std::array<uint8_t, 8> bytes_{};
+  SpHeader bytes_{};
   size_t done_ = 0;
   bool sent_ = false;
 };
@@ -426,22 +426,22 @@ bool ProbeListener(const std::string& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-  // SP over IPC: 0x00 'S' 'P' 0x00, protocol id (REQ 0x30, REP 0x31), 0x0000.
-  const uint8_t hello[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0};
-  uint8_t answer[8] = {};
+  const SpHeader hello = SpHeaderOf(kSpReqProtocol);
+  SpHeader answer{};
   size_t got = 0;
   if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-      send(fd, hello, sizeof hello, MSG_NOSIGNAL | MSG_DONTWAIT) == sizeof hello) {
-    for (int look = 0; look < kProbeLooks && got < sizeof answer; ++look) {
+      send(fd, hello.data(), hello.size(), MSG_NOSIGNAL | MSG_DONTWAIT) ==
+          static_cast<ssize_t>(hello.size())) {
+    for (int look = 0; look < kProbeLooks && got < answer.size(); ++look) {
       pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
       if (poll(&ready, 1, kProbeLookMs) <= 0) continue;
-      const ssize_t n = recv(fd, answer + got, sizeof answer - got, MSG_DONTWAIT);
+      const ssize_t n = recv(fd, answer.data() + got, answer.size() - got, MSG_DONTWAIT);
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
       if (n > 0) got += static_cast<size_t>(n);
     }
   }
   close(fd);
-  return got == sizeof answer && answer[1] == 'S' && answer[2] == 'P' && answer[5] == 0x31;
+  return got == answer.size() && answer == SpHeaderOf(kSpRepProtocol);
 }
 
 }  // namespace

@@ -11,8 +11,6 @@ namespace {
 
 constexpr uint8_t kMessageType = 0x01;
 constexpr size_t kFrameHeadBytes = 9;  // the type, then the length
-constexpr uint16_t kReqProtocol = 0x0030;
-constexpr uint16_t kRepProtocol = 0x0031;
 
 using Clock = std::chrono::steady_clock;
 
@@ -60,20 +58,15 @@ bool Receive(nng_stream* stream, nng_aio* aio, void* data, size_t size) {
 }  // namespace
 
 bool SendSpHeader(nng_stream* stream, nng_aio* aio, nng_duration send_timeout) {
-  std::array<uint8_t, 8> header = {0x00, 'S', 'P', 0x00, kRepProtocol >> 8, kRepProtocol & 0xff,
-                                   0x00, 0x00};
+  SpHeader header = SpHeaderOf(kSpRepProtocol);
   nng_iov buffer{header.data(), header.size()};
   return Transfer(stream, aio, {&buffer, 1}, true, send_timeout);
 }
 
 std::optional<SpError> ReadSpHeader(nng_stream* stream, nng_aio* aio) {
-  std::array<uint8_t, 8> header{};
+  SpHeader header{};
   if (!Receive(stream, aio, header.data(), header.size())) return SpError::kClosed;
-  const uint16_t protocol = static_cast<uint16_t>(header[4] << 8 | header[5]);
-  if (header[0] != 0 || header[1] != 'S' || header[2] != 'P' || header[3] != 0 ||
-      protocol != kReqProtocol) {
-    return SpError::kProtocol;
-  }
+  if (header != SpHeaderOf(kSpReqProtocol)) return SpError::kProtocol;
   return std::nullopt;
 }
 

@@ -25,6 +25,7 @@
 
 #include <nng/nng.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -39,6 +40,21 @@ namespace kmsd {
 constexpr size_t kReqHeaderBytes = 4;
 // Hops nng's REP accepts in a backtrace (devices between REQ and REP).
 constexpr size_t kMaxHops = 8;
+
+// The protocols' ids, and the 8 bytes each side sends first.
+constexpr uint16_t kSpReqProtocol = 0x0030;
+constexpr uint16_t kSpRepProtocol = 0x0031;
+using SpHeader = std::array<uint8_t, 8>;
+constexpr SpHeader SpHeaderOf(uint16_t protocol) {
+  return {0x00,
+          'S',
+          'P',
+          0x00,
+          static_cast<uint8_t>(protocol >> 8),
+          static_cast<uint8_t>(protocol & 0xff),
+          0x00,
+          0x00};
+}
 
 enum class SpError {
   kClosed,    // the stream ended, was closed, or the wait was cancelled

@@ -1,7 +1,6 @@
 // The Linux System: the only place in kmsd's libraries that makes these
 // syscalls (mmap, mlock, madvise, prctl, setrlimit, umask), talks to the
 // service manager and the journal (libsystemd) or reads peer credentials.
-#include <dirent.h>
 #include <linux/capability.h>
 #include <malloc.h>
 #include <nng/nng.h>
@@ -10,18 +9,14 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
-#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
 #include <cstddef>
-#include <cstdlib>
-#include <cstring>
 #include <string_view>
 
 #include "os/proc_status.h"
