@@ -41,6 +41,12 @@ struct CallWatch {
   std::optional<Clock::time_point> opened;  // guarded by mu; the latest pipe's
   bool latest_open = false;                 // guarded by mu
   int opens = 0;                            // guarded by mu; pipes opened since Dial
+  uint32_t latest_pipe = 0;                 // guarded by mu; its nng id
+  // guarded by mu; when the latest pipe opened or last brought a reply
+  std::optional<Clock::time_point> last_heard;
+  // guarded by mu; how long the last pipe kmsd closed between calls had been
+  // idle: kmsd's idle timeout, give or take its watchdog's tick
+  std::optional<Clock::duration> idle_close_age;
 };
 
 }  // namespace internal
@@ -63,16 +69,32 @@ constexpr nng_duration kRedialMs = 50;
 constexpr nng_duration kMaxRedialMs = 200;
 constexpr nng_duration kSlowRedialMs = 3600 * 1000;
 
-void OnPipeEvent(nng_pipe, nng_pipe_ev event, void* arg) {
+// kmsd's idle timeout is at least this long: a pipe closed between calls
+// sooner was closed for another reason (a restart).
+constexpr auto kShortestIdleClose = std::chrono::milliseconds(100);
+// A pipe idle this long is replaced before a call, or sooner once kmsd was
+// seen closing pipes sooner (kmsd's default idle timeout is 30 s).
+constexpr auto kIdleBeforeRedial = std::chrono::seconds(20);
+
+void OnPipeEvent(nng_pipe pipe, nng_pipe_ev event, void* arg) {
   auto* watch = static_cast<internal::CallWatch*>(arg);
   std::lock_guard lock(watch->mu);
+  const auto now = Clock::now();
   if (event == NNG_PIPE_EV_ADD_POST) {
     ++watch->opens;
-    watch->opened = Clock::now();
+    watch->opened = now;
+    watch->last_heard = now;
     watch->latest_open = true;
+    watch->latest_pipe = pipe.id;
   } else {
-    watch->latest_open = false;
-    if (watch->active) ++watch->closes;
+    // A pipe this client closed itself, or one already replaced, counts for
+    // nothing.
+    if (pipe.id == watch->latest_pipe && watch->latest_open) {
+      watch->latest_open = false;
+      if (watch->active) ++watch->closes;
+      const auto idle = now - watch->last_heard.value_or(now);
+      if (!watch->active && idle >= kShortestIdleClose) watch->idle_close_age = idle;
+    }
   }
   watch->changed.notify_all();
 }
@@ -197,9 +219,23 @@ Status Connection::Refused() {
   return ClosedByPeerStatus();
 }
 
-// After a refusal the dialer sleeps or holds a pipe kmsd is closing: replace it.
+// After a refusal the dialer sleeps or holds a pipe kmsd is closing: replace
+// it. So also when its pipe has been idle for three quarters of kmsd's idle
+// timeout (as last seen), or 20 s: kmsd may be closing that pipe as the
+// request goes out on it, and the call would fail with NNG_ECONNRESET.
 Status Connection::PrepareDialer() {
-  if (!std::exchange(refused_, false)) return OkStatus();
+  bool stale = false;
+  {
+    std::lock_guard lock(watch_->mu);
+    if (watch_->latest_open) {
+      Clock::duration limit = kIdleBeforeRedial;
+      if (watch_->idle_close_age) limit = std::min(limit, *watch_->idle_close_age * 3 / 4);
+      stale = Clock::now() - watch_->last_heard.value_or(Clock::now()) >= limit;
+      // Its close is ours, not kmsd's: nothing to learn from it.
+      if (stale) watch_->latest_open = false;
+    }
+  }
+  if (!std::exchange(refused_, false) && !stale) return OkStatus();
   nng_dialer dialer;
   dialer.id = dialer_id_;
   nng_dialer_close(dialer);
@@ -248,6 +284,10 @@ Result<SecretBuffer> Connection::RoundTrip(std::span<const uint8_t> frame) {
     if (rv == kClosedByPeer) return Error(Refused());
     if (rv == NNG_ECONNRESET) return Error(ExplainReset(call_deadline));
     return Error(NngError(rv, "no reply from kmsd"));
+  }
+  {
+    std::lock_guard lock(watch_->mu);
+    watch_->last_heard = Clock::now();
   }
   nng_msg* reply = nng_aio_get_msg(aio_);
   SecretBuffer bytes =

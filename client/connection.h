@@ -9,7 +9,10 @@
 // connections from one uid, a frame over its limit) without a reply, and
 // nng's REQ socket would quietly redial and resend until the timeout; so a
 // call during which kmsd closed the connection three times ends at once with
-// ACCESS_DENIED saying so. A Reply owns the received bytes (wiped when it
+// ACCESS_DENIED saying so. kmsd also closes idle connections: a call does not
+// go out on a connection idle for 20 s or for three quarters of kmsd's idle
+// timeout as last seen (how long a connection it closed between calls had
+// been idle), but on a new one. A Reply owns the received bytes (wiped when it
 // dies, as they may hold a plaintext or data key) and a Fields view into them.
 // A Connection is not thread-safe: use one per thread. Not copyable, held by
 // unique_ptr. The first Dial sets up OpenSSL's secure heap (1 MiB) if the
@@ -99,7 +102,7 @@ class Connection {
 
   // ACCESS_DENIED for a peer kmsd keeps closing.
   Status Refused();
-  // Before each call: a fresh dialer after a refusal.
+  // Before each call: a fresh dialer after a refusal or a long idle time.
   Status PrepareDialer();
 
   uint32_t socket_id_;

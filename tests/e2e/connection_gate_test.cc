@@ -156,10 +156,53 @@ TEST_F(ConnectionGateTest, HalfSentFrameAndSilentConnectionAreClosedWhenIdle) {
   EXPECT_TRUE(Eventually(
       [&] { return daemon->ReadLog().find("idle for 500 ms or more") != std::string::npos; }));
   // Idle past the timeout (closed by the first tick after 500 ms), and then
-  // some: a call racing the close itself fails (NNG_ECONNRESET).
+  // some: kmsd closes the client's redialed connection in turn about when the
+  // call goes out, but the client saw how long kmsd lets a connection idle
+  // and replaces it first (the next test), so the call never races a close.
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   auto health = client->Call("health");
   EXPECT_TRUE(health) << health.error();
+}
+
+// How many connections kmsd's debug log says this process opened.
+size_t ConnectionsOpenedByUs(const std::string& log) {
+  const std::string mine =
+      "opened: uid " + std::to_string(getuid()) + " pid " + std::to_string(getpid()) + "\n";
+  size_t count = 0;
+  for (size_t at = log.find(mine); at != std::string::npos; at = log.find(mine, at + 1)) ++count;
+  return count;
+}
+
+// The client learns kmsd's idle timeout from the first idle close it sees and
+// replaces a connection idle for three quarters of it before a call: a call
+// then never goes out on a connection kmsd may be closing at that moment (it
+// would fail UNAVAILABLE "Connection reset"). Without that, the call below
+// would go out on the redialed connection (2.5 s idle, kmsd closes at 3 s).
+TEST_F(ConnectionGateTest, AClientReplacesAConnectionNearKmsdsIdleTimeoutBeforeACall) {
+  ConfigOptions options = Options();
+  options.idle_timeout_ms = 3000;
+  options.log_level = "debug";
+  auto daemon = host_.Start(options);
+  auto client = daemon->Connect();
+  ASSERT_TRUE(client->Call("health"));
+  // Start() connected too, before.
+  const size_t opened = ConnectionsOpenedByUs(daemon->ReadLog());
+  // kmsd closes the client's connection, the client redials.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        const std::string log = daemon->ReadLog();
+        return log.find("idle for 3000 ms or more") != std::string::npos &&
+               ConnectionsOpenedByUs(log) == opened + 1;
+      },
+      std::chrono::seconds(10)))
+      << daemon->ReadLog();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  auto health = client->Call("health");
+  ASSERT_TRUE(health) << health.error();
+  EXPECT_EQ(ConnectionsOpenedByUs(daemon->ReadLog()), opened + 2) << daemon->ReadLog();
+  // A connection used since is not replaced.
+  ASSERT_TRUE(client->Call("health"));
+  EXPECT_EQ(ConnectionsOpenedByUs(daemon->ReadLog()), opened + 2);
 }
 
 // Peers that send a frame a byte at a time, never finishing it: each is

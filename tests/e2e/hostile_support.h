@@ -256,6 +256,7 @@ struct ConfigOptions {
   size_t max_queued = 0;               // 0: the default
   std::string api_key_peer_uids;       // YAML flow list; empty: no api_key_peers
   int64_t first_lockout_ms = 0;        // 0: the default
+  std::string log_level;               // empty: the default
 };
 
 // A private SoftHSM2 token, a PIN file (0600), a keystore path and a socket
@@ -310,6 +311,7 @@ class ConfiguredHost {
     if (options.first_lockout_ms != 0) {
       yaml << "  first_lockout_ms: " << options.first_lockout_ms << "\n";
     }
+    if (!options.log_level.empty()) yaml << "log:\n  level: " << options.log_level << "\n";
     return yaml.str();
   }
 
