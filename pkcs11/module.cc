@@ -1,11 +1,13 @@
 #include "pkcs11/module.h"
 
 #include <dlfcn.h>
+#include <spdlog/spdlog.h>
 
 #include <cstring>
 #include <vector>
 
 #include "pkcs11/internal/text_fields.h"
+#include "pkcs11/softhsm_files.h"
 
 namespace kmsd::pkcs11 {
 namespace {
@@ -18,6 +20,25 @@ std::string RvHex(CK_RV rv) {
 
 using internal::PadInto;
 using internal::Trim;
+
+// Before SoftHSM2 reads its tokens (softhsm_files.h): a failure here is
+// logged, and the module then reports what it finds.
+void RestoreSoftHsmTokenObjects(const std::string& module_path) {
+  const auto token_root = SoftHsmTokenDir(module_path);
+  if (!token_root) return;
+  auto restored = RestoreTokenObjects(*token_root);
+  if (!restored) {
+    spdlog::error("cannot restore SoftHSM2's token.object from kmsd's copy: {}",
+                  restored.error().ToString());
+    return;
+  }
+  for (const std::string& file : *restored) {
+    spdlog::warn(
+        "restored {} from kmsd's copy ({}): it was cut short, as a process killed "
+        "while SoftHSM2 rewrote it leaves it",
+        file, kTokenObjectCopyName);
+  }
+}
 
 }  // namespace
 
@@ -69,6 +90,7 @@ Result<std::shared_ptr<Module>> Module::Load(const std::string& path) {
     dlclose(handle);
     return Error(std::move(s));
   }
+  RestoreSoftHsmTokenObjects(path);
   CK_C_INITIALIZE_ARGS args{};
   args.flags = CKF_OS_LOCKING_OK;
   CK_RV rv = functions->C_Initialize(&args);

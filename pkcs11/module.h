@@ -2,7 +2,8 @@
 // multi-threaded use (CKF_OS_LOCKING_OK). Any module path works; tokens are
 // found by label, never by slot number. Thread-safe; shared by the Tokens
 // opened from it, which keep it alive. C_Finalize and dlclose run when the
-// last reference goes.
+// last reference goes. Before C_Initialize, a SoftHSM2 token.object that a
+// crash cut short is restored from kmsd's copy (softhsm_files.h).
 #pragma once
 
 #include <p11-kit/pkcs11.h>

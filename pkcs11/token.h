@@ -15,6 +15,10 @@
 //   right after (CKM_AES_KEY_WRAP_PAD, RFC 5649).
 // Data keys are random bytes from the token, encrypted like any plaintext.
 //
+// Each login is followed, for SoftHSM2's file backend, by a copy of its
+// token.object that kmsd keeps (softhsm_files.h: SoftHSM2 rewrites that file
+// in place on every login, and a crash inside the write would lose the token).
+//
 // Thread-safe: crypto operations draw a session from a pool (a PKCS#11
 // session runs one operation at a time); object creation goes through one
 // "holder" session, which owns the session objects. Lookups by label
@@ -195,6 +199,7 @@ class Token {
   // Opens the holder session on `slot`, logs in, opens the pool (holder_mu_
   // held, or before the Token is shared); closes what it opened on failure.
   Status OpenSessions(CK_SLOT_ID slot);
+  void KeepSoftHsmTokenObjectCopy(CK_SLOT_ID slot) const;
   // OK unless the token is lost and a reconnection (if it is time for one) fails.
   Status EnsureConnected();
   // Replaces every session (reconnect_mu_ held).

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "pkcs11/internal/text_fields.h"
+#include "pkcs11/softhsm_files.h"
 #include "pkcs11/token.h"
 
 namespace kmsd::pkcs11 {
@@ -84,6 +85,19 @@ Token::~Token() {
   }
 }
 
+// C_Login has just rewritten SoftHSM2's token.object: copy it while it is
+// whole (softhsm_files.h). Other modules have nothing to copy.
+void Token::KeepSoftHsmTokenObjectCopy(CK_SLOT_ID slot) const {
+  const auto token_root = SoftHsmTokenDir(module_->path());
+  if (!token_root) return;
+  CK_TOKEN_INFO raw{};
+  Status kept = FromRv(fn_->C_GetTokenInfo(slot, &raw), "C_GetTokenInfo");
+  if (kept.ok())
+    kept = KeepTokenObjectCopy(*token_root, Trim(raw.serialNumber, sizeof raw.serialNumber));
+  if (!kept.ok())
+    spdlog::warn("cannot keep a copy of SoftHSM2's token.object: {}", kept.ToString());
+}
+
 Status Token::OpenSessions(CK_SLOT_ID slot) {
   const CK_FLAGS flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
   std::vector<CK_SESSION_HANDLE> opened;
@@ -106,6 +120,7 @@ Status Token::OpenSessions(CK_SLOT_ID slot) {
     }
     return FromRv(rv, "C_Login");
   }
+  KeepSoftHsmTokenObjectCopy(slot);
   std::vector<CK_SESSION_HANDLE> pool;
   for (size_t i = 0; i < pool_size_; ++i) {
     CK_SESSION_HANDLE session;

@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "client/connection.h"
+#include "pkcs11/softhsm_files.h"
 #include "tests/crash/crash_support.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/pin_holder.h"
@@ -243,6 +244,16 @@ void CheckNoOrphans(const KeystoreCopy& keystore, const TokenKeys& token, AtRest
 AtRest Inspect(const std::string& dir, const std::vector<Sealed>& sealed, bool finished) {
   AtRest at;
   const KeystoreCopy keystore = ReadKeystore(dir + "/keystore.db");
+  // What kmsd's next start does first: a token.object that the kill cut short
+  // (SoftHSM2 rewrites it in place at every login) comes back from kmsd's copy.
+  if (auto restored = pkcs11::RestoreTokenObjects(dir + "/tokens"); !restored) {
+    at.problems.push_back("cannot restore token.object: " + restored.error().ToString());
+  } else {
+    for (const std::string& file : *restored) {
+      std::printf("note: %s was cut short by the kill and restored from kmsd's copy\n",
+                  file.c_str());
+    }
+  }
   auto holder = PinHolder::Login(SOFTHSM_MODULE, kTokenLabel, ReadPin(dir));
   TokenKeys token;
   for (TokenKey& key : holder->SecretKeys()) {

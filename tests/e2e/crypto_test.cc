@@ -2,6 +2,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "tests/e2e/e2e_fixture.h"
 
 namespace kmsd::testing {
@@ -122,6 +124,36 @@ TEST_F(KmsdTest, EverythingSurvivesARestart) {
   describe.emplace_back("key", "alias/bill");
   EXPECT_EQ(MustCall("key.describe", "acme", std::move(describe)).result().String("name").value(),
             "billing");
+}
+
+// SoftHSM2 rewrites token.object in place on every login; a kmsd killed inside
+// that write leaves it empty, which would lose the token and every key on it.
+// kmsd keeps a copy after each login and restores it before the module reads
+// its tokens (pkcs11/softhsm_files.h): ciphertexts made before still decrypt.
+TEST_F(KmsdTest, ATokenObjectEmptiedByACrashIsRestoredFromKmsdsCopy) {
+  MustCall("tenant.create", "acme");
+  Value::Map key_args;
+  key_args.emplace_back("name", "billing");
+  MustCall("key.create", "acme", std::move(key_args));
+  Bytes ciphertext = Encrypt("acme", "billing", "kept");
+  connection_.reset();
+  ASSERT_EQ(daemon_->Stop(), 0);
+  std::vector<std::filesystem::path> token_objects;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::path(dir_ / "kmsd") / "tokens")) {
+    const auto token_object = entry.path() / "token.object";
+    ASSERT_TRUE(std::filesystem::exists(entry.path() / "token.object.kmsd-copy")) << entry.path();
+    ASSERT_GT(std::filesystem::file_size(token_object), 0u);
+    std::filesystem::resize_file(token_object, 0);  // what a kill after O_TRUNC leaves
+    token_objects.push_back(token_object);
+  }
+  ASSERT_EQ(token_objects.size(), 1u);
+  daemon_ = DaemonProcess::StartDev(dir_ / "kmsd");
+  connection_ = daemon_->Connect();
+  EXPECT_EQ(Decrypt("acme", ciphertext).value(), "kept");
+  EXPECT_GT(std::filesystem::file_size(token_objects[0]), 0u);
+  EXPECT_THAT(daemon_->ReadLog(),
+              HasSubstr("restored " + token_objects[0].string() + " from kmsd's copy"));
 }
 
 }  // namespace
