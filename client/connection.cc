@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -42,6 +43,9 @@ struct CallWatch {
   bool latest_open = false;                 // guarded by mu
   int opens = 0;                            // guarded by mu; pipes opened since Dial
   uint32_t latest_pipe = 0;                 // guarded by mu; its nng id
+  // guarded by mu; the last pipes added, and pipes whose close came before
+  // their ADD_POST (nng starts a pipe, and kmsd may close it, before then)
+  std::deque<uint32_t> added, closed_unadded;
   // guarded by mu; when the latest pipe opened or last brought a reply
   std::optional<Clock::time_point> last_heard;
   // guarded by mu; how long the last pipe kmsd closed between calls had been
@@ -76,26 +80,58 @@ constexpr auto kShortestIdleClose = std::chrono::milliseconds(100);
 // seen closing pipes sooner (kmsd's default idle timeout is 30 s).
 constexpr auto kIdleBeforeRedial = std::chrono::seconds(20);
 
+bool Holds(const std::deque<uint32_t>& ids, uint32_t id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+void Remember(std::deque<uint32_t>& ids, uint32_t id) {
+  constexpr size_t kRemembered = 8;
+  ids.push_back(id);
+  if (ids.size() > kRemembered) ids.pop_front();
+}
+
+// How long a pipe may have been idle and still carry a call. kmsd closes a
+// connection at the first watchdog tick (every 250 ms) after its timeout T, so
+// a close seen between calls came after T to T + 250 ms (and the close's news
+// takes time to arrive): three quarters of that, and at least 300 ms under it,
+// is below T.
+Clock::duration IdleBeforeRedial(std::optional<Clock::duration> idle_close_age) {
+  constexpr auto kTickAndNews = std::chrono::milliseconds(300);
+  constexpr auto kShortest = std::chrono::milliseconds(50);
+  if (!idle_close_age) return kIdleBeforeRedial;
+  const Clock::duration learned = std::min(*idle_close_age * 3 / 4, *idle_close_age - kTickAndNews);
+  return std::clamp<Clock::duration>(learned, kShortest, kIdleBeforeRedial);
+}
+
 void OnPipeEvent(nng_pipe pipe, nng_pipe_ev event, void* arg) {
   auto* watch = static_cast<internal::CallWatch*>(arg);
   std::lock_guard lock(watch->mu);
   const auto now = Clock::now();
   if (event == NNG_PIPE_EV_ADD_POST) {
     ++watch->opens;
-    watch->opened = now;
-    watch->last_heard = now;
-    watch->latest_open = true;
-    watch->latest_pipe = pipe.id;
-  } else {
-    // A pipe this client closed itself, or one already replaced, counts for
-    // nothing.
-    if (pipe.id == watch->latest_pipe && watch->latest_open) {
-      watch->latest_open = false;
-      if (watch->active) ++watch->closes;
-      const auto idle = now - watch->last_heard.value_or(now);
-      if (!watch->active && idle >= kShortestIdleClose) watch->idle_close_age = idle;
+    if (auto it = std::find(watch->closed_unadded.begin(), watch->closed_unadded.end(), pipe.id);
+        it != watch->closed_unadded.end()) {
+      watch->closed_unadded.erase(it);  // closed already: not open
+    } else {
+      watch->opened = now;
+      watch->last_heard = now;
+      watch->latest_open = true;
+      watch->latest_pipe = pipe.id;
+      Remember(watch->added, pipe.id);
     }
+  } else if (pipe.id == watch->latest_pipe && watch->latest_open) {
+    // kmsd closed the open pipe: during a call, maybe a refusal; between
+    // calls, its idle timeout (or a restart).
+    watch->latest_open = false;
+    if (watch->active) ++watch->closes;
+    const auto idle = now - watch->last_heard.value_or(now);
+    if (!watch->active && idle >= kShortestIdleClose) watch->idle_close_age = idle;
+  } else if (!Holds(watch->added, pipe.id)) {
+    // Closed before it was added: kmsd closed it at once.
+    if (watch->active) ++watch->closes;
+    Remember(watch->closed_unadded, pipe.id);
   }
+  // Else a pipe this client closed itself, or one already replaced.
   watch->changed.notify_all();
 }
 
@@ -220,27 +256,26 @@ Status Connection::Refused() {
 }
 
 // After a refusal the dialer sleeps or holds a pipe kmsd is closing: replace
-// it. So also when its pipe has been idle for three quarters of kmsd's idle
-// timeout (as last seen), or 20 s: kmsd may be closing that pipe as the
-// request goes out on it, and the call would fail with NNG_ECONNRESET.
+// it. So also when its pipe has been idle for most of kmsd's idle timeout (as
+// last seen; IdleBeforeRedial), or 20 s: kmsd may be closing that pipe as the
+// request goes out on it, and the call would fail with NNG_ECONNRESET. And
+// dial again when the last attempt failed.
 Status Connection::PrepareDialer() {
-  bool stale = false;
-  {
-    std::lock_guard lock(watch_->mu);
-    if (watch_->latest_open) {
-      Clock::duration limit = kIdleBeforeRedial;
-      if (watch_->idle_close_age) limit = std::min(limit, *watch_->idle_close_age * 3 / 4);
-      stale = Clock::now() - watch_->last_heard.value_or(Clock::now()) >= limit;
-      // Its close is ours, not kmsd's: nothing to learn from it.
-      if (stale) watch_->latest_open = false;
-    }
-  }
-  if (!std::exchange(refused_, false) && !stale) return OkStatus();
+  std::unique_lock lock(watch_->mu);
+  const bool stale =
+      watch_->latest_open && Clock::now() - watch_->last_heard.value_or(Clock::now()) >=
+                                 IdleBeforeRedial(watch_->idle_close_age);
+  if (!std::exchange(refused_, false) && !stale && dialer_id_ != 0) return OkStatus();
+  // Its pipe's close is this client's, not kmsd's: nothing to count or learn.
+  watch_->latest_open = false;
+  lock.unlock();
   nng_dialer dialer;
-  dialer.id = dialer_id_;
-  nng_dialer_close(dialer);
+  if (dialer_id_ != 0) {
+    dialer.id = std::exchange(dialer_id_, 0);
+    nng_dialer_close(dialer);
+  }
   if (int rv = nng_dial(SocketOf(socket_id_), url_.c_str(), &dialer, NNG_FLAG_NONBLOCK); rv != 0) {
-    return NngError(rv, "cannot connect to kmsd");
+    return NngError(rv, "cannot connect to kmsd");  // the next call dials again
   }
   dialer_id_ = dialer.id;
   return OkStatus();

@@ -34,8 +34,8 @@ void RestoreSoftHsmTokenObjects(const std::string& module_path) {
   }
   for (const std::string& file : *restored) {
     spdlog::warn(
-        "restored {} from kmsd's copy ({}): it was cut short, as a process killed "
-        "while SoftHSM2 rewrote it leaves it",
+        "restored {} from kmsd's copy ({}): it was empty, as a process killed while "
+        "SoftHSM2 rewrote it leaves it",
         file, kTokenObjectCopyName);
   }
 }

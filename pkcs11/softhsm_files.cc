@@ -108,14 +108,27 @@ std::vector<fs::path> TokenDirs(const fs::path& token_root) {
   return dirs;
 }
 
+// The file SoftHSM2 2.6 reads: SOFTHSM2_CONF, else the user's own if it
+// exists, else the system's.
+fs::path SoftHsmConfPath() {
+  const char* env = std::getenv("SOFTHSM2_CONF");
+  if (env != nullptr && *env != '\0') return env;
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && *home != '\0') {
+    const fs::path user = fs::path(home) / ".config/softhsm2/softhsm2.conf";
+    std::error_code error;
+    if (fs::exists(user, error)) return user;
+  }
+  return kDefaultConf;
+}
+
 }  // namespace
 
 std::optional<fs::path> SoftHsmTokenDir(std::string_view module_path) {
   if (fs::path(module_path).filename().string().find("softhsm") == std::string::npos) {
     return std::nullopt;
   }
-  const char* env = std::getenv("SOFTHSM2_CONF");
-  const fs::path conf = (env != nullptr && *env != '\0') ? fs::path(env) : fs::path(kDefaultConf);
+  const fs::path conf = SoftHsmConfPath();
   const std::optional<std::string> text = ReadAll(conf);
   if (!text) return std::nullopt;
   if (ConfValue(*text, "objectstore.backend").value_or("file") != "file") return std::nullopt;
@@ -133,8 +146,10 @@ Result<std::vector<std::string>> RestoreTokenObjects(const fs::path& token_root)
     if (!fs::is_regular_file(copy_path, error)) continue;
     const std::optional<std::string> copy = ReadAll(copy_path);
     if (!copy || copy->empty()) continue;
+    // Only the empty file a cut-short rewrite leaves: a shorter one may be
+    // the token initialized again (its PINs gone), a missing one was removed.
     const uintmax_t size = fs::file_size(token_object, error);
-    if (!error && size >= copy->size()) continue;
+    if (error || size != 0) continue;
     RETURN_IF_ERROR(ReplaceFile(token_object, *copy, ModeOf(copy_path)));
     restored.push_back(token_object.string());
   }

@@ -250,8 +250,7 @@ AtRest Inspect(const std::string& dir, const std::vector<Sealed>& sealed, bool f
     at.problems.push_back("cannot restore token.object: " + restored.error().ToString());
   } else {
     for (const std::string& file : *restored) {
-      std::printf("note: %s was cut short by the kill and restored from kmsd's copy\n",
-                  file.c_str());
+      std::printf("note: %s was emptied by the kill and restored from kmsd's copy\n", file.c_str());
     }
   }
   auto holder = PinHolder::Login(SOFTHSM_MODULE, kTokenLabel, ReadPin(dir));

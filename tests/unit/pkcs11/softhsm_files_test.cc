@@ -136,13 +136,19 @@ TEST_F(SoftHsmFilesTest, AWholeTokenObjectAndDirectoriesWithoutACopyAreLeftAlone
   ASSERT_TRUE(restored) << restored.error();
   EXPECT_TRUE(restored->empty());
   EXPECT_EQ(fs::file_size(other / "token.object"), 0u);
-  // A copy that is different but no longer than token.object is not applied.
-  std::ofstream(token_dir / kTokenObjectCopyName) << "short";
+  // A token.object shorter than its copy but not empty (a token initialized
+  // again) is not replaced, nor is a missing one.
   const std::string whole = Contents(token_dir / "token.object");
+  std::ofstream(token_dir / kTokenObjectCopyName, std::ios::binary) << whole << "longer";
   restored = pkcs11::RestoreTokenObjects(TokenRoot());
   ASSERT_TRUE(restored) << restored.error();
   EXPECT_TRUE(restored->empty());
   EXPECT_EQ(Contents(token_dir / "token.object"), whole);
+  fs::rename(token_dir / "token.object", token_dir / "moved");
+  restored = pkcs11::RestoreTokenObjects(TokenRoot());
+  ASSERT_TRUE(restored) << restored.error();
+  EXPECT_TRUE(restored->empty());
+  EXPECT_FALSE(fs::exists(token_dir / "token.object"));
 }
 
 TEST_F(SoftHsmFilesTest, ACopyIsKeptOnlyForTheOneTokenWithTheSerial) {
