@@ -227,8 +227,8 @@ Status ReadLimits(const ConfigReader& r, const YAML::Node& limits, Config& confi
   if (!limits) return OkStatus();
   RETURN_IF_ERROR(
       r.OnlyKnown(limits, "limits",
-                  {"max_frame_bytes", "workers", "max_connections_per_uid", "idle_timeout_ms",
-                   "max_queued_per_tenant", "max_queued", "max_queued_bytes",
+                  {"max_frame_bytes", "workers", "max_connections_per_uid", "max_connections",
+                   "idle_timeout_ms", "max_queued_per_tenant", "max_queued", "max_queued_bytes",
                    "failed_attempts_before_lockout", "first_lockout_ms", "drain_timeout_ms"}));
   const std::string p = "limits";
   RETURN_IF_ERROR(
@@ -236,6 +236,7 @@ Status ReadLimits(const ConfigReader& r, const YAML::Node& limits, Config& confi
   RETURN_IF_ERROR(ReadNumber(r, limits, p, "workers", 1, 256, config.workers));
   RETURN_IF_ERROR(ReadNumber(r, limits, p, "max_connections_per_uid", 1, 65536,
                              config.max_connections_per_uid));
+  RETURN_IF_ERROR(ReadNumber(r, limits, p, "max_connections", 1, 65536, config.max_connections));
   RETURN_IF_ERROR(
       ReadNumber(r, limits, p, "idle_timeout_ms", 100, 3600000, config.idle_timeout_ms));
   RETURN_IF_ERROR(

@@ -35,6 +35,9 @@ struct Config {
   size_t workers = 8;
   // Connections one uid may hold open at once; more are refused at connect.
   size_t max_connections_per_uid = 64;
+  // Connections all peers together may hold open (a thread each); more are
+  // refused at connect.
+  size_t max_connections = 1024;
   // A connection with no complete request for this long (and none running)
   // is closed; clients reconnect.
   int64_t idle_timeout_ms = 30000;

@@ -169,6 +169,12 @@ bool Drain(Server& server, std::chrono::milliseconds timeout) {
 // Applies the tenant policy files of a policies.dir (none when empty).
 using ApplyPolicies = std::function<Status(const std::string& dir)>;
 
+PeerGateOptions GateOptionsOf(const Config& config) {
+  return {.max_connections_per_uid = config.max_connections_per_uid,
+          .idle_timeout = std::chrono::milliseconds(config.idle_timeout_ms),
+          .max_connections = config.max_connections};
+}
+
 // SIGHUP: the configuration file again (daemon/reload.h). Changes only what
 // may change while kmsd runs; on any error, nothing, and says so.
 // Tenant policy files too (daemon/policy_files.h): when they do not apply,
@@ -183,9 +189,9 @@ Status Reload(const std::string& config_path, Config& running, PeerGate& gate,
   running.log_level = next.log_level;
   spdlog::set_level(spdlog::level::from_str(running.log_level));
   running.max_connections_per_uid = next.max_connections_per_uid;
+  running.max_connections = next.max_connections;
   running.idle_timeout_ms = next.idle_timeout_ms;
-  gate.SetOptions(
-      {running.max_connections_per_uid, std::chrono::milliseconds(running.idle_timeout_ms)});
+  gate.SetOptions(GateOptionsOf(running));
   running.drain_timeout_ms = next.drain_timeout_ms;
   return OkStatus();
 }
@@ -253,8 +259,7 @@ int Serve(Config& config, const std::string& config_path, const sigset_t& signal
                             gids.push_back(peer.gid);
                             return directory.IsBoundPeer(peer.uid, gids);
                           }});
-  PeerGate gate(
-      access, {config.max_connections_per_uid, std::chrono::milliseconds(config.idle_timeout_ms)});
+  PeerGate gate(access, GateOptionsOf(config));
   SessionTable sessions(directory.clock());
   AuthLockout lockout(LockoutOptions{.threshold = config.failed_attempts_before_lockout,
                                      .first_delay_ms = config.first_lockout_ms},

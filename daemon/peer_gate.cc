@@ -12,13 +12,23 @@ bool PeerGate::Admit(uint64_t connection_id, const Peer& peer) {
     return false;
   }
   std::unique_lock lock(mu_);
-  if (!self && connections_per_uid_[peer.uid] >= options_.max_connections_per_uid) {
+  const auto held = connections_per_uid_.find(peer.uid);
+  const size_t of_uid = held == connections_per_uid_.end() ? 0 : held->second;
+  if (!self && of_uid >= options_.max_connections_per_uid) {
     lock.unlock();
     Refuse(peer, "over limits.max_connections_per_uid (" +
                      std::to_string(options_.max_connections_per_uid) + ")");
     return false;
   }
-  if (!self) ++connections_per_uid_[peer.uid];
+  if (!self && counted_ >= options_.max_connections) {
+    lock.unlock();
+    Refuse(peer, "over limits.max_connections (" + std::to_string(options_.max_connections) + ")");
+    return false;
+  }
+  if (!self) {
+    ++connections_per_uid_[peer.uid];
+    ++counted_;
+  }
   connections_[connection_id] = ConnectionState{peer, Clock::now(), 0, !self, false};
   return true;
 }
@@ -28,6 +38,7 @@ void PeerGate::Release(uint64_t connection_id) {
   auto it = connections_.find(connection_id);
   if (it == connections_.end()) return;
   if (it->second.counted) {
+    --counted_;
     auto uid = connections_per_uid_.find(it->second.peer.uid);
     if (uid != connections_per_uid_.end() && --uid->second == 0) connections_per_uid_.erase(uid);
   }

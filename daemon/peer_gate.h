@@ -4,8 +4,9 @@
 // before it reads a byte from it (Admit), with the peer's credentials
 // (System::PeerOfStream, os/system.h: SO_PEERCRED, plus supplementary
 // groups from /proc/<pid>/status), and tells it when the connection ended
-// (Release). Admit refuses when AccessPolicy::MayConnect refuses the peer or
-// when the peer's uid already holds `max_connections_per_uid` connections.
+// (Release). Admit refuses when AccessPolicy::MayConnect refuses the peer,
+// when the peer's uid already holds `max_connections_per_uid` connections, or
+// when all peers together hold `max_connections` (each costs kmsd a thread).
 // Refusals are counted and logged through a RefusalLog (at most one line per
 // second). kmsd's own process (the server's listener probe) is always let in
 // and not counted.
@@ -38,6 +39,7 @@ namespace kmsd {
 struct PeerGateOptions {
   size_t max_connections_per_uid = 64;
   std::chrono::milliseconds idle_timeout{30000};
+  size_t max_connections = 1024;
 };
 
 class PeerGate {
@@ -90,7 +92,8 @@ class PeerGate {
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, ConnectionState> connections_;  // guarded by mu_
   std::unordered_map<uint64_t, size_t> connections_per_uid_;   // guarded by mu_
-  RefusalLog refusal_log_{std::chrono::seconds(1)};            // guarded by mu_
+  size_t counted_ = 0;  // guarded by mu_; connections counted against the caps
+  RefusalLog refusal_log_{std::chrono::seconds(1)};  // guarded by mu_
   std::atomic<uint64_t> refused_{0};
 };
 

@@ -1,7 +1,7 @@
 // Reloading the configuration on SIGHUP (docs/OPERATIONS.md, "Signals").
 //
 // Some fields take effect at once: log.level, limits.max_connections_per_uid,
-// limits.idle_timeout_ms and limits.drain_timeout_ms. Every other field is
+// limits.max_connections, limits.idle_timeout_ms and limits.drain_timeout_ms. Every other field is
 // read at start only; a reloaded file that changes one of them is refused
 // whole, naming the first such field, and nothing changes (the same as a file
 // that does not load). ReloadState keeps the last attempt's outcome for

@@ -137,6 +137,34 @@ TEST_F(ConnectionGateTest, ConnectionsPerUidAreCapped) {
   EXPECT_TRUE(Eventually([&] { return (*extra)->Call("health").has_value(); }));
 }
 
+// Every connection costs kmsd a thread: all peers together are held to
+// limits.max_connections, whatever each uid's own cap.
+TEST_F(ConnectionGateTest, ConnectionsOverTheCapOnAllAreRefused) {
+  constexpr size_t kCap = 3;
+  ConfigOptions options = Options();
+  options.max_connections = kCap;
+  auto daemon = host_.Start(options);
+  std::vector<std::unique_ptr<Connection>> open;
+  for (size_t i = 0; i < kCap; ++i) {
+    open.push_back(daemon->Connect());
+    auto health = open.back()->Call("health");
+    ASSERT_TRUE(health) << "connection " << i << ": " << health.error();
+  }
+  auto extra = Connection::Dial(host_.socket_path(), std::chrono::milliseconds(5000));
+  ASSERT_TRUE(extra);
+  auto refused = (*extra)->Call("health");
+  ASSERT_FALSE(refused) << "served over the cap";
+  EXPECT_EQ(refused.error().code(), Code::kAccessDenied) << refused.error();
+  CommandResult kmsctl = RunCommand(Kmsctl(host_.socket_path(), "health"));
+  EXPECT_EQ(kmsctl.exit_code, kAccessDeniedExit) << kmsctl.out << kmsctl.err;
+  EXPECT_THAT(daemon->ReadLog(), HasSubstr("over limits.max_connections (3)"));
+  // The connections already open go on being served; once one closes, the
+  // extra connection is served on its next call.
+  for (auto& connection : open) EXPECT_TRUE(connection->Call("health"));
+  open.pop_back();
+  EXPECT_TRUE(Eventually([&] { return (*extra)->Call("health").has_value(); }));
+}
+
 TEST_F(ConnectionGateTest, HalfSentFrameAndSilentConnectionAreClosedWhenIdle) {
   ConfigOptions options = Options();
   options.idle_timeout_ms = 500;

@@ -266,6 +266,10 @@ TEST_F(HostileConfigTest, OutOfRangeLimitsExit2) {
                    "field 'limits.max_queued' must be at least limits.max_queued_per_tenant");
   ExpectStartFails(Good() + "  max_queued_bytes: 1024\n", 2,
                    "field 'limits.max_queued_bytes' must be between 1048576 and");
+  ExpectStartFails(Good() + "  max_connections: 0\n", 2,
+                   "field 'limits.max_connections' must be between 1 and 65536");
+  ExpectStartFails(Good() + "  max_connections: 65537\n", 2,
+                   "field 'limits.max_connections' must be between 1 and 65536");
 }
 
 TEST_F(HostileConfigTest, MissingAdminsExits2) {

@@ -251,6 +251,7 @@ struct ConfigOptions {
   size_t max_frame_bytes = 1 << 20;
   size_t workers = 4;
   size_t max_connections_per_uid = 0;  // 0: the default
+  size_t max_connections = 0;          // 0: the default
   size_t idle_timeout_ms = 0;          // 0: the default
   size_t max_queued_per_tenant = 0;    // 0: the default
   size_t max_queued = 0;               // 0: the default
@@ -300,6 +301,9 @@ class ConfiguredHost {
          << "  workers: " << options.workers << "\n";
     if (options.max_connections_per_uid != 0) {
       yaml << "  max_connections_per_uid: " << options.max_connections_per_uid << "\n";
+    }
+    if (options.max_connections != 0) {
+      yaml << "  max_connections: " << options.max_connections << "\n";
     }
     if (options.idle_timeout_ms != 0) {
       yaml << "  idle_timeout_ms: " << options.idle_timeout_ms << "\n";

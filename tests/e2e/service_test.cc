@@ -129,6 +129,22 @@ TEST_F(ServiceTest, SighupAppliesLiveFieldsAndKeepsTheRunningConfigOnError) {
   ASSERT_TRUE(extra);
   EXPECT_FALSE((*extra)->Call("health")) << "a second connection was served over the new cap";
   EXPECT_TRUE(Call("health", ""));
+
+  // So does the cap on all connections.
+  extra->reset();
+  std::ofstream(config_path_) << ConfigYaml("limits:\n  max_connections: 1\n");
+  reload = ReloadAfter(4);
+  ASSERT_TRUE(reload.ok) << reload.message;
+  auto another = Connection::Dial(socket_path_, std::chrono::milliseconds(2000));
+  ASSERT_TRUE(another);
+  auto refused = (*another)->Call("health");
+  ASSERT_FALSE(refused) << "a second connection was served over the new cap";
+  EXPECT_EQ(refused.error().code(), Code::kAccessDenied);
+  EXPECT_TRUE(Call("health", ""));
+  // The refusal log writes a line a second at most: this one comes at the next.
+  EXPECT_TRUE(Eventually([&] {
+    return daemon_->ReadLog().find("over limits.max_connections (1)") != std::string::npos;
+  })) << daemon_->ReadLog();
 }
 
 // policies.dir: tenant policy files applied on SIGHUP, all or nothing, each

@@ -1,6 +1,6 @@
-// PeerGate: admission by the access policy and the per-uid limit (kmsd's own
-// process exempt), release, requests in flight, and which connections Tick
-// names idle (each connection on its own, not by process).
+// PeerGate: admission by the access policy, the per-uid limit and the limit
+// on all connections (kmsd's own process exempt), release, requests in flight, and which
+// connections Tick names idle (each connection on its own, not by process).
 #include "daemon/peer_gate.h"
 
 #include <gmock/gmock.h>
@@ -47,6 +47,34 @@ TEST_F(PeerGateTest, HoldsAUidToItsLimitUntilOneIsReleased) {
   EXPECT_TRUE(gate_.Admit(4, PeerOf(kAdmin, 12)));
   EXPECT_FALSE(gate_.Admit(5, PeerOf(kAdmin, 13)));
   EXPECT_EQ(gate_.connections(), 2u);
+}
+
+TEST_F(PeerGateTest, AllPeersTogetherAreHeldToMaxConnections) {
+  AccessPolicy everyone{{kAdmin, 1001, 1002}, {}};
+  PeerGate gate(everyone, {.max_connections_per_uid = 2,
+                           .idle_timeout = std::chrono::seconds(30),
+                           .max_connections = 3});
+  EXPECT_TRUE(gate.Admit(1, PeerOf(kAdmin, 10)));
+  EXPECT_TRUE(gate.Admit(2, PeerOf(1001, 11)));
+  EXPECT_TRUE(gate.Admit(3, PeerOf(1001, 12)));
+  // A uid under its own cap, but all are at theirs.
+  EXPECT_FALSE(gate.Admit(4, PeerOf(1002, 13)));
+  EXPECT_EQ(gate.refused(), 1u);
+  // kmsd's own probe is let in regardless.
+  EXPECT_TRUE(gate.Admit(5, PeerOf(4242, static_cast<uint64_t>(getpid()))));
+  gate.Release(5);
+  EXPECT_FALSE(gate.Admit(6, PeerOf(1002, 13)));
+  gate.Release(2);
+  EXPECT_TRUE(gate.Admit(7, PeerOf(1002, 13)));
+  EXPECT_FALSE(gate.Admit(8, PeerOf(kAdmin, 14)));
+  EXPECT_EQ(gate.connections(), 3u);
+  // A refusal of a uid that holds nothing leaves no count behind: after all
+  // are released, each uid gets its full cap again.
+  for (uint64_t id : {1, 3, 7}) gate.Release(id);
+  EXPECT_EQ(gate.connections(), 0u);
+  EXPECT_TRUE(gate.Admit(9, PeerOf(1002, 15)));
+  EXPECT_TRUE(gate.Admit(10, PeerOf(1002, 16)));
+  EXPECT_FALSE(gate.Admit(11, PeerOf(1002, 17)));  // its own cap of 2
 }
 
 TEST_F(PeerGateTest, KmsdsOwnProcessIsLetInAndNotCounted) {

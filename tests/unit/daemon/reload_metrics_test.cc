@@ -13,6 +13,7 @@ TEST(CheckReloadableTest, LiveFieldsMayChangeOthersNameThemselves) {
   Config next = running;
   next.log_level = "debug";
   next.max_connections_per_uid = 3;
+  next.max_connections = 9;
   next.idle_timeout_ms = 500;
   next.drain_timeout_ms = 200;
   EXPECT_TRUE(CheckReloadable(running, next).ok());
