@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -71,6 +72,32 @@ class ConnectionGateTest : public ::testing::Test {
     return count;
   }
 
+  // Opens `cap` connections (each served), then: one more is refused
+  // ACCESS_DENIED (and so is whatever `while_full` tries), those open are
+  // still served, kmsd counted and logged the refusal with `reason`, and once
+  // one closes the extra connection is served on its next call.
+  void ExpectCapped(
+      DaemonProcess& daemon, size_t cap, const std::string& reason,
+      const std::function<void()>& while_full = [] {}) {
+    std::vector<std::unique_ptr<Connection>> open;
+    for (size_t i = 0; i < cap; ++i) {
+      open.push_back(daemon.Connect());
+      auto health = open.back()->Call("health");
+      ASSERT_TRUE(health) << "connection " << i << ": " << health.error();
+    }
+    auto extra = Connection::Dial(host_.socket_path(), std::chrono::milliseconds(5000));
+    ASSERT_TRUE(extra);
+    auto refused = (*extra)->Call("health");
+    ASSERT_FALSE(refused) << "served over the cap";
+    EXPECT_EQ(refused.error().code(), Code::kAccessDenied) << refused.error();
+    while_full();
+    for (auto& connection : open) EXPECT_TRUE(connection->Call("health"));
+    EXPECT_GE(RefusedConnections(*open[0]), uint64_t{kPeerClosesBeforeDenied});
+    EXPECT_THAT(daemon.ReadLog(), HasSubstr(reason));
+    open.pop_back();
+    EXPECT_TRUE(Eventually([&] { return (*extra)->Call("health").has_value(); }));
+  }
+
   ConfiguredHost host_;
 };
 
@@ -113,56 +140,22 @@ TEST_F(ConnectionGateTest, SupplementaryGroupListedInAdminGidsIsServed) {
 }
 
 TEST_F(ConnectionGateTest, ConnectionsPerUidAreCapped) {
-  constexpr size_t kCap = 3;
   ConfigOptions options = Options();
-  options.max_connections_per_uid = kCap;
+  options.max_connections_per_uid = 3;
   auto daemon = host_.Start(options);
-  std::vector<std::unique_ptr<Connection>> open;
-  for (size_t i = 0; i < kCap; ++i) {
-    open.push_back(daemon->Connect());
-    auto health = open.back()->Call("health");
-    ASSERT_TRUE(health) << "connection " << i << ": " << health.error();
-  }
-  auto extra = Connection::Dial(host_.socket_path(), std::chrono::milliseconds(5000));
-  ASSERT_TRUE(extra);
-  auto refused = (*extra)->Call("health");
-  ASSERT_FALSE(refused) << "served over the cap";
-  EXPECT_EQ(refused.error().code(), Code::kAccessDenied) << refused.error();
-  for (auto& connection : open) EXPECT_TRUE(connection->Call("health"));
-  EXPECT_GE(RefusedConnections(*open[0]), uint64_t{kPeerClosesBeforeDenied});
-  EXPECT_THAT(daemon->ReadLog(), HasSubstr("over limits.max_connections_per_uid (3)"));
-
-  // One closes: the extra connection is served on its next call.
-  open.pop_back();
-  EXPECT_TRUE(Eventually([&] { return (*extra)->Call("health").has_value(); }));
+  ExpectCapped(*daemon, 3, "over limits.max_connections_per_uid (3)");
 }
 
 // Every connection costs kmsd a thread: all peers together are held to
 // limits.max_connections, whatever each uid's own cap.
 TEST_F(ConnectionGateTest, ConnectionsOverTheCapOnAllAreRefused) {
-  constexpr size_t kCap = 3;
   ConfigOptions options = Options();
-  options.max_connections = kCap;
+  options.max_connections = 3;
   auto daemon = host_.Start(options);
-  std::vector<std::unique_ptr<Connection>> open;
-  for (size_t i = 0; i < kCap; ++i) {
-    open.push_back(daemon->Connect());
-    auto health = open.back()->Call("health");
-    ASSERT_TRUE(health) << "connection " << i << ": " << health.error();
-  }
-  auto extra = Connection::Dial(host_.socket_path(), std::chrono::milliseconds(5000));
-  ASSERT_TRUE(extra);
-  auto refused = (*extra)->Call("health");
-  ASSERT_FALSE(refused) << "served over the cap";
-  EXPECT_EQ(refused.error().code(), Code::kAccessDenied) << refused.error();
-  CommandResult kmsctl = RunCommand(Kmsctl(host_.socket_path(), "health"));
-  EXPECT_EQ(kmsctl.exit_code, kAccessDeniedExit) << kmsctl.out << kmsctl.err;
-  EXPECT_THAT(daemon->ReadLog(), HasSubstr("over limits.max_connections (3)"));
-  // The connections already open go on being served; once one closes, the
-  // extra connection is served on its next call.
-  for (auto& connection : open) EXPECT_TRUE(connection->Call("health"));
-  open.pop_back();
-  EXPECT_TRUE(Eventually([&] { return (*extra)->Call("health").has_value(); }));
+  ExpectCapped(*daemon, 3, "over limits.max_connections (3)", [&] {
+    CommandResult kmsctl = RunCommand(Kmsctl(host_.socket_path(), "health"));
+    EXPECT_EQ(kmsctl.exit_code, kAccessDeniedExit) << kmsctl.out << kmsctl.err;
+  });
 }
 
 TEST_F(ConnectionGateTest, HalfSentFrameAndSilentConnectionAreClosedWhenIdle) {
