@@ -109,10 +109,8 @@ void OnPipeEvent(nng_pipe pipe, nng_pipe_ev event, void* arg) {
   const auto now = Clock::now();
   if (event == NNG_PIPE_EV_ADD_POST) {
     ++watch->opens;
-    if (auto it = std::find(watch->closed_unadded.begin(), watch->closed_unadded.end(), pipe.id);
-        it != watch->closed_unadded.end()) {
-      watch->closed_unadded.erase(it);  // closed already: not open
-    } else {
+    // A pipe whose close came first (below) is not open.
+    if (std::erase(watch->closed_unadded, pipe.id) == 0) {
       watch->opened = now;
       watch->last_heard = now;
       watch->latest_open = true;

@@ -6,30 +6,35 @@
 namespace kmsd {
 
 bool PeerGate::Admit(uint64_t connection_id, const Peer& peer) {
-  const bool self = peer.pid == static_cast<uint64_t>(getpid());
-  if (!self && !access_.MayConnect(peer)) {
+  // kmsd's own listener probe (every 250 ms): let in, not counted, not logged.
+  if (peer.pid == static_cast<uint64_t>(getpid())) {
+    std::lock_guard lock(mu_);
+    connections_[connection_id] = ConnectionState{peer, Clock::now(), 0, false, false};
+    return true;
+  }
+  if (!access_.MayConnect(peer)) {
     Refuse(peer, "not allowed to use kmsd");
     return false;
   }
   std::unique_lock lock(mu_);
   const auto held = connections_per_uid_.find(peer.uid);
   const size_t of_uid = held == connections_per_uid_.end() ? 0 : held->second;
-  if (!self && of_uid >= options_.max_connections_per_uid) {
+  if (of_uid >= options_.max_connections_per_uid) {
     lock.unlock();
     Refuse(peer, "over limits.max_connections_per_uid (" +
                      std::to_string(options_.max_connections_per_uid) + ")");
     return false;
   }
-  if (!self && counted_ >= options_.max_connections) {
+  if (counted_ >= options_.max_connections) {
     lock.unlock();
     Refuse(peer, "over limits.max_connections (" + std::to_string(options_.max_connections) + ")");
     return false;
   }
-  if (!self) {
-    ++connections_per_uid_[peer.uid];
-    ++counted_;
-  }
-  connections_[connection_id] = ConnectionState{peer, Clock::now(), 0, !self, false};
+  ++connections_per_uid_[peer.uid];
+  ++counted_;
+  connections_[connection_id] = ConnectionState{peer, Clock::now(), 0, true, false};
+  lock.unlock();
+  spdlog::debug("connection {} opened: uid {} pid {}", connection_id, peer.uid, peer.pid);
   return true;
 }
 

@@ -8,8 +8,8 @@
 // when the peer's uid already holds `max_connections_per_uid` connections, or
 // when all peers together hold `max_connections` (each costs kmsd a thread).
 // Refusals are counted and logged through a RefusalLog (at most one line per
-// second). kmsd's own process (the server's listener probe) is always let in
-// and not counted.
+// second), admissions at debug level. kmsd's own process (the server's
+// listener probe) is always let in, and neither counted nor logged.
 //
 // The server reports each request's start and end (BeginRequest/EndRequest,
 // by connection id) and calls Tick from its watchdog: Tick names the

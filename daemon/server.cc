@@ -235,10 +235,6 @@ void Server::Open(nng_stream* stream) {
     Refusal::Start(stream, refusals_);
     return;
   }
-  // The watchdog's own probes (every 250 ms) go unlogged.
-  static const uint64_t own_pid = static_cast<uint64_t>(::getpid());
-  if (peer.pid != own_pid)
-    spdlog::debug("connection {} opened: uid {} pid {}", id, peer.uid, peer.pid);
   auto connection = std::make_shared<Connection>(id, stream);
   if (nng_aio_alloc(&connection->receive_aio, nullptr, nullptr) != 0 ||
       nng_aio_alloc(&connection->send_aio, nullptr, nullptr) != 0) {

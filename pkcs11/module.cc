@@ -23,10 +23,8 @@ using internal::Trim;
 
 // Before SoftHSM2 reads its tokens (softhsm_files.h): a failure here is
 // logged, and the module then reports what it finds.
-void RestoreSoftHsmTokenObjects(const std::string& module_path) {
-  const auto token_root = SoftHsmTokenDir(module_path);
-  if (!token_root) return;
-  auto restored = RestoreTokenObjects(*token_root);
+void RestoreSoftHsmTokenObjects(const std::filesystem::path& token_root) {
+  auto restored = RestoreTokenObjects(token_root);
   if (!restored) {
     spdlog::error("cannot restore SoftHSM2's token.object from kmsd's copy: {}",
                   restored.error().ToString());
@@ -90,7 +88,8 @@ Result<std::shared_ptr<Module>> Module::Load(const std::string& path) {
     dlclose(handle);
     return Error(std::move(s));
   }
-  RestoreSoftHsmTokenObjects(path);
+  std::optional<std::filesystem::path> softhsm_token_root = SoftHsmTokenDir(path);
+  if (softhsm_token_root) RestoreSoftHsmTokenObjects(*softhsm_token_root);
   CK_C_INITIALIZE_ARGS args{};
   args.flags = CKF_OS_LOCKING_OK;
   CK_RV rv = functions->C_Initialize(&args);
@@ -98,7 +97,8 @@ Result<std::shared_ptr<Module>> Module::Load(const std::string& path) {
     dlclose(handle);
     return Error(FromRv(rv, "C_Initialize"));
   }
-  return std::shared_ptr<Module>(new Module(handle, functions, path));
+  return std::shared_ptr<Module>(
+      new Module(handle, functions, path, std::move(softhsm_token_root)));
 }
 
 Module::~Module() {

@@ -8,7 +8,9 @@
 
 #include <p11-kit/pkcs11.h>
 
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,6 +33,11 @@ class Module {
 
   CK_FUNCTION_LIST* functions() const { return functions_; }
   const std::string& path() const { return path_; }
+  // SoftHSM2's token directory when this module is SoftHSM2 with its file
+  // backend (softhsm_files.h), found once at Load.
+  const std::optional<std::filesystem::path>& softhsm_token_root() const {
+    return softhsm_token_root_;
+  }
 
   // NOT_FOUND when no present token carries `label`.
   Result<CK_SLOT_ID> FindSlotByTokenLabel(std::string_view label) const;
@@ -42,11 +49,16 @@ class Module {
 
  private:
   Result<std::vector<std::pair<CK_SLOT_ID, CK_TOKEN_INFO>>> TokensPresent() const;
-  Module(void* handle, CK_FUNCTION_LIST* functions, std::string path)
-      : handle_(handle), functions_(functions), path_(std::move(path)) {}
+  Module(void* handle, CK_FUNCTION_LIST* functions, std::string path,
+         std::optional<std::filesystem::path> softhsm_token_root)
+      : handle_(handle),
+        functions_(functions),
+        path_(std::move(path)),
+        softhsm_token_root_(std::move(softhsm_token_root)) {}
   void* handle_;
   CK_FUNCTION_LIST* functions_;
   std::string path_;
+  std::optional<std::filesystem::path> softhsm_token_root_;
 };
 
 }  // namespace kmsd::pkcs11

@@ -99,6 +99,7 @@ struct TokenInfo {
   std::string manufacturer;
   std::string model;
   CK_SLOT_ID slot = 0;
+  std::string serial;
 };
 
 class Token {
@@ -199,7 +200,7 @@ class Token {
   // Opens the holder session on `slot`, logs in, opens the pool (holder_mu_
   // held, or before the Token is shared); closes what it opened on failure.
   Status OpenSessions(CK_SLOT_ID slot);
-  void KeepSoftHsmTokenObjectCopy(CK_SLOT_ID slot) const;
+  void KeepSoftHsmTokenObjectCopy() const;
   // OK unless the token is lost and a reconnection (if it is time for one) fails.
   Status EnsureConnected();
   // Replaces every session (reconnect_mu_ held).

@@ -68,9 +68,9 @@ Result<std::unique_ptr<Token>> Token::Open(std::shared_ptr<Module> module, std::
   ASSIGN_OR_RETURN(CK_SLOT_ID slot, module->FindSlotByTokenLabel(label));
   CK_TOKEN_INFO raw{};
   RETURN_IF_ERROR(FromRv(module->functions()->C_GetTokenInfo(slot, &raw), "C_GetTokenInfo"));
-  TokenInfo info{Trim(raw.label, sizeof raw.label),
-                 Trim(raw.manufacturerID, sizeof raw.manufacturerID),
-                 Trim(raw.model, sizeof raw.model), slot};
+  TokenInfo info{
+      Trim(raw.label, sizeof raw.label), Trim(raw.manufacturerID, sizeof raw.manufacturerID),
+      Trim(raw.model, sizeof raw.model), slot, Trim(raw.serialNumber, sizeof raw.serialNumber)};
   std::unique_ptr<Token> token(new Token(std::move(module), slot, std::move(info),
                                          SecretBuffer::CopyOf(user_pin.RevealSpan()), pool_size));
   RETURN_IF_ERROR(token->OpenSessions(slot));
@@ -87,15 +87,12 @@ Token::~Token() {
 
 // C_Login has just rewritten SoftHSM2's token.object: copy it while it is
 // whole (softhsm_files.h). Other modules have nothing to copy.
-void Token::KeepSoftHsmTokenObjectCopy(CK_SLOT_ID slot) const {
-  const auto token_root = SoftHsmTokenDir(module_->path());
+void Token::KeepSoftHsmTokenObjectCopy() const {
+  const auto& token_root = module_->softhsm_token_root();
   if (!token_root) return;
-  CK_TOKEN_INFO raw{};
-  Status kept = FromRv(fn_->C_GetTokenInfo(slot, &raw), "C_GetTokenInfo");
-  if (kept.ok())
-    kept = KeepTokenObjectCopy(*token_root, Trim(raw.serialNumber, sizeof raw.serialNumber));
-  if (!kept.ok())
+  if (Status kept = KeepTokenObjectCopy(*token_root, info_.serial); !kept.ok()) {
     spdlog::warn("cannot keep a copy of SoftHSM2's token.object: {}", kept.ToString());
+  }
 }
 
 Status Token::OpenSessions(CK_SLOT_ID slot) {
@@ -120,7 +117,7 @@ Status Token::OpenSessions(CK_SLOT_ID slot) {
     }
     return FromRv(rv, "C_Login");
   }
-  KeepSoftHsmTokenObjectCopy(slot);
+  KeepSoftHsmTokenObjectCopy();
   std::vector<CK_SESSION_HANDLE> pool;
   for (size_t i = 0; i < pool_size_; ++i) {
     CK_SESSION_HANDLE session;
